@@ -1,0 +1,73 @@
+# Entry points. `make run` brings up a local control plane with our CRDs and samples;
+# `make test` runs every check CI runs, installing what is missing.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export E2E_STATE ?= /tmp/kluctl-gitops-e2e
+CARGO ?= cargo
+NOCEL_DIR := $(E2E_STATE)/crds-nocel
+CRDGEN := target/debug/crdgen
+
+.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run ci-deps
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## build every crate and binary
+	$(CARGO) build --workspace --all-targets
+
+generate: ## regenerate config/crd/bases and docs/api from the API types
+	$(CARGO) run -q -p gitops-api --bin crdgen
+
+check-generated: ## fail when generated CRDs or API docs are stale
+	$(CARGO) run -q -p gitops-api --bin crdgen -- --check
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## check formatting
+	$(CARGO) fmt --all -- --check
+
+clippy: ## lint every target; warnings are errors here (not in the source)
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: ## unit tests (no cluster needed)
+	$(CARGO) test --workspace --exclude e2e
+	$(CARGO) test -p e2e --lib
+
+$(CRDGEN): $(shell find api/src -name '*.rs') api/Cargo.toml
+	$(CARGO) build -q -p gitops-api --bin crdgen
+
+e2e-up: $(CRDGEN) ## install (cached) and start the local control plane + test servers, install our CRDs
+	$(CRDGEN) --no-cel --out $(NOCEL_DIR)
+	e2e/scripts/up.sh --crds config/crd/bases --no-cel-dir $(NOCEL_DIR)
+
+e2e-down: ## stop everything e2e-up started (state is kept; e2e/scripts/down.sh --clean removes it)
+	e2e/scripts/down.sh
+
+e2e-test: ## run the end-to-end tests against the running environment
+	$(CARGO) test -p e2e --tests -- --nocapture --test-threads 4
+
+e2e: ## e2e-up, e2e-test, then e2e-down (also on failure)
+	$(MAKE) e2e-up
+	rc=0; $(MAKE) e2e-test || rc=$$?; $(MAKE) e2e-down; exit $$rc
+
+test: ## everything CI checks: format, clippy, unit tests, generated files, e2e against a real apiserver
+	@t0=$$(date +%s); \
+	$(MAKE) fmt-check; \
+	$(MAKE) clippy; \
+	$(MAKE) unit; \
+	$(MAKE) check-generated; \
+	$(MAKE) e2e; \
+	echo "make test: all checks passed in $$(( $$(date +%s) - t0 ))s"
+
+run: e2e-up ## start the local control plane with CRDs, RBAC and the sample objects, and say how to reach it
+	source $(E2E_STATE)/env.sh; \
+	kubectl apply --server-side -f config/rbac/namespaces.yaml -f config/rbac/source-controller.yaml -f config/rbac/kluctl-controller.yaml >/dev/null; \
+	kubectl apply --server-side -f config/samples/ ; \
+	echo; echo "Local control plane is up (apiserver $$E2E_KUBE_VERSION, CEL enforced: $$E2E_CEL)."; \
+	echo "  source $(E2E_STATE)/env.sh      # sets KUBECONFIG and PATH"; \
+	echo "  kubectl get gitrepo,buckets,kluctldeployments -A"; \
+	echo "  make e2e-down                      # stop it"

@@ -1,0 +1,348 @@
+//! End-to-end test harness: a real kube-apiserver (started by `e2e/scripts/up.sh`), clients for the
+//! admin and the non-admin identity, one fresh namespace per test, waits with conditions and
+//! timeouts, and a dump of the relevant objects when a test fails.
+//!
+//! ```text
+//!  make e2e-up ──► e2e/scripts/up.sh ──► $E2E_STATE/env.sh ──► Env::load() ──► Client
+//!                                                                   │
+//!  test body ◄── TestNs::run(|ns| async { ... }) ── creates ns, runs, dumps on error, deletes ns
+//! ```
+//!
+//! A missing environment is an error that says how to start it, never a skipped test.
+
+use anyhow::{Context, anyhow, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Default location of the env file written by `e2e/scripts/up.sh`.
+pub const DEFAULT_STATE_DIR: &str = "/tmp/kluctl-gitops-e2e";
+
+/// The variables of the running e2e environment.
+#[derive(Clone, Debug)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads `$E2E_STATE/env.sh` (default `/tmp/kluctl-gitops-e2e/env.sh`); process variables win.
+    ///
+    /// # Errors
+    /// When the file is missing: the message says to run `make e2e-up`.
+    pub fn load() -> anyhow::Result<Self> {
+        let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
+        let file = PathBuf::from(&state).join("env.sh");
+        let text = fs_err::read_to_string(&file).map_err(|e| {
+            anyhow!("{e}\nhint: the e2e environment is not running; start it with 'make e2e-up' (or set E2E_STATE)")
+        })?;
+        let mut vars = parse_env_file(&text);
+        for (k, v) in std::env::vars() {
+            if k.starts_with("E2E_") {
+                vars.insert(k, v);
+            }
+        }
+        Ok(Env { vars })
+    }
+
+    /// The value of `name`.
+    ///
+    /// # Errors
+    /// When the variable is not set by the env file or the process.
+    pub fn get(&self, name: &str) -> anyhow::Result<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("{name} is not set in the e2e env file; re-run 'make e2e-up'"))
+    }
+
+    /// True when the CRDs are served with CEL rules enforced (hybrid apiextensions-apiserver).
+    pub fn cel_enforced(&self) -> bool {
+        self.vars.get("E2E_CEL").is_some_and(|v| v == "1")
+    }
+
+    /// Path of `kubectl` matching the cluster.
+    pub fn kubectl_path(&self) -> anyhow::Result<&str> {
+        self.get("E2E_KUBECTL")
+    }
+
+    /// A client for the admin identity.
+    pub async fn admin_client(&self) -> anyhow::Result<Client> {
+        client_from(Path::new(self.get("E2E_KUBECONFIG_ADMIN")?), None).await
+    }
+
+    /// A client for the admin identity impersonating `user` (e.g. `system:serviceaccount:ns:name`).
+    pub async fn impersonating_client(&self, user: &str) -> anyhow::Result<Client> {
+        client_from(Path::new(self.get("E2E_KUBECONFIG_ADMIN")?), Some(user)).await
+    }
+
+    /// A client for the non-admin identity (`dev-user`, no rights unless granted).
+    pub async fn dev_client(&self) -> anyhow::Result<Client> {
+        client_from(Path::new(self.get("E2E_KUBECONFIG_DEV")?), None).await
+    }
+
+    /// Runs `kubectl` as the admin with `args`; returns stdout, or an error with stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs `kubectl` as the admin with `args` and `stdin`.
+    pub fn kubectl_with_input(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        use std::io::Write as _;
+        let mut cmd = Command::new(self.kubectl_path()?);
+        cmd.args(args).env("KUBECONFIG", self.get("E2E_KUBECONFIG_ADMIN")?);
+        cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("failed to run kubectl {}", args.join(" ")))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Parses `export NAME=value` lines (values optionally single- or double-quoted).
+pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .or_else(|| v.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+async fn client_from(kubeconfig: &Path, impersonate: Option<&str>) -> anyhow::Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    if let Some(user) = impersonate {
+        config.auth_info.impersonate = Some(user.to_string());
+    }
+    config.read_timeout = Some(Duration::from_secs(30));
+    Ok(Client::try_from(config)?)
+}
+
+/// Waits for `cond` on the object `name`, failing after `timeout` with the last state seen.
+///
+/// # Errors
+/// On timeout (naming the object and the wait) or a watch error.
+pub async fn wait_for<K, C>(api: &Api<K>, name: &str, what: &str, timeout: Duration, cond: C) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    C: kube::runtime::wait::Condition<K>,
+{
+    let fut = kube::runtime::wait::await_condition(api.clone(), name, cond);
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(Some(obj))) => Ok(obj),
+        Ok(Ok(None)) => bail!("{name}: object was deleted while waiting for {what}"),
+        Ok(Err(e)) => Err(anyhow!(e).context(format!("{name}: watch failed while waiting for {what}"))),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            bail!("{name}: timed out after {timeout:?} waiting for {what}; last state: {last:#?}")
+        }
+    }
+}
+
+/// A namespace that exists for one test.
+pub struct TestNs {
+    /// The environment.
+    pub env: Env,
+    /// Admin client.
+    pub client: Client,
+    /// Namespace name.
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestNs {
+    /// Creates a fresh namespace named after the test, runs `body`, dumps the namespace's objects
+    /// when `body` fails, and deletes the namespace either way.
+    ///
+    /// # Errors
+    /// The body's error (with the dump printed to stderr), or a failure to set up the namespace.
+    pub async fn run<F, Fut>(test: &str, body: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(TestNs) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let env = Env::load()?;
+        let client = env.admin_client().await?;
+        let name = format!(
+            "e2e-{}-{}-{}",
+            test.replace('_', "-").chars().take(30).collect::<String>().trim_end_matches('-'),
+            std::process::id() % 10000,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.clone());
+        ns.metadata.labels = Some([("e2e.kluctl-gitops/test".to_string(), "true".to_string())].into());
+        namespaces.create(&PostParams::default(), &ns).await.with_context(|| format!("creating namespace {name}"))?;
+        let handle = TestNs { env: env.clone(), client: client.clone(), name: name.clone() };
+        let result = body(handle).await;
+        if let Err(e) = &result {
+            eprintln!("=== e2e test '{test}' failed: {e:#}");
+            eprintln!("=== dump of namespace {name}:");
+            eprintln!("{}", dump_namespace(&env, &name));
+        }
+        // Namespace deletion is asynchronous (kube-controller-manager finalizes it); don't wait.
+        let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+        result
+    }
+}
+
+/// Everything in a namespace that a failing test may want to see, as YAML.
+pub fn dump_namespace(env: &Env, ns: &str) -> String {
+    let kinds = "all,configmaps,secrets,events,gitrepositories.source.toolkit.fluxcd.io,\
+                 buckets.source.toolkit.fluxcd.io,kluctldeployments.gitops.kluctl.io,\
+                 kluctldeployments.flux.kluctl.io,alerts.notification.toolkit.fluxcd.io,\
+                 providers.notification.toolkit.fluxcd.io,receivers.notification.toolkit.fluxcd.io";
+    match env.kubectl(&["get", kinds, "-n", ns, "-o", "yaml"]) {
+        // Secret values stay out of test logs.
+        Ok(yaml) => redact_secret_data(&yaml),
+        Err(e) => format!("(dump failed: {e:#})"),
+    }
+}
+
+fn redact_secret_data(yaml: &str) -> String {
+    let mut out = String::new();
+    // Indent of the `data:`/`stringData:` key we are inside, if any.
+    let mut data_indent: Option<usize> = None;
+    for line in yaml.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some(d) = data_indent {
+            if indent > d {
+                out.push_str(&line[..indent]);
+                out.push_str(trimmed.split(':').next().unwrap_or(""));
+                out.push_str(": <redacted>\n");
+                continue;
+            }
+            data_indent = None;
+        }
+        if trimmed == "data:" || trimmed == "stringData:" {
+            data_indent = Some(indent);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Installs tracing output for a test binary once (RUST_LOG controls the level).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Root of the project checkout (the workspace root).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_lines_parse_with_and_without_quotes() {
+        let vars = parse_env_file("# c\nexport A=1\nexport B='two words'\nexport C=\"x=y\"\nPATH=ignored\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
+        assert_eq!(vars.get("C").map(String::as_str), Some("x=y"));
+        assert!(!vars.contains_key("PATH"));
+    }
+
+    #[test]
+    fn secret_data_is_redacted_in_dumps() {
+        let yaml = "items:\n- apiVersion: v1\n  data:\n    password: aHVudGVyMg==\n  kind: Secret\n";
+        let dumped = redact_secret_data(yaml);
+        assert!(!dumped.contains("aHVudGVyMg=="), "{dumped}");
+        assert!(dumped.contains("    password: <redacted>"), "{dumped}");
+        assert!(dumped.contains("  kind: Secret"), "{dumped}");
+    }
+}
+
+/// Parses one YAML manifest into a dynamic object.
+///
+/// # Errors
+/// When the YAML is invalid or lacks `apiVersion`/`kind`.
+pub fn parse_manifest(yaml: &str) -> anyhow::Result<kube::api::DynamicObject> {
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).context("parsing YAML manifest")?;
+    serde_json::from_value(value).context("manifest is not a Kubernetes object")
+}
+
+/// The API for `obj`'s kind, resolved through discovery (so aggregated groups work too), in the
+/// object's namespace when the kind is namespaced.
+///
+/// # Errors
+/// When the kind is not served.
+pub async fn api_for(client: &Client, obj: &kube::api::DynamicObject) -> anyhow::Result<Api<kube::api::DynamicObject>> {
+    let types = obj.types.as_ref().ok_or_else(|| anyhow!("object has no apiVersion/kind"))?;
+    let gvk = kube::api::GroupVersionKind::try_from(types)?;
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .with_context(|| format!("{}/{} is not served by the apiserver", types.api_version, types.kind))?;
+    Ok(match (caps.scope, obj.metadata.namespace.as_deref()) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    })
+}
+
+/// Creates namespace `name` unless it exists.
+///
+/// # Errors
+/// On any API error other than "already exists".
+pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.to_string());
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// True when every field of `want` appears in `got` with an equal value (extra fields in `got`,
+/// such as defaults filled in by the apiserver, are allowed). Returns the first mismatch path.
+pub fn contains_fields(want: &serde_json::Value, got: &serde_json::Value, path: &str) -> Result<(), String> {
+    use serde_json::Value;
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                let p = format!("{path}.{k}");
+                let gv = g.get(k).ok_or_else(|| format!("{p}: missing in the object read back"))?;
+                contains_fields(wv, gv, &p)?;
+            }
+            Ok(())
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                contains_fields(wv, gv, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        _ if want == got => Ok(()),
+        _ => Err(format!("{path}: applied {want} but read back {got}")),
+    }
+}

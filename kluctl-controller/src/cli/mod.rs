@@ -1,0 +1,47 @@
+//! Command-line definitions of the `kluctl` and `kluctl-controller` binaries.
+
+use clap::{Parser, Subcommand};
+
+/// The `kluctl` command line.
+#[derive(Parser, Debug)]
+#[command(name = "kluctl", version, about = "Render, diff, deploy, prune and validate Kluctl projects; drive the kluctl-controller")]
+pub struct KluctlArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<KluctlCommand>,
+}
+
+/// Subcommands of `kluctl`.
+#[derive(Subcommand, Debug)]
+pub enum KluctlCommand {
+    /// Print the version of this build.
+    Version,
+}
+
+/// The `kluctl-controller` command line.
+#[derive(Parser, Debug)]
+#[command(name = "kluctl-controller", version, about = "Reconciles KluctlDeployment objects: render, apply, prune, validate, detect drift, notify")]
+pub struct ControllerArgs {}
+
+/// Runs `kluctl` with parsed arguments.
+///
+/// # Errors
+/// When no subcommand is given.
+pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
+    match &args.command {
+        Some(KluctlCommand::Version) => {
+            println!("kluctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        None => anyhow::bail!("no command given; see 'kluctl --help'"),
+    }
+}
+
+/// Runs `kluctl-controller` with parsed arguments.
+///
+/// # Errors
+/// Always, for now: the reconciler is not part of this build, and saying so beats idling silently.
+pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
+    let ControllerArgs {} = args;
+    anyhow::bail!("the KluctlDeployment reconciler is not part of this build yet")
+}
