@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(r.algorithm.as_deref(), Some("sha1"));
         assert_eq!(r.hash.as_deref(), Some(SHA1));
         let b = Revision::parse(&format!("sha256:{SHA256}"));
-        assert_eq!((b.reference, b.algorithm.as_deref()), (None, Some("sha256")));
+        assert_eq!((b.reference.as_deref(), b.algorithm.as_deref()), (None, Some("sha256")));
     }
 
     #[test]
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn unrecognised_revisions_keep_their_text() {
         let r = Revision::parse("something-else");
-        assert_eq!((r.algorithm, r.hash), (None, None));
+        assert_eq!((r.algorithm.as_deref(), r.hash.as_deref()), (None, None));
         assert_eq!(r.to_string(), "something-else");
     }
 

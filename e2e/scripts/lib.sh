@@ -61,6 +61,33 @@ stop_pid() {
   rm -f "$run/$n.pid"
 }
 
+# stop_pids RUNDIR TIMEOUT_S NAME...: like stop_pid, but signals all first and waits for them together
+stop_pids() {
+  local run=$1 t=$2 n pid i left; shift 2
+  local pids=()
+  for n in "$@"; do
+    [ -f "$run/$n.pid" ] || continue
+    pid=$(cat "$run/$n.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      log "stopping $n (pid $pid)"
+      if [ "${E2E_FAST_STOP:-0}" = 1 ]; then kill -KILL "$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
+      pids+=("$n:$pid")
+    else
+      rm -f "$run/$n.pid"
+    fi
+  done
+  for ((i = 0; i < t * 10; i++)); do
+    left=0
+    for n in "${pids[@]}"; do kill -0 "${n#*:}" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for n in "${pids[@]}"; do
+    if kill -0 "${n#*:}" 2>/dev/null; then log "${n%%:*} did not exit in ${t}s; SIGKILL"; kill -KILL "${n#*:}" 2>/dev/null || true; fi
+    rm -f "$run/${n%%:*}.pid"
+  done
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # wait_port PORT TIMEOUT_S RUNDIR NAME LOGFILE: wait until 127.0.0.1:PORT accepts, fail if NAME died

@@ -537,8 +537,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local n
-  for n in weed sshd git-daemon lighttpd; do stop_pid "$RUN" "$n" 15; done
+  stop_pids "$RUN" 15 weed sshd git-daemon lighttpd
 }
 
 cmd_status() {

@@ -37,11 +37,27 @@ pub const DURATION_OR_NEVER_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)|
     derive = "PartialEq",
     doc = "A Kluctl project deployed by the (deprecated) flux-kluctl-controller.",
     printcolumn(name = "DryRun", type_ = "boolean", json_path = ".spec.dryRun"),
-    printcolumn(name = "Deployed", type_ = "date", json_path = ".status.lastDeployResult.time"),
+    printcolumn(
+        name = "Deployed",
+        type_ = "date",
+        json_path = ".status.lastDeployResult.time"
+    ),
     printcolumn(name = "Pruned", type_ = "date", json_path = ".status.lastPruneResult.time"),
-    printcolumn(name = "Validated", type_ = "date", json_path = ".status.lastValidateResult.time"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message"),
+    printcolumn(
+        name = "Validated",
+        type_ = "date",
+        json_path = ".status.lastValidateResult.time"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -100,12 +100,17 @@ where
 /// Gives a derived CRD the root shape controller-gen produces: `listKind`, the `apiVersion`, `kind` and
 /// `metadata` properties, no schema `title`, and (when `empty_subresources`) `subresources: {}` on
 /// versions that have none.
-pub(crate) fn controller_gen_shape(crd: &CustomResourceDefinition, empty_subresources: bool) -> CustomResourceDefinition {
+pub(crate) fn controller_gen_shape(
+    crd: &CustomResourceDefinition,
+    empty_subresources: bool,
+) -> CustomResourceDefinition {
     let mut crd = crd.clone();
     crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
     if empty_subresources {
         for version in &mut crd.spec.versions {
-            version.subresources.get_or_insert_with(CustomResourceSubresources::default);
+            version
+                .subresources
+                .get_or_insert_with(CustomResourceSubresources::default);
         }
     }
     crds::patch_json(&crd, |v| {
@@ -113,7 +118,9 @@ pub(crate) fn controller_gen_shape(crd: &CustomResourceDefinition, empty_subreso
             return;
         };
         for version in versions {
-            let Some(root) = version.pointer_mut("/schema/openAPIV3Schema").and_then(Value::as_object_mut)
+            let Some(root) = version
+                .pointer_mut("/schema/openAPIV3Schema")
+                .and_then(Value::as_object_mut)
             else {
                 continue;
             };

@@ -37,16 +37,17 @@ pub const MSG_SOURCE_REQUIRED: &str = "one of spec.source or spec.sourceRef must
 /// CEL rule: `spec.path` only together with `spec.sourceRef`.
 pub const RULE_PATH_NEEDS_SOURCE_REF: &str = "!has(self.path) || has(self.sourceRef)";
 /// Message of [`RULE_PATH_NEEDS_SOURCE_REF`].
-pub const MSG_PATH_NEEDS_SOURCE_REF: &str =
-    "spec.path can only be set together with spec.sourceRef (use spec.source.git.path or spec.source.oci.path otherwise)";
+pub const MSG_PATH_NEEDS_SOURCE_REF: &str = "spec.path can only be set together with spec.sourceRef (use spec.source.git.path or spec.source.oci.path otherwise)";
 /// CEL rule on `spec.path`: no leading `/`.
 pub const RULE_PATH_RELATIVE: &str = "!self.matches('^/')";
 /// Message of [`RULE_PATH_RELATIVE`].
-pub const MSG_PATH_RELATIVE: &str = "spec.path must be relative to the artifact root and must not start with '/'";
+pub const MSG_PATH_RELATIVE: &str =
+    "spec.path must be relative to the artifact root and must not start with '/'";
 /// CEL rule on `spec.path`: no `..` segment.
 pub const RULE_PATH_NO_PARENT: &str = "!self.matches('(^|/)[.][.](/|$)')";
 /// Message of [`RULE_PATH_NO_PARENT`].
-pub const MSG_PATH_NO_PARENT: &str = "spec.path must not contain '..' segments: it must stay inside the artifact";
+pub const MSG_PATH_NO_PARENT: &str =
+    "spec.path must not contain '..' segments: it must stay inside the artifact";
 
 /// Pattern of the deploy and validate intervals: a duration, prefix-matched as upstream does.
 const SAFE_DURATION_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)";
@@ -66,10 +67,26 @@ const SAFE_DURATION_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)";
     doc = "A Kluctl project deployed (and kept deployed) to a target by the kluctl-controller.",
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "DryRun", type_ = "boolean", json_path = ".spec.dryRun"),
-    printcolumn(name = "Deployed", type_ = "date", json_path = ".status.lastDeployResult.commandInfo.endTime"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Drift", type_ = "string", json_path = ".status.lastDriftDetectionResultMessage"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message"),
+    printcolumn(
+        name = "Deployed",
+        type_ = "date",
+        json_path = ".status.lastDeployResult.commandInfo.endTime"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Drift",
+        type_ = "string",
+        json_path = ".status.lastDriftDetectionResultMessage"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(

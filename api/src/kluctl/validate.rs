@@ -6,8 +6,8 @@
 use std::fmt;
 
 use super::v1beta1::{
-    KluctlDeploymentSpec, MSG_PATH_NEEDS_SOURCE_REF, MSG_PATH_NO_PARENT, MSG_PATH_RELATIVE, MSG_SOURCE_EXCLUSIVE,
-    MSG_SOURCE_REQUIRED,
+    KluctlDeploymentSpec, MSG_PATH_NEEDS_SOURCE_REF, MSG_PATH_NO_PARENT, MSG_PATH_RELATIVE,
+    MSG_SOURCE_EXCLUSIVE, MSG_SOURCE_REQUIRED,
 };
 
 /// One violated rule of a KluctlDeployment spec.
@@ -33,19 +33,34 @@ impl KluctlDeploymentSpec {
     pub fn validate(&self) -> Result<(), Vec<SpecError>> {
         let mut errors = Vec::new();
         match (self.source.is_some(), self.source_ref.is_some()) {
-            (true, true) => errors.push(SpecError { field: "spec.sourceRef", message: MSG_SOURCE_EXCLUSIVE }),
-            (false, false) => errors.push(SpecError { field: "spec.source", message: MSG_SOURCE_REQUIRED }),
+            (true, true) => errors.push(SpecError {
+                field: "spec.sourceRef",
+                message: MSG_SOURCE_EXCLUSIVE,
+            }),
+            (false, false) => errors.push(SpecError {
+                field: "spec.source",
+                message: MSG_SOURCE_REQUIRED,
+            }),
             _ => {}
         }
         if let Some(path) = &self.path {
             if self.source_ref.is_none() {
-                errors.push(SpecError { field: "spec.path", message: MSG_PATH_NEEDS_SOURCE_REF });
+                errors.push(SpecError {
+                    field: "spec.path",
+                    message: MSG_PATH_NEEDS_SOURCE_REF,
+                });
             }
             if path.starts_with('/') {
-                errors.push(SpecError { field: "spec.path", message: MSG_PATH_RELATIVE });
+                errors.push(SpecError {
+                    field: "spec.path",
+                    message: MSG_PATH_RELATIVE,
+                });
             }
             if path.split('/').any(|segment| segment == "..") {
-                errors.push(SpecError { field: "spec.path", message: MSG_PATH_NO_PARENT });
+                errors.push(SpecError {
+                    field: "spec.path",
+                    message: MSG_PATH_NO_PARENT,
+                });
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }

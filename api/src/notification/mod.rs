@@ -17,7 +17,7 @@ macro_rules! string_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
-            $( $(#[doc = $doc:literal])* $variant:ident = $value:literal, )*
+            $( $(#[$vattr:meta])* $variant:ident = $value:literal, )*
         }
     ) => {
         $(#[$meta])*
@@ -25,7 +25,7 @@ macro_rules! string_enum {
             serde::Serialize, serde::Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash,
         )]
         $vis enum $name {
-            $( $(#[doc = $doc])* #[serde(rename = $value)] $variant, )*
+            $( $(#[$vattr])* #[serde(rename = $value)] $variant, )*
         }
 
         impl $name {

@@ -11,8 +11,12 @@
 //! There is no conversion webhook (strategy `None`): the apiserver only rewrites `apiVersion`,
 //! so every version's schema must accept what the others store. The schemas follow the published
 //! Flux source-controller CRDs field for field; what the derive cannot express (the `status`
-//! default, `listKind`, the implicit `apiVersion`/`kind`/`metadata` properties, stricter
-//! `metav1.Condition` validation) is added here after generation.
+//! default, `listKind`, the implicit `apiVersion`/`kind`/`metadata` properties, no root `title`)
+//! is patched in here after generation, and `metav1.Condition` gets the validation the k8s-openapi
+//! schema lacks through `conditions_schema`.
+
+// Doc comments here become CRD descriptions, where kind names such as GitRepository read better bare.
+#![allow(clippy::doc_markdown)]
 
 use std::collections::BTreeMap;
 
@@ -133,9 +137,9 @@ pub fn bucket_crd() -> CustomResourceDefinition {
 }
 
 /// The post-processing shared by both kinds, see the module docs.
-fn finish(crd: CustomResourceDefinition, list_kind: &str) -> CustomResourceDefinition {
-    let mut crd = crds::with_annotation(&crd, SUBSTITUTE_ANNOTATION, "disabled");
+fn finish(mut crd: CustomResourceDefinition, list_kind: &str) -> CustomResourceDefinition {
     crd.spec.names.list_kind = Some(list_kind.to_string());
+    let crd = crds::with_annotation(&crd, SUBSTITUTE_ANNOTATION, "disabled");
     let crd = crds::with_status_default(&crd, &json!({"observedGeneration": -1}));
     crds::patch_json(&crd, |v| {
         let Some(versions) = v.pointer_mut("/spec/versions").and_then(Value::as_array_mut) else {
@@ -439,15 +443,5 @@ mod tests {
         assert!(is_false(&false));
         assert!(!is_false(&true));
         assert_eq!(default_timeout(), "60s");
-    }
-
-    /// Prints both CRDs; used by the out-of-tree comparison script
-    /// (`cargo test -p gitops-api source::tests::print_crds -- --ignored --nocapture`).
-    #[test]
-    #[ignore = "prints the CRDs for manual comparison"]
-    fn print_crds() {
-        for crd in [gitrepository_crd(), bucket_crd()] {
-            println!("{}", crds::to_yaml(&crd));
-        }
     }
 }
