@@ -145,8 +145,11 @@ pub fn set(
     };
     match out.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
-            let transition =
-                if existing.status == status { existing.last_transition_time.clone() } else { now.clone() };
+            let transition = if existing.status == status {
+                existing.last_transition_time.clone()
+            } else {
+                now.clone()
+            };
             *existing = new(transition);
         }
         None => out.push(new(now.clone())),
@@ -170,26 +173,91 @@ mod tests {
 
     #[test]
     fn set_appends_then_keeps_transition_time_while_status_is_unchanged() {
-        let c = set(&[], types::READY, status::FALSE, reasons::PROGRESSING, "working", Some(1), &at(10));
+        let c = set(
+            &[],
+            types::READY,
+            status::FALSE,
+            reasons::PROGRESSING,
+            "working",
+            Some(1),
+            &at(10),
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].last_transition_time, at(10));
-        let c = set(&c, types::READY, status::FALSE, reasons::FAILED, "broken", Some(2), &at(20));
-        assert_eq!(c[0].last_transition_time, at(10), "same status keeps the transition time");
-        assert_eq!((c[0].reason.as_str(), c[0].message.as_str()), (reasons::FAILED, "broken"));
+        let c = set(
+            &c,
+            types::READY,
+            status::FALSE,
+            reasons::FAILED,
+            "broken",
+            Some(2),
+            &at(20),
+        );
+        assert_eq!(
+            c[0].last_transition_time,
+            at(10),
+            "same status keeps the transition time"
+        );
+        assert_eq!(
+            (c[0].reason.as_str(), c[0].message.as_str()),
+            (reasons::FAILED, "broken")
+        );
         assert_eq!(c[0].observed_generation, Some(2));
-        let c = set(&c, types::READY, status::TRUE, reasons::SUCCEEDED, "ok", Some(2), &at(30));
-        assert_eq!(c[0].last_transition_time, at(30), "a status change moves the transition time");
+        let c = set(
+            &c,
+            types::READY,
+            status::TRUE,
+            reasons::SUCCEEDED,
+            "ok",
+            Some(2),
+            &at(30),
+        );
+        assert_eq!(
+            c[0].last_transition_time,
+            at(30),
+            "a status change moves the transition time"
+        );
         assert!(is_true(&c, types::READY));
     }
 
     #[test]
     fn set_keeps_order_and_remove_drops_only_the_named_type() {
-        let c = set(&[], types::RECONCILING, status::TRUE, reasons::PROGRESSING, "", None, &at(1));
-        let c = set(&c, types::READY, status::UNKNOWN, reasons::PROGRESSING, "", None, &at(1));
-        let c = set(&c, types::RECONCILING, status::TRUE, reasons::PROGRESSING_WITH_RETRY, "", None, &at(2));
-        assert_eq!(c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [types::RECONCILING, types::READY]);
+        let c = set(
+            &[],
+            types::RECONCILING,
+            status::TRUE,
+            reasons::PROGRESSING,
+            "",
+            None,
+            &at(1),
+        );
+        let c = set(
+            &c,
+            types::READY,
+            status::UNKNOWN,
+            reasons::PROGRESSING,
+            "",
+            None,
+            &at(1),
+        );
+        let c = set(
+            &c,
+            types::RECONCILING,
+            status::TRUE,
+            reasons::PROGRESSING_WITH_RETRY,
+            "",
+            None,
+            &at(2),
+        );
+        assert_eq!(
+            c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            [types::RECONCILING, types::READY]
+        );
         let c = remove(&c, types::RECONCILING);
-        assert_eq!(c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [types::READY]);
+        assert_eq!(
+            c.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            [types::READY]
+        );
         assert!(find(&c, types::RECONCILING).is_none());
         assert!(!is_true(&c, types::READY));
     }

@@ -74,19 +74,29 @@ pub fn with_status_default(crd: &CustomResourceDefinition, default: &Value) -> C
 /// Sets a metadata annotation on the CRD object itself.
 pub fn with_annotation(crd: &CustomResourceDefinition, key: &str, value: &str) -> CustomResourceDefinition {
     let mut crd = crd.clone();
-    crd.metadata.annotations.get_or_insert_with(Default::default).insert(key.into(), value.into());
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.into(), value.into());
     crd
 }
 
 /// Sets a metadata label on the CRD object itself.
 pub fn with_label(crd: &CustomResourceDefinition, key: &str, value: &str) -> CustomResourceDefinition {
     let mut crd = crd.clone();
-    crd.metadata.labels.get_or_insert_with(Default::default).insert(key.into(), value.into());
+    crd.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(key.into(), value.into());
     crd
 }
 
 /// Marks `version` deprecated with the warning clients print when they use it.
-pub fn with_deprecation(crd: &CustomResourceDefinition, version: &str, warning: &str) -> CustomResourceDefinition {
+pub fn with_deprecation(
+    crd: &CustomResourceDefinition,
+    version: &str,
+    warning: &str,
+) -> CustomResourceDefinition {
     let mut crd = crd.clone();
     for v in &mut crd.spec.versions {
         if v.name == version {
@@ -119,7 +129,10 @@ pub fn cel_rule_count(crd: &CustomResourceDefinition) -> usize {
     fn walk(v: &Value) -> usize {
         match v {
             Value::Object(map) => {
-                let here = map.get("x-kubernetes-validations").and_then(Value::as_array).map_or(0, Vec::len);
+                let here = map
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
                 here + map.values().map(walk).sum::<usize>()
             }
             Value::Array(items) => items.iter().map(walk).sum(),

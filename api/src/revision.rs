@@ -49,7 +49,11 @@ impl Revision {
                 algorithm: Some(algo.to_string()),
                 hash: Some(hash.to_string()),
             },
-            _ => Revision { reference: (!rev.is_empty()).then(|| rev.to_string()), algorithm: None, hash: None },
+            _ => Revision {
+                reference: (!rev.is_empty()).then(|| rev.to_string()),
+                algorithm: None,
+                hash: None,
+            },
         }
     }
 }
@@ -84,7 +88,11 @@ pub fn transform_legacy(rev: &str) -> String {
     if let Some((name, sha)) = rev.rsplit_once('/')
         && let Some(algo) = sha_algorithm(sha)
     {
-        return if name == "HEAD" { format!("{algo}:{sha}") } else { format!("{name}@{algo}:{sha}") };
+        return if name == "HEAD" {
+            format!("{algo}:{sha}")
+        } else {
+            format!("{name}@{algo}:{sha}")
+        };
     }
     match sha_algorithm(rev) {
         Some(algo) => format!("{algo}:{rev}"),
@@ -128,12 +136,17 @@ pub enum DigestError {
 impl Digest {
     /// A sha256 digest from its hex encoding.
     pub fn sha256(hex: impl Into<String>) -> Self {
-        Digest { algorithm: "sha256".into(), hex: hex.into() }
+        Digest {
+            algorithm: "sha256".into(),
+            hex: hex.into(),
+        }
     }
 
     /// Parses and checks `<algorithm>:<hex>`.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let (algorithm, hex) = s.split_once(':').ok_or_else(|| DigestError::Format(s.to_string()))?;
+        let (algorithm, hex) = s
+            .split_once(':')
+            .ok_or_else(|| DigestError::Format(s.to_string()))?;
         let len = match algorithm {
             "sha1" => 40,
             "sha256" => 64,
@@ -141,10 +154,17 @@ impl Digest {
             "sha512" => 128,
             other => return Err(DigestError::Algorithm(s.to_string(), other.to_string())),
         };
-        if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != len
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Encoding(s.to_string(), algorithm.to_string()));
         }
-        Ok(Digest { algorithm: algorithm.to_string(), hex: hex.to_string() })
+        Ok(Digest {
+            algorithm: algorithm.to_string(),
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -179,8 +199,14 @@ mod tests {
 
     #[test]
     fn git_revisions_format_as_flux_writes_them() {
-        assert_eq!(Revision::git(Some("master"), SHA1).to_string(), format!("master@sha1:{SHA1}"));
-        assert_eq!(Revision::git(Some("feature/x"), SHA1).to_string(), format!("feature/x@sha1:{SHA1}"));
+        assert_eq!(
+            Revision::git(Some("master"), SHA1).to_string(),
+            format!("master@sha1:{SHA1}")
+        );
+        assert_eq!(
+            Revision::git(Some("feature/x"), SHA1).to_string(),
+            format!("feature/x@sha1:{SHA1}")
+        );
         assert_eq!(
             Revision::git(Some("refs/pull/420/head"), SHA1).to_string(),
             format!("refs/pull/420/head@sha1:{SHA1}")
@@ -195,7 +221,10 @@ mod tests {
         assert_eq!(r.algorithm.as_deref(), Some("sha1"));
         assert_eq!(r.hash.as_deref(), Some(SHA1));
         let b = Revision::parse(&format!("sha256:{SHA256}"));
-        assert_eq!((b.reference.as_deref(), b.algorithm.as_deref()), (None, Some("sha256")));
+        assert_eq!(
+            (b.reference.as_deref(), b.algorithm.as_deref()),
+            (None, Some("sha256"))
+        );
     }
 
     #[test]
@@ -213,8 +242,14 @@ mod tests {
 
     #[test]
     fn legacy_forms_transform_like_flux() {
-        assert_eq!(transform_legacy(&format!("main/{SHA1}")), format!("main@sha1:{SHA1}"));
-        assert_eq!(transform_legacy(&format!("feature/x/{SHA1}")), format!("feature/x@sha1:{SHA1}"));
+        assert_eq!(
+            transform_legacy(&format!("main/{SHA1}")),
+            format!("main@sha1:{SHA1}")
+        );
+        assert_eq!(
+            transform_legacy(&format!("feature/x/{SHA1}")),
+            format!("feature/x@sha1:{SHA1}")
+        );
         assert_eq!(transform_legacy(&format!("HEAD/{SHA1}")), format!("sha1:{SHA1}"));
         assert_eq!(transform_legacy(SHA1), format!("sha1:{SHA1}"));
         assert_eq!(transform_legacy(SHA256), format!("sha256:{SHA256}"));
@@ -222,7 +257,10 @@ mod tests {
         assert_eq!(transform_legacy("main/notahash"), "main/notahash");
         assert_eq!(transform_legacy(""), "");
         // current form: unchanged
-        assert_eq!(transform_legacy(&format!("main@sha1:{SHA1}")), format!("main@sha1:{SHA1}"));
+        assert_eq!(
+            transform_legacy(&format!("main@sha1:{SHA1}")),
+            format!("main@sha1:{SHA1}")
+        );
     }
 
     #[test]
@@ -252,10 +290,22 @@ mod tests {
     #[test]
     fn digests_are_checked() {
         assert_eq!(Digest::parse(&format!("sha256:{SHA256}")).unwrap().hex, SHA256);
-        assert_eq!(Digest::parse(&format!("sha256:{SHA256}")).unwrap().to_string(), format!("sha256:{SHA256}"));
+        assert_eq!(
+            Digest::parse(&format!("sha256:{SHA256}")).unwrap().to_string(),
+            format!("sha256:{SHA256}")
+        );
         assert!(matches!(Digest::parse("sha256"), Err(DigestError::Format(_))));
-        assert!(matches!(Digest::parse("md5:abcd"), Err(DigestError::Algorithm(..))));
-        assert!(matches!(Digest::parse("sha256:abcd"), Err(DigestError::Encoding(..))));
-        assert!(matches!(Digest::parse(&format!("sha256:{}", SHA256.to_uppercase())), Err(DigestError::Encoding(..))));
+        assert!(matches!(
+            Digest::parse("md5:abcd"),
+            Err(DigestError::Algorithm(..))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:abcd"),
+            Err(DigestError::Encoding(..))
+        ));
+        assert!(matches!(
+            Digest::parse(&format!("sha256:{}", SHA256.to_uppercase())),
+            Err(DigestError::Encoding(..))
+        ));
     }
 }

@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn crdgen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_crdgen")).args(args).output().expect("run crdgen")
+    Command::new(env!("CARGO_BIN_EXE_crdgen"))
+        .args(args)
+        .output()
+        .expect("run crdgen")
 }
 
 #[test]
@@ -12,7 +15,11 @@ fn write_then_check_passes_and_an_edit_is_reported_stale() {
     let root = dir.to_string_lossy().into_owned();
     assert!(crdgen(&["--root", &root]).status.success());
     let check = crdgen(&["--root", &root, "--check"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     let file = dir.join("config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml");
     fs_err::write(&file, "edited\n").unwrap();
@@ -20,7 +27,10 @@ fn write_then_check_passes_and_an_edit_is_reported_stale() {
     let check = crdgen(&["--root", &root, "--check"]);
     assert!(!check.status.success());
     let err = String::from_utf8_lossy(&check.stderr);
-    assert!(err.contains("source.toolkit.fluxcd.io_gitrepositories.yaml: differs"), "{err}");
+    assert!(
+        err.contains("source.toolkit.fluxcd.io_gitrepositories.yaml: differs"),
+        "{err}"
+    );
     assert!(err.contains("leftover.md: not generated"), "{err}");
     fs_err::remove_dir_all(&dir).unwrap();
 }

@@ -106,7 +106,7 @@ cmd_install() {
   if ! apiext_settled; then
     rm -f "$APIEXT_FAILED"
     step "hybrid: apiextensions-apiserver v1.36 from Debian sid (optional; log $CACHE/apiext-install.log)"
-    if "$0" _install-apiext >"$CACHE/apiext-install.log" 2>&1; then
+    if "$SCRIPTS_DIR/cluster.sh" _install-apiext >"$CACHE/apiext-install.log" 2>&1; then
       done_step "hybrid apiextensions-apiserver ($(cat "$CACHE/VERSIONS.apiext"))"
     else
       { echo "$(date -Is) $(grep -m1 'ERROR' "$CACHE/apiext-install.log" || tail -1 "$CACHE/apiext-install.log")"; } > "$APIEXT_FAILED"
@@ -140,7 +140,7 @@ install_core() {
   ensure_bw_lists() {  # lazily: only when something must be downloaded
     [ "$bw_updated" = 1 ] && return 0
     step "apt-get update (private bookworm lists in $APT/bookworm)"
-    apt-get "${AO_BW[@]}" -q update >/dev/null || die "apt-get update failed (is the Debian mirror in /etc/apt reachable?)"
+    apt-get "${AO_BW[@]}" -q --error-on=any update >/dev/null || die "apt-get update failed (is the Debian mirror in /etc/apt reachable?)"
     bw_updated=1; done_step "apt update"
   }
   step "download binary debs (if missing): $GO_PKGS $OTHER_DEBS"
@@ -245,7 +245,7 @@ install_apiext() {
   mkdir -p "$SIDDEBS"
   if [ ! -f "$SIDDEBS/.closure" ]; then
     step "sid: apt-get update + dependency closure of golang-k8s-apiextensions-apiserver-dev"
-    apt-get "${AO_SID[@]}" -q update >/dev/null || die "apt-get update (sid) failed"
+    apt-get "${AO_SID[@]}" -q --error-on=any update >/dev/null || die "apt-get update (sid) failed"
     GOPKG=$(apt-cache "${AO_SID[@]}" depends golang-go | awk '/Depends: golang-[0-9.]+-go$/{print $2; exit}')
     [ -n "$GOPKG" ] || die "cannot find sid's golang-X.Y-go"
     closure=$(apt-cache "${AO_SID[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
@@ -441,8 +441,25 @@ start_kcm() {
     --controllers '*' --profiling=false --v=1 ${KCM_EXTRA_ARGS:-} \
     >"$LOGS/kube-controller-manager.log" 2>&1 < /dev/null &
   echo $! > "$RUN/kube-controller-manager.pid"
-  sleep 1
+}
+check_kcm() {  # kcm dies within a second on config errors; the apiextensions-apiserver start took that second
+  hybrid_wanted || sleep 1
   alive "$RUN" kube-controller-manager || { tail -30 "$LOGS/kube-controller-manager.log" >&2; die "kube-controller-manager exited"; }
+}
+
+# CRDs applied in hybrid mode earlier (state kept across down/up): wait until their APIServices are
+# Available again, or drop the stale E2E_CEL if the apiextensions-apiserver is not running now.
+recheck_hybrid_crds() {
+  local svcs; svcs=$(KUBECTL get apiservice -l kluctl-gitops-e2e/apiext136=true -o name 2>/dev/null || true)
+  [ -n "$svcs" ] || return 0
+  if hybrid_running; then
+    # shellcheck disable=SC2086
+    KUBECTL wait --for=condition=Available $svcs --timeout=60s >/dev/null \
+      || log "WARNING: hybrid APIServices not Available: re-run '$0 apply-crds'"
+  else
+    log "WARNING: CRDs were served by the hybrid apiextensions-apiserver, which is not running now; re-run '$0 apply-crds'"
+    rm -f "$E2E_STATE/env.d/20-crds.sh"
+  fi
 }
 
 hybrid_wanted() { [ "$HYBRID" != 0 ] && [ -x "$BIN/apiextensions-apiserver" ]; }
@@ -518,6 +535,8 @@ cmd_start() {
   wait_ready
   start_kcm
   start_apiext
+  check_kcm
+  recheck_hybrid_crds
   write_cluster_env
   log "up: $URL ($(server_version "$URL"))$(hybrid_running && echo " + apiextensions-apiserver $(server_version "$APIEXT_URL") on $APIEXT_URL")"
 }

@@ -145,7 +145,7 @@ install_kustomize() {
   deb=$DL/kustomize_${KUSTOMIZE_DEB_VERSION}_amd64.deb
   if [ ! -f "$deb" ]; then
     aptcfg "$KG_CACHE/apt-sid" sid
-    apt-get "${AO[@]}" -q update >/dev/null 2>&1 || die "apt-get update of the private sid lists failed (Debian mirror from /etc/apt reachable?)"
+    apt-get "${AO[@]}" -q --error-on=any update >/dev/null 2>&1 || die "apt-get update of the private sid lists failed (Debian mirror from /etc/apt reachable?)"
     (cd "$DL" && apt-get "${AO[@]}" -q download "kustomize=$KUSTOMIZE_DEB_VERSION" >/dev/null) \
       || die "apt-get download kustomize=$KUSTOMIZE_DEB_VERSION from sid failed: sid moves; check 'apt-cache policy kustomize' with the sid config and update KUSTOMIZE_DEB_VERSION in $0"
     rm -rf "$KG_CACHE/apt-sid"   # sid lists are large; the deb is all we need

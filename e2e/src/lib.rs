@@ -96,16 +96,28 @@ impl Env {
     pub fn kubectl_with_input(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
         use std::io::Write as _;
         let mut cmd = Command::new(self.kubectl_path()?);
-        cmd.args(args).env("KUBECONFIG", self.get("E2E_KUBECONFIG_ADMIN")?);
-        cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("failed to run kubectl {}", args.join(" ")))?;
+        cmd.args(args)
+            .env("KUBECONFIG", self.get("E2E_KUBECONFIG_ADMIN")?);
+        cmd.stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("failed to run kubectl {}", args.join(" ")))?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(input.as_bytes())?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -129,7 +141,8 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
 }
 
 async fn client_from(kubeconfig: &Path, impersonate: Option<&str>) -> anyhow::Result<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let kc =
+        Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     if let Some(user) = impersonate {
         config.auth_info.impersonate = Some(user.to_string());
@@ -142,7 +155,13 @@ async fn client_from(kubeconfig: &Path, impersonate: Option<&str>) -> anyhow::Re
 ///
 /// # Errors
 /// On timeout (naming the object and the wait) or a watch error.
-pub async fn wait_for<K, C>(api: &Api<K>, name: &str, what: &str, timeout: Duration, cond: C) -> anyhow::Result<K>
+pub async fn wait_for<K, C>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    cond: C,
+) -> anyhow::Result<K>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     C: kube::runtime::wait::Condition<K>,
@@ -186,7 +205,11 @@ impl TestNs {
         let client = env.admin_client().await?;
         let name = format!(
             "e2e-{}-{}-{}",
-            test.replace('_', "-").chars().take(30).collect::<String>().trim_end_matches('-'),
+            test.replace('_', "-")
+                .chars()
+                .take(30)
+                .collect::<String>()
+                .trim_end_matches('-'),
             std::process::id() % 10000,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -194,8 +217,15 @@ impl TestNs {
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
         ns.metadata.labels = Some([("e2e.kluctl-gitops/test".to_string(), "true".to_string())].into());
-        namespaces.create(&PostParams::default(), &ns).await.with_context(|| format!("creating namespace {name}"))?;
-        let handle = TestNs { env: env.clone(), client: client.clone(), name: name.clone() };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        let handle = TestNs {
+            env: env.clone(),
+            client: client.clone(),
+            name: name.clone(),
+        };
         let result = body(handle).await;
         if let Err(e) = &result {
             eprintln!("=== e2e test '{test}' failed: {e:#}");
@@ -256,30 +286,9 @@ pub fn init_logging() {
 
 /// Root of the project checkout (the workspace root).
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_file_lines_parse_with_and_without_quotes() {
-        let vars = parse_env_file("# c\nexport A=1\nexport B='two words'\nexport C=\"x=y\"\nPATH=ignored\n");
-        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
-        assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
-        assert_eq!(vars.get("C").map(String::as_str), Some("x=y"));
-        assert!(!vars.contains_key("PATH"));
-    }
-
-    #[test]
-    fn secret_data_is_redacted_in_dumps() {
-        let yaml = "items:\n- apiVersion: v1\n  data:\n    password: aHVudGVyMg==\n  kind: Secret\n";
-        let dumped = redact_secret_data(yaml);
-        assert!(!dumped.contains("aHVudGVyMg=="), "{dumped}");
-        assert!(dumped.contains("    password: <redacted>"), "{dumped}");
-        assert!(dumped.contains("  kind: Secret"), "{dumped}");
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Parses one YAML manifest into a dynamic object.
@@ -296,12 +305,23 @@ pub fn parse_manifest(yaml: &str) -> anyhow::Result<kube::api::DynamicObject> {
 ///
 /// # Errors
 /// When the kind is not served.
-pub async fn api_for(client: &Client, obj: &kube::api::DynamicObject) -> anyhow::Result<Api<kube::api::DynamicObject>> {
-    let types = obj.types.as_ref().ok_or_else(|| anyhow!("object has no apiVersion/kind"))?;
+pub async fn api_for(
+    client: &Client,
+    obj: &kube::api::DynamicObject,
+) -> anyhow::Result<Api<kube::api::DynamicObject>> {
+    let types = obj
+        .types
+        .as_ref()
+        .ok_or_else(|| anyhow!("object has no apiVersion/kind"))?;
     let gvk = kube::api::GroupVersionKind::try_from(types)?;
     let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
         .await
-        .with_context(|| format!("{}/{} is not served by the apiserver", types.api_version, types.kind))?;
+        .with_context(|| {
+            format!(
+                "{}/{} is not served by the apiserver",
+                types.api_version, types.kind
+            )
+        })?;
     Ok(match (caps.scope, obj.metadata.namespace.as_deref()) {
         (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         _ => Api::all_with(client.clone(), &ar),
@@ -331,7 +351,9 @@ pub fn contains_fields(want: &serde_json::Value, got: &serde_json::Value, path: 
         (Value::Object(w), Value::Object(g)) => {
             for (k, wv) in w {
                 let p = format!("{path}.{k}");
-                let gv = g.get(k).ok_or_else(|| format!("{p}: missing in the object read back"))?;
+                let gv = g
+                    .get(k)
+                    .ok_or_else(|| format!("{p}: missing in the object read back"))?;
                 contains_fields(wv, gv, &p)?;
             }
             Ok(())
@@ -344,5 +366,28 @@ pub fn contains_fields(want: &serde_json::Value, got: &serde_json::Value, path: 
         }
         _ if want == got => Ok(()),
         _ => Err(format!("{path}: applied {want} but read back {got}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_lines_parse_with_and_without_quotes() {
+        let vars = parse_env_file("# c\nexport A=1\nexport B='two words'\nexport C=\"x=y\"\nPATH=ignored\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
+        assert_eq!(vars.get("C").map(String::as_str), Some("x=y"));
+        assert!(!vars.contains_key("PATH"));
+    }
+
+    #[test]
+    fn secret_data_is_redacted_in_dumps() {
+        let yaml = "items:\n- apiVersion: v1\n  data:\n    password: aHVudGVyMg==\n  kind: Secret\n";
+        let dumped = redact_secret_data(yaml);
+        assert!(!dumped.contains("aHVudGVyMg=="), "{dumped}");
+        assert!(dumped.contains("    password: <redacted>"), "{dumped}");
+        assert!(dumped.contains("  kind: Secret"), "{dumped}");
     }
 }

@@ -1,7 +1,7 @@
 //! Every CRD installs and becomes Established; every served version is discoverable through the
 //! main endpoint with our short names and categories; `kubectl get` shows the printer columns.
 
-use e2e::{Env, TestNs, parse_manifest, api_for, wait_for};
+use e2e::{Env, TestNs, api_for, parse_manifest, wait_for};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, Patch, PatchParams};
@@ -20,16 +20,29 @@ async fn every_crd_is_established_and_discoverable() -> anyhow::Result<()> {
             let services: Api<APIService> = Api::all(client.clone());
             for v in crd.spec.versions.iter().filter(|v| v.served) {
                 let svc = format!("{}.{}", v.name, crd.spec.group);
-                wait_for(&services, &svc, "APIService Available", Duration::from_secs(60), |s: Option<&APIService>| {
-                    s.and_then(|s| s.status.as_ref())
-                        .and_then(|st| st.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"))
-                })
+                wait_for(
+                    &services,
+                    &svc,
+                    "APIService Available",
+                    Duration::from_secs(60),
+                    |s: Option<&APIService>| {
+                        s.and_then(|s| s.status.as_ref())
+                            .and_then(|st| st.conditions.as_ref())
+                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"))
+                    },
+                )
                 .await?;
             }
         } else {
             let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            wait_for(&crds, &name, "Established", Duration::from_secs(60), conditions::is_crd_established()).await?;
+            wait_for(
+                &crds,
+                &name,
+                "Established",
+                Duration::from_secs(60),
+                conditions::is_crd_established(),
+            )
+            .await?;
         }
         for v in crd.spec.versions.iter().filter(|v| v.served) {
             let gv = format!("{}/{}", crd.spec.group, v.name);
@@ -40,10 +53,23 @@ async fn every_crd_is_established_and_discoverable() -> anyhow::Result<()> {
                 .find(|r| r.name == crd.spec.names.plural)
                 .unwrap_or_else(|| panic!("{gv} does not list {}", crd.spec.names.plural));
             assert_eq!(res.kind, crd.spec.names.kind, "{gv}");
-            assert_eq!(res.short_names.clone().unwrap_or_default(), crd.spec.names.short_names.clone().unwrap_or_default(), "{gv} short names");
-            assert_eq!(res.categories.clone().unwrap_or_default(), crd.spec.names.categories.clone().unwrap_or_default(), "{gv} categories");
-            assert!(list.resources.iter().any(|r| r.name == format!("{}/status", crd.spec.names.plural))
-                || v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_none(), "{gv} status subresource");
+            assert_eq!(
+                res.short_names.clone().unwrap_or_default(),
+                crd.spec.names.short_names.clone().unwrap_or_default(),
+                "{gv} short names"
+            );
+            assert_eq!(
+                res.categories.clone().unwrap_or_default(),
+                crd.spec.names.categories.clone().unwrap_or_default(),
+                "{gv} categories"
+            );
+            assert!(
+                list.resources
+                    .iter()
+                    .any(|r| r.name == format!("{}/status", crd.spec.names.plural))
+                    || v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_none(),
+                "{gv} status subresource"
+            );
         }
     }
     Ok(())

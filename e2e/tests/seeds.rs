@@ -31,9 +31,15 @@ async fn seed_manifests_apply_unchanged_and_read_back() -> anyhow::Result<()> {
         let read = api.get(&name).await?;
         let want = serde_json::to_value(&obj)?;
         let got = serde_json::to_value(&read)?;
-        contains_fields(&want["spec"], &got["spec"], "spec").map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        contains_fields(&want["spec"], &got["spec"], "spec")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         assert_eq!(applied.metadata.uid, read.metadata.uid);
-        println!("e2e: seed {} applied and read back ({} {})", file.file_name().unwrap_or_default().to_string_lossy(), got["apiVersion"], name);
+        println!(
+            "e2e: seed {} applied and read back ({} {})",
+            file.file_name().unwrap_or_default().to_string_lossy(),
+            got["apiVersion"],
+            name
+        );
         api.delete(&name, &DeleteParams::default()).await?;
     }
     Ok(())

@@ -13,7 +13,10 @@ fn kluctl_help_version_and_unknown_command() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Kluctl projects"));
     let version = run(bin, &["--version"]);
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("kluctl {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("kluctl {}", env!("CARGO_PKG_VERSION"))
+    );
     let bad = run(bin, &["frobnicate"]);
     assert_eq!(bad.status.code(), Some(2), "clap usage errors exit 2");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("frobnicate"));
@@ -25,7 +28,10 @@ fn controller_help_and_version() {
     assert!(run(bin, &["--help"]).status.success());
     let version = run(bin, &["--version"]);
     assert!(version.status.success());
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("kluctl-controller {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("kluctl-controller {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = run(bin, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not part of this build"));

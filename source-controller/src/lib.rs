@@ -8,7 +8,11 @@ use clap::Parser;
 
 /// Command-line arguments of the `source-controller` binary.
 #[derive(Parser, Debug)]
-#[command(name = "source-controller", version, about = "Reconciles Flux GitRepository and Bucket objects into tar.gz artifacts served over HTTP")]
+#[command(
+    name = "source-controller",
+    version,
+    about = "Reconciles Flux GitRepository and Bucket objects into tar.gz artifacts served over HTTP"
+)]
 pub struct Args {}
 
 /// Runs the controller with parsed arguments.

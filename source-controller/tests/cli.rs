@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_source-controller")).args(args).output().expect("run source-controller")
+    Command::new(env!("CARGO_BIN_EXE_source-controller"))
+        .args(args)
+        .output()
+        .expect("run source-controller")
 }
 
 #[test]
@@ -13,7 +16,10 @@ fn help_and_version_print_and_exit_zero() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("GitRepository and Bucket"));
     let version = run(&["--version"]);
     assert!(version.status.success());
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("source-controller {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("source-controller {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `flux.kluctl.io`: the legacy KluctlDeployment of the deprecated flux-kluctl-controller.
+//! `flux.kluctl.io`: the legacy `KluctlDeployment` of the deprecated flux-kluctl-controller.
 //!
 //! Served so existing objects stay readable and can be migrated to `gitops.kluctl.io`; see
 //! [`v1alpha1`].

@@ -1,4 +1,4 @@
-//! `flux.kluctl.io/v1alpha1` KluctlDeployment, in the shape of flux-kluctl-controller v0.16.5.
+//! `flux.kluctl.io/v1alpha1` `KluctlDeployment`, in the shape of flux-kluctl-controller v0.16.5.
 //!
 //! The project comes either from a source-controller artifact (`sourceRef` + `path`, the original
 //! mode, deprecated upstream) or from a Git repository the controller clones itself (`source`).
@@ -24,7 +24,7 @@ pub const NEVER: &str = "never";
 /// Pattern of `deployInterval`/`validateInterval`: a duration or `never` (anchored as upstream has it).
 pub const DURATION_OR_NEVER_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)|never$";
 
-/// Desired state of a legacy KluctlDeployment.
+/// Desired state of a legacy `KluctlDeployment`.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "flux.kluctl.io",
@@ -36,29 +36,13 @@ pub const DURATION_OR_NEVER_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)|
     status = "KluctlDeploymentStatus",
     derive = "PartialEq",
     doc = "A Kluctl project deployed by the (deprecated) flux-kluctl-controller.",
-    printcolumn(name = "DryRun", type_ = "boolean", json_path = ".spec.dryRun"),
-    printcolumn(
-        name = "Deployed",
-        type_ = "date",
-        json_path = ".status.lastDeployResult.time"
-    ),
-    printcolumn(name = "Pruned", type_ = "date", json_path = ".status.lastPruneResult.time"),
-    printcolumn(
-        name = "Validated",
-        type_ = "date",
-        json_path = ".status.lastValidateResult.time"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Status",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "DryRun", "type": "boolean", "jsonPath": ".spec.dryRun"}"#,
+    printcolumn = r#"{"name": "Deployed", "type": "date", "jsonPath": ".status.lastDeployResult.time"}"#,
+    printcolumn = r#"{"name": "Pruned", "type": "date", "jsonPath": ".status.lastPruneResult.time"}"#,
+    printcolumn = r#"{"name": "Validated", "type": "date", "jsonPath": ".status.lastValidateResult.time"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KluctlDeploymentSpec {
@@ -66,7 +50,7 @@ pub struct KluctlDeploymentSpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
 
-    /// Deprecated (use `source`): the GitRepository whose artifact holds the project.
+    /// Deprecated (use `source`): the `GitRepository` whose artifact holds the project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<NamespacedObjectKindReference>,
 
@@ -209,7 +193,7 @@ pub struct KluctlDeploymentSpec {
     #[serde(default)]
     pub prune: bool,
 
-    /// Delete the target's objects when this KluctlDeployment is deleted.
+    /// Delete the target's objects when this `KluctlDeployment` is deleted.
     #[serde(default)]
     pub delete: bool,
 }
@@ -328,7 +312,7 @@ pub struct FixedImage {
     pub deployment_dir: Option<String>,
 }
 
-/// Observed state of a legacy KluctlDeployment.
+/// Observed state of a legacy `KluctlDeployment`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KluctlDeploymentStatus {

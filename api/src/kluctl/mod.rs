@@ -1,4 +1,4 @@
-//! `gitops.kluctl.io`: the KluctlDeployment kind served by the kluctl-controller.
+//! `gitops.kluctl.io`: the `KluctlDeployment` kind served by the kluctl-controller.
 //!
 //! Only `v1beta1` exists. Its schema follows upstream Kluctl field for field, plus our `spec.sourceRef`
 //! and `spec.path` (see [`v1beta1`]). The status result fields are typed here ([`results`]) but keep

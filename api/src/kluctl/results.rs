@@ -39,15 +39,15 @@ pub struct TargetKey {
     pub discriminator: String,
 }
 
-/// The KluctlDeployment a command ran for.
+/// The `KluctlDeployment` a command ran for.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct KluctlDeploymentInfo {
-    /// Name of the KluctlDeployment.
+    /// Name of the `KluctlDeployment`.
     pub name: String,
-    /// Namespace of the KluctlDeployment.
+    /// Namespace of the `KluctlDeployment`.
     pub namespace: String,
-    /// Cluster the KluctlDeployment lives in.
+    /// Cluster the `KluctlDeployment` lives in.
     pub cluster_id: String,
 }
 
@@ -228,7 +228,7 @@ pub struct CommandResultSummary {
     pub target: Target,
     /// How the command was invoked.
     pub command_info: CommandInfo,
-    /// KluctlDeployment the command ran for, if any.
+    /// `KluctlDeployment` the command ran for, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kluctl_deployment: Option<KluctlDeploymentInfo>,
     /// Git state of the project.
@@ -289,7 +289,7 @@ pub struct ValidateResult {
     pub project_key: ProjectKey,
     /// Target validated.
     pub target_key: TargetKey,
-    /// KluctlDeployment validated, if any.
+    /// `KluctlDeployment` validated, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kluctl_deployment: Option<KluctlDeploymentInfo>,
     /// Spec patch of the manual request that triggered the validation.
@@ -353,7 +353,7 @@ pub struct DriftDetectionResult {
     pub project_key: ProjectKey,
     /// Target checked.
     pub target_key: TargetKey,
-    /// KluctlDeployment checked, if any.
+    /// `KluctlDeployment` checked, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kluctl_deployment: Option<KluctlDeploymentInfo>,
     /// Hash of all rendered objects.

@@ -184,8 +184,8 @@ fn crd_defaults_patterns_and_free_form_fields() {
     );
 }
 
-/// The KluctlDeployments of the seed docs (000), with the Jinja placeholder substituted.
-const SEED_000: &str = r#"
+/// The `KluctlDeployments` of the seed docs (000), with the Jinja placeholder substituted.
+const SEED_000: &str = r"
 apiVersion: gitops.kluctl.io/v1beta1
 kind: KluctlDeployment
 metadata:
@@ -256,9 +256,9 @@ spec:
   context: default
   prune: true
   delete: true
-"#;
+";
 
-/// The KluctlDeployments of seed 001.
+/// The `KluctlDeployments` of seed 001.
 const SEED_001: &str = r#"
 apiVersion: gitops.kluctl.io/v1beta1
 kind: KluctlDeployment
@@ -347,7 +347,7 @@ fn seed_001_manifests_deserialize() {
 #[test]
 fn source_ref_manifest_deserializes_and_round_trips() {
     let kd = parse(
-        r#"
+        r"
 apiVersion: gitops.kluctl.io/v1beta1
 kind: KluctlDeployment
 metadata:
@@ -367,7 +367,7 @@ spec:
       - host: github.com
         secretRef:
           name: git-creds
-"#,
+",
     );
     let source_ref = kd.spec.source_ref.as_ref().unwrap();
     assert_eq!(source_ref.kind, SourceKind::Bucket);

@@ -1,7 +1,7 @@
-//! `gitops.kluctl.io/v1beta1` KluctlDeployment: the upstream shape plus our `spec.sourceRef`/`spec.path`.
+//! `gitops.kluctl.io/v1beta1` `KluctlDeployment`: the upstream shape plus our `spec.sourceRef`/`spec.path`.
 //!
 //! Upstream requires `spec.source` (the controller clones Git or pulls OCI itself). We additionally
-//! accept `spec.sourceRef`, a GitRepository or Bucket whose source-controller artifact holds the
+//! accept `spec.sourceRef`, a `GitRepository` or `Bucket` whose source-controller artifact holds the
 //! project, with `spec.path` selecting the project directory inside it. Exactly one of the two must be
 //! set; the CRD enforces this with CEL rules, and [`KluctlDeploymentSpec::validate`] performs the same
 //! checks for clusters that cannot evaluate CEL.
@@ -52,7 +52,7 @@ pub const MSG_PATH_NO_PARENT: &str =
 /// Pattern of the deploy and validate intervals: a duration, prefix-matched as upstream does.
 const SAFE_DURATION_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)";
 
-/// Desired state of a KluctlDeployment: where the Kluctl project comes from, which target to deploy
+/// Desired state of a `KluctlDeployment`: where the Kluctl project comes from, which target to deploy
 /// and how often, and the options passed to the deploy, validate and prune runs.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -65,29 +65,13 @@ const SAFE_DURATION_PATTERN: &str = r"^(([0-9]+(\.[0-9]+)?(ms|s|m|h))+)";
     status = "KluctlDeploymentStatus",
     derive = "PartialEq",
     doc = "A Kluctl project deployed (and kept deployed) to a target by the kluctl-controller.",
-    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "DryRun", type_ = "boolean", json_path = ".spec.dryRun"),
-    printcolumn(
-        name = "Deployed",
-        type_ = "date",
-        json_path = ".status.lastDeployResult.commandInfo.endTime"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Drift",
-        type_ = "string",
-        json_path = ".status.lastDriftDetectionResultMessage"
-    ),
-    printcolumn(
-        name = "Status",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"}"#,
+    printcolumn = r#"{"name": "DryRun", "type": "boolean", "jsonPath": ".spec.dryRun"}"#,
+    printcolumn = r#"{"name": "Deployed", "type": "date", "jsonPath": ".status.lastDeployResult.commandInfo.endTime"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Drift", "type": "string", "jsonPath": ".status.lastDriftDetectionResultMessage"}"#,
+    printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = kube::core::Rule::new(RULE_SOURCE_EXCLUSIVE).message(MSG_SOURCE_EXCLUSIVE),
@@ -101,7 +85,7 @@ pub struct KluctlDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ProjectSource>,
 
-    /// Extension of this project (not upstream): a GitRepository or Bucket whose artifact holds the
+    /// Extension of this project (not upstream): a `GitRepository` or `Bucket` whose artifact holds the
     /// project. Mutually exclusive with `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<CrossNamespaceSourceReference>,
@@ -243,7 +227,7 @@ pub struct KluctlDeploymentSpec {
     #[serde(default)]
     pub prune: bool,
 
-    /// Delete the target's objects when this KluctlDeployment is deleted.
+    /// Delete the target's objects when this `KluctlDeployment` is deleted.
     #[serde(default)]
     pub delete: bool,
 
@@ -359,7 +343,7 @@ pub struct OciRef {
 /// Kinds a `sourceRef` may point to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum SourceKind {
-    /// A `source.toolkit.fluxcd.io` GitRepository.
+    /// A `source.toolkit.fluxcd.io` `GitRepository`.
     #[default]
     GitRepository,
     /// A `source.toolkit.fluxcd.io` Bucket.
@@ -387,7 +371,7 @@ pub struct CrossNamespaceSourceReference {
     pub kind: SourceKind,
     /// Name of the source.
     pub name: String,
-    /// Namespace of the source; the KluctlDeployment's namespace when omitted.
+    /// Namespace of the source; the `KluctlDeployment`'s namespace when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -577,7 +561,7 @@ pub struct FixedImage {
     pub deployment_dir: Option<String>,
 }
 
-/// Observed state of a KluctlDeployment.
+/// Observed state of a `KluctlDeployment`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KluctlDeploymentStatus {

@@ -10,7 +10,7 @@ use super::v1beta1::{
     MSG_SOURCE_EXCLUSIVE, MSG_SOURCE_REQUIRED,
 };
 
-/// One violated rule of a KluctlDeployment spec.
+/// One violated rule of a `KluctlDeployment` spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecError {
     /// Path of the offending field, e.g. `spec.sourceRef` or `spec.path`.

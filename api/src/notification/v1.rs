@@ -50,27 +50,27 @@ string_enum! {
     pub enum ReferencedKind {
         /// `source.toolkit.fluxcd.io` Bucket.
         Bucket = "Bucket",
-        /// `source.toolkit.fluxcd.io` GitRepository.
+        /// `source.toolkit.fluxcd.io` `GitRepository`.
         GitRepository = "GitRepository",
         /// `kustomize.toolkit.fluxcd.io` Kustomization.
         Kustomization = "Kustomization",
-        /// `helm.toolkit.fluxcd.io` HelmRelease.
+        /// `helm.toolkit.fluxcd.io` `HelmRelease`.
         HelmRelease = "HelmRelease",
-        /// `source.toolkit.fluxcd.io` HelmChart.
+        /// `source.toolkit.fluxcd.io` `HelmChart`.
         HelmChart = "HelmChart",
-        /// `source.toolkit.fluxcd.io` HelmRepository.
+        /// `source.toolkit.fluxcd.io` `HelmRepository`.
         HelmRepository = "HelmRepository",
-        /// `image.toolkit.fluxcd.io` ImageRepository.
+        /// `image.toolkit.fluxcd.io` `ImageRepository`.
         ImageRepository = "ImageRepository",
-        /// `image.toolkit.fluxcd.io` ImagePolicy.
+        /// `image.toolkit.fluxcd.io` `ImagePolicy`.
         ImagePolicy = "ImagePolicy",
-        /// `image.toolkit.fluxcd.io` ImageUpdateAutomation.
+        /// `image.toolkit.fluxcd.io` `ImageUpdateAutomation`.
         ImageUpdateAutomation = "ImageUpdateAutomation",
-        /// `source.toolkit.fluxcd.io` OCIRepository.
+        /// `source.toolkit.fluxcd.io` `OCIRepository`.
         OciRepository = "OCIRepository",
-        /// `source.extensions.fluxcd.io` ArtifactGenerator.
+        /// `source.extensions.fluxcd.io` `ArtifactGenerator`.
         ArtifactGenerator = "ArtifactGenerator",
-        /// `source.toolkit.fluxcd.io` ExternalArtifact.
+        /// `source.toolkit.fluxcd.io` `ExternalArtifact`.
         ExternalArtifact = "ExternalArtifact",
     }
 }
@@ -123,7 +123,7 @@ string_enum! {
         Nexus = "nexus",
         /// Azure Container Registry webhooks.
         Acr = "acr",
-        /// CDEvents.
+        /// `CDEvents`.
         Cdevents = "cdevents",
     }
 }
@@ -143,17 +143,9 @@ string_enum! {
     category = "all",
     category = "fluxcd",
     category = "fluxcd-notifications",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Status",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
-    )
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[x_kube(
     validation = kube::core::Rule::new(RECEIVER_RULES[0].0).message(RECEIVER_RULES[0].1),
@@ -172,7 +164,7 @@ pub struct ReceiverSpec {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub interval: String,
 
-    /// Event types to accept (GitHub, GitLab, Bitbucket, CDEvents); all when empty.
+    /// Event types to accept (GitHub, GitLab, Bitbucket, `CDEvents`); all when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
 

@@ -54,7 +54,7 @@ string_enum! {
     category = "all",
     category = "fluxcd",
     category = "fluxcd-notifications",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AlertSpec {
@@ -148,7 +148,7 @@ string_enum! {
         GithubPullRequestComment = "githubpullrequestcomment",
         /// GitLab merge request comment.
         GitlabMergeRequestComment = "gitlabmergerequestcomment",
-        /// PagerDuty.
+        /// `PagerDuty`.
         Pagerduty = "pagerduty",
         /// Datadog.
         Datadog = "datadog",
@@ -194,7 +194,7 @@ impl ProviderType {
     category = "all",
     category = "fluxcd",
     category = "fluxcd-notifications",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new(PROVIDER_COMMIT_STATUS_RULE).message(PROVIDER_COMMIT_STATUS_MESSAGE))]
 #[serde(rename_all = "camelCase")]

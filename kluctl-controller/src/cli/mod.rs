@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 
 /// The `kluctl` command line.
 #[derive(Parser, Debug)]
-#[command(name = "kluctl", version, about = "Render, diff, deploy, prune and validate Kluctl projects; drive the kluctl-controller")]
+#[command(
+    name = "kluctl",
+    version,
+    about = "Render, diff, deploy, prune and validate Kluctl projects; drive the kluctl-controller"
+)]
 pub struct KluctlArgs {
     /// What to do.
     #[command(subcommand)]
@@ -20,7 +24,11 @@ pub enum KluctlCommand {
 
 /// The `kluctl-controller` command line.
 #[derive(Parser, Debug)]
-#[command(name = "kluctl-controller", version, about = "Reconciles KluctlDeployment objects: render, apply, prune, validate, detect drift, notify")]
+#[command(
+    name = "kluctl-controller",
+    version,
+    about = "Reconciles KluctlDeployment objects: render, apply, prune, validate, detect drift, notify"
+)]
 pub struct ControllerArgs {}
 
 /// Runs `kluctl` with parsed arguments.
