@@ -457,7 +457,11 @@ recheck_hybrid_crds() {
     KUBECTL wait --for=condition=Available $svcs --timeout=60s >/dev/null \
       || log "WARNING: hybrid APIServices not Available: re-run '$0 apply-crds'"
   else
-    log "WARNING: CRDs were served by the hybrid apiextensions-apiserver, which is not running now; re-run '$0 apply-crds'"
+    # unavailable aggregated APIs break discovery for every client (kubectl api-resources, kube-rs, kluctl)
+    log "WARNING: CRDs were served by the hybrid apiextensions-apiserver, which is not running now:"
+    log "         removing their APIServices ($(echo "$svcs" | sed 's#.*/##' | paste -sd' ' -)); re-run '$0 apply-crds'"
+    # shellcheck disable=SC2086
+    KUBECTL delete $svcs >/dev/null
     rm -f "$E2E_STATE/env.d/20-crds.sh"
   fi
 }
@@ -618,13 +622,20 @@ print("%d %d" % (n, stripped))
 PY
 }
 
-wait_discoverable() {  # group plural timeout_s: `kubectl api-resources --api-group=G` lists PLURAL
-  local g=$1 plural=$2 t=$3 i
-  for ((i = 0; i < t * 2; i++)); do
-    KUBECTL api-resources --api-group="$g" -o name 2>/dev/null | grep -qx "$plural.$g" && return 0
-    sleep 0.5
+# wait_discoverable TSV TIMEOUT_S: every "plural.group" of the TSV is listed by `kubectl api-resources`
+# through the main endpoint (exit status ignored: kubectl also fails when some OTHER aggregated API is down)
+wait_discoverable() {
+  local tsv=$1 t=$2 i out missing name g plural vers
+  for ((i = 0; i < t * 4; i++)); do
+    out=$(KUBECTL api-resources -o name 2>/dev/null || true)
+    missing=""
+    while IFS=$'\t' read -r name g plural vers; do
+      grep -qx "$plural.$g" <<<"$out" || missing="$missing $plural.$g"
+    done < "$tsv"
+    [ -z "$missing" ] && return 0
+    sleep 0.25
   done
-  return 1
+  die "not discoverable through $URL after ${t}s (kubectl api-resources):$missing"
 }
 
 cmd_apply_crds() {
@@ -654,15 +665,17 @@ cmd_apply_crds() {
   if [ "$mode" = hybrid ]; then
     # CRDs go into the 1.36 server by SSA over curl (kubectl cannot talk to it directly: it has no /api);
     # clients then reach the CRs through the ONE main endpoint via the APIServices.
+    # the same CRD must not ALSO exist in 1.20: its auto-registered Local APIService would win
+    local core_crds; core_crds=$(KUBECTL get crd -o name 2>/dev/null || true)
     while IFS=$'\t' read -r name g plural vers; do
-      # the same CRD must not ALSO exist in 1.20: its auto-registered Local APIService would win
-      if KUBECTL get crd "$name" >/dev/null 2>&1; then
+      if grep -qx "customresourcedefinition.apiextensions.k8s.io/$name" <<<"$core_crds"; then
         log "CRD $name exists in kube-apiserver 1.20 (it would shadow the aggregated API): deleting it there"
         KUBECTL delete crd "$name" --wait=true --timeout=60s >/dev/null
       fi
     done < "$tmp/crds.tsv"
-    for c in "$tmp"/crd-*.json; do
-      name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["name"])' "$c")
+    local idx=0
+    for c in "$tmp"/crd-*.json; do  # crd-NNN.json is line NNN+1 of crds.tsv
+      idx=$((idx + 1)); name=$(sed -n "${idx}p" "$tmp/crds.tsv" | cut -f1)
       local code
       code=$(curl -sS -o "$tmp/resp" -w '%{http_code}' --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" \
         -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$c" \
@@ -672,13 +685,15 @@ cmd_apply_crds() {
     printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"apiext136","namespace":"default"},"spec":{"type":"ExternalName","externalName":"localhost"}}' > "$tmp/svc.json"
     KUBECTL apply -f "$tmp/svc.json" >/dev/null
     for a in "$tmp"/apisvc-*.json; do KUBECTL apply -f "$a" >/dev/null || die "APIService $(basename "$a") failed"; done
+    local svcs=()
     while IFS=$'\t' read -r name g plural vers; do
-      for v in ${vers//,/ }; do
-        KUBECTL wait --for=condition=Available "apiservice/$v.$g" --timeout=60s >/dev/null \
-          || die "APIService $v.$g not Available: $(KUBECTL get apiservice "$v.$g" -o jsonpath='{.status.conditions[0].message}')"
-      done
-      wait_discoverable "$g" "$plural" 60 || die "$plural.$g not discoverable through $URL (kubectl api-resources --api-group=$g)"
-      log "  $name: served by apiextensions-apiserver, APIService(s) ${vers//,/ } Available, discoverable via $URL"
+      for v in ${vers//,/ }; do svcs+=("apiservice/$v.$g"); done
+    done < "$tmp/crds.tsv"
+    KUBECTL wait --for=condition=Available "${svcs[@]}" --timeout=60s >/dev/null \
+      || die "APIService(s) not Available: $(KUBECTL get "${svcs[@]}" -o jsonpath='{range .items[*]}{.metadata.name}: {.status.conditions[0].message}{"\n"}{end}')"
+    wait_discoverable "$tmp/crds.tsv" 60
+    while IFS=$'\t' read -r name g plural vers; do
+      log "  $name: served by apiextensions-apiserver; APIService(s) ${vers//,/ } Available; discoverable via $URL"
     done < "$tmp/crds.tsv"
     echo "CRDs: served by apiextensions-apiserver $(server_version "$APIEXT_URL") (CEL enforced) — $n CRD(s) from $dir, $(( $(now_ms) - t0 )) ms"
     write_env_fragment 20-crds <<EOF
@@ -686,9 +701,12 @@ export E2E_CEL=1
 export E2E_CRD_MODE=hybrid
 EOF
   else
+    # a leftover aggregated (hybrid) APIService for one of these group/versions would hijack it
+    local aggregated
+    aggregated=$(KUBECTL get apiservice -o jsonpath='{range .items[?(@.spec.service.name)]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true)
     while IFS=$'\t' read -r name g plural vers; do
-      for v in ${vers//,/ }; do  # a leftover hybrid APIService for this group/version would hijack it
-        if [ -n "$(KUBECTL get apiservice "$v.$g" -o jsonpath='{.spec.service.name}' 2>/dev/null)" ]; then
+      for v in ${vers//,/ }; do
+        if grep -qx "$v.$g" <<<"$aggregated"; then
           log "deleting leftover aggregated APIService $v.$g"; KUBECTL delete apiservice "$v.$g" >/dev/null
         fi
       done
@@ -696,11 +714,11 @@ EOF
     for c in "$tmp"/crd-*.json; do
       KUBECTL apply --server-side --force-conflicts --field-manager=kluctl-gitops-e2e -f "$c" >/dev/null || die "server-side apply of $(basename "$c") failed"
     done
-    while IFS=$'\t' read -r name g plural vers; do
-      KUBECTL wait --for condition=established "crd/$name" --timeout=60s >/dev/null || die "CRD $name not Established"
-      wait_discoverable "$g" "$plural" 60 || die "$plural.$g not discoverable through $URL"
-      log "  $name: Established in kube-apiserver"
-    done < "$tmp/crds.tsv"
+    local crds=()
+    while IFS=$'\t' read -r name g plural vers; do crds+=("crd/$name"); done < "$tmp/crds.tsv"
+    KUBECTL wait --for condition=established "${crds[@]}" --timeout=60s >/dev/null || die "CRD(s) not Established: ${crds[*]}"
+    wait_discoverable "$tmp/crds.tsv" 60
+    while IFS=$'\t' read -r name g plural vers; do log "  $name: Established in kube-apiserver; discoverable via $URL"; done < "$tmp/crds.tsv"
     [ "$stripped" = 0 ] || log "removed $stripped x-kubernetes-validations block(s) (kube-apiserver 1.20 rejects the field under SSA)"
     echo "CRDs: installed in kube-apiserver $(server_version "$URL") with CEL rules removed (CEL not enforced) — $n CRD(s) from $dir, $(( $(now_ms) - t0 )) ms"
     write_env_fragment 20-crds <<EOF
