@@ -16,6 +16,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -244,11 +245,32 @@ pub fn dump_namespace(env: &Env, ns: &str) -> String {
                  buckets.source.toolkit.fluxcd.io,kluctldeployments.gitops.kluctl.io,\
                  kluctldeployments.flux.kluctl.io,alerts.notification.toolkit.fluxcd.io,\
                  providers.notification.toolkit.fluxcd.io,receivers.notification.toolkit.fluxcd.io";
-    match env.kubectl(&["get", kinds, "-n", ns, "-o", "yaml"]) {
+    let mut out = match env.kubectl(&["get", kinds, "-n", ns, "-o", "yaml"]) {
         // Secret values stay out of test logs.
         Ok(yaml) => redact_secret_data(&yaml),
         Err(e) => format!("(dump failed: {e:#})"),
+    };
+    // The last lines of every control-plane and test-server log.
+    let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
+    for dir in ["cluster/logs", "servers/logs"] {
+        let Ok(entries) = fs_err::read_dir(Path::new(&state).join(dir)) else {
+            continue;
+        };
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let Ok(text) = fs_err::read_to_string(&path) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            let _ = write!(
+                out,
+                "\n=== last lines of {}:\n{}\n",
+                path.display(),
+                tail.join("\n")
+            );
+        }
     }
+    out
 }
 
 fn redact_secret_data(yaml: &str) -> String {
