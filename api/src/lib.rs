@@ -19,4 +19,5 @@ pub mod kluctl;
 pub mod meta;
 pub mod notification;
 pub mod revision;
+mod schema;
 pub mod source;

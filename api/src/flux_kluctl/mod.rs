@@ -13,5 +13,5 @@ mod tests;
 
 /// The `kluctldeployments.flux.kluctl.io` CRD.
 pub fn kluctldeployment_crd() -> CustomResourceDefinition {
-    crate::kluctl::schema::controller_gen_shape(&v1alpha1::KluctlDeployment::crd(), false)
+    crate::schema::controller_gen_shape(&v1alpha1::KluctlDeployment::crd(), false)
 }

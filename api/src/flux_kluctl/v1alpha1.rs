@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::kluctl::schema::{DURATION_PATTERN, conditions, preserve_unknown_object};
 use crate::meta::{LocalObjectReference, NamespacedObjectKindReference, SecretKeyReference};
+use crate::schema::{DURATION_PATTERN, conditions, preserve_unknown_object};
 
 pub use crate::kluctl::v1beta1::{Decryption, DecryptionProvider, DeployMode};
 

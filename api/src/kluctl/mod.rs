@@ -8,7 +8,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub mod results;
-pub(crate) mod schema;
 pub mod v1beta1;
 mod validate;
 
@@ -17,5 +16,5 @@ mod tests;
 
 /// The `kluctldeployments.gitops.kluctl.io` CRD.
 pub fn kluctldeployment_crd() -> CustomResourceDefinition {
-    schema::controller_gen_shape(&v1beta1::KluctlDeployment::crd(), false)
+    crate::schema::controller_gen_shape(&v1beta1::KluctlDeployment::crd(), false)
 }

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::schema::null_as_default;
 use super::v1beta1::{FixedImage, GitRef, ObjectRef};
+use crate::schema::null_as_default;
 
 /// Identity of a project: its repository and the project directory within it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]

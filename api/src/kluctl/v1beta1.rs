@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::schema::{DURATION_PATTERN, conditions, preserve_unknown_object, preserve_unknown_object_list};
 use crate::meta::{LocalObjectReference, SecretKeyReference};
+use crate::schema::{DURATION_PATTERN, conditions, preserve_unknown_object, preserve_unknown_object_list};
 
 pub use super::results::{
     AwsConfig, Change, ClusterInfo, CommandInfo, CommandResultSummary, DeploymentError, DriftDetectionResult,

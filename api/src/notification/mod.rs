@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::constants::SUBSTITUTE_ANNOTATION;
 use crate::crds;
-use crate::kluctl::schema::controller_gen_shape;
+use crate::schema::controller_gen_shape;
 
 /// Declares a string enum whose variants serialize to the given literals, with `ALL`, `as_str` and
 /// `Display`.

@@ -10,8 +10,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kluctl::schema::{DURATION_PATTERN, conditions};
 use crate::meta::LocalObjectReference;
+use crate::schema::{DURATION_PATTERN, conditions};
 
 /// Kind name of the Receiver resource.
 pub const RECEIVER_KIND: &str = "Receiver";

@@ -9,8 +9,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::v1::CrossNamespaceObjectReference;
-use crate::kluctl::schema::DURATION_PATTERN;
 use crate::meta::LocalObjectReference;
+use crate::schema::DURATION_PATTERN;
 
 /// Kind name of the Alert resource.
 pub const ALERT_KIND: &str = "Alert";

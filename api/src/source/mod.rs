@@ -13,7 +13,7 @@
 //! Flux source-controller CRDs field for field; what the derive cannot express (the `status`
 //! default, `listKind`, the implicit `apiVersion`/`kind`/`metadata` properties, no root `title`)
 //! is patched in here after generation, and `metav1.Condition` gets the validation the k8s-openapi
-//! schema lacks through `conditions_schema`.
+//! schema lacks through the crate's shared `schema::conditions`.
 
 // Doc comments here become CRD descriptions, where kind names such as GitRepository read better bare.
 #![allow(clippy::doc_markdown)]
@@ -22,20 +22,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::constants::SUBSTITUTE_ANNOTATION;
 use crate::crds;
-use crate::meta::Condition;
 
 pub mod v1;
 pub mod v1beta1;
 pub mod v1beta2;
 
 /// Duration pattern of `spec.interval` (Go duration units up to hours).
-pub const INTERVAL_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+pub const INTERVAL_PATTERN: &str = crate::schema::DURATION_PATTERN;
 /// Duration pattern of `spec.timeout` (Go duration units up to minutes).
 pub const TIMEOUT_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$";
 /// Value the apiserver fills into an unset `spec.timeout`.
@@ -75,106 +74,38 @@ pub struct NamespaceSelector {
     pub match_labels: Option<BTreeMap<String, String>>,
 }
 
-/// Schema of a `conditions` list: `metav1.Condition` with the validation the apiserver's own
-/// types carry (lengths, patterns, the status enum), which the k8s-openapi schema leaves out.
-pub(crate) fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
-    let mut schema = generator.subschema_for::<Vec<Condition>>();
-    let constraints = [
-        ("message", json!({"maxLength": 32768})),
-        ("observedGeneration", json!({"minimum": 0})),
-        (
-            "reason",
-            json!({
-                "maxLength": 1024,
-                "minLength": 1,
-                "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
-            }),
-        ),
-        ("status", json!({"enum": ["True", "False", "Unknown"]})),
-        (
-            "type",
-            json!({
-                "maxLength": 316,
-                "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-            }),
-        ),
-    ];
-    for (property, extra) in constraints {
-        let target = schema
-            .pointer_mut(&format!("/items/properties/{property}"))
-            .and_then(Value::as_object_mut);
-        if let (Some(target), Value::Object(extra)) = (target, extra) {
-            target.extend(extra);
-        }
-    }
-    schema
-}
-
 /// GitRepository CRD, all versions: `v1` (storage), `v1beta2` and `v1beta1` (served, deprecated).
 pub fn gitrepository_crd() -> CustomResourceDefinition {
-    finish(
-        crds::merge(
-            vec![
-                v1::GitRepository::crd(),
-                v1beta2::GitRepository::crd(),
-                v1beta1::GitRepository::crd(),
-            ],
-            "v1",
-        ),
-        "GitRepositoryList",
-    )
+    finish(&crds::merge(
+        vec![
+            v1::GitRepository::crd(),
+            v1beta2::GitRepository::crd(),
+            v1beta1::GitRepository::crd(),
+        ],
+        "v1",
+    ))
 }
 
 /// Bucket CRD, all versions: `v1` (storage), `v1beta2` and `v1beta1` (served, deprecated).
 pub fn bucket_crd() -> CustomResourceDefinition {
-    finish(
-        crds::merge(
-            vec![v1::Bucket::crd(), v1beta2::Bucket::crd(), v1beta1::Bucket::crd()],
-            "v1",
-        ),
-        "BucketList",
-    )
+    finish(&crds::merge(
+        vec![v1::Bucket::crd(), v1beta2::Bucket::crd(), v1beta1::Bucket::crd()],
+        "v1",
+    ))
 }
 
 /// The post-processing shared by both kinds, see the module docs.
-fn finish(mut crd: CustomResourceDefinition, list_kind: &str) -> CustomResourceDefinition {
-    crd.spec.names.list_kind = Some(list_kind.to_string());
+fn finish(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
+    let crd = crate::schema::controller_gen_shape(crd, false);
     let crd = crds::with_annotation(&crd, SUBSTITUTE_ANNOTATION, "disabled");
-    let crd = crds::with_status_default(&crd, &json!({"observedGeneration": -1}));
-    crds::patch_json(&crd, |v| {
-        let Some(versions) = v.pointer_mut("/spec/versions").and_then(Value::as_array_mut) else {
-            return;
-        };
-        for version in versions {
-            if let Some(schema) = version
-                .pointer_mut("/schema/openAPIV3Schema")
-                .and_then(Value::as_object_mut)
-            {
-                // schemars names the root after the Rust type; upstream has no title.
-                schema.remove("title");
-            }
-            if let Some(root) = version
-                .pointer_mut("/schema/openAPIV3Schema/properties")
-                .and_then(Value::as_object_mut)
-            {
-                root.insert(
-                    "apiVersion".into(),
-                    json!({"type": "string", "description": "Versioned schema of this object, `<group>/<version>`."}),
-                );
-                root.insert(
-                    "kind".into(),
-                    json!({"type": "string", "description": "REST resource kind of this object, in CamelCase."}),
-                );
-                root.insert("metadata".into(), json!({"type": "object"}));
-            }
-        }
-    })
+    crds::with_status_default(&crd, &json!({"observedGeneration": -1}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion;
+    use serde_json::Value;
 
     fn version<'a>(crd: &'a CustomResourceDefinition, name: &str) -> &'a CustomResourceDefinitionVersion {
         crd.spec.versions.iter().find(|v| v.name == name).unwrap()

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{INTERVAL_PATTERN, TIMEOUT_PATTERN, conditions_schema, default_timeout, is_false};
+use super::{INTERVAL_PATTERN, TIMEOUT_PATTERN, default_timeout, is_false};
 use crate::meta::{Artifact, Condition, LocalObjectReference};
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ pub struct GitRepositoryStatus {
 
     /// Latest observations of the object's state (`Ready`, `Reconciling`, `Stalled`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// The artifact produced by the last successful reconciliation.
@@ -484,7 +484,7 @@ pub struct BucketStatus {
 
     /// Latest observations of the object's state (`Ready`, `Reconciling`, `Stalled`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// Stable address of the newest artifact (`.../latest.tar.gz`), offered on a best-effort basis;

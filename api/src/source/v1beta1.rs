@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::v1::GitRepositoryInclude;
 use super::v1beta2::{GitImplementation, GitVerificationMode};
-use super::{AccessFrom, conditions_schema, default_timeout, is_false};
+use super::{AccessFrom, default_timeout, is_false};
 use crate::meta::{Condition, LocalObjectReference, Time};
 
 /// Artifact record of the `v1beta1` status.
@@ -159,7 +159,7 @@ pub struct GitRepositoryStatus {
 
     /// Latest observations of the object's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// Stable address of the newest artifact, offered on a best-effort basis.
@@ -275,7 +275,7 @@ pub struct BucketStatus {
 
     /// Latest observations of the object's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// Stable address of the newest artifact, offered on a best-effort basis.

@@ -11,10 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::v1::{BucketProvider, BucketStsSpec, GitRepositoryInclude, GitRepositoryRef};
-use super::{
-    AccessFrom, DIGEST_PATTERN, INTERVAL_PATTERN, TIMEOUT_PATTERN, conditions_schema, default_timeout,
-    is_false,
-};
+use super::{AccessFrom, DIGEST_PATTERN, INTERVAL_PATTERN, TIMEOUT_PATTERN, default_timeout, is_false};
 use crate::meta::{Condition, LocalObjectReference, Time};
 
 /// Artifact record of the `v1beta2` status: like the `v1` one, except that `digest` may be absent.
@@ -170,7 +167,7 @@ pub struct GitRepositoryStatus {
 
     /// Latest observations of the object's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// Stable address of the newest artifact, offered on a best-effort basis.
@@ -317,7 +314,7 @@ pub struct BucketStatus {
 
     /// Latest observations of the object's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "conditions_schema")]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 
     /// Stable address of the newest artifact, offered on a best-effort basis.

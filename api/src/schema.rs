@@ -1,5 +1,5 @@
-//! Schema pieces the derive cannot produce on its own, shared by the Kluctl, legacy Kluctl and
-//! notification kinds.
+//! Schema pieces the derive cannot produce on its own, shared by every kind
+//! in this crate.
 //!
 //! - free-form objects (`x-kubernetes-preserve-unknown-fields`), used where upstream stores raw JSON
 //!   but our Rust field is typed;
