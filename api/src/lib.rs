@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod constants;
 pub mod crds;
 pub mod docs;
+pub mod duration;
 pub mod flux_kluctl;
 pub mod kluctl;
 pub mod meta;
