@@ -55,7 +55,8 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         rest = &rest[unit_len..];
         total += value * nanos_per_unit;
     }
-    if !total.is_finite() || total > u64::MAX as f64 {
+    // 1.8e19 ns is just below u64::MAX (about 584 years).
+    if !total.is_finite() || total >= 1.8e19 {
         return Err(err("out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
@@ -69,7 +70,7 @@ pub fn format(d: Duration) -> String {
         return "0s".into();
     }
     if nanos < 1_000_000_000 {
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
         } else {
             format!("{nanos}ns")
