@@ -47,7 +47,8 @@ e2e-up: $(CRDGEN) ## install (cached) and start the local control plane + test s
 e2e-down: ## stop everything e2e-up started (state is kept; e2e/scripts/down.sh --clean removes it)
 	e2e/scripts/down.sh
 
-e2e-test: ## run the end-to-end tests against the running environment
+e2e-test: ## run the end-to-end tests against the running environment (builds the binaries they start)
+	$(CARGO) build -p source-controller --bin source-controller
 	$(CARGO) test -p e2e --tests -- --nocapture --test-threads 4
 
 e2e: ## e2e-up, e2e-test, then e2e-down (also on failure)

@@ -84,6 +84,12 @@ pub mod reasons {
     pub const INVALID_PATH: &str = "InvalidPath";
     /// A path tried to escape its root.
     pub const ILLEGAL_PATH: &str = "IllegalPath";
+    /// Garbage collection of old artifacts failed.
+    pub const GARBAGE_COLLECTION_FAILED: &str = "GarbageCollectionFailed";
+    /// Garbage collection of old artifacts succeeded (trace event).
+    pub const GARBAGE_COLLECTION_SUCCEEDED: &str = "GarbageCollectionSucceeded";
+    /// The stored artifact's digest did not match (warning event).
+    pub const ARTIFACT_VERIFICATION_FAILED: &str = "ArtifactVerificationFailed";
     /// Patching the object failed.
     pub const PATCH_OPERATION_FAILED: &str = "PatchOperationFailed";
     /// Kluctl: a full reconcile succeeded.

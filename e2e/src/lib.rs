@@ -391,6 +391,228 @@ pub fn contains_fields(want: &serde_json::Value, got: &serde_json::Value, path: 
     }
 }
 
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers).
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A `source-controller` process started for one test, killed when dropped.
+pub struct SourceController {
+    child: std::process::Child,
+    /// Its storage directory.
+    pub storage_dir: PathBuf,
+    /// `host:port` of its artifact server.
+    pub storage_addr: String,
+    /// Its log file (stderr).
+    pub log: PathBuf,
+}
+
+impl SourceController {
+    /// Starts the built binary against the e2e cluster, reconciling only objects labelled
+    /// `e2e.kluctl-gitops/ns=<ns>`, with its own storage dir and ports.
+    ///
+    /// # Errors
+    /// When the binary is missing (the message says how to build it) or does not start.
+    pub fn start(env: &Env, ns: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let bin = std::env::var("E2E_SOURCE_CONTROLLER_BIN").map_or_else(
+            |_| project_root().join("target/debug/source-controller"),
+            PathBuf::from,
+        );
+        if !bin.exists() {
+            bail!(
+                "{} is missing; build it with 'cargo build -p source-controller' (make e2e-test does)",
+                bin.display()
+            );
+        }
+        let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
+        let dir = PathBuf::from(state).join("controllers").join(ns);
+        let storage_dir = dir.join("storage");
+        fs_err::create_dir_all(&storage_dir)?;
+        let log = dir.join("source-controller.log");
+        let storage_addr = format!("127.0.0.1:{}", free_port()?);
+        let (metrics, health) = (free_port()?, free_port()?);
+        let child = Command::new(&bin)
+            .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
+            .args(["--storage-path", &storage_dir.to_string_lossy()])
+            .args(["--storage-addr", &storage_addr])
+            .args(["--storage-adv-addr", &storage_addr])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--health-addr", &format!("127.0.0.1:{health}")])
+            .args(["--watch-label-selector", &format!("e2e.kluctl-gitops/ns={ns}")])
+            .args(["--log-encoding", "console", "--min-retry-delay", "500ms"])
+            .args(extra_args)
+            // The machine presets CA bundles for child processes; the controller must not rely on them.
+            .env_remove("GIT_SSL_CAINFO")
+            .env_remove("SSL_CERT_FILE")
+            .stdout(std::process::Stdio::null())
+            .stderr(fs_err::File::create(&log)?.into_parts().0)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(SourceController {
+            child,
+            storage_dir,
+            storage_addr,
+            log,
+        })
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs_err::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for SourceController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare Git repository under `$E2E_GIT_REPOS`, with a work tree to commit from.
+pub struct GitRepo {
+    /// Repository name (`<name>.git` on the servers).
+    pub name: String,
+    work: PathBuf,
+}
+
+impl GitRepo {
+    /// Creates `<name>.git` (removing an old one) with an empty `main` branch work tree.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn create(env: &Env, name: &str) -> anyhow::Result<Self> {
+        let repos = PathBuf::from(env.get("E2E_GIT_REPOS")?);
+        let bare = repos.join(format!("{name}.git"));
+        let work = repos.join(format!(".work-{name}"));
+        let _ = fs_err::remove_dir_all(&bare);
+        let _ = fs_err::remove_dir_all(&work);
+        git(
+            &repos,
+            &["init", "-q", "--bare", "-b", "main", &bare.to_string_lossy()],
+        )?;
+        git(&repos, &["init", "-q", "-b", "main", &work.to_string_lossy()])?;
+        git(&work, &["remote", "add", "origin", &bare.to_string_lossy()])?;
+        Ok(GitRepo {
+            name: name.to_string(),
+            work,
+        })
+    }
+
+    /// Writes files (path, content) and commits them with `message`; returns the commit sha.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
+        for (path, content) in files {
+            let p = self.work.join(path);
+            if let Some(parent) = p.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            fs_err::write(p, content)?;
+        }
+        git(&self.work, &["add", "-A"])?;
+        git(
+            &self.work,
+            &[
+                "-c",
+                "user.name=e2e",
+                "-c",
+                "user.email=e2e@example.invalid",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ],
+        )?;
+        git(&self.work, &["push", "-q", "origin", "HEAD:refs/heads/main"])?;
+        Ok(git(&self.work, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+
+    /// `git ls-tree -r --name-only <rev>` of the repository.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn ls_tree(&self, rev: &str) -> anyhow::Result<Vec<String>> {
+        Ok(git(&self.work, &["ls-tree", "-r", "--name-only", rev])?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git").current_dir(dir).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Downloads an artifact the way Flux consumers do (GET the URL, verify the advertised digest),
+/// then lists its entries with Flux's untar rules: names escaping the root are rejected, symlinks
+/// skipped. Returns the regular-file names.
+///
+/// # Errors
+/// On HTTP errors, a digest mismatch or an unsafe entry.
+pub async fn fetch_artifact_files(url: &str, digest: &str) -> anyhow::Result<Vec<String>> {
+    use sha2::Digest as _;
+    let resp = reqwest::get(url).await?;
+    if !resp.status().is_success() {
+        bail!("GET {url}: {}", resp.status());
+    }
+    let bytes = resp.bytes().await?;
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| anyhow!("digest '{digest}' is not sha256"))?;
+    let actual = sha2::Sha256::digest(&bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+    if actual != hex {
+        bail!("digest mismatch for {url}: advertised {hex}, got {actual}");
+    }
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut files = Vec::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.starts_with('/') || path.split('/').any(|s| s == "..") {
+            bail!("artifact entry '{path}' escapes the extraction root");
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => files.push(path),
+            tar::EntryType::Directory | tar::EntryType::Symlink => {}
+            other => bail!("artifact entry '{path}' has unsupported type {other:?}"),
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Counts `git-upload-pack` POSTs for `repo` in the git HTTP server's request log (written before
+/// each request is served): protocol v2 sends one for `ls-refs` and one more for `fetch`, so a
+/// no-op reconcile adds exactly one.
+///
+/// # Errors
+/// When the log cannot be read.
+pub fn upload_pack_posts(env: &Env, repo: &str) -> anyhow::Result<usize> {
+    let log = fs_err::read_to_string(env.get("E2E_GIT_REQUEST_LOG")?)?;
+    let needle = format!("POST /{repo}.git/git-upload-pack");
+    Ok(log.lines().filter(|l| *l == needle).count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

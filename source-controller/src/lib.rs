@@ -1,25 +1,188 @@
-//! The source-controller: reconciles Flux `GitRepository` and `Bucket` objects into versioned,
+//! The source-controller: reconciles Flux `GitRepository` objects into versioned,
 //! digest-addressed tar.gz artifacts and serves them over HTTP.
 //!
-//! This release ships the command-line surface only; the reconcilers arrive with their own modules
-//! (`git`, `bucket`, `archive`, `storage`, `server`, `reconcile`, `status`).
+//! ```text
+//!  main ──► run(Args)
+//!             ├─ artifact server      (--storage-addr)   server::serve
+//!             ├─ metrics / health     (--metrics-addr, --health-addr)
+//!             └─ GitRepository controller: reconcile::gitrepository
+//!                    resolve (git) → fetch (git) → package (archive) → store (storage) → status
+//! ```
+//!
+//! Bucket objects are not reconciled by this build yet.
 
-use clap::Parser;
+pub mod archive;
+pub mod args;
+pub mod events;
+pub mod git;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod status;
+pub mod storage;
 
-/// Command-line arguments of the `source-controller` binary.
-#[derive(Parser, Debug)]
-#[command(
-    name = "source-controller",
-    version,
-    about = "Reconciles Flux GitRepository and Bucket objects into tar.gz artifacts served over HTTP"
-)]
-pub struct Args {}
+pub use args::Args;
 
-/// Runs the controller with parsed arguments.
+use anyhow::Context as _;
+use futures::StreamExt;
+use gitops_api::source::v1::GitRepository;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use std::sync::Arc;
+
+/// Runs the controller with parsed arguments until SIGTERM/SIGINT.
 ///
 /// # Errors
-/// Always, for now: the reconcilers are not part of this build, and saying so beats idling silently.
+/// When the configuration is unusable (storage path, listen addresses, kubeconfig).
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let Args {} = args;
-    anyhow::bail!("the GitRepository and Bucket reconcilers are not part of this build yet")
+    init_logging(args);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_async(args.clone()))
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::EnvFilter;
+    let level = match args.log_level {
+        args::LogLevel::Trace => "trace",
+        args::LogLevel::Debug => "debug",
+        args::LogLevel::Info => "info",
+        args::LogLevel::Error => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.log_encoding {
+        args::LogEncoding::Json => builder.json().try_init(),
+        args::LogEncoding::Console => builder.try_init(),
+    };
+}
+
+async fn client(args: &Args) -> anyhow::Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig '{path}'"))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not running in a cluster")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    fs_err::create_dir_all(&args.storage_path)?;
+    let storage =
+        storage::Storage::from_flags(&args.storage_path, &args.storage_addr, &args.storage_adv_addr)?;
+    let client = client(&args).await?;
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "source-controller".into());
+    let events = events::Events::new(client.clone(), "source-controller", &instance, &args.events_addr);
+    let metrics = metrics::Metrics::new();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let artifact_listener = server::bind(&args.storage_addr).await?;
+    tracing::info!(addr = %args.storage_addr, base = storage.base_url(), "serving artifacts");
+    let serve_root = storage.root().to_path_buf();
+    let artifacts = tokio::spawn(server::serve(serve_root, artifact_listener, stopped()));
+    let metrics_listener = server::bind(&args.metrics_addr).await?;
+    let health_listener = server::bind(&args.health_addr).await?;
+    let m_router = metrics.metrics_router();
+    let h_router = metrics.health_router();
+    let stop_m = stopped();
+    let stop_h = stopped();
+    tokio::spawn(async move {
+        axum::serve(metrics_listener, m_router)
+            .with_graceful_shutdown(stop_m)
+            .await
+    });
+    tokio::spawn(async move {
+        axum::serve(health_listener, h_router)
+            .with_graceful_shutdown(stop_h)
+            .await
+    });
+
+    let settings = reconcile::Settings {
+        retention_ttl: args.artifact_retention_ttl,
+        retention_records: args.artifact_retention_records,
+        jitter_percent: args.interval_jitter_percentage,
+        requeue_dependency: args.requeue_dependency,
+        min_retry_delay: args.min_retry_delay,
+        max_retry_delay: args.max_retry_delay,
+    };
+    let ctx = Arc::new(reconcile::Context::new(
+        client.clone(),
+        storage,
+        events,
+        metrics.clone(),
+        settings,
+    ));
+    let api: Api<GitRepository> = if args.watch_all_namespaces || args.runtime_namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), &args.runtime_namespace)
+    };
+    let mut wc = watcher::Config::default();
+    if !args.watch_label_selector.is_empty() {
+        wc = wc.labels(&args.watch_label_selector);
+    }
+    metrics.set_ready(true);
+    let controller_metrics = metrics.clone();
+    Controller::new(api, wc)
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrent))
+        .shutdown_on_signal()
+        .run(reconcile::gitrepository::reconcile, error_policy, ctx)
+        .for_each(|res| {
+            let m = controller_metrics.clone();
+            async move {
+                match res {
+                    Ok(_) => m.count("gitrepository", "success"),
+                    Err(e) => {
+                        m.count("gitrepository", "error");
+                        tracing::warn!(error = %error_chain(&e), "reconcile failed");
+                    }
+                }
+            }
+        })
+        .await;
+    tracing::info!("shutting down");
+    metrics.set_ready(false);
+    let _ = stop_tx.send(true);
+    let _ = artifacts.await;
+    Ok(())
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime requires
+fn error_policy(
+    obj: Arc<GitRepository>,
+    err: &reconcile::gitrepository::Error,
+    ctx: Arc<reconcile::Context>,
+) -> Action {
+    use kube::ResourceExt;
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
+    Action::requeue(ctx.backoff(&key))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -1,4 +1,4 @@
-//! The binary answers `--help` and `--version`, and refuses to pretend it reconciles.
+//! The binary answers `--help` and `--version`, and fails clearly when it cannot start.
 
 use std::process::Command;
 
@@ -13,7 +13,8 @@ fn run(args: &[&str]) -> std::process::Output {
 fn help_and_version_print_and_exit_zero() {
     let help = run(&["--help"]);
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("GitRepository and Bucket"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("GitRepository"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--storage-adv-addr"));
     let version = run(&["--version"]);
     assert!(version.status.success());
     assert_eq!(
@@ -23,8 +24,22 @@ fn help_and_version_print_and_exit_zero() {
 }
 
 #[test]
-fn starting_without_reconcilers_fails_with_a_clear_message() {
-    let out = run(&[]);
+fn an_unreadable_kubeconfig_fails_at_startup_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("sc-cli-{}", std::process::id()));
+    let out = run(&[
+        "--storage-path",
+        &dir.to_string_lossy(),
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--storage-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--health-addr",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not part of this build"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    let _ = fs_err::remove_dir_all(dir);
 }

@@ -1,0 +1,398 @@
+//! source-controller end to end: the real binary reconciles GitRepository objects on the real
+//! apiserver against repositories on the real git HTTP server.
+
+// Each test is one scenario told start to finish; splitting it would hide the story.
+#![allow(clippy::too_many_lines)]
+
+use e2e::{GitRepo, SourceController, TestNs, fetch_artifact_files, upload_pack_posts, wait_for};
+use gitops_api::conditions::{self, reasons, types};
+use gitops_api::source::v1::GitRepository;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn manifest(ns: &str, name: &str, url: &str, extra_spec: &serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"interval": "10m", "url": url, "ref": {"branch": "main"}});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": ns, "labels": {"e2e.kluctl-gitops/ns": ns}},
+        "spec": spec,
+    })
+}
+
+async fn apply(api: &Api<GitRepository>, obj: &serde_json::Value) -> anyhow::Result<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
+        .await?;
+    Ok(())
+}
+
+fn ready_is(status: &'static str) -> impl Fn(Option<&GitRepository>) -> bool {
+    move |o: Option<&GitRepository>| {
+        o.and_then(|o| o.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| conditions::find(c, types::READY))
+            .is_some_and(|c| c.status == status && c.observed_generation == o_gen(o))
+    }
+}
+
+fn o_gen(o: Option<&GitRepository>) -> Option<i64> {
+    o.and_then(|o| o.metadata.generation)
+}
+
+fn ready(o: &GitRepository) -> (String, String, String) {
+    let c = o
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| conditions::find(c, types::READY));
+    c.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+/// Sets `reconcile.fluxcd.io/requestedAt` and waits until the controller has handled it.
+async fn request_reconcile(
+    api: &Api<GitRepository>,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<GitRepository> {
+    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let token = token.to_string();
+    wait_for(
+        api,
+        name,
+        "lastHandledReconcileAt",
+        WAIT,
+        move |o: Option<&GitRepository>| {
+            o.and_then(|o| o.status.as_ref())
+                .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                == Some(token.as_str())
+        },
+    )
+    .await
+}
+
+async fn events_with_reason(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(t.client.clone(), &t.name);
+    let list = events.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message)
+        .collect())
+}
+
+#[tokio::test]
+async fn http_repository_produces_exact_revisions_verifiable_artifacts_and_no_clone_when_unchanged()
+-> anyhow::Result<()> {
+    TestNs::run("src_git_http", |t| async move {
+        let repo = GitRepo::create(&t.env, &t.name)?;
+        let first = repo.commit(
+            &[
+                ("deploy/app.yaml", "apiVersion: v1\nkind: ConfigMap\n"),
+                ("README.md", "hello\n"),
+                ("logo.png", "not really a png\n"),
+                (".github/workflows/ci.yml", "on: push\n"),
+            ],
+            "first commit",
+        )?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
+        apply(&api, &manifest(&t.name, "app", &url, &json!({}))).await?;
+        let obj = wait_for(&api, "app", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n--- controller log:\n{}", ctl.log_tail(30)))?;
+
+        // Revision, path and URL exactly as Flux writes them.
+        let artifact = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        assert_eq!(artifact.revision, format!("main@sha1:{first}"));
+        assert_eq!(
+            artifact.path,
+            format!("gitrepository/{}/app/{first}.tar.gz", t.name)
+        );
+        assert_eq!(
+            artifact.url,
+            format!("http://{}/{}", ctl.storage_addr, artifact.path)
+        );
+        assert_eq!(
+            ready(&obj),
+            (
+                "True".into(),
+                reasons::SUCCEEDED.into(),
+                format!("stored artifact for revision 'main@sha1:{first}'")
+            )
+        );
+        assert_eq!(
+            obj.status.as_ref().and_then(|s| s.observed_generation),
+            obj.metadata.generation
+        );
+
+        // A Flux-style consumer: GET, verify digest, safe untar; files = ls-tree minus default ignores.
+        let files = fetch_artifact_files(&artifact.url, &artifact.digest).await?;
+        let expected: Vec<String> = repo
+            .ls_tree("HEAD")?
+            .into_iter()
+            // Flux's default pattern `*.png` is case-sensitive, so this comparison is too.
+            .filter(|f| {
+                #[allow(clippy::case_sensitive_file_extension_comparisons)]
+                let png = f.ends_with(".png");
+                !png && !f.starts_with(".github/")
+            })
+            .collect();
+        assert_eq!(files, expected);
+
+        // kubectl wait works on our conditions.
+        t.env.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "gitrepository/app",
+            "-n",
+            &t.name,
+            "--timeout=20s",
+        ])?;
+
+        // Unchanged remote: one ls-refs request, no fetch, no new file.
+        let posts_before = upload_pack_posts(&t.env, &repo.name)?;
+        let files_before =
+            fs_err::read_dir(ctl.storage_dir.join(format!("gitrepository/{}/app", t.name)))?.count();
+        let obj = request_reconcile(&api, "app", "noop-1").await?;
+        assert_eq!(
+            obj.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .map(|a| a.revision.clone()),
+            Some(artifact.revision.clone())
+        );
+        assert_eq!(
+            upload_pack_posts(&t.env, &repo.name)? - posts_before,
+            1,
+            "an unchanged remote costs one ls-refs and no fetch"
+        );
+        let files_after =
+            fs_err::read_dir(ctl.storage_dir.join(format!("gitrepository/{}/app", t.name)))?.count();
+        assert_eq!(files_before, files_after, "no new file written");
+
+        // New commit: new artifact, NewArtifact event, old artifacts garbage-collected down to 2.
+        let second = repo.commit(
+            &[("deploy/app.yaml", "apiVersion: v1\nkind: ConfigMap\ndata: {}\n")],
+            "second commit",
+        )?;
+        let obj = request_reconcile(&api, "app", "new-commit-1").await?;
+        let a2 = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        assert_eq!(a2.revision, format!("main@sha1:{second}"));
+        assert_ne!(a2.digest, artifact.digest);
+        let third = repo.commit(&[("more.yaml", "x: 1\n")], "third commit")?;
+        let obj = request_reconcile(&api, "app", "new-commit-2").await?;
+        assert_eq!(
+            obj.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .map(|a| a.revision.clone()),
+            Some(format!("main@sha1:{third}"))
+        );
+        let _ = request_reconcile(&api, "app", "gc-1").await?;
+        let dir = ctl.storage_dir.join(format!("gitrepository/{}/app", t.name));
+        let archives: Vec<String> = fs_err::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar.gz"))
+            .collect();
+        assert_eq!(
+            archives.len(),
+            2,
+            "retention records=2 keeps two archives: {archives:?}"
+        );
+        assert!(
+            !archives.contains(&format!("{first}.tar.gz")),
+            "the oldest artifact was collected"
+        );
+        let new_artifact = events_with_reason(&t, "app", reasons::NEW_ARTIFACT).await?;
+        assert!(
+            new_artifact.iter().any(|m| m.contains("stored artifact")),
+            "NewArtifact events: {new_artifact:?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn failures_keep_the_previous_artifact_and_name_the_cause() -> anyhow::Result<()> {
+    TestNs::run("src_git_fail", |t| async move {
+        let repo = GitRepo::create(&t.env, &t.name)?;
+        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "initial")?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
+        let put_secret = |password: String| {
+            let secrets = secrets.clone();
+            let user = t.env.get("E2E_GIT_USERNAME").map(str::to_string);
+            async move {
+                let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git-auth"},
+                               "stringData": {"username": user?, "password": password}});
+                secrets
+                    .patch("git-auth", &PatchParams::apply("e2e").force(), &Patch::Apply(&s))
+                    .await?;
+                anyhow::Ok(())
+            }
+        };
+        put_secret(t.env.get("E2E_GIT_PASSWORD")?.to_string()).await?;
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_AUTH_URL")?, repo.name);
+        apply(
+            &api,
+            &manifest(&t.name, "auth", &url, &json!({"secretRef": {"name": "git-auth"}})),
+        )
+        .await?;
+        let obj = wait_for(&api, "auth", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n--- controller log:\n{}", ctl.log_tail(30)))?;
+        let artifact = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        assert_eq!(artifact.revision, format!("main@sha1:{sha}"));
+
+        // Wrong password: AuthenticationFailed, old artifact kept and still served, no secret in status.
+        put_secret("definitely-wrong".into()).await?;
+        repo.commit(&[("app.yaml", "a: 2\n")], "change")?;
+        let obj = request_reconcile(&api, "auth", "wrong-password").await?;
+        let (st, reason, message) = ready(&obj);
+        assert_eq!(
+            (st.as_str(), reason.as_str()),
+            ("False", reasons::AUTHENTICATION_FAILED),
+            "{message}"
+        );
+        assert!(
+            !message.contains("definitely-wrong"),
+            "no secret in the message: {message}"
+        );
+        let status_json = serde_json::to_string(&obj.status)?;
+        assert!(
+            !status_json.contains("definitely-wrong")
+                && !status_json.contains(t.env.get("E2E_GIT_PASSWORD")?)
+        );
+        assert_eq!(
+            obj.status.as_ref().and_then(|s| s.artifact.clone()),
+            Some(artifact.clone()),
+            "previous artifact kept"
+        );
+        fetch_artifact_files(&artifact.url, &artifact.digest).await?;
+        let warnings = events_with_reason(&t, "auth", reasons::AUTHENTICATION_FAILED).await?;
+        assert!(!warnings.is_empty(), "a warning event names the failure");
+
+        // Missing secret.
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "nosecret",
+                &url,
+                &json!({"secretRef": {"name": "does-not-exist"}}),
+            ),
+        )
+        .await?;
+        let obj = wait_for(&api, "nosecret", "Ready=False", WAIT, ready_is("False")).await?;
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::AUTHENTICATION_FAILED);
+        assert!(message.contains("does-not-exist"), "{message}");
+
+        // Bad URL and unsupported fields stall, naming the field, until the spec changes.
+        apply(
+            &api,
+            &manifest(&t.name, "badurl", "https:///repo.git", &json!({})),
+        )
+        .await?;
+        let obj = wait_for(&api, "badurl", "Ready=False", WAIT, ready_is("False")).await?;
+        assert_eq!(ready(&obj).1, reasons::URL_INVALID);
+        let conds = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        assert!(conditions::is_true(&conds, types::STALLED));
+        apply(
+            &api,
+            &manifest(&t.name, "submodules", &url, &json!({"recurseSubmodules": true})),
+        )
+        .await?;
+        let obj = wait_for(&api, "submodules", "Ready=False", WAIT, ready_is("False")).await?;
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::UNSUPPORTED_CONFIGURATION);
+        assert!(message.contains("spec.recurseSubmodules"), "{message}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn suspend_stops_reconciles_and_deletion_removes_storage() -> anyhow::Result<()> {
+    TestNs::run("src_git_lifecycle", |t| async move {
+        let repo = GitRepo::create(&t.env, &t.name)?;
+        repo.commit(&[("a.yaml", "a: 1\n")], "initial")?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
+        apply(&api, &manifest(&t.name, "life", &url, &json!({}))).await?;
+        let obj = wait_for(&api, "life", "Ready=True", WAIT, ready_is("True")).await?;
+        assert!(
+            obj.metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"finalizers.fluxcd.io".to_string())
+        );
+        let dir = ctl.storage_dir.join(format!("gitrepository/{}/life", t.name));
+        assert!(dir.exists());
+
+        // Suspended: a new commit and a request are recorded as handled but nothing is fetched.
+        apply(&api, &manifest(&t.name, "life", &url, &json!({"suspend": true}))).await?;
+        let posts = upload_pack_posts(&t.env, &repo.name)?;
+        repo.commit(&[("a.yaml", "a: 2\n")], "while suspended")?;
+        let obj = request_reconcile(&api, "life", "suspended-1").await?;
+        assert_eq!(
+            upload_pack_posts(&t.env, &repo.name)?,
+            posts,
+            "a suspended object is not fetched"
+        );
+        assert!(obj.status.as_ref().and_then(|s| s.artifact.as_ref()).is_some());
+
+        // Deletion removes the storage directory and the finalizer.
+        api.delete("life", &kube::api::DeleteParams::default()).await?;
+        let uid = obj.metadata.uid.clone().unwrap_or_default();
+        wait_for(
+            &api,
+            "life",
+            "deletion",
+            WAIT,
+            kube::runtime::wait::conditions::is_deleted(&uid),
+        )
+        .await
+        .ok();
+        assert!(
+            api.get_opt("life").await?.is_none(),
+            "object deleted (finalizer removed)"
+        );
+        assert!(!dir.exists(), "storage dir {} removed", dir.display());
+        Ok(())
+    })
+    .await
+}

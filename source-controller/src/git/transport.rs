@@ -1,0 +1,569 @@
+//! The gix plumbing shared by [`super::resolve`] and [`super::checkout`]: URL checks, an
+//! isolated configuration, the per-auth-mode connection setup, the deadline, and the mapping of
+//! gix errors to [`GitError`].
+//!
+//! ```text
+//!   Session::new(url, auth, timeout)
+//!     ├─ http(s): credentials callback (basic; never prompts) + our reqwest client settings:
+//!     │           ca.crt as the only roots, tls.crt/tls.key identity, proxy, bearer header,
+//!     │           per-request timeout
+//!     ├─ ssh:     0600 temp files (decrypted identity, known_hosts) + an `ssh` wrapper script
+//!     │           set as core.sshCommand: strict host keys, BatchMode, no agent, no user config,
+//!     │           stderr captured for the error message
+//!     └─ git://:  anonymous
+//!   run_with_deadline(op, timeout, |interrupt| ...)   worker thread; the caller stops waiting at
+//!                                                     the deadline and raises the interrupt flag
+//! ```
+//!
+//! gix reads no global, system or environment configuration here (`open::Options::isolated`), so
+//! `GIT_SSL_CAINFO`, `GIT_SSH_COMMAND`, credential helpers or `insteadOf` rules of the machine
+//! cannot change what a GitRepository fetches or which CA it trusts.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use gix::credentials::helper::Action;
+use gix::credentials::protocol::Outcome;
+use gix::error::ErrorExt as _;
+use gix::protocol::transport::client::blocking_io::Transport as GixTransport;
+use gix_transport::client::blocking_io::http;
+
+use super::GitError;
+use super::auth::{Auth, Transport, client_identity, parse_ca_bundle, redact_url};
+
+/// The connection type gix hands to connection callbacks.
+pub(crate) type Connection<'a, 'b, 'c> = gix::remote::Connection<'a, 'b, 'c, Box<dyn GixTransport + Send>>;
+
+/// Everything one git operation against one URL needs.
+pub(crate) struct Session {
+    /// The URL to connect to (an ssh URL without user gets `git`, as in Flux).
+    pub url: gix::Url,
+    /// The URL for messages: no password.
+    pub display_url: String,
+    transport: Transport,
+    auth: Auth,
+    timeout: Duration,
+    ssh: Option<SshFiles>,
+}
+
+/// The temporary files behind an ssh connection; removed when `dir` drops.
+struct SshFiles {
+    dir: Option<tempfile::TempDir>,
+    wrapper: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Session {
+    /// Checks `url` against the supported forms and prepares the transport for `auth`.
+    pub fn new(url: &str, auth: &Auth, timeout: Duration) -> Result<Self, GitError> {
+        let display_url = redact_url(url);
+        let invalid = |reason: String| GitError::InvalidUrl {
+            url: display_url.clone(),
+            reason,
+        };
+        // The scheme prefix is checked on the text: gix would also accept SCP-like
+        // `user@host:path` and local paths, which Flux rejects.
+        let transport = Transport::of(url).ok_or_else(|| {
+            invalid("the URL must start with http://, https://, ssh:// or git://".to_string())
+        })?;
+        let mut parsed = gix::url::parse(gix::bstr::BStr::new(url.as_bytes()))
+            .map_err(|e| invalid(auth.scrub(&e.to_string())))?;
+        if parsed.host().is_none_or(str::is_empty) {
+            return Err(invalid("the URL has no host".to_string()));
+        }
+        if auth.proxy.is_some() && !matches!(transport, Transport::Http | Transport::Https) {
+            return Err(GitError::Unsupported {
+                url: display_url,
+                reason: "a proxy can only be used with http(s) URLs".to_string(),
+            });
+        }
+        let ssh = if transport == Transport::Ssh {
+            if parsed.user().is_none() {
+                parsed.set_user(Some("git".to_string()));
+            }
+            let ssh_auth = auth.ssh.as_ref().ok_or_else(|| {
+                GitError::InvalidSecret(
+                    "ssh URLs need a secret with 'identity' and 'known_hosts'".to_string(),
+                )
+            })?;
+            Some(write_ssh_files(ssh_auth, timeout)?)
+        } else {
+            None
+        };
+        Ok(Session {
+            url: parsed,
+            display_url,
+            transport,
+            auth: auth.clone(),
+            timeout,
+            ssh,
+        })
+    }
+
+    /// Hands the session's temporary files (ssh key, known_hosts, wrapper) to the caller, who
+    /// keeps them until the operation is over. The caller outlives a timed-out worker, so the
+    /// files are removed at the deadline rather than whenever the worker gives up.
+    pub fn take_files(&mut self) -> Option<tempfile::TempDir> {
+        self.ssh.as_mut().and_then(|ssh| ssh.dir.take())
+    }
+
+    /// Repository options that read no configuration from outside the repository, plus what
+    /// this session's transport needs.
+    pub fn open_options(&self) -> gix::open::Options {
+        let mut overrides = vec!["protocol.version=2".to_string()];
+        if let Some(ssh) = &self.ssh {
+            overrides.push(format!("core.sshCommand={}", ssh.wrapper.display()));
+            overrides.push("ssh.variant=ssh".to_string());
+        }
+        gix::open::Options::isolated().config_overrides(overrides)
+    }
+
+    /// Installs the credentials callback and, for http(s), our HTTP client settings.
+    pub fn configure(&self, connection: &mut Connection<'_, '_, '_>) {
+        let basic = self.auth.basic.clone();
+        connection.set_credentials(move |action| match action {
+            Action::Get(context) => match &basic {
+                Some(basic) => Ok(Some(Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: basic.username.clone(),
+                        password: basic.password.expose_str(),
+                        oauth_refresh_token: None,
+                    },
+                    next: context.into(),
+                })),
+                None => Err(gix::error::Message::new(
+                    "the server asks for credentials but the secret provides none",
+                )
+                .unauthenticated_error()),
+            },
+            // Nothing is stored or erased: the Secret is the only source of credentials.
+            Action::Store(_) | Action::Erase(_) => Ok(None),
+        });
+        if matches!(self.transport, Transport::Http | Transport::Https) {
+            connection.set_transport_options(Box::new(self.http_options()));
+        }
+    }
+
+    fn http_options(&self) -> http::Options {
+        let ca = self.auth.ca_bundle.clone();
+        let client_cert = self.auth.client_cert.clone();
+        let proxy = self.auth.proxy.clone();
+        let bearer = self.auth.bearer_token.clone();
+        let timeout = self.timeout;
+        let configure_client = move |mut builder: reqwest::blocking::ClientBuilder| {
+            builder = builder.timeout(timeout);
+            if let Some(ca) = &ca {
+                // Only the secret's CA: neither the platform roots nor SSL_CERT_FILE & co.
+                builder = builder.tls_certs_only(parse_ca_bundle(ca).map_err(|e| to_gix(&e))?);
+            }
+            if let Some(cert) = &client_cert {
+                builder = builder.identity(client_identity(cert).map_err(|e| to_gix(&e))?);
+            }
+            if let Some(proxy) = &proxy {
+                let mut p = reqwest::Proxy::all(proxy.address.as_str())
+                    .map_err(|_| gix::error::Message::new("the proxy address is not a valid URL").raise())?;
+                if let Some(user) = &proxy.username {
+                    let password = proxy
+                        .password
+                        .as_ref()
+                        .map(super::auth::Secret::expose_str)
+                        .unwrap_or_default();
+                    p = p.basic_auth(user, &password);
+                }
+                builder = builder.proxy(p);
+            }
+            if let Some(token) = &bearer {
+                let mut value =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_str()))
+                        .map_err(|_| {
+                            gix::error::Message::new("the bearer token is not a valid header value").raise()
+                        })?;
+                value.set_sensitive(true);
+                let mut headers = reqwest::header::HeaderMap::new();
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+                builder = builder.default_headers(headers);
+            }
+            Ok(builder)
+        };
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(configure_client)),
+            configure_request: None,
+        };
+        http::Options {
+            connect_timeout: Some(self.timeout.min(Duration::from_secs(30))),
+            backend: Some(Arc::new(Mutex::new(backend))),
+            ..http::Options::default()
+        }
+    }
+
+    /// Maps a gix failure of `op` to a [`GitError`], scrubbing secrets from the message.
+    pub fn error(&self, op: &'static str, err: &gix::Error) -> GitError {
+        let mut parts: Vec<String> = Vec::new();
+        for e in err.iter_errors() {
+            let text = e.to_string();
+            if !text.is_empty() && parts.last() != Some(&text) {
+                parts.push(text);
+            }
+        }
+        let mut message = parts.join(": ");
+        let ssh_stderr = self.ssh_stderr();
+        if !ssh_stderr.is_empty() {
+            message = format!("{message} (ssh: {ssh_stderr})");
+        }
+        let message = self.scrub(&message);
+        let host_key_rejected = ssh_stderr.contains("Host key verification failed")
+            || ssh_stderr.contains("HOST IDENTIFICATION HAS CHANGED");
+        let denied = ssh_stderr.contains("Permission denied");
+        if err.is_unauthenticated() || err.is_permission_denied() || host_key_rejected || denied {
+            GitError::Authentication {
+                url: self.display_url.clone(),
+                message,
+            }
+        } else {
+            GitError::Operation {
+                op,
+                url: self.display_url.clone(),
+                message,
+            }
+        }
+    }
+
+    /// An error of our own around the operation (not from gix).
+    pub fn failure(&self, op: &'static str, message: &str) -> GitError {
+        GitError::Operation {
+            op,
+            url: self.display_url.clone(),
+            message: self.scrub(message),
+        }
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let mut out = self.auth.scrub(text);
+        if let Some(password) = self.url.password().filter(|p| p.len() >= 3) {
+            out = out.replace(password, "***");
+        }
+        out
+    }
+
+    /// The last lines `ssh` wrote to stderr during this session, joined.
+    fn ssh_stderr(&self) -> String {
+        let Some(ssh) = &self.ssh else {
+            return String::new();
+        };
+        let text = fs_err::read_to_string(&ssh.stderr).unwrap_or_default();
+        // Lines naming our temporary files (ssh's "remove with ssh-keygen -R" hints) are noise.
+        let dir = ssh
+            .stderr
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && (dir.is_empty() || !l.contains(&dir)))
+            .collect();
+        lines[lines.len().saturating_sub(3)..].join("; ")
+    }
+}
+
+fn to_gix(err: &GitError) -> gix::Error {
+    gix::error::Message::new(err.to_string()).raise()
+}
+
+/// Writes the identity, known_hosts and the `ssh` wrapper into a private temporary directory.
+fn write_ssh_files(ssh: &super::auth::SshAuth, timeout: Duration) -> Result<SshFiles, GitError> {
+    let dir = tempfile::Builder::new()
+        .prefix("git-ssh-")
+        .tempdir()
+        .map_err(|e| GitError::io("create a temporary directory for", Path::new("ssh"), e))?;
+    let identity = dir.path().join("identity");
+    let known_hosts = dir.path().join("known_hosts");
+    let stderr = dir.path().join("stderr");
+    let wrapper = dir.path().join("ssh");
+    let mut key = ssh.identity.expose().to_vec();
+    // OpenSSH refuses keys without a final newline.
+    if !key.ends_with(b"\n") {
+        key.push(b'\n');
+    }
+    write_private(&identity, &key, 0o600)?;
+    write_private(&known_hosts, &ssh.known_hosts, 0o600)?;
+    write_private(&stderr, b"", 0o600)?;
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let script = format!(
+        "#!/bin/sh\n\
+         # Written by source-controller for one git operation; never prompts.\n\
+         exec ssh -F /dev/null -i {identity} -o IdentitiesOnly=yes -o IdentityAgent=none \
+         -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null \
+         -o StrictHostKeyChecking=yes -o BatchMode=yes -o PasswordAuthentication=no \
+         -o KbdInteractiveAuthentication=no -o ConnectTimeout={connect} -o LogLevel=ERROR \
+         \"$@\" 2>>{stderr}\n",
+        identity = quote(&identity),
+        known_hosts = quote(&known_hosts),
+        stderr = quote(&stderr),
+        connect = timeout.as_secs().clamp(1, 30),
+    );
+    write_private(&wrapper, script.as_bytes(), 0o700)?;
+    Ok(SshFiles {
+        dir: Some(dir),
+        wrapper,
+        stderr,
+    })
+}
+
+fn write_private(path: &Path, content: &[u8], mode: u32) -> Result<(), GitError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| GitError::io("create", path, e))?;
+    file.write_all(content)
+        .map_err(|e| GitError::io("write", path, e))?;
+    // The umask may have narrowed the mode; make sure it is exactly what ssh expects.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| GitError::io("set permissions of", path, e))
+}
+
+/// Runs `work` on a worker thread and waits at most `timeout` for it.
+///
+/// At the deadline the interrupt flag handed to `work` is raised and [`GitError::Timeout`] is
+/// returned at once; the worker stops at its next interrupt check (or when its blocking network
+/// call returns) and its result is dropped. Files it was writing may be left behind, so callers
+/// treat the destination of a timed-out checkout as garbage.
+pub(crate) fn run_with_deadline<T, F>(
+    op: &'static str,
+    display_url: &str,
+    timeout: Duration,
+    work: F,
+) -> Result<T, GitError>
+where
+    T: Send + 'static,
+    F: FnOnce(&AtomicBool) -> Result<T, GitError> + Send + 'static,
+{
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let flag = Arc::clone(&interrupt);
+    std::thread::Builder::new()
+        .name("git-operation".to_string())
+        .spawn(move || {
+            // The receiver is gone after a timeout; nobody needs the result then.
+            let _ = tx.send(work(&flag));
+        })
+        .map_err(|e| GitError::io("start a thread for", Path::new(display_url), e))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            interrupt.store(true, Ordering::SeqCst);
+            Err(GitError::Timeout {
+                op,
+                url: display_url.to_string(),
+                timeout,
+            })
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(GitError::Operation {
+            op,
+            url: display_url.to_string(),
+            message: "the git worker thread panicked".to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scp_like_and_local_urls_are_rejected() {
+        for url in [
+            "git@github.com:org/repo.git",
+            "/srv/repo.git",
+            "file:///srv/repo.git",
+        ] {
+            let err = Session::new(url, &Auth::none(), Duration::from_secs(5)).err();
+            assert!(matches!(err, Some(GitError::InvalidUrl { .. })), "{url}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn ssh_urls_need_keys_and_default_to_the_git_user() {
+        let err = Session::new(
+            "ssh://example.com/repo.git",
+            &Auth::none(),
+            Duration::from_secs(5),
+        )
+        .err()
+        .expect("no keys");
+        assert_eq!(err.reason(), "AuthenticationFailed");
+
+        let auth = Auth {
+            ssh: Some(super::super::auth::SshAuth {
+                identity: super::super::auth::Secret::new("key"),
+                known_hosts: b"host".to_vec(),
+            }),
+            ..Auth::default()
+        };
+        let session =
+            Session::new("ssh://example.com/repo.git", &auth, Duration::from_secs(5)).expect("session");
+        assert_eq!(session.url.user(), Some("git"));
+        let files = session.ssh.as_ref().expect("ssh files");
+        let mode = |p: &Path| fs_err::metadata(p).expect("exists").permissions().mode() & 0o777;
+        let dir = files.wrapper.parent().expect("dir");
+        assert_eq!(mode(&dir.join("identity")), 0o600);
+        assert_eq!(mode(&dir.join("known_hosts")), 0o600);
+        let script = fs_err::read_to_string(&files.wrapper).expect("wrapper");
+        for option in [
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "IdentitiesOnly=yes",
+            "-F /dev/null",
+        ] {
+            assert!(script.contains(option), "{option} missing from {script}");
+        }
+        let session = Session::new("ssh://deploy@example.com/repo.git", &auth, Duration::from_secs(5))
+            .expect("session");
+        assert_eq!(session.url.user(), Some("deploy"));
+    }
+
+    #[test]
+    fn proxies_are_refused_for_ssh_and_git_urls() {
+        let proxy = super::super::ProxyOptions {
+            address: "http://proxy:3128".into(),
+            username: None,
+            password: None,
+        };
+        let err = Session::new(
+            "git://example.com/r.git",
+            &Auth::none().with_proxy(proxy),
+            Duration::from_secs(5),
+        )
+        .err()
+        .expect("unsupported");
+        assert_eq!(err.reason(), "UnsupportedConfiguration");
+    }
+
+    /// Accepts one HTTP request on a loopback port, answers 401, and hands back the request head.
+    fn capture_one_request() -> (u16, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead as _, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            head
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn bearer_tokens_are_sent_as_authorization_header() {
+        let (port, request) = capture_one_request();
+        let url = format!("http://127.0.0.1:{port}/repo.git");
+        let data = std::collections::BTreeMap::from([("bearerToken".to_string(), b"tok-e2e-123".to_vec())]);
+        let auth = Auth::from_secret(&url, &data).expect("valid");
+        let err = crate::git::resolve(
+            &url,
+            &crate::git::GitRef::Branch("main".into()),
+            &auth,
+            Duration::from_secs(10),
+        )
+        .expect_err("401");
+        assert_eq!(err.reason(), "AuthenticationFailed", "{err}");
+        assert!(!err.to_string().contains("tok-e2e-123"), "{err}");
+        let head = request.join().expect("server thread").to_ascii_lowercase();
+        assert!(head.contains("authorization: bearer tok-e2e-123"), "{head}");
+    }
+
+    #[test]
+    fn http_traffic_goes_through_the_proxy_with_its_credentials() {
+        let (port, request) = capture_one_request();
+        let data = std::collections::BTreeMap::from([
+            (
+                "address".to_string(),
+                format!("http://127.0.0.1:{port}").into_bytes(),
+            ),
+            ("username".to_string(), b"proxy-user".to_vec()),
+            ("password".to_string(), b"proxy-pw".to_vec()),
+        ]);
+        let proxy = super::super::ProxyOptions::from_secret(&data).expect("valid");
+        let url = "http://git.example.invalid/repo.git";
+        let auth = Auth::none().with_proxy(proxy);
+        let err = crate::git::resolve(
+            url,
+            &crate::git::GitRef::Branch("main".into()),
+            &auth,
+            Duration::from_secs(10),
+        )
+        .expect_err("401 from the fake proxy");
+        assert!(!err.to_string().contains("proxy-pw"), "{err}");
+        let head = request.join().expect("proxy thread");
+        assert!(
+            head.starts_with("GET http://git.example.invalid/repo.git/info/refs?service=git-upload-pack "),
+            "{head}"
+        );
+        // base64("proxy-user:proxy-pw")
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic chjvehktdxnlcjpwcm94es1wdw=="),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn a_silent_server_runs_into_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Accept and hold the connection without ever answering.
+        let _holder = std::thread::spawn(move || {
+            let conn = listener.accept();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(conn);
+        });
+        let url = format!("git://127.0.0.1:{port}/repo.git");
+        let started = std::time::Instant::now();
+        let err = crate::git::resolve(
+            &url,
+            &crate::git::GitRef::Branch("main".into()),
+            &Auth::none(),
+            Duration::from_millis(300),
+        )
+        .expect_err("timeout");
+        assert!(matches!(err, GitError::Timeout { .. }), "{err:?}");
+        assert_eq!(err.reason(), "GitOperationFailed");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_deadline_interrupts_slow_work() {
+        let started = std::time::Instant::now();
+        let result: Result<(), GitError> =
+            run_with_deadline("fetch", "http://x/r.git", Duration::from_millis(50), |flag| {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            });
+        assert!(matches!(result, Err(GitError::Timeout { .. })), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn fast_work_returns_its_result() {
+        let result = run_with_deadline("fetch", "http://x/r.git", Duration::from_secs(5), |_| Ok(7));
+        assert_eq!(result.expect("ok"), 7);
+    }
+}

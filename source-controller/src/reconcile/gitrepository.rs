@@ -1,0 +1,627 @@
+//! GitRepository reconcile: resolve → fetch → package → store → status.
+//!
+//! ```text
+//!  deleted?            remove the storage dir, drop the finalizer
+//!  no finalizer?       add it (the update triggers the next run)
+//!  suspended?          record lastHandledReconcileAt, stop
+//!  config check        unsupported fields / bad URL  ──► Stalled, no requeue until the spec changes
+//!  storage             GC; re-verify the stored artifact (digest), drop it when lost
+//!  resolve             secret → auth; ls-remote → revision    (same revision + same ignore ⇒ no clone)
+//!  fetch + package     shallow checkout into a temp dir → tar.gz through the ignore rules
+//!  store               atomic write under a lock, sha256 while writing
+//!  status              one patch: artifact, observed*, conditions, observedGeneration, lastHandled…
+//! ```
+//!
+//! Failures never remove the previous artifact: it stays in status and on disk, still served.
+
+use super::Context;
+use crate::archive;
+use crate::events::Severity;
+use crate::git;
+use crate::status::{Conditions, FailureKind};
+use gitops_api::conditions::reasons;
+use gitops_api::constants::{
+    EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION, SOURCE_FINALIZER,
+};
+use gitops_api::meta::{Artifact, Time};
+use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Storage kind directory of GitRepository artifacts.
+pub const KIND_DIR: &str = "gitrepository";
+
+/// Errors that end a reconcile abnormally (API failures); source failures are recorded in status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to the Kubernetes API failed.
+    #[error("failed to {action} for GitRepository '{namespace}/{name}'")]
+    Kube {
+        /// What was attempted.
+        action: &'static str,
+        /// Object namespace.
+        namespace: String,
+        /// Object name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The finalizer helper failed.
+    #[error("finalizer handling failed")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// The outcome of the source steps, before status is written.
+enum Outcome {
+    /// A new artifact was stored.
+    Stored {
+        artifact: Artifact,
+        subject: Option<String>,
+        fetched: bool,
+    },
+    /// The remote still points at the stored revision; nothing was fetched.
+    Unchanged { revision: String },
+    /// Transient failure: retry with backoff.
+    Failed {
+        kind: FailureKind,
+        reason: &'static str,
+        message: String,
+    },
+    /// Configuration error: wait for a spec change.
+    Stalled { reason: &'static str, message: String },
+}
+
+/// Entry point for the controller.
+pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(&obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => Ok(cleanup(&obj, &ctx)),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn key(obj: &GitRepository) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn cleanup(obj: &GitRepository, ctx: &Context) -> Action {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Err(e) = ctx.storage.remove_object_dir(KIND_DIR, &ns, &name) {
+        tracing::error!(error = %e, "failed to remove artifact directory");
+    }
+    ctx.forget(&key(obj));
+    ctx.metrics.forget("GitRepository", &ns, &name);
+    Action::await_change()
+}
+
+async fn apply(obj: &GitRepository, ctx: &Context) -> Result<Action, Error> {
+    let k = key(obj);
+    let generation = obj.meta().generation;
+    let requested_at = obj.annotations().get(RECONCILE_REQUESTED_AT_ANNOTATION).cloned();
+    if let Some(left) = ctx.not_due(&k, generation, requested_at.as_deref()) {
+        return Ok(Action::requeue(left));
+    }
+    let started = Instant::now();
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let old = obj.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut conds = Conditions::new(old.conditions.clone().unwrap_or_default(), generation, now);
+    let mut status = old.clone();
+    status.last_handled_reconcile_at = requested_at.clone().or(old.last_handled_reconcile_at.clone());
+
+    if obj.spec.suspend {
+        patch_status(ctx, obj, &status).await?;
+        ctx.mark_handled(&k, generation, requested_at.as_deref(), None);
+        tracing::info!(namespace = %ns, name = %name, "reconciliation is suspended for this object");
+        return Ok(Action::await_change());
+    }
+
+    let interval = gitops_api::duration::parse(&obj.spec.interval).unwrap_or(Duration::from_secs(60));
+    let outcome = run_steps(obj, ctx, &mut status, &mut conds).await;
+
+    let (action, handled_requeue) = record(outcome, obj, ctx, &mut status, &mut conds, interval).await;
+    // observedGeneration moves on success and on stall (Flux: not on retryable failures).
+    if conds.is_ready() || conds.is_stalled() {
+        status.observed_generation = generation;
+    }
+    status.conditions = Some(conds.list);
+    patch_status(ctx, obj, &status).await?;
+    ctx.mark_handled(&k, generation, requested_at.as_deref(), handled_requeue);
+    ctx.metrics
+        .observe_reconcile("GitRepository", &ns, &name, started.elapsed());
+    Ok(action)
+}
+
+/// Turns the steps' outcome into status fields, conditions, events and the next requeue.
+async fn record(
+    outcome: Outcome,
+    obj: &GitRepository,
+    ctx: &Context,
+    status: &mut GitRepositoryStatus,
+    conds: &mut Conditions,
+    interval: Duration,
+) -> (Action, Option<Duration>) {
+    let obj_ref = obj.object_ref(&());
+    let k = key(obj);
+    match outcome {
+        Outcome::Stored {
+            artifact,
+            subject,
+            fetched,
+        } => {
+            let revision = artifact.revision.clone();
+            let md = BTreeMap::from([
+                (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
+                (EVENT_DIGEST_KEY.to_string(), artifact.digest.clone()),
+            ]);
+            status.artifact = Some(artifact);
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            conds.succeed(&revision);
+            let msg = match subject {
+                Some(s) => format!("stored artifact for commit '{}'", commit_subject(&s)),
+                None => format!("stored artifact for revision '{revision}'"),
+            };
+            let _ = fetched;
+            ctx.events
+                .emit(&obj_ref, Severity::Info, reasons::NEW_ARTIFACT, &msg, md)
+                .await;
+            ctx.succeeded(&k);
+            let after = ctx.jittered(interval);
+            (Action::requeue(after), Some(after))
+        }
+        Outcome::Unchanged { revision } => {
+            let recovered = conds.list.iter().any(|c| {
+                c.type_ == gitops_api::conditions::types::FETCH_FAILED
+                    || c.type_ == gitops_api::conditions::types::STORAGE_OPERATION_FAILED
+            });
+            conds.succeed(&revision);
+            let msg = format!("no changes since last reconciliation: observed revision '{revision}'");
+            ctx.events
+                .emit(
+                    &obj_ref,
+                    Severity::Trace,
+                    reasons::GIT_OPERATION_SUCCEEDED,
+                    &msg,
+                    BTreeMap::new(),
+                )
+                .await;
+            if recovered {
+                let msg = format!("stored artifact for revision '{revision}'");
+                ctx.events
+                    .emit(
+                        &obj_ref,
+                        Severity::Info,
+                        reasons::SUCCEEDED,
+                        &msg,
+                        BTreeMap::new(),
+                    )
+                    .await;
+            }
+            ctx.succeeded(&k);
+            let after = ctx.jittered(interval);
+            (Action::requeue(after), Some(after))
+        }
+        Outcome::Failed {
+            kind,
+            reason,
+            message,
+        } => {
+            conds.fail(kind, reason, &message);
+            ctx.events
+                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
+                .await;
+            let after = ctx.backoff(&k);
+            (Action::requeue(after), Some(after))
+        }
+        Outcome::Stalled { reason, message } => {
+            conds.stall(reason, &message);
+            ctx.events
+                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
+                .await;
+            (Action::await_change(), None)
+        }
+    }
+}
+
+/// Flux's event text for a commit: the subject line, cut to 50 characters.
+fn commit_subject(message: &str) -> String {
+    let subject = message.lines().next().unwrap_or_default();
+    if subject.chars().count() > 50 {
+        format!("{}...", subject.chars().take(50).collect::<String>())
+    } else {
+        subject.to_string()
+    }
+}
+
+/// Fields this build does not act on yet; setting one stalls the object instead of ignoring it.
+fn unsupported_field(obj: &GitRepository) -> Option<&'static str> {
+    let s = &obj.spec;
+    if s.include.as_ref().is_some_and(|i| !i.is_empty()) {
+        Some("spec.include")
+    } else if s.sparse_checkout.as_ref().is_some_and(|i| !i.is_empty()) {
+        Some("spec.sparseCheckout")
+    } else if s.recurse_submodules {
+        Some("spec.recurseSubmodules")
+    } else if s.verification.is_some() {
+        Some("spec.verify")
+    } else if s
+        .provider
+        .as_ref()
+        .is_some_and(|p| serde_json::to_value(p).ok() != Some(json!("generic")))
+    {
+        Some("spec.provider")
+    } else if s.service_account_name.is_some() {
+        Some("spec.serviceAccountName")
+    } else {
+        None
+    }
+}
+
+/// Configuration errors that stall the object until its spec changes.
+fn check_config(obj: &GitRepository) -> Option<Outcome> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Some(field) = unsupported_field(obj) {
+        return Some(Outcome::Stalled {
+            reason: reasons::UNSUPPORTED_CONFIGURATION,
+            message: format!(
+                "{field} is not supported by this source-controller yet; remove it from GitRepository '{ns}/{name}'"
+            ),
+        });
+    }
+    let url = obj.spec.url.clone();
+    if let Err(why) = check_url(&url) {
+        return Some(Outcome::Stalled {
+            reason: reasons::URL_INVALID,
+            message: format!("invalid spec.url '{url}': {why}"),
+        });
+    }
+    None
+}
+
+async fn run_steps(
+    obj: &GitRepository,
+    ctx: &Context,
+    status: &mut GitRepositoryStatus,
+    conds: &mut Conditions,
+) -> Outcome {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Some(stalled) = check_config(obj) {
+        return stalled;
+    }
+    let url = obj.spec.url.clone();
+    let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
+
+    check_storage(obj, ctx, status, conds).await;
+
+    // Credentials.
+    let auth = match load_auth(obj, ctx, &url).await {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
+    };
+
+    // Resolve the remote ref; skip everything when it still points at what we store.
+    let gitref = match git::GitRef::from_spec(obj.spec.reference.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Stalled {
+                reason: e.reason(),
+                message: format!("invalid spec.ref: {e}"),
+            };
+        }
+    };
+    let (url2, auth2) = (url.clone(), auth.clone());
+    let resolved = tokio::task::spawn_blocking(move || git::resolve(&url2, &gitref, &auth2, timeout)).await;
+    let resolved = match resolved {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return git_failure(&e, &auth),
+        Err(e) => {
+            return Outcome::Failed {
+                kind: FailureKind::Fetch,
+                reason: reasons::GIT_OPERATION_FAILED,
+                message: format!("git task failed: {e}"),
+            };
+        }
+    };
+    let revision = resolved.revision();
+    let content_changed = status.observed_ignore != obj.spec.ignore;
+    if let Some(a) = &status.artifact
+        && a.revision == revision
+        && !content_changed
+    {
+        return Outcome::Unchanged { revision };
+    }
+    conds.outdated(&revision);
+
+    // Fetch + package + store.
+    let file = format!("{}.tar.gz", resolved.commit);
+    let rel = match crate::storage::artifact_path(KIND_DIR, &ns, &name, &file) {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Failed {
+                kind: FailureKind::Storage,
+                reason: e.reason(),
+                message: e.to_string(),
+            };
+        }
+    };
+    if let Err(e) = ctx.storage.create_object_dir(KIND_DIR, &ns, &name) {
+        return Outcome::Failed {
+            kind: FailureKind::Storage,
+            reason: e.reason(),
+            message: e.to_string(),
+        };
+    }
+    let storage = ctx.storage.clone();
+    let spec_ignore = obj.spec.ignore.clone();
+    let (url3, auth3) = (url.clone(), auth.clone());
+    let job = tokio::task::spawn_blocking(move || {
+        fetch_and_package(
+            &url3,
+            &resolved,
+            &auth3,
+            timeout,
+            &storage,
+            &rel,
+            spec_ignore.as_deref(),
+        )
+    });
+    match job.await {
+        Ok(Ok((stored, subject))) => {
+            let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
+            Outcome::Stored {
+                artifact: stored.into_artifact(&revision),
+                subject,
+                fetched: true,
+            }
+        }
+        Ok(Err(outcome)) => *outcome,
+        Err(e) => Outcome::Failed {
+            kind: FailureKind::Storage,
+            reason: reasons::ARCHIVE_OPERATION_FAILED,
+            message: format!("packaging task failed: {e}"),
+        },
+    }
+}
+
+/// GC, then re-verify the recorded artifact; a missing or altered file is dropped from status so
+/// the next steps rebuild it.
+async fn check_storage(
+    obj: &GitRepository,
+    ctx: &Context,
+    status: &mut GitRepositoryStatus,
+    conds: &mut Conditions,
+) {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let current_file = status
+        .artifact
+        .as_ref()
+        .and_then(|a| a.path.rsplit('/').next().map(str::to_string));
+    let settings = ctx.settings.clone();
+    match ctx.storage.gc(
+        KIND_DIR,
+        &ns,
+        &name,
+        current_file.as_deref().unwrap_or_default(),
+        settings.retention_ttl,
+        settings.retention_records,
+    ) {
+        Ok(report) if !report.deleted.is_empty() => {
+            let msg = format!("garbage collected {} artifacts", report.deleted.len());
+            ctx.events
+                .emit(
+                    &obj.object_ref(&()),
+                    Severity::Trace,
+                    reasons::GARBAGE_COLLECTION_SUCCEEDED,
+                    &msg,
+                    BTreeMap::new(),
+                )
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+    }
+    if let Some(artifact) = status.artifact.clone() {
+        let verified = ctx.storage.verify(&artifact).is_ok_and(|v| v.is_verified());
+        if verified {
+            // The advertised address may have changed since the artifact was stored.
+            if let Some(a) = status.artifact.as_mut() {
+                a.url = ctx.storage.url(&a.path);
+            }
+        } else {
+            let _ = ctx.storage.remove(&artifact.path);
+            status.artifact = None;
+            conds.artifact_lost("building artifact: disappeared from storage");
+            ctx.events
+                .emit(
+                    &obj.object_ref(&()),
+                    Severity::Error,
+                    reasons::ARTIFACT_VERIFICATION_FAILED,
+                    &format!(
+                        "stored artifact '{}' is missing or does not match its digest; rebuilding",
+                        artifact.path
+                    ),
+                    BTreeMap::new(),
+                )
+                .await;
+        }
+    }
+}
+
+/// A storage-side failure as an outcome.
+fn storage_failure(reason: &'static str, message: String) -> Box<Outcome> {
+    Box::new(Outcome::Failed {
+        kind: FailureKind::Storage,
+        reason,
+        message,
+    })
+}
+
+/// Blocking part of a build: checkout into a temp dir, archive through the ignore rules, store
+/// atomically. Returns the stored file and the commit subject, if known.
+fn fetch_and_package(
+    url: &str,
+    resolved: &git::Resolved,
+    auth: &git::Auth,
+    timeout: Duration,
+    storage: &crate::storage::Storage,
+    rel: &str,
+    spec_ignore: Option<&str>,
+) -> Result<(crate::storage::Stored, Option<String>), Box<Outcome>> {
+    let tmp = tempfile::tempdir().map_err(|e| {
+        storage_failure(
+            reasons::DIRECTORY_CREATION_FAILED,
+            format!("failed to create temporary directory: {e}"),
+        )
+    })?;
+    git::checkout(url, resolved, auth, tmp.path(), timeout).map_err(|e| Box::new(git_failure(&e, auth)))?;
+    let rules = archive::IgnoreRules::for_git(tmp.path(), spec_ignore)
+        .map_err(|e| storage_failure(reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
+    let mut writer = storage
+        .writer(rel)
+        .map_err(|e| storage_failure(e.reason(), e.to_string()))?;
+    archive::write_tar_gz(tmp.path(), &rules, &mut writer)
+        .map_err(|e| storage_failure(reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
+    let stored = writer
+        .commit()
+        .map_err(|e| storage_failure(e.reason(), e.to_string()))?;
+    Ok((stored, None))
+}
+
+fn git_failure(e: &git::GitError, auth: &git::Auth) -> Outcome {
+    Outcome::Failed {
+        kind: FailureKind::Fetch,
+        reason: e.reason(),
+        message: auth.scrub(&e.to_string()),
+    }
+}
+
+async fn load_auth(obj: &GitRepository, ctx: &Context, url: &str) -> Result<git::Auth, Outcome> {
+    let ns = obj.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut auth = match &obj.spec.secret_ref {
+        Some(r) => {
+            let data = read_secret(&secrets, &ns, &r.name).await?;
+            git::Auth::from_secret(url, &data).map_err(|e| Outcome::Failed {
+                kind: FailureKind::Fetch,
+                reason: reasons::AUTHENTICATION_FAILED,
+                message: format!(
+                    "invalid secret '{}/{}': {e}",
+                    obj.namespace().unwrap_or_default(),
+                    r.name
+                ),
+            })?
+        }
+        None => git::Auth::none(),
+    };
+    if let Some(r) = &obj.spec.proxy_secret_ref {
+        let data = read_secret(&secrets, &ns, &r.name).await?;
+        let proxy = git::ProxyOptions::from_secret(&data).map_err(|e| Outcome::Failed {
+            kind: FailureKind::Fetch,
+            reason: reasons::AUTHENTICATION_FAILED,
+            message: format!("invalid proxy secret '{}': {e}", r.name),
+        })?;
+        auth = auth.with_proxy(proxy);
+    }
+    Ok(auth)
+}
+
+async fn read_secret(
+    secrets: &Api<Secret>,
+    ns: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, Outcome> {
+    match secrets.get(name).await {
+        Ok(s) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()),
+        Err(e) => Err(Outcome::Failed {
+            kind: FailureKind::Fetch,
+            reason: reasons::AUTHENTICATION_FAILED,
+            message: format!("failed to get secret '{ns}/{name}': {}", kube_error_text(&e)),
+        }),
+    }
+}
+
+fn kube_error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Flux accepts `http`, `https` and `ssh` URLs (no SCP-like `user@host:path`).
+fn check_url(url: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not a URL; use http://, https:// or ssh:// (scp-like addresses are not supported)");
+    };
+    if !matches!(scheme, "http" | "https" | "ssh") {
+        return Err("unsupported scheme; use http, https or ssh");
+    }
+    if rest.split('/').next().unwrap_or_default().is_empty() {
+        return Err("missing host");
+    }
+    Ok(())
+}
+
+async fn patch_status(ctx: &Context, obj: &GitRepository, status: &GitRepositoryStatus) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    // A merge patch keeps fields it does not mention: clear the artifact explicitly when it is gone.
+    if status.artifact.is_none()
+        && let Some(m) = body.as_object_mut()
+    {
+        m.insert("artifact".into(), serde_json::Value::Null);
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": body })),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Kube {
+        action: "patch status",
+        namespace: ns,
+        name: obj.name_any(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_like_flux() {
+        assert!(check_url("https://github.com/org/repo").is_ok());
+        assert!(check_url("ssh://git@github.com:22/org/repo").is_ok());
+        assert!(check_url("http://127.0.0.1:18080/git/demo.git").is_ok());
+        assert!(check_url("git@github.com:org/repo.git").is_err());
+        assert!(check_url("ftp://example.com/repo").is_err());
+        assert!(check_url("https:///repo").is_err());
+    }
+
+    #[test]
+    fn commit_subjects_are_cut_at_fifty_characters() {
+        assert_eq!(commit_subject("fix: a thing\n\nbody"), "fix: a thing");
+        let long = "x".repeat(60);
+        assert_eq!(commit_subject(&long), format!("{}...", "x".repeat(50)));
+    }
+}

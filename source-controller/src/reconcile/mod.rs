@@ -1,0 +1,200 @@
+//! Reconciler wiring shared by the kinds: the context every reconcile gets, requeue timing
+//! (jittered intervals, exponential backoff) and the guard that keeps our own status writes from
+//! triggering another run.
+//!
+//! ```text
+//!  watch ──► guard (generation / requestedAt unchanged and not due? skip)
+//!        ──► gitrepository::reconcile: resolve → fetch → package → store → status
+//!        ──► Action::requeue(jittered interval | backoff)
+//! ```
+
+pub mod gitrepository;
+
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Settings from the flags that reconciles use.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--artifact-retention-ttl`.
+    pub retention_ttl: Duration,
+    /// `--artifact-retention-records`.
+    pub retention_records: usize,
+    /// `--interval-jitter-percentage`.
+    pub jitter_percent: u8,
+    /// `--requeue-dependency`.
+    pub requeue_dependency: Duration,
+    /// `--min-retry-delay`.
+    pub min_retry_delay: Duration,
+    /// `--max-retry-delay`.
+    pub max_retry_delay: Duration,
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// Artifact storage.
+    pub storage: Storage,
+    /// Event sink.
+    pub events: Events,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Flag settings.
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+    handled: Mutex<HashMap<String, Handled>>,
+}
+
+/// What the last run of an object saw, to recognise triggers caused by our own status patch.
+#[derive(Clone, Debug)]
+struct Handled {
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    at: Instant,
+    requeue_after: Option<Duration>,
+}
+
+impl Context {
+    /// A context over the given parts.
+    pub fn new(
+        client: kube::Client,
+        storage: Storage,
+        events: Events,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> Self {
+        Context {
+            client,
+            storage,
+            events,
+            metrics,
+            settings,
+            failures: Mutex::default(),
+            handled: Mutex::default(),
+        }
+    }
+
+    /// When the object was already handled for this generation and request token and its next run
+    /// is not due yet, the time left until it is (`None` = run now).
+    pub fn not_due(
+        &self,
+        key: &str,
+        generation: Option<i64>,
+        requested_at: Option<&str>,
+    ) -> Option<Duration> {
+        let handled = self.handled.lock().ok()?;
+        let h = handled.get(key)?;
+        if h.generation != generation || h.requested_at.as_deref() != requested_at {
+            return None;
+        }
+        match h.requeue_after {
+            // Stalled: only a spec change or a new request token runs it again.
+            None => Some(Duration::from_secs(3600)),
+            Some(after) => after
+                .checked_sub(h.at.elapsed())
+                .filter(|left| *left > Duration::from_millis(50)),
+        }
+    }
+
+    /// Records a finished run and when it wants to run again (`None`: only on change).
+    pub fn mark_handled(
+        &self,
+        key: &str,
+        generation: Option<i64>,
+        requested_at: Option<&str>,
+        requeue_after: Option<Duration>,
+    ) {
+        if let Ok(mut handled) = self.handled.lock() {
+            handled.insert(
+                key.to_string(),
+                Handled {
+                    generation,
+                    requested_at: requested_at.map(str::to_string),
+                    at: Instant::now(),
+                    requeue_after,
+                },
+            );
+        }
+    }
+
+    /// Forgets an object (deleted).
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut m) = self.handled.lock() {
+            m.remove(key);
+        }
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// Registers a failure of `key` and returns the backoff before the next attempt.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = self.failures.lock().map_or(0, |mut m| {
+            let n = m.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        });
+        backoff_delay(n, self.settings.min_retry_delay, self.settings.max_retry_delay)
+    }
+
+    /// Clears the failure count of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// `interval` plus up to `--interval-jitter-percentage` percent of random spread.
+    pub fn jittered(&self, interval: Duration) -> Duration {
+        jitter(interval, self.settings.jitter_percent, rand_fraction())
+    }
+}
+
+/// `min * 2^(failures-1)`, capped at `max`.
+pub fn backoff_delay(failures: u32, min: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
+    min.saturating_mul(factor).min(max)
+}
+
+/// `interval ± percent%`, with `fraction` in `[0, 1)` choosing the point in that range.
+pub fn jitter(interval: Duration, percent: u8, fraction: f64) -> Duration {
+    let spread = interval.as_secs_f64() * f64::from(percent) / 100.0;
+    let offset = spread * (2.0 * fraction - 1.0);
+    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
+}
+
+fn rand_fraction() -> f64 {
+    // Good enough spread for requeue jitter without a random-number crate.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_min_to_max() {
+        let (min, max) = (Duration::from_millis(750), Duration::from_secs(900));
+        assert_eq!(backoff_delay(1, min, max), Duration::from_millis(750));
+        assert_eq!(backoff_delay(2, min, max), Duration::from_millis(1500));
+        assert_eq!(backoff_delay(5, min, max), Duration::from_secs(12));
+        assert_eq!(backoff_delay(40, min, max), max);
+    }
+
+    #[test]
+    fn jitter_stays_within_the_percentage() {
+        let i = Duration::from_secs(100);
+        assert_eq!(jitter(i, 5, 0.0), Duration::from_secs(95));
+        assert_eq!(jitter(i, 5, 0.5), Duration::from_secs(100));
+        assert!(jitter(i, 5, 0.999) <= Duration::from_secs(105));
+        assert_eq!(jitter(i, 0, 0.9), i);
+    }
+}
