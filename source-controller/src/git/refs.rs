@@ -24,6 +24,8 @@
 //! tags denote the same version (`v1.0.0` and `1.0.0`), Flux prefers the newer commit, which
 //! ls-refs cannot tell, so the greater tag name wins here instead.
 
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gitops_api::revision::Revision;
@@ -289,52 +291,63 @@ pub fn resolve(url: &str, reference: &GitRef, auth: &Auth, timeout: Duration) ->
     let scratch = tempfile::Builder::new()
         .prefix("git-ls-refs-")
         .tempdir()
-        .map_err(|e| {
-            GitError::io(
-                "create a temporary directory for",
-                std::path::Path::new("ls-refs"),
-                e,
-            )
-        })?;
+        .map_err(|e| GitError::io("create a temporary directory for", Path::new("ls-refs"), e))?;
     let scratch_path = scratch.path().to_path_buf();
     let reference = reference.clone();
     let display_url = session.display_url.clone();
-    run_with_deadline(OP, &display_url, timeout, move |_| {
-        let repo = gix::ThreadSafeRepository::init_opts(
-            &scratch_path,
-            gix::create::Kind::Bare,
-            gix::create::Options::default(),
-            session.open_options(),
-        )
-        .map_err(|e| session.error(OP, &e))?
-        .to_thread_local();
-        let refs = list_refs(&repo, &session, &reference.listing_specs(), true)?;
-        match select(&reference, &refs) {
-            Ok(resolved) => Ok(resolved),
-            Err(missing) => {
-                // The prefix-filtered answer cannot tell a missing ref from an empty
-                // repository; an unfiltered listing can.
-                if list_refs(&repo, &session, &["HEAD".to_string()], false)?.is_empty() {
-                    return Err(GitError::EmptyRepository {
-                        url: session.display_url.clone(),
-                    });
-                }
-                Err(match missing {
-                    Missing::Ref { kind, name } => GitError::RefNotFound {
-                        kind,
-                        name,
-                        url: session.display_url.clone(),
-                    },
-                    Missing::Semver => GitError::NoSemverMatch {
-                        constraint: match &reference {
-                            GitRef::Semver(c) => c.to_string(),
-                            _ => String::new(),
-                        },
-                        url: session.display_url.clone(),
-                    },
-                })
-            }
+    let result = run_with_deadline(OP, &display_url, timeout, move |interrupt| {
+        // A worker that starts only after the deadline must not recreate the removed scratch
+        // directory; one that finishes after it cleans up behind itself.
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(session.failure(OP, "interrupted"));
         }
+        let result = list_and_select(&session, &scratch_path, &reference);
+        if interrupt.load(Ordering::SeqCst) {
+            let _ = fs_err::remove_dir_all(&scratch_path);
+        }
+        result
+    });
+    drop(scratch);
+    result
+}
+
+/// The worker side of [`resolve`]: one filtered listing, and an unfiltered one when the ref is
+/// missing (to tell an empty repository apart).
+fn list_and_select(session: &Session, scratch: &Path, reference: &GitRef) -> Result<Resolved, GitError> {
+    const OP: &str = "list references of";
+    let repo = gix::ThreadSafeRepository::init_opts(
+        scratch,
+        gix::create::Kind::Bare,
+        gix::create::Options::default(),
+        session.open_options(),
+    )
+    .map_err(|e| session.error(OP, &e))?
+    .to_thread_local();
+    let refs = list_refs(&repo, session, &reference.listing_specs(), true)?;
+    let missing = match select(reference, &refs) {
+        Ok(resolved) => return Ok(resolved),
+        Err(missing) => missing,
+    };
+    // The prefix-filtered answer cannot tell a missing ref from an empty repository; an
+    // unfiltered listing can.
+    if list_refs(&repo, session, &["HEAD".to_string()], false)?.is_empty() {
+        return Err(GitError::EmptyRepository {
+            url: session.display_url.clone(),
+        });
+    }
+    Err(match missing {
+        Missing::Ref { kind, name } => GitError::RefNotFound {
+            kind,
+            name,
+            url: session.display_url.clone(),
+        },
+        Missing::Semver => GitError::NoSemverMatch {
+            constraint: match reference {
+                GitRef::Semver(c) => c.to_string(),
+                _ => String::new(),
+            },
+            url: session.display_url.clone(),
+        },
     })
 }
 

@@ -171,7 +171,7 @@ async fn record(
             status.observed_ignore.clone_from(&obj.spec.ignore);
             conds.succeed(&revision);
             let msg = match subject {
-                Some(s) => format!("stored artifact for commit '{}'", commit_subject(&s)),
+                Some(s) => format!("stored artifact for commit '{s}'"),
                 None => format!("stored artifact for revision '{revision}'"),
             };
             let _ = fetched;
@@ -233,16 +233,6 @@ async fn record(
                 .await;
             (Action::await_change(), None)
         }
-    }
-}
-
-/// Flux's event text for a commit: the subject line, cut to 50 characters.
-fn commit_subject(message: &str) -> String {
-    let subject = message.lines().next().unwrap_or_default();
-    if subject.chars().count() > 50 {
-        format!("{}...", subject.chars().take(50).collect::<String>())
-    } else {
-        subject.to_string()
     }
 }
 
@@ -486,7 +476,8 @@ fn fetch_and_package(
             format!("failed to create temporary directory: {e}"),
         )
     })?;
-    git::checkout(url, resolved, auth, tmp.path(), timeout).map_err(|e| Box::new(git_failure(&e, auth)))?;
+    let checkout = git::checkout(url, resolved, auth, tmp.path(), timeout)
+        .map_err(|e| Box::new(git_failure(&e, auth)))?;
     let rules = archive::IgnoreRules::for_git(tmp.path(), spec_ignore)
         .map_err(|e| storage_failure(reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
     let mut writer = storage
@@ -497,7 +488,7 @@ fn fetch_and_package(
     let stored = writer
         .commit()
         .map_err(|e| storage_failure(e.reason(), e.to_string()))?;
-    Ok((stored, None))
+    Ok((stored, checkout.message))
 }
 
 fn git_failure(e: &git::GitError, auth: &git::Auth) -> Outcome {
@@ -616,12 +607,5 @@ mod tests {
         assert!(check_url("git@github.com:org/repo.git").is_err());
         assert!(check_url("ftp://example.com/repo").is_err());
         assert!(check_url("https:///repo").is_err());
-    }
-
-    #[test]
-    fn commit_subjects_are_cut_at_fifty_characters() {
-        assert_eq!(commit_subject("fix: a thing\n\nbody"), "fix: a thing");
-        let long = "x".repeat(60);
-        assert_eq!(commit_subject(&long), format!("{}...", "x".repeat(50)));
     }
 }
