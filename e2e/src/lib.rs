@@ -613,6 +613,90 @@ pub fn upload_pack_posts(env: &Env, repo: &str) -> anyhow::Result<usize> {
     Ok(log.lines().filter(|l| *l == needle).count())
 }
 
+/// A webhook receiver on 127.0.0.1 that records the JSON bodies POSTed to it (answering 200).
+pub struct WebhookSink {
+    /// `http://127.0.0.1:<port>/`.
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    count: tokio::sync::watch::Receiver<usize>,
+}
+
+impl WebhookSink {
+    /// Starts the receiver on a free port; it serves until the process ends.
+    ///
+    /// # Errors
+    /// When it cannot bind.
+    pub fn start() -> anyhow::Result<Self> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/", listener.local_addr()?);
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let (tx, count) = tokio::sync::watch::channel(0usize);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(v) = serde_json::from_slice(&body)
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(v);
+                    let _ = tx.send(all.len());
+                }
+                let mut stream = reader.into_inner();
+                let _ =
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Ok(WebhookSink { url, received, count })
+    }
+
+    /// Waits until a received body satisfies `pred`, failing after `timeout`.
+    ///
+    /// # Errors
+    /// On timeout, listing what was received.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut rx = self.count.clone();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(v) = self.received().into_iter().find(|v| pred(v)) {
+                    return v;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        found.map_err(|_| {
+            anyhow!(
+                "no matching webhook call within {timeout:?}; received: {:?}",
+                self.received()
+            )
+        })
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        self.received.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

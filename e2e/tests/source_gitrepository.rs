@@ -4,7 +4,9 @@
 // Each test is one scenario told start to finish; splitting it would hide the story.
 #![allow(clippy::too_many_lines)]
 
-use e2e::{GitRepo, SourceController, TestNs, fetch_artifact_files, upload_pack_posts, wait_for};
+use e2e::{
+    GitRepo, SourceController, TestNs, WebhookSink, fetch_artifact_files, upload_pack_posts, wait_for,
+};
 use gitops_api::conditions::{self, reasons, types};
 use gitops_api::source::v1::GitRepository;
 use k8s_openapi::api::core::v1::{Event, Secret};
@@ -454,6 +456,44 @@ async fn every_transport_yields_the_same_exact_revision() -> anyhow::Result<()> 
             "{reason}: {message}"
         );
         assert!(!message.contains("PRIVATE KEY"), "{message}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn events_are_posted_to_the_events_address_in_flux_format() -> anyhow::Result<()> {
+    TestNs::run("src_git_events", |t| async move {
+        let repo = GitRepo::create(&t.env, &t.name)?;
+        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "notify me")?;
+        let sink = WebhookSink::start()?;
+        let _ctl = SourceController::start(&t.env, &t.name, &["--events-addr", &sink.url])?;
+        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
+        apply(&api, &manifest(&t.name, "notify", &url, &json!({}))).await?;
+        let obj = wait_for(&api, "notify", "Ready=True", WAIT, ready_is("True")).await?;
+        let artifact = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        let event = sink
+            .wait_for(Duration::from_secs(30), |e| e["reason"] == "NewArtifact")
+            .await?;
+        assert_eq!(event["severity"], "info");
+        assert_eq!(event["involvedObject"]["kind"], "GitRepository");
+        assert_eq!(event["involvedObject"]["name"], "notify");
+        assert_eq!(event["involvedObject"]["namespace"], t.name.as_str());
+        assert_eq!(event["message"], "stored artifact for commit 'notify me'");
+        assert_eq!(
+            event["metadata"]["source.toolkit.fluxcd.io/revision"],
+            format!("main@sha1:{sha}").as_str()
+        );
+        assert_eq!(
+            event["metadata"]["source.toolkit.fluxcd.io/digest"],
+            artifact.digest.as_str()
+        );
+        assert_eq!(event["reportingController"], "source-controller");
         Ok(())
     })
     .await
