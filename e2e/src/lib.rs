@@ -406,6 +406,8 @@ pub struct SourceController {
     pub storage_dir: PathBuf,
     /// `host:port` of its artifact server.
     pub storage_addr: String,
+    /// `host:port` of its health endpoints.
+    pub health_addr: String,
     /// Its log file (stderr).
     pub log: PathBuf,
 }
@@ -431,16 +433,20 @@ impl SourceController {
         let dir = PathBuf::from(state).join("controllers").join(ns);
         let storage_dir = dir.join("storage");
         fs_err::create_dir_all(&storage_dir)?;
-        let log = dir.join("source-controller.log");
+        let log = dir.join(format!(
+            "source-controller-{}.log",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let storage_addr = format!("127.0.0.1:{}", free_port()?);
         let (metrics, health) = (free_port()?, free_port()?);
+        let health_addr = format!("127.0.0.1:{health}");
         let child = Command::new(&bin)
             .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
             .args(["--storage-path", &storage_dir.to_string_lossy()])
             .args(["--storage-addr", &storage_addr])
             .args(["--storage-adv-addr", &storage_addr])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--health-addr", &format!("127.0.0.1:{health}")])
+            .args(["--health-addr", &health_addr])
             .args(["--watch-label-selector", &format!("e2e.kluctl-gitops/ns={ns}")])
             .args(["--log-encoding", "console", "--min-retry-delay", "500ms"])
             .args(extra_args)
@@ -455,8 +461,22 @@ impl SourceController {
             child,
             storage_dir,
             storage_addr,
+            health_addr,
             log,
         })
+    }
+
+    /// HTTP status of `GET /readyz` (0 when nothing answers).
+    pub async fn readyz(&self) -> u16 {
+        match reqwest::get(format!("http://{}/readyz", self.health_addr)).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// True when the artifact server accepts connections.
+    pub fn serving(&self) -> bool {
+        std::net::TcpStream::connect(&self.storage_addr).is_ok()
     }
 
     /// The last lines of its log.
@@ -611,6 +631,29 @@ pub fn upload_pack_posts(env: &Env, repo: &str) -> anyhow::Result<usize> {
     let log = fs_err::read_to_string(env.get("E2E_GIT_REQUEST_LOG")?)?;
     let needle = format!("POST /{repo}.git/git-upload-pack");
     Ok(log.lines().filter(|l| *l == needle).count())
+}
+
+/// Polls `check` every 200 ms until it returns true, failing after `timeout` with `what`.
+/// For states no API can be watched for (an HTTP endpoint's answer).
+///
+/// # Errors
+/// On timeout.
+pub async fn poll_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        tick.tick().await;
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
 }
 
 /// A webhook receiver on 127.0.0.1 that records the JSON bodies POSTed to it (answering 200).

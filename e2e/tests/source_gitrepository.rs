@@ -5,7 +5,8 @@
 #![allow(clippy::too_many_lines)]
 
 use e2e::{
-    GitRepo, SourceController, TestNs, WebhookSink, fetch_artifact_files, upload_pack_posts, wait_for,
+    GitRepo, SourceController, TestNs, WebhookSink, fetch_artifact_files, poll_until, upload_pack_posts,
+    wait_for,
 };
 use gitops_api::conditions::{self, reasons, types};
 use gitops_api::source::v1::GitRepository;
@@ -494,6 +495,74 @@ async fn events_are_posted_to_the_events_address_in_flux_format() -> anyhow::Res
             artifact.digest.as_str()
         );
         assert_eq!(event["reportingController"], "source-controller");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn only_the_leader_serves_and_is_ready_and_a_standby_takes_over() -> anyhow::Result<()> {
+    TestNs::run("src_leader", |t| async move {
+        let repo = GitRepo::create(&t.env, &t.name)?;
+        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "initial")?;
+        let flags = [
+            "--enable-leader-election=true",
+            "--runtime-namespace",
+            t.name.as_str(),
+            "--leader-election-lease-duration",
+            "4s",
+            "--leader-election-renew-deadline",
+            "3s",
+        ];
+        let first = SourceController::start(&t.env, &t.name, &flags)?;
+        poll_until("the first instance to become ready", WAIT, || async {
+            first.readyz().await == 200
+        })
+        .await?;
+        let second = SourceController::start(&t.env, &t.name, &flags)?;
+        poll_until("the second instance to answer /readyz", WAIT, || async {
+            second.readyz().await != 0
+        })
+        .await?;
+        assert_eq!(second.readyz().await, 503, "a standby is live but not ready");
+        assert!(
+            first.serving() && !second.serving(),
+            "only the leader serves artifacts"
+        );
+
+        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
+        apply(&api, &manifest(&t.name, "led", &url, &json!({}))).await?;
+        let obj = wait_for(&api, "led", "Ready=True", WAIT, ready_is("True")).await?;
+        let a = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        assert!(
+            a.url.contains(&first.storage_addr),
+            "the leader built the artifact"
+        );
+
+        drop(first);
+        poll_until("the standby to take over", WAIT, || async {
+            second.readyz().await == 200 && second.serving()
+        })
+        .await?;
+        repo.commit(&[("app.yaml", "a: 2\n")], "after failover")?;
+        let obj = request_reconcile(&api, "led", "after-failover").await?;
+        let a = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.artifact.clone())
+            .expect("artifact");
+        assert!(
+            a.url.contains(&second.storage_addr),
+            "the new leader serves: {}",
+            a.url
+        );
+        assert_ne!(a.revision, format!("main@sha1:{sha}"));
+        fetch_artifact_files(&a.url, &a.digest).await?;
         Ok(())
     })
     .await

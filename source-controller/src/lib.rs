@@ -15,6 +15,7 @@ pub mod archive;
 pub mod args;
 pub mod events;
 pub mod git;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
@@ -93,10 +94,6 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         }
     };
 
-    let artifact_listener = server::bind(&args.storage_addr).await?;
-    tracing::info!(addr = %args.storage_addr, base = storage.base_url(), "serving artifacts");
-    let serve_root = storage.root().to_path_buf();
-    let artifacts = tokio::spawn(server::serve(serve_root, artifact_listener, stopped()));
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
     let m_router = metrics.metrics_router();
@@ -113,6 +110,19 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
             .with_graceful_shutdown(stop_h)
             .await
     });
+
+    // Only the leader serves artifacts, reconciles and reports ready; losing leadership ends the
+    // process so a restart re-enters the election (as controller-runtime managers do).
+    // Health and metrics answer before that, so a standby instance is live but not ready.
+    let mut leadership = None;
+    if args.enable_leader_election {
+        leadership = Some(leader::acquire(client.clone(), &args, &instance).await?);
+    }
+
+    let artifact_listener = server::bind(&args.storage_addr).await?;
+    tracing::info!(addr = %args.storage_addr, base = storage.base_url(), "serving artifacts");
+    let serve_root = storage.root().to_path_buf();
+    let artifacts = tokio::spawn(server::serve(serve_root, artifact_listener, stopped()));
 
     let settings = reconcile::Settings {
         retention_ttl: args.artifact_retention_ttl,
@@ -140,8 +150,15 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     }
     metrics.set_ready(true);
     let controller_metrics = metrics.clone();
+    let lost_leadership = async move {
+        match leadership.as_mut() {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     Controller::new(api, wc)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrent))
+        .graceful_shutdown_on(lost_leadership)
         .shutdown_on_signal()
         .run(reconcile::gitrepository::reconcile, error_policy, ctx)
         .for_each(|res| {
