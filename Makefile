@@ -67,7 +67,7 @@ test: ## everything CI checks: format, clippy, unit tests, generated files, e2e 
 run: e2e-up ## start the local control plane with CRDs, RBAC and the sample objects, and say how to reach it
 	source $(E2E_STATE)/env.sh; \
 	kubectl apply --server-side -f config/rbac/namespaces.yaml -f config/rbac/source-controller.yaml -f config/rbac/kluctl-controller.yaml >/dev/null; \
-	kubectl apply --server-side -f config/samples/ ; \
+	for f in config/samples/*_*.yaml; do kubectl apply --server-side -f $$f; done; \
 	echo; echo "Local control plane is up (apiserver $$E2E_KUBE_VERSION, CEL enforced: $$E2E_CEL)."; \
 	echo "  source $(E2E_STATE)/env.sh      # sets KUBECONFIG and PATH"; \
 	echo "  kubectl get gitrepo,buckets,kluctldeployments -A"; \

@@ -227,15 +227,54 @@ impl TestNs {
             client: client.clone(),
             name: name.clone(),
         };
-        let result = body(handle).await;
-        if let Err(e) = &result {
-            eprintln!("=== e2e test '{test}' failed: {e:#}");
+        // A failed assert panics: catch it so the dump and the cleanup still happen, then re-raise.
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body(handle))).await;
+        let failure = match &outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(panic) => Some(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            ),
+        };
+        if let Some(why) = failure {
+            eprintln!("=== e2e test '{test}' failed: {why}");
             eprintln!("=== dump of namespace {name}:");
             eprintln!("{}", dump_namespace(&env, &name));
         }
+        // The test's controller is gone by now: drop our finalizers so the namespace can go.
+        release_finalizers(&env, &name);
         // Namespace deletion is asynchronous (kube-controller-manager finalizes it); don't wait.
         let _ = namespaces.delete(&name, &DeleteParams::background()).await;
-        result
+        match outcome {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// Kinds whose objects carry our controllers' finalizers.
+const FINALIZED_KINDS: &str = "gitrepositories.source.toolkit.fluxcd.io,buckets.source.toolkit.fluxcd.io,\
+                               kluctldeployments.gitops.kluctl.io,kluctldeployments.flux.kluctl.io";
+
+/// Removes the finalizers of our kinds in `ns` (their controller was a test process, now ended).
+pub fn release_finalizers(env: &Env, ns: &str) {
+    let Ok(names) = env.kubectl(&["get", FINALIZED_KINDS, "-n", ns, "-o", "name"]) else {
+        return;
+    };
+    for obj in names.lines().filter(|l| !l.is_empty()) {
+        let _ = env.kubectl(&[
+            "patch",
+            obj,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
     }
 }
 
