@@ -51,9 +51,12 @@ fn init_logging(args: &Args) {
         args::LogLevel::Error => "error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only on a terminal; log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match args.log_encoding {
         args::LogEncoding::Json => builder.json().try_init(),
         args::LogEncoding::Console => builder.try_init(),

@@ -400,15 +400,19 @@ async fn check_storage(
         .as_ref()
         .and_then(|a| a.path.rsplit('/').next().map(str::to_string));
     let settings = ctx.settings.clone();
-    match ctx.storage.gc(
-        KIND_DIR,
-        &ns,
-        &name,
-        current_file.as_deref().unwrap_or_default(),
-        settings.retention_ttl,
-        settings.retention_records,
-    ) {
-        Ok(report) if !report.deleted.is_empty() => {
+    // Like Flux, collect only around a current artifact: without one there is nothing to keep.
+    let gc = current_file.as_deref().map(|current| {
+        ctx.storage.gc(
+            KIND_DIR,
+            &ns,
+            &name,
+            current,
+            settings.retention_ttl,
+            settings.retention_records,
+        )
+    });
+    match gc {
+        Some(Ok(report)) if !report.deleted.is_empty() => {
             let msg = format!("garbage collected {} artifacts", report.deleted.len());
             ctx.events
                 .emit(
@@ -420,8 +424,8 @@ async fn check_storage(
                 )
                 .await;
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+        Some(Ok(_)) | None => {}
+        Some(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
     }
     if let Some(artifact) = status.artifact.clone() {
         let verified = ctx.storage.verify(&artifact).is_ok_and(|v| v.is_verified());
