@@ -10,7 +10,7 @@ CARGO ?= cargo
 NOCEL_DIR := $(E2E_STATE)/crds-nocel
 CRDGEN := target/debug/crdgen
 
-.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run ci-deps
+.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench ci-deps
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: ## everything CI checks: format, clippy, unit tests, generated files, e2e 
 	$(MAKE) check-generated; \
 	$(MAKE) e2e; \
 	echo "make test: all checks passed in $$(( $$(date +%s) - t0 ))s"
+
+bench: ## benchmarks vs git/tar, ls-remote and nginx (B1, B2, B5): release build, prints ratios and goals
+	CARGO="$(CARGO)" e2e/bench/run.sh
 
 run: e2e-up ## start the local control plane with CRDs, RBAC and the sample objects, and say how to reach it
 	source $(E2E_STATE)/env.sh; \

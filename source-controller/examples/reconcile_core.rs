@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Prints one line to stdout: `revision=… digest=… size=… files=… path=…` (only `revision=…` with
-//! `--resolve-only`), and the time of each step to stderr. Exits non-zero on any failure.
+//! `--resolve-only`), and to stderr the time of each step with the peak RSS after it. Exits
+//! non-zero on any failure.
 //!
 //! ```sh
 //! cargo run --release -p source-controller --example reconcile_core -- \
@@ -63,11 +64,27 @@ fn parse_args() -> Result<Options, String> {
     })
 }
 
-/// Runs `f`, printing how long it took to stderr under `step`.
+/// The process's peak resident set so far (`VmHWM`), in KiB; 0 where /proc is not there.
+fn peak_rss_kib() -> u64 {
+    fs_err::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `f`, printing to stderr how long it took and the peak RSS after it, under `step`.
 fn timed<T>(step: &str, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
     let out = f();
-    eprintln!("step {step}: {:.3}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "step {step}: {:.3}s peak-rss {}KiB",
+        started.elapsed().as_secs_f64(),
+        peak_rss_kib()
+    );
     out
 }
 

@@ -2,10 +2,14 @@
 //! server exactly as the controller does (`server::bind` + `server::serve`), until SIGTERM/SIGINT.
 //!
 //! ```sh
-//! cargo run --release -p source-controller --example serve_dir -- /tmp/files 127.0.0.1:18090
+//! cargo run --release -p source-controller --example serve_dir -- /tmp/files 127.0.0.1:18090 \
+//!     [--max-blocking-threads N]
 //! ```
 //!
-//! Prints `listening on <addr>` to stdout once the socket is bound.
+//! The runtime is the controller's (multi-threaded, tokio's defaults) unless
+//! `--max-blocking-threads` caps tokio's blocking pool, where `ServeDir` does its file I/O: a
+//! what-if knob for tuning, not what the controller runs with. Prints `listening on <addr>` to
+//! stdout once the socket is bound.
 
 use source_controller::server;
 use std::io::Write as _;
@@ -36,14 +40,37 @@ async fn run(root: PathBuf, addr: String) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
+const USAGE: &str = "usage: serve_dir <dir> <host:port> [--max-blocking-threads N]";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [root, addr] = <[String; 2]>::try_from(args).unwrap_or_else(|_| {
-        eprintln!("usage: serve_dir <dir> <host:port>");
-        std::process::exit(2);
-    });
+    let mut positional = Vec::new();
+    let mut max_blocking = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--max-blocking-threads" {
+            let n = args
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0);
+            if n.is_none() {
+                eprintln!("--max-blocking-threads needs a positive number\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            max_blocking = n;
+        } else {
+            positional.push(arg);
+        }
+    }
+    let Ok([root, addr]) = <[String; 2]>::try_from(positional) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
     // The controller's runtime: multi-threaded, one worker per core (lib.rs `run`).
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = max_blocking {
+        builder.max_blocking_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("serve_dir: failed to start the runtime: {e}");

@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""bench.py — measures B1, B2, B5 (see e2e/bench/README.md) and prints the table. Run by run.sh.
+
+    bench.py --url URL --reconcile-core BIN --serve-dir BIN --work DIR [--only B1,B2,B5]
+
+Every figure is ours vs a reference measured in the same run, on the same machine, interleaved.
+Wall time and peak RSS come from os.wait4 of each process: its ru_maxrss covers the process and
+every descendant it waited for, so for a pipeline it is the largest process in it (GNU time
+reports the same number). Exit status: 0 when every measurement worked (a MISS is not a
+failure), 1 when one broke (a command failed, output was wrong, a server answered badly).
+"""
+
+import argparse
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+# Hard bounds on every process we start (seconds).
+RUN_TIMEOUT = 120
+WRK_SECONDS = 10
+WRK_CONNECTIONS = 50
+WRK_THREADS = 2
+B1_RUNS = 3
+B2_RUNS = 10
+
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class Broken(Exception):
+    """A measurement that did not measure what it should."""
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def measure(cmd, cwd=None, env=None, timeout=RUN_TIMEOUT):
+    """Runs cmd; returns (wall seconds, peak RSS KiB, stdout, stderr). Raises Broken on failure."""
+    out_path = os.path.join(cwd or ".", ".bench-stdout")
+    err_path = os.path.join(cwd or ".", ".bench-stderr")
+    full_env = dict(os.environ, **(env or {}))
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
+        timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, encoding="utf-8", errors="replace") as f:
+        stdout = f.read()
+    with open(err_path, encoding="utf-8", errors="replace") as f:
+        stderr = f.read()
+    os.remove(out_path)
+    os.remove(err_path)
+    if p.returncode != 0:
+        raise Broken("%s exited %s after %.1fs:\n%s" % (" ".join(cmd), p.returncode, wall, stderr[-2000:]))
+    return wall, ru.ru_maxrss, stdout, stderr
+
+
+def fresh_dir(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, bench, metric, ours, ref, ratio, goal=None, ok=None, fmt="%.3f"):
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        self.rows.append(
+            (bench, metric, fmt % ours, fmt % ref, "%.2fx" % ratio, goal or "-", verdict or "-")
+        )
+
+    def print(self):
+        head = ("bench", "metric", "ours", "reference", "ours/ref", "goal", "result")
+        widths = [max(len(str(r[i])) for r in [head] + self.rows) for i in range(len(head))]
+        line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
+        print(line)
+        print("-" * len(line))
+        for r in self.rows:
+            print("  ".join("%-*s" % (w, c) for w, c in zip(widths, r)))
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ------------------------------------------------------------------------------------------- B1
+def count_tar_gz(path):
+    """Regular files in a tar.gz, and whether a .git entry slipped in."""
+    n, has_git = 0, False
+    with tarfile.open(path, "r:gz") as t:
+        for m in t:
+            if m.name == ".git" or m.name.startswith(".git/") or m.name.startswith("./.git"):
+                has_git = True
+            if m.isfile():
+                n += 1
+    return n, has_git
+
+
+def b1(a, table, steps_out):
+    url = a.url
+    work = fresh_dir(os.path.join(a.work, "b1"))
+    tmp = fresh_dir(os.path.join(work, "tmp"))
+    env_ours = {"TMPDIR": tmp}
+    ref_cmd = [
+        "bash",
+        "-c",
+        # --exclude: the same tree as our artifact, which drops .git/ (Git ignore rules)
+        'git clone -q --depth 1 "$0" dir && tar czf out.tar.gz --exclude=./.git -C dir .',
+        url,
+    ]
+    ours, ref = [], []
+    steps = {}
+
+    def run_ours(i):
+        storage = fresh_dir(os.path.join(work, "storage"))
+        wall, rss, out, err = measure([a.reconcile_core, url, storage, "--branch", "main"], cwd=work, env=env_ours)
+        for m in re.finditer(r"^step (\w+): ([0-9.]+)s peak-rss (\d+)KiB$", err, re.M):
+            steps.setdefault(m.group(1), []).append((float(m.group(2)), int(m.group(3))))
+        fields = dict(kv.split("=", 1) for kv in out.split())
+        return wall, rss, fields, storage
+
+    def run_ref(i):
+        d = fresh_dir(os.path.join(work, "ref"))
+        wall, rss, _, _ = measure(ref_cmd, cwd=d, env=GIT_ENV)
+        return wall, rss, d
+
+    log("B1 warm-up (one run each, not counted)")
+    run_ours(-1)
+    run_ref(-1)
+    steps.clear()
+    last_ours = last_ref = None
+    for i in range(B1_RUNS):
+        w, r, fields, storage = run_ours(i)
+        ours.append((w, r))
+        last_ours = (fields, storage)
+        log("B1 ours run %d: %.2fs %.0f MiB  %s" % (i + 1, w, r / 1024, fields.get("revision")))
+        w, r, d = run_ref(i)
+        ref.append((w, r))
+        last_ref = d
+        log("B1 ref  run %d: %.2fs %.0f MiB" % (i + 1, w, r / 1024))
+
+    # Validate: our artifact is where it says, its digest is its sha256, and it holds the same
+    # files as the reference's tree, without .git.
+    fields, storage = last_ours
+    path = os.path.join(storage, fields["path"])
+    with open(path, "rb") as f:
+        digest = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+    if digest != fields["digest"] or os.path.getsize(path) != int(fields["size"]):
+        raise Broken("B1: stored artifact %s does not match the printed digest/size" % path)
+    ours_files, ours_git = count_tar_gz(path)
+    ref_files, ref_git = count_tar_gz(os.path.join(last_ref, "out.tar.gz"))
+    if ours_files != int(fields["files"]) or ours_files != ref_files or ours_git or ref_git:
+        raise Broken(
+            "B1: archives differ: ours %d files (.git: %s), reference %d files (.git: %s)"
+            % (ours_files, ours_git, ref_files, ref_git)
+        )
+    head = subprocess.run(
+        ["git", "ls-remote", url, "refs/heads/main"], env=dict(os.environ, **GIT_ENV),
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()[0]
+    if fields["revision"] != "main@sha1:" + head:
+        raise Broken("B1: revision %s, but main is %s" % (fields["revision"], head))
+    log(
+        "B1 archives: ours %d files, %.1f MB; reference %d files, %.1f MB"
+        % (ours_files, int(fields["size"]) / 1e6, ref_files, os.path.getsize(os.path.join(last_ref, "out.tar.gz")) / 1e6)
+    )
+
+    ow, orss = median([x[0] for x in ours]), median([x[1] for x in ours])
+    rw, rrss = median([x[0] for x in ref]), median([x[1] for x in ref])
+    table.add("B1", "cold reconcile wall, s (median of %d)" % B1_RUNS, ow, rw, ow / rw, "<= 1.00x", ow / rw <= 1.0, "%.2f")
+    table.add("B1", "cold reconcile peak RSS, MiB", orss / 1024, rrss / 1024, orss / rrss, "<= 0.50x", orss / rrss <= 0.5, "%.1f")
+    steps_out.update({k: (median([x[0] for x in v]), median([x[1] for x in v])) for k, v in steps.items()})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def b1_reference_split(a, notes):
+    """Diagnostic only: the reference's two halves on their own (one run each)."""
+    work = fresh_dir(os.path.join(a.work, "b1-split"))
+    w1, r1, _, _ = measure(["git", "clone", "-q", "--depth", "1", a.url, "dir"], cwd=work, env=GIT_ENV)
+    w2, r2, _, _ = measure(["tar", "czf", "out.tar.gz", "--exclude=./.git", "-C", "dir", "."], cwd=work)
+    notes.append("reference split (1 run): git clone --depth 1 %.2fs %.1f MiB; tar czf %.2fs %.1f MiB" % (w1, r1 / 1024, w2, r2 / 1024))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- B2
+def b2(a, table):
+    work = fresh_dir(os.path.join(a.work, "b2"))
+    storage = fresh_dir(os.path.join(work, "storage"))
+    ours_cmd = [a.reconcile_core, a.url, storage, "--branch", "main", "--resolve-only"]
+    ref_cmd = ["git", "ls-remote", a.url, "refs/heads/main"]
+    ours, ref = [], []
+    measure(ours_cmd, cwd=work, env={"TMPDIR": work})
+    measure(ref_cmd, cwd=work, env=GIT_ENV)
+    for _ in range(B2_RUNS):
+        w, _, out, _ = measure(ours_cmd, cwd=work, env={"TMPDIR": work})
+        ours.append(w)
+        ours_rev = out.strip()
+        w, _, out, _ = measure(ref_cmd, cwd=work, env=GIT_ENV)
+        ref.append(w)
+        ref_rev = out.split()[0] if out.split() else ""
+        if ours_rev != "revision=main@sha1:" + ref_rev:
+            raise Broken("B2: resolve printed '%s', ls-remote '%s'" % (ours_rev, ref_rev))
+    log("B2 ours ms: %s" % " ".join("%.1f" % (x * 1000) for x in ours))
+    log("B2 ref  ms: %s" % " ".join("%.1f" % (x * 1000) for x in ref))
+    o, r = median(ours) * 1000, median(ref) * 1000
+    table.add("B2", "unchanged ref: resolve vs ls-remote, ms (median of %d)" % B2_RUNS, o, r, o / r, "<= 1.20x", o / r <= 1.2, "%.1f")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- B5
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise Broken("%s exited (%s) before listening on 127.0.0.1:%d" % (what, proc.returncode, port))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise Broken("%s did not listen on 127.0.0.1:%d within %ds" % (what, port, seconds))
+
+
+def http_get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "k": 1e3, "M": 1e6}
+
+
+def wrk(url):
+    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % WRK_SECONDS, "--timeout", "5s", url]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=WRK_SECONDS + 30)
+    if p.returncode != 0:
+        raise Broken("%s failed: %s" % (" ".join(cmd), p.stderr))
+    out = p.stdout
+    rps = re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M)
+    tps = re.search(r"^Transfer/sec:\s+([0-9.]+)([KMG]?B)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in", out, re.M)
+    if not (rps and tps and total) or int(total.group(1)) == 0:
+        raise Broken("cannot read wrk output for %s:\n%s" % (url, out))
+    if "Non-2xx or 3xx responses" in out:
+        raise Broken("%s answered non-2xx responses under load:\n%s" % (url, out))
+    errors = re.search(r"Socket errors:.*", out)
+    return float(rps.group(1)), float(tps.group(1)) * UNITS[tps.group(2)], errors.group(0) if errors else ""
+
+
+NGINX_CONF = """\
+# generated by e2e/bench/bench.py
+worker_processes auto;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def b5(a, table, notes):
+    work = fresh_dir(os.path.join(a.work, "b5"))
+    os.chmod(a.work, 0o755)
+    os.chmod(work, 0o755)  # nginx workers run as nobody
+    root = fresh_dir(os.path.join(work, "files"))
+    os.chmod(root, 0o755)
+    ngx_tmp = fresh_dir(os.path.join(work, "nginx"))
+    sizes = [("10KB", "10k.bin", 10 * 1024), ("1MB", "1m.bin", 1024 * 1024)]
+    blobs = {}
+    for _, name, n in sizes:
+        data = (hashlib.sha256(name.encode()).digest() * (n // 32 + 1))[:n]
+        data = bytes(b ^ (i * 131 & 0xFF) for i, b in enumerate(data))
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+        os.chmod(os.path.join(root, name), 0o644)
+        blobs[name] = data
+    ngx_port, our_port = free_port(), free_port()
+    with open(os.path.join(ngx_tmp, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(tmp=ngx_tmp, port=ngx_port, root=root))
+    nginx = ours = None
+    try:
+        nginx = subprocess.Popen(
+            [a.nginx, "-p", ngx_tmp, "-e", os.path.join(ngx_tmp, "error.log"), "-c", os.path.join(ngx_tmp, "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(ngx_tmp, "stderr.log"), "wb"),
+        )
+        ours = subprocess.Popen(
+            [a.serve_dir, root, "127.0.0.1:%d" % our_port],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "serve_dir.log"), "wb"),
+        )
+        wait_port(ngx_port, nginx, "nginx")
+        wait_port(our_port, ours, "serve_dir")
+        for port, who in ((ngx_port, "nginx"), (our_port, "serve_dir")):
+            for name, data in blobs.items():
+                status, body = http_get(port, "/" + name)
+                if status != 200 or body != data:
+                    raise Broken("B5: %s GET /%s gave %d, %d bytes (want 200, %d bytes)" % (who, name, status, len(body), len(data)))
+        for label, name, _ in sizes:
+            res = {}
+            for port, who in ((ngx_port, "nginx"), (our_port, "ours")):
+                log("B5 wrk -t%d -c%d -d%ds %s %s" % (WRK_THREADS, WRK_CONNECTIONS, WRK_SECONDS, who, label))
+                res[who] = wrk("http://127.0.0.1:%d/%s" % (port, name))
+                if res[who][2]:
+                    notes.append("B5 %s %s: %s" % (who, label, res[who][2]))
+            (o_rps, o_tps, _), (n_rps, n_tps, _) = res["ours"], res["nginx"]
+            if label == "10KB":
+                table.add("B5", "%s req/s" % label, o_rps, n_rps, o_rps / n_rps, ">= 0.80x", o_rps / n_rps >= 0.8, "%.0f")
+                table.add("B5", "%s transfer, MiB/s" % label, o_tps / 2**20, n_tps / 2**20, o_tps / n_tps, None, None, "%.1f")
+            else:
+                table.add("B5", "%s req/s" % label, o_rps, n_rps, o_rps / n_rps, None, None, "%.0f")
+                table.add(
+                    "B5", "%s transfer, MiB/s" % label, o_tps / 2**20, n_tps / 2**20, o_tps / n_tps,
+                    ">= 0.95x (equal, 5% noise)", o_tps / n_tps >= 0.95, "%.1f",
+                )
+        for p, who in ((nginx, "nginx"), (ours, "serve_dir")):
+            if p.poll() is not None:
+                raise Broken("B5: %s died during the load run (exit %s)" % (who, p.returncode))
+    finally:
+        stop(ours)
+        stop(nginx)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--reconcile-core", required=True)
+    ap.add_argument("--serve-dir", required=True)
+    ap.add_argument("--nginx", default="/usr/sbin/nginx")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--only", default="B1,B2,B5")
+    a = ap.parse_args()
+    a.reconcile_core, a.serve_dir, a.work = map(os.path.abspath, (a.reconcile_core, a.serve_dir, a.work))
+    only = set(a.only.upper().split(","))
+    os.makedirs(a.work, exist_ok=True)
+    table, notes, steps = Table(), [], {}
+    try:
+        if "B1" in only:
+            b1(a, table, steps)
+            b1_reference_split(a, notes)
+        if "B2" in only:
+            b2(a, table)
+        if "B5" in only:
+            b5(a, table, notes)
+    except (Broken, subprocess.SubprocessError, OSError, KeyError, ValueError) as e:
+        print("\nbench: BROKEN MEASUREMENT: %s" % e, file=sys.stderr)
+        return 1
+    print()
+    table.print()
+    if steps:
+        print(
+            "\nours, B1 steps (median): "
+            + ", ".join("%s %.2fs (peak RSS after it %.1f MiB)" % (k, t, r / 1024) for k, (t, r) in steps.items())
+        )
+    for n in notes:
+        print(n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

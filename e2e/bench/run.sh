@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# run.sh — `make bench`: speed and memory of source-controller against reference tools, measured in
+# the same run on the same machine, printed as ratios against the goals. See README.md here.
+#
+#   B1  cold reconcile of a 10,000-file / ~40 MB / 500-commit repo to a stored artifact
+#         vs  git clone --depth 1 + tar czf                         wall <= 1.0x, peak RSS <= 50%
+#   B2  reconcile with the remote ref unchanged (resolve only)  vs  git ls-remote     wall <= 1.2x
+#   B5  artifact server, 10 KB and 1 MB files, wrk -t2 -c50 -d10s vs nginx   >= 80% req/s at 10 KB,
+#         equal bytes/s at 1 MB
+#
+# Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
+# servers run (started here if none was, and then stopped at the end); generate the B1 repo
+# (cached); build the examples with --release; run e2e/bench/bench.py.
+#
+# A MISS is not a failure: the numbers are the result. A broken measurement (a tool missing, a
+# command failing, a wrong artifact, a server answering badly) exits non-zero.
+#
+# Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
+#      BENCH_ONLY=B1,B2,B5 (subset), BENCH_WORK (scratch dir, default a new temp dir).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SERVERS=$ROOT/e2e/scripts/servers.sh
+export E2E_STATE=${E2E_STATE:-/tmp/kluctl-gitops-e2e}
+CARGO=${CARGO:-cargo}
+REPO_NAME=bench-10k
+REPO_COMMITS=500
+# Bump when gen_repo.py changes what it writes, so the cached repo is rebuilt.
+REPO_GEN_VERSION=1
+HTTP_URL=http://127.0.0.1:18080/git
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+die() { echo "[bench] ERROR: $*" >&2; exit 1; }
+
+T0=$(date +%s)
+
+# ------------------------------------------------------------------------------------ tools
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+apt_install() {  # apt_install PKG...: install from Debian, with one `apt-get update` retry
+  local log_file=${TMPDIR:-/tmp}/bench-apt.log rc=0 guard=""
+  # Debian starts services on install (nginx would listen on :80); a policy-rc.d that says "no"
+  # prevents that. Only added when the system has none, and removed again.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null && as_root chmod 755 /usr/sbin/policy-rc.d && guard=1
+  fi
+  log "apt-get install $* (log: $log_file)"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "$@" >"$log_file" 2>&1 || {
+    log "apt-get install failed; running apt-get update once and retrying"
+    as_root apt-get update -q >>"$log_file" 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "$@" >>"$log_file" 2>&1 || rc=$?
+  }
+  [ -z "$guard" ] || as_root rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || { tail -15 "$log_file" >&2; return 1; }
+}
+
+install_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v git >/dev/null || missing+=(git)
+  command -v tar >/dev/null || missing+=(tar)
+  command -v gzip >/dev/null || missing+=(gzip)
+  [ ${#missing[@]} = 0 ] && return 0
+  if ! apt_install "${missing[@]}"; then
+    # newer Debian folds nginx-light into nginx
+    if [[ " ${missing[*]} " != *" nginx-light "* ]] || ! apt_install "${missing[@]/nginx-light/nginx}"; then
+      die "could not install ${missing[*]} from Debian (see above). Install them by hand (apt-get install -y ${missing[*]}) and re-run."
+    fi
+  fi
+  if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v python3 >/dev/null; then
+    die "wrk, /usr/sbin/nginx or python3 still missing after apt-get install ${missing[*]}"
+  fi
+}
+
+# ------------------------------------------------------------------------------------ servers
+STARTED_SERVERS=0
+cleanup() {
+  local rc=$?
+  if [ "$STARTED_SERVERS" = 1 ]; then log "stopping the git test servers this run started"; "$SERVERS" stop || true; fi
+  [ -n "${OWN_WORK:-}" ] && rm -rf "$OWN_WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_servers() {
+  local st
+  st=$("$SERVERS" status 2>&1 || true)
+  if grep -q '^lighttpd: running' <<<"$st"; then
+    log "git test servers already running; leaving them running afterwards"
+    return 0
+  fi
+  if ! grep -q ': running' <<<"$st"; then STARTED_SERVERS=1; fi
+  log "starting the git test servers (servers.sh install + start)"
+  "$SERVERS" install >/dev/null || die "servers.sh install failed"
+  "$SERVERS" start || die "servers.sh start failed"
+}
+
+# ------------------------------------------------------------------------------------ B1 repo
+ensure_repo() {
+  local repos=$E2E_STATE/git/repos dest
+  dest=$repos/$REPO_NAME.git
+  mkdir -p "$repos"
+  if [ "$(cat "$dest/bench-gen-version" 2>/dev/null)" = "$REPO_GEN_VERSION" ] \
+    && [ "$(git -C "$dest" rev-list --count refs/heads/main 2>/dev/null)" = "$REPO_COMMITS" ]; then
+    log "B1 repo $dest cached ($(git -C "$dest" rev-parse --short refs/heads/main))"
+    return 0
+  fi
+  log "generating B1 repo $dest (10,000 YAML files, ~40 MB, $REPO_COMMITS commits)"
+  local t; t=$(date +%s%N)
+  python3 "$HERE/gen_repo.py" "$dest" --files 10000 --commits "$REPO_COMMITS" --bytes 40000000 >&2 \
+    || die "generating $dest failed"
+  echo "$REPO_GEN_VERSION" > "$dest/bench-gen-version"
+  log "generated in $(( ($(date +%s%N) - t) / 1000000 )) ms"
+}
+
+# ------------------------------------------------------------------------------------ main
+install_tools
+ensure_servers
+ensure_repo
+
+log "building the benchmark examples (release)"
+(cd "$ROOT" && $CARGO build -q --release -p source-controller --example reconcile_core --example serve_dir) \
+  || die "cargo build --release of the examples failed"
+TARGET_DIR=$(cd "$ROOT" && $CARGO metadata -q --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=$TARGET_DIR/release/examples
+
+# Scratch (checkouts, archives, storage, served files): a tmpfs when there is one with room, so
+# both sides are measured on the same fast file system and the numbers show the software rather
+# than the disk (creating 10,000 files on a VM disk can cost seconds, the same for both sides).
+# BENCH_WORK=/some/disk/dir measures on that file system instead.
+if [ -n "${BENCH_WORK:-}" ]; then
+  WORK=$BENCH_WORK; mkdir -p "$WORK"
+else
+  base=/tmp
+  if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ "$(df -Pk /dev/shm | awk 'NR==2 {print $4}')" -gt 2097152 ]; then
+    base=/dev/shm
+  fi
+  WORK=$(mktemp -d "$base/kluctl-bench.XXXXXX"); OWN_WORK=$WORK
+fi
+
+URL=$HTTP_URL/$REPO_NAME.git
+log "running benchmarks ${BENCH_ONLY:-B1,B2,B5} against $URL (scratch: $WORK, $(stat -f -c %T "$WORK"))"
+python3 "$HERE/bench.py" --url "$URL" --reconcile-core "$BIN/reconcile_core" --serve-dir "$BIN/serve_dir" \
+  --nginx /usr/sbin/nginx --work "$WORK" --only "${BENCH_ONLY:-B1,B2,B5}"
+echo
+echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"
+echo "machine: $(nproc) cores, $(uname -m), $(git --version), $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "make bench: done in $(( $(date +%s) - T0 ))s"
