@@ -65,12 +65,15 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    // The controller's runtime: multi-threaded, one worker per core (lib.rs `run`).
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = max_blocking {
-        builder.max_blocking_threads(n);
-    }
-    let rt = match builder.enable_all().build() {
+    // The controller's own runtime (lib.rs `runtime`), unless a blocking-pool size is given.
+    let rt = match max_blocking {
+        None => source_controller::runtime(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .max_blocking_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("serve_dir: failed to start the runtime: {e}");
