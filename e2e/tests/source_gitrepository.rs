@@ -84,6 +84,23 @@ async fn request_reconcile(
     .await
 }
 
+/// A test repository with one commit of `app.yaml`, a controller for the test namespace started
+/// with `flags`, and the GitRepository API of that namespace.
+struct Setup {
+    repo: GitRepo,
+    sha: String,
+    ctl: SourceController,
+    api: Api<GitRepository>,
+}
+
+fn setup(t: &TestNs, message: &str, flags: &[&str]) -> anyhow::Result<Setup> {
+    let repo = GitRepo::create(&t.env, &t.name)?;
+    let sha = repo.commit(&[("app.yaml", "a: 1\n")], message)?;
+    let ctl = SourceController::start(&t.env, &t.name, flags)?;
+    let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+    Ok(Setup { repo, sha, ctl, api })
+}
+
 async fn events_with_reason(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
     let events: Api<Event> = Api::namespaced(t.client.clone(), &t.name);
     let list = events.list(&ListParams::default()).await?;
@@ -230,8 +247,10 @@ async fn http_repository_produces_exact_revisions_verifiable_artifacts_and_no_cl
         );
         let new_artifact = events_with_reason(&t, "app", reasons::NEW_ARTIFACT).await?;
         assert!(
-            new_artifact.iter().any(|m| m.contains("stored artifact")),
-            "NewArtifact events: {new_artifact:?}"
+            new_artifact
+                .iter()
+                .any(|m| m == "stored artifact for commit 'second commit'"),
+            "NewArtifact events name the commit subject: {new_artifact:?}"
         );
         Ok(())
     })
@@ -241,10 +260,7 @@ async fn http_repository_produces_exact_revisions_verifiable_artifacts_and_no_cl
 #[tokio::test]
 async fn failures_keep_the_previous_artifact_and_name_the_cause() -> anyhow::Result<()> {
     TestNs::run("src_git_fail", |t| async move {
-        let repo = GitRepo::create(&t.env, &t.name)?;
-        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "initial")?;
-        let ctl = SourceController::start(&t.env, &t.name, &[])?;
-        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let Setup { repo, sha, ctl, api } = setup(&t, "initial", &[])?;
         let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
         let put_secret = |password: String| {
             let secrets = secrets.clone();
@@ -350,10 +366,7 @@ async fn failures_keep_the_previous_artifact_and_name_the_cause() -> anyhow::Res
 #[tokio::test]
 async fn suspend_stops_reconciles_and_deletion_removes_storage() -> anyhow::Result<()> {
     TestNs::run("src_git_lifecycle", |t| async move {
-        let repo = GitRepo::create(&t.env, &t.name)?;
-        repo.commit(&[("a.yaml", "a: 1\n")], "initial")?;
-        let ctl = SourceController::start(&t.env, &t.name, &[])?;
-        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let Setup { repo, ctl, api, .. } = setup(&t, "initial", &[])?;
         let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
         apply(&api, &manifest(&t.name, "life", &url, &json!({}))).await?;
         let obj = wait_for(&api, "life", "Ready=True", WAIT, ready_is("True")).await?;
@@ -369,7 +382,7 @@ async fn suspend_stops_reconciles_and_deletion_removes_storage() -> anyhow::Resu
         // Suspended: a new commit and a request are recorded as handled but nothing is fetched.
         apply(&api, &manifest(&t.name, "life", &url, &json!({"suspend": true}))).await?;
         let posts = upload_pack_posts(&t.env, &repo.name)?;
-        repo.commit(&[("a.yaml", "a: 2\n")], "while suspended")?;
+        repo.commit(&[("app.yaml", "a: 2\n")], "while suspended")?;
         let obj = request_reconcile(&api, "life", "suspended-1").await?;
         assert_eq!(
             upload_pack_posts(&t.env, &repo.name)?,
@@ -403,10 +416,7 @@ async fn suspend_stops_reconciles_and_deletion_removes_storage() -> anyhow::Resu
 #[tokio::test]
 async fn every_transport_yields_the_same_exact_revision() -> anyhow::Result<()> {
     TestNs::run("src_git_transports", |t| async move {
-        let repo = GitRepo::create(&t.env, &t.name)?;
-        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "initial")?;
-        let ctl = SourceController::start(&t.env, &t.name, &[])?;
-        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let Setup { repo, sha, ctl, api } = setup(&t, "initial", &[])?;
         let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
         let file = |var: &str| -> anyhow::Result<String> { Ok(fs_err::read_to_string(t.env.get(var)?)?) };
         let ca = file("E2E_TEST_CA")?;
@@ -465,11 +475,13 @@ async fn every_transport_yields_the_same_exact_revision() -> anyhow::Result<()> 
 #[tokio::test]
 async fn events_are_posted_to_the_events_address_in_flux_format() -> anyhow::Result<()> {
     TestNs::run("src_git_events", |t| async move {
-        let repo = GitRepo::create(&t.env, &t.name)?;
-        let sha = repo.commit(&[("app.yaml", "a: 1\n")], "notify me")?;
         let sink = WebhookSink::start()?;
-        let _ctl = SourceController::start(&t.env, &t.name, &["--events-addr", &sink.url])?;
-        let api: Api<GitRepository> = Api::namespaced(t.client.clone(), &t.name);
+        let Setup {
+            repo,
+            sha,
+            api,
+            ctl: _ctl,
+        } = setup(&t, "notify me", &["--events-addr", &sink.url])?;
         let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
         apply(&api, &manifest(&t.name, "notify", &url, &json!({}))).await?;
         let obj = wait_for(&api, "notify", "Ready=True", WAIT, ready_is("True")).await?;

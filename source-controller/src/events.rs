@@ -78,7 +78,7 @@ impl Events {
             type_,
             reason: reason.to_string(),
             note: Some(truncate(message, 1024)),
-            action: reason.to_string(),
+            action: action_for(reason, message),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, obj).await {
@@ -132,6 +132,19 @@ pub fn flux_event(
     })
 }
 
+/// The event's `action`: the reason plus a short hash of the message.
+///
+/// kube-runtime's recorder folds events with the same (type, reason, action, object) into one series
+/// that keeps the first note, so "stored artifact for commit 'b'" would vanish behind 'a'. Making
+/// the action depend on the message keeps every distinct message visible, while repeats of the same
+/// message still aggregate into a series.
+fn action_for(reason: &str, message: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut h);
+    format!("{reason}-{:08x}", h.finish() & 0xffff_ffff)
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -179,6 +192,14 @@ mod tests {
         assert!(ev["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
         let err = flux_event(&obj, Severity::Error, "GitOperationFailed", "x", &md, "c", "i");
         assert_eq!(err["severity"], "error");
+    }
+
+    #[test]
+    fn distinct_messages_get_distinct_actions_and_repeats_share_one() {
+        let a = action_for("NewArtifact", "stored artifact for commit 'a'");
+        assert_eq!(a, action_for("NewArtifact", "stored artifact for commit 'a'"));
+        assert_ne!(a, action_for("NewArtifact", "stored artifact for commit 'b'"));
+        assert!(a.starts_with("NewArtifact-") && a.len() <= 128);
     }
 
     #[test]
