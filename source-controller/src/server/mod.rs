@@ -16,7 +16,12 @@
 //! - Paths with `..` (also percent-encoded) or absolute components never leave the root: 404/400.
 //!   Symlinks inside the root (Bucket's `latest.tar.gz`) are followed.
 //!
+//! Plain downloads of small artifacts are answered from memory ([`cache`]); everything else goes
+//! to `ServeDir`.
+//!
 //! Flux starts this server only on the elected leader; that gating is the caller's.
+
+mod cache;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -59,16 +64,33 @@ pub enum ServerError {
 ///
 /// Use it with [`serve`], or drive it directly as a `tower::Service` in tests.
 pub fn router(root: impl Into<PathBuf>) -> Router {
-    let files = ServeDir::new(root.into())
+    let root: PathBuf = root.into();
+    let files = ServeDir::new(root.clone())
         .append_index_html_on_directories(false)
         .redirect_to_trailing_slash(false)
         // Go's FileServer answers multi-range with multipart; we send the whole file instead of 416.
         .ignore_multi_range_requests(true)
         // Artifacts are large and read once per download: fewer, bigger reads (B5 in `make bench`).
         .with_buf_chunk_size(256 * 1024);
+    let cache = std::sync::Arc::new(cache::Cache::default());
+    let fallback = move |req: axum::extract::Request| {
+        let (files, cache, root) = (files.clone(), cache.clone(), root.clone());
+        async move {
+            if let Some(resp) = cache
+                .try_serve(&root, req.method(), req.uri().path(), req.headers())
+                .await
+            {
+                return resp;
+            }
+            match tower::ServiceExt::oneshot(files, req).await {
+                Ok(resp) => resp.map(axum::body::Body::new),
+                Err(never) => match never {},
+            }
+        }
+    };
     Router::new()
         .route("/", get(|| async { StatusCode::OK }))
-        .fallback_service(files)
+        .fallback(fallback)
 }
 
 /// Binds a Go-style listen address: `:9090` means every interface (IPv6 and IPv4 where the host
