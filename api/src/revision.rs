@@ -174,6 +174,17 @@ impl fmt::Display for Digest {
     }
 }
 
+/// Lowercase hex encoding of `bytes`, as digests are written (`sha256:<hex>`).
+pub fn lower_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 fn is_algorithm(s: &str) -> bool {
     matches!(s, "sha1" | "sha256" | "sha384" | "sha512" | "blake3")
 }
@@ -285,6 +296,11 @@ mod tests {
         assert_eq!(short_ref("refs/tags/v1.0.0"), "v1.0.0");
         assert_eq!(short_ref("main"), "main");
         assert_eq!(short_ref("refs/heads/"), "refs/heads/");
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(lower_hex(&[0x00, 0x0f, 0xab]), "000fab");
     }
 
     #[test]

@@ -590,7 +590,7 @@ impl GitRepo {
             ],
         )?;
         git(&self.work, &["push", "-q", "origin", "HEAD:refs/heads/main"])?;
-        Ok(git(&self.work, &["rev-parse", "HEAD"])?.trim().to_string())
+        git(&self.work, &["rev-parse", "HEAD"])
     }
 
     /// `git ls-tree -r --name-only <rev>` of the repository.
@@ -605,8 +605,28 @@ impl GitRepo {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git").current_dir(dir).args(args).output()?;
+/// Runs git in `dir` isolated from user and system configuration (fixed identity, no signing,
+/// default branch `main`); returns trimmed stdout.
+///
+/// # Errors
+/// When git fails, with its stderr.
+pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(["-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false"])
+        .args(args)
+        .output()
+        .with_context(|| format!("running git {}", args.join(" ")))?;
     if !out.status.success() {
         bail!(
             "git {} failed: {}",
@@ -614,7 +634,7 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Downloads an artifact the way Flux consumers do (GET the URL, verify the advertised digest),
@@ -633,12 +653,7 @@ pub async fn fetch_artifact_files(url: &str, digest: &str) -> anyhow::Result<Vec
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| anyhow!("digest '{digest}' is not sha256"))?;
-    let actual = sha2::Sha256::digest(&bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let actual = gitops_api::revision::lower_hex(&sha2::Sha256::digest(&bytes));
     if actual != hex {
         bail!("digest mismatch for {url}: advertised {hex}, got {actual}");
     }

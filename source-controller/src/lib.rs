@@ -207,8 +207,7 @@ fn error_policy(
     err: &reconcile::gitrepository::Error,
     ctx: Arc<reconcile::Context>,
 ) -> Action {
-    use kube::ResourceExt;
-    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let key = reconcile::gitrepository::key(&obj);
     tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
     Action::requeue(ctx.backoff(&key))
 }

@@ -40,7 +40,7 @@ pub use ignore::IgnoreRules;
 
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
-use gitops_api::revision::Digest;
+use gitops_api::revision::{Digest, lower_hex};
 use sha2::{Digest as _, Sha256};
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -206,7 +206,7 @@ pub fn write_tar_gz<W: Write>(
     let mut hashing = tar.into_inner().and_then(GzEncoder::finish).map_err(finish)?;
     hashing.flush().map_err(finish)?;
     Ok(ArchiveSummary {
-        digest: Digest::sha256(hex(&hashing.hasher.finalize())),
+        digest: Digest::sha256(lower_hex(&hashing.hasher.finalize())),
         size: hashing.size,
         files,
     })
@@ -380,16 +380,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,7 +468,7 @@ mod tests {
         let dir = tree(&[("app.yaml", "kind: ConfigMap\n")]);
         let (bytes, summary) = archive(dir.path(), &IgnoreRules::none());
         assert_eq!(summary.size, bytes.len() as u64);
-        assert_eq!(summary.digest, Digest::sha256(hex(&Sha256::digest(&bytes))));
+        assert_eq!(summary.digest, Digest::sha256(lower_hex(&Sha256::digest(&bytes))));
         assert_eq!(summary.files, 1);
     }
 

@@ -65,7 +65,6 @@ enum Outcome {
     Stored {
         artifact: Artifact,
         subject: Option<String>,
-        fetched: bool,
     },
     /// The remote still points at the stored revision; nothing was fetched.
     Unchanged { revision: String },
@@ -93,7 +92,8 @@ pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn key(obj: &GitRepository) -> String {
+/// `namespace/name`: the key of per-object controller state (backoff, handled runs).
+pub(crate) fn key(obj: &GitRepository) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
@@ -157,11 +157,7 @@ async fn record(
     let obj_ref = obj.object_ref(&());
     let k = key(obj);
     match outcome {
-        Outcome::Stored {
-            artifact,
-            subject,
-            fetched,
-        } => {
+        Outcome::Stored { artifact, subject } => {
             let revision = artifact.revision.clone();
             let md = BTreeMap::from([
                 (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
@@ -174,7 +170,6 @@ async fn record(
                 Some(s) => format!("stored artifact for commit '{s}'"),
                 None => format!("stored artifact for revision '{revision}'"),
             };
-            let _ = fetched;
             ctx.events
                 .emit(&obj_ref, Severity::Info, reasons::NEW_ARTIFACT, &msg, md)
                 .await;
@@ -374,7 +369,6 @@ async fn run_steps(
             Outcome::Stored {
                 artifact: stored.into_artifact(&revision),
                 subject,
-                fetched: true,
             }
         }
         Ok(Err(outcome)) => *outcome,

@@ -242,17 +242,6 @@ impl Storage {
     }
 }
 
-/// Lowercase hex encoding.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -367,10 +356,5 @@ pub(crate) mod tests {
         assert!(!storage.root().join("gitrepository/ns/g").exists());
         assert!(!storage.remove_object_dir("GitRepository", "ns", "g").unwrap());
         assert!(storage.remove_object_dir("GitRepository", "..", "..").is_err());
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_padded() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
     }
 }

@@ -3,9 +3,9 @@
 //! Runs on every reconcile (Flux's `reconcileStorage`): a file that is gone or whose bytes no longer
 //! hash to `artifact.digest` must not stay advertised, because consumers would reject the download.
 
-use super::{Storage, StorageError, hex};
+use super::{Storage, StorageError};
 use gitops_api::meta::Artifact;
-use gitops_api::revision::Digest;
+use gitops_api::revision::{Digest, lower_hex};
 use std::io::{self, Read};
 
 /// Read buffer for hashing.
@@ -126,7 +126,7 @@ fn hash_reader<D: sha2::Digest>(reader: &mut dyn Read) -> io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(lower_hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! A reader (the HTTP server, a verify) sees either the old file or the complete new one, never a
 //! partial write; an aborted write leaves no file behind (the temp file is removed on drop).
 
-use super::{Storage, StorageError, hex};
+use super::{Storage, StorageError};
 use gitops_api::meta::{Artifact, Time};
-use gitops_api::revision::Digest;
+use gitops_api::revision::{Digest, lower_hex};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -136,7 +136,7 @@ impl ArtifactWriter {
         Ok(Stored {
             path: rel_path,
             url,
-            digest: Digest::sha256(hex(&hasher.finalize())),
+            digest: Digest::sha256(lower_hex(&hasher.finalize())),
             size,
             modified,
         })
