@@ -1,0 +1,11 @@
+//! The Kluctl project model: `.kluctl.yaml` (targets, argument declarations, discriminator),
+//! `.kluctl-library.yaml`, the `deployment.yaml` tree and its vars sources, and the arguments a
+//! render receives.
+//!
+//! ```text
+//! config   file formats as typed data + Kluctl's validation rules
+//! args     -a / --args-from-file / spec.args parsing, defaults, required args, merge order
+//! ```
+
+pub mod args;
+pub mod config;
