@@ -3,9 +3,11 @@
 //! render receives.
 //!
 //! ```text
-//! config   file formats as typed data + Kluctl's validation rules
-//! args     -a / --args-from-file / spec.args parsing, defaults, required args, merge order
+//! config     file formats as typed data + Kluctl's validation rules
+//! args       -a / --args-from-file / spec.args parsing, defaults, required args, merge order
+//! inclusion  -I/-E tags and deployment dirs
 //! ```
 
 pub mod args;
 pub mod config;
+pub mod inclusion;
