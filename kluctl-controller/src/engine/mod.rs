@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! project   .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
+//! render    per-item post-processing and image placeholders
 //! values    deep merge and dotted paths with Kluctl's semantics
 //! ```
 
 pub mod project;
+pub mod render;
 pub mod values;
