@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! images       images.get_image placeholders and their resolution
+//! namespaces   namespace fix-up from CRDs in the set and cluster discovery
 //! postprocess  ignore, common labels/annotations, discriminator, tags, item dir, images
 //! ```
 
 pub mod images;
+pub mod namespaces;
 pub mod postprocess;

@@ -104,12 +104,10 @@ pub fn postprocess(
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-/// Whether `o` is a `*List` kind of the core/any group (`v1/List`, `v1/ConfigMapList`, ...).
+/// Whether `o` is a `v1/List` (only that exact kind: Kluctl leaves `ConfigMapList` & co. alone).
 fn is_list(o: &Value) -> bool {
-    o.get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|k| k.ends_with("List"))
-        && o.get("items").is_some_and(Value::is_array)
+    o.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && o.get("kind").and_then(Value::as_str) == Some("List")
 }
 
 /// An annotation read as a Go `strconv.ParseBool` value; anything unparsable is `false`.
@@ -190,6 +188,15 @@ mod tests {
             objects[1]["metadata"]["labels"]["kluctl.io/discriminator"], "kluctl-demo",
             "the List itself is stamped too"
         );
+    }
+
+    #[test]
+    fn only_v1_list_items_are_processed() {
+        let mut objects = vec![json!({"apiVersion": "v1", "kind": "ConfigMapList", "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+        ]})];
+        postprocess(&mut objects, &meta(), &Images::default(), &[]).unwrap();
+        assert!(objects[0]["items"][0]["metadata"].get("labels").is_none());
     }
 
     #[test]
