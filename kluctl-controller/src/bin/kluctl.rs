@@ -1,6 +1,9 @@
-//! `kluctl` binary: parse flags, run.
-use clap::Parser;
+//! `kluctl` binary: parse flags (command line + `KLUCTL_*` environment), run.
+use clap::{CommandFactory, Parser};
+use kluctl_controller::cli::{self, KluctlArgs};
 
 fn main() -> anyhow::Result<()> {
-    kluctl_controller::cli::run_kluctl(&kluctl_controller::cli::KluctlArgs::parse())
+    let env = std::env::vars().collect();
+    let argv = cli::env::with_env_flags(&KluctlArgs::command(), std::env::args_os().collect(), &env);
+    cli::run_kluctl(&KluctlArgs::parse_from(argv))
 }

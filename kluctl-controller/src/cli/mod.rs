@@ -1,5 +1,7 @@
 //! Command-line definitions of the `kluctl` and `kluctl-controller` binaries.
 
+pub mod env;
+
 use clap::{Parser, Subcommand};
 
 /// The `kluctl` command line.
