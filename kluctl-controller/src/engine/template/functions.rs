@@ -60,12 +60,16 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
         Ok(slugify(s, &opts))
     });
 
-    env.add_function("load_template", load_template);
+    env.add_function("load_template", |state: &State, path: &str, kwargs: Kwargs| {
+        load_template(state, path, &kwargs)
+    });
     let sp = Arc::clone(search);
     env.add_function("load_base64", move |path: &str, width: Option<usize>| {
         load_base64(&sp, path, width)
     });
-    env.add_function("get_var", get_var);
+    env.add_function("get_var", |state: &State, path: Value, default: Option<Value>| {
+        get_var(state, &path, default)
+    });
     env.add_function("merge_dict", |a: Value, b: Value| merge_dict(&a, &b));
     env.add_function("update_dict", |_a: Value, _b: Value| -> Result<Value, Error> {
         Err(invalid("update_dict is not supported: dicts are immutable in this engine, use merge_dict and `set` the result"))
@@ -136,8 +140,18 @@ fn str_map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     map_value(pairs.into_iter().map(|(k, v)| (Value::from(k), v)))
 }
 
+fn lower_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 fn sha256_hex(bytes: &[u8], digest_len: Option<usize>) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = lower_hex(&Sha256::digest(bytes));
     match digest_len {
         Some(n) if n < hex.len() => hex[..n].to_string(),
         _ => hex,
@@ -198,8 +212,8 @@ fn render(state: &State, source: &str) -> Result<String, Error> {
     state.env().render_str(source, ctx)
 }
 
-fn load_template(state: &State, path: &str, kwargs: Kwargs) -> Result<String, Error> {
-    let extra = kwargs_pairs(&kwargs)?;
+fn load_template(state: &State, path: &str, kwargs: &Kwargs) -> Result<String, Error> {
+    let extra = kwargs_pairs(kwargs)?;
     render_template_with(state, path, &extra)
 }
 
@@ -367,7 +381,7 @@ fn lookup_path(root: &Value, steps: &[PathStep]) -> Option<Value> {
     Some(cur)
 }
 
-fn get_var(state: &State, path: Value, default: Option<Value>) -> Result<Value, Error> {
+fn get_var(state: &State, path: &Value, default: Option<Value>) -> Result<Value, Error> {
     let paths: Vec<String> = match path.kind() {
         ValueKind::String => vec![path.as_str().unwrap_or_default().to_string()],
         ValueKind::Seq => path.try_iter()?.map(|p| p.to_string()).collect(),
@@ -457,7 +471,9 @@ impl SimpleTime {
 
     fn instant(&self) -> i128 {
         let offset = self.offset.unwrap_or(jiff::tz::Offset::UTC);
-        offset.to_timestamp(self.civil).map_or(0, |t| t.as_nanosecond())
+        offset
+            .to_timestamp(self.civil)
+            .map_or(0, jiff::Timestamp::as_nanosecond)
     }
 }
 

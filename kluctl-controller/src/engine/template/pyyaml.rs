@@ -207,7 +207,7 @@ fn is_ws0(c: char) -> bool {
     )
 }
 
-#[allow(clippy::too_many_lines, clippy::fn_params_excessive_bools)]
+#[allow(clippy::too_many_lines)]
 fn analyze(s: &str) -> Analysis {
     if s.is_empty() {
         return Analysis {
@@ -269,15 +269,9 @@ fn analyze(s: &str) -> Analysis {
         if is_break(ch) {
             line_breaks = true;
         }
+        // With allow_unicode off, every character outside printable ASCII (except '\n') is
+        // special: such scalars are always double-quoted with escapes.
         if !(ch == '\n' || (' '..='~').contains(&ch)) {
-            let u = ch as u32;
-            let unicode_ok = (ch == '\u{85}'
-                || (0xA0..=0xD7FF).contains(&u)
-                || (0xE000..=0xFFFD).contains(&u)
-                || (0x10000..0x10FFFF).contains(&u))
-                && ch != '\u{FEFF}';
-            // allow_unicode is off: unicode characters count as special too.
-            let _ = unicode_ok;
             special = true;
         }
         if ch == ' ' {
@@ -421,7 +415,7 @@ impl Emitter {
             for key in items {
                 let value = v.get_item(&key)?;
                 self.write_indent();
-                if self.check_simple_key(&key)? {
+                if Self::check_simple_key(&key)? {
                     self.node(
                         &key,
                         Ctx {
@@ -465,7 +459,7 @@ impl Emitter {
         Ok(())
     }
 
-    fn check_simple_key(&self, key: &Value) -> Result<bool, Error> {
+    fn check_simple_key(key: &Value) -> Result<bool, Error> {
         Ok(match scalar_of(key)? {
             Some(s) => {
                 let a = analyze(&s.text);
