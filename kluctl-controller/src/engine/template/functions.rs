@@ -60,6 +60,10 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
         Ok(slugify(s, &opts))
     });
 
+    env.add_filter(
+        "indent",
+        |s: &str, w: Option<Value>, f: Option<bool>, b: Option<bool>, kw: Kwargs| indent(s, w, f, b, &kw),
+    );
     env.add_function("load_template", |state: &State, path: &str, kwargs: Kwargs| {
         load_template(state, path, &kwargs)
     });
@@ -89,6 +93,11 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
         move |path: &str, sha_len: Option<usize>| load_latest_git_commit(&sp, path, sha_len),
     );
 
+    register_globals(env, images);
+}
+
+/// The `time`, `images` and `version` globals.
+fn register_globals(env: &mut Environment<'static>, images: &Arc<dyn ImageLookup>) {
     env.add_global(
         "time",
         str_map([
@@ -167,6 +176,46 @@ fn b64decode(s: &str) -> Result<String, Error> {
 
 fn from_yaml(s: &str) -> Result<Value, Error> {
     serde_saphyr::from_str::<Value>(s).map_err(|e| invalid(format!("failed to parse YAML: {e}")))
+}
+
+/// Jinja2's `indent` filter (minijinja's drops a trailing newline, Jinja2's keeps it): lines after
+/// the first (and the first with `first=true`) get `width` spaces (or the given string); blank
+/// lines only with `blank=true`.
+fn indent(
+    s: &str,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: &Kwargs,
+) -> Result<String, Error> {
+    let width = kwargs.get::<Option<Value>>("width")?.or(width);
+    let first = kwargs.get::<Option<bool>>("first")?.or(first);
+    let blank = kwargs.get::<Option<bool>>("blank")?.or(blank);
+    kwargs.assert_all_used()?;
+    let pad = match &width {
+        None => "    ".to_string(),
+        Some(w) if w.kind() == ValueKind::String => w.as_str().unwrap_or_default().to_string(),
+        Some(w) => " ".repeat(
+            usize::try_from(w.clone())
+                .map_err(|_| invalid("indent width must be a string or a non-negative integer"))?,
+        ),
+    };
+    let text = format!("{s}\n");
+    let lines = pyyaml::python_splitlines(&text);
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if blank.unwrap_or(false) || !line.is_empty() {
+                out.push_str(&pad);
+            }
+        }
+        out.push_str(line);
+    }
+    if first.unwrap_or(false) {
+        out.insert_str(0, &pad);
+    }
+    Ok(out)
 }
 
 /// All variables visible at the call site as one map (Jinja2's `context.get_all()`).

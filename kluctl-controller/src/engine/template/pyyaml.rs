@@ -140,6 +140,39 @@ fn scalar_of(v: &Value) -> Result<Option<Scalar>, Error> {
     })
 }
 
+/// Python's `str.splitlines()` (line breaks dropped).
+pub fn python_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut iter = s.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        if matches!(
+            c,
+            '\n' | '\r'
+                | '\u{b}'
+                | '\u{c}'
+                | '\u{1c}'
+                | '\u{1d}'
+                | '\u{1e}'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        ) {
+            out.push(&s[start..i]);
+            let mut end = i + c.len_utf8();
+            if c == '\r' && iter.peek().is_some_and(|&(_, n)| n == '\n') {
+                iter.next();
+                end += 1;
+            }
+            start = end;
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
 /// Number of lines `str.splitlines()` yields.
 fn python_splitlines_count(s: &str) -> usize {
     let mut n = 0;

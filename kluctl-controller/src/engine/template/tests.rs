@@ -494,3 +494,12 @@ fn context_must_be_an_object() {
         Err(TemplateError::Context { kind: "array" })
     ));
 }
+
+#[test]
+fn indent_filter_behaves_like_jinja2() {
+    assert_eq!(r("{{ 'a\nb\n\nc\n' | indent(2) }}"), "a\n  b\n\n  c\n");
+    assert_eq!(
+        r("{{ 'a\nb' | indent(2, true) }}|{{ 'a\n\nb' | indent('>', blank=true) }}"),
+        "  a\n  b|a\n>\n>b"
+    );
+}
