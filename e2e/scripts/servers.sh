@@ -104,6 +104,23 @@ install_venv() {
   done_step "venv"
 }
 
+# Python Jinja2 + Kluctl's filter dependencies, for the template parity test (e2e/tests/template_parity.rs).
+# Added to the existing venv (never recreated here: a running SeaweedFS uses it).
+JINJA_REQS=("Jinja2==3.1.6" "PyYAML==6.0.3" "python-slugify==8.0.4")
+install_venv_jinja() {
+  local marker="$VENV/.done-jinja-${JINJA_REQS[*]// /_}"
+  marker=${marker// /_}
+  if [ -f "$marker" ]; then return 0; fi
+  step "python venv $VENV: ${JINJA_REQS[*]} (wheels kept in $WHEELS)"
+  mkdir -p "$WHEELS"
+  if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" >/dev/null 2>&1; then
+    "$VENV/bin/pip" download -q -d "$WHEELS" "${JINJA_REQS[@]}" || die "pip download ${JINJA_REQS[*]} failed (is the Python package index reachable?)"
+    "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" || die "pip install ${JINJA_REQS[*]} from $WHEELS failed"
+  fi
+  touch "$marker"
+  done_step "venv jinja"
+}
+
 # the real Go binary inside the wheel (the console script `weed` may be a python wrapper; we want a pid we can kill)
 find_weed() {
   local c
@@ -193,6 +210,7 @@ cmd_install() {
   mkdir -p "$KG_CACHE" "$TBIN"
   install_apt
   install_venv
+  install_venv_jinja
   ln -sfn "$(find_weed)" "$TBIN/weed"
   install_helm
   install_kustomize
