@@ -3,11 +3,17 @@
 //! render receives.
 //!
 //! ```text
-//! config     file formats as typed data + Kluctl's validation rules
-//! args       -a / --args-from-file / spec.args parsing, defaults, required args, merge order
-//! inclusion  -I/-E tags and deployment dirs
+//! config         file formats as typed data + Kluctl's validation rules
+//! args           -a / --args-from-file / spec.args parsing, defaults, required args, merge order
+//! inclusion      -I/-E tags and deployment dirs
+//! load           targets, root vars, deployment tree → items in deployment order
+//! vars           vars sources (values, file, systemEnvVars, cluster*)
+//! render_struct  Jinja2 over every string of a config value
 //! ```
 
 pub mod args;
 pub mod config;
 pub mod inclusion;
+pub mod load;
+pub mod render_struct;
+pub mod vars;
