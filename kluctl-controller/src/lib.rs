@@ -5,3 +5,4 @@
 //! the notification dispatcher arrive in their own modules.
 
 pub mod cli;
+pub mod engine;
