@@ -144,12 +144,23 @@ impl Kustomizer {
     }
 }
 
+/// Parser options that resolve plain scalars as go-yaml v3 does (the parser of kustomize and Kluctl):
+/// only `true`/`false` spellings are booleans (`yes`, `on` stay strings) and `0`-prefixed integers
+/// are octal (`017` is 15). Pinned by the `scalars` fixture of the differential test.
+pub fn go_yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        legacy_octal_numbers: true,
+    }
+}
+
 /// Parses a multi-document YAML stream into objects; empty and `null` documents are skipped.
 ///
 /// # Errors
 /// A message when the text is not YAML or a document is not a mapping.
 pub fn parse_multi_doc(text: &str) -> Result<Vec<Object>, String> {
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple_with_options(text, go_yaml_options()).map_err(|e| e.to_string())?;
     docs.into_iter()
         .enumerate()
         .filter(|(_, d)| !d.is_null())

@@ -155,7 +155,8 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
         ));
     };
     let text = read(file)?;
-    let k: Value = serde_saphyr::from_str(&text).map_err(|e| Declined(format!("kustomization: {e}")))?;
+    let k: Value = serde_saphyr::from_str_with_options(&text, super::go_yaml_options())
+        .map_err(|e| Declined(format!("kustomization: {e}")))?;
     let Value::Object(k) = k else {
         return decline("kustomization is not a mapping");
     };
@@ -227,8 +228,12 @@ fn read(path: &Path) -> Result<String, Declined> {
 /// The objects of one resource file, validated the way kustomize's resource factory validates them.
 fn load_file(path: &Path) -> Result<Vec<Object>, Declined> {
     let text = read(path)?;
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| Declined(format!("'{}': {e}", path.display())))?;
+    if has_plain_timestamp(&text) {
+        // go-yaml turns these into timestamps that kustomize prints in RFC 3339 form.
+        return decline(format!("plain timestamp scalar in '{}'", path.display()));
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, super::go_yaml_options())
+        .map_err(|e| Declined(format!("'{}': {e}", path.display())))?;
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
         let o = match doc {
@@ -238,6 +243,11 @@ fn load_file(path: &Path) -> Result<Vec<Object>, Declined> {
             _ => return decline(format!("a document in '{}' is not a mapping", path.display())),
         };
         validate(&o)?;
+        let mut v = Value::Object(o);
+        whole_floats_to_ints(&mut v)?;
+        let Value::Object(o) = v else {
+            unreachable!("still an object")
+        };
         out.push(o);
     }
     Ok(out)
@@ -279,10 +289,49 @@ fn validate(o: &Object) -> Result<(), Declined> {
         // annotations field is its business.
         Some(_) => return decline("empty or non-mapping metadata.annotations"),
     }
-    if has_null_list_entry(&Value::Object(o.clone())) {
+    if o.values().any(has_null_list_entry) {
         return decline("null entry in a list");
     }
     Ok(())
+}
+
+/// kustomize round-trips objects through JSON, so a float with no fraction (`1.0`, `1e3`) comes out
+/// as an integer.
+fn whole_floats_to_ints(v: &mut Value) -> Result<(), Declined> {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.is_finite() && f.fract() == 0.0 {
+                if f.abs() >= 9.0e18 {
+                    return decline("huge whole float");
+                }
+                // Exact: |f| < 2^63 and integral.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *v = Value::from(i);
+            } else if !f.is_finite() {
+                return decline("non-finite float");
+            }
+        }
+        Value::Array(a) => a.iter_mut().try_for_each(whole_floats_to_ints)?,
+        Value::Object(m) => m.values_mut().try_for_each(whole_floats_to_ints)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// True when a line holds a plain (unquoted) scalar starting like a YAML timestamp (`2024-1-2...`)
+/// as a mapping value or sequence item. Over-approximates; a false hit only costs a binary run.
+fn has_plain_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    (2..b.len().saturating_sub(5)).any(|i| {
+        b[i - 1] == b' '
+            && (b[i - 2] == b':' || b[i - 2] == b'-')
+            && (0..4).all(|k| digit(i + k))
+            && b.get(i + 4) == Some(&b'-')
+            && digit(i + 5)
+    })
 }
 
 fn has_null_list_entry(v: &Value) -> bool {
