@@ -86,9 +86,13 @@ pub fn generate_kustomization(dir: &Path, recursive: bool) -> Result<Kustomizati
 /// # Errors
 /// When serialising or writing fails.
 pub fn write_kustomization(dir: &Path, k: &Kustomization) -> Result<PathBuf, KustomizeError> {
-    let yml = dir.join("kustomization.yml");
-    let yaml = dir.join("kustomization.yaml");
-    let path = if !yml.exists() && yaml.exists() { yaml } else { yml };
+    let short_ext = dir.join("kustomization.yml");
+    let long_ext = dir.join("kustomization.yaml");
+    let path = if !short_ext.exists() && long_ext.exists() {
+        long_ext
+    } else {
+        short_ext
+    };
     let text = serde_saphyr::to_string(k).map_err(|e| KustomizeError::Io {
         action: "serialise kustomization for",
         path: path.clone(),
@@ -103,8 +107,9 @@ pub fn write_kustomization(dir: &Path, k: &Kustomization) -> Result<PathBuf, Kus
 }
 
 fn has_yaml_ext(name: &str) -> bool {
-    let lower = name.to_lowercase();
-    lower.ends_with(".yml") || lower.ends_with(".yaml")
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
 }
 
 /// Entries of `dir` sorted by name; `is_dir` does not follow symlinks (as Go's `ReadDir`).

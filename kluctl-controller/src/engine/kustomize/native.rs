@@ -278,13 +278,13 @@ fn validate(o: &Object) -> Result<(), Declined> {
     }
     match meta.get("annotations") {
         None => {}
-        Some(Value::Object(a)) if !a.is_empty() => {
+        Some(Value::Object(a))
             if a.keys()
-                .any(|k| KUSTOMIZE_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p)))
-            {
-                return decline("kustomize annotation");
-            }
+                .any(|k| KUSTOMIZE_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))) =>
+        {
+            return decline("kustomize annotation");
         }
+        Some(Value::Object(a)) if !a.is_empty() => {}
         // kustomize adds and strips its own annotations; what it leaves of an empty or odd
         // annotations field is its business.
         Some(_) => return decline("empty or non-mapping metadata.annotations"),
