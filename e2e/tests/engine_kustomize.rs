@@ -7,6 +7,7 @@ use e2e::{Env, project_root};
 use kluctl_controller::engine::kustomize::{
     BuildPath, KustomizeBinary, Kustomizer, generate_kustomization, write_kustomization,
 };
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -175,9 +176,10 @@ fn native_path_is_much_faster_than_the_binary() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut docs = String::new();
     for i in 0..1000 {
-        docs.push_str(&format!(
+        let _ = write!(
+            docs,
             "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  labels: {{app: a{i}}}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n      - name: c\n        image: nginx\n        env: [{{name: A, value: \"1\"}}]\n"
-        ));
+        );
     }
     fs_err::write(tmp.path().join("objects.yaml"), docs)?;
     let k = generate_kustomization(tmp.path(), false)?;
