@@ -519,11 +519,8 @@ impl Helm {
 /// Parses helm's manifest stream: duplicate keys keep the last value (as Kluctl's parser does),
 /// empty documents are skipped, every other document must be a mapping.
 fn parse_manifests(text: &str) -> Result<Vec<Object>, String> {
-    let options = serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-        strict_booleans: true,
-        legacy_octal_numbers: true,
-    };
+    let mut options = crate::engine::kustomize::go_yaml_options();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?;
     docs.into_iter()
