@@ -1,9 +1,11 @@
-//! The `kustomization.yml` Kluctl generates for a deployment item without one.
+//! The `kustomization.yml` Kluctl generates for a deployment item without one, and the preparation
+//! of an item's kustomization before the build.
 //!
 //! Sits between the helm step and the kustomize build: the render step calls
-//! [`generate_kustomization`] on the rendered item directory when it has no `kustomization.yml` /
-//! `kustomization.yaml`, sets `namespace` from `overrideNamespace`, and writes it with
-//! [`write_kustomization`]. The rules follow Kluctl v2.28:
+//! [`prepare_kustomization`] on the rendered item directory, which uses the existing
+//! `kustomization.yml` / `kustomization.yaml` or [`generate_kustomization`]s one, sets `namespace` from
+//! `overrideNamespace` when the kustomization has none, writes it, and reads the `kluctl.io/barrier`
+//! and `kluctl.io/wait-readiness` annotations. Generation rules follow Kluctl v2.28:
 //! - files (not directories) of the item directory in name order (byte order); with `recursive`,
 //!   all files below it in walk order (names sorted per directory, a directory's files at its place),
 //!   and any nested `kustomization.yaml`/`kustomization.yml` is an error;
@@ -26,6 +28,109 @@ pub struct Kustomization {
     /// Namespace (from `overrideNamespace`), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// What [`prepare_kustomization`] learned from an item's kustomization.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreparedKustomization {
+    /// The kustomization file (existing or generated).
+    pub path: PathBuf,
+    /// True when it was generated.
+    pub generated: bool,
+    /// `metadata.annotations["kluctl.io/barrier"]` parsed as a Go bool (default false).
+    pub barrier: bool,
+    /// `metadata.annotations["kluctl.io/wait-readiness"]` parsed as a Go bool (default false).
+    pub wait_readiness: bool,
+}
+
+/// Prepares the kustomization of the rendered item directory `dir` as Kluctl does before building:
+/// existing `kustomization.yml` (or `.yaml`) or a generated one; `override_namespace` applied when it
+/// has no `namespace` key; barrier/wait-readiness annotations read. `item_dir_for_errors` names the
+/// item in messages (relative to the source root).
+///
+/// An existing kustomization is rewritten only when `namespace` was added (Kluctl rewrites it
+/// always; the content is the same).
+///
+/// # Errors
+/// `recursive` with an existing kustomization, unreadable/invalid files, generation failures.
+pub fn prepare_kustomization(
+    dir: &Path,
+    recursive: bool,
+    override_namespace: Option<&str>,
+    item_dir_for_errors: &Path,
+) -> Result<PreparedKustomization, KustomizeError> {
+    let existing = ["kustomization.yml", "kustomization.yaml"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file());
+    let Some(path) = existing else {
+        let mut k = generate_kustomization(dir, recursive)?;
+        k.namespace = override_namespace.map(str::to_string);
+        let path = write_kustomization(dir, &k)?;
+        return Ok(PreparedKustomization {
+            path,
+            generated: true,
+            barrier: false,
+            wait_readiness: false,
+        });
+    };
+    if recursive {
+        return Err(KustomizeError::RecursiveWithOwnKustomization {
+            dir: item_dir_for_errors.to_path_buf(),
+        });
+    }
+    let text = fs_err::read_to_string(&path).map_err(|source| KustomizeError::Io {
+        action: "read",
+        path: path.clone(),
+        source,
+    })?;
+    let parse_err = |message: String| KustomizeError::ParseKustomization {
+        path: path.clone(),
+        message,
+    };
+    let value: serde_json::Value = serde_saphyr::from_str_with_options(&text, super::go_yaml_options())
+        .map_err(|e| parse_err(e.to_string()))?;
+    let mut k = match value {
+        serde_json::Value::Object(k) => k,
+        serde_json::Value::Null => crate::engine::Object::new(),
+        _ => return Err(parse_err("not a mapping".into())),
+    };
+    let annotation = |name: &str| {
+        k.get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(name))
+            .and_then(serde_json::Value::as_str)
+            .and_then(parse_go_bool)
+            .unwrap_or(false)
+    };
+    let barrier = annotation("kluctl.io/barrier");
+    let wait_readiness = annotation("kluctl.io/wait-readiness");
+    if let Some(ns) = override_namespace
+        && !k.contains_key("namespace")
+    {
+        k.insert("namespace".into(), serde_json::Value::String(ns.to_string()));
+        let text = serde_saphyr::to_string(&k).map_err(|e| parse_err(e.to_string()))?;
+        fs_err::write(&path, text).map_err(|source| KustomizeError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(PreparedKustomization {
+        path,
+        generated: false,
+        barrier,
+        wait_readiness,
+    })
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Generates the kustomization Kluctl would for the rendered item directory `dir`.
@@ -167,6 +272,48 @@ fn clean_slash_path(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepare_uses_existing_kustomization_sets_missing_namespace_and_reads_annotations() {
+        let d = tempfile::tempdir().unwrap();
+        let k = d.path().join("kustomization.yaml");
+        fs_err::write(&k, "metadata:\n  annotations:\n    kluctl.io/barrier: \"True\"\n    kluctl.io/wait-readiness: \"yes\"\nresources: [a.yaml]\n").unwrap();
+        let p = prepare_kustomization(d.path(), false, Some("ns1"), Path::new("item")).unwrap();
+        assert_eq!((p.generated, p.barrier, p.wait_readiness), (false, true, false));
+        assert_eq!(p.path, k);
+        let v: serde_json::Value = serde_saphyr::from_str(&fs_err::read_to_string(&k).unwrap()).unwrap();
+        assert_eq!(v["namespace"], "ns1");
+        assert_eq!(v["resources"][0], "a.yaml");
+        // An explicit namespace (even empty) wins over overrideNamespace.
+        fs_err::write(&k, "namespace: \"\"\nresources: []\n").unwrap();
+        prepare_kustomization(d.path(), false, Some("ns2"), Path::new("item")).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&fs_err::read_to_string(&k).unwrap()).unwrap();
+        assert_eq!(v["namespace"], "");
+        let err = prepare_kustomization(d.path(), true, None, Path::new("item"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("recursive: true cannot be used") && err.contains("'item'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prepare_generates_when_missing() {
+        let d = tempfile::tempdir().unwrap();
+        fs_err::write(d.path().join("a.yaml"), "").unwrap();
+        let p = prepare_kustomization(d.path(), false, Some("ns"), Path::new("item")).unwrap();
+        assert!(p.generated);
+        assert_eq!(p.path, d.path().join("kustomization.yml"));
+        let k: Kustomization = serde_saphyr::from_str(&fs_err::read_to_string(&p.path).unwrap()).unwrap();
+        assert_eq!(
+            k,
+            Kustomization {
+                resources: vec!["a.yaml".into()],
+                namespace: Some("ns".into())
+            }
+        );
+    }
 
     #[test]
     fn clean_matches_go_path_clean() {

@@ -21,7 +21,9 @@ mod generate;
 mod native;
 
 pub use binary::{ENV_KUSTOMIZE, KustomizeBinary, PINNED_KUSTOMIZE_VERSION};
-pub use generate::{Kustomization, generate_kustomization, write_kustomization};
+pub use generate::{
+    Kustomization, PreparedKustomization, generate_kustomization, prepare_kustomization, write_kustomization,
+};
 
 use crate::engine::Object;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,20 @@ pub enum KustomizeError {
     RecursiveWithKustomization {
         /// The offending file, relative to the item directory.
         path: PathBuf,
+    },
+    /// `recursive: true` on an item that has its own kustomization.
+    #[error("failed to prepare kustomization: recursive: true cannot be used when a kustomization.yaml/yml already exists in '{}'", dir.display())]
+    RecursiveWithOwnKustomization {
+        /// The item directory (relative to the source root when known).
+        dir: PathBuf,
+    },
+    /// An existing kustomization file is not a YAML mapping.
+    #[error("failed to parse kustomization '{}': {message}", path.display())]
+    ParseKustomization {
+        /// The file.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
     },
     /// A `helm-chart.yaml` met while generating a kustomization could not be read.
     #[error("failed to generate kustomization in '{}'", dir.display())]
