@@ -348,3 +348,114 @@ fn errors_name_file_and_field() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A `docker-registry` we started, stopped (by its own pid) when dropped.
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_registry(tmp: &Path) -> anyhow::Result<(Registry, u16)> {
+    let env = Env::load()?;
+    let bin = match env.get("E2E_DOCKER_REGISTRY") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => PathBuf::from(env.get("E2E_TOOLS_BIN")?).join("docker-registry"),
+    };
+    anyhow::ensure!(
+        bin.is_file(),
+        "'{}' is missing\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up') to install Debian's docker-registry",
+        bin.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = tmp.join("registry.yml");
+    write(
+        &config,
+        &format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            tmp.join("registry-data").display()
+        ),
+    )?;
+    let log = fs_err::File::create(tmp.join("registry.log"))?;
+    let child = std::process::Command::new(&bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone()?.into_parts().0)
+        .stderr(log.into_parts().0)
+        .spawn()?;
+    let registry = Registry(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "docker-registry did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok((registry, port))
+}
+
+#[test]
+fn oci_chart_is_pulled_with_plain_http_and_cached() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut helm = helm(tmp.path())?;
+    let (registry_process, port) = start_registry(tmp.path())?;
+    make_chart(&tmp.path().join("src/ocichart"), "ocichart", "0.3.0")?;
+    let pkg = tmp.path().join("pkg");
+    run(
+        &helm,
+        &[
+            "package",
+            &tmp.path().join("src/ocichart").to_string_lossy(),
+            "-d",
+            &pkg.to_string_lossy(),
+        ],
+    )?;
+    let registry = format!("127.0.0.1:{port}");
+    run(
+        &helm,
+        &[
+            "push",
+            &pkg.join("ocichart-0.3.0.tgz").to_string_lossy(),
+            &format!("oci://{registry}/charts"),
+            "--plain-http",
+        ],
+    )?;
+
+    let project = tmp.path().join("project");
+    write(
+        &project.join("item/helm-chart.yaml"),
+        &format!(
+            "helmChart:\n  repo: oci://{registry}/charts/ocichart\n  chartVersion: 0.3.0\n  releaseName: o\n  skipPrePull: true\n"
+        ),
+    )?;
+    let caps = Capabilities::default();
+    // Without plain http helm talks https to the registry and fails; the error names the file.
+    let err = render(&helm, &project, "item", &caps).unwrap_err().to_string();
+    assert!(
+        err.contains("failed to pull helm chart 'ocichart' version '0.3.0'")
+            && err.contains("item/helm-chart.yaml"),
+        "{err}"
+    );
+    helm.plain_http_registries.push(registry.clone());
+    let objects = render(&helm, &project, "item", &caps)?;
+    assert_eq!(
+        names(&objects),
+        [
+            "CustomResourceDefinition/widgets.example.com",
+            "ConfigMap/o-cm",
+            "ConfigMap/o-hook"
+        ]
+    );
+    let cached = helm
+        .cache_dir
+        .join(format!("oci_{port}_127.0.0.1/charts/ocichart/0.3.0/Chart.yaml"));
+    assert!(cached.is_file(), "{} missing", cached.display());
+    // Cached: a second render works with the registry gone.
+    drop(registry_process);
+    render(&helm, &project, "item", &caps)?;
+    Ok(())
+}

@@ -221,6 +221,9 @@ pub struct Helm {
     pub binary: HelmBinary,
     /// Cache of pulled charts, laid out like `.helm-charts/` (default `~/.cache/kluctl/helm-charts`).
     pub cache_dir: PathBuf,
+    /// OCI registries reached over plain http (Kluctl's `--registry-plain-http=<registry>/<repo>`):
+    /// an `oci://` chart whose reference starts with one of these gets `helm pull --plain-http`.
+    pub plain_http_registries: Vec<String>,
 }
 
 impl Default for Helm {
@@ -228,6 +231,7 @@ impl Default for Helm {
         Self {
             binary: HelmBinary::from_env(),
             cache_dir: default_cache_dir(),
+            plain_http_registries: Vec::new(),
         }
     }
 }
@@ -306,6 +310,7 @@ impl Helm {
         Self {
             binary,
             cache_dir: cache_dir.into(),
+            plain_http_registries: Vec::new(),
         }
     }
 
@@ -372,6 +377,10 @@ impl Helm {
         let mut args: Vec<OsString> = vec!["pull".into()];
         if matches!(source, ChartSource::Oci { .. }) {
             args.push(repo.clone().into());
+            let reference = repo.trim_start_matches("oci://");
+            if self.plain_http_registries.iter().any(|r| is_under(reference, r)) {
+                args.push("--plain-http".into());
+            }
         } else {
             args.extend([name.clone().into(), "--repo".into(), repo.clone().into()]);
         }
@@ -516,6 +525,15 @@ impl Helm {
     }
 }
 
+/// True when `reference` (`host[:port]/path`) is `prefix` or below it (whole path segments).
+fn is_under(reference: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_start_matches("oci://").trim_end_matches('/');
+    !prefix.is_empty()
+        && reference
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Parses helm's manifest stream: duplicate keys keep the last value (as Kluctl's parser does),
 /// empty documents are skipped, every other document must be a mapping.
 fn parse_manifests(text: &str) -> Result<Vec<Object>, String> {
@@ -573,6 +591,17 @@ mod tests {
             Path::new("/c/oci_5000_localhost/c")
         );
         assert!(pulled_chart_dir(b, &src("ftp://x", "c"), f).is_err());
+    }
+
+    #[test]
+    fn plain_http_registries_match_whole_segments() {
+        assert!(is_under("127.0.0.1:5000/charts/c", "127.0.0.1:5000"));
+        assert!(is_under(
+            "127.0.0.1:5000/charts/c",
+            "oci://127.0.0.1:5000/charts/"
+        ));
+        assert!(!is_under("127.0.0.1:50001/charts/c", "127.0.0.1:5000"));
+        assert!(!is_under("127.0.0.1:5000/chartsx/c", "127.0.0.1:5000/charts"));
     }
 
     #[test]
