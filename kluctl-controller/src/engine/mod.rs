@@ -3,13 +3,20 @@
 //! and prunes them). It knows nothing of the CLI or the controller.
 //!
 //! ```text
-//! project   .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
-//! template  minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
-//! render    per-item post-processing, image placeholders, namespace fix-up
-//! values    deep merge and dotted paths with Kluctl's semantics
+//! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
+//! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
+//!   template   minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
+//!   helm       helm-chart.yaml: pull (cached), template with the pinned helm binary
+//!   kustomize  native fast path + the pinned kustomize binary for the rest
+//! values     deep merge and dotted paths with Kluctl's semantics
 //! ```
 
+pub mod helm;
+pub mod kustomize;
 pub mod project;
 pub mod render;
 pub mod template;
 pub mod values;
+
+/// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).
+pub type Object = serde_json::Map<String, serde_json::Value>;
