@@ -308,14 +308,13 @@ fn validate(o: &mut Object) -> Result<(), Declined> {
         Some(_) => return decline("non-string metadata.namespace"),
     }
     match meta.get("annotations") {
-        None | Some(Value::Null) => {}
         Some(Value::Object(a))
             if a.keys()
                 .any(|k| KUSTOMIZE_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))) =>
         {
             return decline("kustomize annotation");
         }
-        Some(Value::Object(_)) => {}
+        None | Some(Value::Null | Value::Object(_)) => {}
         Some(_) => return decline("non-mapping metadata.annotations"),
     }
     if o.values().any(has_null_list_entry) {
