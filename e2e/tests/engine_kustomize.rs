@@ -70,6 +70,7 @@ fn native_path_matches_kustomize_binary_on_every_fixture() -> anyhow::Result<()>
         "namespace-kinds",
         "scalars",
         "floats",
+        "annotations",
         "sort-order",
     ] {
         let n = assert_same(&bin, &root.join(name))?;
@@ -105,7 +106,7 @@ fn native_path_matches_kustomize_binary_on_every_fixture() -> anyhow::Result<()>
         write_kustomization(&dir, &k)?;
         assert_same(&bin, &dir)?;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 9);
     Ok(())
 }
 
@@ -147,6 +148,10 @@ fn fixtures_outside_the_native_subset_go_to_the_binary() -> anyhow::Result<()> {
         "{path:?}"
     );
     assert_eq!(objects[0]["spec"]["when"], "2024-01-01T00:00:00Z");
+
+    // The kustomization file is read with YAML 1.1 rules: `namespace: n` is a boolean to kustomize.
+    let err = k.build(&root.join("yaml11-namespace")).unwrap_err().to_string();
+    assert!(err.contains("cannot unmarshal bool"), "{err}");
 
     // kustomize's own error, with its stderr and the directory.
     let dir = root.join("duplicate-id");

@@ -505,24 +505,27 @@ impl Helm {
         let mut objects = parse_manifests(&String::from_utf8_lossy(&out.stdout)).map_err(fail)?;
         if let Some(ns) = &spec.namespace {
             for o in &mut objects {
-                let meta = o
-                    .entry("metadata")
-                    .or_insert_with(|| serde_json::Value::Object(Object::new()));
-                if let serde_json::Value::Object(meta) = meta {
-                    let ann = meta
-                        .entry("annotations")
-                        .or_insert_with(|| serde_json::Value::Object(Object::new()));
-                    if let serde_json::Value::Object(ann) = ann {
-                        ann.insert(
-                            INSTALL_NAMESPACE_ANNOTATION.into(),
-                            serde_json::Value::String(ns.clone()),
-                        );
-                    }
-                }
+                set_annotation(o, INSTALL_NAMESPACE_ANNOTATION, ns);
             }
         }
         Ok(objects)
     }
+}
+
+/// Sets `metadata.annotations[name]`, creating `metadata`/`annotations` where missing or `null`
+/// (charts often render `annotations: null`).
+fn set_annotation(o: &mut Object, name: &str, value: &str) {
+    let mut slot = o.entry("metadata").or_insert(serde_json::Value::Null);
+    for key in ["annotations", name] {
+        if !slot.is_object() {
+            *slot = serde_json::Value::Object(Object::new());
+        }
+        let serde_json::Value::Object(map) = slot else {
+            unreachable!("just made an object")
+        };
+        slot = map.entry(key).or_insert(serde_json::Value::Null);
+    }
+    *slot = serde_json::Value::String(value.to_string());
 }
 
 /// True when `reference` (`host[:port]/path`) is `prefix` or below it (whole path segments).
@@ -591,6 +594,17 @@ mod tests {
             Path::new("/c/oci_5000_localhost/c")
         );
         assert!(pulled_chart_dir(b, &src("ftp://x", "c"), f).is_err());
+    }
+
+    #[test]
+    fn install_namespace_annotation_replaces_null_annotations() {
+        let mut o: Object = serde_json::from_str(r#"{"metadata":{"name":"a","annotations":null}}"#).unwrap();
+        set_annotation(&mut o, INSTALL_NAMESPACE_ANNOTATION, "ns");
+        assert_eq!(o["metadata"]["annotations"][INSTALL_NAMESPACE_ANNOTATION], "ns");
+        let mut o: Object = serde_json::from_str(r#"{"metadata":{"annotations":{"x":"1"}}}"#).unwrap();
+        set_annotation(&mut o, INSTALL_NAMESPACE_ANNOTATION, "ns");
+        assert_eq!(o["metadata"]["annotations"]["x"], "1");
+        assert_eq!(o["metadata"]["annotations"][INSTALL_NAMESPACE_ANNOTATION], "ns");
     }
 
     #[test]

@@ -175,6 +175,8 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
     }
     let namespace = match k.get("namespace") {
         None | Some(Value::Null) => String::new(),
+        // kustomize reads its kustomization with YAML 1.1 rules, where these are booleans.
+        Some(Value::String(ns)) if is_yaml11_bool(ns) => return decline(format!("namespace '{ns}'")),
         Some(Value::String(ns)) => ns.clone(),
         Some(v) => return decline(format!("kustomization namespace {v}")),
     };
@@ -190,7 +192,7 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
     let mut objects = Vec::new();
     let mut ids = HashSet::new();
     for r in resources {
-        if r.contains("://") || r.starts_with("git@") || r.is_empty() {
+        if r.contains("://") || r.starts_with("git@") || r.is_empty() || is_yaml11_bool(r) {
             return decline(format!("remote resource '{r}'"));
         }
         let path = dir.join(r);
@@ -221,6 +223,34 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
     Ok(objects)
 }
 
+/// YAML 1.1 boolean spellings (go-yaml v2, which kustomize uses for the kustomization file).
+fn is_yaml11_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+    )
+}
+
 fn read(path: &Path) -> Result<String, Declined> {
     fs_err::read_to_string(path).map_err(|e| Declined(e.to_string()))
 }
@@ -242,7 +272,8 @@ fn load_file(path: &Path) -> Result<Vec<Object>, Declined> {
             Value::Object(o) => o,
             _ => return decline(format!("a document in '{}' is not a mapping", path.display())),
         };
-        validate(&o)?;
+        let mut o = o;
+        validate(&mut o)?;
         let mut v = Value::Object(o);
         whole_floats_to_ints(&mut v)?;
         let Value::Object(o) = v else {
@@ -253,7 +284,7 @@ fn load_file(path: &Path) -> Result<Vec<Object>, Declined> {
     Ok(out)
 }
 
-fn validate(o: &Object) -> Result<(), Declined> {
+fn validate(o: &mut Object) -> Result<(), Declined> {
     let kind = match o.get("kind") {
         Some(Value::String(k)) if !k.is_empty() => k,
         _ => return decline("object without kind"),
@@ -277,20 +308,27 @@ fn validate(o: &Object) -> Result<(), Declined> {
         Some(_) => return decline("non-string metadata.namespace"),
     }
     match meta.get("annotations") {
-        None => {}
         Some(Value::Object(a))
             if a.keys()
                 .any(|k| KUSTOMIZE_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))) =>
         {
             return decline("kustomize annotation");
         }
-        Some(Value::Object(a)) if !a.is_empty() => {}
-        // kustomize adds and strips its own annotations; what it leaves of an empty or odd
-        // annotations field is its business.
-        Some(_) => return decline("empty or non-mapping metadata.annotations"),
+        None | Some(Value::Null | Value::Object(_)) => {}
+        Some(_) => return decline("non-mapping metadata.annotations"),
     }
     if o.values().any(has_null_list_entry) {
         return decline("null entry in a list");
+    }
+    // kustomize adds its own annotations while reading and strips them again on output, removing
+    // the field when nothing else is left: `annotations: null` and `annotations: {}` disappear
+    // (`labels` are left alone).
+    if let Some(Value::Object(meta)) = o.get_mut("metadata")
+        && meta
+            .get("annotations")
+            .is_some_and(|a| a.is_null() || a.as_object().is_some_and(Object::is_empty))
+    {
+        meta.remove("annotations");
     }
     Ok(())
 }
