@@ -77,6 +77,12 @@ pub enum RenderError {
         /// The chart's output file.
         output: String,
     },
+    /// The worker rendering the item stopped without a result (it panicked).
+    #[error("failed to render deployment item '{item}': the render worker stopped")]
+    Worker {
+        /// The item dir.
+        item: String,
+    },
     /// Image placeholders could not be resolved.
     #[error("postprocessing kustomize objects for '{item}' failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Images {
@@ -125,7 +131,7 @@ pub struct RenderedItem {
 /// The error of the first failing item, in deployment order.
 pub fn render_items(
     engine: &TemplateEngine,
-    items: Vec<Item>,
+    items: &[Item],
     images: &Images,
     options: &RenderOptions,
     scope: Option<&dyn ScopeLookup>,
@@ -151,12 +157,15 @@ pub fn render_items(
         }
     });
     let mut rendered = Vec::with_capacity(results.len());
-    for slot in results {
+    for (slot, item) in results.into_iter().zip(items) {
+        // A slot is empty only if its worker panicked; report that item instead of panicking.
         let r = slot
             .into_inner()
             .ok()
             .flatten()
-            .expect("every item was rendered by a worker");
+            .ok_or_else(|| RenderError::Worker {
+                item: item.rel_dir.clone(),
+            })?;
         rendered.push(r?);
     }
     let mut all: Vec<&mut Value> = rendered.iter_mut().flat_map(|r| r.objects.iter_mut()).collect();
@@ -271,7 +280,9 @@ fn render_helm_charts(item: &Item, dst: &Path, options: &RenderOptions) -> Resul
 }
 
 fn find_chart_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs_err::read_dir(dir) else { return };
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
