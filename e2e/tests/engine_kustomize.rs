@@ -138,8 +138,29 @@ fn fixtures_outside_the_native_subset_go_to_the_binary() -> anyhow::Result<()> {
         "{path:?}"
     );
     let kinds: Vec<_> = objects.iter().map(|o| o["kind"].as_str().unwrap_or("")).collect();
-    assert_eq!(kinds, ["ServiceAccount", "ConfigMap"]);
-    assert_eq!(objects[0]["metadata"]["labels"]["patched"], "yes");
+    // Resource input order (Kluctl builds without kustomize's legacy kind sort).
+    assert_eq!(kinds, ["ConfigMap", "ServiceAccount"]);
+    assert_eq!(objects[1]["metadata"]["labels"]["patched"], "yes");
+
+    // Kluctl keeps resource input order unless the kustomization asks for a sort itself.
+    let (objects, path) = k.build_traced(&root.join("sort-options-legacy"))?;
+    assert!(
+        matches!(&path, BuildPath::Binary(why) if why.contains("sortOptions")),
+        "{path:?}"
+    );
+    let kinds: Vec<_> = objects.iter().map(|o| o["kind"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "Deployment"],
+        "sortOptions legacy is honoured"
+    );
+    let (objects, _) = k.build_traced(&fixtures().join("sort-order"))?;
+    let first_doc = first_kind_in(&fixtures().join("sort-order"))?;
+    assert_eq!(
+        objects[0]["kind"].as_str(),
+        Some(first_doc.as_str()),
+        "no legacy kind sort"
+    );
 
     // go-yaml reads plain dates as timestamps and kustomize prints them in RFC 3339 form.
     let (objects, path) = k.build_traced(&root.join("timestamp"))?;
@@ -202,4 +223,19 @@ fn native_path_is_much_faster_than_the_binary() -> anyhow::Result<()> {
         "native {native_time:?} not faster than binary {binary_time:?}"
     );
     Ok(())
+}
+
+/// The kind of the first object of the first resource file listed by the fixture's kustomization.
+fn first_kind_in(dir: &std::path::Path) -> anyhow::Result<String> {
+    let k: serde_json::Value =
+        serde_saphyr::from_str(&fs_err::read_to_string(dir.join("kustomization.yaml"))?)?;
+    let first = k["resources"][0]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("fixture lists no resources"))?;
+    let text = fs_err::read_to_string(dir.join(first))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kind: "))
+        .ok_or_else(|| anyhow::anyhow!("no kind in the first resource"))?;
+    Ok(line.trim().to_owned())
 }

@@ -10,7 +10,8 @@
 //!   renamed; `subjects[].namespace` of (Cluster)RoleBindings set where the subject's name is
 //!   `default`; `APIService` `spec.service.namespace` created; webhook conversion service
 //!   namespace of CRDs replaced where present;
-//! - finally kustomize's "legacy" sort order over the whole result.
+//! - no reordering: Kluctl builds with kustomize's reorder option left empty, so objects come out
+//!   in resource input order (FIFO); a kustomization with `sortOptions` goes to the binary.
 //!
 //! Anything it does not reproduce makes it decline ([`Declined`]) so the binary runs instead and
 //! produces both the output and kustomize's own error messages: other kustomization fields, remote or
@@ -19,7 +20,6 @@
 
 use crate::engine::Object;
 use serde_json::Value;
-use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -94,35 +94,6 @@ const CLUSTER_SCOPED: [(&str, &str); 36] = [
     ("v1", "PersistentVolume"),
 ];
 
-/// Kinds sorted first, in this order, by kustomize's legacy sort.
-const ORDER_FIRST: [&str; 22] = [
-    "Namespace",
-    "ResourceQuota",
-    "StorageClass",
-    "CustomResourceDefinition",
-    "ServiceAccount",
-    "PodSecurityPolicy",
-    "Role",
-    "ClusterRole",
-    "RoleBinding",
-    "ClusterRoleBinding",
-    "ConfigMap",
-    "Secret",
-    "Endpoints",
-    "Service",
-    "LimitRange",
-    "PriorityClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "Deployment",
-    "StatefulSet",
-    "CronJob",
-    "PodDisruptionBudget",
-];
-
-/// Kinds sorted last, in this order, by kustomize's legacy sort.
-const ORDER_LAST: [&str; 2] = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
-
 /// Annotation prefixes kustomize itself reads or strips; objects carrying them go to the binary.
 const KUSTOMIZE_ANNOTATION_PREFIXES: [&str; 3] = [
     "config.kubernetes.io/",
@@ -132,10 +103,7 @@ const KUSTOMIZE_ANNOTATION_PREFIXES: [&str; 3] = [
 
 /// Builds `dir` natively, or declines.
 pub fn build(dir: &Path) -> Result<Vec<Object>, Declined> {
-    let objects = build_dir(dir, 0)?;
-    let mut keyed: Vec<(SortKey, Object)> = objects.into_iter().map(|o| (SortKey::of(&o), o)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(keyed.into_iter().map(|(_, o)| o).collect())
+    build_dir(dir, 0)
 }
 
 fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
@@ -505,78 +473,6 @@ impl ResId {
     }
 }
 
-/// The key of kustomize's legacy sort: kind rank, then the group/version/kind string (reversed for
-/// the core-group Namespace special case), then `kind.version.group|namespace|name`.
-#[derive(PartialEq, Eq)]
-struct SortKey {
-    rank: i64,
-    kind: String,
-    group: String,
-    gvk: String,
-    id: String,
-}
-
-impl SortKey {
-    fn of(o: &Object) -> Self {
-        let kind = str_field(o, "kind");
-        let (group, version) = group_of(str_field(o, "apiVersion"));
-        let rank = if let Some(i) = ORDER_FIRST.iter().position(|k| *k == kind) {
-            i64::try_from(i).unwrap_or(0) - i64::try_from(ORDER_FIRST.len()).unwrap_or(0)
-        } else if let Some(i) = ORDER_LAST.iter().position(|k| *k == kind) {
-            1 + i64::try_from(i).unwrap_or(0)
-        } else {
-            0
-        };
-        let or = |s: &str, d: &str| {
-            if s.is_empty() {
-                d.to_string()
-            } else {
-                s.to_string()
-            }
-        };
-        let gvk = format!("{}_{}_{}", or(group, "~G"), or(version, "~V"), or(kind, "~K"));
-        let id = format!(
-            "{}.{}.{}|{}|{}",
-            or(kind, "[noKind]"),
-            or(version, "[noVer]"),
-            or(group, "[noGrp]"),
-            or(meta_str(o, "namespace"), "~X"),
-            or(meta_str(o, "name"), "~N"),
-        );
-        Self {
-            rank,
-            kind: kind.to_string(),
-            group: group.to_string(),
-            gvk,
-            id,
-        }
-    }
-}
-
-impl Ord for SortKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        if self.gvk != other.gvk {
-            if self.rank != other.rank {
-                return self.rank.cmp(&other.rank);
-            }
-            if self.kind == "Namespace"
-                && other.kind == "Namespace"
-                && (self.group.is_empty() || other.group.is_empty())
-            {
-                return other.gvk.cmp(&self.gvk);
-            }
-            return self.gvk.cmp(&other.gvk);
-        }
-        self.id.cmp(&other.id)
-    }
-}
-
-impl PartialOrd for SortKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,38 +508,5 @@ mod tests {
         set_namespace(&mut rb, "new").unwrap();
         assert_eq!(rb["subjects"][0]["namespace"], "new");
         assert_eq!(rb["subjects"][1]["namespace"], "x");
-    }
-
-    #[test]
-    fn legacy_sort_puts_namespaces_first_and_webhooks_last() {
-        let mut keys = [
-            (
-                "admissionregistration.k8s.io/v1",
-                "ValidatingWebhookConfiguration",
-                "a",
-            ),
-            ("example.com/v1", "Foo", "a"),
-            ("apps/v1", "Deployment", "a"),
-            ("v1", "ConfigMap", "b"),
-            ("v1", "ConfigMap", "a"),
-            ("v1", "Namespace", "z"),
-        ]
-        .map(|(a, k, n)| {
-            let o = obj(&format!("apiVersion: {a}\nkind: {k}\nmetadata: {{name: {n}}}\n"));
-            (SortKey::of(&o), format!("{k}/{n}"))
-        });
-        keys.sort_by(|a, b| a.0.cmp(&b.0));
-        let order: Vec<_> = keys.iter().map(|k| k.1.as_str()).collect();
-        assert_eq!(
-            order,
-            [
-                "Namespace/z",
-                "ConfigMap/a",
-                "ConfigMap/b",
-                "Deployment/a",
-                "Foo/a",
-                "ValidatingWebhookConfiguration/a"
-            ]
-        );
     }
 }
