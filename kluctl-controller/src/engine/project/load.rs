@@ -144,7 +144,14 @@ impl KluctlProject {
                 .find(|t| t.name == n)
                 .cloned()
                 .ok_or_else(|| {
-                    LoadError::Target(format!("target {n} not existent in kluctl project config"))
+                    // A target that failed to render is dropped (as in Kluctl); say why.
+                    let why = self
+                        .warnings
+                        .iter()
+                        .find(|w| w.starts_with(&format!("Failed to load target {n}: ")))
+                        .map(|w| format!(" ({w})"))
+                        .unwrap_or_default();
+                    LoadError::Target(format!("target {n} not existent in kluctl project config{why}"))
                 })?,
             None if !self.config.targets.is_empty() => {
                 return Err(LoadError::Target(
@@ -205,8 +212,11 @@ fn render_target(
     if target.discriminator.is_empty() {
         target.discriminator.clone_from(&config.discriminator);
     }
+    // Kluctl always gives a target an `aws` object (empty when nothing is configured), so
+    // `target.aws` exists in templates and `list-targets` prints `aws: {}`.
     match (&mut target.aws, &config.aws) {
         (None, Some(a)) => target.aws = Some(a.clone()),
+        (None, None) => target.aws = Some(config::AwsConfig::default()),
         (Some(t), Some(a)) => {
             if t.profile.is_none() {
                 t.profile.clone_from(&a.profile);
