@@ -78,7 +78,7 @@ fn annotation<'a>(o: &'a Value, name: &str) -> &'a str {
 }
 
 fn tags(o: &Value) -> Vec<&str> {
-    (0..)
+    (0..64)
         .map(|i| label(o, &format!("kluctl.io/tag-{i}")))
         .take_while(|t| !t.is_empty())
         .collect()
@@ -349,7 +349,9 @@ fn images_resolve_from_fixed_images_and_a_miss_names_the_image() -> anyhow::Resu
 
 #[test]
 fn errors_name_the_file_and_line() -> anyhow::Result<()> {
-    let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
+    // (project files, extra args, texts the error must contain)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
         (
             &[
                 ("deployment.yaml", "deployments:\n  - path: app\n"),
