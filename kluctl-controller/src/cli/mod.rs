@@ -24,8 +24,8 @@ pub struct KluctlArgs {
 pub enum KluctlCommand {
     /// Print the version of this build.
     Version,
-    /// Renders all resources and configuration files (offline with --offline-kubernetes);
-    /// --print-all writes every object to stdout.
+    /// Renders all resources and configuration files into a directory; --print-all writes
+    /// every object to stdout (--offline-kubernetes: without connecting to the cluster).
     Render(render::RenderCmd),
     /// Outputs a YAML list with all targets.
     ListTargets(render::ListTargetsCmd),

@@ -13,12 +13,15 @@ use super::flags::{
     ArgsFlags, ImageFlags, InclusionFlags, OfflineFlags, OutputFlags, ProjectFlags, RenderOutputFlags,
     TargetFlags, parse_fixed_image,
 };
+use crate::engine::cluster::Cluster;
 use crate::engine::helm::{Capabilities, Helm};
 use crate::engine::kustomize::Kustomizer;
 use crate::engine::project::args as project_args;
 use crate::engine::project::config::FixedImage;
 use crate::engine::project::inclusion::Inclusion;
 use crate::engine::project::load;
+use crate::engine::project::vars::ClusterReader;
+use crate::engine::render::namespaces::ScopeLookup;
 use crate::engine::target::{self, RenderedTarget, TargetOptions};
 use crate::engine::template::{PlaceholderImages, TemplateEngine};
 
@@ -139,12 +142,6 @@ fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
 /// Renders the selected target; the render dir is `--render-output-dir` or a temporary dir
 /// that lives as long as the returned guard.
 fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
-    anyhow::ensure!(
-        c.offline.offline_kubernetes,
-        "rendering against a live cluster is not part of this build yet\n\
-         hint: pass --offline-kubernetes (and --kubernetes-version for Helm charts)"
-    );
-    let _ = (&c.target.context, &c.target.kubeconfig);
     let (render_dir, guard) = if let Some(d) = &c.render_output.render_output_dir {
         fs_err::create_dir_all(d)?;
         (d.clone(), None)
@@ -152,12 +149,41 @@ fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::Te
         let t = tempfile::Builder::new().prefix("rendered-").tempdir()?;
         (t.path().to_path_buf(), Some(t))
     };
+    let project_dir = project_dir(c.project)?;
+    let external_args = external_args(c.args)?;
+    let cluster = if c.offline.offline_kubernetes {
+        None
+    } else {
+        let context = match &c.target.context {
+            Some(ctx) => Some(ctx.clone()),
+            None => target::target_context(&project_dir, c.target.target.as_deref(), &external_args)?,
+        };
+        Some(
+            Cluster::connect(c.target.kubeconfig.as_deref(), context.as_deref()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\nhint: pass --context to choose another context, or --offline-kubernetes to render without a cluster"
+                )
+            })?,
+        )
+    };
+    let capabilities = Capabilities {
+        kube_version: c
+            .offline
+            .kubernetes_version
+            .clone()
+            .or_else(|| cluster.as_ref().map(|k| k.server_version.clone())),
+        api_versions: cluster
+            .as_ref()
+            .map(|k| k.api_versions.clone())
+            .unwrap_or_default(),
+    };
     let options = TargetOptions {
-        project_dir: project_dir(c.project)?,
+        project_dir,
         target: c.target.target.clone(),
         target_name_override: c.target.target_name_override.clone(),
         discriminator: None,
-        external_args: external_args(c.args)?,
+        context: cluster.as_ref().map(|k| k.context.clone()),
+        external_args,
         inclusion: Inclusion::from_flags(
             &c.inclusion.include_tag,
             &c.inclusion.exclude_tag,
@@ -168,13 +194,14 @@ fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::Te
         render_dir,
         kustomizer: Kustomizer::default(),
         helm: Helm::default(),
-        capabilities: Capabilities {
-            kube_version: c.offline.kubernetes_version.clone(),
-            api_versions: Vec::new(),
-        },
+        capabilities,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
     };
-    let rendered = target::render_target(options, None, None)?;
+    let rendered = target::render_target(
+        options,
+        cluster.as_ref().map(|k| k as &dyn ClusterReader),
+        cluster.as_ref().map(|k| k as &dyn ScopeLookup),
+    )?;
     for w in &rendered.warnings {
         eprintln!("warning: {w}");
     }

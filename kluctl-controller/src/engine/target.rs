@@ -45,6 +45,8 @@ pub struct TargetOptions {
     pub target_name_override: Option<String>,
     /// `--discriminator`: replaces the target's discriminator.
     pub discriminator: Option<String>,
+    /// The kubeconfig context actually used (`target.context` in templates); `None` offline.
+    pub context: Option<String>,
     /// External args (`-a`, `--args-from-file`, or the controller's `spec.args`).
     pub external_args: Value,
     /// Inclusion rules (`-I`, `-E`, dirs).
@@ -97,13 +99,16 @@ pub fn render_target(
 ) -> Result<RenderedTarget, TargetError> {
     let engine = TemplateEngine::new(&options.project_dir, Arc::new(PlaceholderImages));
     let project = load::load_kluctl_project(&engine, &options.project_dir, &options.external_args)?;
-    let target = project.select_target(
+    let mut target = project.select_target(
         &engine,
         options.target.as_deref(),
         options.target_name_override.as_deref(),
         options.discriminator.as_deref(),
         &options.external_args,
     )?;
+    if let Some(context) = &options.context {
+        target.context = Some(context.clone());
+    }
     let vars = project.build_vars(&target, &options.external_args)?;
     let loader = VarsLoader::new(&engine, cluster, options.env.clone());
     let items = load::load_deployment(&engine, &loader, &options.project_dir, ".", vars)?;
@@ -138,4 +143,19 @@ pub fn render_target(
         items,
         images,
     })
+}
+
+/// The kubeconfig context the selected target asks for (`None`: the current context).
+///
+/// # Errors
+/// As [`render_target`] for loading `.kluctl.yaml` and selecting the target.
+pub fn target_context(
+    project_dir: &std::path::Path,
+    target: Option<&str>,
+    external_args: &Value,
+) -> Result<Option<String>, TargetError> {
+    let engine = TemplateEngine::new(project_dir, Arc::new(PlaceholderImages));
+    let project = load::load_kluctl_project(&engine, project_dir, external_args)?;
+    let target = project.select_target(&engine, target, None, None, external_args)?;
+    Ok(target.context.filter(|c| !c.is_empty()))
 }
