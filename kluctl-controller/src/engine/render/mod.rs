@@ -26,6 +26,7 @@ pub mod postprocess;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -122,6 +123,30 @@ pub struct RenderedItem {
     pub barrier: bool,
     /// `kluctl.io/wait-readiness` on the kustomization, or the item's `waitReadiness`.
     pub wait_readiness: bool,
+    /// How long each step took for this item (for progress output and benchmarks).
+    pub timings: StepTimings,
+}
+
+/// Time spent per render step of one item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepTimings {
+    /// Templating the item directory.
+    pub template: Duration,
+    /// Rendering Helm charts.
+    pub helm: Duration,
+    /// Preparing the kustomization and building it.
+    pub kustomize: Duration,
+    /// Post-processing the objects.
+    pub postprocess: Duration,
+}
+
+impl std::ops::AddAssign for StepTimings {
+    fn add_assign(&mut self, o: Self) {
+        self.template += o.template;
+        self.helm += o.helm;
+        self.kustomize += o.kustomize;
+        self.postprocess += o.postprocess;
+    }
 }
 
 /// Renders `items` in parallel and fixes namespaces over all objects (`scope` is `None` when
@@ -184,6 +209,7 @@ fn render_item(
         objects: Vec::new(),
         barrier: item.config.barrier,
         wait_readiness: item.config.wait_readiness,
+        timings: StepTimings::default(),
     };
     let Some(src) = &item.dir else {
         return Ok(out);
@@ -192,16 +218,21 @@ fn render_item(
     let dst = options.render_dir.join(&item.rendered_rel_dir);
     let mut search_dirs = vec![src.clone()];
     search_dirs.extend(item.search_dirs.iter().cloned());
+    let t = Instant::now();
     engine
         .render_directory(src, &dst, &search_dirs, &item.vars)
         .map_err(|e| RenderError::Template {
             item: name.clone(),
             source: Box::new(e),
         })?;
+    out.timings.template = t.elapsed();
+    let t = Instant::now();
     render_helm_charts(item, &dst, options)?;
+    out.timings.helm = t.elapsed();
     if item.config.only_render {
         return Ok(out);
     }
+    let t = Instant::now();
     let prepared = prepare_kustomization(
         &dst,
         item.config.recursive,
@@ -221,6 +252,8 @@ fn render_item(
             item: name.clone(),
             source: Box::new(e),
         })?;
+    out.timings.kustomize = t.elapsed();
+    let t = Instant::now();
     out.objects = objects.into_iter().map(Value::Object).collect();
     let meta = ItemMetadata {
         common_labels: item.common_labels.clone(),
@@ -237,6 +270,7 @@ fn render_item(
         .unwrap_or_default();
     postprocess::postprocess(&mut out.objects, &meta, images, &vars_images)
         .map_err(|errors| RenderError::Images { item: name, errors })?;
+    out.timings.postprocess = t.elapsed();
     Ok(out)
 }
 
