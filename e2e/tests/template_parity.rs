@@ -2,7 +2,7 @@
 //!
 //! Every case in `e2e/fixtures/template_parity/cases.json` is rendered by
 //! `kluctl_controller::engine::template` and by `driver.py` (Jinja2 3.1 + PyYAML + python-slugify
-//! with Kluctl's filter semantics) in the e2e Python venv; outputs must be byte-identical and
+//! with Kluctl's filter semantics) in `$KG_CACHE/venv-jinja`; outputs must be byte-identical and
 //! cases that fail in Python must fail here too. Needs the venv packages installed by
 //! `e2e/scripts/servers.sh install` (`make e2e-up`); no running server is used.
 
@@ -21,14 +21,14 @@ fn python() -> anyhow::Result<PathBuf> {
         let env = e2e::Env::load()?;
         PathBuf::from(env.get("KG_CACHE")?)
     };
-    let py = cache.join("venv/bin/python");
+    let py = cache.join("venv-jinja/bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import jinja2, yaml, slugify"])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         bail!(
-            "{} cannot import jinja2/yaml/slugify\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up'), which installs Jinja2, PyYAML and python-slugify into that venv",
+            "{} cannot import jinja2/yaml/slugify\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up'), which installs Jinja2, PyYAML and python-slugify into that venv (e2e/scripts/servers.sh: install_venv_jinja)",
             py.display()
         );
     }

@@ -503,3 +503,23 @@ fn indent_filter_behaves_like_jinja2() {
         "  a\n  b|a\n>\n>b"
     );
 }
+
+#[test]
+fn jinja2_text_filters_missing_from_minijinja_are_provided() {
+    assert_eq!(r("[{{ 'ab' | center(7) }}]"), "[   ab  ]");
+    assert_eq!(
+        r(
+            "{{ 'hello world foo bar' | truncate(11) }}|{{ 'hello world' | truncate(8, true, '!', leeway=0) }}"
+        ),
+        "hello...|hello w!"
+    );
+    assert_eq!(
+        r("{{ 'a b/c' | urlencode }} {{ {'k': 'a b', 'x': '&'} | urlencode }}"),
+        "a%20b/c k=a+b&x=%26"
+    );
+    assert_eq!(
+        r("{{ 'one two, three_3' | wordcount }} {{ '<b>x</b>' | striptags }} {{ 1000 | filesizeformat }}"),
+        "3 x 1.0 kB"
+    );
+    assert_eq!(r("{{ 'aaa bbb ccc' | wordwrap(7) }}"), "aaa bbb\nccc");
+}
