@@ -125,6 +125,12 @@ pub enum TemplateError {
         /// The JSON type that was passed.
         kind: &'static str,
     },
+    /// One or more strings of a structured value failed to render (all failures are listed).
+    #[error("failed to render {} string(s) of a value:\n{}", errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Value {
+        /// One error per failed string.
+        errors: Vec<TemplateError>,
+    },
     /// One or more files of a directory failed to render (all failures are listed).
     #[error("failed to render {} template(s) in {dir:?}:\n{}", errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Directory {
@@ -210,6 +216,29 @@ impl TemplateEngine {
         self.renderer(search_dirs).render_file(path, ctx)
     }
 
+    /// Renders every string (map values, map keys and list items, recursively) of `value` that
+    /// contains `{`, like Kluctl renders targets and vars-source definitions (no search dirs).
+    /// Returns the rendered value and whether any string changed; all failures are reported
+    /// together.
+    pub fn render_value(
+        &self,
+        value: &serde_json::Value,
+        ctx: &serde_json::Value,
+    ) -> Result<(serde_json::Value, bool), TemplateError> {
+        let renderer = self.renderer(&[]);
+        let mut errors = Vec::new();
+        let mut changed = false;
+        let out = render_value_rec(&renderer, value, ctx, &mut changed, &mut errors);
+        if errors.is_empty() {
+            Ok((out, changed))
+        } else {
+            Err(TemplateError::Directory {
+                dir: "<value>".into(),
+                errors,
+            })
+        }
+    }
+
     /// Renders every file below `src_dir` into `dst_dir` (see [`Renderer::render_directory`]).
     pub fn render_directory(
         &self,
@@ -219,6 +248,61 @@ impl TemplateEngine {
         ctx: &serde_json::Value,
     ) -> Result<(), TemplateError> {
         self.renderer(search_dirs).render_directory(src_dir, dst_dir, ctx)
+    }
+}
+
+fn render_value_rec(
+    r: &Renderer,
+    v: &serde_json::Value,
+    ctx: &serde_json::Value,
+    changed: &mut bool,
+    errors: &mut Vec<TemplateError>,
+) -> serde_json::Value {
+    let mut render_str = |s: &str| -> String {
+        if !s.contains('{') {
+            return s.to_string();
+        }
+        match r.render_string("<value>", s, ctx) {
+            Ok(out) => {
+                *changed |= out != s;
+                out
+            }
+            Err(e) => {
+                errors.push(e);
+                s.to_string()
+            }
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(render_str(s)),
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|i| render_value_rec(r, i, ctx, changed, errors))
+                .collect(),
+        ),
+        serde_json::Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, item) in map {
+                let key = if k.contains('{') {
+                    match r.render_string("<value>", k, ctx) {
+                        Ok(x) => {
+                            *changed |= x != *k;
+                            x
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            k.clone()
+                        }
+                    }
+                } else {
+                    k.clone()
+                };
+                out.insert(key, render_value_rec(r, item, ctx, changed, errors));
+            }
+            serde_json::Value::Object(out)
+        }
+        other => other.clone(),
     }
 }
 

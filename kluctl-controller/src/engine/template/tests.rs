@@ -523,3 +523,32 @@ fn jinja2_text_filters_missing_from_minijinja_are_provided() {
     );
     assert_eq!(r("{{ 'aaa bbb ccc' | wordwrap(7) }}"), "aaa bbb\nccc");
 }
+
+#[test]
+fn render_value_renders_strings_and_keys_and_reports_changes() {
+    let e = engine(Path::new("/x"));
+    let ctx = json!({"target": {"name": "prod"}, "args": {"n": 2}});
+    let v = json!({"name": "{{ target.name }}", "static": "x", "list": ["{{ args.n }}", 1], "{{ target.name }}-key": {"deep": "{{ args.n * 2 }}"}});
+    let (out, changed) = e.render_value(&v, &ctx).unwrap();
+    assert!(changed);
+    assert_eq!(
+        out,
+        json!({"name": "prod", "static": "x", "list": ["2", 1], "prod-key": {"deep": "4"}})
+    );
+    let (_, changed) = e
+        .render_value(
+            &json!({"a": "plain", "b": "{{ 'same' if false else '{x}' }}"}),
+            &ctx,
+        )
+        .unwrap();
+    assert!(changed);
+    let (_, changed) = e.render_value(&json!({"a": "plain"}), &ctx).unwrap();
+    assert!(!changed);
+    let err = e
+        .render_value(&json!({"a": "{{ nope }}", "b": "{{ nope2 }}"}), &ctx)
+        .unwrap_err();
+    assert!(
+        matches!(&err, TemplateError::Directory { errors, .. } if errors.len() == 2),
+        "{err}"
+    );
+}
