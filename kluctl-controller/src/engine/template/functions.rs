@@ -415,7 +415,9 @@ fn load_template(state: &State, path: &str, kwargs: &Kwargs) -> Result<String, E
 fn render_template_with(state: &State, path: &str, extra: &[(String, Value)]) -> Result<String, Error> {
     let tmpl = state.get_template(path)?;
     let ctx = with_extra(&all_vars(state), extra)?;
+    // Wrapped like an include, so the error names both the loaded file and the call site.
     tmpl.render(ctx)
+        .map_err(|e| Error::new(ErrorKind::BadInclude, format!("error in {:?}", tmpl.name())).with_source(e))
 }
 
 fn load_sha256(state: &State, path: &str, digest_len: Option<usize>) -> Result<String, Error> {

@@ -552,3 +552,40 @@ fn render_value_renders_strings_and_keys_and_reports_changes() {
         "{err}"
     );
 }
+
+#[test]
+fn errors_in_imported_macros_and_loaded_templates_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "lib/macros.j2",
+        "{% macro m() %}\n{{ args.nope }}\n{% endmacro %}",
+    );
+    write(root, "lib/loaded.j2", "a\nb\n{{ args.gone }}");
+    let main = write(
+        root,
+        "main.yaml",
+        "{% import 'lib/macros.j2' as mac %}\n{{ mac.m() }}",
+    );
+    let e = engine(root);
+    let msg = e
+        .render_file(&main, &[root.to_path_buf()], &json!({"args": {}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("\"lib/macros.j2\" line 2") && msg.contains("args.nope"),
+        "{msg}"
+    );
+    let main = write(root, "main2.yaml", "x\n{{ load_template('lib/loaded.j2') }}");
+    let msg = e
+        .render_file(&main, &[root.to_path_buf()], &json!({"args": {}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("\"lib/loaded.j2\" line 3")
+            && msg.contains("\"main2.yaml\" line 2")
+            && msg.contains("args.gone"),
+        "{msg}"
+    );
+}
