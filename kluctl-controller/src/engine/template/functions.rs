@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::search::SearchPath;
 use super::slugify::{SlugifyOptions, slugify};
-use super::{ImageLookup, pyjson, pyyaml};
+use super::{ImageLookup, pyjson, pyyaml, pyyaml_load};
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
@@ -321,7 +321,7 @@ fn b64decode(s: &str) -> Result<String, Error> {
 }
 
 fn from_yaml(s: &str) -> Result<Value, Error> {
-    serde_saphyr::from_str::<Value>(s).map_err(|e| invalid(format!("failed to parse YAML: {e}")))
+    pyyaml_load::load(s)
 }
 
 /// Jinja2's `indent` filter (minijinja's drops a trailing newline, Jinja2's keeps it): lines after

@@ -30,6 +30,7 @@ mod directory;
 mod functions;
 pub mod pyjson;
 pub mod pyyaml;
+pub mod pyyaml_load;
 mod search;
 pub mod slugify;
 
