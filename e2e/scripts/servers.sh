@@ -195,6 +195,7 @@ verify_install() {
   { [ -x "$TBIN/kustomize" ] && "$TBIN/kustomize" version >/dev/null 2>&1; } \
     || { echo "BAD kustomize in $TBIN/kustomize; delete $TOOLS/kustomize.deb-version and re-run '$0 install'" >&2; bad=1; }
   "$VENV/bin/python" -c 'import boto3' 2>/dev/null || { echo "BAD venv $VENV (no boto3); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
+  "$JINJA_VENV/bin/python" -c 'import jinja2, yaml, slugify' 2>/dev/null || { echo "BAD venv $JINJA_VENV (no jinja2/yaml/slugify); rm -rf $JINJA_VENV and re-run '$0 install'" >&2; bad=1; }
   "$TBIN/weed" version >/dev/null 2>&1 || { echo "BAD weed ($TBIN/weed); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
   [ "$bad" = 0 ] || die "install incomplete (see above)"
   {

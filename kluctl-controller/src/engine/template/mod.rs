@@ -322,6 +322,15 @@ impl std::fmt::Debug for Renderer {
     }
 }
 
+/// Jinja2 turns `\r\n` and lone `\r` in template text into `\n` (its `newline_sequence`).
+fn normalize_newlines(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\r') {
+        s.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        s.into()
+    }
+}
+
 fn context_value(ctx: &serde_json::Value) -> Result<Value, TemplateError> {
     match ctx {
         serde_json::Value::Object(_) => Ok(Value::from(minijinja::value::Serde(ctx))),
@@ -362,7 +371,7 @@ impl Renderer {
                 return Ok(None);
             };
             match fs_err::read_to_string(&path) {
-                Ok(s) => Ok(Some(s)),
+                Ok(s) => Ok(Some(normalize_newlines(&s).into_owned())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(minijinja::Error::new(
                     ErrorKind::InvalidOperation,
@@ -460,7 +469,7 @@ impl Renderer {
         }
         let ctx = context_value(ctx)?;
         self.env
-            .render_named_str(name, source, ctx)
+            .render_named_str(name, &normalize_newlines(source), ctx)
             .map_err(|e| self.render_error(name, &e))
     }
 
@@ -488,7 +497,8 @@ impl Renderer {
             return Ok(source);
         }
         let name = abs.to_string_lossy().replace('\\', "/");
-        self.search.offer_root(&name, source);
+        self.search
+            .offer_root(&name, normalize_newlines(&source).into_owned());
         let display = self.display(abs);
         let tmpl = self
             .env

@@ -589,3 +589,9 @@ fn errors_in_imported_macros_and_loaded_templates_name_the_file() {
         "{msg}"
     );
 }
+
+#[test]
+fn crlf_line_ends_become_lf_in_rendered_templates_only() {
+    assert_eq!(r("a: {{ 1 }}\r\nb\rc\r\n\r\n"), "a: 1\nb\nc\n");
+    assert_eq!(r("plain\r\n"), "plain\r\n");
+}
