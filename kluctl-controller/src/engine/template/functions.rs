@@ -100,6 +100,14 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
 /// Jinja2 built-in filters that minijinja lacks or implements differently.
 fn register_jinja2_filters(env: &mut Environment<'static>) {
     env.add_filter("urlencode", urlencode);
+    env.add_filter(
+        "tojson",
+        |v: &Value, indent: Option<usize>, kwargs: Kwargs| -> Result<Value, Error> {
+            let indent = kwargs.get::<Option<usize>>("indent")?.or(indent);
+            kwargs.assert_all_used()?;
+            pyjson::jinja_tojson(v, indent).map(Value::from_safe_string)
+        },
+    );
     env.add_filter("center", |s: &str, width: Option<usize>| {
         center(s, width.unwrap_or(80))
     });
