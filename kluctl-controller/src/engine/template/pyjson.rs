@@ -251,16 +251,22 @@ fn repr_into(v: &Value, out: &mut String) {
             out.push('}');
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
+            let tuple = v.is_tuple();
+            out.push(if tuple { '(' } else { '[' });
+            let mut n = 0;
             if let Ok(items) = v.try_iter() {
                 for (i, item) in items.enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
                     repr_into(&item, out);
+                    n += 1;
                 }
             }
-            out.push(']');
+            if tuple && n == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
         }
         _ => out.push_str(&v.to_string()),
     }

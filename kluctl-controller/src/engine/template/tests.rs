@@ -595,3 +595,11 @@ fn crlf_line_ends_become_lf_in_rendered_templates_only() {
     assert_eq!(r("a: {{ 1 }}\r\nb\rc\r\n\r\n"), "a: 1\nb\nc\n");
     assert_eq!(r("plain\r\n"), "plain\r\n");
 }
+
+#[test]
+fn tuples_print_like_python_tuples() {
+    assert_eq!(
+        r("{{ args.d.items() | list }} {{ (1,) }} {{ (1, 'x') }}"),
+        "[('b', 1), ('a', 'x')] (1,) (1, 'x')"
+    );
+}
