@@ -39,7 +39,11 @@ fn python() -> anyhow::Result<PathBuf> {
 fn templates_render_byte_identical_to_python_jinja2() -> anyhow::Result<()> {
     let dir = e2e::project_root().join("e2e/fixtures/template_parity");
     let cases_text = fs_err::read_to_string(dir.join("cases.json"))?;
-    let cases: Vec<serde_json::Value> = serde_json::from_str(&cases_text)?;
+    let spec: serde_json::Value = serde_json::from_str(&cases_text)?;
+    let cases = spec["cases"]
+        .as_array()
+        .context("cases.json has no \"cases\" list")?;
+    let context = &spec["context"];
 
     let mut child = Command::new(python()?)
         .arg(dir.join("driver.py"))
@@ -62,11 +66,7 @@ fn templates_render_byte_identical_to_python_jinja2() -> anyhow::Result<()> {
     let mut mismatches = Vec::new();
     for (case, want) in cases.iter().zip(&expected) {
         let name = case["name"].as_str().unwrap_or_default();
-        let got = engine.render_string(
-            name,
-            case["template"].as_str().unwrap_or_default(),
-            &case["context"],
-        );
+        let got = engine.render_string(name, case["template"].as_str().unwrap_or_default(), context);
         match (got, want.get("result").and_then(serde_json::Value::as_str)) {
             (Ok(g), Some(w)) if g == w => {}
             (Err(_), None) => {}
