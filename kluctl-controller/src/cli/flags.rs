@@ -1,0 +1,154 @@
+//! Flag groups shared by `kluctl` commands, named as Kluctl names them (so `KLUCTL_<FLAG>`
+//! environment variables and scripts carry over).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::engine::project::config::FixedImage;
+
+/// `--project-dir`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProjectFlags {
+    /// Specify the project directory. Defaults to the current working directory.
+    #[arg(long = "project-dir", value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+}
+
+/// `-t`, `-T`, `--context`, `--kubeconfig`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetFlags {
+    /// Target name to run command for. Target must exist in .kluctl.yaml.
+    #[arg(short = 't', long = "target")]
+    pub target: Option<String>,
+    /// Overrides the target name. If -t is used at the same time, then the target will be
+    /// looked up based on -t <name> and then renamed to the value of -T.
+    #[arg(short = 'T', long = "target-name-override")]
+    pub target_name_override: Option<String>,
+    /// Overrides the context name specified in the target.
+    #[arg(long = "context")]
+    pub context: Option<String>,
+    /// Overrides the kubeconfig to use.
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `-a`, `--args-from-file`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ArgsFlags {
+    /// Passes a template argument in the form of name=value. Nested args can be set with the
+    /// '-a my.nested.arg=value' syntax. Values are interpreted as YAML. If the value starts with
+    /// @, the file it names is loaded as YAML.
+    #[arg(short = 'a', long = "arg", value_name = "NAME=VALUE")]
+    pub arg: Vec<String>,
+    /// Loads a YAML file and makes it available as arguments.
+    #[arg(long = "args-from-file", value_name = "FILE")]
+    pub args_from_file: Vec<PathBuf>,
+}
+
+/// `-F`, `--fixed-images-file`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImageFlags {
+    /// Pin an image to a given version. Expects
+    /// '--fixed-image=image<:namespace:deployment:container>=result'.
+    #[arg(short = 'F', long = "fixed-image")]
+    pub fixed_image: Vec<String>,
+    /// Use .yaml file to pin image versions (the output format of list-images).
+    #[arg(long = "fixed-images-file", value_name = "FILE")]
+    pub fixed_images_file: Option<PathBuf>,
+}
+
+/// `-I`, `-E`, `--include-deployment-dir`, `--exclude-deployment-dir`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InclusionFlags {
+    /// Include deployments with given tag.
+    #[arg(short = 'I', long = "include-tag")]
+    pub include_tag: Vec<String>,
+    /// Exclude deployments with given tag. Exclusion has precedence over inclusion.
+    #[arg(short = 'E', long = "exclude-tag")]
+    pub exclude_tag: Vec<String>,
+    /// Include deployment dir. The path must be relative to the root deployment project.
+    #[arg(long = "include-deployment-dir")]
+    pub include_deployment_dir: Vec<String>,
+    /// Exclude deployment dir. The path must be relative to the root deployment project.
+    #[arg(long = "exclude-deployment-dir")]
+    pub exclude_deployment_dir: Vec<String>,
+}
+
+/// `--offline-kubernetes`, `--kubernetes-version`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OfflineFlags {
+    /// Run command in offline mode, meaning that it will not try to connect the target cluster.
+    #[arg(long = "offline-kubernetes")]
+    pub offline_kubernetes: bool,
+    /// Specify the Kubernetes version that will be assumed. This will also override the
+    /// kubeVersion used when rendering Helm Charts.
+    #[arg(long = "kubernetes-version")]
+    pub kubernetes_version: Option<String>,
+}
+
+/// `--render-output-dir`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RenderOutputFlags {
+    /// Specifies the target directory to render the project into. If omitted, a temporary
+    /// directory is used.
+    #[arg(long = "render-output-dir", value_name = "DIR")]
+    pub render_output_dir: Option<PathBuf>,
+}
+
+/// `-o`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputFlags {
+    /// Output: 'yaml' or 'json' (to stdout), or a file path (YAML; '-' is stdout). Can be
+    /// given more than once.
+    #[arg(short = 'o', long = "output")]
+    pub output: Vec<String>,
+}
+
+/// Parses one `-F image<:namespace:deployment:container>=result`.
+///
+/// # Errors
+/// The usage text Kluctl prints for a malformed value.
+pub fn parse_fixed_image(arg: &str) -> Result<FixedImage, String> {
+    const USAGE: &str = "--fixed-image expects 'image<:namespace:deployment:container>=result'";
+    let parts: Vec<&str> = arg.split('=').collect();
+    let [image, result] = parts.as_slice() else {
+        return Err(USAGE.to_owned());
+    };
+    let fields: Vec<&str> = image.split(':').collect();
+    if fields.len() > 4 {
+        return Err(USAGE.to_owned());
+    }
+    let field = |i: usize| fields.get(i).map(|s| (*s).to_owned());
+    Ok(FixedImage {
+        image: field(0),
+        namespace: field(1),
+        deployment: field(2),
+        container: field(3),
+        result_image: (*result).to_owned(),
+        ..FixedImage::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fixed_image;
+
+    #[test]
+    fn fixed_images_parse_like_kluctl() {
+        let f = parse_fixed_image("a=b=c").unwrap_err();
+        assert!(f.contains("--fixed-image expects"), "two '=' signs: {f}");
+        assert_eq!(
+            parse_fixed_image("nginx=nginx:1.25").unwrap().result_image,
+            "nginx:1.25"
+        );
+        let f = parse_fixed_image("nginx:prod:Deployment/web:main=nginx@sha256").unwrap();
+        assert_eq!(f.image.as_deref(), Some("nginx"));
+        assert_eq!(f.namespace.as_deref(), Some("prod"));
+        assert_eq!(f.deployment.as_deref(), Some("Deployment/web"));
+        assert_eq!(f.container.as_deref(), Some("main"));
+        assert_eq!(f.result_image, "nginx@sha256");
+        assert!(parse_fixed_image("a:b:c:d:e=x").is_err());
+        assert!(parse_fixed_image("nginx").is_err());
+    }
+}

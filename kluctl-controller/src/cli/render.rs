@@ -1,0 +1,339 @@
+//! `kluctl render`, `kluctl list-targets` and `kluctl list-images`: the commands that only
+//! load and render, never touch a cluster's objects.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::Value;
+
+use super::flags::{
+    ArgsFlags, ImageFlags, InclusionFlags, OfflineFlags, OutputFlags, ProjectFlags, RenderOutputFlags,
+    TargetFlags, parse_fixed_image,
+};
+use crate::engine::cluster::Cluster;
+use crate::engine::helm::{Capabilities, Helm};
+use crate::engine::kustomize::Kustomizer;
+use crate::engine::project::args as project_args;
+use crate::engine::project::config::FixedImage;
+use crate::engine::project::inclusion::Inclusion;
+use crate::engine::project::load;
+use crate::engine::project::vars::ClusterReader;
+use crate::engine::render::namespaces::ScopeLookup;
+use crate::engine::target::{self, RenderedTarget, TargetOptions};
+use crate::engine::template::{PlaceholderImages, TemplateEngine};
+
+/// `kluctl render`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RenderCmd {
+    #[command(flatten)]
+    project: ProjectFlags,
+    #[command(flatten)]
+    target: TargetFlags,
+    #[command(flatten)]
+    args: ArgsFlags,
+    #[command(flatten)]
+    images: ImageFlags,
+    #[command(flatten)]
+    inclusion: InclusionFlags,
+    #[command(flatten)]
+    render_output: RenderOutputFlags,
+    #[command(flatten)]
+    offline: OfflineFlags,
+    /// Write all rendered manifests to stdout.
+    #[arg(long = "print-all")]
+    print_all: bool,
+}
+
+/// `kluctl list-images`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ListImagesCmd {
+    #[command(flatten)]
+    project: ProjectFlags,
+    #[command(flatten)]
+    target: TargetFlags,
+    #[command(flatten)]
+    args: ArgsFlags,
+    #[command(flatten)]
+    images: ImageFlags,
+    #[command(flatten)]
+    inclusion: InclusionFlags,
+    #[command(flatten)]
+    render_output: RenderOutputFlags,
+    #[command(flatten)]
+    offline: OfflineFlags,
+    #[command(flatten)]
+    output: OutputFlags,
+    /// Output a simplified version of the images list.
+    #[arg(long = "simple")]
+    simple: bool,
+}
+
+/// `kluctl list-targets`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ListTargetsCmd {
+    #[command(flatten)]
+    project: ProjectFlags,
+    #[command(flatten)]
+    args: ArgsFlags,
+    #[command(flatten)]
+    output: OutputFlags,
+    /// Only output the target names, one per line.
+    #[arg(long = "only-names")]
+    only_names: bool,
+}
+
+/// Everything the render commands share.
+struct Common<'a> {
+    project: &'a ProjectFlags,
+    target: &'a TargetFlags,
+    args: &'a ArgsFlags,
+    images: &'a ImageFlags,
+    inclusion: &'a InclusionFlags,
+    render_output: &'a RenderOutputFlags,
+    offline: &'a OfflineFlags,
+}
+
+fn project_dir(flags: &ProjectFlags) -> anyhow::Result<PathBuf> {
+    let dir = match &flags.project_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("failed to get the current directory")?,
+    };
+    let dir = std::path::absolute(&dir)
+        .with_context(|| format!("failed to resolve project dir '{}'", dir.display()))?;
+    anyhow::ensure!(dir.is_dir(), "project dir '{}' is not a directory", dir.display());
+    Ok(dir)
+}
+
+fn external_args(flags: &ArgsFlags) -> anyhow::Result<Value> {
+    let parsed = project_args::parse_cli_args(&flags.arg)?;
+    let cwd = std::env::current_dir().context("failed to get the current directory")?;
+    let mut args = project_args::args_to_values(&parsed, true, &cwd)?;
+    project_args::merge_args_files(&mut args, &flags.args_from_file)?;
+    Ok(args)
+}
+
+fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        images: Vec<FixedImage>,
+    }
+    let mut out = Vec::new();
+    if let Some(path) = &flags.fixed_images_file {
+        let text = fs_err::read_to_string(path)?;
+        let file: File = if text.trim().is_empty() {
+            File::default()
+        } else {
+            serde_saphyr::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("failed to parse '{}': {e}", path.display()))?
+        };
+        out.extend(file.images);
+    }
+    for f in &flags.fixed_image {
+        out.push(parse_fixed_image(f).map_err(anyhow::Error::msg)?);
+    }
+    Ok(out)
+}
+
+/// Renders the selected target; the render dir is `--render-output-dir` or a temporary dir
+/// that lives as long as the returned guard.
+fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
+    let (render_dir, guard) = if let Some(d) = &c.render_output.render_output_dir {
+        fs_err::create_dir_all(d)?;
+        (d.clone(), None)
+    } else {
+        let t = tempfile::Builder::new().prefix("rendered-").tempdir()?;
+        (t.path().to_path_buf(), Some(t))
+    };
+    let project_dir = project_dir(c.project)?;
+    let external_args = external_args(c.args)?;
+    let cluster = if c.offline.offline_kubernetes {
+        None
+    } else {
+        let context = match &c.target.context {
+            Some(ctx) => Some(ctx.clone()),
+            None => target::target_context(&project_dir, c.target.target.as_deref(), &external_args)?,
+        };
+        Some(
+            Cluster::connect(c.target.kubeconfig.as_deref(), context.as_deref()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\nhint: pass --context to choose another context, or --offline-kubernetes to render without a cluster"
+                )
+            })?,
+        )
+    };
+    let capabilities = Capabilities {
+        kube_version: c
+            .offline
+            .kubernetes_version
+            .clone()
+            .or_else(|| cluster.as_ref().map(|k| k.server_version.clone())),
+        api_versions: cluster
+            .as_ref()
+            .map(|k| k.api_versions.clone())
+            .unwrap_or_default(),
+    };
+    let options = TargetOptions {
+        project_dir,
+        target: c.target.target.clone(),
+        target_name_override: c.target.target_name_override.clone(),
+        discriminator: None,
+        context: cluster.as_ref().map(|k| k.context.clone()),
+        external_args,
+        inclusion: Inclusion::from_flags(
+            &c.inclusion.include_tag,
+            &c.inclusion.exclude_tag,
+            &c.inclusion.include_deployment_dir,
+            &c.inclusion.exclude_deployment_dir,
+        )?,
+        fixed_images: fixed_images(c.images)?,
+        render_dir,
+        kustomizer: Kustomizer::default(),
+        helm: Helm::default(),
+        capabilities,
+        env: std::env::vars().collect::<BTreeMap<_, _>>(),
+    };
+    let rendered = target::render_target(
+        options,
+        cluster.as_ref().map(|k| k as &dyn ClusterReader),
+        cluster.as_ref().map(|k| k as &dyn ScopeLookup),
+    )?;
+    for w in &rendered.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((rendered, guard))
+}
+
+/// Runs `kluctl render`.
+///
+/// # Errors
+/// Any load or render error, with its chain.
+pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
+    let common = Common {
+        project: &cmd.project,
+        target: &cmd.target,
+        args: &cmd.args,
+        images: &cmd.images,
+        inclusion: &cmd.inclusion,
+        render_output: &cmd.render_output,
+        offline: &cmd.offline,
+    };
+    let (rendered, guard) = render(&common)?;
+    if cmd.print_all {
+        let objects: Vec<Value> = rendered.objects().map(sorted).collect();
+        let mut out = std::io::stdout().lock();
+        out.write_all(to_yaml_documents(&objects)?.as_bytes())?;
+        out.flush()?;
+    } else {
+        let dir = guard
+            .map(tempfile::TempDir::keep)
+            .or_else(|| cmd.render_output.render_output_dir.clone())
+            .unwrap_or_default();
+        eprintln!("Rendered into {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Runs `kluctl list-images`.
+///
+/// # Errors
+/// Any load or render error.
+pub fn run_list_images(cmd: &ListImagesCmd) -> anyhow::Result<()> {
+    let common = Common {
+        project: &cmd.project,
+        target: &cmd.target,
+        args: &cmd.args,
+        images: &cmd.images,
+        inclusion: &cmd.inclusion,
+        render_output: &cmd.render_output,
+        offline: &cmd.offline,
+    };
+    let (rendered, _guard) = render(&common)?;
+    let images = rendered.images.seen(cmd.simple);
+    let result = serde_json::json!({ "images": images });
+    write_output(&cmd.output.output, &sorted(&result))
+}
+
+/// Runs `kluctl list-targets`.
+///
+/// # Errors
+/// When `.kluctl.yaml` cannot be loaded.
+pub fn run_list_targets(cmd: &ListTargetsCmd) -> anyhow::Result<()> {
+    let dir = project_dir(&cmd.project)?;
+    let args = external_args(&cmd.args)?;
+    let engine = TemplateEngine::new(&dir, std::sync::Arc::new(PlaceholderImages));
+    let project = load::load_kluctl_project(&engine, &dir, &args)?;
+    for w in &project.warnings {
+        eprintln!("warning: {w}");
+    }
+    if cmd.only_names {
+        let mut text = String::new();
+        for t in &project.targets {
+            text.push_str(&t.name);
+            text.push('\n');
+        }
+        if cmd.output.output.is_empty() {
+            print!("{text}");
+            return Ok(());
+        }
+        for o in &cmd.output.output {
+            if o == "-" || o == "yaml" || o == "json" {
+                print!("{text}");
+            } else {
+                fs_err::write(o, std::mem::take(&mut text).as_bytes())?;
+            }
+        }
+        return Ok(());
+    }
+    let targets = serde_json::to_value(&project.targets)?;
+    write_output(&cmd.output.output, &sorted(&targets))
+}
+
+/// Writes `value` to every `-o` destination: `yaml`/`json` on stdout, or a file as YAML
+/// (`-` is stdout); YAML on stdout without `-o`.
+fn write_output(outputs: &[String], value: &Value) -> anyhow::Result<()> {
+    let yaml = || -> anyhow::Result<String> {
+        serde_saphyr::to_string(value).map_err(|e| anyhow::anyhow!("failed to write YAML: {e}"))
+    };
+    if outputs.is_empty() {
+        print!("{}", yaml()?);
+        return Ok(());
+    }
+    for o in outputs {
+        match o.as_str() {
+            "json" => println!("{}", serde_json::to_string_pretty(value)?),
+            "yaml" | "-" => print!("{}", yaml()?),
+            path => fs_err::write(Path::new(path), yaml()?)?,
+        }
+    }
+    Ok(())
+}
+
+/// Multi-document YAML, `---` between documents.
+fn to_yaml_documents(objects: &[Value]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(o).map_err(|e| anyhow::anyhow!("failed to write YAML: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// A copy with every map's keys sorted, as Kluctl prints objects.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}

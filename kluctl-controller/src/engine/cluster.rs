@@ -1,0 +1,228 @@
+//! The target cluster as the render sees it: which kubeconfig context, the server version and
+//! API resources (for Helm's capabilities and the namespace fix-up), and read access for the
+//! `clusterConfigMap` / `clusterSecret` / `clusterObject` vars sources.
+//!
+//! The engine is synchronous (templating and rendering run on worker threads), kube's client is
+//! async: this type owns a small runtime and blocks on it, so it must not be called from inside
+//! an async task (the controller calls the engine from a blocking thread).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Discovery, Scope};
+use serde_json::Value;
+
+use crate::engine::project::vars::ClusterReader;
+use crate::engine::render::namespaces::ScopeLookup;
+
+/// Why the cluster could not be reached or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig could not be loaded or has no such context.
+    #[error("failed to load kubeconfig{}: {message}", context.as_ref().map(|c| format!(" for context '{c}'")).unwrap_or_default())]
+    Config {
+        /// The requested context.
+        context: Option<String>,
+        /// What went wrong.
+        message: String,
+    },
+    /// The API server did not answer as expected.
+    #[error("failed to {action} on the cluster: {message}")]
+    Api {
+        /// What was attempted.
+        action: &'static str,
+        /// The error.
+        message: String,
+    },
+}
+
+/// A connected cluster.
+pub struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+    /// The context used (empty for in-cluster configuration).
+    pub context: String,
+    /// `gitVersion` of the API server, e.g. `v1.20.2`.
+    pub server_version: String,
+    /// `(group, kind) → (version, namespaced, plural)` from discovery, preferred versions first.
+    resources: HashMap<(String, String), Vec<(String, bool)>>,
+    /// `group/version` and `group/version/Kind` strings (Helm's `--api-versions`).
+    pub api_versions: Vec<String>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("context", &self.context)
+            .field("server_version", &self.server_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects with `kubeconfig` (default: `$KUBECONFIG` / `~/.kube/config`, then in-cluster)
+    /// and `context` (default: the current context), and runs API discovery.
+    ///
+    /// # Errors
+    /// [`ClusterError`] when the configuration is unusable or the server does not answer.
+    pub fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, ClusterError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Api {
+                action: "start the client runtime",
+                message: e.to_string(),
+            })?;
+        let config_err = |message: String| ClusterError::Config {
+            context: context.map(str::to_owned),
+            message,
+        };
+        let (config, used_context) = runtime.block_on(async {
+            let options = kube::config::KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..Default::default()
+            };
+            let kc = match kubeconfig {
+                Some(path) => Some(
+                    kube::config::Kubeconfig::read_from(path)
+                        .map_err(|e| config_err(format!("{}: {e}", path.display())))?,
+                ),
+                None => kube::config::Kubeconfig::read().ok(),
+            };
+            match kc {
+                Some(kc) => {
+                    let used = context
+                        .map(str::to_owned)
+                        .or_else(|| kc.current_context.clone())
+                        .unwrap_or_default();
+                    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+                        .await
+                        .map_err(|e| config_err(e.to_string()))?;
+                    Ok((config, used))
+                }
+                None if context.is_none() => kube::Config::incluster()
+                    .map(|c| (c, String::new()))
+                    .map_err(|e| config_err(format!("no kubeconfig and not in a cluster: {e}"))),
+                None => Err(config_err("no kubeconfig found".to_owned())),
+            }
+        })?;
+        let api = |action| {
+            move |e: kube::Error| ClusterError::Api {
+                action,
+                message: e.to_string(),
+            }
+        };
+        // The client's buffer service spawns onto the runtime it is created in.
+        let client = {
+            let _entered = runtime.enter();
+            kube::Client::try_from(config).map_err(api("create a client"))?
+        };
+        let (version, discovery) = runtime.block_on(async {
+            let version = client
+                .apiserver_version()
+                .await
+                .map_err(api("read the server version"))?;
+            let discovery = Discovery::new(client.clone())
+                .run()
+                .await
+                .map_err(api("discover API resources"))?;
+            Ok::<_, ClusterError>((version, discovery))
+        })?;
+        let mut resources: HashMap<(String, String), Vec<(String, bool)>> = HashMap::new();
+        let mut api_versions = Vec::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                let gv = if group.name().is_empty() {
+                    version.to_owned()
+                } else {
+                    format!("{}/{version}", group.name())
+                };
+                api_versions.push(gv.clone());
+                for (ar, caps) in group.versioned_resources(version) {
+                    if ar.plural.contains('/') {
+                        continue;
+                    }
+                    api_versions.push(format!("{gv}/{}", ar.kind));
+                    resources
+                        .entry((ar.group.clone(), ar.kind.clone()))
+                        .or_default()
+                        .push((ar.version.clone(), caps.scope == Scope::Namespaced));
+                }
+            }
+        }
+        api_versions.sort();
+        api_versions.dedup();
+        Ok(Self {
+            runtime,
+            client,
+            context: used_context,
+            server_version: version.git_version,
+            resources,
+            api_versions,
+        })
+    }
+
+    fn api_for(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Api<DynamicObject>, String> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = self
+            .runtime
+            .block_on(kube::discovery::pinned_kind(&self.client, &gvk))
+            .map_err(|e| format!("failed to find resource {api_version}/{kind}: {e}"))?;
+        Ok(if caps.scope == Scope::Namespaced && !namespace.is_empty() {
+            Api::namespaced_with(self.client.clone(), namespace, &ar)
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        })
+    }
+}
+
+impl ScopeLookup for Cluster {
+    fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
+        self.resources
+            .get(&(group.to_owned(), kind.to_owned()))
+            .and_then(|v| v.first())
+            .map(|(_, namespaced)| *namespaced)
+    }
+}
+
+impl ClusterReader for Cluster {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, String> {
+        let api = self.api_for(api_version, kind, namespace)?;
+        let found = self
+            .runtime
+            .block_on(api.get_opt(name))
+            .map_err(|e| format!("failed to get {kind} {namespace}/{name}: {e}"))?;
+        found
+            .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, String> {
+        let api = self.api_for(api_version, kind, namespace)?;
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let list = self
+            .runtime
+            .block_on(api.list(&ListParams::default().labels(&selector.join(","))))
+            .map_err(|e| format!("failed to list {kind} in {namespace}: {e}"))?;
+        list.items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+            .collect()
+    }
+}

@@ -1,0 +1,476 @@
+//! Vars sources: how each `vars[]` entry of a `deployment.yaml` (or of a deployment item / an
+//! include) turns into values merged into the template context.
+//!
+//! ```text
+//! source ─render its strings with the current vars─► when? ─► load (values | file | systemEnvVars
+//!        | clusterConfigMap | clusterSecret | clusterObject) ─► targetPath? ─► merge (noOverride:
+//!        existing values win)
+//! ```
+//!
+//! `git`, `gitFiles` and `http` need network access from the engine and cloud secret managers
+//! need their SDKs: this build names the file and the source in an error instead of ignoring them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::config::{ClusterConfigMapOrSecret, ClusterObject, VarsSource, VarsSourceKind};
+use super::render_struct::render_strings;
+use crate::engine::template::{TemplateEngine, TemplateError};
+use crate::engine::values;
+
+/// Read access to the target cluster for `cluster*` vars sources.
+pub trait ClusterReader: Send + Sync {
+    /// The object, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// Any other API failure, as a message.
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, String>;
+
+    /// The objects matching the labels.
+    ///
+    /// # Errors
+    /// Any API failure, as a message.
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, String>;
+}
+
+/// Why a vars source could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum VarsError {
+    /// Rendering the source's own fields or the vars file failed.
+    #[error("failed to load {field} of '{file}'")]
+    Template {
+        /// The file holding the vars list.
+        file: String,
+        /// Which entry, e.g. `vars[1]`.
+        field: String,
+        /// The template error.
+        #[source]
+        source: Box<TemplateError>,
+    },
+    /// Loading failed for another reason.
+    #[error("failed to load {field} ({kind}) of '{file}': {message}")]
+    Load {
+        /// The file holding the vars list.
+        file: String,
+        /// Which entry.
+        field: String,
+        /// The source kind.
+        kind: VarsSourceKind,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Why [`VarsLoader::load_value`] failed.
+enum Failure {
+    Template(TemplateError),
+    Message(String),
+}
+
+/// Loads vars sources into a context.
+pub struct VarsLoader<'a> {
+    engine: &'a TemplateEngine,
+    cluster: Option<&'a dyn ClusterReader>,
+    env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for VarsLoader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VarsLoader")
+            .field("cluster", &self.cluster.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> VarsLoader<'a> {
+    /// A loader rendering with `engine`, reading the cluster through `cluster` (none: offline)
+    /// and the environment from `env` (the process environment for the CLI).
+    #[must_use]
+    pub fn new(
+        engine: &'a TemplateEngine,
+        cluster: Option<&'a dyn ClusterReader>,
+        env: BTreeMap<String, String>,
+    ) -> Self {
+        Self { engine, cluster, env }
+    }
+
+    /// Loads `sources` in order into `vars` (each may use the values of the ones before).
+    /// `file` and `field` name where the list is written, for errors; `search_dirs` are where
+    /// `file:` sources are looked up.
+    ///
+    /// # Errors
+    /// The first source that fails, as [`VarsError`].
+    pub fn load_list(
+        &self,
+        vars: &mut Value,
+        sources: &[VarsSource],
+        search_dirs: &[PathBuf],
+        file: &str,
+        field: &str,
+    ) -> Result<(), VarsError> {
+        for (i, source) in sources.iter().enumerate() {
+            self.load(vars, source, search_dirs, file, &format!("{field}[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        vars: &mut Value,
+        source_in: &VarsSource,
+        search_dirs: &[PathBuf],
+        file: &str,
+        field: &str,
+    ) -> Result<(), VarsError> {
+        let template_err = |source| VarsError::Template {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            source: Box::new(source),
+        };
+        let raw = serde_json::to_value(source_in).unwrap_or(Value::Null);
+        let (rendered, _) = render_strings(self.engine, &raw, vars, field).map_err(template_err)?;
+        let source: VarsSource = serde_json::from_value(rendered).map_err(|e| VarsError::Load {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            kind: source_in
+                .kinds()
+                .first()
+                .copied()
+                .unwrap_or(VarsSourceKind::Values),
+            message: format!("invalid after rendering: {e}"),
+        })?;
+        if !super::load::check_condition(self.engine, &source.when, vars).map_err(template_err)? {
+            return Ok(());
+        }
+        let Some(kind) = source.kinds().first().copied() else {
+            return Ok(());
+        };
+        let fail = |message: String| VarsError::Load {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            kind,
+            message,
+        };
+        if source.multidoc == Some(true) && source.target_path.is_empty() {
+            return Err(fail(
+                "multidoc vars sources can only be used when targetPath is also specified".to_owned(),
+            ));
+        }
+        let new_value = match self.load_value(kind, &source, search_dirs, vars) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(()),
+            Err(Failure::Template(e)) => return Err(template_err(e)),
+            Err(Failure::Message(m)) => return Err(fail(m)),
+        };
+        let new_vars = if source.target_path.is_empty() {
+            match new_value {
+                Value::Object(_) => new_value,
+                Value::Null => Value::Object(Map::new()),
+                _ => {
+                    return Err(fail(
+                        "'targetPath' is required for this variable source".to_owned(),
+                    ));
+                }
+            }
+        } else {
+            let path = parse_target_path(&source.target_path)
+                .map_err(|e| fail(format!("failed to parse targetPath: {e}")))?;
+            let mut out = Value::Object(Map::new());
+            let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+            values::set_path(&mut out, &refs, new_value);
+            out
+        };
+        if source.no_override == Some(true) {
+            let mut merged = new_vars;
+            values::merge(&mut merged, std::mem::take(vars));
+            *vars = merged;
+        } else {
+            values::merge(vars, new_vars);
+        }
+        Ok(())
+    }
+
+    /// The value a source yields; `None` when an `ignoreMissing` cluster source found nothing
+    /// (merging `{}` into a `targetPath` would wipe an earlier default).
+    fn load_value(
+        &self,
+        kind: VarsSourceKind,
+        source: &VarsSource,
+        search_dirs: &[PathBuf],
+        vars: &Value,
+    ) -> Result<Option<Value>, Failure> {
+        let ignore_missing = source.ignore_missing == Some(true);
+        let multidoc = source.multidoc == Some(true);
+        let missing = || Failure::Message("missing source".to_owned());
+        Ok(Some(match kind {
+            VarsSourceKind::Values => source.values.clone().unwrap_or(Value::Null),
+            VarsSourceKind::File => {
+                let path = source.file.clone().unwrap_or_default();
+                match self.engine.render_file(&PathBuf::from(&path), search_dirs, vars) {
+                    Ok(text) => parse_yaml(&text, multidoc)
+                        .map_err(|e| Failure::Message(format!("failed to load vars from {path}: {e}")))?,
+                    Err(TemplateError::NotFound { .. }) if ignore_missing => Value::Object(Map::new()),
+                    Err(e) => return Err(Failure::Template(e)),
+                }
+            }
+            VarsSourceKind::SystemEnvVars => self
+                .system_env_vars(source.system_env_vars.as_ref(), ignore_missing)
+                .map_err(Failure::Message)?,
+            VarsSourceKind::ClusterConfigMap | VarsSourceKind::ClusterSecret => {
+                let (spec, kind_name, decode) = match &source.cluster_config_map {
+                    Some(s) => (s, "ConfigMap", false),
+                    None => (
+                        source.cluster_secret.as_ref().ok_or_else(missing)?,
+                        "Secret",
+                        true,
+                    ),
+                };
+                let v = self
+                    .config_map_or_secret(spec, kind_name, decode, ignore_missing, multidoc)
+                    .map_err(Failure::Message)?;
+                if ignore_missing && v.as_object().is_some_and(Map::is_empty) {
+                    return Ok(None);
+                }
+                v
+            }
+            VarsSourceKind::ClusterObject => {
+                let spec = source.cluster_object.as_ref().ok_or_else(missing)?;
+                self.cluster_object(spec, ignore_missing)
+                    .map_err(Failure::Message)?
+            }
+            other => {
+                return Err(Failure::Message(format!(
+                    "the '{other}' vars source is not supported by this build"
+                )));
+            }
+        }))
+    }
+
+    fn system_env_vars(&self, tree: Option<&Value>, ignore_missing: bool) -> Result<Value, String> {
+        let mut out = Value::Object(Map::new());
+        let mut leaves = Vec::new();
+        collect_leaves(tree.unwrap_or(&Value::Null), &mut Vec::new(), &mut leaves);
+        for (path, leaf) in leaves {
+            let json_path = format!("$.{}", path.join("."));
+            let Value::String(spec) = leaf else {
+                return Err(format!("value at {json_path} is not a string"));
+            };
+            let (name, default) = match spec.split_once(':') {
+                Some((n, d)) => (n, Some(d)),
+                None => (spec.as_str(), None),
+            };
+            let text = match (self.env.get(name), default) {
+                (Some(v), _) => v.clone(),
+                // An empty default is the empty string, not null.
+                (None, Some("")) => "\"\"".to_owned(),
+                (None, Some(d)) => d.to_owned(),
+                (None, None) if ignore_missing => continue,
+                (None, None) => {
+                    return Err(format!("environment variable {name} not found for {json_path}"));
+                }
+            };
+            let value =
+                parse_yaml(&text, false).map_err(|e| format!("failed to parse env value '{text}': {e}"))?;
+            let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+            values::set_path(&mut out, &refs, value);
+        }
+        Ok(out)
+    }
+
+    fn cluster(&self) -> Result<&dyn ClusterReader, String> {
+        self.cluster
+            .ok_or_else(|| "loading vars from cluster is disabled".to_owned())
+    }
+
+    fn config_map_or_secret(
+        &self,
+        spec: &ClusterConfigMapOrSecret,
+        kind: &str,
+        base64_decode: bool,
+        ignore_missing: bool,
+        multidoc: bool,
+    ) -> Result<Value, String> {
+        let cluster = self.cluster()?;
+        let object = if spec.name.is_empty() {
+            let found = cluster.list("v1", kind, &spec.namespace, &spec.labels)?;
+            match found.len() {
+                0 if ignore_missing => return Ok(Value::Object(Map::new())),
+                0 => return Err(format!("no {kind} found with labels {:?}", spec.labels)),
+                1 => found.into_iter().next(),
+                _ => {
+                    return Err(format!(
+                        "found more than one {kind} with labels {:?}",
+                        spec.labels
+                    ));
+                }
+            }
+        } else {
+            cluster.get("v1", kind, &spec.namespace, &spec.name)?
+        };
+        let Some(object) = object else {
+            if ignore_missing {
+                return Ok(Value::Object(Map::new()));
+            }
+            return Err(format!("{kind} {}/{} not found", spec.namespace, spec.name));
+        };
+        let Some(raw) = object
+            .pointer(&format!(
+                "/data/{}",
+                spec.key.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+        else {
+            if ignore_missing {
+                return Ok(Value::Object(Map::new()));
+            }
+            return Err(format!("key {} not found in {kind}", spec.key));
+        };
+        let text = if base64_decode {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .map_err(|e| format!("failed to decode key {}: {e}", spec.key))?;
+            String::from_utf8(bytes).map_err(|_| format!("key {} is not UTF-8", spec.key))?
+        } else {
+            raw.to_owned()
+        };
+        let value =
+            parse_yaml(&text, multidoc).map_err(|e| format!("failed to parse key {}: {e}", spec.key))?;
+        Ok(if spec.target_path.is_empty() {
+            value
+        } else {
+            let mut out = Value::Object(Map::new());
+            let path = parse_target_path(&spec.target_path)?;
+            let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+            values::set_path(&mut out, &refs, value);
+            out
+        })
+    }
+
+    fn cluster_object(&self, spec: &ClusterObject, ignore_missing: bool) -> Result<Value, String> {
+        let cluster = self.cluster()?;
+        let api_version = if spec.api_version.is_empty() {
+            "v1"
+        } else {
+            &spec.api_version
+        };
+        let objects = if spec.name.is_empty() {
+            cluster.list(api_version, &spec.kind, &spec.namespace, &spec.labels)?
+        } else {
+            cluster
+                .get(api_version, &spec.kind, &spec.namespace, &spec.name)?
+                .into_iter()
+                .collect()
+        };
+        if objects.is_empty() {
+            if ignore_missing {
+                return Ok(Value::Object(Map::new()));
+            }
+            return Err(format!(
+                "{} {}/{} not found",
+                spec.kind, spec.namespace, spec.name
+            ));
+        }
+        let mut results = Vec::new();
+        for o in &objects {
+            let v = if spec.path == "$" {
+                o.clone()
+            } else {
+                let path = parse_target_path(spec.path.trim_start_matches("$."))?;
+                let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+                values::get_path(o, &refs).cloned().unwrap_or(Value::Null)
+            };
+            let v = match (&v, spec.parse_yaml) {
+                (Value::String(s), true) => parse_yaml(s, false)?,
+                _ => v,
+            };
+            results.push(v);
+        }
+        Ok(if spec.list {
+            Value::Array(results)
+        } else {
+            results.into_iter().next().unwrap_or(Value::Null)
+        })
+    }
+}
+
+fn collect_leaves<'v>(v: &'v Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'v Value)>) {
+    if let Value::Object(m) = v {
+        for (k, child) in m {
+            path.push(k.clone());
+            collect_leaves(child, path, out);
+            path.pop();
+        }
+    } else if !path.is_empty() {
+        out.push((path.clone(), v));
+    }
+}
+
+/// Parses YAML text into a value (`multidoc`: a list of all documents); empty text is `{}`.
+fn parse_yaml(text: &str, multidoc: bool) -> Result<Value, String> {
+    if multidoc {
+        return serde_saphyr::from_multiple::<Value>(text)
+            .map(Value::Array)
+            .map_err(|e| e.to_string());
+    }
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
+}
+
+/// Parses a simple JSON path (`a.b`, `$.a.b`, `a["b.c"]`, `a['b']`) into keys.
+///
+/// # Errors
+/// For empty segments or unterminated brackets.
+pub fn parse_target_path(path: &str) -> Result<Vec<String>, String> {
+    let path = path
+        .strip_prefix("$.")
+        .or_else(|| path.strip_prefix('$'))
+        .unwrap_or(path);
+    let mut keys = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let quote = r.chars().next().filter(|c| *c == '"' || *c == '\'');
+            let Some(q) = quote else {
+                return Err(format!("unsupported path segment in '{path}'"));
+            };
+            let body = &r[1..];
+            let end = body
+                .find(q)
+                .ok_or_else(|| format!("unterminated quote in '{path}'"))?;
+            keys.push(body[..end].to_owned());
+            rest = body[end + 1..]
+                .strip_prefix(']')
+                .ok_or_else(|| format!("missing ']' in '{path}'"))?;
+            rest = rest.strip_prefix('.').unwrap_or(rest);
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            if end == 0 {
+                return Err(format!("empty path segment in '{path}'"));
+            }
+            keys.push(rest[..end].to_owned());
+            rest = &rest[end..];
+            rest = rest.strip_prefix('.').unwrap_or(rest);
+        }
+    }
+    if keys.is_empty() {
+        return Err("empty path".to_owned());
+    }
+    Ok(keys)
+}
