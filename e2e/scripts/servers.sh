@@ -108,20 +108,23 @@ install_venv() {
 }
 
 # Python Jinja2 + Kluctl's filter dependencies, for the template parity test (e2e/tests/template_parity.rs).
-# Added to the existing venv (never recreated here: a running SeaweedFS uses it).
+# A venv of its own: the SeaweedFS venv above is recreated whenever its pins change.
+JINJA_VENV=$KG_CACHE/venv-jinja
 JINJA_REQS=("Jinja2==3.1.6" "PyYAML==6.0.3" "python-slugify==8.0.4")
 install_venv_jinja() {
-  local marker="$VENV/.done-jinja-${JINJA_REQS[*]// /_}"
+  local marker="$JINJA_VENV/.done-${JINJA_REQS[*]}"
   marker=${marker// /_}
-  if [ -f "$marker" ]; then return 0; fi
-  step "python venv $VENV: ${JINJA_REQS[*]} (wheels kept in $WHEELS)"
+  if [ -x "$JINJA_VENV/bin/python" ] && [ -f "$marker" ]; then return 0; fi
+  step "python venv $JINJA_VENV: ${JINJA_REQS[*]} (wheels kept in $WHEELS)"
+  rm -rf "$JINJA_VENV"
+  "${E2E_PYTHON_FOR_VENV:-python3}" -m venv "$JINJA_VENV" || die "python3 -m venv failed (apt-get install python3-venv?)"
   mkdir -p "$WHEELS"
-  if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" >/dev/null 2>&1; then
-    "$VENV/bin/pip" download -q -d "$WHEELS" "${JINJA_REQS[@]}" || die "pip download ${JINJA_REQS[*]} failed (is the Python package index reachable?)"
-    "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" || die "pip install ${JINJA_REQS[*]} from $WHEELS failed"
+  if ! "$JINJA_VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" >/dev/null 2>&1; then
+    "$JINJA_VENV/bin/pip" download -q -d "$WHEELS" "${JINJA_REQS[@]}" || die "pip download ${JINJA_REQS[*]} failed (is the Python package index reachable?)"
+    "$JINJA_VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "${JINJA_REQS[@]}" || die "pip install ${JINJA_REQS[*]} from $WHEELS failed"
   fi
   touch "$marker"
-  done_step "venv jinja"
+  done_step "venv-jinja"
 }
 
 # the real Go binary inside the wheel (the console script `weed` may be a python wrapper; we want a pid we can kill)
@@ -216,6 +219,7 @@ verify_install() {
   { [ -x "$TBIN/docker-registry" ] && "$TBIN/docker-registry" --version >/dev/null 2>&1; } \
     || { echo "BAD docker-registry in $TBIN/docker-registry; delete $TOOLS/docker-registry.deb-version and re-run '$0 install'" >&2; bad=1; }
   "$VENV/bin/python" -c 'import boto3' 2>/dev/null || { echo "BAD venv $VENV (no boto3); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
+  "$JINJA_VENV/bin/python" -c 'import jinja2, yaml, slugify' 2>/dev/null || { echo "BAD venv $JINJA_VENV (no jinja2/yaml/slugify); rm -rf $JINJA_VENV and re-run '$0 install'" >&2; bad=1; }
   "$TBIN/weed" version >/dev/null 2>&1 || { echo "BAD weed ($TBIN/weed); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
   [ "$bad" = 0 ] || die "install incomplete (see above)"
   {

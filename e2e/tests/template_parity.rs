@@ -2,7 +2,7 @@
 //!
 //! Every case in `e2e/fixtures/template_parity/cases.json` is rendered by
 //! `kluctl_controller::engine::template` and by `driver.py` (Jinja2 3.1 + PyYAML + python-slugify
-//! with Kluctl's filter semantics) in the e2e Python venv; outputs must be byte-identical and
+//! with Kluctl's filter semantics) in `$KG_CACHE/venv-jinja`; outputs must be byte-identical and
 //! cases that fail in Python must fail here too. Needs the venv packages installed by
 //! `e2e/scripts/servers.sh install` (`make e2e-up`); no running server is used.
 
@@ -21,14 +21,14 @@ fn python() -> anyhow::Result<PathBuf> {
         let env = e2e::Env::load()?;
         PathBuf::from(env.get("KG_CACHE")?)
     };
-    let py = cache.join("venv/bin/python");
+    let py = cache.join("venv-jinja/bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import jinja2, yaml, slugify"])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         bail!(
-            "{} cannot import jinja2/yaml/slugify\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up'), which installs Jinja2, PyYAML and python-slugify into that venv",
+            "{} cannot import jinja2/yaml/slugify\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up'), which installs Jinja2, PyYAML and python-slugify into that venv (e2e/scripts/servers.sh: install_venv_jinja)",
             py.display()
         );
     }
@@ -39,7 +39,11 @@ fn python() -> anyhow::Result<PathBuf> {
 fn templates_render_byte_identical_to_python_jinja2() -> anyhow::Result<()> {
     let dir = e2e::project_root().join("e2e/fixtures/template_parity");
     let cases_text = fs_err::read_to_string(dir.join("cases.json"))?;
-    let cases: Vec<serde_json::Value> = serde_json::from_str(&cases_text)?;
+    let spec: serde_json::Value = serde_json::from_str(&cases_text)?;
+    let cases = spec["cases"]
+        .as_array()
+        .context("cases.json has no \"cases\" list")?;
+    let context = &spec["context"];
 
     let mut child = Command::new(python()?)
         .arg(dir.join("driver.py"))
@@ -62,11 +66,7 @@ fn templates_render_byte_identical_to_python_jinja2() -> anyhow::Result<()> {
     let mut mismatches = Vec::new();
     for (case, want) in cases.iter().zip(&expected) {
         let name = case["name"].as_str().unwrap_or_default();
-        let got = engine.render_string(
-            name,
-            case["template"].as_str().unwrap_or_default(),
-            &case["context"],
-        );
+        let got = engine.render_string(name, case["template"].as_str().unwrap_or_default(), context);
         match (got, want.get("result").and_then(serde_json::Value::as_str)) {
             (Ok(g), Some(w)) if g == w => {}
             (Err(_), None) => {}

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::search::SearchPath;
 use super::slugify::{SlugifyOptions, slugify};
-use super::{ImageLookup, pyjson, pyyaml};
+use super::{ImageLookup, pyjson, pyyaml, pyyaml_load};
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
@@ -60,6 +60,7 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
         Ok(slugify(s, &opts))
     });
 
+    register_jinja2_filters(env);
     env.add_filter(
         "indent",
         |s: &str, w: Option<Value>, f: Option<bool>, b: Option<bool>, kw: Kwargs| indent(s, w, f, b, &kw),
@@ -94,6 +95,159 @@ pub fn register(env: &mut Environment<'static>, search: &Arc<SearchPath>, images
     );
 
     register_globals(env, images);
+}
+
+/// Jinja2 built-in filters that minijinja lacks or implements differently.
+fn register_jinja2_filters(env: &mut Environment<'static>) {
+    env.add_filter("urlencode", urlencode);
+    env.add_filter(
+        "tojson",
+        |v: &Value, indent: Option<usize>, kwargs: Kwargs| -> Result<Value, Error> {
+            let indent = kwargs.get::<Option<usize>>("indent")?.or(indent);
+            kwargs.assert_all_used()?;
+            pyjson::jinja_tojson(v, indent).map(Value::from_safe_string)
+        },
+    );
+    env.add_filter("center", |s: &str, width: Option<usize>| {
+        center(s, width.unwrap_or(80))
+    });
+    env.add_filter(
+        "truncate",
+        |s: &str, l: Option<usize>, k: Option<bool>, e: Option<String>, kw: Kwargs| truncate(s, l, k, e, &kw),
+    );
+    env.add_filter("wordcount", |s: &str| {
+        s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .count()
+    });
+    env.add_filter("striptags", minijinja_contrib::filters::striptags);
+    env.add_filter("filesizeformat", minijinja_contrib::filters::filesizeformat);
+    env.add_filter(
+        "wordwrap",
+        |v: &Value,
+         width: Option<usize>,
+         break_long_words: Option<bool>,
+         wrapstring: Option<String>,
+         kwargs: Kwargs| {
+            let mut pairs: Vec<(String, Value)> = Vec::new();
+            for key in kwargs.args() {
+                pairs.push((key.to_string(), kwargs.get::<Value>(key)?));
+            }
+            if let Some(w) = width {
+                pairs.push(("width".into(), Value::from(w)));
+            }
+            if let Some(b) = break_long_words {
+                pairs.push(("break_long_words".into(), Value::from(b)));
+            }
+            if let Some(w) = wrapstring {
+                pairs.push(("wrapstring".into(), Value::from(w)));
+            }
+            minijinja_contrib::filters::wordwrap(v, pairs.into_iter().collect())
+        },
+    );
+}
+
+/// Jinja2's `urlencode`: strings are percent-quoted with `/` kept; dicts and pair lists become
+/// a query string with `+` for spaces.
+fn urlencode(v: &Value) -> Result<String, Error> {
+    fn quote(s: &str, for_qs: bool) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || (!for_qs && b == b'/') {
+                out.push(char::from(b));
+            } else if for_qs && b == b' ' {
+                out.push('+');
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+        out
+    }
+    let text = |x: &Value| {
+        if x.kind() == ValueKind::String {
+            x.as_str().unwrap_or_default().to_string()
+        } else {
+            x.to_string()
+        }
+    };
+    match v.kind() {
+        ValueKind::Map => {
+            let mut parts = Vec::new();
+            for k in v.try_iter()? {
+                let item = v.get_item(&k)?;
+                parts.push(format!(
+                    "{}={}",
+                    quote(&text(&k), true),
+                    quote(&text(&item), true)
+                ));
+            }
+            Ok(parts.join("&"))
+        }
+        ValueKind::Seq => {
+            let mut parts = Vec::new();
+            for pair in v.try_iter()? {
+                let k = pair.get_item_by_index(0)?;
+                let item = pair.get_item_by_index(1)?;
+                parts.push(format!(
+                    "{}={}",
+                    quote(&text(&k), true),
+                    quote(&text(&item), true)
+                ));
+            }
+            Ok(parts.join("&"))
+        }
+        _ => Ok(quote(&text(v), false)),
+    }
+}
+
+/// Python's `str.center`.
+fn center(s: &str, width: usize) -> String {
+    let len = s.chars().count();
+    if width <= len {
+        return s.to_string();
+    }
+    let marg = width - len;
+    let left = marg / 2 + (marg & width & 1);
+    format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left))
+}
+
+/// Jinja2's `truncate(length=255, killwords=False, end='...', leeway=5)` (positional or keyword).
+fn truncate(
+    s: &str,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+    kwargs: &Kwargs,
+) -> Result<String, Error> {
+    let length = kwargs.get::<Option<usize>>("length")?.or(length).unwrap_or(255);
+    let killwords = kwargs
+        .get::<Option<bool>>("killwords")?
+        .or(killwords)
+        .unwrap_or(false);
+    let end = kwargs
+        .get::<Option<String>>("end")?
+        .or(end)
+        .unwrap_or_else(|| "...".into());
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
+    kwargs.assert_all_used()?;
+    let chars: Vec<char> = s.chars().collect();
+    let end_len = end.chars().count();
+    if length < end_len {
+        return Err(invalid("expected length >= len(end) in truncate"));
+    }
+    if chars.len() <= length + leeway {
+        return Ok(s.to_string());
+    }
+    let head: String = chars[..length - end_len].iter().collect();
+    if killwords {
+        return Ok(head + &end);
+    }
+    let cut = head
+        .rsplit_once(' ')
+        .map_or(head.as_str(), |(a, _)| a)
+        .to_string();
+    Ok(cut + &end)
 }
 
 /// The `time`, `images` and `version` globals.
@@ -175,7 +329,7 @@ fn b64decode(s: &str) -> Result<String, Error> {
 }
 
 fn from_yaml(s: &str) -> Result<Value, Error> {
-    serde_saphyr::from_str::<Value>(s).map_err(|e| invalid(format!("failed to parse YAML: {e}")))
+    pyyaml_load::load(s)
 }
 
 /// Jinja2's `indent` filter (minijinja's drops a trailing newline, Jinja2's keeps it): lines after
@@ -269,7 +423,9 @@ fn load_template(state: &State, path: &str, kwargs: &Kwargs) -> Result<String, E
 fn render_template_with(state: &State, path: &str, extra: &[(String, Value)]) -> Result<String, Error> {
     let tmpl = state.get_template(path)?;
     let ctx = with_extra(&all_vars(state), extra)?;
+    // Wrapped like an include, so the error names both the loaded file and the call site.
     tmpl.render(ctx)
+        .map_err(|e| Error::new(ErrorKind::BadInclude, format!("error in {:?}", tmpl.name())).with_source(e))
 }
 
 fn load_sha256(state: &State, path: &str, digest_len: Option<usize>) -> Result<String, Error> {

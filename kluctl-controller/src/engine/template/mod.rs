@@ -30,6 +30,7 @@ mod directory;
 mod functions;
 pub mod pyjson;
 pub mod pyyaml;
+pub mod pyyaml_load;
 mod search;
 pub mod slugify;
 
@@ -125,6 +126,12 @@ pub enum TemplateError {
         /// The JSON type that was passed.
         kind: &'static str,
     },
+    /// One or more strings of a structured value failed to render (all failures are listed).
+    #[error("failed to render {} string(s) of a value:\n{}", errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Value {
+        /// One error per failed string.
+        errors: Vec<TemplateError>,
+    },
     /// One or more files of a directory failed to render (all failures are listed).
     #[error("failed to render {} template(s) in {dir:?}:\n{}", errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Directory {
@@ -210,6 +217,29 @@ impl TemplateEngine {
         self.renderer(search_dirs).render_file(path, ctx)
     }
 
+    /// Renders every string (map values, map keys and list items, recursively) of `value` that
+    /// contains `{`, like Kluctl renders targets and vars-source definitions (no search dirs).
+    /// Returns the rendered value and whether any string changed; all failures are reported
+    /// together.
+    pub fn render_value(
+        &self,
+        value: &serde_json::Value,
+        ctx: &serde_json::Value,
+    ) -> Result<(serde_json::Value, bool), TemplateError> {
+        let renderer = self.renderer(&[]);
+        let mut errors = Vec::new();
+        let mut changed = false;
+        let out = render_value_rec(&renderer, value, ctx, &mut changed, &mut errors);
+        if errors.is_empty() {
+            Ok((out, changed))
+        } else {
+            Err(TemplateError::Directory {
+                dir: "<value>".into(),
+                errors,
+            })
+        }
+    }
+
     /// Renders every file below `src_dir` into `dst_dir` (see [`Renderer::render_directory`]).
     pub fn render_directory(
         &self,
@@ -219,6 +249,61 @@ impl TemplateEngine {
         ctx: &serde_json::Value,
     ) -> Result<(), TemplateError> {
         self.renderer(search_dirs).render_directory(src_dir, dst_dir, ctx)
+    }
+}
+
+fn render_value_rec(
+    r: &Renderer,
+    v: &serde_json::Value,
+    ctx: &serde_json::Value,
+    changed: &mut bool,
+    errors: &mut Vec<TemplateError>,
+) -> serde_json::Value {
+    let mut render_str = |s: &str| -> String {
+        if !s.contains('{') {
+            return s.to_string();
+        }
+        match r.render_string("<value>", s, ctx) {
+            Ok(out) => {
+                *changed |= out != s;
+                out
+            }
+            Err(e) => {
+                errors.push(e);
+                s.to_string()
+            }
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(render_str(s)),
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|i| render_value_rec(r, i, ctx, changed, errors))
+                .collect(),
+        ),
+        serde_json::Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, item) in map {
+                let key = if k.contains('{') {
+                    match r.render_string("<value>", k, ctx) {
+                        Ok(x) => {
+                            *changed |= x != *k;
+                            x
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            k.clone()
+                        }
+                    }
+                } else {
+                    k.clone()
+                };
+                out.insert(key, render_value_rec(r, item, ctx, changed, errors));
+            }
+            serde_json::Value::Object(out)
+        }
+        other => other.clone(),
     }
 }
 
@@ -234,6 +319,15 @@ impl std::fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("search_dirs", &self.search.dirs())
             .finish_non_exhaustive()
+    }
+}
+
+/// Jinja2 turns `\r\n` and lone `\r` in template text into `\n` (its `newline_sequence`).
+fn normalize_newlines(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\r') {
+        s.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        s.into()
     }
 }
 
@@ -277,7 +371,7 @@ impl Renderer {
                 return Ok(None);
             };
             match fs_err::read_to_string(&path) {
-                Ok(s) => Ok(Some(s)),
+                Ok(s) => Ok(Some(normalize_newlines(&s).into_owned())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(minijinja::Error::new(
                     ErrorKind::InvalidOperation,
@@ -375,7 +469,7 @@ impl Renderer {
         }
         let ctx = context_value(ctx)?;
         self.env
-            .render_named_str(name, source, ctx)
+            .render_named_str(name, &normalize_newlines(source), ctx)
             .map_err(|e| self.render_error(name, &e))
     }
 
@@ -403,7 +497,8 @@ impl Renderer {
             return Ok(source);
         }
         let name = abs.to_string_lossy().replace('\\', "/");
-        self.search.offer_root(&name, source);
+        self.search
+            .offer_root(&name, normalize_newlines(&source).into_owned());
         let display = self.display(abs);
         let tmpl = self
             .env

@@ -72,80 +72,130 @@ pub fn int_text(v: &Value) -> String {
 
 /// `json.dumps(value)` with Python's defaults.
 pub fn dumps(v: &Value) -> Result<String, Error> {
+    dumps_with(v, false, None)
+}
+
+/// `json.dumps(value, sort_keys=..., indent=...)` (with an indent, items end in `,` + newline).
+pub fn dumps_with(v: &Value, sort_keys: bool, indent: Option<usize>) -> Result<String, Error> {
     let mut out = String::new();
-    dump_into(v, &mut out)?;
+    Dumper { sort_keys, indent }.dump(v, &mut out, 0)?;
     Ok(out)
 }
 
-fn dump_into(v: &Value, out: &mut String) -> Result<(), Error> {
-    match v.kind() {
-        ValueKind::Undefined => {
-            return Err(Error::new(
-                ErrorKind::UndefinedError,
-                "cannot serialize an undefined value to JSON",
-            ));
-        }
-        ValueKind::None => out.push_str("null"),
-        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
-        ValueKind::Number => {
-            if v.is_integer() {
-                out.push_str(&int_text(v));
-            } else {
-                let f = as_f64(v);
-                if f.is_nan() {
-                    out.push_str("NaN");
-                } else if f.is_infinite() {
-                    out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-                } else {
-                    out.push_str(&float_repr(f));
-                }
-            }
-        }
-        ValueKind::String => json_string(v.as_str().unwrap_or_default(), out),
-        ValueKind::Map => {
-            out.push('{');
-            for (i, key) in v.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                let item = v.get_item(&key)?;
-                match key.kind() {
-                    ValueKind::String => json_string(key.as_str().unwrap_or_default(), out),
-                    ValueKind::Number | ValueKind::Bool | ValueKind::None => {
-                        let mut k = String::new();
-                        dump_into(&key, &mut k)?;
-                        json_string(&k, out);
-                    }
-                    _ => {
-                        return Err(Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!("keys must be str, int, float, bool or None, not {}", key.kind()),
-                        ));
-                    }
-                }
-                out.push_str(": ");
-                dump_into(&item, out)?;
-            }
-            out.push('}');
-        }
-        ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
-            for (i, item) in v.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                dump_into(&item, out)?;
-            }
-            out.push(']');
-        }
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("object of type {} is not JSON serializable", v.kind()),
-            ));
+/// Jinja2's `tojson` filter: sorted keys, optional indent, and `<`, `>`, `&`, `'` escaped as
+/// `\u003c`, `\u003e`, `\u0026`, `\u0027` so the text is safe inside HTML.
+pub fn jinja_tojson(v: &Value, indent: Option<usize>) -> Result<String, Error> {
+    Ok(dumps_with(v, true, indent)?
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027"))
+}
+
+struct Dumper {
+    sort_keys: bool,
+    indent: Option<usize>,
+}
+
+impl Dumper {
+    fn newline(&self, out: &mut String, level: usize) {
+        if let Some(n) = self.indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
         }
     }
-    Ok(())
+
+    fn item_sep(&self) -> &'static str {
+        if self.indent.is_some() { "," } else { ", " }
+    }
+
+    fn dump(&self, v: &Value, out: &mut String, level: usize) -> Result<(), Error> {
+        match v.kind() {
+            ValueKind::Undefined => {
+                return Err(Error::new(
+                    ErrorKind::UndefinedError,
+                    "cannot serialize an undefined value to JSON",
+                ));
+            }
+            ValueKind::None => out.push_str("null"),
+            ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number => {
+                if v.is_integer() {
+                    out.push_str(&int_text(v));
+                } else {
+                    let f = as_f64(v);
+                    if f.is_nan() {
+                        out.push_str("NaN");
+                    } else if f.is_infinite() {
+                        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+                    } else {
+                        out.push_str(&float_repr(f));
+                    }
+                }
+            }
+            ValueKind::String => json_string(v.as_str().unwrap_or_default(), out),
+            ValueKind::Map => {
+                let mut entries: Vec<(String, Value)> = Vec::new();
+                for key in v.try_iter()? {
+                    let item = v.get_item(&key)?;
+                    let k = match key.kind() {
+                        ValueKind::String => key.as_str().unwrap_or_default().to_string(),
+                        ValueKind::Number | ValueKind::Bool | ValueKind::None => dumps(&key)?,
+                        _ => {
+                            return Err(Error::new(
+                                ErrorKind::InvalidOperation,
+                                format!("keys must be str, int, float, bool or None, not {}", key.kind()),
+                            ));
+                        }
+                    };
+                    entries.push((k, item));
+                }
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                if entries.is_empty() {
+                    out.push_str("{}");
+                    return Ok(());
+                }
+                out.push('{');
+                for (i, (k, item)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item_sep());
+                    }
+                    self.newline(out, level + 1);
+                    json_string(k, out);
+                    out.push_str(": ");
+                    self.dump(item, out, level + 1)?;
+                }
+                self.newline(out, level);
+                out.push('}');
+            }
+            ValueKind::Seq | ValueKind::Iterable => {
+                let items: Vec<Value> = v.try_iter()?.collect();
+                if items.is_empty() {
+                    out.push_str("[]");
+                    return Ok(());
+                }
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item_sep());
+                    }
+                    self.newline(out, level + 1);
+                    self.dump(item, out, level + 1)?;
+                }
+                self.newline(out, level);
+                out.push(']');
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("object of type {} is not JSON serializable", v.kind()),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A JSON string literal with `ensure_ascii=True` escaping (lowercase `\uXXXX`, surrogate pairs).
@@ -201,16 +251,22 @@ fn repr_into(v: &Value, out: &mut String) {
             out.push('}');
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
+            let tuple = v.is_tuple();
+            out.push(if tuple { '(' } else { '[' });
+            let mut n = 0;
             if let Ok(items) = v.try_iter() {
                 for (i, item) in items.enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
                     repr_into(&item, out);
+                    n += 1;
                 }
             }
-            out.push(']');
+            if tuple && n == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
         }
         _ => out.push_str(&v.to_string()),
     }
@@ -268,6 +324,19 @@ mod tests {
             r#"{"b": [1, 2.5, null, true], "a": "\u00e9\n\"x\"", "c": {}}"#
         );
         assert_eq!(dumps(&Value::from("😀")).unwrap(), r#""\ud83d\ude00""#);
+    }
+
+    #[test]
+    fn tojson_sorts_indents_and_escapes_like_jinja2() {
+        let v = Value::from_serialize_json(r#"{"b": {"y": 1, "x": []}, "a": "<&>'"}"#);
+        assert_eq!(
+            jinja_tojson(&v, None).unwrap(),
+            r#"{"a": "\u003c\u0026\u003e\u0027", "b": {"x": [], "y": 1}}"#
+        );
+        assert_eq!(
+            jinja_tojson(&v, Some(2)).unwrap(),
+            "{\n  \"a\": \"\\u003c\\u0026\\u003e\\u0027\",\n  \"b\": {\n    \"x\": [],\n    \"y\": 1\n  }\n}"
+        );
     }
 
     #[test]

@@ -203,24 +203,113 @@ fn python_splitlines_count(s: &str) -> usize {
     if line_open { n + 1 } else { n }
 }
 
+/// What PyYAML's implicit resolvers make of a plain scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolvedKind {
+    /// `~`, `null`, `Null`, `NULL` or empty.
+    Null,
+    /// YAML 1.1 booleans (`yes`/`no`/`on`/`off`/`true`/`false`, three spellings each).
+    Bool(bool),
+    /// An integer (binary, octal with leading `0`, hex, sexagesimal, underscores allowed).
+    Int(i128),
+    /// A float (needs a dot, or `.inf`/`.nan`; sexagesimal allowed).
+    Float(f64),
+    /// The merge key `<<`.
+    Merge,
+    /// Another non-string type PyYAML knows (timestamp, `=`, `!`/`&`/`*`).
+    Other,
+    /// A plain string.
+    Str,
+}
+
+static RESOLVERS: LazyLock<[Regex; 8]> = LazyLock::new(|| {
+    [
+        r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+        r"^(?:<<)$",
+        r"^(?:~|null|Null|NULL|)$",
+        r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$",
+        r"^(?:=)$",
+        r"^(?:!|&|\*)$",
+    ]
+    .map(|r| Regex::new(r).unwrap_or_else(|e| panic!("invalid built-in resolver regex {r:?}: {e}")))
+});
+
+/// Types a plain scalar the way PyYAML's safe loader does.
+pub fn resolve_plain(s: &str) -> ResolvedKind {
+    let r = &*RESOLVERS;
+    if r[0].is_match(s) {
+        return ResolvedKind::Bool(matches!(
+            s,
+            "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON"
+        ));
+    }
+    if r[1].is_match(s) {
+        return parse_float(s).map_or(ResolvedKind::Str, ResolvedKind::Float);
+    }
+    if r[2].is_match(s) {
+        return parse_int(s).map_or(ResolvedKind::Other, ResolvedKind::Int);
+    }
+    if r[3].is_match(s) {
+        return ResolvedKind::Merge;
+    }
+    if r[4].is_match(s) {
+        return ResolvedKind::Null;
+    }
+    if r[5].is_match(s) || r[6].is_match(s) || r[7].is_match(s) {
+        return ResolvedKind::Other;
+    }
+    ResolvedKind::Str
+}
+
+fn split_sign(s: &str) -> (bool, &str) {
+    match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    }
+}
+
+fn parse_int(s: &str) -> Option<i128> {
+    let cleaned = s.replace('_', "");
+    let (neg, v) = split_sign(&cleaned);
+    let n = if v == "0" {
+        0
+    } else if let Some(b) = v.strip_prefix("0b") {
+        i128::from_str_radix(b, 2).ok()?
+    } else if let Some(h) = v.strip_prefix("0x") {
+        i128::from_str_radix(h, 16).ok()?
+    } else if v.starts_with('0') {
+        i128::from_str_radix(v, 8).ok()?
+    } else if v.contains(':') {
+        v.split(':')
+            .try_fold(0i128, |acc, d| Some(acc * 60 + d.parse::<i128>().ok()?))?
+    } else {
+        v.parse().ok()?
+    };
+    Some(if neg { -n } else { n })
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    let cleaned = s.replace('_', "").to_lowercase();
+    let (neg, v) = split_sign(&cleaned);
+    let f = if v == ".inf" {
+        f64::INFINITY
+    } else if v == ".nan" {
+        f64::NAN
+    } else if v.contains(':') {
+        v.split(':')
+            .try_fold(0f64, |acc, d| Some(acc * 60.0 + d.parse::<f64>().ok()?))?
+    } else {
+        v.parse().ok()?
+    };
+    Some(if neg { -f } else { f })
+}
+
 /// PyYAML's implicit resolvers: a plain scalar with this text would load as a non-string.
 fn resolves_to_non_str(s: &str) -> bool {
-    static RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-        [
-            r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
-            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
-            r"^(?:<<)$",
-            r"^(?:~|null|Null|NULL|)$",
-            r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$",
-            r"^(?:=)$",
-            r"^(?:!|&|\*)$",
-        ]
-        .iter()
-        .map(|r| Regex::new(r).unwrap_or_else(|e| panic!("invalid built-in resolver regex {r:?}: {e}")))
-        .collect()
-    });
-    RES.iter().any(|r| r.is_match(s))
+    resolve_plain(s) != ResolvedKind::Str
 }
 
 #[allow(clippy::struct_excessive_bools)]

@@ -503,3 +503,103 @@ fn indent_filter_behaves_like_jinja2() {
         "  a\n  b|a\n>\n>b"
     );
 }
+
+#[test]
+fn jinja2_text_filters_missing_from_minijinja_are_provided() {
+    assert_eq!(r("[{{ 'ab' | center(7) }}]"), "[   ab  ]");
+    assert_eq!(
+        r(
+            "{{ 'hello world foo bar' | truncate(11) }}|{{ 'hello world' | truncate(8, true, '!', leeway=0) }}"
+        ),
+        "hello...|hello w!"
+    );
+    assert_eq!(
+        r("{{ 'a b/c' | urlencode }} {{ {'k': 'a b', 'x': '&'} | urlencode }}"),
+        "a%20b/c k=a+b&x=%26"
+    );
+    assert_eq!(
+        r("{{ 'one two, three_3' | wordcount }} {{ '<b>x</b>' | striptags }} {{ 1000 | filesizeformat }}"),
+        "3 x 1.0 kB"
+    );
+    assert_eq!(r("{{ 'aaa bbb ccc' | wordwrap(7) }}"), "aaa bbb\nccc");
+}
+
+#[test]
+fn render_value_renders_strings_and_keys_and_reports_changes() {
+    let e = engine(Path::new("/x"));
+    let ctx = json!({"target": {"name": "prod"}, "args": {"n": 2}});
+    let v = json!({"name": "{{ target.name }}", "static": "x", "list": ["{{ args.n }}", 1], "{{ target.name }}-key": {"deep": "{{ args.n * 2 }}"}});
+    let (out, changed) = e.render_value(&v, &ctx).unwrap();
+    assert!(changed);
+    assert_eq!(
+        out,
+        json!({"name": "prod", "static": "x", "list": ["2", 1], "prod-key": {"deep": "4"}})
+    );
+    let (_, changed) = e
+        .render_value(
+            &json!({"a": "plain", "b": "{{ 'same' if false else '{x}' }}"}),
+            &ctx,
+        )
+        .unwrap();
+    assert!(changed);
+    let (_, changed) = e.render_value(&json!({"a": "plain"}), &ctx).unwrap();
+    assert!(!changed);
+    let err = e
+        .render_value(&json!({"a": "{{ nope }}", "b": "{{ nope2 }}"}), &ctx)
+        .unwrap_err();
+    assert!(
+        matches!(&err, TemplateError::Directory { errors, .. } if errors.len() == 2),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_in_imported_macros_and_loaded_templates_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "lib/macros.j2",
+        "{% macro m() %}\n{{ args.nope }}\n{% endmacro %}",
+    );
+    write(root, "lib/loaded.j2", "a\nb\n{{ args.gone }}");
+    let main = write(
+        root,
+        "main.yaml",
+        "{% import 'lib/macros.j2' as mac %}\n{{ mac.m() }}",
+    );
+    let e = engine(root);
+    let msg = e
+        .render_file(&main, &[root.to_path_buf()], &json!({"args": {}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("\"lib/macros.j2\" line 2") && msg.contains("args.nope"),
+        "{msg}"
+    );
+    let main = write(root, "main2.yaml", "x\n{{ load_template('lib/loaded.j2') }}");
+    let msg = e
+        .render_file(&main, &[root.to_path_buf()], &json!({"args": {}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("\"lib/loaded.j2\" line 3")
+            && msg.contains("\"main2.yaml\" line 2")
+            && msg.contains("args.gone"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn crlf_line_ends_become_lf_in_rendered_templates_only() {
+    assert_eq!(r("a: {{ 1 }}\r\nb\rc\r\n\r\n"), "a: 1\nb\nc\n");
+    assert_eq!(r("plain\r\n"), "plain\r\n");
+}
+
+#[test]
+fn tuples_print_like_python_tuples() {
+    assert_eq!(
+        r("{{ args.d.items() | list }} {{ (1,) }} {{ (1, 'x') }}"),
+        "[('b', 1), ('a', 'x')] (1,) (1, 'x')"
+    );
+}
