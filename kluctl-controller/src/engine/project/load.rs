@@ -24,7 +24,6 @@ use super::config::{
     self, ConfigError, DeploymentItemConfig, DeploymentProjectConfig, KluctlProjectConfig, Target,
 };
 use super::inclusion::default_tag;
-use super::render_struct::render_strings;
 use super::vars::{VarsError, VarsLoader};
 use crate::engine::template::{TemplateEngine, TemplateError};
 use crate::engine::values;
@@ -232,7 +231,7 @@ fn render_target(
     for _ in 0..10 {
         let vars = build_vars(config, &target, external_args)?;
         let raw = serde_json::to_value(&target).unwrap_or(Value::Null);
-        match render_strings(engine, &raw, &vars, &format!("{file}: targets[{index}]")) {
+        match engine.render_value(&format!("{file}: targets[{index}]"), &raw, &vars) {
             Ok((rendered, changed)) => {
                 target = serde_json::from_value(rendered).map_err(|e| LoadError::Item {
                     file: file.to_owned(),

@@ -8,12 +8,10 @@
 //! inclusion      -I/-E tags and deployment dirs
 //! load           targets, root vars, deployment tree → items in deployment order
 //! vars           vars sources (values, file, systemEnvVars, cluster*)
-//! render_struct  Jinja2 over every string of a config value
 //! ```
 
 pub mod args;
 pub mod config;
 pub mod inclusion;
 pub mod load;
-pub mod render_struct;
 pub mod vars;

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::config::{ClusterConfigMapOrSecret, ClusterObject, VarsSource, VarsSourceKind};
-use super::render_struct::render_strings;
 use crate::engine::template::{TemplateEngine, TemplateError};
 use crate::engine::values;
 
@@ -142,7 +141,10 @@ impl<'a> VarsLoader<'a> {
             source: Box::new(source),
         };
         let raw = serde_json::to_value(source_in).unwrap_or(Value::Null);
-        let (rendered, _) = render_strings(self.engine, &raw, vars, field).map_err(template_err)?;
+        let (rendered, _) = self
+            .engine
+            .render_value(field, &raw, vars)
+            .map_err(template_err)?;
         let source: VarsSource = serde_json::from_value(rendered).map_err(|e| VarsError::Load {
             file: file.to_owned(),
             field: field.to_owned(),

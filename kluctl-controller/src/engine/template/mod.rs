@@ -220,21 +220,26 @@ impl TemplateEngine {
     /// Renders every string (map values, map keys and list items, recursively) of `value` that
     /// contains `{`, like Kluctl renders targets and vars-source definitions (no search dirs).
     /// Returns the rendered value and whether any string changed; all failures are reported
-    /// together.
+    /// together. `name` names the value in errors; each string is named by its field path
+    /// below it (e.g. `.kluctl.yaml: targets[0].context`).
+    ///
+    /// # Errors
+    /// [`TemplateError::Directory`] with one error per string that failed.
     pub fn render_value(
         &self,
+        name: &str,
         value: &serde_json::Value,
         ctx: &serde_json::Value,
     ) -> Result<(serde_json::Value, bool), TemplateError> {
         let renderer = self.renderer(&[]);
         let mut errors = Vec::new();
         let mut changed = false;
-        let out = render_value_rec(&renderer, value, ctx, &mut changed, &mut errors);
+        let out = render_value_rec(&renderer, name, value, ctx, &mut changed, &mut errors);
         if errors.is_empty() {
             Ok((out, changed))
         } else {
             Err(TemplateError::Directory {
-                dir: "<value>".into(),
+                dir: name.into(),
                 errors,
             })
         }
@@ -252,54 +257,55 @@ impl TemplateEngine {
     }
 }
 
+/// Renders one string of a value, recording a change or the error.
+fn render_one(
+    r: &Renderer,
+    s: &str,
+    name: &str,
+    ctx: &serde_json::Value,
+    changed: &mut bool,
+    errors: &mut Vec<TemplateError>,
+) -> String {
+    if !s.contains('{') {
+        return s.to_string();
+    }
+    match r.render_string(name, s, ctx) {
+        Ok(out) => {
+            *changed |= out != s;
+            out
+        }
+        Err(e) => {
+            errors.push(e);
+            s.to_string()
+        }
+    }
+}
+
 fn render_value_rec(
     r: &Renderer,
+    name: &str,
     v: &serde_json::Value,
     ctx: &serde_json::Value,
     changed: &mut bool,
     errors: &mut Vec<TemplateError>,
 ) -> serde_json::Value {
-    let mut render_str = |s: &str| -> String {
-        if !s.contains('{') {
-            return s.to_string();
-        }
-        match r.render_string("<value>", s, ctx) {
-            Ok(out) => {
-                *changed |= out != s;
-                out
-            }
-            Err(e) => {
-                errors.push(e);
-                s.to_string()
-            }
-        }
-    };
     match v {
-        serde_json::Value::String(s) => serde_json::Value::String(render_str(s)),
+        serde_json::Value::String(s) => {
+            serde_json::Value::String(render_one(r, s, name, ctx, changed, errors))
+        }
         serde_json::Value::Array(items) => serde_json::Value::Array(
             items
                 .iter()
-                .map(|i| render_value_rec(r, i, ctx, changed, errors))
+                .enumerate()
+                .map(|(i, item)| render_value_rec(r, &format!("{name}[{i}]"), item, ctx, changed, errors))
                 .collect(),
         ),
         serde_json::Value::Object(map) => {
             let mut out = serde_json::Map::new();
             for (k, item) in map {
-                let key = if k.contains('{') {
-                    match r.render_string("<value>", k, ctx) {
-                        Ok(x) => {
-                            *changed |= x != *k;
-                            x
-                        }
-                        Err(e) => {
-                            errors.push(e);
-                            k.clone()
-                        }
-                    }
-                } else {
-                    k.clone()
-                };
-                out.insert(key, render_value_rec(r, item, ctx, changed, errors));
+                let key = render_one(r, k, &format!("{name} (key '{k}')"), ctx, changed, errors);
+                let child = render_value_rec(r, &format!("{name}.{k}"), item, ctx, changed, errors);
+                out.insert(key, child);
             }
             serde_json::Value::Object(out)
         }

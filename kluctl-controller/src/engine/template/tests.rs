@@ -16,6 +16,8 @@ fn render(src: &str, ctx: &serde_json::Value) -> Result<String, TemplateError> {
     engine(Path::new("/nonexistent")).render_string("inline", src, ctx)
 }
 
+/// Renders with a context whose map `args.d` is written `b` before `a`: context data reaches
+/// templates with sorted keys, as in Kluctl, where vars travel from Go maps through JSON.
 fn r(src: &str) -> String {
     render(
         src,
@@ -103,7 +105,7 @@ fn syntax_errors_name_file_and_line() {
 fn values_print_like_python() {
     assert_eq!(
         r("{{ args.d }} {{ args.list }} {{ none }} {{ true }} {{ 1.0 }} {{ 1e16 }}"),
-        "{'b': 1, 'a': 'x'} [1, 2, 3] None True 1.0 1e+16"
+        "{'a': 'x', 'b': 1} [1, 2, 3] None True 1.0 1e+16"
     );
 }
 
@@ -121,7 +123,7 @@ fn loop_controls_are_enabled() {
 fn python_methods_work() {
     assert_eq!(
         r("{% for k, v in args.d.items() %}{{ k }}={{ v }};{% endfor %}"),
-        "b=1;a=x;"
+        "a=x;b=1;"
     );
     assert_eq!(
         r("{{ args.name.upper() }} {{ 'a,b'.split(',') }} {{ args.d.get('zz', 'dflt') }}"),
@@ -137,11 +139,13 @@ fn b64_filters_round_trip() {
 
 #[test]
 fn to_json_and_to_yaml_filters_match_python() {
-    assert_eq!(r("{{ args.d | to_json }}"), r#"{"b": 1, "a": "x"}"#);
+    assert_eq!(r("{{ args.d | to_json }}"), r#"{"a": "x", "b": 1}"#);
     assert_eq!(
         r("{{ args | to_yaml }}"),
-        "name: web\nn: 3\nlist:\n- 1\n- 2\n- 3\nd:\n  b: 1\n  a: x\n"
+        "d:\n  a: x\n  b: 1\nlist:\n- 1\n- 2\n- 3\nn: 3\nname: web\n"
     );
+    // Dicts made inside templates keep their insertion order, as Python's do.
+    assert_eq!(r("{{ {'b': 1, 'a': 2} | to_json }}"), r#"{"b": 1, "a": 2}"#);
 }
 
 #[test]
@@ -190,7 +194,7 @@ fn merge_dict_deep_merges_without_touching_inputs() {
         r(
             "{% set m = merge_dict(args.d, {'a': {'z': 1}, 'c': 2}) %}{{ m | to_json }} {{ args.d | to_json }}"
         ),
-        r#"{"b": 1, "a": {"z": 1}, "c": 2} {"b": 1, "a": "x"}"#
+        r#"{"a": {"z": 1}, "b": 1, "c": 2} {"a": "x", "b": 1}"#
     );
 }
 
@@ -529,7 +533,7 @@ fn render_value_renders_strings_and_keys_and_reports_changes() {
     let e = engine(Path::new("/x"));
     let ctx = json!({"target": {"name": "prod"}, "args": {"n": 2}});
     let v = json!({"name": "{{ target.name }}", "static": "x", "list": ["{{ args.n }}", 1], "{{ target.name }}-key": {"deep": "{{ args.n * 2 }}"}});
-    let (out, changed) = e.render_value(&v, &ctx).unwrap();
+    let (out, changed) = e.render_value("v", &v, &ctx).unwrap();
     assert!(changed);
     assert_eq!(
         out,
@@ -537,19 +541,24 @@ fn render_value_renders_strings_and_keys_and_reports_changes() {
     );
     let (_, changed) = e
         .render_value(
+            "v",
             &json!({"a": "plain", "b": "{{ 'same' if false else '{x}' }}"}),
             &ctx,
         )
         .unwrap();
     assert!(changed);
-    let (_, changed) = e.render_value(&json!({"a": "plain"}), &ctx).unwrap();
+    let (_, changed) = e.render_value("v", &json!({"a": "plain"}), &ctx).unwrap();
     assert!(!changed);
     let err = e
-        .render_value(&json!({"a": "{{ nope }}", "b": "{{ nope2 }}"}), &ctx)
+        .render_value("v", &json!({"a": "{{ nope }}", "b": "{{ nope2 }}"}), &ctx)
         .unwrap_err();
     assert!(
         matches!(&err, TemplateError::Directory { errors, .. } if errors.len() == 2),
         "{err}"
+    );
+    assert!(
+        err.to_string().contains("\"v.b\""),
+        "errors name the field path: {err}"
     );
 }
 
@@ -600,6 +609,6 @@ fn crlf_line_ends_become_lf_in_rendered_templates_only() {
 fn tuples_print_like_python_tuples() {
     assert_eq!(
         r("{{ args.d.items() | list }} {{ (1,) }} {{ (1, 'x') }}"),
-        "[('b', 1), ('a', 'x')] (1,) (1, 'x')"
+        "[('a', 'x'), ('b', 1)] (1,) (1, 'x')"
     );
 }
