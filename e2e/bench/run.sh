@@ -7,6 +7,8 @@
 #   B2  reconcile with the remote ref unchanged (resolve only)  vs  git ls-remote     wall <= 1.2x
 #   B5  artifact server, 10 KB and 1 MB files, wrk -t2 -c50 -d10s vs nginx   >= 80% req/s at 10 KB,
 #         equal bytes/s at 1 MB
+#   B3  kluctl render of a generated 50-item / 1,000-object Jinja2 project (offline)
+#         vs Python Jinja2 3.1 + kustomize build per item (b3.py)                  >= 10x faster
 #
 # Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
 # servers run (started here if none was, and then stopped at the end); generate the B1 repo
@@ -16,7 +18,7 @@
 # command failing, a wrong artifact, a server answering badly) exits non-zero.
 #
 # Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
-#      BENCH_ONLY=B1,B2,B5 (subset), BENCH_WORK (scratch dir, default a new temp dir).
+#      BENCH_ONLY=B1,B2,B3,B5 (subset), BENCH_WORK (scratch dir, default a new temp dir).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -144,9 +146,22 @@ else
 fi
 
 URL=$HTTP_URL/$REPO_NAME.git
-log "running benchmarks ${BENCH_ONLY:-B1,B2,B5} against $URL (scratch: $WORK, $(stat -f -c %T "$WORK"))"
-python3 "$HERE/bench.py" --url "$URL" --reconcile-core "$BIN/reconcile_core" --serve-dir "$BIN/serve_dir" \
-  --nginx /usr/sbin/nginx --work "$WORK" --only "${BENCH_ONLY:-B1,B2,B5}"
+ONLY=${BENCH_ONLY:-B1,B2,B3,B5}
+SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i b3 | paste -sd, - || true)
+if [ -n "$SOURCE_ONLY" ]; then
+  log "running benchmarks $SOURCE_ONLY against $URL (scratch: $WORK, $(stat -f -c %T "$WORK"))"
+  python3 "$HERE/bench.py" --url "$URL" --reconcile-core "$BIN/reconcile_core" --serve-dir "$BIN/serve_dir" \
+    --nginx /usr/sbin/nginx --work "$WORK" --only "$SOURCE_ONLY"
+fi
+if grep -q -i -w b3 <<<"${ONLY//,/ }"; then
+  log "B3: building kluctl and the render_core example (release); Python Jinja2 venv and kustomize from servers.sh install"
+  "$SERVERS" install >/dev/null || die "servers.sh install failed"
+  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl --example render_core) \
+    || die "cargo build --release of kluctl failed"
+  KG=${KG_CACHE:-$HOME/.cache/kluctl-gitops}
+  python3 "$HERE/b3.py" --kluctl "$TARGET_DIR/release/kluctl" --render-core "$BIN/render_core" \
+    --kustomize "$KG/tools/bin/kustomize" --python "$KG/venv-jinja/bin/python" --work "$WORK"
+fi
 echo
 echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"
 echo "machine: $(nproc) cores, $(uname -m), $(git --version), $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
