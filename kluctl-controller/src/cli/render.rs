@@ -25,9 +25,9 @@ use crate::engine::render::namespaces::ScopeLookup;
 use crate::engine::target::{self, RenderedTarget, TargetOptions};
 use crate::engine::template::{PlaceholderImages, TemplateEngine};
 
-/// `kluctl render`.
+/// The flags of every command that renders a target.
 #[derive(Args, Debug, Clone, Default)]
-pub struct RenderCmd {
+pub struct RenderFlags {
     #[command(flatten)]
     project: ProjectFlags,
     #[command(flatten)]
@@ -42,6 +42,13 @@ pub struct RenderCmd {
     render_output: RenderOutputFlags,
     #[command(flatten)]
     offline: OfflineFlags,
+}
+
+/// `kluctl render`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RenderCmd {
+    #[command(flatten)]
+    flags: RenderFlags,
     /// Write all rendered manifests to stdout.
     #[arg(long = "print-all")]
     print_all: bool,
@@ -51,19 +58,7 @@ pub struct RenderCmd {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ListImagesCmd {
     #[command(flatten)]
-    project: ProjectFlags,
-    #[command(flatten)]
-    target: TargetFlags,
-    #[command(flatten)]
-    args: ArgsFlags,
-    #[command(flatten)]
-    images: ImageFlags,
-    #[command(flatten)]
-    inclusion: InclusionFlags,
-    #[command(flatten)]
-    render_output: RenderOutputFlags,
-    #[command(flatten)]
-    offline: OfflineFlags,
+    flags: RenderFlags,
     #[command(flatten)]
     output: OutputFlags,
     /// Output a simplified version of the images list.
@@ -83,17 +78,6 @@ pub struct ListTargetsCmd {
     /// Only output the target names, one per line.
     #[arg(long = "only-names")]
     only_names: bool,
-}
-
-/// Everything the render commands share.
-struct Common<'a> {
-    project: &'a ProjectFlags,
-    target: &'a TargetFlags,
-    args: &'a ArgsFlags,
-    images: &'a ImageFlags,
-    inclusion: &'a InclusionFlags,
-    render_output: &'a RenderOutputFlags,
-    offline: &'a OfflineFlags,
 }
 
 fn project_dir(flags: &ProjectFlags) -> anyhow::Result<PathBuf> {
@@ -141,7 +125,7 @@ fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
 
 /// Renders the selected target; the render dir is `--render-output-dir` or a temporary dir
 /// that lives as long as the returned guard.
-fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
+fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
     let (render_dir, guard) = if let Some(d) = &c.render_output.render_output_dir {
         fs_err::create_dir_all(d)?;
         (d.clone(), None)
@@ -149,8 +133,8 @@ fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::Te
         let t = tempfile::Builder::new().prefix("rendered-").tempdir()?;
         (t.path().to_path_buf(), Some(t))
     };
-    let project_dir = project_dir(c.project)?;
-    let external_args = external_args(c.args)?;
+    let project_dir = project_dir(&c.project)?;
+    let external_args = external_args(&c.args)?;
     let cluster = if c.offline.offline_kubernetes {
         None
     } else {
@@ -190,7 +174,7 @@ fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::Te
             &c.inclusion.include_deployment_dir,
             &c.inclusion.exclude_deployment_dir,
         )?,
-        fixed_images: fixed_images(c.images)?,
+        fixed_images: fixed_images(&c.images)?,
         render_dir,
         kustomizer: Kustomizer::default(),
         helm: Helm::default(),
@@ -213,16 +197,7 @@ fn render(c: &Common<'_>) -> anyhow::Result<(RenderedTarget, Option<tempfile::Te
 /// # Errors
 /// Any load or render error, with its chain.
 pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
-    let common = Common {
-        project: &cmd.project,
-        target: &cmd.target,
-        args: &cmd.args,
-        images: &cmd.images,
-        inclusion: &cmd.inclusion,
-        render_output: &cmd.render_output,
-        offline: &cmd.offline,
-    };
-    let (rendered, guard) = render(&common)?;
+    let (rendered, guard) = render(&cmd.flags)?;
     if cmd.print_all {
         let objects: Vec<Value> = rendered.objects().map(sorted).collect();
         let mut out = std::io::stdout().lock();
@@ -231,7 +206,7 @@ pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
     } else {
         let dir = guard
             .map(tempfile::TempDir::keep)
-            .or_else(|| cmd.render_output.render_output_dir.clone())
+            .or_else(|| cmd.flags.render_output.render_output_dir.clone())
             .unwrap_or_default();
         eprintln!("Rendered into {}", dir.display());
     }
@@ -243,16 +218,7 @@ pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
 /// # Errors
 /// Any load or render error.
 pub fn run_list_images(cmd: &ListImagesCmd) -> anyhow::Result<()> {
-    let common = Common {
-        project: &cmd.project,
-        target: &cmd.target,
-        args: &cmd.args,
-        images: &cmd.images,
-        inclusion: &cmd.inclusion,
-        render_output: &cmd.render_output,
-        offline: &cmd.offline,
-    };
-    let (rendered, _guard) = render(&common)?;
+    let (rendered, _guard) = render(&cmd.flags)?;
     let images = rendered.images.seen(cmd.simple);
     let result = serde_json::json!({ "images": images });
     write_output(&cmd.output.output, &sorted(&result))

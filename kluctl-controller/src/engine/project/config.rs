@@ -125,70 +125,20 @@ pub struct ServiceAccountRef {
     pub namespace: String,
 }
 
-/// A fixed image: what `images.get_image(image)` returns when this entry matches.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FixedImage {
-    /// The image name as passed to `get_image` (exact match).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// A regular expression matched against the image name instead of `image`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_regex: Option<String>,
-    /// The image to return.
-    pub result_image: String,
-    /// The image currently deployed (recorded by Kluctl in results; informational).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployed_image: Option<String>,
-    /// Only for this namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Only for this object (`Kind/name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<FixedImageObject>,
-    /// Only for this deployment (`Kind/name` of the workload).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<String>,
-    /// Only for this container name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// Tags of the deployment item (informational).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deploy_tags: Vec<String>,
-    /// Only for this deployment item dir.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_dir: Option<String>,
-}
+/// A fixed image: what `images.get_image(image)` returns when an entry matches. The same type
+/// as `KluctlDeployment.spec.images`, so CLI, project and controller images are one thing.
+pub use gitops_api::kluctl::v1beta1::{FixedImage, ObjectRef};
 
-impl FixedImage {
-    /// Checks Kluctl's rule: exactly one of `image` and `imageRegex`.
-    ///
-    /// # Errors
-    /// A message in Kluctl's words.
-    pub fn check(&self) -> Result<(), &'static str> {
-        match (&self.image, &self.image_regex) {
-            (None, None) => Err("one of image or imageRegex must be set"),
-            (Some(_), Some(_)) => Err("only one of image or imageRegex can be set"),
-            _ => Ok(()),
-        }
+/// Checks Kluctl's rule for a fixed image: exactly one of `image` and `imageRegex`.
+///
+/// # Errors
+/// A message in Kluctl's words.
+pub fn check_fixed_image(image: &FixedImage) -> Result<(), &'static str> {
+    match (&image.image, &image.image_regex) {
+        (None, None) => Err("one of image or imageRegex must be set"),
+        (Some(_), Some(_)) => Err("only one of image or imageRegex can be set"),
+        _ => Ok(()),
     }
-}
-
-/// The object a [`FixedImage`] is limited to.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FixedImageObject {
-    /// API group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// Kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Name.
-    pub name: String,
-    /// Namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 /// `deployment.yaml`.
@@ -740,9 +690,7 @@ pub fn parse_kluctl_project(text: &str, file: &str) -> Result<KluctlProjectConfi
     }
     for (i, t) in config.targets.iter().enumerate() {
         for (j, image) in t.images.iter().enumerate() {
-            image
-                .check()
-                .map_err(|m| invalid(file, format!("targets[{i}].images[{j}]"), m))?;
+            check_fixed_image(image).map_err(|m| invalid(file, format!("targets[{i}].images[{j}]"), m))?;
         }
     }
     check_arg_definitions(&config.args, file)?;

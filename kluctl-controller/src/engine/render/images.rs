@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use super::postprocess::ItemMetadata;
-use crate::engine::project::config::{FixedImage, FixedImageObject};
+use crate::engine::project::config::{FixedImage, ObjectRef};
 
 const BEGIN: &str = "XXXXXbegin_get_image_";
 const END: &str = "_end_get_imageXXXXX";
@@ -115,10 +115,10 @@ impl Images {
         let kind = str_at(object, "/kind");
         let name = str_at(object, "/metadata/name");
         let namespace = str_at(object, "/metadata/namespace");
-        let group = str_at(object, "/apiVersion")
-            .rsplit_once('/')
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default();
+        let (group, version) = match str_at(object, "/apiVersion").rsplit_once('/') {
+            Some((g, v)) => (g.to_owned(), v.to_owned()),
+            None => (String::new(), str_at(object, "/apiVersion")),
+        };
         let deployment = format!("{kind}/{name}");
         let mut found = Vec::new();
         collect(object, &mut Vec::new(), "", &mut found);
@@ -142,11 +142,12 @@ impl Images {
                 self.record(FixedImage {
                     image: Some(image.clone()),
                     namespace: Some(namespace.clone()),
-                    object: Some(FixedImageObject {
-                        group: Some(group.clone()),
-                        kind: Some(kind.clone()),
+                    object: Some(ObjectRef {
+                        group: group.clone(),
+                        version: version.clone(),
+                        kind: kind.clone(),
                         name: name.clone(),
-                        namespace: Some(namespace.clone()),
+                        namespace: namespace.clone(),
                     }),
                     deployment: Some(deployment.clone()),
                     container: Some(container.clone()),
