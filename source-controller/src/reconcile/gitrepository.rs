@@ -26,7 +26,7 @@ use gitops_api::constants::{
 use gitops_api::meta::{Artifact, Time};
 use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -289,7 +289,7 @@ async fn run_steps(
     let url = obj.spec.url.clone();
     let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
 
-    check_storage(obj, ctx, status, conds).await;
+    super::check_storage(ctx, &obj.object_ref(&()), KIND_DIR, &mut status.artifact, conds).await;
 
     // Credentials.
     let auth = match load_auth(obj, ctx, &url).await {
@@ -380,74 +380,6 @@ async fn run_steps(
     }
 }
 
-/// GC, then re-verify the recorded artifact; a missing or altered file is dropped from status so
-/// the next steps rebuild it.
-async fn check_storage(
-    obj: &GitRepository,
-    ctx: &Context,
-    status: &mut GitRepositoryStatus,
-    conds: &mut Conditions,
-) {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let current_file = status
-        .artifact
-        .as_ref()
-        .and_then(|a| a.path.rsplit('/').next().map(str::to_string));
-    let settings = ctx.settings.clone();
-    // Like Flux, collect only around a current artifact: without one there is nothing to keep.
-    let gc = current_file.as_deref().map(|current| {
-        ctx.storage.gc(
-            KIND_DIR,
-            &ns,
-            &name,
-            current,
-            settings.retention_ttl,
-            settings.retention_records,
-        )
-    });
-    match gc {
-        Some(Ok(report)) if !report.deleted.is_empty() => {
-            let msg = format!("garbage collected {} artifacts", report.deleted.len());
-            ctx.events
-                .emit(
-                    &obj.object_ref(&()),
-                    Severity::Trace,
-                    reasons::GARBAGE_COLLECTION_SUCCEEDED,
-                    &msg,
-                    BTreeMap::new(),
-                )
-                .await;
-        }
-        Some(Ok(_)) | None => {}
-        Some(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
-    }
-    if let Some(artifact) = status.artifact.clone() {
-        let verified = ctx.storage.verify(&artifact).is_ok_and(|v| v.is_verified());
-        if verified {
-            // The advertised address may have changed since the artifact was stored.
-            if let Some(a) = status.artifact.as_mut() {
-                a.url = ctx.storage.url(&a.path);
-            }
-        } else {
-            let _ = ctx.storage.remove(&artifact.path);
-            status.artifact = None;
-            conds.artifact_lost("building artifact: disappeared from storage");
-            ctx.events
-                .emit(
-                    &obj.object_ref(&()),
-                    Severity::Error,
-                    reasons::ARTIFACT_VERIFICATION_FAILED,
-                    &format!(
-                        "stored artifact '{}' is missing or does not match its digest; rebuilding",
-                        artifact.path
-                    ),
-                    BTreeMap::new(),
-                )
-                .await;
-        }
-    }
-}
-
 /// A storage-side failure as an outcome.
 fn storage_failure(reason: &'static str, message: String) -> Box<Outcome> {
     Box::new(Outcome::Failed {
@@ -532,26 +464,13 @@ async fn read_secret(
     ns: &str,
     name: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, Outcome> {
-    match secrets.get(name).await {
-        Ok(s) => Ok(s
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()),
-        Err(e) => Err(Outcome::Failed {
+    super::read_secret(secrets, ns, name)
+        .await
+        .map_err(|message| Outcome::Failed {
             kind: FailureKind::Fetch,
             reason: reasons::AUTHENTICATION_FAILED,
-            message: format!("failed to get secret '{ns}/{name}': {}", kube_error_text(&e)),
-        }),
-    }
-}
-
-fn kube_error_text(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
-    }
+            message,
+        })
 }
 
 /// Flux accepts `http`, `https` and `ssh` URLs (no SCP-like `user@host:path`).
@@ -569,28 +488,14 @@ fn check_url(url: &str) -> Result<(), &'static str> {
 }
 
 async fn patch_status(ctx: &Context, obj: &GitRepository, status: &GitRepositoryStatus) -> Result<(), Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut body = serde_json::to_value(status).unwrap_or_default();
-    // A merge patch keeps fields it does not mention: clear the artifact explicitly when it is gone.
-    if status.artifact.is_none()
-        && let Some(m) = body.as_object_mut()
-    {
-        m.insert("artifact".into(), serde_json::Value::Null);
-    }
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": body })),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| Error::Kube {
-        action: "patch status",
-        namespace: ns,
-        name: obj.name_any(),
-        source: Box::new(source),
-    })
+    super::patch_status(&ctx.client, obj, status, status.artifact.is_none())
+        .await
+        .map_err(|source| Error::Kube {
+            action: "patch status",
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            source: Box::new(source),
+        })
 }
 
 #[cfg(test)]

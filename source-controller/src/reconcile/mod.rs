@@ -5,15 +5,25 @@
 //! ```text
 //!  watch ──► guard (generation / requestedAt unchanged and not due? skip)
 //!        ──► gitrepository::reconcile: resolve → fetch → package → store → status
+//!        ──► bucket::reconcile:        index → fetch → package → store → status
 //!        ──► Action::requeue(jittered interval | backoff)
 //! ```
 
+pub mod bucket;
 pub mod gitrepository;
 
-use crate::events::Events;
+use crate::events::{Events, Severity};
 use crate::metrics::Metrics;
+use crate::status::Conditions;
 use crate::storage::Storage;
-use std::collections::HashMap;
+use gitops_api::conditions::reasons;
+use gitops_api::meta::Artifact;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -153,6 +163,127 @@ impl Context {
     pub fn jittered(&self, interval: Duration) -> Duration {
         jitter(interval, self.settings.jitter_percent, rand_fraction())
     }
+}
+
+/// GC around the recorded artifact, then re-verify it; a missing or altered file is dropped from
+/// `artifact` (and reported) so the next steps rebuild it. A still-valid artifact gets the current
+/// advertised URL.
+pub(crate) async fn check_storage(
+    ctx: &Context,
+    obj_ref: &ObjectReference,
+    kind_dir: &str,
+    artifact: &mut Option<Artifact>,
+    conds: &mut Conditions,
+) {
+    let ns = obj_ref.namespace.clone().unwrap_or_default();
+    let name = obj_ref.name.clone().unwrap_or_default();
+    let current_file = artifact
+        .as_ref()
+        .and_then(|a| a.path.rsplit('/').next().map(str::to_string));
+    let settings = ctx.settings.clone();
+    // Like Flux, collect only around a current artifact: without one there is nothing to keep.
+    let gc = current_file.as_deref().map(|current| {
+        ctx.storage.gc(
+            kind_dir,
+            &ns,
+            &name,
+            current,
+            settings.retention_ttl,
+            settings.retention_records,
+        )
+    });
+    match gc {
+        Some(Ok(report)) if !report.deleted.is_empty() => {
+            let msg = format!("garbage collected {} artifacts", report.deleted.len());
+            ctx.events
+                .emit(
+                    obj_ref,
+                    Severity::Trace,
+                    reasons::GARBAGE_COLLECTION_SUCCEEDED,
+                    &msg,
+                    BTreeMap::new(),
+                )
+                .await;
+        }
+        Some(Ok(_)) | None => {}
+        Some(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+    }
+    if let Some(stored) = artifact.clone() {
+        let verified = ctx.storage.verify(&stored).is_ok_and(|v| v.is_verified());
+        if verified {
+            // The advertised address may have changed since the artifact was stored.
+            if let Some(a) = artifact.as_mut() {
+                a.url = ctx.storage.url(&a.path);
+            }
+        } else {
+            let _ = ctx.storage.remove(&stored.path);
+            *artifact = None;
+            conds.artifact_lost("building artifact: disappeared from storage");
+            ctx.events
+                .emit(
+                    obj_ref,
+                    Severity::Error,
+                    reasons::ARTIFACT_VERIFICATION_FAILED,
+                    &format!(
+                        "stored artifact '{}' is missing or does not match its digest; rebuilding",
+                        stored.path
+                    ),
+                    BTreeMap::new(),
+                )
+                .await;
+        }
+    }
+}
+
+/// The data of Secret `ns/name`; the error is a status message naming the Secret.
+pub(crate) async fn read_secret(
+    secrets: &Api<Secret>,
+    ns: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    match secrets.get(name).await {
+        Ok(s) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()),
+        Err(e) => {
+            let text = match &e {
+                kube::Error::Api(s) => s.message.clone(),
+                other => other.to_string(),
+            };
+            Err(format!("failed to get secret '{ns}/{name}': {text}"))
+        }
+    }
+}
+
+/// Writes `status` with one merge patch; `clear_artifact` nulls `status.artifact` explicitly (a
+/// merge patch keeps fields it does not mention).
+pub(crate) async fn patch_status<K, S>(
+    client: &kube::Client,
+    obj: &K,
+    status: &S,
+    clear_artifact: bool,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+    S: serde::Serialize,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    if clear_artifact && let Some(m) = body.as_object_mut() {
+        m.insert("artifact".into(), serde_json::Value::Null);
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": body })),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `min * 2^(failures-1)`, capped at `max`.
