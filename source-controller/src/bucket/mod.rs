@@ -239,12 +239,13 @@ async fn download_one(client: &BucketClient, key: &str, dir: &Path) -> Result<Op
 
 /// Maps an `object_store` error to ours: 404 on the bucket → not found, 401/403 → denied.
 fn classify(client: &BucketClient, action: &str, e: &object_store::Error) -> BucketError {
-    let text = client.scrub(&client::error_text(e));
+    let raw = client::error_text(e);
+    let text = client.scrub(&server_answer(&raw));
     let bucket = client.bucket.clone();
-    let status = http_status(&text);
+    let status = http_status(&raw);
     let missing_bucket = ["NoSuchBucket", "ContainerNotFound"]
         .iter()
-        .any(|c| text.contains(c));
+        .any(|c| raw.contains(c));
     match e {
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
             BucketError::Denied {
@@ -273,7 +274,28 @@ fn http_status(text: &str) -> Option<u16> {
     rest.get(..3)?.parse().ok()
 }
 
-/// Error texts carry XML bodies; keep the start of it.
+/// The server's own words when the error text carries an S3/Azure XML error body
+/// (`403 Forbidden: SignatureDoesNotMatch: The request signature ...`), else the text itself.
+fn server_answer(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..start + len].trim().to_string())
+    };
+    let status = text
+        .split_once("status code: ")
+        .map(|(_, rest)| rest.split(':').next().unwrap_or(rest).trim().to_string());
+    match (status, tag("Code")) {
+        (Some(status), Some(code)) => {
+            let message = tag("Message").map(|m| format!(": {}", m.lines().next().unwrap_or_default()));
+            format!("{status}: {code}{}", message.unwrap_or_default())
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// Error texts can be long; keep the start.
 fn short(text: &str) -> String {
     const MAX: usize = 400;
     if text.len() <= MAX {
@@ -332,6 +354,12 @@ mod tests {
             Some(403)
         );
         assert_eq!(http_status("connection refused"), None);
+        let xml = "Generic S3 error: Error performing list request: Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match.</Message></Error>";
+        assert_eq!(
+            server_answer(xml),
+            "403 Forbidden: SignatureDoesNotMatch: The signature does not match."
+        );
+        assert_eq!(server_answer("connection refused"), "connection refused");
         let long = "é".repeat(300);
         assert!(short(&long).ends_with("..."));
     }

@@ -242,6 +242,9 @@ async fn record(
             (Action::requeue(after), Some(after))
         }
         Outcome::Stalled { reason, message } => {
+            // As Flux does for Buckets, the stalling error is also the fetch failure, so Ready
+            // shows it rather than an older fetch error.
+            conds.fail(FailureKind::Fetch, reason, &message);
             conds.stall(reason, &message);
             ctx.events
                 .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())

@@ -1,0 +1,611 @@
+//! source-controller end to end for Bucket objects: the real binary reconciles Buckets on the real
+//! apiserver against SeaweedFS (S3). Fixtures are written and listed with boto3
+//! (`e2e/scripts/s3ctl.py`), so expected revisions come from the server's own listing.
+
+// Each test is one scenario told start to finish; splitting it would hide the story.
+#![allow(clippy::too_many_lines)]
+
+use anyhow::{Context as _, anyhow, bail};
+use e2e::{SourceController, TestNs, poll_until, project_root, wait_for};
+use gitops_api::conditions::{self, reasons, types};
+use gitops_api::source::v1::Bucket;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+use sha2::Digest as _;
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// boto3 through `e2e/scripts/s3ctl.py`, with the e2e environment's endpoint and keys.
+struct S3 {
+    python: String,
+    env: BTreeMap<String, String>,
+}
+
+impl S3 {
+    fn new(t: &TestNs) -> anyhow::Result<Self> {
+        let mut env = BTreeMap::new();
+        for k in ["E2E_S3_ENDPOINT", "E2E_S3_ACCESS_KEY", "E2E_S3_SECRET_KEY"] {
+            env.insert(k.to_string(), t.env.get(k)?.to_string());
+        }
+        Ok(S3 {
+            python: t.env.get("E2E_PYTHON")?.to_string(),
+            env,
+        })
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+        let script = project_root().join("e2e/scripts/s3ctl.py");
+        let mut child = Command::new(&self.python)
+            .arg(&script)
+            .args(args)
+            .envs(&self.env)
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} (boto3 venv from 'make e2e-up')", self.python))?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.unwrap_or_default())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "s3ctl.py {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    fn put(&self, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<()> {
+        self.run(&["put", bucket, key], Some(data)).map(|_| ())
+    }
+
+    /// `(key, etag as served)` over all listing pages.
+    fn list(&self, bucket: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(serde_json::from_str(&self.run(&["list", bucket], None)?)?)
+    }
+}
+
+/// Flux's revision computed here from a listing: keys kept by `keep`, etags unquoted, sorted.
+fn expected_revision(listing: &[(String, String)], keep: impl Fn(&str) -> bool) -> String {
+    let mut idx: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, e) in listing {
+        if keep(k) {
+            idx.insert(k, e.trim_matches('"'));
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    for (k, e) in idx {
+        h.update(format!("{k} {e}\n").as_bytes());
+    }
+    format!("sha256:{}", gitops_api::revision::lower_hex(&h.finalize()))
+}
+
+/// A TCP proxy in front of SeaweedFS that keeps every byte the controller sends, so a test can
+/// count the HTTP requests (listing vs object GETs) a reconcile made.
+struct CountingProxy {
+    addr: String,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl CountingProxy {
+    fn start(upstream: &str) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let sent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (log, upstream) = (sent.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { return };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let slot = {
+                    let mut l = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    l.push(Vec::new());
+                    l.len() - 1
+                };
+                let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let log2 = log.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log2.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[slot]
+                            .extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(CountingProxy { addr, sent })
+    }
+
+    /// Request lines (`GET /bucket/key HTTP/1.1`) seen so far.
+    fn request_lines(&self) -> Vec<String> {
+        let sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sent.iter()
+            .flat_map(|conn| {
+                String::from_utf8_lossy(conn)
+                    .split("\r\n")
+                    .filter(|l| {
+                        ["GET ", "HEAD ", "PUT ", "POST ", "DELETE "]
+                            .iter()
+                            .any(|m| l.starts_with(m))
+                    })
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// GETs of objects of `bucket` (anything but the listing).
+    fn object_gets(&self, bucket: &str) -> usize {
+        let object = format!("GET /{bucket}/");
+        self.request_lines()
+            .iter()
+            .filter(|l| l.starts_with(&object) && !l.contains("list-type="))
+            .count()
+    }
+
+    /// Listing requests of `bucket`.
+    fn listings(&self) -> usize {
+        self.request_lines()
+            .iter()
+            .filter(|l| l.starts_with("GET ") && l.contains("list-type="))
+            .count()
+    }
+}
+
+fn manifest(ns: &str, name: &str, spec: &serde_json::Value) -> serde_json::Value {
+    let mut full = json!({"interval": "10m", "provider": "generic", "insecure": true});
+    if let (Some(m), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+        m.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "Bucket",
+        "metadata": {"name": name, "namespace": ns, "labels": {"e2e.kluctl-gitops/ns": ns}},
+        "spec": full,
+    })
+}
+
+async fn apply(api: &Api<Bucket>, obj: &serde_json::Value) -> anyhow::Result<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
+        .await?;
+    Ok(())
+}
+
+fn ready(o: &Bucket) -> (String, String, String) {
+    o.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| conditions::find(c, types::READY))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+fn ready_is(status: &'static str) -> impl Fn(Option<&Bucket>) -> bool {
+    move |o: Option<&Bucket>| {
+        o.is_some_and(|o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| conditions::find(c, types::READY))
+                .is_some_and(|c| c.status == status && c.observed_generation == o.metadata.generation)
+        })
+    }
+}
+
+async fn request_reconcile(api: &Api<Bucket>, name: &str, token: &str) -> anyhow::Result<Bucket> {
+    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let token = token.to_string();
+    wait_for(
+        api,
+        name,
+        "lastHandledReconcileAt",
+        WAIT,
+        move |o: Option<&Bucket>| {
+            o.and_then(|o| o.status.as_ref())
+                .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                == Some(token.as_str())
+        },
+    )
+    .await
+}
+
+async fn s3_secret(t: &TestNs, name: &str, access: &str, secret: &str) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
+    let s = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": t.name},
+        "stringData": {"accesskey": access, "secretkey": secret},
+    });
+    secrets
+        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&s))
+        .await?;
+    Ok(())
+}
+
+/// Downloads the artifact, checks the advertised digest, and returns file name → bytes.
+async fn artifact_contents(url: &str, digest: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let bytes = reqwest::get(url).await?.error_for_status()?.bytes().await?;
+    let actual = format!(
+        "sha256:{}",
+        gitops_api::revision::lower_hex(&sha2::Sha256::digest(&bytes))
+    );
+    if actual != digest {
+        bail!("digest mismatch for {url}: advertised {digest}, got {actual}");
+    }
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() == tar::EntryType::Regular {
+            let name = entry.path()?.to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            files.insert(name, data);
+        }
+    }
+    Ok(files)
+}
+
+async fn event_messages(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(t.client.clone(), &t.name);
+    let list = events.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message)
+        .collect())
+}
+
+fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
+    for (key, data) in files {
+        let p = root.join(key);
+        fs_err::create_dir_all(p.parent().ok_or_else(|| anyhow!("no parent"))?)?;
+        fs_err::write(&p, data)?;
+    }
+    Ok(())
+}
+
+/// A bucket name S3 accepts, unique per test namespace.
+fn bucket_name(t: &TestNs, suffix: &str) -> String {
+    let mut n: String = format!("{}-{suffix}", t.name).chars().take(63).collect();
+    while n.ends_with('-') {
+        n.pop();
+    }
+    n
+}
+
+#[tokio::test]
+async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exact_artifact()
+-> anyhow::Result<()> {
+    TestNs::run("src_bucket_index", |t| async move {
+        let s3 = S3::new(&t)?;
+        let bucket = bucket_name(&t, "idx");
+        s3.run(&["mkbucket", &bucket], None)?;
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        // More than one listing page (S3 returns at most 1,000 keys per page).
+        for i in 0..1050 {
+            files.insert(format!("pages/p{i:04}.yaml"), format!("i: {i}\n").into_bytes());
+        }
+        for (k, v) in [
+            ("a/b/c/deep.yaml", "deep: true\n"),
+            ("special/sp ace+plus&amp=eq@at,comma;semi ü.yaml", "special: 1\n"),
+            ("special/percent%41.yaml", "percent: 1\n"),
+            (".sourceignore", "*.txt\n"),
+            ("notes.txt", "ignored by .sourceignore\n"),
+            ("keep.txt", "re-included by spec.ignore\n"),
+            ("skip/x.yaml", "ignored by spec.ignore\n"),
+            ("sub/.sourceignore", "only the root file is special\n"),
+            ("app/one.yaml", "one: 1\n"),
+            ("apps/two.yaml", "two: 2\n"),
+            ("other/app.yaml", "other: 1\n"),
+        ] {
+            files.insert(k.to_string(), v.as_bytes().to_vec());
+        }
+        let tree = tempfile::tempdir()?;
+        write_tree(tree.path(), &files)?;
+        s3.run(&["putdir", &bucket, &tree.path().to_string_lossy()], None)?;
+        let listing = s3.list(&bucket)?;
+        assert_eq!(listing.len(), files.len(), "the server lists every uploaded key");
+
+        let secret = "s3-creds";
+        s3_secret(
+            &t,
+            secret,
+            t.env.get("E2E_S3_ACCESS_KEY")?,
+            t.env.get("E2E_S3_SECRET_KEY")?,
+        )
+        .await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let endpoint = t.env.get("E2E_S3_ENDPOINT")?;
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "all",
+                &json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": secret},
+                        "ignore": "!keep.txt\nskip/\n"}),
+            ),
+        )
+        .await?;
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "prefixed",
+                &json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": secret},
+                        "prefix": "app"}),
+            ),
+        )
+        .await?;
+
+        // No prefix: root .sourceignore + spec.ignore, the root ignore file itself left out.
+        let keep_all =
+            |k: &str| !matches!(k, ".sourceignore" | "notes.txt" | "skip/x.yaml") && !k.ends_with('/');
+        let want = expected_revision(&listing, keep_all);
+        let obj = wait_for(&api, "all", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let status = obj.status.clone().unwrap_or_default();
+        let artifact = status.artifact.clone().ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(
+            artifact.revision, want,
+            "revision = etag index digest of the server's listing"
+        );
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::SUCCEEDED);
+        assert_eq!(message, format!("stored artifact: revision '{want}'"));
+        let hex = want.trim_start_matches("sha256:");
+        assert_eq!(artifact.path, format!("bucket/{}/all/{hex}.tar.gz", t.name));
+        assert_eq!(
+            status.url.as_deref(),
+            Some(format!("http://{}/bucket/{}/all/latest.tar.gz", ctl.storage_addr, t.name).as_str())
+        );
+        let got = artifact_contents(&artifact.url, &artifact.digest).await?;
+        let expected: BTreeMap<String, Vec<u8>> = files
+            .iter()
+            .filter(|(k, _)| keep_all(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        assert!(
+            got == expected,
+            "artifact files and bytes equal the bucket's kept objects"
+        );
+        // latest.tar.gz serves the same bytes.
+        let latest = artifact_contents(status.url.as_deref().unwrap_or_default(), &artifact.digest).await?;
+        assert_eq!(latest.len(), expected.len());
+        let news = event_messages(&t, "all", reasons::NEW_ARTIFACT).await?;
+        assert!(
+            news.contains(&format!(
+                "stored artifact with {} fetched files from '{bucket}' bucket",
+                expected.len()
+            )),
+            "{news:?}"
+        );
+
+        // Raw string prefix: "app" matches app/ and apps/, keys keep the prefix in the tarball.
+        let keep_prefixed = |k: &str| k.starts_with("app");
+        let obj = wait_for(&api, "prefixed", "Ready=True", WAIT, ready_is("True")).await?;
+        let artifact = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(artifact.revision, expected_revision(&listing, keep_prefixed));
+        let got = artifact_contents(&artifact.url, &artifact.digest).await?;
+        assert_eq!(
+            got.keys().cloned().collect::<Vec<_>>(),
+            ["app/one.yaml", "apps/two.yaml"]
+        );
+        s3.run(&["rmbucket", &bucket], None)?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloaded() -> anyhow::Result<()> {
+    TestNs::run("src_bucket_change", |t| async move {
+        let s3 = S3::new(&t)?;
+        let bucket = bucket_name(&t, "chg");
+        s3.run(&["mkbucket", &bucket], None)?;
+        for (k, v) in [
+            ("a.yaml", "a: 1\n"),
+            ("dir/b.yaml", "b: 1\n"),
+            ("dir/c.yaml", "c: 1\n"),
+        ] {
+            s3.put(&bucket, k, v.as_bytes())?;
+        }
+        let proxy = CountingProxy::start(t.env.get("E2E_S3_ENDPOINT")?)?;
+        s3_secret(
+            &t,
+            "creds",
+            t.env.get("E2E_S3_ACCESS_KEY")?,
+            t.env.get("E2E_S3_SECRET_KEY")?,
+        )
+        .await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "b",
+                &json!({"bucketName": bucket, "endpoint": proxy.addr, "secretRef": {"name": "creds"}}),
+            ),
+        )
+        .await?;
+        let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let first = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(first.revision, expected_revision(&s3.list(&bucket)?, |_| true));
+        assert_eq!(proxy.object_gets(&bucket), 3, "{:#?}", proxy.request_lines());
+
+        // No change: a listing, and no GET of any object.
+        let (gets, lists) = (proxy.object_gets(&bucket), proxy.listings());
+        let obj = request_reconcile(&api, "b", "t1").await?;
+        assert_eq!(ready(&obj).0, "True");
+        assert!(proxy.listings() > lists, "the reconcile listed the bucket");
+        assert_eq!(proxy.object_gets(&bucket), gets, "{:#?}", proxy.request_lines());
+        assert_eq!(
+            obj.status.and_then(|s| s.artifact).map(|a| a.revision),
+            Some(first.revision.clone())
+        );
+
+        // One object changes: new revision, new artifact with the new bytes.
+        s3.put(&bucket, "dir/b.yaml", b"b: 2\n")?;
+        let obj = request_reconcile(&api, "b", "t2").await?;
+        let second = obj
+            .status
+            .clone()
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_ne!(second.revision, first.revision);
+        assert_eq!(second.revision, expected_revision(&s3.list(&bucket)?, |_| true));
+        let got = artifact_contents(&second.url, &second.digest).await?;
+        assert_eq!(got.get("dir/b.yaml").map(Vec::as_slice), Some(&b"b: 2\n"[..]));
+        let latest = obj.status.and_then(|s| s.url).unwrap_or_default();
+        assert!(latest.ends_with("/latest.tar.gz"));
+        let via_latest = artifact_contents(&latest, &second.digest).await?;
+        assert_eq!(
+            via_latest.get("dir/b.yaml").map(Vec::as_slice),
+            Some(&b"b: 2\n"[..])
+        );
+        s3.run(&["rmbucket", &bucket], None)?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage() -> anyhow::Result<()> {
+    TestNs::run("src_bucket_fail", |t| async move {
+        let s3 = S3::new(&t)?;
+        let bucket = bucket_name(&t, "err");
+        s3.run(&["mkbucket", &bucket], None)?;
+        s3.put(&bucket, "a.yaml", b"a: 1\n")?;
+        let (access, secret) = (t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?);
+        s3_secret(&t, "creds", access, secret).await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let endpoint = t.env.get("E2E_S3_ENDPOINT")?.to_string();
+        let spec = json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": "creds"}});
+        apply(&api, &manifest(&t.name, "b", &spec)).await?;
+        let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let good = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+
+        // Wrong secret key: AuthenticationFailed, no secret in the message, artifact kept and served.
+        let wrong = "0000000000wrongsecretkey0000000000000000";
+        s3_secret(&t, "creds", access, wrong).await?;
+        let obj = request_reconcile(&api, "b", "wrong-keys").await?;
+        let (st, reason, message) = ready(&obj);
+        assert_eq!(
+            (st.as_str(), reason.as_str()),
+            ("False", reasons::AUTHENTICATION_FAILED),
+            "{message}"
+        );
+        assert!(!message.contains(wrong) && !message.contains(secret), "{message}");
+        let kept = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("artifact dropped"))?;
+        assert_eq!(kept.revision, good.revision);
+        assert!(
+            artifact_contents(&kept.url, &kept.digest)
+                .await?
+                .contains_key("a.yaml")
+        );
+        s3_secret(&t, "creds", access, secret).await?;
+
+        // Missing bucket.
+        let missing =
+            json!({"bucketName": "no-such-bucket-e2e", "endpoint": endpoint, "secretRef": {"name": "creds"}});
+        apply(&api, &manifest(&t.name, "b", &missing)).await?;
+        let obj = wait_for(&api, "b", "Ready=False", WAIT, ready_is("False")).await?;
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::BUCKET_OPERATION_FAILED);
+        assert_eq!(message, "bucket 'no-such-bucket-e2e' not found");
+        assert_eq!(
+            obj.status.and_then(|s| s.artifact).map(|a| a.revision),
+            Some(good.revision.clone())
+        );
+
+        // Endpoint down.
+        let down = json!({"bucketName": bucket, "endpoint": format!("127.0.0.1:{}", e2e::free_port()?),
+                          "secretRef": {"name": "creds"}});
+        apply(&api, &manifest(&t.name, "b", &down)).await?;
+        let obj = wait_for(&api, "b", "Ready=False", WAIT, ready_is("False")).await?;
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::BUCKET_OPERATION_FAILED, "{message}");
+        assert!(
+            message.starts_with(&format!("failed to list objects from bucket '{bucket}'")),
+            "{message}"
+        );
+
+        // gcp is not implemented: Stalled, naming the field.
+        let gcp = json!({"provider": "gcp", "bucketName": bucket, "endpoint": "storage.googleapis.com"});
+        apply(&api, &manifest(&t.name, "b", &gcp)).await?;
+        let obj = wait_for(&api, "b", "Stalled", WAIT, |o: Option<&Bucket>| {
+            o.and_then(|o| o.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| conditions::is_true(c, types::STALLED))
+        })
+        .await?;
+        let (_, reason, message) = ready(&obj);
+        assert_eq!(reason, reasons::UNSUPPORTED_CONFIGURATION);
+        assert!(message.contains("spec.provider 'gcp'"), "{message}");
+
+        // Deleting the object removes its storage.
+        let dir = ctl.storage_dir.join("bucket").join(&t.name).join("b");
+        assert!(dir.exists());
+        api.delete("b", &DeleteParams::default()).await?;
+        poll_until("the Bucket to be gone", WAIT, || async {
+            api.get_opt("b").await.ok().flatten().is_none()
+        })
+        .await?;
+        assert!(!dir.exists(), "{} still exists", dir.display());
+        s3.run(&["rmbucket", &bucket], None)?;
+        Ok(())
+    })
+    .await
+}
