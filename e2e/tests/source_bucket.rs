@@ -609,3 +609,186 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
     })
     .await
 }
+
+/// azure-storage-blob through `e2e/scripts/azctl.py`, against Azurite.
+fn azctl(t: &TestNs, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+    let script = project_root().join("e2e/scripts/azctl.py");
+    let mut child = Command::new(t.env.get("E2E_PYTHON")?)
+        .arg(&script)
+        .args(args)
+        .env("E2E_AZURITE_ENDPOINT", t.env.get("E2E_AZURITE_ENDPOINT")?)
+        .env("E2E_AZURITE_ACCOUNT", t.env.get("E2E_AZURITE_ACCOUNT")?)
+        .env("E2E_AZURITE_KEY", t.env.get("E2E_AZURITE_KEY")?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the venv python ('make e2e-up' installs azure-storage-blob and Azurite)")?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.unwrap_or_default())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "azctl.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[tokio::test]
+async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_when_unchanged()
+-> anyhow::Result<()> {
+    TestNs::run("src_bucket_azure", |t| async move {
+        let container = bucket_name(&t, "az");
+        azctl(&t, &["mkcontainer", &container], None)?;
+        let files: BTreeMap<&str, &str> = [
+            ("a.yaml", "a: 1\n"),
+            ("nested/dir/b.yaml", "b: 1\n"),
+            ("special/sp ace+ü.yaml", "s: 1\n"),
+            ("notes.txt", "ignored by spec.ignore\n"),
+        ]
+        .into();
+        for (k, v) in &files {
+            azctl(&t, &["put", &container, k], Some(v.as_bytes()))?;
+        }
+        let account = t.env.get("E2E_AZURITE_ACCOUNT")?;
+        let endpoint = t.env.get("E2E_AZURITE_ENDPOINT")?;
+        let upstream = endpoint
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let proxy = CountingProxy::start(&upstream)?;
+        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
+        let key_secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "az-key", "namespace": t.name},
+            "stringData": {"accountKey": t.env.get("E2E_AZURITE_KEY")?}});
+        secrets
+            .patch(
+                "az-key",
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&key_secret),
+            )
+            .await?;
+        let sas = azctl(&t, &["sas", &container], None)?.trim().to_string();
+        let sas_secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "az-sas", "namespace": t.name}, "stringData": {"sasKey": sas}});
+        secrets
+            .patch(
+                "az-sas",
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&sas_secret),
+            )
+            .await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let via_proxy = format!("http://{}/{account}", proxy.addr);
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "key",
+                &json!({"provider": "azure", "bucketName": container, "endpoint": via_proxy,
+                        "secretRef": {"name": "az-key"}, "ignore": "*.txt"}),
+            ),
+        )
+        .await?;
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "sas",
+                &json!({"provider": "azure", "bucketName": container, "endpoint": endpoint,
+                        "secretRef": {"name": "az-sas"}, "prefix": "nested/"}),
+            ),
+        )
+        .await?;
+
+        // Flux stores the etags as the download header carries them: quoted.
+        let listing: Vec<(String, String)> = serde_json::from_str(&azctl(&t, &["list", &container], None)?)?;
+        let quoted: Vec<(String, String)> = listing
+            .iter()
+            .map(|(k, e)| (k.clone(), format!("\"{}\"", e.trim_matches('"'))))
+            .collect();
+        let revision_of = |keep: &dyn Fn(&str) -> bool| {
+            let mut idx: BTreeMap<&str, &str> = BTreeMap::new();
+            for (k, e) in &quoted {
+                if keep(k) {
+                    idx.insert(k, e);
+                }
+            }
+            let mut h = sha2::Sha256::new();
+            for (k, e) in idx {
+                h.update(format!("{k} {e}\n").as_bytes());
+            }
+            format!("sha256:{}", gitops_api::revision::lower_hex(&h.finalize()))
+        };
+        let obj = wait_for(&api, "key", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let artifact = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(artifact.revision, revision_of(&|k: &str| k != "notes.txt"));
+        let got = artifact_contents(&artifact.url, &artifact.digest).await?;
+        let want: BTreeMap<String, Vec<u8>> = files
+            .iter()
+            .filter(|(k, _)| **k != "notes.txt")
+            .map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec()))
+            .collect();
+        assert!(
+            got == want,
+            "artifact equals the container's kept blobs: {:?}",
+            got.keys()
+        );
+        let obj = wait_for(&api, "sas", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let sas_artifact = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(
+            sas_artifact.revision,
+            revision_of(&|k: &str| k.starts_with("nested/"))
+        );
+
+        // Unchanged container: listed, nothing downloaded.
+        let object_get = format!("GET /{account}/{container}/");
+        let gets = || {
+            proxy
+                .request_lines()
+                .iter()
+                .filter(|l| l.starts_with(&object_get) && !l.contains("comp=list"))
+                .count()
+        };
+        let before = gets();
+        assert_eq!(before, 3, "{:#?}", proxy.request_lines());
+        let obj = request_reconcile(&api, "key", "az1").await?;
+        assert_eq!(ready(&obj).0, "True");
+        assert_eq!(gets(), before, "{:#?}", proxy.request_lines());
+
+        // Wrong account key: AuthenticationFailed, the key never shown.
+        let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+        let bad = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "az-key", "namespace": t.name}, "stringData": {"accountKey": wrong}});
+        secrets
+            .patch("az-key", &PatchParams::apply("e2e").force(), &Patch::Apply(&bad))
+            .await?;
+        let obj = request_reconcile(&api, "key", "az2").await?;
+        let (st, reason, message) = ready(&obj);
+        assert_eq!(
+            (st.as_str(), reason.as_str()),
+            ("False", reasons::AUTHENTICATION_FAILED),
+            "{message}"
+        );
+        assert!(!message.contains(wrong), "{message}");
+        azctl(&t, &["rmcontainer", &container], None)?;
+        Ok(())
+    })
+    .await
+}
