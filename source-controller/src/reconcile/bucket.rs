@@ -22,10 +22,8 @@ use crate::events::Severity;
 use crate::git::{ProxyOptions, Secret};
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::{reasons, types};
-use gitops_api::constants::{
-    EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION, SOURCE_FINALIZER,
-};
-use gitops_api::meta::{Artifact, Time};
+use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY, SOURCE_FINALIZER};
+use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, BucketProvider, BucketStatus};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::Api;
@@ -34,7 +32,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Storage kind directory of Bucket artifacts.
 pub const KIND_DIR: &str = "bucket";
@@ -101,7 +99,7 @@ pub async fn reconcile(obj: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action, Er
     finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(obj) => apply(&obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => Ok(cleanup(&obj, &ctx)),
+            FinalizerEvent::Cleanup(obj) => Ok(super::cleanup(obj.as_ref(), &ctx)),
         }
     })
     .await
@@ -118,51 +116,18 @@ pub(crate) fn key(obj: &Bucket) -> String {
     )
 }
 
-fn cleanup(obj: &Bucket, ctx: &Context) -> Action {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Err(e) = ctx.storage.remove_object_dir(KIND_DIR, &ns, &name) {
-        tracing::error!(error = %e, "failed to remove artifact directory");
-    }
-    ctx.forget(&key(obj));
-    ctx.metrics.forget("Bucket", &ns, &name);
-    Action::await_change()
-}
-
 async fn apply(obj: &Bucket, ctx: &Context) -> Result<Action, Error> {
-    let k = key(obj);
-    let generation = obj.meta().generation;
-    let requested_at = obj.annotations().get(RECONCILE_REQUESTED_AT_ANNOTATION).cloned();
-    if let Some(left) = ctx.not_due(&k, generation, requested_at.as_deref()) {
-        return Ok(Action::requeue(left));
-    }
-    let started = Instant::now();
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let old = obj.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut conds = Conditions::new(old.conditions.clone().unwrap_or_default(), generation, now);
-    let mut status = old.clone();
-    status.last_handled_reconcile_at = requested_at.clone().or(old.last_handled_reconcile_at.clone());
-
-    if obj.spec.suspend {
-        patch_status(ctx, obj, &status).await?;
-        ctx.mark_handled(&k, generation, requested_at.as_deref(), None);
-        tracing::info!(namespace = %ns, name = %name, "reconciliation is suspended for this object");
-        return Ok(Action::await_change());
-    }
-
-    let interval = gitops_api::duration::parse(&obj.spec.interval).unwrap_or(Duration::from_secs(60));
-    let outcome = run_steps(obj, ctx, &mut status, &mut conds).await;
-    let (action, handled_requeue) = record(outcome, obj, ctx, &mut status, &mut conds, interval).await;
-    // observedGeneration moves on success and on stall (Flux: not on retryable failures).
-    if conds.is_ready() || conds.is_stalled() {
-        status.observed_generation = generation;
-    }
-    status.conditions = Some(conds.list);
-    patch_status(ctx, obj, &status).await?;
-    ctx.mark_handled(&k, generation, requested_at.as_deref(), handled_requeue);
-    ctx.metrics
-        .observe_reconcile("Bucket", &ns, &name, started.elapsed());
-    Ok(action)
+    super::drive(obj, ctx, async |status, conds, interval| {
+        let outcome = run_steps(obj, ctx, status, conds).await;
+        record(outcome, obj, ctx, status, conds, interval).await
+    })
+    .await
+    .map_err(|source| Error::Kube {
+        action: "patch status",
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        source: Box::new(source),
+    })
 }
 
 /// Turns the steps' outcome into status fields, conditions, events and the next requeue.
@@ -233,23 +198,12 @@ async fn record(
             kind,
             reason,
             message,
-        } => {
-            conds.fail(kind, reason, &message);
-            ctx.events
-                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
-                .await;
-            let after = ctx.backoff(&k);
-            (Action::requeue(after), Some(after))
-        }
+        } => super::record_failure(obj, ctx, conds, kind, reason, &message).await,
         Outcome::Stalled { reason, message } => {
             // As Flux does for Buckets, the stalling error is also the fetch failure, so Ready
             // shows it rather than an older fetch error.
             conds.fail(FailureKind::Fetch, reason, &message);
-            conds.stall(reason, &message);
-            ctx.events
-                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
-                .await;
-            (Action::await_change(), None)
+            super::record_stall(obj, ctx, conds, reason, &message).await
         }
     }
 }
@@ -489,17 +443,6 @@ async fn client(obj: &Bucket, ctx: &Context) -> Result<BucketClient, Outcome> {
         proxy,
     };
     BucketClient::new(&cfg).map_err(|e| Outcome::fetch_failed(&e))
-}
-
-async fn patch_status(ctx: &Context, obj: &Bucket, status: &BucketStatus) -> Result<(), Error> {
-    super::patch_status(&ctx.client, obj, status, status.artifact.is_none())
-        .await
-        .map_err(|source| Error::Kube {
-            action: "patch status",
-            namespace: obj.namespace().unwrap_or_default(),
-            name: obj.name_any(),
-            source: Box::new(source),
-        })
 }
 
 #[cfg(test)]

@@ -14,13 +14,16 @@ pub mod gitrepository;
 
 use crate::events::{Events, Severity};
 use crate::metrics::Metrics;
-use crate::status::Conditions;
+use crate::status::{Conditions, FailureKind};
 use crate::storage::Storage;
 use gitops_api::conditions::reasons;
-use gitops_api::meta::Artifact;
+use gitops_api::constants::RECONCILE_REQUESTED_AT_ANNOTATION;
+use gitops_api::meta::{Artifact, Condition, Time};
+use gitops_api::source::v1::{Bucket, BucketStatus, GitRepository, GitRepositoryStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -163,6 +166,189 @@ impl Context {
     pub fn jittered(&self, interval: Duration) -> Duration {
         jitter(interval, self.settings.jitter_percent, rand_fraction())
     }
+}
+
+/// What the shared reconcile driver needs to know about a source kind.
+pub(crate) trait SourceKind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    /// The kind's status type.
+    type Status: Clone + Default + serde::Serialize;
+    /// Kind name for metrics (`GitRepository`, `Bucket`).
+    const KIND: &'static str;
+    /// Storage directory of the kind (`gitrepository`, `bucket`).
+    const DIR: &'static str;
+    /// The key of per-object controller state.
+    fn state_key(&self) -> String;
+    /// The current status (default when there is none yet).
+    fn current_status(&self) -> Self::Status;
+    /// `spec.suspend`.
+    fn suspended(&self) -> bool;
+    /// `spec.interval`.
+    fn interval(&self) -> &str;
+    /// The status fields the driver maintains: conditions, observedGeneration,
+    /// lastHandledReconcileAt, and whether an artifact is recorded.
+    fn fields(status: &mut Self::Status) -> StatusFields<'_>;
+}
+
+/// Mutable views of the status fields every source kind shares.
+pub(crate) struct StatusFields<'a> {
+    conditions: &'a mut Option<Vec<Condition>>,
+    observed_generation: &'a mut Option<i64>,
+    last_handled_reconcile_at: &'a mut Option<String>,
+    has_artifact: bool,
+}
+
+macro_rules! source_kind {
+    ($kind:ty, $status:ty, $name:literal, $dir:expr, $key:path) => {
+        impl SourceKind for $kind {
+            type Status = $status;
+            const KIND: &'static str = $name;
+            const DIR: &'static str = $dir;
+            fn state_key(&self) -> String {
+                $key(self)
+            }
+            fn current_status(&self) -> Self::Status {
+                self.status.clone().unwrap_or_default()
+            }
+            fn suspended(&self) -> bool {
+                self.spec.suspend
+            }
+            fn interval(&self) -> &str {
+                &self.spec.interval
+            }
+            fn fields(s: &mut Self::Status) -> StatusFields<'_> {
+                StatusFields {
+                    has_artifact: s.artifact.is_some(),
+                    conditions: &mut s.conditions,
+                    observed_generation: &mut s.observed_generation,
+                    last_handled_reconcile_at: &mut s.last_handled_reconcile_at,
+                }
+            }
+        }
+    };
+}
+source_kind!(
+    GitRepository,
+    GitRepositoryStatus,
+    "GitRepository",
+    gitrepository::KIND_DIR,
+    gitrepository::key
+);
+source_kind!(Bucket, BucketStatus, "Bucket", bucket::KIND_DIR, bucket::key);
+
+/// The reconcile driver shared by the kinds, around the kind's own steps:
+///
+/// ```text
+///  not due yet (own status patch, same generation/token)?  requeue for the time left
+///  lastHandledReconcileAt ← requestedAt
+///  suspended?                                              patch status, stop
+///  steps(status, conditions, interval) → (action, next run)
+///  observedGeneration ← generation on success or stall; one status patch; metrics
+/// ```
+pub(crate) async fn drive<K, F>(obj: &K, ctx: &Context, steps: F) -> Result<Action, kube::Error>
+where
+    K: SourceKind,
+    F: AsyncFnOnce(&mut K::Status, &mut Conditions, Duration) -> (Action, Option<Duration>),
+{
+    let k = obj.state_key();
+    let generation = obj.meta().generation;
+    let requested_at = obj.annotations().get(RECONCILE_REQUESTED_AT_ANNOTATION).cloned();
+    if let Some(left) = ctx.not_due(&k, generation, requested_at.as_deref()) {
+        return Ok(Action::requeue(left));
+    }
+    let started = Instant::now();
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut status = obj.current_status();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut conds = {
+        let f = K::fields(&mut status);
+        if requested_at.is_some() {
+            f.last_handled_reconcile_at.clone_from(&requested_at);
+        }
+        Conditions::new(f.conditions.clone().unwrap_or_default(), generation, now)
+    };
+
+    if obj.suspended() {
+        let clear = !K::fields(&mut status).has_artifact;
+        patch_status(&ctx.client, obj, &status, clear).await?;
+        ctx.mark_handled(&k, generation, requested_at.as_deref(), None);
+        tracing::info!(namespace = %ns, name = %name, "reconciliation is suspended for this object");
+        return Ok(Action::await_change());
+    }
+
+    let interval = gitops_api::duration::parse(obj.interval()).unwrap_or(Duration::from_secs(60));
+    let (action, handled_requeue) = steps(&mut status, &mut conds, interval).await;
+    let f = K::fields(&mut status);
+    // observedGeneration moves on success and on stall (Flux: not on retryable failures).
+    if conds.is_ready() || conds.is_stalled() {
+        *f.observed_generation = generation;
+    }
+    *f.conditions = Some(conds.list);
+    let clear = !f.has_artifact;
+    patch_status(&ctx.client, obj, &status, clear).await?;
+    ctx.mark_handled(&k, generation, requested_at.as_deref(), handled_requeue);
+    ctx.metrics
+        .observe_reconcile(K::KIND, &ns, &name, started.elapsed());
+    Ok(action)
+}
+
+/// Deletion: remove the object's storage directory and forget its state.
+pub(crate) fn cleanup<K: SourceKind>(obj: &K, ctx: &Context) -> Action {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Err(e) = ctx.storage.remove_object_dir(K::DIR, &ns, &name) {
+        tracing::error!(error = %e, "failed to remove artifact directory");
+    }
+    ctx.forget(&obj.state_key());
+    ctx.metrics.forget(K::KIND, &ns, &name);
+    Action::await_change()
+}
+
+/// Records a transient failure: condition, warning event, backoff.
+pub(crate) async fn record_failure<K: SourceKind>(
+    obj: &K,
+    ctx: &Context,
+    conds: &mut Conditions,
+    kind: FailureKind,
+    reason: &'static str,
+    message: &str,
+) -> (Action, Option<Duration>) {
+    conds.fail(kind, reason, message);
+    ctx.events
+        .emit(
+            &obj.object_ref(&()),
+            Severity::Error,
+            reason,
+            message,
+            BTreeMap::new(),
+        )
+        .await;
+    let after = ctx.backoff(&obj.state_key());
+    (Action::requeue(after), Some(after))
+}
+
+/// Records a configuration error: Stalled, warning event, no requeue until the spec changes.
+pub(crate) async fn record_stall<K: SourceKind>(
+    obj: &K,
+    ctx: &Context,
+    conds: &mut Conditions,
+    reason: &'static str,
+    message: &str,
+) -> (Action, Option<Duration>) {
+    conds.stall(reason, message);
+    ctx.events
+        .emit(
+            &obj.object_ref(&()),
+            Severity::Error,
+            reason,
+            message,
+            BTreeMap::new(),
+        )
+        .await;
+    (Action::await_change(), None)
 }
 
 /// GC around the recorded artifact, then re-verify it; a missing or altered file is dropped from
