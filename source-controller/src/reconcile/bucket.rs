@@ -21,8 +21,8 @@ use crate::bucket::{self, BucketClient, ClientConfig, Provider, SecretData};
 use crate::events::Severity;
 use crate::git::{ProxyOptions, Secret};
 use crate::status::{Conditions, FailureKind};
-use gitops_api::conditions::{reasons, types};
-use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY, SOURCE_FINALIZER};
+use gitops_api::conditions::reasons;
+use gitops_api::constants::SOURCE_FINALIZER;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, BucketProvider, BucketStatus};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
@@ -139,60 +139,24 @@ async fn record(
     conds: &mut Conditions,
     interval: Duration,
 ) -> (Action, Option<Duration>) {
-    let obj_ref = obj.object_ref(&());
-    let k = key(obj);
     match outcome {
         Outcome::Stored { artifact, files } => {
             let revision = artifact.revision.clone();
-            let md = BTreeMap::from([
-                (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
-                (EVENT_DIGEST_KEY.to_string(), artifact.digest.clone()),
-            ]);
-            status.artifact = Some(artifact);
-            status.observed_ignore.clone_from(&obj.spec.ignore);
-            succeed(conds, &revision);
             let msg = format!(
                 "stored artifact with {files} fetched files from '{}' bucket",
                 obj.spec.bucket_name
             );
-            ctx.events
-                .emit(&obj_ref, Severity::Info, reasons::NEW_ARTIFACT, &msg, md)
-                .await;
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let result =
+                super::record_new_artifact(obj, ctx, conds, &artifact, &stored(&revision), &msg, interval)
+                    .await;
+            status.artifact = Some(artifact);
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            result
         }
         Outcome::Unchanged { revision } => {
-            let recovered = conds
-                .list
-                .iter()
-                .any(|c| c.type_ == types::FETCH_FAILED || c.type_ == types::STORAGE_OPERATION_FAILED);
-            succeed(conds, &revision);
             let msg = format!("artifact up-to-date with remote revision: '{revision}'");
-            ctx.events
-                .emit(
-                    &obj_ref,
-                    Severity::Trace,
-                    reasons::ARTIFACT_UP_TO_DATE,
-                    &msg,
-                    BTreeMap::new(),
-                )
-                .await;
-            if recovered {
-                let msg = format!("stored artifact: revision '{revision}'");
-                ctx.events
-                    .emit(
-                        &obj_ref,
-                        Severity::Info,
-                        reasons::SUCCEEDED,
-                        &msg,
-                        BTreeMap::new(),
-                    )
-                    .await;
-            }
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let trace = (reasons::ARTIFACT_UP_TO_DATE, msg.as_str());
+            super::record_unchanged(obj, ctx, conds, &stored(&revision), trace, interval).await
         }
         Outcome::Failed {
             kind,
@@ -208,9 +172,10 @@ async fn record(
     }
 }
 
-/// Success with Flux's Bucket wording: "stored artifact: revision '<rev>'" (a colon, unlike Git).
-fn succeed(conds: &mut Conditions, revision: &str) {
-    conds.succeed_with(&format!("stored artifact: revision '{revision}'"));
+/// Flux's Bucket wording of a stored artifact: "stored artifact: revision '<rev>'" (a colon,
+/// unlike Git).
+fn stored(revision: &str) -> String {
+    format!("stored artifact: revision '{revision}'")
 }
 
 /// Fields this build does not act on yet; setting one stalls the object instead of ignoring it.

@@ -16,11 +16,10 @@
 
 use super::Context;
 use crate::archive;
-use crate::events::Severity;
 use crate::git;
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
-use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY, SOURCE_FINALIZER};
+use gitops_api::constants::SOURCE_FINALIZER;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
 use k8s_openapi::api::core::v1::Secret;
@@ -118,60 +117,24 @@ async fn record(
     conds: &mut Conditions,
     interval: Duration,
 ) -> (Action, Option<Duration>) {
-    let obj_ref = obj.object_ref(&());
-    let k = key(obj);
     match outcome {
         Outcome::Stored { artifact, subject } => {
-            let revision = artifact.revision.clone();
-            let md = BTreeMap::from([
-                (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
-                (EVENT_DIGEST_KEY.to_string(), artifact.digest.clone()),
-            ]);
-            status.artifact = Some(artifact);
-            status.observed_ignore.clone_from(&obj.spec.ignore);
-            conds.succeed(&revision);
+            let stored = format!("stored artifact for revision '{}'", artifact.revision);
             let msg = match subject {
                 Some(s) => format!("stored artifact for commit '{s}'"),
-                None => format!("stored artifact for revision '{revision}'"),
+                None => stored.clone(),
             };
-            ctx.events
-                .emit(&obj_ref, Severity::Info, reasons::NEW_ARTIFACT, &msg, md)
-                .await;
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let result =
+                super::record_new_artifact(obj, ctx, conds, &artifact, &stored, &msg, interval).await;
+            status.artifact = Some(artifact);
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            result
         }
         Outcome::Unchanged { revision } => {
-            let recovered = conds.list.iter().any(|c| {
-                c.type_ == gitops_api::conditions::types::FETCH_FAILED
-                    || c.type_ == gitops_api::conditions::types::STORAGE_OPERATION_FAILED
-            });
-            conds.succeed(&revision);
             let msg = format!("no changes since last reconciliation: observed revision '{revision}'");
-            ctx.events
-                .emit(
-                    &obj_ref,
-                    Severity::Trace,
-                    reasons::GIT_OPERATION_SUCCEEDED,
-                    &msg,
-                    BTreeMap::new(),
-                )
-                .await;
-            if recovered {
-                let msg = format!("stored artifact for revision '{revision}'");
-                ctx.events
-                    .emit(
-                        &obj_ref,
-                        Severity::Info,
-                        reasons::SUCCEEDED,
-                        &msg,
-                        BTreeMap::new(),
-                    )
-                    .await;
-            }
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let trace = (reasons::GIT_OPERATION_SUCCEEDED, msg.as_str());
+            let stored = format!("stored artifact for revision '{revision}'");
+            super::record_unchanged(obj, ctx, conds, &stored, trace, interval).await
         }
         Outcome::Failed {
             kind,

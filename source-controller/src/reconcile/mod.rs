@@ -16,8 +16,8 @@ use crate::events::{Events, Severity};
 use crate::metrics::Metrics;
 use crate::status::{Conditions, FailureKind};
 use crate::storage::Storage;
-use gitops_api::conditions::reasons;
-use gitops_api::constants::RECONCILE_REQUESTED_AT_ANNOTATION;
+use gitops_api::conditions::{reasons, types};
+use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION};
 use gitops_api::meta::{Artifact, Condition, Time};
 use gitops_api::source::v1::{Bucket, BucketStatus, GitRepository, GitRepositoryStatus};
 use k8s_openapi::NamespaceResourceScope;
@@ -305,6 +305,72 @@ pub(crate) fn cleanup<K: SourceKind>(obj: &K, ctx: &Context) -> Action {
     ctx.forget(&obj.state_key());
     ctx.metrics.forget(K::KIND, &ns, &name);
     Action::await_change()
+}
+
+/// Records a newly stored artifact: `ArtifactInStorage` with `stored_message`, the `NewArtifact`
+/// event (with revision and digest metadata), the next run after the jittered interval.
+pub(crate) async fn record_new_artifact<K: SourceKind>(
+    obj: &K,
+    ctx: &Context,
+    conds: &mut Conditions,
+    artifact: &Artifact,
+    stored_message: &str,
+    event_message: &str,
+    interval: Duration,
+) -> (Action, Option<Duration>) {
+    let md = BTreeMap::from([
+        (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
+        (EVENT_DIGEST_KEY.to_string(), artifact.digest.clone()),
+    ]);
+    conds.succeed_with(stored_message);
+    ctx.events
+        .emit(
+            &obj.object_ref(&()),
+            Severity::Info,
+            reasons::NEW_ARTIFACT,
+            event_message,
+            md,
+        )
+        .await;
+    ctx.succeeded(&obj.state_key());
+    let after = ctx.jittered(interval);
+    (Action::requeue(after), Some(after))
+}
+
+/// Records a run that found the stored artifact current: a trace event, and a `Succeeded` event
+/// when it recovers from a fetch or storage failure.
+pub(crate) async fn record_unchanged<K: SourceKind>(
+    obj: &K,
+    ctx: &Context,
+    conds: &mut Conditions,
+    stored_message: &str,
+    trace: (&'static str, &str),
+    interval: Duration,
+) -> (Action, Option<Duration>) {
+    let recovered = conds
+        .list
+        .iter()
+        .any(|c| c.type_ == types::FETCH_FAILED || c.type_ == types::STORAGE_OPERATION_FAILED);
+    conds.succeed_with(stored_message);
+    let obj_ref = obj.object_ref(&());
+    let (reason, message) = trace;
+    ctx.events
+        .emit(&obj_ref, Severity::Trace, reason, message, BTreeMap::new())
+        .await;
+    if recovered {
+        ctx.events
+            .emit(
+                &obj_ref,
+                Severity::Info,
+                reasons::SUCCEEDED,
+                stored_message,
+                BTreeMap::new(),
+            )
+            .await;
+    }
+    ctx.succeeded(&obj.state_key());
+    let after = ctx.jittered(interval);
+    (Action::requeue(after), Some(after))
 }
 
 /// Records a transient failure: condition, warning event, backoff.
