@@ -212,13 +212,17 @@ async fn run_controllers(
         .with_config(controller_config.clone())
         .graceful_shutdown_on(lost())
         .shutdown_on_signal()
-        .run(reconcile::gitrepository::reconcile, error_policy, ctx.clone())
+        .run(
+            reconcile::gitrepository::reconcile,
+            error_policy::<GitRepository>,
+            ctx.clone(),
+        )
         .for_each(count_result(metrics.clone(), "gitrepository"));
     let buckets = Controller::new(bucket_api, wc)
         .with_config(controller_config)
         .graceful_shutdown_on(lost())
         .shutdown_on_signal()
-        .run(reconcile::bucket::reconcile, bucket_error_policy, ctx)
+        .run(reconcile::bucket::reconcile, error_policy::<Bucket>, ctx)
         .for_each(count_result(metrics.clone(), "bucket"));
     futures::join!(git, buckets);
 }
@@ -241,23 +245,12 @@ fn count_result<T, E: std::error::Error>(
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime requires
-fn error_policy(
-    obj: Arc<GitRepository>,
-    err: &reconcile::gitrepository::Error,
+fn error_policy<K: reconcile::SourceKind>(
+    obj: Arc<K>,
+    err: &reconcile::Error,
     ctx: Arc<reconcile::Context>,
 ) -> Action {
-    let key = reconcile::gitrepository::key(&obj);
-    tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
-    Action::requeue(ctx.backoff(&key))
-}
-
-#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime requires
-fn bucket_error_policy(
-    obj: Arc<Bucket>,
-    err: &reconcile::bucket::Error,
-    ctx: Arc<reconcile::Context>,
-) -> Action {
-    let key = reconcile::bucket::key(&obj);
+    let key = obj.state_key();
     tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
     Action::requeue(ctx.backoff(&key))
 }

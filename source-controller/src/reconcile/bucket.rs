@@ -22,13 +22,11 @@ use crate::events::Severity;
 use crate::git::{ProxyOptions, Secret};
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
-use gitops_api::constants::SOURCE_FINALIZER;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, BucketProvider, BucketStatus};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,42 +35,13 @@ use std::time::Duration;
 /// Storage kind directory of Bucket artifacts.
 pub const KIND_DIR: &str = "bucket";
 
-/// Errors that end a reconcile abnormally (API failures); source failures are recorded in status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Talking to the Kubernetes API failed.
-    #[error("failed to {action} for Bucket '{namespace}/{name}'")]
-    Kube {
-        /// What was attempted.
-        action: &'static str,
-        /// Object namespace.
-        namespace: String,
-        /// Object name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The finalizer helper failed.
-    #[error("finalizer handling failed")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+/// What a new Bucket artifact brings: the artifact and how many objects were fetched.
+struct NewArtifact {
+    artifact: Artifact,
+    files: usize,
 }
 
-/// The outcome of the source steps, before status is written.
-enum Outcome {
-    /// A new artifact was stored from `files` downloaded objects.
-    Stored { artifact: Artifact, files: usize },
-    /// The bucket's index digest equals the stored revision; nothing was downloaded.
-    Unchanged { revision: String },
-    /// Transient failure: retry with backoff.
-    Failed {
-        kind: FailureKind,
-        reason: &'static str,
-        message: String,
-    },
-    /// Configuration error: wait for a spec change.
-    Stalled { reason: &'static str, message: String },
-}
+type Outcome = super::Outcome<NewArtifact>;
 
 impl Outcome {
     fn fetch_failed(e: &bucket::BucketError) -> Self {
@@ -93,17 +62,12 @@ impl Outcome {
 }
 
 /// Entry point for the controller.
-pub async fn reconcile(obj: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<Bucket> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => Ok(super::cleanup(obj.as_ref(), &ctx)),
-        }
+pub async fn reconcile(obj: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action, super::Error> {
+    super::reconcile_kind(obj, ctx, async |obj, ctx, status, conds, interval| {
+        let outcome = run_steps(obj, ctx, status, conds).await;
+        record(outcome, obj, ctx, status, conds, interval).await
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// `bucket/namespace/name`: the key of per-object controller state (backoff, handled runs); the
@@ -116,20 +80,6 @@ pub(crate) fn key(obj: &Bucket) -> String {
     )
 }
 
-async fn apply(obj: &Bucket, ctx: &Context) -> Result<Action, Error> {
-    super::drive(obj, ctx, async |status, conds, interval| {
-        let outcome = run_steps(obj, ctx, status, conds).await;
-        record(outcome, obj, ctx, status, conds, interval).await
-    })
-    .await
-    .map_err(|source| Error::Kube {
-        action: "patch status",
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        source: Box::new(source),
-    })
-}
-
 /// Turns the steps' outcome into status fields, conditions, events and the next requeue.
 async fn record(
     outcome: Outcome,
@@ -140,7 +90,7 @@ async fn record(
     interval: Duration,
 ) -> (Action, Option<Duration>) {
     match outcome {
-        Outcome::Stored { artifact, files } => {
+        Outcome::Stored(NewArtifact { artifact, files }) => {
             let revision = artifact.revision.clone();
             let msg = format!(
                 "stored artifact with {files} fetched files from '{}' bucket",
@@ -344,10 +294,10 @@ async fn package_and_store(
                 .await;
         }
     }
-    Outcome::Stored {
+    Outcome::Stored(NewArtifact {
         artifact: stored.into_artifact(&revision),
         files,
-    }
+    })
 }
 
 /// Reads the referenced Secrets and builds the client.

@@ -19,13 +19,11 @@ use crate::archive;
 use crate::git;
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
-use gitops_api::constants::SOURCE_FINALIZER;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -35,77 +33,26 @@ use std::time::Duration;
 /// Storage kind directory of GitRepository artifacts.
 pub const KIND_DIR: &str = "gitrepository";
 
-/// Errors that end a reconcile abnormally (API failures); source failures are recorded in status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Talking to the Kubernetes API failed.
-    #[error("failed to {action} for GitRepository '{namespace}/{name}'")]
-    Kube {
-        /// What was attempted.
-        action: &'static str,
-        /// Object namespace.
-        namespace: String,
-        /// Object name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The finalizer helper failed.
-    #[error("finalizer handling failed")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+/// What a new GitRepository artifact brings: the artifact and the commit subject, if known.
+struct NewArtifact {
+    artifact: Artifact,
+    subject: Option<String>,
 }
 
-/// The outcome of the source steps, before status is written.
-enum Outcome {
-    /// A new artifact was stored.
-    Stored {
-        artifact: Artifact,
-        subject: Option<String>,
-    },
-    /// The remote still points at the stored revision; nothing was fetched.
-    Unchanged { revision: String },
-    /// Transient failure: retry with backoff.
-    Failed {
-        kind: FailureKind,
-        reason: &'static str,
-        message: String,
-    },
-    /// Configuration error: wait for a spec change.
-    Stalled { reason: &'static str, message: String },
-}
+type Outcome = super::Outcome<NewArtifact>;
 
 /// Entry point for the controller.
-pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => Ok(super::cleanup(obj.as_ref(), &ctx)),
-        }
+pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, super::Error> {
+    super::reconcile_kind(obj, ctx, async |obj, ctx, status, conds, interval| {
+        let outcome = run_steps(obj, ctx, status, conds).await;
+        record(outcome, obj, ctx, status, conds, interval).await
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// `namespace/name`: the key of per-object controller state (backoff, handled runs).
 pub(crate) fn key(obj: &GitRepository) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-async fn apply(obj: &GitRepository, ctx: &Context) -> Result<Action, Error> {
-    super::drive(obj, ctx, async |status, conds, interval| {
-        let outcome = run_steps(obj, ctx, status, conds).await;
-        record(outcome, obj, ctx, status, conds, interval).await
-    })
-    .await
-    .map_err(|source| Error::Kube {
-        action: "patch status",
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        source: Box::new(source),
-    })
 }
 
 /// Turns the steps' outcome into status fields, conditions, events and the next requeue.
@@ -118,7 +65,7 @@ async fn record(
     interval: Duration,
 ) -> (Action, Option<Duration>) {
     match outcome {
-        Outcome::Stored { artifact, subject } => {
+        Outcome::Stored(NewArtifact { artifact, subject }) => {
             let stored = format!("stored artifact for revision '{}'", artifact.revision);
             let msg = match subject {
                 Some(s) => format!("stored artifact for commit '{s}'"),
@@ -280,10 +227,10 @@ async fn run_steps(
     match job.await {
         Ok(Ok((stored, subject))) => {
             let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
-            Outcome::Stored {
+            Outcome::Stored(NewArtifact {
                 artifact: stored.into_artifact(&revision),
                 subject,
-            }
+            })
         }
         Ok(Err(outcome)) => *outcome,
         Err(e) => Outcome::Failed {

@@ -17,16 +17,20 @@ use crate::metrics::Metrics;
 use crate::status::{Conditions, FailureKind};
 use crate::storage::Storage;
 use gitops_api::conditions::{reasons, types};
-use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION};
+use gitops_api::constants::{
+    EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION, SOURCE_FINALIZER,
+};
 use gitops_api::meta::{Artifact, Condition, Time};
 use gitops_api::source::v1::{Bucket, BucketStatus, GitRepository, GitRepositoryStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -168,11 +172,84 @@ impl Context {
     }
 }
 
+/// Errors that end a reconcile abnormally (API failures); source failures are recorded in status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to the Kubernetes API failed.
+    #[error("failed to {action} for {kind} '{namespace}/{name}'")]
+    Kube {
+        /// The object's kind.
+        kind: &'static str,
+        /// What was attempted.
+        action: &'static str,
+        /// Object namespace.
+        namespace: String,
+        /// Object name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The finalizer helper failed.
+    #[error("finalizer handling failed")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// The outcome of a kind's source steps, before status is written; `S` is what a new artifact
+/// brings (the stored artifact and what its event says).
+pub(crate) enum Outcome<S> {
+    /// A new artifact was stored.
+    Stored(S),
+    /// The source still has the stored revision; nothing was fetched.
+    Unchanged { revision: String },
+    /// Transient failure: retry with backoff.
+    Failed {
+        kind: FailureKind,
+        reason: &'static str,
+        message: String,
+    },
+    /// Configuration error: wait for a spec change.
+    Stalled { reason: &'static str, message: String },
+}
+
+/// A kind's controller entry: the finalizer around [`drive`] (apply) and [`cleanup`] (deletion);
+/// `steps` runs the kind's source steps and records their outcome.
+pub(crate) async fn reconcile_kind<K, F>(obj: Arc<K>, ctx: Arc<Context>, steps: F) -> Result<Action, Error>
+where
+    K: SourceKind,
+    F: AsyncFn(&K, &Context, &mut K::Status, &mut Conditions, Duration) -> (Action, Option<Duration>),
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => {
+                let o = obj.as_ref();
+                drive(o, &ctx, async |status, conds, interval| {
+                    steps(o, &ctx, status, conds, interval).await
+                })
+                .await
+                .map_err(|source| Error::Kube {
+                    kind: K::KIND,
+                    action: "patch status",
+                    namespace: o.namespace().unwrap_or_default(),
+                    name: o.name_any(),
+                    source: Box::new(source),
+                })
+            }
+            FinalizerEvent::Cleanup(obj) => Ok(cleanup(obj.as_ref(), &ctx)),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
 /// What the shared reconcile driver needs to know about a source kind.
 pub(crate) trait SourceKind:
     Resource<Scope = NamespaceResourceScope, DynamicType = ()>
     + Clone
     + serde::de::DeserializeOwned
+    + serde::Serialize
     + std::fmt::Debug
 {
     /// The kind's status type.
