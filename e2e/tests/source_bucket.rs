@@ -6,11 +6,12 @@
 #![allow(clippy::too_many_lines)]
 
 use anyhow::{Context as _, anyhow, bail};
+use e2e::source::{apply, ready, ready_is, stalled};
 use e2e::{SourceController, TestNs, poll_until, project_root, wait_for};
-use gitops_api::conditions::{self, reasons, types};
+use gitops_api::conditions::reasons;
 use gitops_api::source::v1::Bucket;
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -66,6 +67,16 @@ impl S3 {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// Creates `bucket`; it is deleted (with its objects) when the guard drops, also when the
+    /// test fails: SeaweedFS gives each bucket its own volumes, and leftovers exhaust them.
+    fn bucket(&self, bucket: &str) -> anyhow::Result<Cleanup> {
+        self.run(&["mkbucket", bucket], None)?;
+        let script = project_root().join("e2e/scripts/s3ctl.py");
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(script).args(["rmbucket", bucket]).envs(&self.env);
+        Ok(Cleanup(cmd))
+    }
+
     fn put(&self, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<()> {
         self.run(&["put", bucket, key], Some(data)).map(|_| ())
     }
@@ -73,6 +84,23 @@ impl S3 {
     /// `(key, etag as served)` over all listing pages.
     fn list(&self, bucket: &str) -> anyhow::Result<Vec<(String, String)>> {
         Ok(serde_json::from_str(&self.run(&["list", bucket], None)?)?)
+    }
+}
+
+/// Runs its command when dropped (removes a test bucket or container).
+struct Cleanup(Command);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ok = self
+            .0
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("warning: cleanup {:?} failed", self.0);
+        }
     }
 }
 
@@ -122,11 +150,16 @@ impl CountingProxy {
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16384];
                     while let Ok(n) = c_read.read(&mut buf) {
-                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        if n == 0 {
                             break;
                         }
+                        // Logged before forwarding: once the server has seen a request, so has
+                        // the test.
                         log2.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[slot]
                             .extend_from_slice(&buf[..n]);
+                        if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
                     }
                     let _ = s_write.shutdown(std::net::Shutdown::Write);
                 });
@@ -192,51 +225,8 @@ fn manifest(ns: &str, name: &str, spec: &serde_json::Value) -> serde_json::Value
     })
 }
 
-async fn apply(api: &Api<Bucket>, obj: &serde_json::Value) -> anyhow::Result<()> {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
-        .await?;
-    Ok(())
-}
-
-fn ready(o: &Bucket) -> (String, String, String) {
-    o.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| conditions::find(c, types::READY))
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-        .unwrap_or_default()
-}
-
-fn ready_is(status: &'static str) -> impl Fn(Option<&Bucket>) -> bool {
-    move |o: Option<&Bucket>| {
-        o.is_some_and(|o| {
-            o.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| conditions::find(c, types::READY))
-                .is_some_and(|c| c.status == status && c.observed_generation == o.metadata.generation)
-        })
-    }
-}
-
 async fn request_reconcile(api: &Api<Bucket>, name: &str, token: &str) -> anyhow::Result<Bucket> {
-    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    let token = token.to_string();
-    wait_for(
-        api,
-        name,
-        "lastHandledReconcileAt",
-        WAIT,
-        move |o: Option<&Bucket>| {
-            o.and_then(|o| o.status.as_ref())
-                .and_then(|s| s.last_handled_reconcile_at.as_deref())
-                == Some(token.as_str())
-        },
-    )
-    .await
+    e2e::source::request_reconcile(api, name, token, WAIT).await
 }
 
 async fn s3_secret(t: &TestNs, name: &str, access: &str, secret: &str) -> anyhow::Result<()> {
@@ -277,14 +267,7 @@ async fn artifact_contents(url: &str, digest: &str) -> anyhow::Result<BTreeMap<S
 }
 
 async fn event_messages(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(t.client.clone(), &t.name);
-    let list = events.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.message)
-        .collect())
+    e2e::source::event_messages(&t.client, &t.name, name, reason).await
 }
 
 fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
@@ -311,7 +294,7 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
     TestNs::run("src_bucket_index", |t| async move {
         let s3 = S3::new(&t)?;
         let bucket = bucket_name(&t, "idx");
-        s3.run(&["mkbucket", &bucket], None)?;
+        let _cleanup = s3.bucket(&bucket)?;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         // More than one listing page (S3 returns at most 1,000 keys per page).
         for i in 0..1050 {
@@ -428,7 +411,6 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
             got.keys().cloned().collect::<Vec<_>>(),
             ["app/one.yaml", "apps/two.yaml"]
         );
-        s3.run(&["rmbucket", &bucket], None)?;
         Ok(())
     })
     .await
@@ -439,7 +421,7 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
     TestNs::run("src_bucket_change", |t| async move {
         let s3 = S3::new(&t)?;
         let bucket = bucket_name(&t, "chg");
-        s3.run(&["mkbucket", &bucket], None)?;
+        let _cleanup = s3.bucket(&bucket)?;
         for (k, v) in [
             ("a.yaml", "a: 1\n"),
             ("dir/b.yaml", "b: 1\n"),
@@ -506,7 +488,6 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
             via_latest.get("dir/b.yaml").map(Vec::as_slice),
             Some(&b"b: 2\n"[..])
         );
-        s3.run(&["rmbucket", &bucket], None)?;
         Ok(())
     })
     .await
@@ -517,7 +498,7 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
     TestNs::run("src_bucket_fail", |t| async move {
         let s3 = S3::new(&t)?;
         let bucket = bucket_name(&t, "err");
-        s3.run(&["mkbucket", &bucket], None)?;
+        let _cleanup = s3.bucket(&bucket)?;
         s3.put(&bucket, "a.yaml", b"a: 1\n")?;
         let (access, secret) = (t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?);
         s3_secret(&t, "creds", access, secret).await?;
@@ -585,12 +566,7 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
         // gcp is not implemented: Stalled, naming the field.
         let gcp = json!({"provider": "gcp", "bucketName": bucket, "endpoint": "storage.googleapis.com"});
         apply(&api, &manifest(&t.name, "b", &gcp)).await?;
-        let obj = wait_for(&api, "b", "Stalled", WAIT, |o: Option<&Bucket>| {
-            o.and_then(|o| o.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| conditions::is_true(c, types::STALLED))
-        })
-        .await?;
+        let obj = wait_for(&api, "b", "Stalled", WAIT, stalled::<Bucket>).await?;
         let (_, reason, message) = ready(&obj);
         assert_eq!(reason, reasons::UNSUPPORTED_CONFIGURATION);
         assert!(message.contains("spec.provider 'gcp'"), "{message}");
@@ -604,7 +580,6 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
         })
         .await?;
         assert!(!dir.exists(), "{} still exists", dir.display());
-        s3.run(&["rmbucket", &bucket], None)?;
         Ok(())
     })
     .await
@@ -643,6 +618,13 @@ async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_w
     TestNs::run("src_bucket_azure", |t| async move {
         let container = bucket_name(&t, "az");
         azctl(&t, &["mkcontainer", &container], None)?;
+        let mut rm = Command::new(t.env.get("E2E_PYTHON")?);
+        rm.arg(project_root().join("e2e/scripts/azctl.py"))
+            .args(["rmcontainer", &container])
+            .env("E2E_AZURITE_ENDPOINT", t.env.get("E2E_AZURITE_ENDPOINT")?)
+            .env("E2E_AZURITE_ACCOUNT", t.env.get("E2E_AZURITE_ACCOUNT")?)
+            .env("E2E_AZURITE_KEY", t.env.get("E2E_AZURITE_KEY")?);
+        let _cleanup = Cleanup(rm);
         let files: BTreeMap<&str, &str> = [
             ("a.yaml", "a: 1\n"),
             ("nested/dir/b.yaml", "b: 1\n"),
@@ -787,7 +769,6 @@ async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_w
             "{message}"
         );
         assert!(!message.contains(wrong), "{message}");
-        azctl(&t, &["rmcontainer", &container], None)?;
         Ok(())
     })
     .await
