@@ -6,9 +6,9 @@
              BUCKET_ACCESS_KEY / BUCKET_SECRET_KEY)
 
 Every figure is ours vs a reference measured in the same run, on the same machine, interleaved.
-Wall time and peak RSS come from os.wait4 of each process: its ru_maxrss covers the process and
-every descendant it waited for, so for a pipeline it is the largest process in it (GNU time
-reports the same number). Exit status: 0 when every measurement worked (a MISS is not a
+Wall time comes from os.wait4 of each process, peak RSS from GNU time wrapped around it (its %M is
+the ru_maxrss of the process and every descendant it waited for, so for a pipeline it is the
+largest process in it). Exit status: 0 when every measurement worked (a MISS is not a
 failure), 1 when one broke (a command failed, output was wrong, a server answered badly).
 """
 
@@ -26,6 +26,9 @@ import sys
 import tarfile
 import threading
 import time
+
+# GNU time (Debian package `time`): measures each process's peak RSS.
+GNU_TIME = "/usr/bin/time"
 
 # Hard bounds on every process we start (seconds).
 RUN_TIMEOUT = 120
@@ -53,17 +56,24 @@ def log(msg):
 
 
 def measure(cmd, cwd=None, env=None, timeout=RUN_TIMEOUT):
-    """Runs cmd; returns (wall seconds, peak RSS KiB, stdout, stderr). Raises Broken on failure."""
+    """Runs cmd; returns (wall seconds, peak RSS KiB, stdout, stderr). Raises Broken on failure.
+
+    The peak RSS comes from GNU time, which forks and execs cmd itself: a child forked (or
+    vforked) from this Python process records Python's resident set at its exec as its own peak
+    (~22 MiB here), which would hide anything smaller.
+    """
     out_path = os.path.join(cwd or ".", ".bench-stdout")
     err_path = os.path.join(cwd or ".", ".bench-stderr")
+    rss_path = os.path.abspath(os.path.join(cwd or ".", ".bench-rss"))
     full_env = dict(os.environ, **(env or {}))
+    timed = [GNU_TIME, "-f", "%M", "-o", rss_path] + list(cmd)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
+        p = subprocess.Popen(timed, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
         timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, ru = os.wait4(p.pid, 0)
+            _, status, _ = os.wait4(p.pid, 0)
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0
@@ -72,11 +82,19 @@ def measure(cmd, cwd=None, env=None, timeout=RUN_TIMEOUT):
         stdout = f.read()
     with open(err_path, encoding="utf-8", errors="replace") as f:
         stderr = f.read()
+    rss_text = ""
+    if os.path.exists(rss_path):
+        with open(rss_path, encoding="utf-8", errors="replace") as f:
+            rss_text = f.read()
+        os.remove(rss_path)
     os.remove(out_path)
     os.remove(err_path)
     if p.returncode != 0:
         raise Broken("%s exited %s after %.1fs:\n%s" % (" ".join(cmd), p.returncode, wall, stderr[-2000:]))
-    return wall, ru.ru_maxrss, stdout, stderr
+    lines = rss_text.strip().splitlines()
+    if not lines or not lines[-1].strip().isdigit():
+        raise Broken("GNU time gave no peak RSS for %s: %r" % (" ".join(cmd), rss_text))
+    return wall, int(lines[-1]), stdout, stderr
 
 
 def fresh_dir(path):

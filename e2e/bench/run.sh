@@ -73,6 +73,7 @@ install_tools() {
   command -v git >/dev/null || missing+=(git)
   command -v tar >/dev/null || missing+=(tar)
   command -v gzip >/dev/null || missing+=(gzip)
+  [ -x /usr/bin/time ] || missing+=(time)
   [ ${#missing[@]} = 0 ] && return 0
   if ! apt_install "${missing[@]}"; then
     # newer Debian folds nginx-light into nginx
@@ -80,8 +81,8 @@ install_tools() {
       die "could not install ${missing[*]} from Debian (see above). Install them by hand (apt-get install -y ${missing[*]}) and re-run."
     fi
   fi
-  if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v python3 >/dev/null; then
-    die "wrk, /usr/sbin/nginx or python3 still missing after apt-get install ${missing[*]}"
+  if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v python3 >/dev/null || [ ! -x /usr/bin/time ]; then
+    die "wrk, /usr/sbin/nginx, /usr/bin/time or python3 still missing after apt-get install ${missing[*]}"
   fi
 }
 

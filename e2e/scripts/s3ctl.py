@@ -6,8 +6,11 @@
     s3ctl.py put BUCKET KEY                  upload stdin to KEY
     s3ctl.py rm BUCKET KEY                   delete KEY
     s3ctl.py list BUCKET [PREFIX]            JSON [[key, etag-as-served], ...] over all listing pages
+    s3ctl.py rmprefix BUCKET PREFIX          delete every object whose key starts with PREFIX
     s3ctl.py rmbucket BUCKET                 delete all objects and the bucket
 
+Each bucket is a SeaweedFS collection with volumes of its own, and `weed mini` on a small disk has
+only a few: tests use prefixes in the shared bucket E2E_S3_BUCKET unless they need a bucket root.
 Endpoint and keys come from the e2e env: E2E_S3_ENDPOINT, E2E_S3_ACCESS_KEY, E2E_S3_SECRET_KEY.
 """
 import json
@@ -69,6 +72,9 @@ def main(argv):
         s3.delete_object(Bucket=bucket, Key=argv[3])
     elif cmd == "list":
         json.dump(list_all(s3, bucket, argv[3] if len(argv) > 3 else ""), sys.stdout)
+    elif cmd == "rmprefix":
+        for key, _ in list_all(s3, bucket, argv[3]):
+            s3.delete_object(Bucket=bucket, Key=key)
     elif cmd == "rmbucket":
         for key, _ in list_all(s3, bucket):
             s3.delete_object(Bucket=bucket, Key=key)

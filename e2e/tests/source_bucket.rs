@@ -59,10 +59,14 @@ impl S3 {
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!(
-                "s3ctl.py {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            let hint = if err.contains("InternalError") {
+                "\nhint: SeaweedFS may be out of volumes (every bucket needs its own, and `weed mini` \
+                 sizes them by free disk space): free disk space or delete leftover buckets"
+            } else {
+                ""
+            };
+            bail!("s3ctl.py {args:?} failed: {err}{hint}");
         }
         Ok(String::from_utf8(out.stdout)?)
     }
@@ -75,6 +79,25 @@ impl S3 {
         let mut cmd = Command::new(&self.python);
         cmd.arg(script).args(["rmbucket", bucket]).envs(&self.env);
         Ok(Cleanup(cmd))
+    }
+
+    /// The shared scratch bucket and a prefix of this test's own (`<namespace>/`), emptied when
+    /// the guard drops. SeaweedFS gives every bucket volumes of its own and `weed mini` on a
+    /// small disk has few, so only tests that need a bucket root create a bucket.
+    fn scratch(&self, t: &TestNs) -> anyhow::Result<(String, String, Cleanup)> {
+        let bucket = t.env.get("E2E_S3_BUCKET")?.to_string();
+        let prefix = format!("{}/", t.name);
+        let script = project_root().join("e2e/scripts/s3ctl.py");
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(script)
+            .args(["rmprefix", &bucket, &prefix])
+            .envs(&self.env);
+        Ok((bucket, prefix, Cleanup(cmd)))
+    }
+
+    /// `(key, etag as served)` of the keys under `prefix`, over all listing pages.
+    fn list_prefix(&self, bucket: &str, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(serde_json::from_str(&self.run(&["list", bucket, prefix], None)?)?)
     }
 
     fn put(&self, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<()> {
@@ -194,9 +217,9 @@ impl CountingProxy {
             .collect()
     }
 
-    /// GETs of objects of `bucket` (anything but the listing).
-    fn object_gets(&self, bucket: &str) -> usize {
-        let object = format!("GET /{bucket}/");
+    /// GETs of objects under `prefix` in `bucket` (the listing is a GET of the bucket itself).
+    fn object_gets(&self, bucket: &str, prefix: &str) -> usize {
+        let object = format!("GET /{bucket}/{prefix}");
         self.request_lines()
             .iter()
             .filter(|l| l.starts_with(&object) && !l.contains("list-type="))
@@ -420,14 +443,13 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
 async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloaded() -> anyhow::Result<()> {
     TestNs::run("src_bucket_change", |t| async move {
         let s3 = S3::new(&t)?;
-        let bucket = bucket_name(&t, "chg");
-        let _cleanup = s3.bucket(&bucket)?;
+        let (bucket, p, _cleanup) = s3.scratch(&t)?;
         for (k, v) in [
             ("a.yaml", "a: 1\n"),
             ("dir/b.yaml", "b: 1\n"),
             ("dir/c.yaml", "c: 1\n"),
         ] {
-            s3.put(&bucket, k, v.as_bytes())?;
+            s3.put(&bucket, &format!("{p}{k}"), v.as_bytes())?;
         }
         let proxy = CountingProxy::start(t.env.get("E2E_S3_ENDPOINT")?)?;
         s3_secret(
@@ -444,7 +466,8 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
             &manifest(
                 &t.name,
                 "b",
-                &json!({"bucketName": bucket, "endpoint": proxy.addr, "secretRef": {"name": "creds"}}),
+                &json!({"bucketName": bucket, "endpoint": proxy.addr, "secretRef": {"name": "creds"},
+                        "prefix": p}),
             ),
         )
         .await?;
@@ -455,22 +478,32 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
             .status
             .and_then(|s| s.artifact)
             .ok_or_else(|| anyhow!("no artifact"))?;
-        assert_eq!(first.revision, expected_revision(&s3.list(&bucket)?, |_| true));
-        assert_eq!(proxy.object_gets(&bucket), 3, "{:#?}", proxy.request_lines());
+        assert_eq!(
+            first.revision,
+            expected_revision(&s3.list_prefix(&bucket, &p)?, |_| true)
+        );
+        assert_eq!(proxy.object_gets(&bucket, &p), 3, "{:#?}", proxy.request_lines());
 
-        // No change: a listing, and no GET of any object.
-        let (gets, lists) = (proxy.object_gets(&bucket), proxy.listings());
+        // No change: a listing, and no GET of any indexed object. (The only other request is the
+        // probe for the bucket root's .sourceignore, which lies outside the prefix; Flux makes it
+        // on every run too.)
+        let (gets, lists) = (proxy.object_gets(&bucket, &p), proxy.listings());
         let obj = request_reconcile(&api, "b", "t1").await?;
         assert_eq!(ready(&obj).0, "True");
         assert!(proxy.listings() > lists, "the reconcile listed the bucket");
-        assert_eq!(proxy.object_gets(&bucket), gets, "{:#?}", proxy.request_lines());
+        assert_eq!(
+            proxy.object_gets(&bucket, &p),
+            gets,
+            "{:#?}",
+            proxy.request_lines()
+        );
         assert_eq!(
             obj.status.and_then(|s| s.artifact).map(|a| a.revision),
             Some(first.revision.clone())
         );
 
         // One object changes: new revision, new artifact with the new bytes.
-        s3.put(&bucket, "dir/b.yaml", b"b: 2\n")?;
+        s3.put(&bucket, &format!("{p}dir/b.yaml"), b"b: 2\n")?;
         let obj = request_reconcile(&api, "b", "t2").await?;
         let second = obj
             .status
@@ -478,14 +511,20 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
             .and_then(|s| s.artifact)
             .ok_or_else(|| anyhow!("no artifact"))?;
         assert_ne!(second.revision, first.revision);
-        assert_eq!(second.revision, expected_revision(&s3.list(&bucket)?, |_| true));
+        assert_eq!(
+            second.revision,
+            expected_revision(&s3.list_prefix(&bucket, &p)?, |_| true)
+        );
         let got = artifact_contents(&second.url, &second.digest).await?;
-        assert_eq!(got.get("dir/b.yaml").map(Vec::as_slice), Some(&b"b: 2\n"[..]));
+        assert_eq!(
+            got.get(&format!("{p}dir/b.yaml")).map(Vec::as_slice),
+            Some(&b"b: 2\n"[..])
+        );
         let latest = obj.status.and_then(|s| s.url).unwrap_or_default();
         assert!(latest.ends_with("/latest.tar.gz"));
         let via_latest = artifact_contents(&latest, &second.digest).await?;
         assert_eq!(
-            via_latest.get("dir/b.yaml").map(Vec::as_slice),
+            via_latest.get(&format!("{p}dir/b.yaml")).map(Vec::as_slice),
             Some(&b"b: 2\n"[..])
         );
         Ok(())
@@ -497,15 +536,15 @@ async fn changed_object_gives_new_artifact_and_unchanged_bucket_is_not_downloade
 async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage() -> anyhow::Result<()> {
     TestNs::run("src_bucket_fail", |t| async move {
         let s3 = S3::new(&t)?;
-        let bucket = bucket_name(&t, "err");
-        let _cleanup = s3.bucket(&bucket)?;
-        s3.put(&bucket, "a.yaml", b"a: 1\n")?;
+        let (bucket, p, _cleanup) = s3.scratch(&t)?;
+        s3.put(&bucket, &format!("{p}a.yaml"), b"a: 1\n")?;
         let (access, secret) = (t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?);
         s3_secret(&t, "creds", access, secret).await?;
         let ctl = SourceController::start(&t.env, &t.name, &[])?;
         let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
         let endpoint = t.env.get("E2E_S3_ENDPOINT")?.to_string();
-        let spec = json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": "creds"}});
+        let spec =
+            json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": "creds"}, "prefix": p});
         apply(&api, &manifest(&t.name, "b", &spec)).await?;
         let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
             .await
@@ -534,7 +573,7 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
         assert!(
             artifact_contents(&kept.url, &kept.digest)
                 .await?
-                .contains_key("a.yaml")
+                .contains_key(&format!("{p}a.yaml"))
         );
         s3_secret(&t, "creds", access, secret).await?;
 
@@ -769,6 +808,58 @@ async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_w
             "{message}"
         );
         assert!(!message.contains(wrong), "{message}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn proxy_secret_routes_bucket_requests_through_the_proxy_with_its_credentials() -> anyhow::Result<()> {
+    TestNs::run("src_bucket_proxy", |t| async move {
+        let s3 = S3::new(&t)?;
+        let (bucket, p, _cleanup) = s3.scratch(&t)?;
+        s3.put(&bucket, &format!("{p}a.yaml"), b"a: 1\n")?;
+        // A TCP forwarder to SeaweedFS stands in for an HTTP proxy: Go's server accepts the
+        // absolute-form request lines a client sends to a proxy. The endpoint's host does not
+        // resolve, so only the proxy can have reached the server.
+        let proxy = CountingProxy::start(t.env.get("E2E_S3_ENDPOINT")?)?;
+        let port = t.env.get("E2E_S3_ENDPOINT")?.rsplit(':').next().unwrap_or_default().to_string();
+        let endpoint = format!("s3.invalid:{port}");
+        s3_secret(&t, "creds", t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?).await?;
+        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
+        let proxy_secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "proxy", "namespace": t.name},
+            "stringData": {"address": format!("http://{}", proxy.addr), "username": "pxuser", "password": "pxpass"}});
+        secrets
+            .patch("proxy", &PatchParams::apply("e2e").force(), &Patch::Apply(&proxy_secret))
+            .await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        apply(
+            &api,
+            &manifest(
+                &t.name,
+                "b",
+                &json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": "creds"},
+                        "proxySecretRef": {"name": "proxy"}, "prefix": p}),
+            ),
+        )
+        .await?;
+        let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let artifact = obj.status.and_then(|s| s.artifact).ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(artifact.revision, expected_revision(&s3.list_prefix(&bucket, &p)?, |_| true));
+        let lines = proxy.request_lines();
+        let via_proxy = format!("GET http://{endpoint}/{bucket}");
+        assert!(lines.iter().any(|l| l.starts_with(&via_proxy)), "{lines:#?}");
+        let sent = proxy.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let text: String = sent.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        // base64("pxuser:pxpass")
+        assert!(
+            text.to_ascii_lowercase().contains("proxy-authorization: basic chh1c2vyonb4cgfzcw=="),
+            "no proxy credentials in the requests"
+        );
         Ok(())
     })
     .await

@@ -1,12 +1,15 @@
-//! Reconciler wiring shared by the kinds: the context every reconcile gets, requeue timing
-//! (jittered intervals, exponential backoff) and the guard that keeps our own status writes from
-//! triggering another run.
+//! Reconciler wiring shared by the kinds: the context every reconcile gets, the reconcile driver
+//! (finalizer, suspend, requestedAt handshake, one status patch), the recording of outcomes as
+//! conditions and events, requeue timing (jittered intervals, exponential backoff) and the guard
+//! that keeps our own status writes from triggering another run.
 //!
 //! ```text
-//!  watch ──► guard (generation / requestedAt unchanged and not due? skip)
-//!        ──► gitrepository::reconcile: resolve → fetch → package → store → status
-//!        ──► bucket::reconcile:        index → fetch → package → store → status
-//!        ──► Action::requeue(jittered interval | backoff)
+//!  watch ──► reconcile_kind (finalizer: deleted ⇒ cleanup)
+//!        ──► drive: guard (generation / requestedAt unchanged and not due? skip), suspend
+//!              ├─ gitrepository: resolve → fetch → package → store ─┐
+//!              └─ bucket:        index → fetch → package → store ───┴─► Outcome
+//!        ──► record_new_artifact | record_unchanged | record_failure | record_stall
+//!        ──► one status patch; Action::requeue(jittered interval | backoff)
 //! ```
 
 pub mod bucket;
