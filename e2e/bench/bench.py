@@ -2,7 +2,7 @@
 """bench.py — measures B1, B2, B4, B5 (see e2e/bench/README.md) and prints the table. Run by run.sh.
 
     bench.py --url URL --reconcile-core BIN --serve-dir BIN --work DIR [--only B1,B2,B4,B5]
-             [--bucket-core BIN --aws AWS_CLI --s3-endpoint HOST:PORT --bucket NAME]   (B4; keys in
+             [--bucket-core BIN --aws AWS_CLI --s3-endpoint HOST:PORT --bucket NAME --prefix P]   (B4; keys in
              BUCKET_ACCESS_KEY / BUCKET_SECRET_KEY)
 
 Every figure is ours vs a reference measured in the same run, on the same machine, interleaved.
@@ -266,16 +266,17 @@ def b4(a, table, steps_out):
     endpoint = "http://" + a.s3_endpoint
     ref_cmd = [
         "bash", "-c",
-        '"$0" s3 sync "s3://$1" dir --endpoint-url "$2" --only-show-errors && tar czf out.tar.gz -C dir .',
-        a.aws, a.bucket, endpoint,
+        '"$0" s3 sync "s3://$1/$2" dir --endpoint-url "$3" --only-show-errors && tar czf out.tar.gz -C dir .',
+        a.aws, a.bucket, a.prefix, endpoint,
     ]
-    list_cmd = [a.aws, "s3api", "list-objects-v2", "--bucket", a.bucket, "--endpoint-url", endpoint, "--output", "json"]
+    list_cmd = [a.aws, "s3api", "list-objects-v2", "--bucket", a.bucket, "--prefix", a.prefix,
+                "--endpoint-url", endpoint, "--output", "json"]
     steps = {}
 
     def run_ours():
         storage = fresh_dir(os.path.join(work, "storage"))
         wall, rss, out, err = measure(
-            [a.bucket_core, a.s3_endpoint, a.bucket, storage], cwd=work, env=dict(keys, TMPDIR=tmp)
+            [a.bucket_core, a.s3_endpoint, a.bucket, storage, "--prefix", a.prefix], cwd=work, env=dict(keys, TMPDIR=tmp)
         )
         for m in re.finditer(r"^step (\w+): ([0-9.]+)s peak-rss (\d+)KiB$", err, re.M):
             steps.setdefault(m.group(1), []).append((float(m.group(2)), int(m.group(3))))
@@ -330,7 +331,7 @@ def b4(a, table, steps_out):
     steps_out.update({"B4 " + k: (median([x[0] for x in v]), median([x[1] for x in v])) for k, v in steps.items()})
 
     # No change: our index step (listing + digest) vs one listing with the reference client.
-    idx_cmd = [a.bucket_core, a.s3_endpoint, a.bucket, os.path.join(work, "storage"), "--index-only"]
+    idx_cmd = [a.bucket_core, a.s3_endpoint, a.bucket, os.path.join(work, "storage"), "--prefix", a.prefix, "--index-only"]
     measure(idx_cmd, cwd=work, env=keys)
     measure(list_cmd, cwd=work, env=aws_env)
     io, il = [], []
@@ -511,6 +512,7 @@ def main():
     ap.add_argument("--aws")
     ap.add_argument("--s3-endpoint")
     ap.add_argument("--bucket")
+    ap.add_argument("--prefix", default="")
     a = ap.parse_args()
     a.reconcile_core, a.serve_dir, a.work = map(os.path.abspath, (a.reconcile_core, a.serve_dir, a.work))
     only = set(a.only.upper().split(","))

@@ -36,7 +36,10 @@ HTTP_URL=http://127.0.0.1:18080/git
 KG_CACHE=${KG_CACHE:-$HOME/.cache/kluctl-gitops}
 AWSCLI_VERSION=1.46.3
 AWS_VENV=$KG_CACHE/venv-awscli
-B4_BUCKET=bench-b4
+# B4 objects live under a prefix of the shared scratch bucket: every SeaweedFS bucket takes volumes
+# of its own, and `weed mini` on a small disk has only a few.
+B4_BUCKET=e2e
+B4_PREFIX=bench-b4/
 # Bump when the B4 generator below changes what it writes.
 B4_GEN_VERSION=1
 
@@ -143,17 +146,17 @@ ensure_awscli() {
   touch "$AWS_VENV/.done-$AWSCLI_VERSION"
 }
 
-# ensure_bucket: 2,000 objects of ~10 KB (YAML-like text, 40 directories) in SeaweedFS; cached by a
-# marker object that names the generator version.
+# ensure_bucket: 2,000 objects of ~10 KB (YAML-like text, 40 directories) under $B4_PREFIX in
+# SeaweedFS; cached by a marker object that names the generator version.
 ensure_bucket() {
   local s3ctl=$ROOT/e2e/scripts/s3ctl.py have
-  have=$(cd "$WORK" && "$E2E_PYTHON" "$s3ctl" list "$B4_BUCKET" 2>/dev/null \
-    | python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), any(k == "gen-v'"$B4_GEN_VERSION"'" for k, _ in l))' 2>/dev/null || true)
-  if [ "$have" = "2000 True" ]; then log "B4 bucket $B4_BUCKET cached"; return 0; fi
-  log "generating B4 bucket $B4_BUCKET (2,000 objects, ~20 MB)"
-  "$E2E_PYTHON" "$s3ctl" rmbucket "$B4_BUCKET" >/dev/null 2>&1 || true
+  have=$(cd "$WORK" && "$E2E_PYTHON" "$s3ctl" list "$B4_BUCKET" "$B4_PREFIX" 2>/dev/null \
+    | python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), any(k == "'"$B4_PREFIX"'gen-v'"$B4_GEN_VERSION"'" for k, _ in l))' 2>/dev/null || true)
+  if [ "$have" = "2000 True" ]; then log "B4 objects s3://$B4_BUCKET/$B4_PREFIX cached"; return 0; fi
+  log "generating B4 objects s3://$B4_BUCKET/$B4_PREFIX (2,000 objects, ~20 MB)"
+  "$E2E_PYTHON" "$s3ctl" rmprefix "$B4_BUCKET" "$B4_PREFIX" >/dev/null 2>&1 || true
   "$E2E_PYTHON" "$s3ctl" mkbucket "$B4_BUCKET" || die "creating bucket $B4_BUCKET failed"
-  local src=$WORK/b4-src; rm -rf "$src"
+  local src=$WORK/b4-src/${B4_PREFIX%/}; rm -rf "$WORK/b4-src"
   python3 - "$src" "$B4_GEN_VERSION" <<'PY' || die "generating the B4 objects failed"
 import os, random, sys
 root, version = sys.argv[1], sys.argv[2]
@@ -170,8 +173,8 @@ for i in range(1999):
 with open(os.path.join(root, "gen-v" + version), "w") as f:
     f.write("B4 generator version %s\n" % version)
 PY
-  "$E2E_PYTHON" "$s3ctl" putdir "$B4_BUCKET" "$src" >/dev/null || die "uploading the B4 objects failed"
-  rm -rf "$src"
+  "$E2E_PYTHON" "$s3ctl" putdir "$B4_BUCKET" "$WORK/b4-src" >/dev/null || die "uploading the B4 objects failed"
+  rm -rf "$WORK/b4-src"
 }
 
 # ------------------------------------------------------------------------------------ main
@@ -207,7 +210,7 @@ if [[ ",$ONLY," == *",B4,"* ]]; then
   . "$E2E_STATE/env.sh"
   ensure_awscli
   ensure_bucket
-  B4_ARGS=(--bucket-core "$BIN/bucket_core" --aws "$AWS_VENV/bin/aws" --s3-endpoint "$E2E_S3_ENDPOINT" --bucket "$B4_BUCKET")
+  B4_ARGS=(--bucket-core "$BIN/bucket_core" --aws "$AWS_VENV/bin/aws" --s3-endpoint "$E2E_S3_ENDPOINT" --bucket "$B4_BUCKET" --prefix "$B4_PREFIX")
   export BUCKET_ACCESS_KEY=$E2E_S3_ACCESS_KEY BUCKET_SECRET_KEY=$E2E_S3_SECRET_KEY
 fi
 

@@ -3,7 +3,7 @@
 //! `reconcile::bucket` (`run_steps` + `package_and_store`), minus the Kubernetes API.
 //!
 //! ```text
-//!  BUCKET_ACCESS_KEY=… BUCKET_SECRET_KEY=… bucket_core <endpoint> <bucket> <storage-dir> [--index-only]
+//!  BUCKET_ACCESS_KEY=… BUCKET_SECRET_KEY=… bucket_core <endpoint> <bucket> <storage-dir> [--prefix P] [--index-only]
 //!
 //!  bucket::index (list + ignore rules → etag index)     --index-only stops here
 //!   └─ bucket::download into a temp dir
@@ -50,6 +50,7 @@ async fn run(
     endpoint: &str,
     bucket_name: &str,
     storage_dir: PathBuf,
+    prefix: Option<&str>,
     index_only: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let secret = match (
@@ -77,7 +78,7 @@ async fn run(
         proxy: None,
     })?;
     let t = Instant::now();
-    let indexed = bucket::index(&client, None, None, TIMEOUT).await?;
+    let indexed = bucket::index(&client, prefix, None, TIMEOUT).await?;
     step("index", t);
     if index_only {
         println!(
@@ -114,11 +115,18 @@ async fn run(
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let index_only = args.iter().any(|a| a == "--index-only");
-    let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let mut positional = Vec::new();
+    let (mut prefix, mut index_only) = (None, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--index-only" => index_only = true,
+            "--prefix" => prefix = args.next(),
+            _ => positional.push(arg),
+        }
+    }
     let [endpoint, bucket_name, storage_dir] = positional.as_slice() else {
-        eprintln!("usage: bucket_core <endpoint> <bucket> <storage-dir> [--index-only]");
+        eprintln!("usage: bucket_core <endpoint> <bucket> <storage-dir> [--prefix P] [--index-only]");
         return ExitCode::from(2);
     };
     let rt = match source_controller::runtime() {
@@ -128,7 +136,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(endpoint, bucket_name, PathBuf::from(storage_dir), index_only)) {
+    match rt.block_on(run(
+        endpoint,
+        bucket_name,
+        PathBuf::from(storage_dir),
+        prefix.as_deref(),
+        index_only,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = e.to_string();
