@@ -71,16 +71,6 @@ impl S3 {
         Ok(String::from_utf8(out.stdout)?)
     }
 
-    /// Creates `bucket`; it is deleted (with its objects) when the guard drops, also when the
-    /// test fails: SeaweedFS gives each bucket its own volumes, and leftovers exhaust them.
-    fn bucket(&self, bucket: &str) -> anyhow::Result<Cleanup> {
-        self.run(&["mkbucket", bucket], None)?;
-        let script = project_root().join("e2e/scripts/s3ctl.py");
-        let mut cmd = Command::new(&self.python);
-        cmd.arg(script).args(["rmbucket", bucket]).envs(&self.env);
-        Ok(Cleanup(cmd))
-    }
-
     /// The shared scratch bucket and a prefix of this test's own (`<namespace>/`), emptied when
     /// the guard drops. SeaweedFS gives every bucket volumes of its own and `weed mini` on a
     /// small disk has few, so only tests that need a bucket root create a bucket.
@@ -102,11 +92,6 @@ impl S3 {
 
     fn put(&self, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<()> {
         self.run(&["put", bucket, key], Some(data)).map(|_| ())
-    }
-
-    /// `(key, etag as served)` over all listing pages.
-    fn list(&self, bucket: &str) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(serde_json::from_str(&self.run(&["list", bucket], None)?)?)
     }
 }
 
@@ -316,8 +301,16 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
 -> anyhow::Result<()> {
     TestNs::run("src_bucket_index", |t| async move {
         let s3 = S3::new(&t)?;
-        let bucket = bucket_name(&t, "idx");
-        let _cleanup = s3.bucket(&bucket)?;
+        // The shared scratch bucket, this test's prefix, and a .sourceignore at the bucket root
+        // (Flux reads only that one). Other tests' keys there are all *.yaml, which it leaves alone.
+        let (bucket, p, _cleanup) = s3.scratch(&t)?;
+        s3.put(&bucket, ".sourceignore", b"*.txt\n")?;
+        let script = project_root().join("e2e/scripts/s3ctl.py");
+        let mut rm = Command::new(&s3.python);
+        rm.arg(script)
+            .args(["rm", &bucket, ".sourceignore"])
+            .envs(&s3.env);
+        let _root_ignore = Cleanup(rm);
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         // More than one listing page (S3 returns at most 1,000 keys per page).
         for i in 0..1050 {
@@ -327,7 +320,6 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
             ("a/b/c/deep.yaml", "deep: true\n"),
             ("special/sp ace+plus&amp=eq@at,comma;semi ü.yaml", "special: 1\n"),
             ("special/percent%41.yaml", "percent: 1\n"),
-            (".sourceignore", "*.txt\n"),
             ("notes.txt", "ignored by .sourceignore\n"),
             ("keep.txt", "re-included by spec.ignore\n"),
             ("skip/x.yaml", "ignored by spec.ignore\n"),
@@ -339,9 +331,9 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
             files.insert(k.to_string(), v.as_bytes().to_vec());
         }
         let tree = tempfile::tempdir()?;
-        write_tree(tree.path(), &files)?;
+        write_tree(&tree.path().join(&t.name), &files)?;
         s3.run(&["putdir", &bucket, &tree.path().to_string_lossy()], None)?;
-        let listing = s3.list(&bucket)?;
+        let listing = s3.list_prefix(&bucket, &p)?;
         assert_eq!(listing.len(), files.len(), "the server lists every uploaded key");
 
         let secret = "s3-creds";
@@ -361,7 +353,7 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
                 &t.name,
                 "all",
                 &json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": secret},
-                        "ignore": "!keep.txt\nskip/\n"}),
+                        "ignore": "!keep.txt\nskip/\n", "prefix": p}),
             ),
         )
         .await?;
@@ -371,14 +363,16 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
                 &t.name,
                 "prefixed",
                 &json!({"bucketName": bucket, "endpoint": endpoint, "secretRef": {"name": secret},
-                        "prefix": "app"}),
+                        "prefix": format!("{p}app")}),
             ),
         )
         .await?;
 
-        // No prefix: root .sourceignore + spec.ignore, the root ignore file itself left out.
-        let keep_all =
-            |k: &str| !matches!(k, ".sourceignore" | "notes.txt" | "skip/x.yaml") && !k.ends_with('/');
+        // Root .sourceignore + spec.ignore (the root ignore file lies outside the prefix).
+        let keep_all = |k: &str| {
+            k.strip_prefix(p.as_str())
+                .is_some_and(|rel| !matches!(rel, "notes.txt" | "skip/x.yaml") && !rel.ends_with('/'))
+        };
         let want = expected_revision(&listing, keep_all);
         let obj = wait_for(&api, "all", "Ready=True", WAIT, ready_is("True"))
             .await
@@ -401,8 +395,8 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
         let got = artifact_contents(&artifact.url, &artifact.digest).await?;
         let expected: BTreeMap<String, Vec<u8>> = files
             .iter()
+            .map(|(k, v)| (format!("{p}{k}"), v.clone()))
             .filter(|(k, _)| keep_all(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert_eq!(got.len(), expected.len());
         assert!(
@@ -421,8 +415,8 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
             "{news:?}"
         );
 
-        // Raw string prefix: "app" matches app/ and apps/, keys keep the prefix in the tarball.
-        let keep_prefixed = |k: &str| k.starts_with("app");
+        // Raw string prefix: "<p>app" matches app/ and apps/, keys keep the prefix in the tarball.
+        let keep_prefixed = |k: &str| k.starts_with(&format!("{p}app"));
         let obj = wait_for(&api, "prefixed", "Ready=True", WAIT, ready_is("True")).await?;
         let artifact = obj
             .status
@@ -432,7 +426,7 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
         let got = artifact_contents(&artifact.url, &artifact.digest).await?;
         assert_eq!(
             got.keys().cloned().collect::<Vec<_>>(),
-            ["app/one.yaml", "apps/two.yaml"]
+            [format!("{p}app/one.yaml"), format!("{p}apps/two.yaml")]
         );
         Ok(())
     })
@@ -860,6 +854,61 @@ async fn proxy_secret_routes_bucket_requests_through_the_proxy_with_its_credenti
             text.to_ascii_lowercase().contains("proxy-authorization: basic chh1c2vyonb4cgfzcw=="),
             "no proxy credentials in the requests"
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cert_secret_supplies_the_ca_and_client_certificate_for_https_endpoints() -> anyhow::Result<()> {
+    TestNs::run("src_bucket_tls", |t| async move {
+        // No S3 server speaks TLS here; lighttpd's HTTPS ports with the test CA (18443) and with
+        // client certificates required (18444) do. A completed handshake shows as the server's
+        // HTTP answer (404: not an S3 API), a refused one as a TLS error.
+        let read = |k: &str| -> anyhow::Result<String> { Ok(fs_err::read_to_string(t.env.get(k)?)?) };
+        let (ca, cert, key) = (
+            read("E2E_TEST_CA")?,
+            read("E2E_TLS_CLIENT_CERT")?,
+            read("E2E_TLS_CLIENT_KEY")?,
+        );
+        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
+        for (name, data) in [
+            ("ca-only", json!({"ca.crt": ca})),
+            ("mtls", json!({"ca.crt": ca, "tls.crt": cert, "tls.key": key})),
+        ] {
+            let s = json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": t.name}, "stringData": data});
+            secrets
+                .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&s))
+                .await?;
+        }
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let cases = [
+            ("no-ca", "127.0.0.1:18443", None, false),
+            ("ca", "127.0.0.1:18443", Some("ca-only"), true),
+            ("mtls-no-cert", "127.0.0.1:18444", Some("ca-only"), false),
+            ("mtls", "127.0.0.1:18444", Some("mtls"), true),
+        ];
+        for (name, endpoint, cert_secret, handshake) in cases {
+            let mut spec = json!({"bucketName": "bucket", "endpoint": endpoint, "insecure": false});
+            if let Some(s) = cert_secret {
+                spec["certSecretRef"] = json!({"name": s});
+            }
+            apply(&api, &manifest(&t.name, name, &spec)).await?;
+            let obj = wait_for(&api, name, "Ready=False", WAIT, ready_is("False"))
+                .await
+                .with_context(|| ctl.log_tail(30))?;
+            let (_, reason, message) = ready(&obj);
+            assert_eq!(reason, reasons::BUCKET_OPERATION_FAILED, "{name}: {message}");
+            assert_eq!(message.contains("404 Not Found"), handshake, "{name}: {message}");
+            if !handshake {
+                assert!(
+                    message.to_ascii_lowercase().contains("certificate"),
+                    "{name}: {message}"
+                );
+            }
+        }
         Ok(())
     })
     .await
