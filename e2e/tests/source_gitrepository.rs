@@ -4,14 +4,15 @@
 // Each test is one scenario told start to finish; splitting it would hide the story.
 #![allow(clippy::too_many_lines)]
 
+use e2e::source::{apply, ready, ready_is};
 use e2e::{
     GitRepo, SourceController, TestNs, WebhookSink, fetch_artifact_files, poll_until, upload_pack_posts,
     wait_for,
 };
 use gitops_api::conditions::{self, reasons, types};
 use gitops_api::source::v1::GitRepository;
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::time::Duration;
 
@@ -30,58 +31,13 @@ fn manifest(ns: &str, name: &str, url: &str, extra_spec: &serde_json::Value) -> 
     })
 }
 
-async fn apply(api: &Api<GitRepository>, obj: &serde_json::Value) -> anyhow::Result<()> {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
-        .await?;
-    Ok(())
-}
-
-fn ready_is(status: &'static str) -> impl Fn(Option<&GitRepository>) -> bool {
-    move |o: Option<&GitRepository>| {
-        o.and_then(|o| o.status.as_ref())
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| conditions::find(c, types::READY))
-            .is_some_and(|c| c.status == status && c.observed_generation == o_gen(o))
-    }
-}
-
-fn o_gen(o: Option<&GitRepository>) -> Option<i64> {
-    o.and_then(|o| o.metadata.generation)
-}
-
-fn ready(o: &GitRepository) -> (String, String, String) {
-    let c = o
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| conditions::find(c, types::READY));
-    c.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-        .unwrap_or_default()
-}
-
 /// Sets `reconcile.fluxcd.io/requestedAt` and waits until the controller has handled it.
 async fn request_reconcile(
     api: &Api<GitRepository>,
     name: &str,
     token: &str,
 ) -> anyhow::Result<GitRepository> {
-    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    let token = token.to_string();
-    wait_for(
-        api,
-        name,
-        "lastHandledReconcileAt",
-        WAIT,
-        move |o: Option<&GitRepository>| {
-            o.and_then(|o| o.status.as_ref())
-                .and_then(|s| s.last_handled_reconcile_at.as_deref())
-                == Some(token.as_str())
-        },
-    )
-    .await
+    e2e::source::request_reconcile(api, name, token, WAIT).await
 }
 
 /// A test repository with one commit of `app.yaml`, a controller for the test namespace started
@@ -102,14 +58,7 @@ fn setup(t: &TestNs, message: &str, flags: &[&str]) -> anyhow::Result<Setup> {
 }
 
 async fn events_with_reason(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(t.client.clone(), &t.name);
-    let list = events.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.message)
-        .collect())
+    e2e::source::event_messages(&t.client, &t.name, name, reason).await
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ fn jitter(s: &str) -> Result<u8, String> {
 #[command(
     name = "source-controller",
     version,
-    about = "Reconciles Flux GitRepository objects into tar.gz artifacts served over HTTP (Bucket: not yet)"
+    about = "Reconciles Flux GitRepository and Bucket objects into tar.gz artifacts served over HTTP"
 )]
 pub struct Args {
     /// Directory where artifacts are stored.

@@ -1,18 +1,19 @@
-//! The source-controller: reconciles Flux `GitRepository` objects into versioned,
+//! The source-controller: reconciles Flux `GitRepository` and `Bucket` objects into versioned,
 //! digest-addressed tar.gz artifacts and serves them over HTTP.
 //!
 //! ```text
 //!  main ──► run(Args)
 //!             ├─ artifact server      (--storage-addr)   server::serve
 //!             ├─ metrics / health     (--metrics-addr, --health-addr)
-//!             └─ GitRepository controller: reconcile::gitrepository
-//!                    resolve (git) → fetch (git) → package (archive) → store (storage) → status
+//!             ├─ GitRepository controller: reconcile::gitrepository
+//!             │      resolve (git) → fetch (git) → package (archive) → store (storage) → status
+//!             └─ Bucket controller: reconcile::bucket
+//!                    index (bucket) → fetch (bucket) → package (archive) → store (storage) → status
 //! ```
-//!
-//! Bucket objects are not reconciled by this build yet.
 
 pub mod archive;
 pub mod args;
+pub mod bucket;
 pub mod events;
 pub mod git;
 pub mod leader;
@@ -26,7 +27,7 @@ pub use args::Args;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use gitops_api::source::v1::GitRepository;
+use gitops_api::source::v1::{Bucket, GitRepository};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -159,7 +160,29 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         metrics.clone(),
         settings,
     ));
-    let api: Api<GitRepository> = if args.watch_all_namespaces || args.runtime_namespace.is_empty() {
+    run_controllers(&args, &client, leadership, &metrics, ctx).await;
+    tracing::info!("shutting down");
+    metrics.set_ready(false);
+    let _ = stop_tx.send(true);
+    let _ = artifacts.await;
+    Ok(())
+}
+
+/// Runs the GitRepository and Bucket controllers until a signal or the loss of leadership.
+async fn run_controllers(
+    args: &Args,
+    client: &Client,
+    mut leadership: Option<leader::Leadership>,
+    metrics: &metrics::Metrics,
+    ctx: Arc<reconcile::Context>,
+) {
+    let all = args.watch_all_namespaces || args.runtime_namespace.is_empty();
+    let api: Api<GitRepository> = if all {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), &args.runtime_namespace)
+    };
+    let bucket_api: Api<Bucket> = if all {
         Api::all(client.clone())
     } else {
         Api::namespaced(client.clone(), &args.runtime_namespace)
@@ -169,45 +192,65 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         wc = wc.labels(&args.watch_label_selector);
     }
     metrics.set_ready(true);
-    let controller_metrics = metrics.clone();
-    let lost_leadership = async move {
+    // One leadership watch feeds both controllers' graceful shutdown.
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         match leadership.as_mut() {
             Some(l) => l.lost().await,
             None => std::future::pending().await,
         }
+        let _ = lost_tx.send(true);
+    });
+    let lost = move || {
+        let mut rx = lost_rx.clone();
+        async move {
+            let _ = rx.wait_for(|l| *l).await;
+        }
     };
-    Controller::new(api, wc)
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrent))
-        .graceful_shutdown_on(lost_leadership)
+    let controller_config = kube::runtime::controller::Config::default().concurrency(args.concurrent);
+    let git = Controller::new(api, wc.clone())
+        .with_config(controller_config.clone())
+        .graceful_shutdown_on(lost())
         .shutdown_on_signal()
-        .run(reconcile::gitrepository::reconcile, error_policy, ctx)
-        .for_each(|res| {
-            let m = controller_metrics.clone();
-            async move {
-                match res {
-                    Ok(_) => m.count("gitrepository", "success"),
-                    Err(e) => {
-                        m.count("gitrepository", "error");
-                        tracing::warn!(error = %error_chain(&e), "reconcile failed");
-                    }
-                }
+        .run(
+            reconcile::gitrepository::reconcile,
+            error_policy::<GitRepository>,
+            ctx.clone(),
+        )
+        .for_each(count_result(metrics.clone(), "gitrepository"));
+    let buckets = Controller::new(bucket_api, wc)
+        .with_config(controller_config)
+        .graceful_shutdown_on(lost())
+        .shutdown_on_signal()
+        .run(reconcile::bucket::reconcile, error_policy::<Bucket>, ctx)
+        .for_each(count_result(metrics.clone(), "bucket"));
+    futures::join!(git, buckets);
+}
+
+/// Counts and logs each controller result.
+fn count_result<T, E: std::error::Error>(
+    metrics: metrics::Metrics,
+    controller: &'static str,
+) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> {
+    move |res| {
+        match res {
+            Ok(_) => metrics.count(controller, "success"),
+            Err(e) => {
+                metrics.count(controller, "error");
+                tracing::warn!(error = %error_chain(&e), "reconcile failed");
             }
-        })
-        .await;
-    tracing::info!("shutting down");
-    metrics.set_ready(false);
-    let _ = stop_tx.send(true);
-    let _ = artifacts.await;
-    Ok(())
+        }
+        std::future::ready(())
+    }
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime requires
-fn error_policy(
-    obj: Arc<GitRepository>,
-    err: &reconcile::gitrepository::Error,
+fn error_policy<K: reconcile::SourceKind>(
+    obj: Arc<K>,
+    err: &reconcile::Error,
     ctx: Arc<reconcile::Context>,
 ) -> Action {
-    let key = reconcile::gitrepository::key(&obj);
+    let key = obj.state_key();
     tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
     Action::requeue(ctx.backoff(&key))
 }

@@ -16,133 +16,43 @@
 
 use super::Context;
 use crate::archive;
-use crate::events::Severity;
 use crate::git;
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
-use gitops_api::constants::{
-    EVENT_DIGEST_KEY, EVENT_REVISION_KEY, RECONCILE_REQUESTED_AT_ANNOTATION, SOURCE_FINALIZER,
-};
-use gitops_api::meta::{Artifact, Time};
+use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Storage kind directory of GitRepository artifacts.
 pub const KIND_DIR: &str = "gitrepository";
 
-/// Errors that end a reconcile abnormally (API failures); source failures are recorded in status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Talking to the Kubernetes API failed.
-    #[error("failed to {action} for GitRepository '{namespace}/{name}'")]
-    Kube {
-        /// What was attempted.
-        action: &'static str,
-        /// Object namespace.
-        namespace: String,
-        /// Object name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The finalizer helper failed.
-    #[error("finalizer handling failed")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+/// What a new GitRepository artifact brings: the artifact and the commit subject, if known.
+struct NewArtifact {
+    artifact: Artifact,
+    subject: Option<String>,
 }
 
-/// The outcome of the source steps, before status is written.
-enum Outcome {
-    /// A new artifact was stored.
-    Stored {
-        artifact: Artifact,
-        subject: Option<String>,
-    },
-    /// The remote still points at the stored revision; nothing was fetched.
-    Unchanged { revision: String },
-    /// Transient failure: retry with backoff.
-    Failed {
-        kind: FailureKind,
-        reason: &'static str,
-        message: String,
-    },
-    /// Configuration error: wait for a spec change.
-    Stalled { reason: &'static str, message: String },
-}
+type Outcome = super::Outcome<NewArtifact>;
 
 /// Entry point for the controller.
-pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, SOURCE_FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => Ok(cleanup(&obj, &ctx)),
-        }
+pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, super::Error> {
+    super::reconcile_kind(obj, ctx, async |obj, ctx, status, conds, interval| {
+        let outcome = run_steps(obj, ctx, status, conds).await;
+        record(outcome, obj, ctx, status, conds, interval).await
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// `namespace/name`: the key of per-object controller state (backoff, handled runs).
 pub(crate) fn key(obj: &GitRepository) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-fn cleanup(obj: &GitRepository, ctx: &Context) -> Action {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Err(e) = ctx.storage.remove_object_dir(KIND_DIR, &ns, &name) {
-        tracing::error!(error = %e, "failed to remove artifact directory");
-    }
-    ctx.forget(&key(obj));
-    ctx.metrics.forget("GitRepository", &ns, &name);
-    Action::await_change()
-}
-
-async fn apply(obj: &GitRepository, ctx: &Context) -> Result<Action, Error> {
-    let k = key(obj);
-    let generation = obj.meta().generation;
-    let requested_at = obj.annotations().get(RECONCILE_REQUESTED_AT_ANNOTATION).cloned();
-    if let Some(left) = ctx.not_due(&k, generation, requested_at.as_deref()) {
-        return Ok(Action::requeue(left));
-    }
-    let started = Instant::now();
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let old = obj.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut conds = Conditions::new(old.conditions.clone().unwrap_or_default(), generation, now);
-    let mut status = old.clone();
-    status.last_handled_reconcile_at = requested_at.clone().or(old.last_handled_reconcile_at.clone());
-
-    if obj.spec.suspend {
-        patch_status(ctx, obj, &status).await?;
-        ctx.mark_handled(&k, generation, requested_at.as_deref(), None);
-        tracing::info!(namespace = %ns, name = %name, "reconciliation is suspended for this object");
-        return Ok(Action::await_change());
-    }
-
-    let interval = gitops_api::duration::parse(&obj.spec.interval).unwrap_or(Duration::from_secs(60));
-    let outcome = run_steps(obj, ctx, &mut status, &mut conds).await;
-
-    let (action, handled_requeue) = record(outcome, obj, ctx, &mut status, &mut conds, interval).await;
-    // observedGeneration moves on success and on stall (Flux: not on retryable failures).
-    if conds.is_ready() || conds.is_stalled() {
-        status.observed_generation = generation;
-    }
-    status.conditions = Some(conds.list);
-    patch_status(ctx, obj, &status).await?;
-    ctx.mark_handled(&k, generation, requested_at.as_deref(), handled_requeue);
-    ctx.metrics
-        .observe_reconcile("GitRepository", &ns, &name, started.elapsed());
-    Ok(action)
 }
 
 /// Turns the steps' outcome into status fields, conditions, events and the next requeue.
@@ -154,80 +64,31 @@ async fn record(
     conds: &mut Conditions,
     interval: Duration,
 ) -> (Action, Option<Duration>) {
-    let obj_ref = obj.object_ref(&());
-    let k = key(obj);
     match outcome {
-        Outcome::Stored { artifact, subject } => {
-            let revision = artifact.revision.clone();
-            let md = BTreeMap::from([
-                (EVENT_REVISION_KEY.to_string(), artifact.revision.clone()),
-                (EVENT_DIGEST_KEY.to_string(), artifact.digest.clone()),
-            ]);
-            status.artifact = Some(artifact);
-            status.observed_ignore.clone_from(&obj.spec.ignore);
-            conds.succeed(&revision);
+        Outcome::Stored(NewArtifact { artifact, subject }) => {
+            let stored = format!("stored artifact for revision '{}'", artifact.revision);
             let msg = match subject {
                 Some(s) => format!("stored artifact for commit '{s}'"),
-                None => format!("stored artifact for revision '{revision}'"),
+                None => stored.clone(),
             };
-            ctx.events
-                .emit(&obj_ref, Severity::Info, reasons::NEW_ARTIFACT, &msg, md)
-                .await;
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let result =
+                super::record_new_artifact(obj, ctx, conds, &artifact, &stored, &msg, interval).await;
+            status.artifact = Some(artifact);
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            result
         }
         Outcome::Unchanged { revision } => {
-            let recovered = conds.list.iter().any(|c| {
-                c.type_ == gitops_api::conditions::types::FETCH_FAILED
-                    || c.type_ == gitops_api::conditions::types::STORAGE_OPERATION_FAILED
-            });
-            conds.succeed(&revision);
             let msg = format!("no changes since last reconciliation: observed revision '{revision}'");
-            ctx.events
-                .emit(
-                    &obj_ref,
-                    Severity::Trace,
-                    reasons::GIT_OPERATION_SUCCEEDED,
-                    &msg,
-                    BTreeMap::new(),
-                )
-                .await;
-            if recovered {
-                let msg = format!("stored artifact for revision '{revision}'");
-                ctx.events
-                    .emit(
-                        &obj_ref,
-                        Severity::Info,
-                        reasons::SUCCEEDED,
-                        &msg,
-                        BTreeMap::new(),
-                    )
-                    .await;
-            }
-            ctx.succeeded(&k);
-            let after = ctx.jittered(interval);
-            (Action::requeue(after), Some(after))
+            let trace = (reasons::GIT_OPERATION_SUCCEEDED, msg.as_str());
+            let stored = format!("stored artifact for revision '{revision}'");
+            super::record_unchanged(obj, ctx, conds, &stored, trace, interval).await
         }
         Outcome::Failed {
             kind,
             reason,
             message,
-        } => {
-            conds.fail(kind, reason, &message);
-            ctx.events
-                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
-                .await;
-            let after = ctx.backoff(&k);
-            (Action::requeue(after), Some(after))
-        }
-        Outcome::Stalled { reason, message } => {
-            conds.stall(reason, &message);
-            ctx.events
-                .emit(&obj_ref, Severity::Error, reason, &message, BTreeMap::new())
-                .await;
-            (Action::await_change(), None)
-        }
+        } => super::record_failure(obj, ctx, conds, kind, reason, &message).await,
+        Outcome::Stalled { reason, message } => super::record_stall(obj, ctx, conds, reason, &message).await,
     }
 }
 
@@ -289,7 +150,7 @@ async fn run_steps(
     let url = obj.spec.url.clone();
     let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
 
-    check_storage(obj, ctx, status, conds).await;
+    super::check_storage(ctx, &obj.object_ref(&()), KIND_DIR, &mut status.artifact, conds).await;
 
     // Credentials.
     let auth = match load_auth(obj, ctx, &url).await {
@@ -366,10 +227,10 @@ async fn run_steps(
     match job.await {
         Ok(Ok((stored, subject))) => {
             let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
-            Outcome::Stored {
+            Outcome::Stored(NewArtifact {
                 artifact: stored.into_artifact(&revision),
                 subject,
-            }
+            })
         }
         Ok(Err(outcome)) => *outcome,
         Err(e) => Outcome::Failed {
@@ -377,74 +238,6 @@ async fn run_steps(
             reason: reasons::ARCHIVE_OPERATION_FAILED,
             message: format!("packaging task failed: {e}"),
         },
-    }
-}
-
-/// GC, then re-verify the recorded artifact; a missing or altered file is dropped from status so
-/// the next steps rebuild it.
-async fn check_storage(
-    obj: &GitRepository,
-    ctx: &Context,
-    status: &mut GitRepositoryStatus,
-    conds: &mut Conditions,
-) {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let current_file = status
-        .artifact
-        .as_ref()
-        .and_then(|a| a.path.rsplit('/').next().map(str::to_string));
-    let settings = ctx.settings.clone();
-    // Like Flux, collect only around a current artifact: without one there is nothing to keep.
-    let gc = current_file.as_deref().map(|current| {
-        ctx.storage.gc(
-            KIND_DIR,
-            &ns,
-            &name,
-            current,
-            settings.retention_ttl,
-            settings.retention_records,
-        )
-    });
-    match gc {
-        Some(Ok(report)) if !report.deleted.is_empty() => {
-            let msg = format!("garbage collected {} artifacts", report.deleted.len());
-            ctx.events
-                .emit(
-                    &obj.object_ref(&()),
-                    Severity::Trace,
-                    reasons::GARBAGE_COLLECTION_SUCCEEDED,
-                    &msg,
-                    BTreeMap::new(),
-                )
-                .await;
-        }
-        Some(Ok(_)) | None => {}
-        Some(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
-    }
-    if let Some(artifact) = status.artifact.clone() {
-        let verified = ctx.storage.verify(&artifact).is_ok_and(|v| v.is_verified());
-        if verified {
-            // The advertised address may have changed since the artifact was stored.
-            if let Some(a) = status.artifact.as_mut() {
-                a.url = ctx.storage.url(&a.path);
-            }
-        } else {
-            let _ = ctx.storage.remove(&artifact.path);
-            status.artifact = None;
-            conds.artifact_lost("building artifact: disappeared from storage");
-            ctx.events
-                .emit(
-                    &obj.object_ref(&()),
-                    Severity::Error,
-                    reasons::ARTIFACT_VERIFICATION_FAILED,
-                    &format!(
-                        "stored artifact '{}' is missing or does not match its digest; rebuilding",
-                        artifact.path
-                    ),
-                    BTreeMap::new(),
-                )
-                .await;
-        }
     }
 }
 
@@ -532,26 +325,13 @@ async fn read_secret(
     ns: &str,
     name: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, Outcome> {
-    match secrets.get(name).await {
-        Ok(s) => Ok(s
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()),
-        Err(e) => Err(Outcome::Failed {
+    super::read_secret(secrets, ns, name)
+        .await
+        .map_err(|message| Outcome::Failed {
             kind: FailureKind::Fetch,
             reason: reasons::AUTHENTICATION_FAILED,
-            message: format!("failed to get secret '{ns}/{name}': {}", kube_error_text(&e)),
-        }),
-    }
-}
-
-fn kube_error_text(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
-    }
+            message,
+        })
 }
 
 /// Flux accepts `http`, `https` and `ssh` URLs (no SCP-like `user@host:path`).
@@ -566,31 +346,6 @@ fn check_url(url: &str) -> Result<(), &'static str> {
         return Err("missing host");
     }
     Ok(())
-}
-
-async fn patch_status(ctx: &Context, obj: &GitRepository, status: &GitRepositoryStatus) -> Result<(), Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut body = serde_json::to_value(status).unwrap_or_default();
-    // A merge patch keeps fields it does not mention: clear the artifact explicitly when it is gone.
-    if status.artifact.is_none()
-        && let Some(m) = body.as_object_mut()
-    {
-        m.insert("artifact".into(), serde_json::Value::Null);
-    }
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": body })),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| Error::Kube {
-        action: "patch status",
-        namespace: ns,
-        name: obj.name_any(),
-        source: Box::new(source),
-    })
 }
 
 #[cfg(test)]

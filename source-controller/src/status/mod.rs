@@ -134,6 +134,12 @@ impl Conditions {
 
     /// Records success: the artifact for `revision` is stored; resolved problems are removed.
     pub fn succeed(&mut self, revision: &str) {
+        self.succeed_with(&format!("stored artifact for revision '{revision}'"));
+    }
+
+    /// [`Conditions::succeed`] with the kind's own `ArtifactInStorage` message (Bucket:
+    /// "stored artifact: revision '<rev>'").
+    pub fn succeed_with(&mut self, message: &str) {
         for t in [
             types::FETCH_FAILED,
             types::STORAGE_OPERATION_FAILED,
@@ -143,8 +149,12 @@ impl Conditions {
         ] {
             self.remove(t);
         }
-        let msg = format!("stored artifact for revision '{revision}'");
-        self.set(types::ARTIFACT_IN_STORAGE, status::TRUE, reasons::SUCCEEDED, &msg);
+        self.set(
+            types::ARTIFACT_IN_STORAGE,
+            status::TRUE,
+            reasons::SUCCEEDED,
+            message,
+        );
         self.summarize();
     }
 
