@@ -10,7 +10,7 @@
     s3ctl.py rmbucket BUCKET                 delete all objects and the bucket
 
 Each bucket is a SeaweedFS collection with volumes of its own, and `weed mini` on a small disk has
-only a few: tests use prefixes in the shared bucket E2E_S3_BUCKET unless they need a bucket root.
+only a few: tests and the bench use prefixes in the shared bucket E2E_S3_BUCKET instead.
 Endpoint and keys come from the e2e env: E2E_S3_ENDPOINT, E2E_S3_ACCESS_KEY, E2E_S3_SECRET_KEY.
 """
 import json

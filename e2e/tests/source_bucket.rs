@@ -237,17 +237,22 @@ async fn request_reconcile(api: &Api<Bucket>, name: &str, token: &str) -> anyhow
     e2e::source::request_reconcile(api, name, token, WAIT).await
 }
 
-async fn s3_secret(t: &TestNs, name: &str, access: &str, secret: &str) -> anyhow::Result<()> {
+/// Creates or replaces the Secret `name` with `string_data`.
+async fn put_secret(t: &TestNs, name: &str, string_data: serde_json::Value) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
     let s = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": t.name},
-        "stringData": {"accesskey": access, "secretkey": secret},
+        "stringData": string_data,
     });
     secrets
         .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&s))
         .await?;
     Ok(())
+}
+
+async fn s3_secret(t: &TestNs, name: &str, access: &str, secret: &str) -> anyhow::Result<()> {
+    put_secret(t, name, json!({"accesskey": access, "secretkey": secret})).await
 }
 
 /// Downloads the artifact, checks the advertised digest, and returns file name → bytes.
@@ -677,27 +682,9 @@ async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_w
             .unwrap_or_default()
             .to_string();
         let proxy = CountingProxy::start(&upstream)?;
-        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
-        let key_secret = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "az-key", "namespace": t.name},
-            "stringData": {"accountKey": t.env.get("E2E_AZURITE_KEY")?}});
-        secrets
-            .patch(
-                "az-key",
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&key_secret),
-            )
-            .await?;
+        put_secret(&t, "az-key", json!({"accountKey": t.env.get("E2E_AZURITE_KEY")?})).await?;
         let sas = azctl(&t, &["sas", &container], None)?.trim().to_string();
-        let sas_secret = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "az-sas", "namespace": t.name}, "stringData": {"sasKey": sas}});
-        secrets
-            .patch(
-                "az-sas",
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&sas_secret),
-            )
-            .await?;
+        put_secret(&t, "az-sas", json!({"sasKey": sas})).await?;
         let ctl = SourceController::start(&t.env, &t.name, &[])?;
         let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
         let via_proxy = format!("http://{}/{account}", proxy.addr);
@@ -789,11 +776,7 @@ async fn azure_container_on_azurite_yields_flux_revision_and_is_not_downloaded_w
 
         // Wrong account key: AuthenticationFailed, the key never shown.
         let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
-        let bad = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "az-key", "namespace": t.name}, "stringData": {"accountKey": wrong}});
-        secrets
-            .patch("az-key", &PatchParams::apply("e2e").force(), &Patch::Apply(&bad))
-            .await?;
+        put_secret(&t, "az-key", json!({"accountKey": wrong})).await?;
         let obj = request_reconcile(&api, "key", "az2").await?;
         let (st, reason, message) = ready(&obj);
         assert_eq!(
@@ -817,16 +800,27 @@ async fn proxy_secret_routes_bucket_requests_through_the_proxy_with_its_credenti
         // absolute-form request lines a client sends to a proxy. The endpoint's host does not
         // resolve, so only the proxy can have reached the server.
         let proxy = CountingProxy::start(t.env.get("E2E_S3_ENDPOINT")?)?;
-        let port = t.env.get("E2E_S3_ENDPOINT")?.rsplit(':').next().unwrap_or_default().to_string();
+        let port = t
+            .env
+            .get("E2E_S3_ENDPOINT")?
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let endpoint = format!("s3.invalid:{port}");
-        s3_secret(&t, "creds", t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?).await?;
-        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
-        let proxy_secret = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "proxy", "namespace": t.name},
-            "stringData": {"address": format!("http://{}", proxy.addr), "username": "pxuser", "password": "pxpass"}});
-        secrets
-            .patch("proxy", &PatchParams::apply("e2e").force(), &Patch::Apply(&proxy_secret))
-            .await?;
+        s3_secret(
+            &t,
+            "creds",
+            t.env.get("E2E_S3_ACCESS_KEY")?,
+            t.env.get("E2E_S3_SECRET_KEY")?,
+        )
+        .await?;
+        put_secret(
+            &t,
+            "proxy",
+            json!({"address": format!("http://{}", proxy.addr), "username": "pxuser", "password": "pxpass"}),
+        )
+        .await?;
         let ctl = SourceController::start(&t.env, &t.name, &[])?;
         let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
         apply(
@@ -842,16 +836,29 @@ async fn proxy_secret_routes_bucket_requests_through_the_proxy_with_its_credenti
         let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
             .await
             .with_context(|| ctl.log_tail(30))?;
-        let artifact = obj.status.and_then(|s| s.artifact).ok_or_else(|| anyhow!("no artifact"))?;
-        assert_eq!(artifact.revision, expected_revision(&s3.list_prefix(&bucket, &p)?, |_| true));
+        let artifact = obj
+            .status
+            .and_then(|s| s.artifact)
+            .ok_or_else(|| anyhow!("no artifact"))?;
+        assert_eq!(
+            artifact.revision,
+            expected_revision(&s3.list_prefix(&bucket, &p)?, |_| true)
+        );
         let lines = proxy.request_lines();
         let via_proxy = format!("GET http://{endpoint}/{bucket}");
         assert!(lines.iter().any(|l| l.starts_with(&via_proxy)), "{lines:#?}");
-        let sent = proxy.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let text: String = sent.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        let sent = proxy
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let text: String = sent
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
         // base64("pxuser:pxpass")
         assert!(
-            text.to_ascii_lowercase().contains("proxy-authorization: basic chh1c2vyonb4cgfzcw=="),
+            text.to_ascii_lowercase()
+                .contains("proxy-authorization: basic chh1c2vyonb4cgfzcw=="),
             "no proxy credentials in the requests"
         );
         Ok(())
@@ -871,16 +878,11 @@ async fn cert_secret_supplies_the_ca_and_client_certificate_for_https_endpoints(
             read("E2E_TLS_CLIENT_CERT")?,
             read("E2E_TLS_CLIENT_KEY")?,
         );
-        let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.name);
         for (name, data) in [
             ("ca-only", json!({"ca.crt": ca})),
             ("mtls", json!({"ca.crt": ca, "tls.crt": cert, "tls.key": key})),
         ] {
-            let s = json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": name, "namespace": t.name}, "stringData": data});
-            secrets
-                .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&s))
-                .await?;
+            put_secret(&t, name, data).await?;
         }
         let ctl = SourceController::start(&t.env, &t.name, &[])?;
         let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
