@@ -996,6 +996,99 @@ mod tests {
         assert!(inner.contains("nope"), "{inner}");
     }
 
+    /// A one-thread HTTP server answering every request from `respond(request head)`.
+    fn http_server(respond: fn(&str) -> (u16, String)) -> String {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let (code, body) = respond(&head);
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn http_vars_load_yaml_json_paths_and_honour_ignore_missing() {
+        let base = http_server(|head| {
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            match path.as_str() {
+                "/vars.yaml" => (200, "a: 1\nnested: {b: two}\n".to_owned()),
+                "/wrapped.json" if head.to_lowercase().contains("x-token: t0ken") => {
+                    (200, r#"{"data": {"values": "x: 5\ny: [1, 2]\n"}}"#.to_owned())
+                }
+                "/wrapped.json" => (401, String::new()),
+                _ => (404, String::new()),
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                (
+                    "deployment.yaml",
+                    &format!(
+                        "vars:\n  - http: {{url: '{base}/vars.yaml'}}\n\
+                     \x20 - http: {{url: '{base}/wrapped.json', jsonPath: '$.data.values', headers: {{X-Token: t0ken}}}}\n\
+                     \x20 - http: {{url: '{base}/missing'}}\n    ignoreMissing: true\n\
+                     deployments: [{{path: app}}]\n"
+                    ),
+                ),
+                ("app/cm.yaml", "kind: ConfigMap\n"),
+            ],
+        );
+        let (_, items) = load(dir.path(), None, &json!({})).unwrap();
+        assert_eq!(items[0].vars["a"], 1);
+        assert_eq!(items[0].vars["nested"]["b"], "two");
+        assert_eq!(items[0].vars["x"], 5, "jsonPath string parsed as YAML");
+        assert_eq!(items[0].vars["y"], json!([1, 2]));
+
+        for (source, want) in [
+            (
+                format!("{{url: '{base}/missing'}}"),
+                "failed with status code 404",
+            ),
+            (
+                format!("{{url: '{base}/wrapped.json'}}"),
+                "failed with status code 401 (credentials are never prompted for",
+            ),
+            (
+                format!("{{url: '{base}/vars.yaml', jsonPath: 'nope'}}"),
+                "nope not found in result from http request",
+            ),
+        ] {
+            write(
+                dir.path(),
+                &[(
+                    "deployment.yaml",
+                    &format!("vars:\n  - http: {source}\ndeployments: [{{path: app}}]\n"),
+                )],
+            );
+            let err = load(dir.path(), None, &json!({})).unwrap_err().to_string();
+            assert!(
+                err.starts_with("failed to load vars[0] (http) of 'deployment.yaml'"),
+                "{err}"
+            );
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
     #[test]
     fn conditions_follow_kluctls_rules() {
         let dir = tempfile::tempdir().unwrap();

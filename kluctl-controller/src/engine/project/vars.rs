@@ -7,15 +7,16 @@
 //!        existing values win)
 //! ```
 //!
-//! `git`, `gitFiles` and `http` need network access from the engine and cloud secret managers
-//! need their SDKs: this build names the file and the source in an error instead of ignoring them.
+//! `git` and `gitFiles` need a Git client in the engine and cloud secret managers need their
+//! SDKs: this build names the file and the source in an error instead of ignoring them. `http`
+//! never prompts for credentials (Kluctl asks on a terminal after a 401): pass them in `headers`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use super::config::{ClusterConfigMapOrSecret, ClusterObject, VarsSource, VarsSourceKind};
+use super::config::{ClusterConfigMapOrSecret, ClusterObject, HttpSource, VarsSource, VarsSourceKind};
 use crate::engine::template::{TemplateEngine, TemplateError};
 use crate::engine::values;
 
@@ -254,6 +255,19 @@ impl<'a> VarsLoader<'a> {
                 self.cluster_object(spec, ignore_missing)
                     .map_err(Failure::Message)?
             }
+            VarsSourceKind::Http => {
+                let spec = source.http.as_ref().ok_or_else(missing)?;
+                match http_vars(spec, multidoc).map_err(Failure::Message)? {
+                    Some(v) => v,
+                    None if ignore_missing => Value::Object(Map::new()),
+                    None => {
+                        return Err(Failure::Message(format!(
+                            "http request to {} failed with status code 404",
+                            spec.url
+                        )));
+                    }
+                }
+            }
             other => {
                 return Err(Failure::Message(format!(
                     "the '{other}' vars source is not supported by this build"
@@ -407,6 +421,72 @@ impl<'a> VarsLoader<'a> {
         } else {
             results.into_iter().next().unwrap_or(Value::Null)
         })
+    }
+}
+
+/// Fetches an `http` vars source: the response parsed as YAML/JSON, or, with `jsonPath`, the
+/// string found there parsed as YAML. `None` for a 404.
+fn http_vars(spec: &HttpSource, multidoc: bool) -> Result<Option<Value>, String> {
+    let method = spec.method.as_deref().unwrap_or("GET");
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("invalid http method '{method}'"))?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("failed to build the http client: {e}"))?;
+    let mut req = client.request(method, &spec.url);
+    for (k, v) in &spec.headers {
+        req = req.header(k, v);
+    }
+    if let Some(body) = &spec.body {
+        req = req.body(body.clone());
+    }
+    // The URL may carry credentials; messages name only scheme, host and path.
+    let shown = reqwest::Url::parse(&spec.url).map_or_else(
+        |_| "<invalid url>".to_owned(),
+        |u| {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.path()
+            )
+        },
+    );
+    let resp = req
+        .send()
+        .map_err(|e| format!("http request to {shown} failed: {}", e.without_url()))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            " (credentials are never prompted for; send them in 'headers')"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "http request to {shown} failed with status code {}{hint}",
+            status.as_u16()
+        ));
+    }
+    let body = resp
+        .text()
+        .map_err(|e| format!("failed to read the response of {shown}: {}", e.without_url()))?;
+    let parsed = parse_yaml(&body, multidoc && spec.json_path.is_none())
+        .map_err(|e| format!("failed to parse the response of {shown}: {e}"))?;
+    let Some(path) = &spec.json_path else {
+        return Ok(Some(parsed));
+    };
+    let keys = parse_target_path(path)?;
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    match values::get_path(&parsed, &refs) {
+        Some(Value::String(s)) => parse_yaml(s, multidoc).map(Some),
+        Some(_) => Err(format!(
+            "{path} in result of http request {shown} is not a string"
+        )),
+        None => Err(format!("{path} not found in result from http request {shown}")),
     }
 }
 
