@@ -493,3 +493,100 @@ fn rendering_against_the_cluster_reads_cluster_vars_and_fixes_namespaces() -> an
     env.kubectl(&["delete", "namespace", &ns, "--wait=false"])?;
     result
 }
+
+#[test]
+fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -> anyhow::Result<()> {
+    let cm = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  env: '{{{{ args.env }}}}'\n  level: '{{{{ args.deep.level }}}}'\n"
+        )
+    };
+    let dir = project(&[
+        (
+            "deployment.yaml",
+            "deployments:\n  - path: web\n    tags: [frontend]\n  - path: db\n  - path: always\n    alwaysDeploy: true\n  - barrier: true\n",
+        ),
+        ("web/cm.yaml", &cm("web")),
+        ("db/cm.yaml", &cm("db")),
+        ("always/cm.yaml", &cm("always")),
+    ])?;
+    let names = |out: &Output| -> anyhow::Result<Vec<String>> {
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout.clone())?)?;
+        Ok(docs.iter().map(|d| s(d, "/metadata/name").to_owned()).collect())
+    };
+    let base = [
+        "render",
+        "--offline-kubernetes",
+        "--print-all",
+        "-a",
+        "env=dev",
+        "-a",
+        "deep.level=3",
+    ];
+    let run = |extra: &[&str]| -> anyhow::Result<Output> {
+        let mut all = base.to_vec();
+        all.extend_from_slice(extra);
+        kluctl(dir.path(), &all)
+    };
+    assert_eq!(names(&run(&[])?)?, ["web", "db", "always"]);
+    assert_eq!(
+        names(&run(&["-I", "frontend"])?)?,
+        ["web", "always"],
+        "alwaysDeploy ignores inclusion"
+    );
+    assert_eq!(
+        names(&run(&["-E", "db"])?)?,
+        ["web", "always"],
+        "default tag = dir name"
+    );
+    assert_eq!(
+        names(&run(&["-I", "frontend", "-E", "frontend"])?)?,
+        ["always"],
+        "exclusion wins"
+    );
+    assert_eq!(
+        names(&run(&["--exclude-deployment-dir", "web"])?)?,
+        ["db", "always"]
+    );
+
+    // KLUCTL_ARG_<n> values come before -a values, so the command line wins.
+    let out = Command::new(kluctl_bin()?)
+        .args(["render", "--offline-kubernetes", "--print-all", "-a", "env=cli"])
+        .current_dir(dir.path())
+        .env("KLUCTL_ARG_1", "env=from-env")
+        .env("KLUCTL_ARG_2", "deep.level=7")
+        .env("KLUCTL_KUSTOMIZE", Env::load()?.get("E2E_KUSTOMIZE")?)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+    assert_eq!(docs[0]["data"], serde_json::json!({"env": "cli", "level": "7"}));
+
+    let rendered = tempfile::tempdir()?;
+    let target = rendered.path().join("out");
+    let out = kluctl(
+        dir.path(),
+        &[
+            "render",
+            "--offline-kubernetes",
+            "-a",
+            "env=x",
+            "-a",
+            "deep.level=1",
+            "--render-output-dir",
+            target.to_str().context("utf-8 path")?,
+        ],
+    )?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = fs_err::read_to_string(target.join("web/cm.yaml"))?;
+    assert!(
+        text.contains("env: 'x'"),
+        "the templated file is in the render dir: {text}"
+    );
+    assert!(
+        target.join("web/kustomization.yml").is_file(),
+        "the generated kustomization too"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Rendered into"));
+    Ok(())
+}
