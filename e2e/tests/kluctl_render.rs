@@ -587,6 +587,12 @@ fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -
         target.join("web/kustomization.yml").is_file(),
         "the generated kustomization too"
     );
+    let objects: Vec<Value> =
+        serde_saphyr::from_multiple(&fs_err::read_to_string(target.join("web/.rendered.yml"))?)?;
+    assert_eq!(
+        objects[0]["metadata"]["annotations"]["kluctl.io/deployment-item-dir"], "web",
+        "post-processed objects are written per item"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Rendered into"));
     Ok(())
 }

@@ -201,7 +201,11 @@ pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
     if cmd.print_all {
         let objects: Vec<Value> = rendered.objects().map(sorted).collect();
         let mut out = std::io::stdout().lock();
-        out.write_all(to_yaml_documents(&objects)?.as_bytes())?;
+        out.write_all(
+            crate::engine::render::to_yaml_documents(&objects)
+                .map_err(anyhow::Error::msg)?
+                .as_bytes(),
+        )?;
         out.flush()?;
     } else {
         let dir = guard
@@ -277,18 +281,6 @@ fn write_output(outputs: &[String], value: &Value) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Multi-document YAML, `---` between documents.
-fn to_yaml_documents(objects: &[Value]) -> anyhow::Result<String> {
-    let mut out = String::new();
-    for (i, o) in objects.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        out.push_str(&serde_saphyr::to_string(o).map_err(|e| anyhow::anyhow!("failed to write YAML: {e}"))?);
-    }
-    Ok(out)
 }
 
 /// A copy with every map's keys sorted, as Kluctl prints objects.

@@ -84,6 +84,14 @@ pub enum RenderError {
         /// The item dir.
         item: String,
     },
+    /// A rendered file could not be written.
+    #[error("failed to write '{}': {message}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Image placeholders could not be resolved.
     #[error("postprocessing kustomize objects for '{item}' failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Images {
@@ -268,8 +276,23 @@ fn render_item(
         .get("images")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
-    postprocess::postprocess(&mut out.objects, &meta, images, &vars_images)
-        .map_err(|errors| RenderError::Images { item: name, errors })?;
+    postprocess::postprocess(&mut out.objects, &meta, images, &vars_images).map_err(|errors| {
+        RenderError::Images {
+            item: name.clone(),
+            errors,
+        }
+    })?;
+    // Like Kluctl, the post-processed objects (before the namespace fix-up) are written next to
+    // the item's rendered files, for tools that read the render dir.
+    let rendered = dst.join(".rendered.yml");
+    let text = to_yaml_documents(&out.objects).map_err(|message| RenderError::Write {
+        path: rendered.clone(),
+        message,
+    })?;
+    fs_err::write(&rendered, text).map_err(|e| RenderError::Write {
+        path: rendered,
+        message: e.to_string(),
+    })?;
     out.timings.postprocess = t.elapsed();
     Ok(out)
 }
@@ -345,4 +368,19 @@ fn kustomization_resources(dir: &Path) -> Option<Vec<String>> {
             .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
     )
+}
+
+/// Objects as multi-document YAML (`---` between documents), keys sorted as Kluctl writes them.
+///
+/// # Errors
+/// When an object cannot be serialized.
+pub fn to_yaml_documents(objects: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(o).map_err(|e| format!("failed to write YAML: {e}"))?);
+    }
+    Ok(out)
 }
