@@ -145,14 +145,7 @@ fn main() -> ExitCode {
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut cur = e.source();
-            while let Some(c) = cur {
-                msg.push_str(": ");
-                msg.push_str(&c.to_string());
-                cur = c.source();
-            }
-            eprintln!("bucket_core: {msg}");
+            eprintln!("bucket_core: {}", source_controller::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -140,14 +140,7 @@ fn main() -> ExitCode {
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut cur = e.source();
-            while let Some(c) = cur {
-                msg.push_str(": ");
-                msg.push_str(&c.to_string());
-                cur = c.source();
-            }
-            eprintln!("reconcile_core: {msg}");
+            eprintln!("reconcile_core: {}", source_controller::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -255,12 +255,18 @@ fn error_policy<K: reconcile::SourceKind>(
     Action::requeue(ctx.backoff(&key))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The error and its sources, joined with `: `; a source whose text the message already holds
+/// is not repeated.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
         cur = c.source();
     }
     s

@@ -112,7 +112,7 @@ impl BucketClient {
         let client_err = |e: &dyn std::error::Error| BucketError::Client {
             provider: cfg.provider.as_str(),
             bucket: cfg.bucket.clone(),
-            message: error_text(e),
+            message: crate::error_chain(e),
         };
         let store: Arc<dyn ObjectStore> = match cfg.provider {
             Provider::Generic | Provider::Aws => {
@@ -200,21 +200,6 @@ fn scrub(text: &str, secrets: &[String]) -> String {
         }
     }
     out
-}
-
-/// The error and its sources, joined with `: `.
-pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn is_amazon_endpoint(endpoint: &str) -> bool {

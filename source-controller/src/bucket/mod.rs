@@ -242,7 +242,7 @@ async fn download_one(client: &BucketClient, key: &str, dir: &Path) -> Result<Op
 
 /// Maps an `object_store` error to ours: 404 on the bucket → not found, 401/403 → denied.
 fn classify(client: &BucketClient, action: &str, e: &object_store::Error) -> BucketError {
-    let raw = client::error_text(e);
+    let raw = crate::error_chain(e);
     let text = client.scrub(&server_answer(&raw));
     let bucket = client.bucket.clone();
     let status = http_status(&raw);
