@@ -18,8 +18,7 @@ use serde_json::Value;
 use super::postprocess::ItemMetadata;
 use crate::engine::project::config::{FixedImage, ObjectRef};
 
-const BEGIN: &str = "XXXXXbegin_get_image_";
-const END: &str = "_end_get_imageXXXXX";
+use crate::engine::template::{IMAGE_PLACEHOLDER_BEGIN as BEGIN, IMAGE_PLACEHOLDER_END as END};
 
 /// Why a placeholder could not be resolved.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,13 +45,6 @@ pub enum ImageError {
         /// The parser's message.
         message: String,
     },
-}
-
-/// The placeholder `images.get_image(image)` returns inside templates.
-#[must_use]
-pub fn placeholder(image: &str) -> String {
-    let json = serde_json::json!({ "image": image }).to_string();
-    format!("{BEGIN}{}{END}", STANDARD.encode(json))
 }
 
 /// Fixed images of a render (CLI `-F`/`--fixed-image(s-file)` and target `images`) and the
@@ -258,7 +250,13 @@ fn collect(v: &Value, path: &mut Vec<String>, parent_name: &str, out: &mut Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::template::{ImageLookup as _, PlaceholderImages};
     use serde_json::json;
+
+    /// What `images.get_image(image)` renders to in a template.
+    fn placeholder(image: &str) -> String {
+        PlaceholderImages.get_image(image).unwrap()
+    }
 
     fn fixed(image: &str, result: &str) -> FixedImage {
         FixedImage {
