@@ -199,10 +199,9 @@ fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::T
 pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
     let (rendered, guard) = render(&cmd.flags)?;
     if cmd.print_all {
-        let objects: Vec<Value> = rendered.objects().map(sorted).collect();
         let mut out = std::io::stdout().lock();
         out.write_all(
-            crate::engine::render::to_yaml_documents(&objects)
+            crate::engine::render::to_yaml_documents(rendered.objects())
                 .map_err(anyhow::Error::msg)?
                 .as_bytes(),
         )?;
@@ -225,7 +224,7 @@ pub fn run_list_images(cmd: &ListImagesCmd) -> anyhow::Result<()> {
     let (rendered, _guard) = render(&cmd.flags)?;
     let images = rendered.images.seen(cmd.simple);
     let result = serde_json::json!({ "images": images });
-    write_output(&cmd.output.output, &sorted(&result))
+    write_output(&cmd.output.output, &result)
 }
 
 /// Runs `kluctl list-targets`.
@@ -260,7 +259,7 @@ pub fn run_list_targets(cmd: &ListTargetsCmd) -> anyhow::Result<()> {
         return Ok(());
     }
     let targets = serde_json::to_value(&project.targets)?;
-    write_output(&cmd.output.output, &sorted(&targets))
+    write_output(&cmd.output.output, &targets)
 }
 
 /// Writes `value` to every `-o` destination: `yaml`/`json` on stdout, or a file as YAML
@@ -281,17 +280,4 @@ fn write_output(outputs: &[String], value: &Value) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A copy with every map's keys sorted, as Kluctl prints objects.
-fn sorted(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
-        }
-        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }

@@ -370,17 +370,35 @@ fn kustomization_resources(dir: &Path) -> Option<Vec<String>> {
     )
 }
 
-/// Objects as multi-document YAML (`---` between documents), keys sorted as Kluctl writes them.
+/// Objects as multi-document YAML (`---` between documents). Keys come out sorted, as Kluctl
+/// writes them, because `serde_json` maps are ordered by key (its `preserve_order` is off).
 ///
 /// # Errors
 /// When an object cannot be serialized.
-pub fn to_yaml_documents(objects: &[Value]) -> Result<String, String> {
+pub fn to_yaml_documents<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Result<String, String> {
     let mut out = String::new();
-    for (i, o) in objects.iter().enumerate() {
+    for (i, o) in objects.into_iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
         out.push_str(&serde_saphyr::to_string(o).map_err(|e| format!("failed to write YAML: {e}"))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::to_yaml_documents;
+
+    #[test]
+    fn documents_are_separated_and_keys_sorted() {
+        let objects = [
+            serde_json::json!({"kind": "B", "apiVersion": "v1", "metadata": {"name": "b", "labels": {"z": "1", "a": "2"}}}),
+            serde_json::json!({"kind": "A"}),
+        ];
+        assert_eq!(
+            to_yaml_documents(&objects).unwrap(),
+            "apiVersion: v1\nkind: B\nmetadata:\n  labels:\n    a: \"2\"\n    z: \"1\"\n  name: b\n---\nkind: A\n"
+        );
+    }
 }
