@@ -92,7 +92,8 @@ fn add_args(cmd: &Command, matches: &ArgMatches, env: &BTreeMap<String, String>,
             ArgAction::SetTrue | ArgAction::SetFalse => {
                 let env_true = env_values
                     .last()
-                    .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"));
+                    .and_then(|v| crate::engine::values::parse_go_bool(v))
+                    .unwrap_or(false);
                 if from_cli || env_true {
                     out.push(flag.into());
                 }

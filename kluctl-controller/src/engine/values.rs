@@ -65,6 +65,17 @@ pub fn set_path(root: &mut Value, path: &[&str], value: Value) {
     }
 }
 
+/// Go's `strconv.ParseBool`, which Kluctl uses for annotations and environment switches:
+/// `None` for anything else (callers treat that as their default).
+#[must_use]
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// The value at `path` below `root`, if every step is a map holding the key.
 #[must_use]
 pub fn get_path<'a>(root: &'a Value, path: &[&str]) -> Option<&'a Value> {

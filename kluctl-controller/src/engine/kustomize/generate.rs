@@ -17,6 +17,7 @@
 
 use super::KustomizeError;
 use crate::engine::helm::{ChartConfig, is_helm_chart_file, is_helm_values_file};
+use crate::engine::values::parse_go_bool;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -122,15 +123,6 @@ pub fn prepare_kustomization(
         barrier,
         wait_readiness,
     })
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Generates the kustomization Kluctl would for the rendered item directory `dir`.

@@ -116,7 +116,8 @@ pub fn annotation_bool(o: &Value, name: &str) -> bool {
     o.pointer("/metadata/annotations")
         .and_then(|a| a.get(name))
         .and_then(Value::as_str)
-        .is_some_and(|v| matches!(v, "1" | "t" | "T" | "TRUE" | "true" | "True"))
+        .and_then(crate::engine::values::parse_go_bool)
+        .unwrap_or(false)
 }
 
 fn is_ignored(o: &Value) -> bool {
