@@ -1,6 +1,6 @@
 //! Operations on free-form values (args, vars, objects) with Kluctl's semantics: deep merge
 //! where maps merge recursively and everything else (lists included) is replaced, and access by
-//! dotted path.
+//! dotted path; and the boolean spellings Go accepts, as Kluctl reads annotations and switches.
 
 use serde_json::{Map, Value};
 
