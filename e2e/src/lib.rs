@@ -593,6 +593,19 @@ impl GitRepo {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// Tags the last commit as `name` (lightweight) and pushes the tag.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn tag(&self, name: &str) -> anyhow::Result<()> {
+        git(&self.work, &["tag", "-f", name])?;
+        git(
+            &self.work,
+            &["push", "-q", "-f", "origin", &format!("refs/tags/{name}")],
+        )?;
+        Ok(())
+    }
+
     /// `git ls-tree -r --name-only <rev>` of the repository.
     ///
     /// # Errors

@@ -4,7 +4,8 @@
 //! must be the ones Kluctl derives from these projects, and failures must name file and line.
 //!
 //! Needs the `kluctl` binary (`cargo build -p kluctl-controller --bin kluctl`, which `make
-//! e2e-test` does) and the pinned kustomize/helm from `make e2e-up`; no cluster.
+//! e2e-test` does) and the pinned kustomize/helm from `make e2e-up`; the cluster only for the
+//! cluster-vars test, the Git servers of `make e2e-up` for the git include/vars tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -27,10 +28,16 @@ fn kluctl_bin() -> anyhow::Result<PathBuf> {
 
 /// Runs `kluctl <args>` in `dir` with the pinned tools and a private Helm cache.
 fn kluctl(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    kluctl_env(dir, args, &[])
+}
+
+/// [`kluctl`] with extra environment variables.
+fn kluctl_env(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Output> {
     let env = Env::load()?;
     let cache = tempfile::tempdir()?;
     let out = Command::new(kluctl_bin()?)
         .args(args)
+        .envs(vars.iter().copied())
         .current_dir(dir)
         .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
         .env("KLUCTL_HELM", env.get("E2E_HELM")?)
@@ -594,5 +601,131 @@ fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -
         "post-processed objects are written per item"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Rendered into"));
+    Ok(())
+}
+
+/// A Git repository on the e2e servers holding a small Kluctl project: `app/` renders a
+/// ConfigMap from its own vars file; tag `v1` and a later `main` differ in that file.
+fn git_library(name: &str) -> anyhow::Result<(e2e::GitRepo, String, String)> {
+    let repo = e2e::GitRepo::create(&Env::load()?, name)?;
+    let v1 = repo.commit(
+        &[
+            ("deployment.yaml", "vars:\n  - file: vars/values.yaml\ndeployments:\n  - path: app\n"),
+            (
+                "app/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-git\n  namespace: default\ndata:\n  color: \"{{ color }}\"\n",
+            ),
+            ("vars/values.yaml", "color: blue\n"),
+            ("vars/other.yaml", "size: 1\n"),
+        ],
+        "v1",
+    )?;
+    repo.tag("v1")?;
+    let main = repo.commit(&[("vars/values.yaml", "color: red\n")], "red")?;
+    Ok((repo, v1, main))
+}
+
+#[test]
+fn git_includes_and_git_vars_read_the_referenced_commits() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let (repo, v1, main) = git_library("kluctl-git-include")?;
+    let url = format!("{}/{}.git", env.get("E2E_GIT_HTTP_URL")?, repo.name);
+    let deployment = format!(
+        "vars:\n\
+         \x20 - git: {{url: '{url}', path: vars/values.yaml}}\n\
+         \x20   targetPath: fromMain\n\
+         \x20 - gitFiles:\n\
+         \x20     url: '{url}'\n\
+         \x20     ref: {{tag: 'v.*'}}\n\
+         \x20     files: [{{glob: 'vars/*.yaml', parseYaml: true}}]\n\
+         \x20   targetPath: releases\n\
+         deployments:\n\
+         \x20 - git: {{url: '{url}', ref: {{tag: v1}}}}\n\
+         \x20 - path: local\n"
+    );
+    let local = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\n  namespace: default\ndata:\n\
+                 \x20 main: \"{{ fromMain.color }}\"\n\
+                 \x20 refs: \"{{ releases | map(attribute='refStr') | join(',') }}\"\n\
+                 \x20 files: \"{{ releases[0].files | map(attribute='path') | join(',') }}\"\n\
+                 \x20 parsed: \"{{ releases[0].filesByPath['vars/values.yaml'].parsed.color }}\"\n\
+                 \x20 tree: \"{{ releases[0].filesTree.vars['other.yaml'].parsed.size }}\"\n";
+    let dir = project(&[("deployment.yaml", &deployment), ("local/cm.yaml", local)])?;
+    let out = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+    assert_eq!(ids(&docs), ["ConfigMap/from-git", "ConfigMap/local"]);
+    // The include is pinned to tag v1 (blue); its item dir is relative to the checkout.
+    assert_eq!(
+        s(&docs[0], "/data/color"),
+        "blue",
+        "the include must be at {v1}, not {main}"
+    );
+    assert_eq!(annotation(&docs[0], "kluctl.io/deployment-item-dir"), "app");
+    // `git` vars follow the default branch (red); `gitFiles` the refs matching the regex.
+    assert_eq!(s(&docs[1], "/data/main"), "red");
+    assert_eq!(s(&docs[1], "/data/refs"), "refs/tags/v1");
+    assert_eq!(s(&docs[1], "/data/files"), "vars/other.yaml,vars/values.yaml");
+    assert_eq!(s(&docs[1], "/data/parsed"), "blue");
+    assert_eq!(s(&docs[1], "/data/tree"), "1");
+
+    // A ref that does not exist names the file, the item and the ref.
+    let bad = format!("deployments:\n  - git: {{url: '{url}', ref: {{branch: nope}}}}\n");
+    let dir = project(&[("deployment.yaml", &bad)])?;
+    let out = kluctl(dir.path(), &["render", "--offline-kubernetes"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "deployment.yaml",
+        "deployments[0].git",
+        "ref 'refs/heads/nope' not found",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn git_credentials_come_from_kluctl_git_env_and_never_show() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let (repo, _, _) = git_library("kluctl-git-auth")?;
+    let url = format!("{}/{}.git", env.get("E2E_GIT_HTTP_AUTH_URL")?, repo.name);
+    let deployment = format!("deployments:\n  - git: '{url}'\n");
+    let dir = project(&[("deployment.yaml", &deployment)])?;
+    let password = env.get("E2E_GIT_PASSWORD")?;
+    // Without credentials the server's 401 is reported.
+    let out = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
+    assert!(
+        !out.status.success(),
+        "an auth-protected repository must not render anonymously"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("credentials"), "{err}");
+    // With a matching KLUCTL_GIT_* set it renders; a wrong password fails without showing it.
+    let creds = |pw: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("KLUCTL_GIT_HOST", "127.0.0.1"),
+            ("KLUCTL_GIT_USERNAME", "flux"),
+            ("KLUCTL_GIT_PASSWORD", pw),
+        ]
+    };
+    let good: &'static str = Box::leak(password.to_owned().into_boxed_str());
+    let out = kluctl_env(
+        dir.path(),
+        &["render", "--offline-kubernetes", "--print-all"],
+        &creds(good),
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)?.contains("color: red"));
+    let out = kluctl_env(
+        dir.path(),
+        &["render", "--offline-kubernetes", "--print-all"],
+        &creds("wrong-secret-value"),
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("wrong-secret-value") && !err.contains(password),
+        "{err}"
+    );
     Ok(())
 }

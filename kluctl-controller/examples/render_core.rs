@@ -66,6 +66,7 @@ fn run() -> anyhow::Result<()> {
             helm: Helm::default(),
             capabilities: Capabilities::default(),
             env: std::env::vars().collect(),
+            git_cache_dir: kluctl_controller::engine::source::GitCache::default_dir(),
         },
         None,
         None,

@@ -22,6 +22,7 @@ use crate::engine::project::inclusion::Inclusion;
 use crate::engine::project::load;
 use crate::engine::project::vars::ClusterReader;
 use crate::engine::render::namespaces::ScopeLookup;
+use crate::engine::source::GitCache;
 use crate::engine::target::{self, RenderedTarget, TargetOptions};
 use crate::engine::template::{PlaceholderImages, TemplateEngine};
 
@@ -180,6 +181,7 @@ fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::T
         helm: Helm::default(),
         capabilities,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
+        git_cache_dir: GitCache::default_dir(),
     };
     let rendered = target::render_target(
         options,

@@ -9,6 +9,7 @@
 //!   template   minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
 //!   helm       helm-chart.yaml: pull (cached), template with the pinned helm binary
 //!   kustomize  native fast path + the pinned kustomize binary for the rest
+//! source     Git repositories for git includes and git vars (cached checkouts)
 //! target     one call: project dir + options ─► rendered objects of a target
 //! values     deep merge and dotted paths with Kluctl's semantics
 //! ```
@@ -18,6 +19,7 @@ pub mod helm;
 pub mod kustomize;
 pub mod project;
 pub mod render;
+pub mod source;
 pub mod target;
 pub mod template;
 pub mod values;

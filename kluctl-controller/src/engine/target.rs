@@ -21,6 +21,7 @@ use crate::engine::project::vars::{ClusterReader, VarsLoader};
 use crate::engine::render::images::Images;
 use crate::engine::render::namespaces::ScopeLookup;
 use crate::engine::render::{self, RenderError, RenderOptions, RenderedItem};
+use crate::engine::source::GitCache;
 use crate::engine::template::{PlaceholderImages, TemplateEngine};
 
 /// Why a target could not be rendered.
@@ -61,8 +62,10 @@ pub struct TargetOptions {
     pub helm: Helm,
     /// Kubernetes version / API versions for Helm.
     pub capabilities: Capabilities,
-    /// The environment `systemEnvVars` reads.
+    /// The environment `systemEnvVars` reads (also the `KLUCTL_GIT_*` credentials).
     pub env: BTreeMap<String, String>,
+    /// Where Git checkouts for `git` includes and vars are cached.
+    pub git_cache_dir: PathBuf,
 }
 
 /// A rendered target.
@@ -110,7 +113,8 @@ pub fn render_target(
         target.context = Some(context.clone());
     }
     let vars = project.build_vars(&target, &options.external_args)?;
-    let loader = VarsLoader::new(&engine, cluster, options.env.clone());
+    let git = GitCache::new(&options.git_cache_dir, &options.env);
+    let loader = VarsLoader::new(&engine, cluster, Some(&git), options.env.clone());
     let items = load::load_deployment(&engine, &loader, &options.project_dir, ".", vars)?;
     let items: Vec<_> = items
         .into_iter()
@@ -130,7 +134,6 @@ pub fn render_target(
     let images = Images::new(fixed);
     let render_options = RenderOptions {
         render_dir: options.render_dir.clone(),
-        source_root: options.project_dir.clone(),
         discriminator: target.discriminator.clone(),
         kustomizer: options.kustomizer,
         helm: options.helm,

@@ -294,6 +294,51 @@ pub struct GitRef {
     pub commit: Option<String>,
 }
 
+/// `vars[].git`: one file of a Git repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitVarsSource {
+    /// Repository URL.
+    pub url: String,
+    /// Ref to read; the default branch when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<GitRef>,
+    /// The file inside the repository (Jinja-rendered like `file:` sources).
+    pub path: String,
+}
+
+/// `vars[].gitFiles`: files of every ref matching a pattern.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitFilesVarsSource {
+    /// Repository URL.
+    pub url: String,
+    /// `branch`/`tag` are regular expressions over the names; `commit` picks the ref pointing
+    /// at it; absent: the default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<GitRef>,
+    /// Which files to read (first matching glob wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<GitFileSpec>,
+}
+
+/// One `gitFiles.files[]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitFileSpec {
+    /// Glob over the path in the repository (`*` stays within a directory, `**` spans them).
+    pub glob: String,
+    /// Render the file with the current vars.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub render: bool,
+    /// Parse the content as YAML into `parsed`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub parse_yaml: bool,
+    /// With `parseYaml`: the file holds several documents (a list).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub yaml_multi_doc: bool,
+}
+
 /// An OCI sub-project.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -445,10 +490,10 @@ pub struct VarsSource {
     pub file: Option<String>,
     /// A file from Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git: Option<Value>,
+    pub git: Option<GitVarsSource>,
     /// Files of many Git refs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_files: Option<Value>,
+    pub git_files: Option<GitFilesVarsSource>,
     /// A key of a ConfigMap in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_config_map: Option<ClusterConfigMapOrSecret>,

@@ -262,7 +262,10 @@ pub struct Item {
     pub config: DeploymentItemConfig,
     /// The item's directory (absolute) for `path` items.
     pub dir: Option<PathBuf>,
-    /// The directory relative to the source root, `/`-separated (`kluctl.io/deployment-item-dir`).
+    /// The root of the source the item comes from: the project directory, or the checkout of a
+    /// `git` include.
+    pub source_root: PathBuf,
+    /// The directory relative to its source root, `/`-separated (`kluctl.io/deployment-item-dir`).
     pub rel_dir: String,
     /// Where the item renders to, relative to the render root (`rel_dir`, or `rel_dir-N` for
     /// the N-th repeated use of the same directory).
@@ -307,11 +310,16 @@ pub fn load_deployment(
     let mut loader = TreeLoader {
         engine,
         vars_loader,
-        source_root: normalize(source_root),
+        source: Source {
+            root: normalize(source_root),
+            label: String::new(),
+            render_prefix: String::new(),
+        },
+        sources: 0,
         indexes: HashMap::new(),
         items: Vec::new(),
     };
-    let dir = normalize(&loader.source_root.join(rel_dir));
+    let dir = normalize(&loader.source.root.join(rel_dir));
     loader.load_project(&dir, root_vars, &mut Vec::new(), Vec::new())?;
     Ok(loader.items)
 }
@@ -324,17 +332,37 @@ struct Site<'s> {
     search_dirs: &'s [PathBuf],
 }
 
+/// Where the files being loaded come from.
+#[derive(Clone, Debug)]
+struct Source {
+    /// The source's root directory (absolute).
+    root: PathBuf,
+    /// How files of this source are named in messages: empty for the project itself,
+    /// `<url>@<ref>` for a `git` include.
+    label: String,
+    /// Where the source's items render, below the render root: empty for the project itself.
+    render_prefix: String,
+}
+
 struct TreeLoader<'a, 'b> {
     engine: &'a TemplateEngine,
     vars_loader: &'a VarsLoader<'b>,
-    source_root: PathBuf,
+    source: Source,
+    /// How many `git` include sources were opened (numbers their render directories).
+    sources: usize,
     indexes: HashMap<PathBuf, usize>,
     items: Vec<Item>,
 }
 
 impl TreeLoader<'_, '_> {
+    /// `p` as named in messages: relative to its source root, prefixed by the source's label.
     fn rel(&self, p: &Path) -> String {
-        display(&self.source_root, p)
+        let rel = display(&self.source.root, p);
+        if self.source.label.is_empty() {
+            rel
+        } else {
+            format!("{}:{rel}", self.source.label)
+        }
     }
 
     fn load_project(
@@ -447,11 +475,21 @@ impl TreeLoader<'_, '_> {
                 self.load_include(&at, include, item, vars, chain)?;
                 continue;
             }
-            if item.git.is_some() || item.oci.is_some() {
+            if let Some(git) = &item.git {
+                let at = Site {
+                    dir,
+                    file,
+                    field: &field,
+                    search_dirs,
+                };
+                self.load_git_include(&at, git, item, vars, chain)?;
+                continue;
+            }
+            if item.oci.is_some() {
                 return Err(LoadError::Item {
                     file: file.to_owned(),
-                    field,
-                    message: "git and oci includes are not supported by this build".to_owned(),
+                    field: format!("{field}.oci"),
+                    message: "oci includes are not supported by this build".to_owned(),
                 });
             }
             let item_dir = match &item.path {
@@ -525,6 +563,68 @@ impl TreeLoader<'_, '_> {
                 message: format!("include cycle: {}", cycle.join(" -> ")),
             });
         }
+        self.load_included_project(at, &inc_dir, item, vars, chain)
+    }
+
+    /// Loads a `git` include: the referenced commit's checkout becomes the source of the
+    /// included project (its items' directories are relative to the checkout).
+    fn load_git_include(
+        &mut self,
+        at: &Site<'_>,
+        git: &super::config::GitProject,
+        item: &DeploymentItemConfig,
+        vars: &Value,
+        chain: &mut Vec<Level>,
+    ) -> Result<(), LoadError> {
+        let fail = |message: String| LoadError::Item {
+            file: at.file.to_owned(),
+            field: format!("{}.git", at.field),
+            message,
+        };
+        let cache = self.vars_loader.git().map_err(fail)?;
+        let (checkout, commit) = cache
+            .checkout(&git.url, git.r#ref.as_ref())
+            .map_err(|e| fail(e.to_string()))?;
+        let root = normalize(&checkout);
+        let inc_dir = normalize(&root.join(&git.sub_dir));
+        if !inc_dir.starts_with(&root) || !inc_dir.is_dir() {
+            return Err(fail(format!(
+                "subDir '{}' does not exist in {} at commit {commit}",
+                git.sub_dir, git.url
+            )));
+        }
+        let reference = git.r#ref.as_ref().map_or_else(
+            || "HEAD".to_owned(),
+            |r| {
+                r.branch
+                    .clone()
+                    .or_else(|| r.tag.clone())
+                    .or_else(|| r.commit.clone())
+                    .unwrap_or_default()
+            },
+        );
+        self.sources += 1;
+        let source = Source {
+            root,
+            label: format!("{}@{reference}", git.url),
+            render_prefix: format!(".git-includes/{}", self.sources),
+        };
+        let parent = std::mem::replace(&mut self.source, source);
+        let result = self.load_included_project(at, &inc_dir, item, vars, chain);
+        self.source = parent;
+        result
+    }
+
+    /// The part of loading an include shared by local and `git` includes.
+    fn load_included_project(
+        &mut self,
+        at: &Site<'_>,
+        inc_dir: &Path,
+        item: &DeploymentItemConfig,
+        vars: &Value,
+        chain: &mut Vec<Level>,
+    ) -> Result<(), LoadError> {
+        let inc_dir = inc_dir.to_path_buf();
         let mut inc_vars = self.include_vars(&inc_dir, item, vars, at.file, at.field)?;
         self.vars_loader.load_list(
             &mut inc_vars,
@@ -625,13 +725,16 @@ impl TreeLoader<'_, '_> {
             .find_map(|l| l.config.override_namespace.clone());
         let (rel_dir, rendered_rel_dir) = match &dir {
             Some(d) => {
-                let rel = self.rel(d);
+                let rel = display(&self.source.root, d);
                 let index = self.indexes.entry(d.clone()).or_insert(0);
-                let rendered = if *index == 0 {
+                let mut rendered = if *index == 0 {
                     rel.clone()
                 } else {
                     format!("{rel}-{index}")
                 };
+                if !self.source.render_prefix.is_empty() {
+                    rendered = format!("{}/{rendered}", self.source.render_prefix);
+                }
                 *index += 1;
                 (rel, rendered)
             }
@@ -640,6 +743,7 @@ impl TreeLoader<'_, '_> {
         self.items.push(Item {
             config,
             dir,
+            source_root: self.source.root.clone(),
             rel_dir,
             rendered_rel_dir,
             vars,
@@ -655,7 +759,7 @@ impl TreeLoader<'_, '_> {
     /// `base/rel` normalised, if it stays inside the source root.
     fn join_inside(&self, base: &Path, rel: &str) -> Option<PathBuf> {
         let joined = normalize(&base.join(rel));
-        joined.starts_with(&self.source_root).then_some(joined)
+        joined.starts_with(&self.source.root).then_some(joined)
     }
 }
 
@@ -762,7 +866,7 @@ mod tests {
         let project = load_kluctl_project(&engine, root, args)?;
         let target = project.select_target(&engine, target, None, None, args)?;
         let vars = project.build_vars(&target, args)?;
-        let loader = VarsLoader::new(&engine, None, env);
+        let loader = VarsLoader::new(&engine, None, None, env);
         let items = load_deployment(&engine, &loader, root, ".", vars)?;
         Ok((target, items))
     }

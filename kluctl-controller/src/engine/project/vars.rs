@@ -7,8 +7,11 @@
 //!        existing values win)
 //! ```
 //!
-//! `git` and `gitFiles` need a Git client in the engine and cloud secret managers need their
-//! SDKs: this build names the file and the source in an error instead of ignoring them. `http`
+//! `git` reads one file of a checked-out commit (see [`crate::engine::source::git`]); `gitFiles`
+//! lists the refs matching a pattern and yields, per ref, the files matching the globs (a list,
+//! so it needs `targetPath`), sorted by ref name (Kluctl's order is random). SOPS-encrypted
+//! files are not decrypted. Cloud secret managers and `vault` need their SDKs: this build names
+//! the file and the source in an error instead of ignoring them. `http`
 //! never prompts for credentials (Kluctl asks on a terminal after a 401): pass them in `headers`.
 
 use std::collections::BTreeMap;
@@ -16,7 +19,11 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use super::config::{ClusterConfigMapOrSecret, ClusterObject, HttpSource, VarsSource, VarsSourceKind};
+use super::config::{
+    ClusterConfigMapOrSecret, ClusterObject, GitFilesVarsSource, GitRef, HttpSource, VarsSource,
+    VarsSourceKind,
+};
+use crate::engine::source::{GitCache, RepoInfo};
 use crate::engine::template::{TemplateEngine, TemplateError};
 use crate::engine::values;
 
@@ -85,6 +92,7 @@ enum Failure {
 pub struct VarsLoader<'a> {
     engine: &'a TemplateEngine,
     cluster: Option<&'a dyn ClusterReader>,
+    git: Option<&'a GitCache>,
     env: BTreeMap<String, String>,
 }
 
@@ -97,15 +105,31 @@ impl std::fmt::Debug for VarsLoader<'_> {
 }
 
 impl<'a> VarsLoader<'a> {
-    /// A loader rendering with `engine`, reading the cluster through `cluster` (none: offline)
-    /// and the environment from `env` (the process environment for the CLI).
+    /// A loader rendering with `engine`, reading the cluster through `cluster` (none: offline),
+    /// Git repositories through `git` (none: git sources fail) and the environment from `env`
+    /// (the process environment for the CLI).
     #[must_use]
     pub fn new(
         engine: &'a TemplateEngine,
         cluster: Option<&'a dyn ClusterReader>,
+        git: Option<&'a GitCache>,
         env: BTreeMap<String, String>,
     ) -> Self {
-        Self { engine, cluster, env }
+        Self {
+            engine,
+            cluster,
+            git,
+            env,
+        }
+    }
+
+    /// The Git cache, for `git` includes.
+    ///
+    /// # Errors
+    /// When this loader has none.
+    pub fn git(&self) -> Result<&'a GitCache, String> {
+        self.git
+            .ok_or_else(|| "loading from git repositories is disabled".to_owned())
     }
 
     /// Loads `sources` in order into `vars` (each may use the values of the ones before).
@@ -268,12 +292,121 @@ impl<'a> VarsLoader<'a> {
                     }
                 }
             }
+            VarsSourceKind::Git => {
+                let spec = source.git.as_ref().ok_or_else(missing)?;
+                let git = self.git().map_err(Failure::Message)?;
+                let (dir, _) = git.checkout(&spec.url, spec.r#ref.as_ref()).map_err(|e| {
+                    Failure::Message(format!(
+                        "failed to load vars from git repository {}: {e}",
+                        spec.url
+                    ))
+                })?;
+                match self.engine.render_file(&PathBuf::from(&spec.path), &[dir], vars) {
+                    Ok(text) => parse_yaml(&text, multidoc).map_err(|e| {
+                        Failure::Message(format!(
+                            "failed to load vars from {} in {}: {e}",
+                            spec.path, spec.url
+                        ))
+                    })?,
+                    Err(TemplateError::NotFound { .. }) if ignore_missing => Value::Object(Map::new()),
+                    Err(e) => return Err(Failure::Template(e)),
+                }
+            }
+            VarsSourceKind::GitFiles => {
+                let spec = source.git_files.as_ref().ok_or_else(missing)?;
+                let v = self.git_files(spec, vars)?;
+                if ignore_missing && v.as_array().is_some_and(Vec::is_empty) {
+                    return Ok(None);
+                }
+                v
+            }
             other => {
                 return Err(Failure::Message(format!(
                     "the '{other}' vars source is not supported by this build"
                 )));
             }
         }))
+    }
+
+    /// One entry per matching ref: `{ref, refStr, files, filesByPath, filesTree}`.
+    fn git_files(&self, spec: &GitFilesVarsSource, vars: &Value) -> Result<Value, Failure> {
+        let git = self.git().map_err(Failure::Message)?;
+        let msg = |e: String| Failure::Message(format!("failed to load gitFiles from {}: {e}", spec.url));
+        let info = git.repo_info(&spec.url).map_err(|e| msg(e.to_string()))?;
+        let refs = match_git_refs(&info, spec.r#ref.as_ref()).map_err(msg)?;
+        let mut globs = Vec::with_capacity(spec.files.len());
+        for f in &spec.files {
+            let glob = globset::GlobBuilder::new(&f.glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| msg(format!("invalid glob '{}': {e}", f.glob)))?;
+            globs.push(glob.compile_matcher());
+        }
+        let mut results = Vec::with_capacity(refs.len());
+        for (name, commit) in refs {
+            let dir = git
+                .checkout_commit(&spec.url, &commit)
+                .map_err(|e| msg(e.to_string()))?;
+            let mut paths = Vec::new();
+            walk_sorted(&dir, &dir, &mut paths).map_err(msg)?;
+            let mut files = Vec::new();
+            for rel in paths {
+                let Some(i) = globs.iter().position(|g| g.is_match(&rel)) else {
+                    continue;
+                };
+                let file = &spec.files[i];
+                let raw = fs_err::read(dir.join(&rel)).map_err(|e| msg(e.to_string()))?;
+                let mut content = String::from_utf8_lossy(&raw).into_owned();
+                if file.render {
+                    content = self
+                        .engine
+                        .render_string(&rel, &content, vars)
+                        .map_err(Failure::Template)?;
+                }
+                let mut entry = Map::new();
+                entry.insert(
+                    "file".to_owned(),
+                    serde_json::to_value(file).unwrap_or(Value::Null),
+                );
+                entry.insert("path".to_owned(), Value::String(rel.clone()));
+                // The size of the file as stored, also when rendered.
+                entry.insert("size".to_owned(), Value::from(raw.len()));
+                let parsed = if file.parse_yaml {
+                    Some(
+                        parse_yaml(&content, file.yaml_multi_doc)
+                            .map_err(|e| msg(format!("failed to parse {rel}: {e}")))?,
+                    )
+                } else {
+                    None
+                };
+                entry.insert("content".to_owned(), Value::String(content));
+                if let Some(parsed) = parsed {
+                    entry.insert("parsed".to_owned(), parsed);
+                }
+                files.push((rel, Value::Object(entry)));
+            }
+            let mut by_path = Map::new();
+            let mut tree = Value::Object(Map::new());
+            for (rel, entry) in &files {
+                by_path.insert(rel.clone(), entry.clone());
+                let keys: Vec<&str> = rel.split('/').collect();
+                values::set_path(&mut tree, &keys, entry.clone());
+            }
+            let mut out = Map::new();
+            out.insert(
+                "ref".to_owned(),
+                serde_json::to_value(parse_ref_name(&name)).unwrap_or(Value::Null),
+            );
+            out.insert("refStr".to_owned(), Value::String(name));
+            out.insert(
+                "files".to_owned(),
+                Value::Array(files.into_iter().map(|(_, e)| e).collect()),
+            );
+            out.insert("filesByPath".to_owned(), Value::Object(by_path));
+            out.insert("filesTree".to_owned(), tree);
+            results.push(Value::Object(out));
+        }
+        Ok(Value::Array(results))
     }
 
     fn system_env_vars(&self, tree: Option<&Value>, ignore_missing: bool) -> Result<Value, String> {
@@ -503,6 +636,79 @@ fn collect_leaves<'v>(v: &'v Value, path: &mut Vec<String>, out: &mut Vec<(Vec<S
 }
 
 /// Parses YAML text into a value (`multidoc`: a list of all documents); empty text is `{}`.
+/// The refs `reference` selects for `gitFiles`, by full name: `branch`/`tag` are regular
+/// expressions over the whole name, `commit` selects a ref pointing at it, none selects the
+/// default branch.
+fn match_git_refs(info: &RepoInfo, reference: Option<&GitRef>) -> Result<BTreeMap<String, String>, String> {
+    let (prefix, kind, pattern) = match reference {
+        None => {
+            let name = format!(
+                "refs/heads/{}",
+                info.default_branch.as_deref().unwrap_or_default()
+            );
+            let commit = info
+                .refs
+                .get(&name)
+                .ok_or_else(|| format!("default ref {name} not found"))?;
+            return Ok(BTreeMap::from([(name, commit.clone())]));
+        }
+        Some(GitRef { commit: Some(c), .. }) => {
+            return info
+                .refs
+                .iter()
+                .find(|(_, h)| h.eq_ignore_ascii_case(c))
+                .map(|(n, h)| BTreeMap::from([(n.clone(), h.clone())]))
+                .ok_or_else(|| format!("commit {c} not found"));
+        }
+        Some(GitRef { tag: Some(t), .. }) => ("refs/tags/", "tag", t),
+        Some(GitRef { branch: Some(b), .. }) => ("refs/heads/", "branch", b),
+        Some(_) => return Err("ref is empty".to_owned()),
+    };
+    let re = regex::Regex::new(&format!("^{prefix}{pattern}$"))
+        .map_err(|e| format!("invalid {kind} regex specified: {e}"))?;
+    Ok(info
+        .refs
+        .iter()
+        .filter(|(n, _)| re.is_match(n))
+        .map(|(n, h)| (n.clone(), h.clone()))
+        .collect())
+}
+
+/// `refs/heads/x` → `{branch: x}`, `refs/tags/y` → `{tag: y}`.
+fn parse_ref_name(name: &str) -> GitRef {
+    match (name.strip_prefix("refs/heads/"), name.strip_prefix("refs/tags/")) {
+        (Some(b), _) => GitRef {
+            branch: Some(b.to_owned()),
+            ..GitRef::default()
+        },
+        (_, Some(t)) => GitRef {
+            tag: Some(t.to_owned()),
+            ..GitRef::default()
+        },
+        _ => GitRef::default(),
+    }
+}
+
+/// Every file below `dir`, relative to `root` with `/`, in lexical order per directory (the
+/// order Go's `filepath.Walk` visits).
+fn walk_sorted(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) -> Result<(), String> {
+    let mut entries: Vec<_> = fs_err::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(fs_err::DirEntry::file_name);
+    for e in entries {
+        let path = e.path();
+        if path.is_dir() {
+            walk_sorted(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+            out.push(parts.join("/"));
+        }
+    }
+    Ok(())
+}
+
 fn parse_yaml(text: &str, multidoc: bool) -> Result<Value, String> {
     if multidoc {
         return serde_saphyr::from_multiple::<Value>(text)
@@ -555,4 +761,61 @@ pub fn parse_target_path(path: &str) -> Result<Vec<String>, String> {
         return Err("empty path".to_owned());
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RepoInfo {
+        RepoInfo {
+            default_branch: Some("main".to_owned()),
+            refs: [
+                ("refs/heads/main", "aa"),
+                ("refs/heads/release-1", "bb"),
+                ("refs/heads/release-2", "cc"),
+                ("refs/tags/v1", "bb"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        }
+    }
+
+    fn names(m: &BTreeMap<String, String>) -> Vec<&str> {
+        m.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn git_files_refs_are_anchored_regexes_a_commit_or_the_default_branch() {
+        let i = info();
+        assert_eq!(names(&match_git_refs(&i, None).unwrap()), ["refs/heads/main"]);
+        let branch = |b: &str| GitRef {
+            branch: Some(b.to_owned()),
+            ..GitRef::default()
+        };
+        assert_eq!(
+            names(&match_git_refs(&i, Some(&branch("release-.*"))).unwrap()),
+            ["refs/heads/release-1", "refs/heads/release-2"]
+        );
+        // Anchored: `release` alone matches nothing.
+        assert!(match_git_refs(&i, Some(&branch("release"))).unwrap().is_empty());
+        let commit = GitRef {
+            commit: Some("CC".to_owned()),
+            ..GitRef::default()
+        };
+        assert_eq!(
+            names(&match_git_refs(&i, Some(&commit)).unwrap()),
+            ["refs/heads/release-2"]
+        );
+        let e = match_git_refs(&i, Some(&branch("("))).unwrap_err();
+        assert!(e.starts_with("invalid branch regex specified"), "{e}");
+        assert_eq!(
+            parse_ref_name("refs/tags/v1"),
+            GitRef {
+                tag: Some("v1".to_owned()),
+                ..GitRef::default()
+            }
+        );
+    }
 }

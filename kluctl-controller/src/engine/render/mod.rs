@@ -107,8 +107,6 @@ pub enum RenderError {
 pub struct RenderOptions {
     /// Root of the rendered files (`--render-output-dir` or a temporary directory).
     pub render_dir: PathBuf,
-    /// The source root the items' directories are relative to.
-    pub source_root: PathBuf,
     /// The rendered target discriminator (empty: none).
     pub discriminator: String,
     /// The kustomize step.
@@ -319,11 +317,11 @@ fn render_helm_charts(item: &Item, dst: &Path, options: &RenderOptions) -> Resul
             });
         }
         let item_rel = Path::new(&item.rel_dir).join(sub_dir);
-        let pre_pulled = helm::find_pre_pulled_dir(&options.source_root, &item_rel);
-        let source_dir = options.source_root.join(&item_rel);
+        let pre_pulled = helm::find_pre_pulled_dir(&item.source_root, &item_rel);
+        let source_dir = item.source_root.join(&item_rel);
         let req = RenderRequest {
             config_file: &config_file,
-            project_root: &options.source_root,
+            project_root: &item.source_root,
             item_source_dir: &source_dir,
             pre_pulled_dir: pre_pulled.as_deref(),
             capabilities: &options.capabilities,
