@@ -3,6 +3,7 @@
 //! and prunes them). It knows nothing of the CLI or the controller.
 //!
 //! ```text
+//! apply      server-side apply: field-manager conflict resolution
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
 //! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
 //! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
@@ -14,6 +15,7 @@
 //! values     deep merge and dotted paths with Kluctl's semantics
 //! ```
 
+pub mod apply;
 pub mod cluster;
 pub mod helm;
 pub mod kustomize;
