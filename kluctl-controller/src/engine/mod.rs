@@ -11,6 +11,7 @@
 //!   kustomize  native fast path + the pinned kustomize binary for the rest
 //! target     one call: project dir + options ─► rendered objects of a target
 //! values     deep merge and dotted paths with Kluctl's semantics
+//! validate   readiness rules per kind, `kluctl validate`, the readiness wait of deploy
 //! ```
 
 pub mod cluster;
@@ -20,6 +21,7 @@ pub mod project;
 pub mod render;
 pub mod target;
 pub mod template;
+pub mod validate;
 pub mod values;
 
 /// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).
