@@ -219,3 +219,45 @@ async fn wait_ready_returns_ready_objects_and_times_out_on_missing_ones() -> any
     })
     .await
 }
+
+#[tokio::test]
+async fn status_expectation_comes_from_the_cluster() -> anyhow::Result<()> {
+    use gitops_api::kluctl::v1beta1::ObjectRef;
+    use kluctl_controller::engine::validate::StatusExpectation;
+    let env = e2e::Env::load()?;
+    let client = env.admin_client().await?;
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    let validator = ClusterValidator::new(&client, &discovery);
+    let r = |group: &str, version: &str, kind: &str| ObjectRef {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        name: "x".into(),
+        namespace: "default".into(),
+    };
+    // Built-in kinds: the status sub-resource decides.
+    assert_eq!(
+        validator.status_expectation(&r("apps", "v1", "Deployment")).await,
+        StatusExpectation::Required
+    );
+    assert_eq!(
+        validator.status_expectation(&r("", "v1", "ConfigMap")).await,
+        StatusExpectation::NotRequired
+    );
+    // A custom resource with a status (CRD schema, or its status sub-resource when the CRD
+    // itself is served elsewhere, as with the aggregated apiextensions server here).
+    assert_eq!(
+        validator
+            .status_expectation(&r("gitops.kluctl.io", "v1beta1", "KluctlDeployment"))
+            .await,
+        StatusExpectation::Required
+    );
+    // Kinds the cluster does not serve.
+    assert_eq!(
+        validator
+            .status_expectation(&r("example.invalid", "v1", "Nothing"))
+            .await,
+        StatusExpectation::Unknown
+    );
+    Ok(())
+}
