@@ -13,6 +13,7 @@
 //! source     Git repositories for git includes and git vars (cached checkouts)
 //! target     one call: project dir + options ─► rendered objects of a target
 //! values     deep merge and dotted paths with Kluctl's semantics
+//! validate   readiness rules per kind, `kluctl validate`, the readiness wait of deploy
 //! ```
 
 pub mod apply;
@@ -24,6 +25,7 @@ pub mod render;
 pub mod source;
 pub mod target;
 pub mod template;
+pub mod validate;
 pub mod values;
 
 /// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).

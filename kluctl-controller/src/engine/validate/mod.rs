@@ -1,0 +1,99 @@
+//! Readiness of deployed objects, with Kluctl's rules and messages: the last step of a deploy
+//! (`waitReadiness`) and the whole of `kluctl validate`.
+//!
+//! ```text
+//! rules     one live object ─► ObjectValidation (ready, warnings, errors, results); pure
+//! hooks     which rendered objects validate skips (non-persistent, delete/rollback-only hooks)
+//! command   rendered objects + kube client ─► GET each live object ─► ValidateResult;
+//!           wait_ready (poll one object until ready, error or timeout); status expectations
+//! ```
+//!
+//! The result types are the ones stored in `KluctlDeployment.status` and command results:
+//! [`ValidateResult`], [`ValidateResultEntry`] and [`DeploymentError`] from `gitops_api`
+//! (Kluctl's JSON shape: `ref` + `message` / `annotation`, camelCase, empty lists omitted).
+//!
+//! Message texts (`readyReplicas (1) is less then replicas (2)`, `Volume is not bound`, ...)
+//! are Kluctl's, spelling included: users and alerting rules match on them.
+
+pub mod command;
+pub mod hooks;
+pub mod rules;
+
+pub use command::{ClusterValidator, ValidateError, WaitOutcome};
+pub use gitops_api::kluctl::results::{DeploymentError, ValidateResult, ValidateResultEntry};
+pub use rules::{ObjectValidation, StatusExpectation, validate_object};
+
+use gitops_api::kluctl::v1beta1::ObjectRef;
+use serde_json::Value;
+
+/// The reference of an object JSON: group and version from `apiVersion`, kind, name, namespace.
+///
+/// `None` when `obj` is not a JSON object or has no `kind`.
+///
+/// ```
+/// use kluctl_controller::engine::validate::object_ref;
+/// let r = object_ref(&serde_json::json!({
+///     "apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": {"name": "web", "namespace": "shop"},
+/// }))
+/// .unwrap();
+/// assert_eq!(r.to_string(), "shop/Deployment/web");
+/// assert_eq!((r.group.as_str(), r.version.as_str()), ("apps", "v1"));
+/// ```
+pub fn object_ref(obj: &Value) -> Option<ObjectRef> {
+    let map = obj.as_object()?;
+    let kind = map.get("kind")?.as_str()?;
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let meta = |key: &str| {
+        map.get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some(ObjectRef {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        kind: kind.to_owned(),
+        name: meta("name"),
+        namespace: meta("namespace"),
+    })
+}
+
+/// The annotation `key` of `obj`, when present and a string.
+fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// An annotation read as a Go bool (`strconv.ParseBool`); `None` when absent or unparsable,
+/// as Kluctl ignores unparsable values for the annotations validation reads.
+fn annotation_bool(obj: &Value, key: &str) -> Option<bool> {
+    annotation(obj, key).and_then(crate::engine::values::parse_go_bool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_ref_of_core_and_cluster_scoped_objects() {
+        let r =
+            object_ref(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})).unwrap();
+        assert_eq!(r.group, "");
+        assert_eq!(r.version, "v1");
+        assert_eq!(r.to_string(), "Namespace/a");
+        assert!(object_ref(&json!({"apiVersion": "v1"})).is_none());
+        assert!(object_ref(&json!("x")).is_none());
+    }
+
+    #[test]
+    fn annotation_bool_accepts_go_spellings_and_ignores_garbage() {
+        let o = |v: &str| json!({"metadata": {"annotations": {"k": v}}});
+        assert_eq!(annotation_bool(&o("True"), "k"), Some(true));
+        assert_eq!(annotation_bool(&o("0"), "k"), Some(false));
+        assert_eq!(annotation_bool(&o("yes"), "k"), None);
+        assert_eq!(annotation_bool(&json!({}), "k"), None);
+    }
+}
