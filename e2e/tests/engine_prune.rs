@@ -224,11 +224,14 @@ async fn prune_deletes_exactly_the_orphans() -> anyhow::Result<()> {
     with_fixture("prune_orphans", |_env, client, ns, index, objects| async move {
         let d = Discriminator::new(ns.clone())?;
         let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
-        // Everything of the fixture is "rendered" except ours-orphan and the ClusterRole.
+        // Rendered: everything except ours-orphan, the ClusterRole, and the two objects that
+        // must survive even as non-rendered discriminator objects (foreign manager, skip-delete).
         let rendered: Vec<ObjectRef> = objects
             .iter()
             .map(|(o, _)| r(o))
-            .filter(|r| r.name != "ours-orphan" && r.kind != "ClusterRole")
+            .filter(|r| {
+                !["ours-orphan", "foreign", "ours-skip"].contains(&r.name.as_str()) && r.kind != "ClusterRole"
+            })
             .collect();
         let orphans = prune::find_orphans(&remote, &index, &rendered, &Inclusion::default());
         let expected: BTreeSet<String> = [
