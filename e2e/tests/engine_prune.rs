@@ -363,3 +363,62 @@ async fn object_replaced_after_listing_is_not_deleted() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn forbidden_lists_become_warnings_and_fall_back_to_the_named_namespaces() -> anyhow::Result<()> {
+    with_fixture("prune_forbidden", |env, client, ns, index, _objects| async move {
+        // dev-user may list ConfigMaps in the test namespace only, nothing cluster-wide.
+        for o in [
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "list-configmaps", "namespace": ns},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "dev-list-configmaps", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "list-configmaps"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev-user"}],
+            }),
+        ] {
+            apply(&client, &o, "e2e").await?;
+        }
+        let dev = env.dev_client().await?;
+        let d = Discriminator::new(ns.clone())?;
+        let options = ListOptions {
+            fallback_namespaces: [ns.clone()].into(),
+            ..ListOptions::default()
+        };
+        // The RoleBinding may take a moment to be seen by the authorizer.
+        let mut remote = remote::list_by_discriminator(&dev, &index, &d, &options).await?;
+        for _ in 0..20 {
+            if !remote.objects.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            remote = remote::list_by_discriminator(&dev, &index, &d, &options).await?;
+        }
+        let found = names(remote.objects.keys().cloned());
+        let expected: BTreeSet<String> = ["ours-orphan", "ours-rendered", "ours-skip", "foreign"]
+            .iter()
+            .map(|n| format!("{ns}/ConfigMap/{n}"))
+            .collect();
+        ensure!(found == expected, "found {found:#?}");
+        let cm_warning = remote
+            .warnings
+            .iter()
+            .find(|w| w.object_ref.kind == "ConfigMap")
+            .context("a warning for the ConfigMap fallback")?;
+        ensure!(cm_warning.message.contains("listed the deployment's namespaces instead"), "{}", cm_warning.message);
+        ensure!(
+            remote
+                .warnings
+                .iter()
+                .any(|w| w.object_ref.kind == "ClusterRole" && w.message.contains("permission denied")),
+            "{:?}",
+            remote.warnings
+        );
+        Ok(())
+    })
+    .await
+}

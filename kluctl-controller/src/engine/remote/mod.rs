@@ -8,10 +8,11 @@
 //! rendered refs ─► fetch_objects ─► Fetched { ref ─► object }     └─► prune/ (orphans, delete)
 //! ```
 //!
-//! Listing failures follow Kluctl: a resource answering 404 or 405 is skipped silently, 401/403 is
-//! retried per namespace the caller names (objects found that way come with a warning, since
-//! cluster-wide orphans may be missed), and anything else fails the whole listing: a partial view
-//! must not look like a complete one.
+//! Listing failures: a resource answering 404 (gone since discovery) is skipped silently, 405 is
+//! skipped with a warning, 401/403 is retried per namespace the caller names (with a warning
+//! either way, since orphans elsewhere may be missed; Kluctl does the same), and anything else
+//! fails the whole listing: a partial view must not look like a complete one (Kluctl only warns
+//! there; we refuse, so a prune never runs on a view an apiserver error left incomplete).
 
 pub mod resources;
 
@@ -274,10 +275,21 @@ async fn list_one(
     };
     match list_pages(&all, entry, params).await {
         Ok(found) => Ok(Listed::Objects(found)),
-        Err(kube::Error::Api(s)) if matches!(s.code, 404 | 405) => {
-            tracing::debug!(resource = %entry.resource.api_version, plural = %entry.resource.plural, code = s.code, "resource not listable, skipped");
+        // The resource went away since discovery (a CRD deleted meanwhile): nothing to find.
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            tracing::debug!(resource = %entry.resource.api_version, plural = %entry.resource.plural, "resource no longer served, skipped");
             Ok(Listed::Skipped)
         }
+        Err(kube::Error::Api(s)) if s.code == 405 => Ok(Listed::Warning(
+            DeploymentError {
+                object_ref: kind_ref,
+                message: format!(
+                    "failed to list '{}/{}' by discriminator '{discriminator}' (method not allowed): orphan objects of this kind cannot be detected",
+                    entry.resource.api_version, entry.resource.plural
+                ),
+            },
+            Vec::new(),
+        )),
         Err(kube::Error::Api(s)) if matches!(s.code, 401 | 403) => {
             let mut found = Vec::new();
             if entry.namespaced {
