@@ -5,6 +5,8 @@
 //! ```text
 //! apply      server-side apply: field-manager conflict resolution
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
+//! remote     our objects on the cluster: discriminator lists (metadata only), GETs by ref
+//! prune      orphans, deletable rules, ordered deletion; prune needs an Applied token
 //! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
 //! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
 //!   template   minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
@@ -21,6 +23,8 @@ pub mod cluster;
 pub mod helm;
 pub mod kustomize;
 pub mod project;
+pub mod prune;
+pub mod remote;
 pub mod render;
 pub mod source;
 pub mod target;

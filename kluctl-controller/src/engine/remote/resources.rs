@@ -1,0 +1,277 @@
+//! The API resources the cluster serves, indexed for the remote-object and delete steps: which
+//! resources to list by discriminator, how a reference maps to a REST path, and which kinds are
+//! namespaced.
+//!
+//! ```text
+//! kube Discovery ──► ApiIndex::from_discovery ──► listable()   (one version per group/resource)
+//!                                              ──► resolve(ref) (ApiResource + scope for GET/DELETE)
+//!                                              ──► preferred()  (delete-order filter of prune/)
+//! ```
+//!
+//! The choice of version follows Kluctl: per group and resource, the group's preferred version
+//! when the resource is served there, otherwise the highest version in Kubernetes' version order
+//! (stable > beta > alpha). Sub-resources are never listed, nor the deprecated aliases
+//! `extensions/ingresses` and `componentstatuses` (the former would report every Ingress twice).
+
+use std::collections::BTreeMap;
+
+use gitops_api::kluctl::v1beta1::ObjectRef;
+use kube::core::{ApiResource, Version};
+use kube::discovery::{Discovery, Scope, verbs};
+
+/// Group/resource pairs never listed: aliases of other resources or deprecated APIs.
+const SKIPPED_RESOURCES: &[(&str, &str)] = &[("extensions", "ingresses"), ("", "componentstatuses")];
+
+/// One served resource at one version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiEntry {
+    /// Group, version, kind and plural.
+    pub resource: ApiResource,
+    /// Whether objects of the resource live in namespaces.
+    pub namespaced: bool,
+    /// Whether the resource supports `list`.
+    pub listable: bool,
+}
+
+/// The served API resources, every version, plus each group's preferred version.
+#[derive(Clone, Debug, Default)]
+pub struct ApiIndex {
+    entries: Vec<ApiEntry>,
+    preferred_versions: BTreeMap<String, String>,
+}
+
+impl ApiIndex {
+    /// Indexes the result of a kube discovery run.
+    pub fn from_discovery(discovery: &Discovery) -> Self {
+        let mut index = Self::default();
+        for group in discovery.groups() {
+            if let Some(v) = group.preferred_version() {
+                index
+                    .preferred_versions
+                    .insert(group.name().to_owned(), v.to_owned());
+            }
+            for version in group.versions() {
+                for (resource, caps) in group.versioned_resources(version) {
+                    index.entries.push(ApiEntry {
+                        namespaced: caps.scope == Scope::Namespaced,
+                        listable: caps.supports_operation(verbs::LIST),
+                        resource,
+                    });
+                }
+            }
+        }
+        index
+    }
+
+    /// Builds an index from explicit entries (tests, or callers with their own discovery).
+    /// `preferred_versions` maps a group name (`""` for core) to its preferred version.
+    pub fn from_entries(entries: Vec<ApiEntry>, preferred_versions: BTreeMap<String, String>) -> Self {
+        Self {
+            entries,
+            preferred_versions,
+        }
+    }
+
+    /// One entry per group and resource (the version Kluctl would pick), sub-resources and the
+    /// skipped aliases left out, sorted by group, plural.
+    pub fn preferred(&self) -> Vec<&ApiEntry> {
+        let mut by_gr: BTreeMap<(&str, &str), &ApiEntry> = BTreeMap::new();
+        for e in &self.entries {
+            let (group, plural) = (e.resource.group.as_str(), e.resource.plural.as_str());
+            if plural.contains('/') || SKIPPED_RESOURCES.contains(&(group, plural)) {
+                continue;
+            }
+            let preferred = self.preferred_versions.get(group).map(String::as_str);
+            by_gr
+                .entry((group, plural))
+                .and_modify(|cur| {
+                    let cur_is_preferred = Some(cur.resource.version.as_str()) == preferred;
+                    let new_is_preferred = Some(e.resource.version.as_str()) == preferred;
+                    if !cur_is_preferred
+                        && (new_is_preferred
+                            || Version::parse(&e.resource.version).priority()
+                                > Version::parse(&cur.resource.version).priority())
+                    {
+                        *cur = e;
+                    }
+                })
+                .or_insert(e);
+        }
+        by_gr.into_values().collect()
+    }
+
+    /// The resources to list when looking for objects by discriminator: [`Self::preferred`]
+    /// entries that support `list`.
+    pub fn listable(&self) -> Vec<&ApiEntry> {
+        self.preferred().into_iter().filter(|e| e.listable).collect()
+    }
+
+    /// The entry serving `reference` at its version (`None`: not served, Kluctl's "no match").
+    pub fn resolve(&self, reference: &ObjectRef) -> Option<&ApiEntry> {
+        self.entries.iter().find(|e| {
+            e.resource.group == reference.group
+                && e.resource.version == reference.version
+                && e.resource.kind == reference.kind
+                && !e.resource.plural.contains('/')
+        })
+    }
+
+    /// Whether `group`/`kind` is namespaced, from any served version (`None`: unknown kind).
+    pub fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.resource.group == group && e.resource.kind == kind && !e.resource.plural.contains('/')
+            })
+            .map(|e| e.namespaced)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Hand-built indexes for unit tests.
+    use super::*;
+
+    /// An entry for `group/version` `kind` with plural `plural`.
+    pub fn entry(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> ApiEntry {
+        let api_version = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
+        ApiEntry {
+            resource: ApiResource {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                api_version,
+                kind: kind.to_owned(),
+                plural: plural.to_owned(),
+            },
+            namespaced,
+            listable: true,
+        }
+    }
+
+    /// A small cluster: core, apps, networking, extensions, a CRD group with two versions and
+    /// a monitoring CRD.
+    pub fn index() -> ApiIndex {
+        let entries = vec![
+            entry("", "v1", "Namespace", "namespaces", false),
+            entry("", "v1", "ConfigMap", "configmaps", true),
+            entry("", "v1", "Secret", "secrets", true),
+            entry("", "v1", "Service", "services", true),
+            entry("", "v1", "Pod", "pods", true),
+            entry("", "v1", "Pod", "pods/status", true),
+            entry("", "v1", "ComponentStatus", "componentstatuses", false),
+            entry("apps", "v1", "Deployment", "deployments", true),
+            entry("apps", "v1", "StatefulSet", "statefulsets", true),
+            entry("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+            entry("extensions", "v1beta1", "Ingress", "ingresses", true),
+            entry(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+            ),
+            entry("example.com", "v1alpha1", "Widget", "widgets", true),
+            entry("example.com", "v1beta2", "Widget", "widgets", true),
+            entry("example.com", "v1", "Gadget", "gadgets", true),
+            entry(
+                "monitoring.coreos.com",
+                "v1",
+                "ServiceMonitor",
+                "servicemonitors",
+                true,
+            ),
+            ApiEntry {
+                listable: false,
+                ..entry(
+                    "authorization.k8s.io",
+                    "v1",
+                    "SelfSubjectAccessReview",
+                    "selfsubjectaccessreviews",
+                    false,
+                )
+            },
+        ];
+        let preferred = [
+            ("", "v1"),
+            ("apps", "v1"),
+            ("networking.k8s.io", "v1"),
+            ("extensions", "v1beta1"),
+            ("rbac.authorization.k8s.io", "v1"),
+            // The preferred version does not serve `widgets`: the highest other version wins.
+            ("example.com", "v1"),
+            ("monitoring.coreos.com", "v1"),
+            ("authorization.k8s.io", "v1"),
+        ];
+        ApiIndex::from_entries(
+            entries,
+            preferred
+                .into_iter()
+                .map(|(g, v)| (g.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::index;
+    use super::*;
+
+    fn ids(entries: &[&ApiEntry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| format!("{}/{}", e.resource.api_version, e.resource.plural))
+            .collect()
+    }
+
+    #[test]
+    fn listable_picks_one_version_per_resource_and_skips_subresources_aliases_and_unlistable() {
+        let index = index();
+        let listed = ids(&index.listable());
+        assert_eq!(
+            listed,
+            [
+                "v1/configmaps",
+                "v1/namespaces",
+                "v1/pods",
+                "v1/secrets",
+                "v1/services",
+                "apps/v1/deployments",
+                "apps/v1/statefulsets",
+                "example.com/v1/gadgets",
+                "example.com/v1beta2/widgets",
+                "monitoring.coreos.com/v1/servicemonitors",
+                "networking.k8s.io/v1/ingresses",
+                "rbac.authorization.k8s.io/v1/clusterroles",
+            ]
+        );
+    }
+
+    #[test]
+    fn resolve_matches_the_exact_version_and_scope_comes_from_any_version() {
+        let index = index();
+        let r = ObjectRef {
+            group: "example.com".into(),
+            version: "v1alpha1".into(),
+            kind: "Widget".into(),
+            name: "w".into(),
+            namespace: "ns".into(),
+        };
+        assert_eq!(
+            index.resolve(&r).map(|e| e.resource.plural.as_str()),
+            Some("widgets")
+        );
+        let unknown = ObjectRef {
+            version: "v9".into(),
+            ..r
+        };
+        assert!(index.resolve(&unknown).is_none());
+        assert_eq!(index.is_namespaced("", "Namespace"), Some(false));
+        assert_eq!(index.is_namespaced("apps", "Deployment"), Some(true));
+        assert_eq!(index.is_namespaced("nope", "Thing"), None);
+    }
+}
