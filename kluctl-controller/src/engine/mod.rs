@@ -34,3 +34,26 @@ pub mod values;
 
 /// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).
 pub type Object = serde_json::Map<String, serde_json::Value>;
+
+/// The reference of an object (`apiVersion` split into group and version; empty namespace for
+/// cluster-scoped objects), or `None` when `apiVersion`, `kind` or `metadata.name` is missing.
+#[must_use]
+pub fn object_ref(object: &serde_json::Value) -> Option<gitops_api::kluctl::v1beta1::ObjectRef> {
+    use serde_json::Value;
+    let api_version = object.get("apiVersion")?.as_str()?;
+    let kind = object.get("kind")?.as_str()?;
+    let meta = object.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Some(gitops_api::kluctl::v1beta1::ObjectRef {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        namespace: meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}

@@ -115,26 +115,7 @@ impl fmt::Display for Discriminator {
     }
 }
 
-/// The reference of a rendered or fetched object (`apiVersion`, `kind`, `metadata.name`,
-/// `metadata.namespace`); `None` when `apiVersion`, `kind` or the name is missing.
-pub fn object_ref(object: &Value) -> Option<ObjectRef> {
-    let api_version = object.get("apiVersion")?.as_str()?;
-    let kind = object.get("kind")?.as_str()?;
-    let meta = object.get("metadata")?;
-    let name = meta.get("name")?.as_str()?;
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    Some(ObjectRef {
-        group: group.to_owned(),
-        version: version.to_owned(),
-        kind: kind.to_owned(),
-        name: name.to_owned(),
-        namespace: meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-    })
-}
+pub use crate::engine::object_ref;
 
 /// The objects found by discriminator, keyed by reference (at the listed version).
 #[derive(Clone, Debug)]

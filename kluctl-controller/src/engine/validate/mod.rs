@@ -23,43 +23,9 @@ pub use command::{ClusterValidator, ValidateError, WaitOutcome};
 pub use gitops_api::kluctl::results::{DeploymentError, ValidateResult, ValidateResultEntry};
 pub use rules::{ObjectValidation, StatusExpectation, validate_object};
 
-use gitops_api::kluctl::v1beta1::ObjectRef;
 use serde_json::Value;
 
-/// The reference of an object JSON: group and version from `apiVersion`, kind, name, namespace.
-///
-/// `None` when `obj` is not a JSON object or has no `kind`.
-///
-/// ```
-/// use kluctl_controller::engine::validate::object_ref;
-/// let r = object_ref(&serde_json::json!({
-///     "apiVersion": "apps/v1", "kind": "Deployment",
-///     "metadata": {"name": "web", "namespace": "shop"},
-/// }))
-/// .unwrap();
-/// assert_eq!(r.to_string(), "shop/Deployment/web");
-/// assert_eq!((r.group.as_str(), r.version.as_str()), ("apps", "v1"));
-/// ```
-pub fn object_ref(obj: &Value) -> Option<ObjectRef> {
-    let map = obj.as_object()?;
-    let kind = map.get("kind")?.as_str()?;
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let meta = |key: &str| {
-        map.get("metadata")
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Some(ObjectRef {
-        group: group.to_owned(),
-        version: version.to_owned(),
-        kind: kind.to_owned(),
-        name: meta("name"),
-        namespace: meta("namespace"),
-    })
-}
+pub use crate::engine::object_ref;
 
 /// The annotation `key` of `obj`, when present and a string.
 fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
