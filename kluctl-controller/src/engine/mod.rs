@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
+//! diff       normalise + ignore rules, changes with unified diffs, obfuscation, result text
+//! result     Kluctl's CommandResult model (JSON shape, summary, compacted form, builder)
 //! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
 //! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
 //!   template   minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
@@ -14,10 +16,12 @@
 //! ```
 
 pub mod cluster;
+pub mod diff;
 pub mod helm;
 pub mod kustomize;
 pub mod project;
 pub mod render;
+pub mod result;
 pub mod target;
 pub mod template;
 pub mod values;

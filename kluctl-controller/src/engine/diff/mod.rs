@@ -1,0 +1,161 @@
+//! Diff: how a live object differs from what we (would) apply, in Kluctl's terms, and how a
+//! command result is shown to users.
+//!
+//! ```text
+//! remote object ─┐
+//!                ├─► normalize (noise out, ignoreForDiff, ignore-diff annotations) ─► changes
+//! applied object ┘        (same rules and rendered object for both sides)             │
+//!                                                                                       ▼
+//!                      ResultBuilder::add_changed ─► CommandResult ─► obfuscate ─► output
+//! ```
+//!
+//! - [`normalize`]: Kluctl's normalisation and ignore rules ([`IgnoreOptions`] = CLI switches)
+//! - [`changes`]: the change list with JSON paths and unified diffs
+//! - [`obfuscate`]: Secret values out of results (`--no-obfuscate` skips it)
+//! - [`output`]: text report, `-o yaml|json`
+//! - [`jsonpath`], [`yaml`]: Kluctl's JSON path dialect and Go-style YAML text
+//!
+//! The dry-run apply that produces the applied objects lives in `apply/`; this module takes no
+//! client.
+
+pub mod changes;
+pub mod jsonpath;
+pub mod normalize;
+pub mod obfuscate;
+pub mod output;
+pub mod yaml;
+
+use gitops_api::kluctl::v1beta1::ObjectRef;
+use serde_json::Value;
+
+use crate::engine::project::config::IgnoreForDiffItem;
+use crate::engine::result::Change;
+
+pub use changes::diff_objects;
+pub use normalize::{IgnoreOptions, ignore_rules, normalize_object};
+pub use obfuscate::{obfuscate_changes, obfuscate_object, obfuscate_result};
+pub use output::{OutputOptions, format_json, format_text, format_yaml};
+
+/// Errors of the diff step.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// An `ignoreForDiff`/`kluctl.io/ignore-diff-field` path that does not parse.
+    #[error("failed to parse ignore-diff field path {path:?} for object {object:?}: {reason}")]
+    InvalidFieldPath {
+        /// The object being normalised (`ns/Kind/name`).
+        object: String,
+        /// The path as written.
+        path: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// An `ignoreForDiff`/`kluctl.io/ignore-diff-field-regex` regex that does not compile.
+    #[error("failed to compile ignore-diff field path regex {regex:?} for object {object:?}")]
+    InvalidFieldPathRegex {
+        /// The object being normalised.
+        object: String,
+        /// The regex as written.
+        regex: String,
+        /// The regex error.
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// A Secret whose `data` or `stringData` is not a map (obfuscation cannot vouch for it).
+    #[error("failed to obfuscate secret {object:?}: field {field:?} is not a map of strings")]
+    SecretNotMap {
+        /// The Secret.
+        object: String,
+        /// `data` or `stringData`.
+        field: &'static str,
+    },
+}
+
+/// The reference of an object JSON (`apiVersion`, `kind`, `metadata.name`/`namespace`).
+pub fn object_ref(o: &Value) -> Option<ObjectRef> {
+    let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = o.get("kind").and_then(Value::as_str)?;
+    let meta = o.get("metadata");
+    let s = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some(ObjectRef {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        kind: kind.to_owned(),
+        name: s("name"),
+        namespace: s("namespace"),
+    })
+}
+
+/// The reference an object is diffed and reported under: its own, with the name replaced by
+/// the `kluctl.io/diff-name` annotation when set (the caller then compares against the
+/// youngest live object carrying the same diff name).
+pub fn diff_ref(o: &Value) -> Option<ObjectRef> {
+    let mut r = object_ref(o)?;
+    if let Some(n) = o
+        .pointer("/metadata/annotations/kluctl.io~1diff-name")
+        .and_then(Value::as_str)
+    {
+        n.clone_into(&mut r.name);
+    }
+    Some(r)
+}
+
+/// The changes from `remote` (live) to `applied` (dry-run or real apply result) for the
+/// rendered object `local`, both normalised with `rules` (see [`ignore_rules`]).
+///
+/// # Errors
+/// An ignore rule that does not parse.
+pub fn diff_object(
+    local: &Value,
+    remote: &Value,
+    applied: &Value,
+    rules: &[IgnoreForDiffItem],
+) -> Result<Vec<Change>, DiffError> {
+    let new = normalize_object(applied, rules, local)?;
+    let old = normalize_object(remote, rules, local)?;
+    Ok(diff_objects(&old, &new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_noise_produces_no_changes_but_real_edits_do() {
+        let local = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"},
+            "spec": {"replicas": 2}});
+        let remote = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n",
+            "resourceVersion": "5", "uid": "u", "generation": 3, "managedFields": [{"manager": "kluctl"}]},
+            "spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
+        let mut applied = remote.clone();
+        applied["metadata"]["resourceVersion"] = json!("6");
+        applied["status"] = json!({});
+        assert!(diff_object(&local, &remote, &applied, &[]).unwrap().is_empty());
+        applied["spec"]["replicas"] = json!(2.0);
+        let c = diff_object(&local, &remote, &applied, &[]).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].json_path.as_str(), c[0].unified_diff.as_str()),
+            ("spec.replicas", "-1\n+2")
+        );
+    }
+
+    #[test]
+    fn refs_and_diff_names() {
+        let o = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d-123", "namespace": "n", "annotations": {"kluctl.io/diff-name": "d"}}});
+        assert_eq!(object_ref(&o).unwrap().to_string(), "n/Deployment/d-123");
+        let r = diff_ref(&o).unwrap();
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.name.as_str()),
+            ("apps", "v1", "d")
+        );
+        assert!(object_ref(&json!({"apiVersion": "v1"})).is_none());
+    }
+}
