@@ -23,6 +23,7 @@
 //! character diff.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use gitops_api::kluctl::v1beta1::{FixedImage, ObjectRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -468,6 +469,7 @@ impl CommandResult {
 
     /// A copy whose objects keep only identity, labels and annotations (the stored
     /// `reducedResult`).
+    #[must_use]
     pub fn to_reduced_objects(&self) -> CommandResult {
         let mut ret = self.clone();
         for o in &mut ret.objects {
@@ -654,7 +656,7 @@ pub fn encode_delta(from: &str, to: &str) -> String {
             } else {
                 let mut buf = [0u8; 4];
                 for byte in c.encode_utf8(&mut buf).bytes() {
-                    s.push_str(&format!("%{byte:02X}"));
+                    let _ = write!(s, "%{byte:02X}");
                 }
             }
         }
@@ -862,6 +864,7 @@ fn gvk_string(r: &ObjectRef) -> String {
     format!("{}/{}, Kind={}", r.group, r.version, r.kind)
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -886,6 +889,7 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DeploymentError>
 mod k8s_time {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    #[allow(clippy::ref_option)] // serde's `with` passes the field by reference
     pub fn serialize<S: Serializer>(t: &Option<jiff::Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_str(&t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),

@@ -135,14 +135,14 @@ fn loose_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn scalar_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
-            (Some(i), Some(j)) => i == j,
-            (None, None) => x.as_f64() == y.as_f64(),
+fn scalar_equal(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(l), Value::Number(r)) => match (l.as_i128(), r.as_i128()) {
+            (Some(li), Some(ri)) => li == ri,
+            (None, None) => l.as_f64() == r.as_f64(),
             _ => false,
         },
-        _ => a == b,
+        _ => left == right,
     }
 }
 
@@ -326,8 +326,13 @@ fn unified_hunks_in<'a>(a: &'a str, b: &'a str) -> String {
         add_equal(&al, &mut done, signed(last), signed(last + EDGE));
         hunks.push(done);
     }
+    format_hunks(&hunks)
+}
+
+fn format_hunks(hunks: &[Hunk<'_>]) -> String {
+    use std::fmt::Write as _;
     let mut out = String::new();
-    for hunk in &hunks {
+    for hunk in hunks {
         let from_count = hunk
             .lines
             .iter()
@@ -338,18 +343,19 @@ fn unified_hunks_in<'a>(a: &'a str, b: &'a str) -> String {
             .iter()
             .filter(|l| !matches!(l, Line::Delete(_)))
             .count();
-        out.push_str("@@");
-        if from_count > 1 {
-            out.push_str(&format!(" -{},{from_count}", hunk.from_line));
-        } else {
-            out.push_str(&format!(" -{}", hunk.from_line));
-        }
-        if to_count > 1 {
-            out.push_str(&format!(" +{},{to_count}", hunk.to_line));
-        } else {
-            out.push_str(&format!(" +{}", hunk.to_line));
-        }
-        out.push_str(" @@\n");
+        let range = |line: usize, count: usize| {
+            if count > 1 {
+                format!("{line},{count}")
+            } else {
+                line.to_string()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "@@ -{} +{} @@",
+            range(hunk.from_line, from_count),
+            range(hunk.to_line, to_count)
+        );
         for l in &hunk.lines {
             let (p, text) = match l {
                 Line::Equal(t) => (' ', *t),
@@ -462,7 +468,7 @@ mod tests {
 
     #[test]
     fn multi_line_values_get_hunks_with_context() {
-        let old: String = (1..=12).map(|i| format!("line{i}\n")).collect();
+        let old: String = (1..=12).fold(String::new(), |acc, i| acc + "line" + &i.to_string() + "\n");
         let new = old.replace("line2\n", "line2b\n").replace("line11\n", "");
         let c = diff_objects(&json!({"data": {"f": old}}), &json!({"data": {"f": new}}));
         assert_eq!(

@@ -9,6 +9,8 @@
 //! (negative counts from the end), `['name']`/`["name"]`, unions `[a,b]`, slices `[s:e:step]` and
 //! filters `[?(@.a.b)]`, `[?(@.a == 'x')]`, `[?(@.a != 1)]`.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 /// One step of a located path: a map key or a list index.
@@ -27,7 +29,9 @@ pub fn to_json_path(path: &[Key]) -> String {
     let mut p = String::new();
     for k in path {
         match k {
-            Key::Index(i) => p.push_str(&format!("[{i}]")),
+            Key::Index(i) => {
+                let _ = write!(p, "[{i}]");
+            }
             Key::Name(s) if is_simple_identifier(s) => {
                 if !p.is_empty() {
                     p.push('.');
@@ -39,9 +43,9 @@ pub fn to_json_path(path: &[Key]) -> String {
                     p.push('$');
                 }
                 if s.contains('"') {
-                    p.push_str(&format!("['{s}']"));
+                    let _ = write!(p, "['{s}']");
                 } else {
-                    p.push_str(&format!("[\"{s}\"]"));
+                    let _ = write!(p, "[\"{s}\"]");
                 }
             }
         }
@@ -106,12 +110,12 @@ impl JsonPath {
             for (path, v) in current {
                 if step.descendant {
                     let mut all = Vec::new();
-                    descendants(path, v, &mut all);
+                    descendants(&path, v, &mut all);
                     for (p, x) in all {
-                        select(&step.selector, p, x, &mut next);
+                        select(&step.selector, &p, x, &mut next);
                     }
                 } else {
-                    select(&step.selector, path, v, &mut next);
+                    select(&step.selector, &path, v, &mut next);
                 }
             }
             current = next;
@@ -158,21 +162,21 @@ pub fn get_mut<'a>(root: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
     })
 }
 
-fn descendants<'v>(path: Vec<Key>, v: &'v Value, out: &mut Vec<(Vec<Key>, &'v Value)>) {
-    out.push((path.clone(), v));
+fn descendants<'v>(path: &[Key], v: &'v Value, out: &mut Vec<(Vec<Key>, &'v Value)>) {
+    out.push((path.to_vec(), v));
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                let mut p = path.clone();
+                let mut p = path.to_vec();
                 p.push(Key::Name(k.clone()));
-                descendants(p, x, out);
+                descendants(&p, x, out);
             }
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                let mut p = path.clone();
+                let mut p = path.to_vec();
                 p.push(Key::Index(i));
-                descendants(p, x, out);
+                descendants(&p, x, out);
             }
         }
         _ => {}
@@ -185,11 +189,11 @@ fn push<'v>(out: &mut Vec<(Vec<Key>, &'v Value)>, path: &[Key], k: Key, v: &'v V
     out.push((p, v));
 }
 
-fn select<'v>(sel: &Selector, path: Vec<Key>, v: &'v Value, out: &mut Vec<(Vec<Key>, &'v Value)>) {
+fn select<'v>(sel: &Selector, path: &[Key], v: &'v Value, out: &mut Vec<(Vec<Key>, &'v Value)>) {
     match (sel, v) {
         (Selector::Name(n), Value::Object(m)) => {
             if let Some(x) = m.get(n) {
-                push(out, &path, Key::Name(n.clone()), x);
+                push(out, path, Key::Name(n.clone()), x);
             }
         }
         (Selector::Index(i), Value::Array(a)) => {
@@ -199,22 +203,22 @@ fn select<'v>(sel: &Selector, path: Vec<Key>, v: &'v Value, out: &mut Vec<(Vec<K
                 *i
             };
             if let Some(x) = usize::try_from(idx).ok().and_then(|u| a.get(u).map(|x| (u, x))) {
-                push(out, &path, Key::Index(x.0), x.1);
+                push(out, path, Key::Index(x.0), x.1);
             }
         }
         (Selector::Wildcard, Value::Object(m)) => {
             for (k, x) in m {
-                push(out, &path, Key::Name(k.clone()), x);
+                push(out, path, Key::Name(k.clone()), x);
             }
         }
         (Selector::Wildcard, Value::Array(a)) => {
             for (i, x) in a.iter().enumerate() {
-                push(out, &path, Key::Index(i), x);
+                push(out, path, Key::Index(i), x);
             }
         }
         (Selector::Union(list), _) => {
             for s in list {
-                select(s, path.clone(), v, out);
+                select(s, path, v, out);
             }
         }
         (Selector::Slice(start, end, step), Value::Array(a)) => {
@@ -226,7 +230,7 @@ fn select<'v>(sel: &Selector, path: Vec<Key>, v: &'v Value, out: &mut Vec<(Vec<K
                 let e = norm(end.unwrap_or(len));
                 while i < e {
                     if let Ok(u) = usize::try_from(i) {
-                        push(out, &path, Key::Index(u), &a[u]);
+                        push(out, path, Key::Index(u), &a[u]);
                     }
                     i += step;
                 }
@@ -235,14 +239,14 @@ fn select<'v>(sel: &Selector, path: Vec<Key>, v: &'v Value, out: &mut Vec<(Vec<K
         (Selector::Filter(f), Value::Array(a)) => {
             for (i, x) in a.iter().enumerate() {
                 if f.matches(x) {
-                    push(out, &path, Key::Index(i), x);
+                    push(out, path, Key::Index(i), x);
                 }
             }
         }
         (Selector::Filter(f), Value::Object(m)) => {
             for (k, x) in m {
                 if f.matches(x) {
-                    push(out, &path, Key::Name(k.clone()), x);
+                    push(out, path, Key::Name(k.clone()), x);
                 }
             }
         }

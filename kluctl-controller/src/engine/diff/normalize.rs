@@ -92,13 +92,12 @@ pub fn normalize_object(
     // keep that so change paths stay identical to Kluctl's.
     match kind.as_str() {
         "Deployment" | "StatefulSet" | "DaemonSet" | "job" => normalize_containers(map),
-        "Secret" | "ConfigMap" => {
+        "Secret" | "ConfigMap"
             if map
                 .get("data")
-                .is_some_and(|d| d.is_null() || d.as_object().is_some_and(Map::is_empty))
-            {
-                map.remove("data");
-            }
+                .is_some_and(|d| d.is_null() || d.as_object().is_some_and(Map::is_empty)) =>
+        {
+            map.remove("data");
         }
         "ServiceAccount" => normalize_service_account(map),
         _ => {}
@@ -323,16 +322,10 @@ fn normalize_env(c: &mut Map<String, Value>) {
                     key = Some(format!("{t}/{n}"));
                 }
             }
-            match key {
-                Some(k) => {
-                    m.insert(k, e.clone());
-                }
-                None => {
-                    let u = m.entry("unknown").or_insert_with(|| Value::Array(Vec::new()));
-                    if let Value::Array(u) = u {
-                        u.push(e.clone());
-                    }
-                }
+            if let Some(k) = key {
+                m.insert(k, e.clone());
+            } else if let Value::Array(u) = m.entry("unknown").or_insert_with(|| Value::Array(Vec::new())) {
+                u.push(e.clone());
             }
         }
         c.insert("envFrom".into(), Value::Object(m));

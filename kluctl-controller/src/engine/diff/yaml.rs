@@ -8,6 +8,7 @@
 //! folds plain strings with spaces longer than 80 columns; we never fold.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -227,7 +228,7 @@ fn string_scalar(s: &str, ind: usize) -> String {
     if plain_allowed(s) {
         return s.to_owned();
     }
-    if s.chars().any(|c| c.is_control()) {
+    if s.chars().any(char::is_control) {
         return double_quoted(s);
     }
     format!("'{}'", s.replace('\'', "''"))
@@ -268,7 +269,9 @@ fn double_quoted(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02X}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
