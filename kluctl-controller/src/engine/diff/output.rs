@@ -53,6 +53,21 @@ const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
 /// Kluctl's text report of a result.
+///
+/// ```
+/// use gitops_api::kluctl::v1beta1::ObjectRef;
+/// use kluctl_controller::engine::diff::{OutputOptions, format_text};
+/// use kluctl_controller::engine::result::{CommandResult, ResultBuilder};
+///
+/// let cm = ObjectRef { version: "v1".into(), kind: "ConfigMap".into(), name: "c".into(),
+///     namespace: "ns".into(), ..Default::default() };
+/// let mut b = ResultBuilder::new();
+/// b.set_rendered(&cm, serde_json::json!({}));
+/// b.add_new(&cm);
+/// let mut r = CommandResult::default();
+/// b.finish(&mut r);
+/// assert_eq!(format_text(&r, &OutputOptions::default()), "\nNew objects:\n  ns/ConfigMap/c\n");
+/// ```
 pub fn format_text(r: &CommandResult, opts: &OutputOptions) -> String {
     let mut out = String::new();
     let header = |out: &mut String, title: &str| {
