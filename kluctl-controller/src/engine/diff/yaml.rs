@@ -235,8 +235,7 @@ fn string_scalar(s: &str, ind: usize) -> String {
 }
 
 fn literal_allowed(s: &str) -> bool {
-    !s.starts_with(' ')
-        && s.lines().all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
+    s.lines().all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
         && s.chars().all(|c| c == '\n' || !c.is_control())
 }
 
@@ -248,7 +247,9 @@ fn literal(s: &str, ind: usize) -> String {
     } else {
         ""
     };
-    let mut out = format!("|{chomp}");
+    // A leading space or line break needs an explicit indentation indicator.
+    let hint = if s.starts_with([' ', '\n']) { "2" } else { "" };
+    let mut out = format!("|{hint}{chomp}");
     let body = s.strip_suffix('\n').unwrap_or(s);
     for line in body.split('\n') {
         out.push('\n');
@@ -310,5 +311,8 @@ mod tests {
         assert_eq!(to_yaml(&json!("*****a")), "'*****a'\n");
         assert_eq!(to_yaml(&json!("a: b")), "'a: b'\n");
         assert_eq!(to_yaml(&json!("it's")), "it's\n");
+        assert_eq!(to_yaml(&json!({"k": "  a\nb\n"})), "k: |2\n    a\n  b\n");
+        assert_eq!(to_yaml(&json!({"k": "a \nb"})), "k: \"a \\nb\"\n");
+        assert_eq!(to_yaml(&json!({"k": "a\n\n"})), "k: |+\n  a\n\n");
     }
 }
