@@ -7,6 +7,8 @@
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
 //! remote     our objects on the cluster: discriminator lists (metadata only), GETs by ref
 //! prune      orphans, deletable rules, ordered deletion; prune needs an Applied token
+//! diff       normalise + ignore rules, changes with unified diffs, obfuscation, result text
+//! result     Kluctl's CommandResult model (JSON shape, summary, compacted form, builder)
 //! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
 //! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
 //!   template   minijinja configured like Kluctl's Jinja2, filters/functions, directory rendering
@@ -20,12 +22,14 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod diff;
 pub mod helm;
 pub mod kustomize;
 pub mod project;
 pub mod prune;
 pub mod remote;
 pub mod render;
+pub mod result;
 pub mod source;
 pub mod target;
 pub mod template;
