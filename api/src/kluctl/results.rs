@@ -18,7 +18,8 @@ use crate::schema::null_as_default;
 #[serde(rename_all = "camelCase")]
 pub struct ProjectKey {
     /// Scheme-less repository key, `git://host/path` or `oci://host/path` (`.git` suffix stripped).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Always written, empty when the project is not in Git, as Kluctl writes it.
+    #[serde(default)]
     pub repo_key: String,
     /// Project directory inside the repository.
     #[serde(default, skip_serializing_if = "String::is_empty")]

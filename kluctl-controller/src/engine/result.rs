@@ -25,6 +25,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+pub use gitops_api::kluctl::results::{
+    ClusterInfo, DeploymentError, GitInfo, KluctlDeploymentInfo, ProjectKey, TargetKey,
+};
 use gitops_api::kluctl::v1beta1::{FixedImage, ObjectRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -86,28 +89,6 @@ pub struct Change {
     pub unified_diff: String,
 }
 
-/// An error or warning, optionally about one object.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DeploymentError {
-    /// The object; all-empty when the message is about the run as a whole.
-    #[serde(rename = "ref")]
-    pub object: ObjectRef,
-    /// The message.
-    pub message: String,
-}
-
-/// The KluctlDeployment a result came from (controller runs only).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KluctlDeploymentInfo {
-    /// Name of the KluctlDeployment.
-    pub name: String,
-    /// Namespace of the KluctlDeployment.
-    pub namespace: String,
-    /// Cluster ID (uid of `kube-system`).
-    pub cluster_id: String,
-}
-
 /// Who started the command.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandInitiator {
@@ -116,78 +97,6 @@ pub enum CommandInitiator {
     CommandLine,
     /// The controller reconciling a KluctlDeployment.
     KluctlDeployment,
-}
-
-/// Identity of a target on a cluster (results are grouped and retained per key).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetKey {
-    /// Target name; empty for target-less projects.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub target_name: String,
-    /// Cluster ID.
-    #[serde(default)]
-    pub cluster_id: String,
-    /// The discriminator.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub discriminator: String,
-}
-
-/// Identity of a project: normalised repository key plus sub directory.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectKey {
-    /// `host/path` of the repository (empty when not in git). Always written, as Kluctl does.
-    #[serde(default)]
-    pub repo_key: String,
-    /// Project directory inside the repository.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sub_dir: String,
-}
-
-/// A git ref as Kluctl records it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GitRef {
-    /// Branch.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub branch: String,
-    /// Tag.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tag: String,
-    /// Commit.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub commit: String,
-}
-
-/// Git state of the project checkout (every field always written, `null` when unknown).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GitInfo {
-    /// Remote URL.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Checked-out ref.
-    #[serde(default, rename = "ref")]
-    pub git_ref: Option<GitRef>,
-    /// Project directory inside the repository.
-    #[serde(default)]
-    pub sub_dir: String,
-    /// Commit hash.
-    #[serde(default)]
-    pub commit: String,
-    /// Whether the work tree had uncommitted changes.
-    #[serde(default)]
-    pub dirty: bool,
-}
-
-/// The cluster the command ran against.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterInfo {
-    /// Cluster ID (uid of `kube-system`); empty when it could not be read.
-    #[serde(default)]
-    pub cluster_id: String,
 }
 
 /// The command and the switches that shaped it.
@@ -817,7 +726,7 @@ impl ResultBuilder {
 
     /// Whether an error was recorded for the object.
     pub fn had_error(&self, r: &ObjectRef) -> bool {
-        self.errors.iter().any(|e| &e.object == r)
+        self.errors.iter().any(|e| &e.object_ref == r)
     }
 
     /// Moves the collected objects, errors and warnings into `result` (appending to its errors
@@ -851,7 +760,7 @@ impl ResultBuilder {
 
 fn push_unique(list: &mut Vec<DeploymentError>, r: &ObjectRef, message: String) {
     let e = DeploymentError {
-        object: r.clone(),
+        object_ref: r.clone(),
         message,
     };
     if !list.contains(&e) {

@@ -127,7 +127,7 @@ pub fn format_text(r: &CommandResult, opts: &OutputOptions) -> String {
 
 fn errors(out: &mut String, list: &[DeploymentError]) {
     for e in list {
-        let r = e.object.to_string();
+        let r = e.object_ref.to_string();
         if r.is_empty() {
             let _ = writeln!(out, "  {}", e.message);
         } else {
