@@ -17,8 +17,8 @@
 //!
 //! `fieldsV1` parsing and the apiserver's path strings (`.spec.containers[name="app"].image`)
 //! are written here because no crate in Rust implements structured-merge-diff's field sets.
-//! Field-path rules accept dotted paths with `*` wildcards and `..` (every field); regex rules
-//! match the `$.a.b[0]` form of each field of the object.
+//! Field-path rules are Kluctl's JSON paths ([`crate::engine::diff::jsonpath`]; `..` alone means
+//! every field); regex rules match Kluctl's path text of each field (`spec.replicas`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +26,7 @@ use std::fmt::Write as _;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use crate::engine::diff::jsonpath::{JsonPath, Key, delete_paths, to_json_path};
 use crate::engine::project::config::{ConflictAction, ConflictResolutionItem, StringOrList};
 
 /// Managers whose fields are taken over unless a rule says to ignore the conflict.
@@ -48,15 +49,6 @@ pub enum PathElement {
     /// A set item identified by its value.
     Value(Value),
     /// A list item by position.
-    Index(usize),
-}
-
-/// One step into a JSON value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// A map key.
-    Key(String),
-    /// A list index.
     Index(usize),
 }
 
@@ -111,7 +103,7 @@ pub fn resolve(
         .iter()
         .filter_map(|r| Regex::new(r).ok())
         .collect();
-    let mut out = local.clone();
+    let mut given_up = Vec::new();
     let mut lost = Vec::new();
     for (field, message) in causes {
         let entry = managers.get(field).ok_or_else(|| {
@@ -125,8 +117,8 @@ pub fn resolve(
         let remote_steps = steps_in(remote, path)
             .ok_or_else(|| ConflictError(format!("{message}. Field '{field}' not found in remote object")))?;
         let action = actions
-            .get(&json_path(&local_steps))
-            .or_else(|| actions.get(&json_path(&remote_steps)));
+            .get(&to_json_path(&local_steps))
+            .or_else(|| actions.get(&to_json_path(&remote_steps)));
         let ignore = action == Some(&ConflictAction::Ignore);
         let mut overwrite = action == Some(&ConflictAction::ForceApply);
         if !ignore
@@ -139,7 +131,7 @@ pub fn resolve(
         }
         if !overwrite {
             let differs = get(local, &local_steps) != get(remote, &remote_steps);
-            remove(&mut out, &local_steps);
+            given_up.push(local_steps);
             if differs && !ignore {
                 lost.push(LostOwnership {
                     field: field.clone(),
@@ -148,7 +140,9 @@ pub fn resolve(
             }
         }
     }
-    Ok(Resolution { object: out, lost })
+    let mut object = local.clone();
+    delete_paths(&mut object, given_up);
+    Ok(Resolution { object, lost })
 }
 
 /// Managers and the parsed path of every managed field, by the apiserver's path string.
@@ -259,13 +253,13 @@ pub fn path_string(path: &[PathElement]) -> String {
 }
 
 /// The concrete steps of `path` in `obj`, if every element is found.
-fn steps_in(obj: &Value, path: &[PathElement]) -> Option<Vec<Step>> {
+fn steps_in(obj: &Value, path: &[PathElement]) -> Option<Vec<Key>> {
     let mut steps = Vec::with_capacity(path.len());
     let mut cur = obj;
     for e in path {
         if let PathElement::Field(f) = e {
             cur = cur.get(f)?;
-            steps.push(Step::Key(f.clone()));
+            steps.push(Key::Name(f.clone()));
             continue;
         }
         let items = cur.as_array()?;
@@ -275,62 +269,17 @@ fn steps_in(obj: &Value, path: &[PathElement]) -> Option<Vec<Step>> {
             PathElement::Index(n) => i == n,
             PathElement::Field(_) => false,
         })?;
-        steps.push(Step::Index(i));
+        steps.push(Key::Index(i));
         cur = item;
     }
     Some(steps)
 }
 
-fn get<'v>(obj: &'v Value, steps: &[Step]) -> Option<&'v Value> {
+fn get<'v>(obj: &'v Value, steps: &[Key]) -> Option<&'v Value> {
     steps.iter().try_fold(obj, |cur, s| match s {
-        Step::Key(k) => cur.get(k),
-        Step::Index(i) => cur.get(i),
+        Key::Name(k) => cur.get(k),
+        Key::Index(i) => cur.get(i),
     })
-}
-
-fn remove(obj: &mut Value, steps: &[Step]) {
-    let Some((last, parent)) = steps.split_last() else {
-        return;
-    };
-    let mut cur = obj;
-    for s in parent {
-        let next = match s {
-            Step::Key(k) => cur.get_mut(k),
-            Step::Index(i) => cur.get_mut(*i),
-        };
-        let Some(next) = next else { return };
-        cur = next;
-    }
-    match (last, cur) {
-        (Step::Key(k), Value::Object(m)) => {
-            m.remove(k);
-        }
-        (Step::Index(i), Value::Array(a)) if *i < a.len() => {
-            a.remove(*i);
-        }
-        _ => {}
-    }
-}
-
-/// `$.a.b[0]["c.d"]`: the form regex rules match and actions are keyed by.
-#[must_use]
-pub fn json_path(steps: &[Step]) -> String {
-    let mut s = "$".to_owned();
-    for step in steps {
-        match step {
-            Step::Key(k) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                s.push('.');
-                s.push_str(k);
-            }
-            Step::Key(k) => {
-                let _ = write!(s, "[{}]", Value::String(k.clone()));
-            }
-            Step::Index(i) => {
-                let _ = write!(s, "[{i}]");
-            }
-        }
-    }
-    s
 }
 
 /// The project's rules followed by the object's annotations: force rules first, so that
@@ -424,10 +373,7 @@ fn rule_actions(
     let kind = reference(local, "/kind");
     let name = reference(local, "/metadata/name");
     let namespace = reference(local, "/metadata/namespace");
-    let mut local_fields = Vec::new();
-    all_fields(local, &mut Vec::new(), &mut local_fields);
-    let mut remote_fields = Vec::new();
-    all_fields(remote, &mut Vec::new(), &mut remote_fields);
+    let local_fields = field_path("..")?.locate(local);
     for r in rules {
         let matches =
             |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.is_empty() || w == have);
@@ -439,18 +385,16 @@ fn rule_actions(
             continue;
         }
         for fp in &r.field_path.0 {
-            let pattern = parse_field_pattern(fp)?;
-            for f in local_fields.iter().chain(&remote_fields) {
-                if pattern_matches(pattern.as_ref(), f) {
-                    out.insert(json_path(f), r.action);
-                }
+            let path = field_path(fp)?;
+            for f in path.locate(local).into_iter().chain(path.locate(remote)) {
+                out.insert(to_json_path(&f), r.action);
             }
         }
         for rx in &r.field_path_regex.0 {
             let re =
                 Regex::new(rx).map_err(|e| ConflictError(format!("invalid fieldPathRegex '{rx}': {e}")))?;
             for f in &local_fields {
-                let p = json_path(f);
+                let p = to_json_path(f);
                 if re.is_match(&p) {
                     out.insert(p, r.action);
                 }
@@ -462,7 +406,7 @@ fn rule_actions(
                 if entry.managers.iter().any(|name| re.is_match(name))
                     && let Some(steps) = steps_in(remote, &entry.path)
                 {
-                    out.insert(json_path(&steps), r.action);
+                    out.insert(to_json_path(&steps), r.action);
                 }
             }
         }
@@ -470,53 +414,10 @@ fn rule_actions(
     Ok(out)
 }
 
-/// Every path in `v` (maps and lists, inner nodes included).
-fn all_fields(v: &Value, prefix: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                prefix.push(Step::Key(k.clone()));
-                out.push(prefix.clone());
-                all_fields(child, prefix, out);
-                prefix.pop();
-            }
-        }
-        Value::Array(a) => {
-            for (i, child) in a.iter().enumerate() {
-                prefix.push(Step::Index(i));
-                out.push(prefix.clone());
-                all_fields(child, prefix, out);
-                prefix.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A field-path rule: `None` = `..` (every field), else segments where `*` matches any one.
-fn parse_field_pattern(fp: &str) -> Result<Option<Vec<String>>, ConflictError> {
-    let trimmed = fp.trim();
-    if trimmed == ".." || trimmed == "$.." || trimmed == "$..*" {
-        return Ok(None);
-    }
-    let normalized = trimmed.replace("[*]", ".*");
-    crate::engine::project::vars::parse_target_path(&normalized)
-        .map(Some)
-        .map_err(|e| ConflictError(format!("invalid fieldPath '{fp}': {e}")))
-}
-
-fn pattern_matches(pattern: Option<&Vec<String>>, field: &[Step]) -> bool {
-    let Some(segments) = pattern else {
-        return true;
-    };
-    segments.len() == field.len()
-        && segments.iter().zip(field).all(|(seg, step)| {
-            seg == "*"
-                || match step {
-                    Step::Key(k) => k == seg,
-                    Step::Index(i) => seg.parse::<usize>().ok() == Some(*i),
-                }
-        })
+/// A `fieldPath` rule; `..` alone (Kluctl's "every field") is every descendant.
+fn field_path(fp: &str) -> Result<JsonPath, ConflictError> {
+    let text = if fp.trim() == ".." { "$..*" } else { fp };
+    JsonPath::parse(text).map_err(|e| ConflictError(format!("invalid fieldPath '{fp}': {e}")))
 }
 
 #[cfg(test)]
@@ -638,13 +539,5 @@ mod tests {
             PathElement::Index(2),
         ];
         assert_eq!(path_string(&p), ".spec[name=\"a\",port=80][=\"x\"][2]");
-        assert_eq!(
-            json_path(&[
-                Step::Key("metadata".into()),
-                Step::Key("a.b/c".into()),
-                Step::Index(0)
-            ]),
-            "$.metadata[\"a.b/c\"][0]"
-        );
     }
 }
