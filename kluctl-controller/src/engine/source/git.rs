@@ -32,9 +32,9 @@ use std::time::Duration;
 use gix::bstr::ByteSlice as _;
 use gix::credentials::helper::{Action, NextAction};
 use gix::credentials::protocol::Outcome;
-use sha2::{Digest as _, Sha256};
 
 use crate::engine::project::config::GitRef;
+use crate::engine::template::sha256_hex;
 
 /// Why a Git operation failed. Messages name the URL (without credentials).
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ pub struct GitCache {
     ssh_command: Option<String>,
     timeout: Duration,
     infos: Mutex<HashMap<String, Arc<RepoInfo>>>,
-    /// Serialises checkouts of the same commit within the process.
+    /// Serialises checkouts within the process, so a commit named twice is fetched once.
     busy: Mutex<()>,
 }
 
@@ -295,30 +295,6 @@ impl Session {
         gix::open::Options::isolated().config_overrides(overrides)
     }
 
-    fn configure<T: gix::protocol::transport::client::blocking_io::Transport>(
-        &self,
-        connection: &mut gix::remote::Connection<'_, '_, '_, T>,
-    ) {
-        let credential = self.credential.clone();
-        connection.set_credentials(move |action| match action {
-            Action::Get(context) => match &credential {
-                Some(c) => Ok(Some(Outcome {
-                    identity: gix::sec::identity::Account {
-                        username: c.username.clone(),
-                        password: c.password.clone(),
-                        oauth_refresh_token: None,
-                    },
-                    next: NextAction::from(context),
-                })),
-                None => Err(gix::error::Message::new(
-                    "the server asks for credentials but no KLUCTL_GIT_* entry matches its host",
-                )
-                .unauthenticated_error()),
-            },
-            Action::Store(_) | Action::Erase(_) => Ok(None),
-        });
-    }
-
     /// The error with its sources (`a: b: c`, repeats dropped), the password scrubbed.
     fn error(&self, op: &'static str, e: &(dyn std::error::Error + 'static)) -> GitError {
         let mut message = e.to_string();
@@ -347,6 +323,31 @@ impl Session {
     }
 }
 
+/// Answers the server's credential requests with the matching `KLUCTL_GIT_*` entry; nothing
+/// is stored or erased.
+fn set_credentials<T: gix::protocol::transport::client::blocking_io::Transport>(
+    connection: &mut gix::remote::Connection<'_, '_, '_, T>,
+    credential: Option<Credential>,
+) {
+    connection.set_credentials(move |action| match action {
+        Action::Get(context) => match &credential {
+            Some(c) => Ok(Some(Outcome {
+                identity: gix::sec::identity::Account {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    oauth_refresh_token: None,
+                },
+                next: NextAction::from(context),
+            })),
+            None => Err(gix::error::Message::new(
+                "the server asks for credentials but no KLUCTL_GIT_* entry matches its host",
+            )
+            .unauthenticated_error()),
+        },
+        Action::Store(_) | Action::Erase(_) => Ok(None),
+    });
+}
+
 fn list_refs(session: &Session, scratch: &Path) -> Result<RepoInfo, GitError> {
     const OP: &str = "list references of";
     let repo = gix::ThreadSafeRepository::init_opts(
@@ -370,7 +371,7 @@ fn list_refs(session: &Session, scratch: &Path) -> Result<RepoInfo, GitError> {
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| session.error(OP, &e))?;
-    session.configure(&mut connection);
+    set_credentials(&mut connection, session.credential.clone());
     let (ref_map, _) = connection
         .ref_map(
             gix::progress::Discard,
@@ -384,10 +385,15 @@ fn list_refs(session: &Session, scratch: &Path) -> Result<RepoInfo, GitError> {
     for r in &ref_map.remote_refs {
         use gix::protocol::handshake::Ref;
         match r {
+            // HEAD names the default branch, whether it has commits yet or not.
             Ref::Symbolic {
                 full_ref_name,
                 target,
                 ..
+            }
+            | Ref::Unborn {
+                full_ref_name,
+                target,
             } if full_ref_name == "HEAD" => {
                 info.default_branch = target
                     .to_str()
@@ -414,16 +420,6 @@ fn list_refs(session: &Session, scratch: &Path) -> Result<RepoInfo, GitError> {
                     info.refs.insert(name.into_owned(), object.to_hex().to_string());
                 }
             }
-            Ref::Unborn {
-                full_ref_name,
-                target,
-            } if full_ref_name == "HEAD" => {
-                info.default_branch = target
-                    .to_str()
-                    .ok()
-                    .and_then(|t| t.strip_prefix("refs/heads/"))
-                    .map(str::to_owned);
-            }
             Ref::Unborn { .. } => {}
         }
     }
@@ -449,12 +445,7 @@ fn fetch_commit(
     .map_err(|e| session.error(OP, &e))?
     .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN))
     .configure_connection(move |connection| {
-        Session {
-            url: String::new(),
-            credential: credential.clone(),
-            ssh_command: None,
-        }
-        .configure(connection);
+        set_credentials(connection, credential.clone());
         Ok(())
     });
     let (mut worktree, _) = prepare
@@ -544,7 +535,7 @@ fn credentials_from_env(env: &BTreeMap<String, String>) -> Vec<Credential> {
 
 /// A readable, unique directory name for a URL: `<host>-<last path part>-<hash>`.
 fn url_key(url: &str) -> String {
-    let hash = hex(&Sha256::digest(url.as_bytes())[..8]);
+    let hash = sha256_hex(url.as_bytes(), Some(16));
     let readable: String = url
         .split("://")
         .last()
@@ -563,23 +554,9 @@ fn url_key(url: &str) -> String {
         })
         .collect();
     let readable = readable.trim_matches('-');
-    let tail: String = readable
-        .chars()
-        .rev()
-        .take(60)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let skip = readable.chars().count().saturating_sub(60);
+    let tail: String = readable.chars().skip(skip).collect();
     format!("{tail}-{hash}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The URL without a password.

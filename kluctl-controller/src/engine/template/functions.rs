@@ -313,7 +313,9 @@ fn lower_hex(bytes: &[u8]) -> String {
         })
 }
 
-fn sha256_hex(bytes: &[u8], digest_len: Option<usize>) -> String {
+/// The lowercase hex sha256 of `bytes`, cut to `digest_len` characters when given (Kluctl's
+/// `sha256` filter).
+pub(crate) fn sha256_hex(bytes: &[u8], digest_len: Option<usize>) -> String {
     let hex = lower_hex(&Sha256::digest(bytes));
     match digest_len {
         Some(n) if n < hex.len() => hex[..n].to_string(),

@@ -28,6 +28,7 @@
 
 mod directory;
 mod functions;
+pub(crate) use functions::sha256_hex;
 pub mod pyjson;
 pub mod pyyaml;
 pub mod pyyaml_load;
