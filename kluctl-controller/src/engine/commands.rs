@@ -19,7 +19,9 @@ use kube::discovery::Discovery;
 use serde_json::{Value, json};
 
 use crate::engine::apply::{Applier, ApplyOptions, ApplyOutcome, Progress};
-use crate::engine::diff::{diff_ref, diff_rendered_objects, remote_objects_by_diff_ref};
+use crate::engine::diff::{
+    IgnoreOptions, diff_ref, diff_rendered_objects, ignore_rules, remote_objects_by_diff_ref,
+};
 use crate::engine::project::inclusion::Inclusion;
 use crate::engine::prune::{self, Applied, DeleteOptions, DeleteOutcome, DeletionPlan, find_orphans};
 use crate::engine::remote::{
@@ -45,6 +47,8 @@ pub struct CommandContext<'a> {
     pub project_key: gitops_api::kluctl::results::ProjectKey,
     /// Git state of the project.
     pub git_info: gitops_api::kluctl::results::GitInfo,
+    /// Diff switches (`--ignore-*`); default for every command but `diff`.
+    pub ignore: IgnoreOptions,
 }
 
 impl std::fmt::Debug for CommandContext<'_> {
@@ -54,6 +58,12 @@ impl std::fmt::Debug for CommandContext<'_> {
             .finish_non_exhaustive()
     }
 }
+
+/// Shown the objects about to be deleted; `false` stops the command before any delete.
+pub type ConfirmDeletion<'c> = &'c mut dyn FnMut(&[ObjectRef]) -> bool;
+
+/// How long `delete`/`prune` wait for each object to disappear (unless `--no-wait`).
+const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// `deploy` switches beyond the apply options.
 #[derive(Clone, Debug, Default)]
@@ -262,7 +272,7 @@ impl CommandContext<'_> {
                     &item.objects,
                     &applied_non_hooks,
                     &by_diff_ref,
-                    &item.item.ignore_for_diff,
+                    &ignore_rules(&item.item.ignore_for_diff, self.ignore),
                     &mut b,
                 );
             }
@@ -384,11 +394,7 @@ impl CommandContext<'_> {
     }
 
     /// `kluctl prune`: deletes the orphans of the rendered target (`confirm` sees the plan first).
-    pub async fn prune(
-        &self,
-        dry_run: bool,
-        confirm: Option<&mut dyn FnMut(&[ObjectRef]) -> bool>,
-    ) -> CommandResult {
+    pub async fn prune(&self, dry_run: bool, confirm: Option<ConfirmDeletion<'_>>) -> CommandResult {
         let mut r = self.new_result("prune");
         r.command.dry_run = dry_run;
         let Some(remote) = self.read_remote(&mut r).await else {
@@ -408,7 +414,9 @@ impl CommandContext<'_> {
                 return self.finish(r).await;
             }
         };
-        let deleted = self.run_plan(&mut r, &remote, &plan, dry_run, confirm).await;
+        let deleted = self
+            .run_plan(&mut r, &remote, &plan, dry_run, true, confirm)
+            .await;
         let orphans: Vec<ObjectRef> = plan.refs().filter(|x| !deleted.contains(x)).cloned().collect();
         self.collect(&remote, None, &orphans, &deleted, &mut r);
         self.finish(r).await
@@ -419,7 +427,8 @@ impl CommandContext<'_> {
     pub async fn delete(
         &self,
         dry_run: bool,
-        confirm: Option<&mut dyn FnMut(&[ObjectRef]) -> bool>,
+        wait: bool,
+        confirm: Option<ConfirmDeletion<'_>>,
     ) -> CommandResult {
         let mut r = self.new_result("delete");
         r.command.dry_run = dry_run;
@@ -436,7 +445,9 @@ impl CommandContext<'_> {
             return self.finish(r).await;
         };
         let plan = prune::plan_delete_all(listed, &remote.index, self.inclusion);
-        let deleted = self.run_plan(&mut r, &remote, &plan, dry_run, confirm).await;
+        let deleted = self
+            .run_plan(&mut r, &remote, &plan, dry_run, wait, confirm)
+            .await;
         self.collect(&remote, None, &[], &deleted, &mut r);
         self.finish(r).await
     }
@@ -447,7 +458,8 @@ impl CommandContext<'_> {
         remote: &RemoteState,
         plan: &DeletionPlan,
         dry_run: bool,
-        confirm: Option<&mut dyn FnMut(&[ObjectRef]) -> bool>,
+        wait: bool,
+        confirm: Option<ConfirmDeletion<'_>>,
     ) -> Vec<ObjectRef> {
         if plan.is_empty() {
             return Vec::new();
@@ -461,6 +473,7 @@ impl CommandContext<'_> {
         }
         let options = DeleteOptions {
             dry_run,
+            wait: wait.then_some(DELETE_WAIT),
             ..DeleteOptions::default()
         };
         let outcome = prune::execute(self.client, &remote.index, plan, &options).await;

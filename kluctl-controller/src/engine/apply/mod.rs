@@ -230,6 +230,10 @@ impl<'a> Applier<'a> {
         outcome
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one item's steps in Kluctl's order, read top to bottom"
+    )]
     async fn apply_item(&self, item: &RenderedItem) {
         let config = &item.item.config;
         let name = if !item.item.rel_dir.is_empty() {
@@ -445,7 +449,7 @@ impl<'a> Applier<'a> {
                 x.group.as_deref().unwrap_or_default(),
                 x.kind.as_deref().unwrap_or_default(),
             ) {
-                (g, k) if g.is_empty() => k.to_owned(),
+                ("", k) => k.to_owned(),
                 (g, k) => format!("{k}.{g}"),
             };
             self.error(

@@ -198,16 +198,19 @@ fn element_has_key(element: &Value, key: &str) -> bool {
 }
 
 /// Deep equality with numbers compared by value (`2` and `2.0` are the same).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            x == y || matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if p == q)
+fn same(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(l), Value::Number(r)) => {
+            // Exact float equality on purpose: only the same value written differently counts.
+            #[allow(clippy::float_cmp)]
+            let equal = l == r || matches!((l.as_f64(), r.as_f64()), (Some(p), Some(q)) if p == q);
+            equal
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        (Value::Array(l), Value::Array(r)) => l.len() == r.len() && l.iter().zip(r).all(|(p, q)| same(p, q)),
+        (Value::Object(l), Value::Object(r)) => {
+            l.len() == r.len() && l.iter().all(|(k, v)| r.get(k).is_some_and(|w| same(v, w)))
         }
-        _ => a == b,
+        _ => left == right,
     }
 }
 
@@ -262,7 +265,8 @@ mod tests {
 
     #[test]
     fn any_change_of_value_or_field_set_is_not_a_noop() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("changed value", Box::new(|l| l["spec"]["replicas"] = json!(1))),
             (
                 "changed list element",
@@ -284,7 +288,7 @@ mod tests {
                     l["spec"]["template"]["spec"]["containers"][0]["env"]
                         .as_array_mut()
                         .unwrap()
-                        .push(json!({"name": "Y", "value": "2"}))
+                        .push(json!({"name": "Y", "value": "2"}));
                 }),
             ),
             (

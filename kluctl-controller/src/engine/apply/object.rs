@@ -218,13 +218,13 @@ impl Applier<'_> {
         // conflicting write.
         let live = match api.get_opt(&reference.name).await {
             Ok(Some(l)) => to_value(l),
-            Ok(None) => match remote {
-                Some(r) => r.clone(),
-                None => {
+            Ok(None) => {
+                let Some(r) = remote else {
                     self.error(&reference, api_message(error));
                     return false;
-                }
-            },
+                };
+                r.clone()
+            }
             Err(e) => {
                 self.error(&reference, api_message(&e));
                 return false;
@@ -467,8 +467,8 @@ fn random_suffix(name: &str) -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(name.as_bytes());
     let suffix = format!("{:08x}", h.finish() & 0xffff_ffff);
-    let keep = name.len().min(63 - 9);
-    format!("{}-{suffix}", &name[..name.floor_char_boundary(keep)])
+    let prefix: String = name.chars().take(63 - 9).collect();
+    format!("{prefix}-{suffix}")
 }
 
 /// Replaces `from` by `to` in every string and key of `v` (undoing a temporary dry-run name).
