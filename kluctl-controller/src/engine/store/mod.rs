@@ -195,12 +195,11 @@ pub enum StoreError {
 }
 
 /// One listed result: the Secret's name and the summary from its annotation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Listed<S> {
+struct Listed<S> {
     /// Name of the Secret.
-    pub name: String,
+    name: String,
     /// The parsed summary annotation.
-    pub summary: S,
+    summary: S,
 }
 
 /// Writes a command result: obfuscates every Secret value in it, creates `namespace` if
