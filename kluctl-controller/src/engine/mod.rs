@@ -16,6 +16,7 @@
 //!   helm       helm-chart.yaml: pull (cached), template with the pinned helm binary
 //!   kustomize  native fast path + the pinned kustomize binary for the rest
 //! source     Git repositories for git includes and git vars (cached checkouts)
+//! store      command/validate results as Secrets in kluctl-results (Kluctl's format), retention
 //! target     one call: project dir + options ─► rendered objects of a target
 //! values     deep merge and dotted paths with Kluctl's semantics
 //! validate   readiness rules per kind, `kluctl validate`, the readiness wait of deploy
@@ -33,6 +34,7 @@ pub mod remote;
 pub mod render;
 pub mod result;
 pub mod source;
+pub mod store;
 pub mod target;
 pub mod template;
 pub mod validate;
