@@ -954,3 +954,41 @@ pub mod source {
             .collect())
     }
 }
+
+/// The `kluctl` binary under test: `$E2E_KLUCTL_BIN`, or `target/debug/kluctl`.
+///
+/// # Errors
+/// When it is missing, with the command that builds it.
+pub fn kluctl_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var("E2E_KLUCTL_BIN")
+        .map_or_else(|_| project_root().join("target/debug/kluctl"), PathBuf::from);
+    if !bin.exists() {
+        anyhow::bail!(
+            "{} is missing; build it with 'cargo build -p kluctl-controller --bin kluctl' (make e2e-test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Runs `kluctl <args>` in `dir` as a user would: the pinned kustomize and helm, a private cache
+/// dir, the admin kubeconfig of the test cluster, stdin closed (not a terminal), plus `vars`.
+///
+/// # Errors
+/// When the binary is missing or cannot be started.
+pub fn run_kluctl(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
+    let env = Env::load()?;
+    let cache = tempfile::tempdir()?;
+    std::process::Command::new(kluctl_bin()?)
+        .args(args)
+        .envs(vars.iter().copied())
+        .current_dir(dir)
+        .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
+        .env("KLUCTL_HELM", env.get("E2E_HELM")?)
+        .env("KUBECONFIG", env.get("E2E_KUBECONFIG_ADMIN")?)
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("failed to run kluctl")
+}

@@ -7,45 +7,21 @@
 //! e2e-test` does) and the pinned kustomize/helm from `make e2e-up`; the cluster only for the
 //! cluster-vars test, the Git servers of `make e2e-up` for the git include/vars tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{Context as _, bail};
 use e2e::{Env, project_root};
 use serde_json::Value;
 
-fn kluctl_bin() -> anyhow::Result<PathBuf> {
-    let bin = std::env::var("E2E_KLUCTL_BIN")
-        .map_or_else(|_| project_root().join("target/debug/kluctl"), PathBuf::from);
-    if !bin.exists() {
-        bail!(
-            "{} is missing; build it with 'cargo build -p kluctl-controller --bin kluctl' (make e2e-test does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 /// Runs `kluctl <args>` in `dir` with the pinned tools and a private Helm cache.
 fn kluctl(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
-    kluctl_env(dir, args, &[])
+    e2e::run_kluctl(dir, args, &[])
 }
 
 /// [`kluctl`] with extra environment variables.
 fn kluctl_env(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<Output> {
-    let env = Env::load()?;
-    let cache = tempfile::tempdir()?;
-    let out = Command::new(kluctl_bin()?)
-        .args(args)
-        .envs(vars.iter().copied())
-        .current_dir(dir)
-        .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
-        .env("KLUCTL_HELM", env.get("E2E_HELM")?)
-        .env("XDG_CACHE_HOME", cache.path())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .context("failed to run kluctl")?;
-    Ok(out)
+    e2e::run_kluctl(dir, args, vars)
 }
 
 fn render(project: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
@@ -558,7 +534,7 @@ fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -
     );
 
     // KLUCTL_ARG_<n> values come before -a values, so the command line wins.
-    let out = Command::new(kluctl_bin()?)
+    let out = Command::new(e2e::kluctl_bin()?)
         .args(["render", "--offline-kubernetes", "--print-all", "-a", "env=cli"])
         .current_dir(dir.path())
         .env("KLUCTL_ARG_1", "env=from-env")

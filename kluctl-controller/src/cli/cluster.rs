@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use gitops_api::kluctl::v1beta1::ObjectRef;
 
+use super::flags::CommandResultFlags;
 use super::render::{ClusterRenderFlags, Prepared, prepare};
 use crate::engine::apply::{ApplyOptions, Progress};
 use crate::engine::commands::{CommandContext, DeployOptions};
@@ -87,6 +88,8 @@ pub struct DeployCmd {
     #[arg(long = "discriminator")]
     discriminator: Option<String>,
     #[command(flatten)]
+    results: CommandResultFlags,
+    #[command(flatten)]
     output: OutputFormatFlags,
 }
 
@@ -127,6 +130,8 @@ pub struct PruneCmd {
     #[arg(long = "discriminator")]
     discriminator: Option<String>,
     #[command(flatten)]
+    results: CommandResultFlags,
+    #[command(flatten)]
     output: OutputFormatFlags,
 }
 
@@ -143,6 +148,8 @@ pub struct DeleteCmd {
     /// Override the discriminator used to find objects for deletion.
     #[arg(long = "discriminator")]
     discriminator: Option<String>,
+    #[command(flatten)]
+    results: CommandResultFlags,
     #[command(flatten)]
     output: OutputFormatFlags,
 }
@@ -306,8 +313,41 @@ fn write_outputs(outputs: &[String], render: &dyn Fn(&str) -> anyhow::Result<Str
     Ok(())
 }
 
-/// Obfuscates (unless `--no-obfuscate`) and prints a command result; an error when it has errors.
-fn finish(mut r: CommandResult, flags: &OutputFormatFlags) -> anyhow::Result<()> {
+/// Writes the result to the command-result store when the flags ask for it (Kluctl: not for
+/// dry runs unless forced); the store obfuscates Secret values itself.
+fn store(
+    cluster: &crate::engine::cluster::Cluster,
+    r: &mut CommandResult,
+    flags: &CommandResultFlags,
+    dry_run: bool,
+) -> Option<anyhow::Error> {
+    if !flags.should_write(dry_run) {
+        return None;
+    }
+    if r.cluster_info.cluster_id.is_empty() {
+        r.warnings.push(gitops_api::kluctl::v1beta1::DeploymentError {
+            object_ref: ObjectRef::default(),
+            message: "failed to determine cluster ID due to missing get/list permissions for the kube-system namespace. This might result in follow up issues in regard to cluster differentiation stored command results".to_owned(),
+        });
+    }
+    cluster
+        .block_on(crate::engine::store::write_command_result(
+            cluster.client(),
+            &flags.command_result_namespace,
+            r,
+            flags.keep_command_results_count,
+        ))
+        .err()
+        .map(|e| anyhow::anyhow!("failed to write result to result store: {e}"))
+}
+
+/// Obfuscates (unless `--no-obfuscate`) and prints a command result; an error when it has
+/// errors (or when storing it failed).
+fn finish(
+    mut r: CommandResult,
+    flags: &OutputFormatFlags,
+    store_error: Option<anyhow::Error>,
+) -> anyhow::Result<()> {
     if !flags.no_obfuscate {
         obfuscate_result(&mut r)?;
     }
@@ -320,7 +360,7 @@ fn finish(mut r: CommandResult, flags: &OutputFormatFlags) -> anyhow::Result<()>
     if !r.errors.is_empty() {
         anyhow::bail!("command failed");
     }
-    Ok(())
+    store_error.map_or(Ok(()), Err)
 }
 
 /// Runs `kluctl deploy`.
@@ -383,7 +423,9 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
     if let Some(e) = confirmed {
         return Err(e);
     }
-    finish(r, &cmd.output)
+    let mut r = r;
+    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
+    finish(r, &cmd.output, stored)
 }
 
 /// Runs `kluctl diff`.
@@ -407,7 +449,7 @@ pub fn run_diff(cmd: &DiffCmd) -> anyhow::Result<()> {
         ..ApplyOptions::default()
     };
     let r = cluster.block_on(ctx.diff(&apply));
-    finish(r, &cmd.output)
+    finish(r, &cmd.output, None)
 }
 
 /// Shows what will be deleted and asks (Kluctl's wording), unless `-y` or a dry run.
@@ -438,11 +480,12 @@ pub fn run_prune(cmd: &PruneCmd) -> anyhow::Result<()> {
     let ctx = context(&p, "prune", cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
-    let r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
+    let mut r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
     if let Some(e) = refused {
         return Err(e);
     }
-    finish(r, &cmd.output)
+    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
+    finish(r, &cmd.output, stored)
 }
 
 /// Runs `kluctl delete`.
@@ -455,11 +498,12 @@ pub fn run_delete(cmd: &DeleteCmd) -> anyhow::Result<()> {
     let ctx = context(&p, "delete", cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
-    let r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
+    let mut r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
     if let Some(e) = refused {
         return Err(e);
     }
-    finish(r, &cmd.output)
+    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
+    finish(r, &cmd.output, stored)
 }
 
 /// Runs `kluctl validate`: validates, and with `--wait` retries every `--sleep` until the

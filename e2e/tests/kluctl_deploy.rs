@@ -1,0 +1,810 @@
+//! `kluctl deploy|diff|prune|delete|validate` run as a user runs them, against the real local
+//! apiserver + kube-controller-manager: the life cycle of a project, barriers, hooks, conflicts
+//! with other field managers, CRDs with their CRs in one deploy, dry runs, the command-result
+//! store, and the safety invariants (nothing is pruned after a failed render or apply; foreign
+//! objects are never touched).
+//!
+//! The local cluster has no kubelet or scheduler: tests that need a ready Deployment patch its
+//! `/status` as the admin identity, and say so.
+//!
+//! Needs the `kluctl` binary (`cargo build -p kluctl-controller --bin kluctl`, which `make
+//! e2e-test` does) and the cluster of `make e2e-up`.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use e2e::{Env, run_kluctl};
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A unique lower-case name for this test run.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Writes a project: `.kluctl.yaml` with target `test` and discriminator `disc`, and `files`.
+fn project(disc: &str, files: &[(&str, String)]) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("kluctl-deploy-").tempdir()?;
+    let kluctl_yaml = if disc.is_empty() {
+        "targets:\n  - name: test\n".to_owned()
+    } else {
+        format!("discriminator: {disc}\ntargets:\n  - name: test\n")
+    };
+    write(dir.path(), ".kluctl.yaml", &kluctl_yaml)?;
+    for (path, content) in files {
+        write(dir.path(), path, content)?;
+    }
+    Ok(dir)
+}
+
+fn write(dir: &Path, path: &str, content: &str) -> anyhow::Result<()> {
+    let p = dir.join(path);
+    if let Some(parent) = p.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    fs_err::write(&p, content)?;
+    Ok(())
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs kluctl and requires success; returns stdout + stderr.
+fn ok(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = run_kluctl(dir, args, &[])?;
+    let t = text(&out);
+    if !out.status.success() {
+        bail!("kluctl {args:?} failed:\n{t}");
+    }
+    Ok(t)
+}
+
+/// Runs kluctl and requires failure; returns stdout + stderr.
+fn fails(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = run_kluctl(dir, args, &[])?;
+    let t = text(&out);
+    if out.status.success() {
+        bail!("kluctl {args:?} succeeded, expected a failure:\n{t}");
+    }
+    Ok(t)
+}
+
+/// `kubectl get` of one field (`None` when the object does not exist).
+fn get(env: &Env, ns: &str, what: &str, jsonpath: &str) -> Option<String> {
+    let mut args = vec!["get", what, "-o"];
+    let jp = format!("jsonpath={jsonpath}");
+    args.push(&jp);
+    if !ns.is_empty() {
+        args.extend(["-n", ns]);
+    }
+    env.kubectl(&args).ok()
+}
+
+fn rv(env: &Env, ns: &str, what: &str) -> Option<String> {
+    get(env, ns, what, "{.metadata.resourceVersion}")
+}
+
+fn namespace_yaml(ns: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n")
+}
+
+fn configmap(ns: &str, name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n{data}\n")
+}
+
+fn deployment(ns: &str, name: &str, extra_annotations: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations: {{{extra_annotations}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n        ports: [{{containerPort: 80}}]\n"
+    )
+}
+
+/// Makes a one-replica Deployment ready. No kubelet here: its pod is marked Running and Ready
+/// through `/status` as the admin identity; the ReplicaSet and Deployment controllers of the
+/// real kube-controller-manager then count it.
+fn make_ready(env: &Env, ns: &str, name: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = env.admin_client().await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let deployments: Api<Deployment> = Api::namespaced(client, ns);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let pod = loop {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={name}")))
+                .await?;
+            if let Some(n) = list.items.first().and_then(|p| p.metadata.name.clone()) {
+                break n;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("no pod was created for deployment {ns}/{name}");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        pods.patch_status(
+            &pod,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})),
+        )
+        .await?;
+        loop {
+            let d = deployments.get(name).await?;
+            if d.status.and_then(|s| s.available_replicas) == Some(1) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("deployment {ns}/{name} did not count its ready pod");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+fn cleanup(env: &Env, ns: &str) {
+    let _ = env.kubectl(&["delete", "namespace", ns, "--wait=false", "--ignore-not-found"]);
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, step by step")]
+fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-life");
+    let disc = format!("disc-{ns}");
+    let files = |a: &str, with_extra: bool| {
+        let mut f = vec![
+            (
+                "deployment.yaml",
+                if with_extra {
+                    "deployments:\n  - path: ns\n  - barrier: true\n  - path: app\n  - path: extra\n"
+                        .to_owned()
+                } else {
+                    "deployments:\n  - path: ns\n  - barrier: true\n  - path: app\n".to_owned()
+                },
+            ),
+            ("ns/ns.yaml", namespace_yaml(&ns)),
+            (
+                "app/cm.yaml",
+                configmap(&ns, "app", &format!("  a: \"{a}\"\n  b: fixed")),
+            ),
+            (
+                "app/secret.yaml",
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: {ns}\nstringData:\n  password: hunter2-{a}\n"
+                ),
+            ),
+        ];
+        if with_extra {
+            f.push(("extra/cm.yaml", configmap(&ns, "extra", "  x: \"1\"")));
+        }
+        f
+    };
+    let dir = project(&disc, &files("1", true))?;
+    let d = dir.path();
+    let result = (|| -> anyhow::Result<()> {
+        let out = ok(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--command-result-namespace",
+                &format!("{ns}-results"),
+            ],
+        )?;
+        assert!(out.contains("New objects:"), "{out}");
+        assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
+        assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
+        assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("1"));
+        // The result was stored, with the Secret value obfuscated (checked by the store tests).
+        let stored = env.kubectl(&[
+            "get",
+            "secrets",
+            "-n",
+            &format!("{ns}-results"),
+            "-l",
+            "kluctl.io/result=true",
+            "-o",
+            "name",
+        ])?;
+        assert_eq!(stored.lines().count(), 1, "{stored}");
+
+        // Unchanged redeploy: no changes, and no object was written again (the Secret with
+        // stringData is rewritten by the apiserver on every apply, so it is left out).
+        let before: Vec<_> = ["configmap/app", "configmap/extra"]
+            .iter()
+            .map(|w| rv(&env, &ns, w))
+            .collect();
+        let out = ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        assert!(
+            !out.contains("Changed objects:") && !out.contains("New objects:"),
+            "{out}"
+        );
+        let after: Vec<_> = ["configmap/app", "configmap/extra"]
+            .iter()
+            .map(|w| rv(&env, &ns, w))
+            .collect();
+        assert_eq!(before, after, "an unchanged redeploy wrote objects");
+
+        // One changed value: diff shows exactly it, deploy applies it.
+        for (p, c) in files("2", true) {
+            write(d, p, &c)?;
+        }
+        let out = ok(d, &["diff", "-t", "test"])?;
+        assert!(out.contains("Changed objects:"), "{out}");
+        assert!(
+            out.contains("data[\"a\"]") && out.contains("-1") && out.contains("+2"),
+            "{out}"
+        );
+        assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
+        assert_eq!(
+            get(&env, &ns, "configmap/app", "{.data.a}").as_deref(),
+            Some("1"),
+            "diff changed the cluster"
+        );
+        let out = ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
+        assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("2"));
+
+        // Remove an item: it becomes an orphan; deploy --prune deletes it.
+        fs_err::remove_dir_all(d.join("extra"))?;
+        for (p, c) in files("2", false) {
+            write(d, p, &c)?;
+        }
+        let out = ok(d, &["diff", "-t", "test"])?;
+        assert!(
+            out.contains("Orphan objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
+            "{out}"
+        );
+        let out = ok(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--prune",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(
+            out.contains("Deleted objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
+            "{out}"
+        );
+        assert!(rv(&env, &ns, "configmap/extra").is_none(), "orphan still there");
+        assert!(rv(&env, &ns, "configmap/app").is_some());
+
+        // delete: everything of the discriminator goes, the namespace too.
+        let out = ok(d, &["delete", "-y", "-t", "test", "--write-command-result=false"])?;
+        assert!(out.contains(&format!("Namespace/{ns}")), "{out}");
+        e2e_wait_gone(&env, &format!("namespace/{ns}"))?;
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    cleanup(&env, &format!("{ns}-results"));
+    result
+}
+
+fn e2e_wait_gone(env: &Env, what: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rv(env, "", what).is_some() {
+        if std::time::Instant::now() > deadline {
+            bail!("{what} still exists after 60s");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+#[test]
+fn barriers_order_items_and_readiness_is_waited_for() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-barrier");
+    let disc = format!("disc-{ns}");
+    let dir = project(&disc, &[
+        ("deployment.yaml", "deployments:\n  - path: ns\n  - barrier: true\n  - path: slow\n    waitReadiness: true\n  - barrier: true\n  - path: after\n".to_owned()),
+        ("ns/ns.yaml", namespace_yaml(&ns)),
+        ("slow/d.yaml", deployment(&ns, "slow", "")),
+        ("after/cm.yaml", configmap(&ns, "after", "  x: \"1\"")),
+    ])?;
+    let result = (|| -> anyhow::Result<()> {
+        let d = dir.path().to_owned();
+        let run = std::thread::spawn(move || {
+            run_kluctl(
+                &d,
+                &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+                &[],
+            )
+        });
+        // Wait for the Deployment, then make it ready (no kubelet here: status patched as admin).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while rv(&env, &ns, "deployment/slow").is_none() {
+            if std::time::Instant::now() > deadline {
+                bail!("deployment never created");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            rv(&env, &ns, "configmap/after").is_none(),
+            "the item after the barrier started before readiness"
+        );
+        make_ready(&env, &ns, "slow")?;
+        let ready_rv: u64 = rv(&env, &ns, "deployment/slow").context("rv")?.parse()?;
+        let out = run
+            .join()
+            .map_err(|_| anyhow::anyhow!("kluctl thread panicked"))??;
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        let after_rv: u64 = rv(&env, &ns, "configmap/after")
+            .context("after missing")?
+            .parse()?;
+        assert!(
+            after_rv > ready_rv,
+            "item after the barrier created before the wait ended ({after_rv} <= {ready_rv})"
+        );
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
+
+#[test]
+fn hooks_run_by_weight_and_are_deleted_per_policy() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-hooks");
+    let disc = format!("disc-{ns}");
+    let hook = |name: &str, weight: i32, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    kluctl.io/hook: pre-deploy\n    kluctl.io/hook-weight: \"{weight}\"\n{policy}data:\n  x: \"1\"\n"
+        )
+    };
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: ns\n  - barrier: true\n  - path: app\n".to_owned(),
+            ),
+            ("ns/ns.yaml", namespace_yaml(&ns)),
+            (
+                "app/hooks.yaml",
+                format!(
+                    "{}---\n{}---\n{}",
+                    hook("second", 2, ""),
+                    hook("first", 1, ""),
+                    hook(
+                        "temporary",
+                        3,
+                        "    kluctl.io/hook-delete-policy: hook-succeeded\n"
+                    )
+                ),
+            ),
+            ("app/cm.yaml", configmap(&ns, "main", "  x: \"1\"")),
+        ],
+    )?;
+    let result = (|| -> anyhow::Result<()> {
+        let out = ok(
+            dir.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(out.contains("Applied hooks:"), "{out}");
+        let first: u64 = rv(&env, &ns, "configmap/first")
+            .context("first hook missing")?
+            .parse()?;
+        let second: u64 = rv(&env, &ns, "configmap/second")
+            .context("second hook missing")?
+            .parse()?;
+        let main: u64 = rv(&env, &ns, "configmap/main").context("main missing")?.parse()?;
+        assert!(first < second, "weight 1 ran after weight 2");
+        assert!(second < main, "a pre-deploy hook ran after the item's objects");
+        assert!(
+            rv(&env, &ns, "configmap/temporary").is_none(),
+            "hook-succeeded hook was not deleted"
+        );
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
+
+#[test]
+fn conflicts_keep_the_other_managers_value_with_a_warning() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-conflict");
+    let disc = format!("disc-{ns}");
+    let result = (|| -> anyhow::Result<()> {
+        env.kubectl(&["create", "namespace", &ns])?;
+        env.kubectl_with_input(
+            &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
+            Some(&configmap(&ns, "shared", "  a: theirs")),
+        )?;
+        let dir = project(
+            &disc,
+            &[
+                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+                ("app/cm.yaml", configmap(&ns, "shared", "  a: ours\n  b: ours")),
+            ],
+        )?;
+        let out = ok(
+            dir.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(
+            out.contains("Warnings:") && out.contains("data.a") && out.contains("lost field ownership"),
+            "{out}"
+        );
+        assert_eq!(
+            get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
+            Some("theirs")
+        );
+        assert_eq!(
+            get(&env, &ns, "configmap/shared", "{.data.b}").as_deref(),
+            Some("ours")
+        );
+        // --force-apply takes the field over.
+        ok(
+            dir.path(),
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--force-apply",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert_eq!(
+            get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
+            Some("ours")
+        );
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
+
+#[test]
+fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-crd");
+    let group = format!("{ns}.example.com");
+    let disc = format!("disc-{ns}");
+    let crd = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"
+    );
+    let cr = |size: u32| {
+        format!(
+            "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: {ns}\nspec:\n  size: {size}\n"
+        )
+    };
+    let dir = project(
+        &disc,
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            // Objects apply in file order (as in Kluctl): the CRD before its CR.
+            ("app/a-ns.yaml", namespace_yaml(&ns)),
+            ("app/b-crd.yaml", crd.clone()),
+            ("app/c-cr.yaml", cr(1)),
+        ],
+    )?;
+    let result = (|| -> anyhow::Result<()> {
+        // A dry run of a new project: nothing is created, the CR is a warning.
+        let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
+        assert!(
+            out.contains("has not been applied yet as Kluctl is running in dry-run mode"),
+            "{out}"
+        );
+        assert!(
+            rv(&env, "", &format!("crd/widgets.{group}")).is_none(),
+            "dry run created the CRD"
+        );
+        assert!(
+            rv(&env, "", &format!("namespace/{ns}")).is_none(),
+            "dry run created the namespace"
+        );
+
+        let out = ok(
+            dir.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(out.contains(&format!("{ns}/Widget/w")), "{out}");
+        assert_eq!(
+            get(&env, &ns, &format!("widgets.{group}/w"), "{.spec.size}").as_deref(),
+            Some("1")
+        );
+
+        // A dry run of a change reports it and changes nothing.
+        write(dir.path(), "app/c-cr.yaml", &cr(2))?;
+        let before = rv(&env, &ns, &format!("widgets.{group}/w"));
+        let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
+        assert!(out.contains("spec.size"), "{out}");
+        assert_eq!(
+            rv(&env, &ns, &format!("widgets.{group}/w")),
+            before,
+            "dry run changed the CR"
+        );
+        ok(
+            dir.path(),
+            &["delete", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    let _ = env.kubectl(&[
+        "delete",
+        "crd",
+        &format!("widgets.{group}"),
+        "--ignore-not-found",
+        "--wait=false",
+    ]);
+    result
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, step by step")]
+fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-safe");
+    let disc = format!("disc-{ns}");
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: app\n  - path: old\n".to_owned(),
+            ),
+            ("app/0-ns.yaml", namespace_yaml(&ns)),
+            ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
+            ("old/cm.yaml", configmap(&ns, "old", "  a: \"1\"")),
+        ],
+    )?;
+    let d = dir.path();
+    let result = (|| -> anyhow::Result<()> {
+        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        // Foreign objects: our discriminator but created by another manager, another
+        // discriminator, no discriminator.
+        for (name, labels) in [
+            ("theirs-same-disc", format!("kluctl.io/discriminator: {disc}")),
+            (
+                "theirs-other-disc",
+                "kluctl.io/discriminator: someone-else".to_owned(),
+            ),
+            ("theirs-no-disc", "x: z".to_owned()),
+        ] {
+            env.kubectl_with_input(
+                &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
+                Some(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ndata: {{k: v}}\n")),
+            )?;
+        }
+        // "old" becomes an orphan.
+        write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+
+        // 1. A render error: nothing applied, nothing pruned.
+        write(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--prune",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(
+            out.contains("broken.yaml"),
+            "the render error does not name the file:\n{out}"
+        );
+        assert!(
+            rv(&env, &ns, "configmap/old").is_some(),
+            "pruned after a failed render"
+        );
+        fs_err::remove_file(d.join("app/broken.yaml"))?;
+
+        // 2. One object fails to apply: the prune is skipped.
+        write(
+            d,
+            "app/bad.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n  type: NoSuchType\n  ports: [{{port: 80}}]\n"
+            ),
+        )?;
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--prune",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(out.contains("prune skipped"), "{out}");
+        assert!(
+            rv(&env, &ns, "configmap/old").is_some(),
+            "pruned after a failed apply"
+        );
+        fs_err::remove_file(d.join("app/bad.yaml"))?;
+
+        // 3. A readiness timeout: the prune is skipped.
+        write(
+            d,
+            "app/d.yaml",
+            &deployment(&ns, "never-ready", "kluctl.io/wait-readiness: \"true\""),
+        )?;
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--prune",
+                "--readiness-timeout",
+                "2s",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(out.contains("timed out") || out.contains("timeout"), "{out}");
+        assert!(
+            rv(&env, &ns, "configmap/old").is_some(),
+            "pruned after a readiness timeout"
+        );
+        fs_err::remove_file(d.join("app/d.yaml"))?;
+
+        // Without a terminal and without -y, deploy refuses before touching anything.
+        let out = fails(d, &["deploy", "-t", "test", "--prune"])?;
+        assert!(out.contains("pass -y"), "{out}");
+
+        // A successful prune deletes the orphans, but never the foreign objects.
+        let out = ok(d, &["prune", "-y", "-t", "test", "--write-command-result=false"])?;
+        assert!(out.contains(&format!("{ns}/ConfigMap/old")), "{out}");
+        assert!(out.contains(&format!("{ns}/Deployment/never-ready")), "{out}");
+        assert!(rv(&env, &ns, "configmap/old").is_none());
+        for name in ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc", "app"] {
+            assert!(
+                rv(&env, &ns, &format!("configmap/{name}")).is_some(),
+                "{name} was deleted by prune"
+            );
+        }
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
+
+#[test]
+fn foreign_objects_survive_delete_and_no_discriminator_refuses() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-foreign");
+    let disc = format!("disc-{ns}");
+    let result = (|| -> anyhow::Result<()> {
+        // The namespace is not ours: delete removes our objects one by one inside it.
+        env.kubectl(&["create", "namespace", &ns])?;
+        let dir = project(
+            &disc,
+            &[
+                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+                ("app/cm.yaml", configmap(&ns, "ours", "  a: \"1\"")),
+            ],
+        )?;
+        ok(
+            dir.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        for (name, labels) in [
+            ("theirs-same-disc", format!("kluctl.io/discriminator: {disc}")),
+            (
+                "theirs-other-disc",
+                "kluctl.io/discriminator: someone-else".to_owned(),
+            ),
+            ("theirs-no-disc", "x: z".to_owned()),
+        ] {
+            env.kubectl_with_input(
+                &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
+                Some(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ndata: {{k: v}}\n")),
+            )?;
+        }
+        let before: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
+            .iter()
+            .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
+            .collect();
+        let out = ok(
+            dir.path(),
+            &["delete", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(out.contains(&format!("{ns}/ConfigMap/ours")), "{out}");
+        assert!(
+            !out.contains("theirs"),
+            "a foreign object was listed for deletion:\n{out}"
+        );
+        assert!(rv(&env, &ns, "configmap/ours").is_none());
+        let after: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
+            .iter()
+            .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
+            .collect();
+        assert_eq!(before, after, "a foreign object was modified or deleted");
+        assert!(after.iter().all(Option::is_some));
+
+        // Without a discriminator: prune and delete refuse, deploy warns.
+        let nodisc = project(
+            "",
+            &[
+                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+                ("app/cm.yaml", configmap(&ns, "nodisc", "  a: \"1\"")),
+            ],
+        )?;
+        let out = ok(
+            nodisc.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(out.contains("no discriminator configured"), "{out}");
+        let out = fails(
+            nodisc.path(),
+            &["prune", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(
+            out.contains("pruning without a discriminator is not supported"),
+            "{out}"
+        );
+        let out = fails(
+            nodisc.path(),
+            &["delete", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        assert!(out.contains("without a discriminator is not supported"), "{out}");
+        assert!(rv(&env, &ns, "configmap/nodisc").is_some());
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
+
+#[test]
+fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-validate");
+    let disc = format!("disc-{ns}");
+    let dir = project(
+        &disc,
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            ("app/0-ns.yaml", namespace_yaml(&ns)),
+            ("app/d.yaml", deployment(&ns, "web", "")),
+        ],
+    )?;
+    let result = (|| -> anyhow::Result<()> {
+        ok(
+            dir.path(),
+            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
+        )?;
+        let out = fails(dir.path(), &["validate", "-t", "test"])?;
+        assert!(out.contains(&format!("{ns}/Deployment/web")), "{out}");
+        // No kubelet here: the Deployment is made ready by patching its status as admin.
+        make_ready(&env, &ns, "web")?;
+        let out = ok(dir.path(), &["validate", "-t", "test"])?;
+        assert!(out.contains("Validation succeeded"), "{out}");
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
