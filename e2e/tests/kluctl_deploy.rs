@@ -808,3 +808,70 @@ fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()
     cleanup(&env, &ns);
     result
 }
+
+#[test]
+fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-poke");
+    let disc = format!("disc-{ns}");
+    let dep = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: main\n        image: '{{{{ images.get_image(\"nginx\") }}}}'\n"
+        )
+    };
+    let dir = project(
+        &disc,
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            ("app/0-ns.yaml", namespace_yaml(&ns)),
+            ("app/d.yaml", dep(0)),
+            ("app/cm.yaml", configmap(&ns, "cfg", "  a: \"1\"")),
+        ],
+    )?;
+    let result = (|| -> anyhow::Result<()> {
+        ok(
+            dir.path(),
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "-F",
+                "nginx=nginx:1.0",
+                "--write-command-result=false",
+            ],
+        )?;
+        let image = "{.spec.template.spec.containers[0].image}";
+        assert_eq!(
+            get(&env, &ns, "deployment/web", image).as_deref(),
+            Some("nginx:1.0")
+        );
+        // Other changes in the project are not applied by poke-images.
+        write(dir.path(), "app/d.yaml", &dep(3))?;
+        write(dir.path(), "app/cm.yaml", &configmap(&ns, "cfg", "  a: \"2\""))?;
+        ok(
+            dir.path(),
+            &[
+                "poke-images",
+                "-y",
+                "-t",
+                "test",
+                "-F",
+                "nginx=nginx:2.0",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert_eq!(
+            get(&env, &ns, "deployment/web", image).as_deref(),
+            Some("nginx:2.0")
+        );
+        assert_eq!(
+            get(&env, &ns, "deployment/web", "{.spec.replicas}").as_deref(),
+            Some("0")
+        );
+        assert_eq!(get(&env, &ns, "configmap/cfg", "{.data.a}").as_deref(), Some("1"));
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}

@@ -154,6 +154,19 @@ pub struct DeleteCmd {
     output: OutputFormatFlags,
 }
 
+/// `kluctl poke-images`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PokeImagesCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    #[command(flatten)]
+    yes: YesDryRunFlags,
+    #[command(flatten)]
+    results: CommandResultFlags,
+    #[command(flatten)]
+    output: OutputFormatFlags,
+}
+
 /// `kluctl validate`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ValidateCmd {
@@ -502,6 +515,22 @@ pub fn run_delete(cmd: &DeleteCmd) -> anyhow::Result<()> {
     if let Some(e) = refused {
         return Err(e);
     }
+    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
+    finish(r, &cmd.output, stored)
+}
+
+/// Runs `kluctl poke-images`.
+///
+/// # Errors
+/// Render errors, refused confirmation, or a result with errors.
+pub fn run_poke_images(cmd: &PokeImagesCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, None)?;
+    let cluster = cluster_of(&p)?;
+    if !cmd.yes.yes && !cmd.yes.dry_run && !ask("Do you really want to poke images to the target?")? {
+        anyhow::bail!("aborted");
+    }
+    let ctx = context(&p, "poke-images", cluster);
+    let mut r = cluster.block_on(ctx.poke_images(cmd.yes.dry_run));
     let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
     finish(r, &cmd.output, stored)
 }

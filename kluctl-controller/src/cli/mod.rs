@@ -42,6 +42,9 @@ pub enum KluctlCommand {
     Delete(cluster::DeleteCmd),
     /// Validates the already deployed deployment.
     Validate(cluster::ValidateCmd),
+    /// Replace all images in target: only the images resolved by images.get_image are changed
+    /// on the live objects.
+    PokeImages(cluster::PokeImagesCmd),
 }
 
 /// The `kluctl-controller` command line.
@@ -71,6 +74,7 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         Some(KluctlCommand::Prune(cmd)) => cluster::run_prune(cmd),
         Some(KluctlCommand::Delete(cmd)) => cluster::run_delete(cmd),
         Some(KluctlCommand::Validate(cmd)) => cluster::run_validate(cmd),
+        Some(KluctlCommand::PokeImages(cmd)) => cluster::run_poke_images(cmd),
         None => anyhow::bail!("no command given; see 'kluctl --help'"),
     }
 }

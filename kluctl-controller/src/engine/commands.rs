@@ -480,6 +480,57 @@ impl CommandContext<'_> {
         record_deletes(r, outcome)
     }
 
+    /// `kluctl poke-images`: sets only the container images that `images.get_image` resolved
+    /// on the live objects (read, change, update; retried on a write conflict), nothing else.
+    pub async fn poke_images(&self, dry_run: bool) -> CommandResult {
+        let mut r = self.new_result("poke-images");
+        r.command.dry_run = dry_run;
+        let Some(remote) = self.read_remote(&mut r).await else {
+            return self.finish(r).await;
+        };
+        let rendered: BTreeSet<ObjectRef> = self.rendered_refs().iter().map(versionless).collect();
+        let mut by_object: BTreeMap<ObjectRef, Vec<(String, String)>> = BTreeMap::new();
+        for fi in self.rendered.images.seen(false) {
+            let (Some(object), Some(container)) = (fi.object.clone(), fi.container.clone()) else {
+                continue;
+            };
+            if !rendered.contains(&versionless(&object)) {
+                r.errors.push(gitops_api::kluctl::v1beta1::DeploymentError {
+                    object_ref: object,
+                    message: "object not found while trying to associate image with deployed object"
+                        .to_owned(),
+                });
+                continue;
+            }
+            by_object
+                .entry(object)
+                .or_default()
+                .push((container, fi.result_image.clone()));
+        }
+        let mut outcome = ApplyOutcome::default();
+        for (object, images) in by_object {
+            if !remote.objects.contains_key(&versionless(&object)) {
+                r.warnings.push(gitops_api::kluctl::v1beta1::DeploymentError {
+                    object_ref: object,
+                    message: "remote object not found, skipped image replacement".to_owned(),
+                });
+                continue;
+            }
+            match poke_one(self.client, &remote.index, &object, &images, dry_run).await {
+                Ok(applied) => {
+                    outcome.applied.insert(object, applied);
+                }
+                Err(message) => outcome.errors.push(gitops_api::kluctl::v1beta1::DeploymentError {
+                    object_ref: object,
+                    message,
+                }),
+            }
+        }
+        let orphans = self.orphans(&remote);
+        self.collect(&remote, Some(&outcome), &orphans, &[], &mut r);
+        self.finish(r).await
+    }
+
     /// `kluctl validate`: validates every rendered object on the cluster.
     pub async fn validate(&self) -> ValidateResult {
         let validator = ClusterValidator::new(self.client, self.discovery);
@@ -498,6 +549,65 @@ impl CommandContext<'_> {
         }
         v
     }
+}
+
+/// Sets `images` (container name → image) in the pod template of one live object with an
+/// update carrying the resourceVersion read, retrying when someone wrote in between.
+async fn poke_one(
+    client: &kube::Client,
+    index: &ApiIndex,
+    object: &ObjectRef,
+    images: &[(String, String)],
+    dry_run: bool,
+) -> Result<Value, String> {
+    let entry = index
+        .resolve(object)
+        .ok_or_else(|| format!("no matches for kind \"{}\"", object.kind))?;
+    let api = remote::api_for(client, entry, &object.namespace);
+    for _ in 0..10 {
+        let live = api
+            .get(&object.name)
+            .await
+            .map_err(|e| crate::engine::apply::api_message(&e))?;
+        let mut v = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+        let before = v.clone();
+        for path in [
+            "/spec/template/spec/containers",
+            "/spec/template/spec/initContainers",
+        ] {
+            for c in v
+                .pointer_mut(path)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let name = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some((_, image)) = images.iter().find(|(n, _)| *n == name) {
+                    c["image"] = Value::String(image.clone());
+                }
+            }
+        }
+        if v == before {
+            return Ok(v);
+        }
+        let updated: kube::api::DynamicObject = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        let params = kube::api::PostParams {
+            dry_run,
+            field_manager: Some(crate::engine::apply::FIELD_MANAGER.to_owned()),
+        };
+        match api.replace(&object.name, &params, &updated).await {
+            Ok(o) => return serde_json::to_value(o).map_err(|e| e.to_string()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(crate::engine::apply::api_message(&e)),
+        }
+    }
+    Err(format!(
+        "failed to update images of {object}: kept conflicting with other writers"
+    ))
 }
 
 /// Records a deletion's errors and warnings; returns the deleted objects (objects inside

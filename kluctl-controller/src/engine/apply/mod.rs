@@ -21,6 +21,8 @@ pub mod conflicts;
 pub mod noop;
 mod object;
 
+pub(crate) use object::api_message;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
