@@ -157,6 +157,27 @@ fn make_ready(env: &Env, ns: &str, name: &str) -> anyhow::Result<()> {
     })
 }
 
+/// ConfigMaps that are not ours, applied by field manager `other`: one with our discriminator
+/// label (but no `kluctl` managed fields), one with another discriminator, one with none.
+fn apply_foreign_objects(env: &Env, ns: &str, disc: &str) -> anyhow::Result<()> {
+    for (name, labels) in [
+        ("theirs-same-disc", format!("kluctl.io/discriminator: {disc}")),
+        (
+            "theirs-other-disc",
+            "kluctl.io/discriminator: someone-else".to_owned(),
+        ),
+        ("theirs-no-disc", "x: z".to_owned()),
+    ] {
+        env.kubectl_with_input(
+            &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ndata: {{k: v}}\n"
+            )),
+        )?;
+    }
+    Ok(())
+}
+
 fn cleanup(env: &Env, ns: &str) {
     let _ = env.kubectl(&["delete", "namespace", ns, "--wait=false", "--ignore-not-found"]);
 }
@@ -581,19 +602,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
         ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
         // Foreign objects: our discriminator but created by another manager, another
         // discriminator, no discriminator.
-        for (name, labels) in [
-            ("theirs-same-disc", format!("kluctl.io/discriminator: {disc}")),
-            (
-                "theirs-other-disc",
-                "kluctl.io/discriminator: someone-else".to_owned(),
-            ),
-            ("theirs-no-disc", "x: z".to_owned()),
-        ] {
-            env.kubectl_with_input(
-                &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
-                Some(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ndata: {{k: v}}\n")),
-            )?;
-        }
+        apply_foreign_objects(&env, &ns, &disc)?;
         // "old" becomes an orphan.
         write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
 
@@ -712,19 +721,7 @@ fn foreign_objects_survive_delete_and_no_discriminator_refuses() -> anyhow::Resu
             dir.path(),
             &["deploy", "-y", "-t", "test", "--write-command-result=false"],
         )?;
-        for (name, labels) in [
-            ("theirs-same-disc", format!("kluctl.io/discriminator: {disc}")),
-            (
-                "theirs-other-disc",
-                "kluctl.io/discriminator: someone-else".to_owned(),
-            ),
-            ("theirs-no-disc", "x: z".to_owned()),
-        ] {
-            env.kubectl_with_input(
-                &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
-                Some(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ndata: {{k: v}}\n")),
-            )?;
-        }
+        apply_foreign_objects(&env, &ns, &disc)?;
         let before: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
             .iter()
             .map(|n| rv(&env, &ns, &format!("configmap/{n}")))

@@ -559,7 +559,7 @@ pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
         v = cluster.block_on(ctx.validate());
     }
     write_outputs(&cmd.output, &|format| match format {
-        "text" => Ok(validate_text(&v)),
+        "text" => Ok(crate::engine::diff::output::format_validate_text(&v)),
         "yaml" => Ok(crate::engine::diff::yaml::to_yaml(&serde_json::to_value(&v)?)),
         other => anyhow::bail!("invalid validation result format: {other}"),
     })?;
@@ -568,41 +568,4 @@ pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
     }
     eprintln!("Validation succeeded");
     Ok(())
-}
-
-/// The text form of a validate result (Kluctl's sections).
-fn validate_text(v: &crate::engine::validate::ValidateResult) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let errors = |out: &mut String, list: &[crate::engine::validate::DeploymentError]| {
-        for e in list {
-            let r = e.object_ref.to_string();
-            if r.is_empty() {
-                let _ = writeln!(out, "  {}", e.message);
-            } else {
-                let _ = writeln!(out, "  {r}: {}", e.message);
-            }
-        }
-    };
-    if !v.warnings.is_empty() {
-        out.push_str("\nValidation Warnings:\n");
-        errors(&mut out, &v.warnings);
-    }
-    if !v.errors.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str("Validation Errors:\n");
-        errors(&mut out, &v.errors);
-    }
-    if !v.results.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str("Results:\n");
-        for e in &v.results {
-            let _ = writeln!(out, "  {}: {}", e.object_ref, e.message);
-        }
-    }
-    out
 }

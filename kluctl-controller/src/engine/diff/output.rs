@@ -125,6 +125,32 @@ pub fn format_text(r: &CommandResult, opts: &OutputOptions) -> String {
     out
 }
 
+/// The text of a validate result, in Kluctl's sections (warnings, errors, results).
+pub fn format_validate_text(v: &crate::engine::validate::ValidateResult) -> String {
+    let mut out = String::new();
+    if !v.warnings.is_empty() {
+        out.push_str("\nValidation Warnings:\n");
+        errors(&mut out, &v.warnings);
+    }
+    if !v.errors.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("Validation Errors:\n");
+        errors(&mut out, &v.errors);
+    }
+    if !v.results.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("Results:\n");
+        for e in &v.results {
+            let _ = writeln!(out, "  {}: {}", e.object_ref, e.message);
+        }
+    }
+    out
+}
+
 fn errors(out: &mut String, list: &[DeploymentError]) {
     for e in list {
         let r = e.object_ref.to_string();
