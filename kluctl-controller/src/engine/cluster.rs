@@ -125,8 +125,7 @@ impl Cluster {
                 .apiserver_version()
                 .await
                 .map_err(api("read the server version"))?;
-            let discovery = Discovery::new(client.clone())
-                .run()
+            let discovery = discover(&client)
                 .await
                 .map_err(api("discover API resources"))?;
             Ok::<_, ClusterError>((version, discovery))
@@ -193,6 +192,25 @@ impl Cluster {
         } else {
             Api::all_with(self.client.clone(), &ar)
         })
+    }
+}
+
+/// Runs API discovery, retrying while a group disappears in between (a CRD being deleted
+/// answers 404 for its group for a moment; Kubernetes clients tolerate that, a single discovery
+/// run does not).
+///
+/// # Errors
+/// The last error when discovery keeps failing for about five seconds, or any other error.
+pub async fn discover(client: &kube::Client) -> Result<Discovery, kube::Error> {
+    let mut attempt = 0;
+    loop {
+        match Discovery::new(client.clone()).run().await {
+            Err(kube::Error::Api(s)) if s.code == 404 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
     }
 }
 

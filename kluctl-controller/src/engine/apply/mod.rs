@@ -478,7 +478,7 @@ impl<'a> Applier<'a> {
     }
 
     async fn refresh_discovery(&self) {
-        match Discovery::new(self.client.clone()).run().await {
+        match crate::engine::cluster::discover(self.client).await {
             Ok(d) => {
                 *self
                     .index
