@@ -872,3 +872,70 @@ fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
     cleanup(&env, &ns);
     result
 }
+
+#[test]
+fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-500");
+    let disc = format!("disc-{ns}");
+    let label = format!("e2e-fail-{ns}");
+    // A validating webhook that cannot be reached, with failurePolicy Fail: the apiserver
+    // answers every write of a labelled object with 500 InternalError ("failed calling webhook").
+    let webhook = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {label}\nwebhooks:\n- name: fail.{ns}.example.com\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 2\n  clientConfig:\n    url: https://127.0.0.1:1/fail\n  objectSelector:\n    matchLabels: {{{label}: \"true\"}}\n  rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [configmaps]\n"
+    );
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: app\n  - path: old\n".to_owned(),
+            ),
+            ("app/0-ns.yaml", namespace_yaml(&ns)),
+            ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
+            ("old/cm.yaml", configmap(&ns, "old", "  a: \"1\"")),
+        ],
+    )?;
+    let d = dir.path();
+    let result = (|| -> anyhow::Result<()> {
+        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        env.kubectl_with_input(&["apply", "-f", "-"], Some(&webhook))?;
+        write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+        write(
+            d,
+            "app/cm.yaml",
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: {ns}\n  labels: {{{label}: \"true\"}}\ndata: {{a: \"2\"}}\n"
+            ),
+        )?;
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--prune",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(
+            out.contains("failed calling webhook"),
+            "not the apiserver's 500:\n{out}"
+        );
+        assert!(out.contains("prune skipped"), "{out}");
+        assert!(
+            rv(&env, &ns, "configmap/old").is_some(),
+            "pruned after an apiserver 500"
+        );
+        Ok(())
+    })();
+    let _ = env.kubectl(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        &label,
+        "--ignore-not-found",
+    ]);
+    cleanup(&env, &ns);
+    result
+}

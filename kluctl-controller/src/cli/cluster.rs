@@ -25,8 +25,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `-o/--output-format`, `--short-output`, `--no-obfuscate`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputFormatFlags {
-    /// Specify output format and target file, in the format 'format=path'. Format can either
-    /// be 'text' or 'yaml'. Can be specified multiple times.
+    /// Specify output format and target file, in the format 'format=path'. Format can be
+    /// 'text', 'yaml' or 'json'. Can be specified multiple times.
     #[arg(short = 'o', long = "output-format")]
     pub output_format: Vec<String>,
     /// When using the 'text' output format (which is the default), only names of changes
@@ -368,7 +368,8 @@ fn finish(
     write_outputs(&flags.output_format, &|format| match format {
         "text" => Ok(format_text(&r, &opts)),
         "yaml" => Ok(format_yaml(&r)),
-        other => anyhow::bail!("invalid format: {other}"),
+        "json" => Ok(crate::engine::diff::format_json(&r)),
+        other => anyhow::bail!("invalid format: {other} (expected text, yaml or json)"),
     })?;
     if !r.errors.is_empty() {
         anyhow::bail!("command failed");

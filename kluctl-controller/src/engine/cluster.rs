@@ -125,9 +125,7 @@ impl Cluster {
                 .apiserver_version()
                 .await
                 .map_err(api("read the server version"))?;
-            let discovery = discover(&client)
-                .await
-                .map_err(api("discover API resources"))?;
+            let discovery = discover(&client).await.map_err(api("discover API resources"))?;
             Ok::<_, ClusterError>((version, discovery))
         })?;
         let mut resources: HashMap<(String, String), Vec<(String, bool)>> = HashMap::new();
