@@ -510,6 +510,7 @@ impl<'a> Applier<'a> {
     }
 
     fn record_applied(&self, reference: &ObjectRef, applied: Value, hook: bool) {
+        self.observe(reference, &applied);
         let is_new = !hook && self.remote_object(reference).is_none();
         let mut s = self.state();
         if hook {

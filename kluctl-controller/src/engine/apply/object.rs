@@ -183,7 +183,6 @@ impl Applier<'_> {
         match result {
             Ok(r) => {
                 let r = undo(to_value(r));
-                self.observe(&reference, &r);
                 self.record_applied(&reference, r.clone(), hook);
                 true
             }
@@ -428,7 +427,7 @@ impl Applier<'_> {
     }
 
     /// Remembers what later objects of the run depend on: namespaces and CRDs created.
-    fn observe(&self, reference: &ObjectRef, applied: &Value) {
+    pub(crate) fn observe(&self, reference: &ObjectRef, applied: &Value) {
         if reference.group.is_empty() && reference.kind == "Namespace" {
             self.state().dry_run_namespaces.insert(reference.name.clone());
         }
