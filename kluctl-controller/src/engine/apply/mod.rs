@@ -247,7 +247,6 @@ impl<'a> Applier<'a> {
         } else {
             String::new()
         };
-        let before = self.counts();
         let rules = &item.item.conflict_resolution;
 
         let mut to_delete: BTreeSet<ObjectRef> = BTreeSet::new();
@@ -347,8 +346,14 @@ impl<'a> Applier<'a> {
             return;
         }
         self.run_hooks(&name, rules, &select(post)).await;
-        let after = self.counts();
-        let (ok, summary) = summary(before, after);
+        let mine: BTreeSet<ObjectRef> = item
+            .objects
+            .iter()
+            .filter_map(crate::engine::object_ref)
+            .chain(to_delete.iter().cloned())
+            .chain(to_wait.iter().cloned())
+            .collect();
+        let (ok, summary) = summary(self.counts(&mine));
         if !name.is_empty() {
             self.progress.finish(&name, ok, &summary);
         }
@@ -554,20 +559,24 @@ impl<'a> Applier<'a> {
         exists
     }
 
-    fn counts(&self) -> Counts {
+    /// What happened to `mine` (the objects one item renders, deletes or waits for).
+    fn counts(&self, mine: &BTreeSet<ObjectRef>) -> Counts {
         let s = self.state();
+        let o = &s.outcome;
+        let count = |set: &BTreeSet<ObjectRef>| mine.iter().filter(|r| set.contains(*r)).count();
+        let hooks = count(&o.hooks);
         Counts {
-            applied: s.outcome.applied.len() - s.outcome.hooks.len(),
-            hooks: s.outcome.hooks.len(),
-            deleted: s.outcome.deleted.len(),
-            deleted_hooks: s.outcome.deleted_hooks.len(),
-            errors: s.outcome.errors.len(),
-            warnings: s.outcome.warnings.len(),
+            applied: mine.iter().filter(|r| o.applied.contains_key(*r)).count() - hooks,
+            hooks,
+            deleted: count(&o.deleted),
+            deleted_hooks: count(&o.deleted_hooks),
+            errors: o.errors.iter().filter(|e| mine.contains(&e.object_ref)).count(),
+            warnings: o.warnings.iter().filter(|e| mine.contains(&e.object_ref)).count(),
         }
     }
 }
 
-/// Run-wide counters, to summarise one item (approximate while items run in parallel).
+/// What happened to one item's objects.
 #[derive(Clone, Copy, Default)]
 struct Counts {
     applied: usize,
@@ -578,14 +587,14 @@ struct Counts {
     warnings: usize,
 }
 
-fn summary(before: Counts, after: Counts) -> (bool, String) {
+fn summary(c: Counts) -> (bool, String) {
     let parts = [
-        (after.applied - before.applied, "Applied {} objects."),
-        (after.hooks - before.hooks, "Applied {} hooks."),
-        (after.deleted - before.deleted, "Deleted {} objects."),
-        (after.deleted_hooks - before.deleted_hooks, "Deleted {} hooks."),
-        (after.errors - before.errors, "Encountered {} errors."),
-        (after.warnings - before.warnings, "Encountered {} warnings."),
+        (c.applied, "Applied {} objects."),
+        (c.hooks, "Applied {} hooks."),
+        (c.deleted, "Deleted {} objects."),
+        (c.deleted_hooks, "Deleted {} hooks."),
+        (c.errors, "Encountered {} errors."),
+        (c.warnings, "Encountered {} warnings."),
     ];
     let text: Vec<String> = parts
         .iter()
@@ -597,7 +606,7 @@ fn summary(before: Counts, after: Counts) -> (bool, String) {
     } else {
         text.join(" ")
     };
-    (after.errors == before.errors, text)
+    (c.errors == 0, text)
 }
 
 fn annotation_true(o: &Value, key: &str) -> bool {
@@ -615,20 +624,19 @@ mod tests {
 
     #[test]
     fn item_summaries_read_like_kluctl() {
-        let before = Counts::default();
-        let after = Counts {
+        let c = Counts {
             applied: 3,
             hooks: 1,
             errors: 1,
             ..Counts::default()
         };
         assert_eq!(
-            summary(before, after),
+            summary(c),
             (
                 false,
                 "Applied 3 objects. Applied 1 hooks. Encountered 1 errors.".to_owned()
             )
         );
-        assert_eq!(summary(after, after), (true, "Nothing to apply.".to_owned()));
+        assert_eq!(summary(Counts::default()), (true, "Nothing to apply.".to_owned()));
     }
 }

@@ -410,9 +410,14 @@ pub struct Fetched {
     pub warnings: Vec<DeploymentError>,
 }
 
-/// GETs every reference in `refs` (full objects), `concurrency` at a time. Objects that do not
-/// exist, and kinds the cluster does not serve, are simply absent from the result (Kluctl's
-/// behaviour: a CRD may be created by the same deploy).
+/// Reads every reference in `refs` (full objects), `concurrency` requests at a time. Objects
+/// that do not exist, and kinds the cluster does not serve, are simply absent from the result
+/// (Kluctl's behaviour: a CRD may be created by the same deploy).
+///
+/// References are read one GET each, except where [`LIST_THRESHOLD`] or more share a kind and a
+/// namespace: those are read with one list of that kind in that namespace (a first deploy of a
+/// large project into a new namespace then costs a few lists instead of a GET per object). A
+/// list that is not allowed falls back to GETs.
 ///
 /// Per-object failures are collected in [`Fetched::errors`] / [`Fetched::warnings`], never
 /// fatal, so one unreadable object does not hide the others.
@@ -423,12 +428,53 @@ pub async fn fetch_objects(
     concurrency: usize,
 ) -> Fetched {
     let unique: BTreeSet<&ObjectRef> = refs.iter().collect();
-    let results: Vec<(ObjectRef, Result<Option<Object>, String>)> = futures::stream::iter(unique)
+    let mut groups: BTreeMap<(String, String, String, String), Vec<&ObjectRef>> = BTreeMap::new();
+    for r in unique {
+        groups
+            .entry((
+                r.group.clone(),
+                r.version.clone(),
+                r.kind.clone(),
+                r.namespace.clone(),
+            ))
+            .or_default()
+            .push(r);
+    }
+    let mut singles: Vec<&ObjectRef> = Vec::new();
+    let mut listed: Vec<Vec<&ObjectRef>> = Vec::new();
+    for ((_, _, _, namespace), members) in groups {
+        if members.len() >= LIST_THRESHOLD && !namespace.is_empty() {
+            listed.push(members);
+        } else {
+            singles.extend(members);
+        }
+    }
+    let mut fetched = Fetched::default();
+    let lists: Vec<(Vec<&ObjectRef>, Option<ByName>)> = futures::stream::iter(listed)
+        .map(|members| async move {
+            let found = list_namespace(client, index, members[0]).await;
+            (members, found)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (members, found) in lists {
+        match found {
+            Some(mut by_name) => {
+                for r in members {
+                    if let Some(o) = by_name.remove(&r.name) {
+                        fetched.objects.insert(r.clone(), o);
+                    }
+                }
+            }
+            None => singles.extend(members),
+        }
+    }
+    let results: Vec<(ObjectRef, Result<Option<Object>, String>)> = futures::stream::iter(singles)
         .map(|r| async move { (r.clone(), fetch_one(client, index, r).await) })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut fetched = Fetched::default();
     for (reference, result) in results {
         match result {
             Ok(Some(object)) => {
@@ -450,6 +496,41 @@ pub async fn fetch_objects(
     fetched.errors.sort_by(|a, b| a.object_ref.cmp(&b.object_ref));
     fetched.warnings.sort_by(|a, b| a.object_ref.cmp(&b.object_ref));
     fetched
+}
+
+/// Objects of one kind in one namespace, by name.
+type ByName = BTreeMap<String, Object>;
+
+/// From how many references of one kind in one namespace [`fetch_objects`] lists instead of
+/// GETting each.
+pub const LIST_THRESHOLD: usize = 4;
+
+/// Every object of `like`'s kind in `like`'s namespace by name, or `None` when the kind is
+/// not served or the list fails (the caller then GETs one by one and reports errors there).
+async fn list_namespace(client: &kube::Client, index: &ApiIndex, like: &ObjectRef) -> Option<ByName> {
+    let entry = index.resolve(like)?;
+    let api = api_for(client, entry, &like.namespace);
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    let mut out = BTreeMap::new();
+    loop {
+        let list = api.list(&params).await.ok()?;
+        for mut o in list.items {
+            o.types = Some(kube::api::TypeMeta {
+                api_version: entry.resource.api_version.clone(),
+                kind: entry.resource.kind.clone(),
+            });
+            let Some(name) = o.metadata.name.clone() else {
+                continue;
+            };
+            if let Ok(Value::Object(m)) = serde_json::to_value(&o) {
+                out.insert(name, m);
+            }
+        }
+        match list.metadata.continue_ {
+            Some(t) if !t.is_empty() => params.continue_token = Some(t),
+            _ => return Some(out),
+        }
+    }
 }
 
 const PERMISSION_PREFIX: &str = "failed to get object (permission denied)";
