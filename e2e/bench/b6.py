@@ -331,9 +331,11 @@ def main():
                     " ".join("%s %d" % (v, c) for v, c in reqs.items() if c),
                     (t1 - t0) - n_reqs, "; rewrote %d objects" % changed if phase == "redeploy" else ""))
         finally:
+            t = time.time()
             kube.run(["delete", "ns", ns, "--wait=false", "--ignore-not-found"])
             kube.run(["delete", "crd", "-l", "%s=%s" % (RUN_LABEL, run_id), "--wait=false", "--ignore-not-found"])
             wait_gone(kube, ["crd", "-l", "%s=%s" % (RUN_LABEL, run_id)], ["ns", "-l", NS_LABEL + "=run"])
+            log("B6 %-7s cleanup: namespace %s and its CRDs gone after %.1fs" % (side, ns, time.time() - t))
         if record:
             for phase, v in row.items():
                 results[side][phase].append(v)

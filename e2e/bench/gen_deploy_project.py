@@ -18,7 +18,8 @@ the label bench.example.com/run=<run> (commonLabels), which the benchmark uses t
 discriminator includes both args, so every run's objects are told apart from every other run's.
 
 The files are plain YAML apart from `{{ args.* }}`: this benchmark measures deploying, B3
-measures templating.
+measures templating. Ports name their protocol: the v1.20 apiserver's server-side apply rejects a
+port list entry without it (the list's key includes it and 1.20 has no default for it there).
 """
 
 import argparse
@@ -106,6 +107,7 @@ spec:
           args: ["--port", "{8000 + a}", "--config", "/etc/{name}"]
           ports:
             - containerPort: {8000 + a}
+              protocol: TCP
           resources:
             requests:
               cpu: 10m
@@ -121,6 +123,7 @@ spec:
     app.kubernetes.io/name: {name}
   ports:
     - name: http
+      protocol: TCP
       port: 80
       targetPort: {8000 + a}
 """,
