@@ -32,6 +32,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -299,7 +300,9 @@ def main():
         args = ["-a", "namespace=" + ns, "-a", "run=" + run_id]
         if side == "kluctl":
             cmd = [kluctl, "deploy", "-y", "--project-dir", project, "-t", "bench", "--kubeconfig", kc] + args
-            cmd_env = env
+            # KUBECONFIG too: were --kubeconfig ignored, the admin's kubeconfig would be used and
+            # the requests would go uncounted (the check below catches that as well)
+            cmd_env = dict(env, KUBECONFIG=kc)
         else:
             _, _, out, _ = measure([kluctl, "render", "--offline-kubernetes", "-t", "bench", "--print-all",
                                     "--project-dir", project] + args, cwd=d, env=env)
@@ -321,6 +324,10 @@ def main():
                 m1, t1 = kube.metrics()
                 reqs = {v: m1[v] - m0[v] for v in m1}
                 n_reqs = sum(reqs.values())
+                if n_reqs < (OBJECTS if phase == "first" else 1):
+                    raise Broken("B6 %s %s: only %d requests of ServiceAccount %s/%s were counted for %d objects: "
+                                 "did the command use another kubeconfig than %s?" % (side, phase, n_reqs, SA_NS, SA_NAME,
+                                                                                      OBJECTS, kc))
                 objs = list_objects(kube, ns, run_id)
                 check_objects(objs, side, phase)
                 changed = rewritten(before, objs) if before else 0
@@ -341,13 +348,16 @@ def main():
                 results[side][phase].append(v)
 
     t_start = time.time()
-    if not a.no_warmup:
-        log("B6 warm-up (one run each, not counted)")
-        for side in sides:
-            one(side, 0, False)
-    for i in range(1, a.runs + 1):
-        for side in sides if i % 2 else list(reversed(sides)):
-            one(side, i, True)
+    try:
+        if not a.no_warmup:
+            log("B6 warm-up (one run each, not counted)")
+            for side in sides:
+                one(side, 0, False)
+        for i in range(1, a.runs + 1):
+            for side in sides if i % 2 else list(reversed(sides)):
+                one(side, i, True)
+    finally:
+        os.remove(kc)  # holds the ServiceAccount's token
     log("B6 done in %.0fs" % (time.time() - t_start))
 
     def stats(side, phase):
@@ -380,6 +390,7 @@ def main():
                 "; objects rewritten (most of any run): %d" % changed if phase == "redeploy" else ""))
     print("B6 requests: the ServiceAccount's own, per verb FlowSchema (apiserver_flowcontrol_dispatched_requests_total);"
           " WATCH not counted")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
