@@ -130,6 +130,75 @@ pub fn parse_fixed_image(arg: &str) -> Result<FixedImage, String> {
     })
 }
 
+/// `--write-command-result`, `--force-write-command-result`, `--command-result-namespace`,
+/// `--keep-command-results-count`, `--keep-validate-results-count`: whether and where the
+/// commands that change the cluster (`deploy`, `prune`, `delete`, `poke-images`) store their
+/// result, and how many old results survive.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct CommandResultFlags {
+    /// Write the command result into the cluster (default true; `--write-command-result=false`
+    /// turns it off).
+    #[arg(
+        long = "write-command-result",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = parse_bool_flag,
+    )]
+    pub write_command_result: bool,
+    /// Write the command result even in `--dry-run` mode.
+    #[arg(
+        long = "force-write-command-result",
+        value_name = "BOOL",
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = parse_bool_flag,
+    )]
+    pub force_write_command_result: bool,
+    /// Namespace the command results are written to (created when missing).
+    #[arg(long = "command-result-namespace", value_name = "NAMESPACE", default_value = crate::engine::store::DEFAULT_RESULTS_NAMESPACE)]
+    pub command_result_namespace: String,
+    /// How many command results to keep per project and target.
+    #[arg(long = "keep-command-results-count", value_name = "N", default_value_t = crate::engine::store::DEFAULT_KEEP_COMMAND_RESULTS)]
+    pub keep_command_results_count: usize,
+    /// How many validate results to keep per project and target.
+    #[arg(long = "keep-validate-results-count", value_name = "N", default_value_t = crate::engine::store::DEFAULT_KEEP_VALIDATE_RESULTS)]
+    pub keep_validate_results_count: usize,
+}
+
+impl Default for CommandResultFlags {
+    /// Kluctl's defaults: write, no forcing, `kluctl-results`, keep 5 command and 2 validate
+    /// results.
+    fn default() -> Self {
+        Self {
+            write_command_result: true,
+            force_write_command_result: false,
+            command_result_namespace: crate::engine::store::DEFAULT_RESULTS_NAMESPACE.to_owned(),
+            keep_command_results_count: crate::engine::store::DEFAULT_KEEP_COMMAND_RESULTS,
+            keep_validate_results_count: crate::engine::store::DEFAULT_KEEP_VALIDATE_RESULTS,
+        }
+    }
+}
+
+impl CommandResultFlags {
+    /// Whether a command with this `--dry-run` setting writes its result (Kluctl: written
+    /// unless disabled; a dry run writes only with `--force-write-command-result`).
+    pub fn should_write(&self, dry_run: bool) -> bool {
+        self.write_command_result && (!dry_run || self.force_write_command_result)
+    }
+}
+
+/// A boolean flag value in Go's syntax (`true`, `false`, `1`, `0`, `t`, `F`, ...).
+fn parse_bool_flag(s: &str) -> Result<bool, String> {
+    crate::engine::values::parse_go_bool(s).ok_or_else(|| format!("invalid boolean value {s:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_fixed_image;
@@ -150,5 +219,61 @@ mod tests {
         assert_eq!(f.result_image, "nginx@sha256");
         assert!(parse_fixed_image("a:b:c:d:e=x").is_err());
         assert!(parse_fixed_image("nginx").is_err());
+    }
+
+    #[test]
+    fn command_result_flags_default_like_kluctl_and_take_go_booleans() {
+        use super::CommandResultFlags;
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: CommandResultFlags,
+            rest: Vec<String>,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("kluctl").chain(args.iter().copied()))
+                .map(|c| (c.flags, c.rest))
+        };
+        let (f, _) = parse(&[]).unwrap();
+        assert_eq!(f, CommandResultFlags::default());
+        assert!(f.write_command_result && !f.force_write_command_result);
+        assert_eq!(f.command_result_namespace, "kluctl-results");
+        assert_eq!(
+            (f.keep_command_results_count, f.keep_validate_results_count),
+            (5, 2)
+        );
+        assert!(f.should_write(false) && !f.should_write(true));
+
+        for off in [
+            "--write-command-result=false",
+            "--write-command-result=0",
+            "--write-command-result=F",
+        ] {
+            let (f, _) = parse(&[off]).unwrap();
+            assert!(!f.write_command_result, "{off}");
+            assert!(!f.should_write(false));
+        }
+        let (f, _) = parse(&["--write-command-result", "--force-write-command-result"]).unwrap();
+        assert!(f.write_command_result && f.should_write(true));
+        // As in Go, a bool flag never takes the next word as its value.
+        let (f, rest) = parse(&["--write-command-result", "false"]).unwrap();
+        assert!(f.write_command_result);
+        assert_eq!(rest, ["false"]);
+        assert!(parse(&["--write-command-result=maybe"]).is_err());
+        let (f, _) = parse(&[
+            "--command-result-namespace",
+            "results",
+            "--keep-command-results-count=9",
+            "--keep-validate-results-count",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(f.command_result_namespace, "results");
+        assert_eq!(
+            (f.keep_command_results_count, f.keep_validate_results_count),
+            (9, 0)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line definitions of the `kluctl` and `kluctl-controller` binaries.
 
+pub mod cluster;
 pub mod env;
 pub mod flags;
 pub mod render;
@@ -31,6 +32,16 @@ pub enum KluctlCommand {
     ListTargets(render::ListTargetsCmd),
     /// Renders and outputs the images used via images.get_image (the --fixed-images-file format).
     ListImages(render::ListImagesCmd),
+    /// Deploys a target to the corresponding cluster.
+    Deploy(cluster::DeployCmd),
+    /// Perform a diff between the locally rendered target and the already deployed target.
+    Diff(cluster::DiffCmd),
+    /// Searches the target cluster for prunable objects and deletes them.
+    Prune(cluster::PruneCmd),
+    /// Delete a target (or parts of it) from the corresponding cluster.
+    Delete(cluster::DeleteCmd),
+    /// Validates the already deployed deployment.
+    Validate(cluster::ValidateCmd),
 }
 
 /// The `kluctl-controller` command line.
@@ -55,6 +66,11 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         Some(KluctlCommand::Render(cmd)) => render::run_render(cmd),
         Some(KluctlCommand::ListTargets(cmd)) => render::run_list_targets(cmd),
         Some(KluctlCommand::ListImages(cmd)) => render::run_list_images(cmd),
+        Some(KluctlCommand::Deploy(cmd)) => cluster::run_deploy(cmd),
+        Some(KluctlCommand::Diff(cmd)) => cluster::run_diff(cmd),
+        Some(KluctlCommand::Prune(cmd)) => cluster::run_prune(cmd),
+        Some(KluctlCommand::Delete(cmd)) => cluster::run_delete(cmd),
+        Some(KluctlCommand::Validate(cmd)) => cluster::run_validate(cmd),
         None => anyhow::bail!("no command given; see 'kluctl --help'"),
     }
 }

@@ -30,19 +30,51 @@ use crate::engine::template::{PlaceholderImages, TemplateEngine};
 #[derive(Args, Debug, Clone, Default)]
 pub struct RenderFlags {
     #[command(flatten)]
-    project: ProjectFlags,
+    pub(crate) project: ProjectFlags,
     #[command(flatten)]
-    target: TargetFlags,
+    pub(crate) target: TargetFlags,
     #[command(flatten)]
-    args: ArgsFlags,
+    pub(crate) args: ArgsFlags,
     #[command(flatten)]
-    images: ImageFlags,
+    pub(crate) images: ImageFlags,
     #[command(flatten)]
-    inclusion: InclusionFlags,
+    pub(crate) inclusion: InclusionFlags,
     #[command(flatten)]
-    render_output: RenderOutputFlags,
+    pub(crate) render_output: RenderOutputFlags,
     #[command(flatten)]
-    offline: OfflineFlags,
+    pub(crate) offline: OfflineFlags,
+}
+
+/// The flags of commands that render a target and work on its cluster (no offline mode).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterRenderFlags {
+    #[command(flatten)]
+    pub(crate) project: ProjectFlags,
+    #[command(flatten)]
+    pub(crate) target: TargetFlags,
+    #[command(flatten)]
+    pub(crate) args: ArgsFlags,
+    #[command(flatten)]
+    pub(crate) images: ImageFlags,
+    #[command(flatten)]
+    pub(crate) inclusion: InclusionFlags,
+    #[command(flatten)]
+    pub(crate) render_output: RenderOutputFlags,
+}
+
+impl ClusterRenderFlags {
+    /// As render flags, online.
+    pub(crate) fn to_render_flags(&self) -> RenderFlags {
+        RenderFlags {
+            project: self.project.clone(),
+            target: self.target.clone(),
+            args: self.args.clone(),
+            images: self.images.clone(),
+            inclusion: self.inclusion.clone(),
+            render_output: self.render_output.clone(),
+            offline: OfflineFlags::default(),
+        }
+    }
 }
 
 /// `kluctl render`.
@@ -124,9 +156,25 @@ fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
     Ok(out)
 }
 
-/// Renders the selected target; the render dir is `--render-output-dir` or a temporary dir
-/// that lives as long as the returned guard.
-fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
+/// A rendered target with what rendering it took: the cluster connection (unless offline),
+/// the inclusion rules and the temporary render dir (removed when this is dropped).
+pub(crate) struct Prepared {
+    /// The rendered target.
+    pub rendered: RenderedTarget,
+    /// The connected cluster (`None` offline).
+    pub cluster: Option<Cluster>,
+    /// The inclusion rules of `-I`/`-E`/dirs.
+    pub inclusion: Inclusion,
+    /// The external args (`-a`, `--args-from-file`).
+    pub external_args: Value,
+    /// The project directory.
+    pub project_dir: PathBuf,
+    guard: Option<tempfile::TempDir>,
+}
+
+/// Renders the selected target (`discriminator`: `--discriminator`); the render dir is
+/// `--render-output-dir` or a temporary dir that lives as long as the result.
+pub(crate) fn prepare(c: &RenderFlags, discriminator: Option<String>) -> anyhow::Result<Prepared> {
     let (render_dir, guard) = if let Some(d) = &c.render_output.render_output_dir {
         fs_err::create_dir_all(d)?;
         (d.clone(), None)
@@ -162,19 +210,20 @@ fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::T
             .map(|k| k.api_versions.clone())
             .unwrap_or_default(),
     };
+    let inclusion = Inclusion::from_flags(
+        &c.inclusion.include_tag,
+        &c.inclusion.exclude_tag,
+        &c.inclusion.include_deployment_dir,
+        &c.inclusion.exclude_deployment_dir,
+    )?;
     let options = TargetOptions {
-        project_dir,
+        project_dir: project_dir.clone(),
         target: c.target.target.clone(),
         target_name_override: c.target.target_name_override.clone(),
-        discriminator: None,
+        discriminator,
         context: cluster.as_ref().map(|k| k.context.clone()),
-        external_args,
-        inclusion: Inclusion::from_flags(
-            &c.inclusion.include_tag,
-            &c.inclusion.exclude_tag,
-            &c.inclusion.include_deployment_dir,
-            &c.inclusion.exclude_deployment_dir,
-        )?,
+        external_args: external_args.clone(),
+        inclusion: inclusion.clone(),
         fixed_images: fixed_images(&c.images)?,
         render_dir,
         kustomizer: Kustomizer::default(),
@@ -191,7 +240,19 @@ fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::T
     for w in &rendered.warnings {
         eprintln!("warning: {w}");
     }
-    Ok((rendered, guard))
+    Ok(Prepared {
+        rendered,
+        cluster,
+        inclusion,
+        external_args,
+        project_dir,
+        guard,
+    })
+}
+
+fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
+    let p = prepare(c, None)?;
+    Ok((p.rendered, p.guard))
 }
 
 /// Runs `kluctl render`.

@@ -50,6 +50,7 @@ pub struct Cluster {
     resources: HashMap<(String, String), Vec<(String, bool)>>,
     /// `group/version` and `group/version/Kind` strings (Helm's `--api-versions`).
     pub api_versions: Vec<String>,
+    discovery: Discovery,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -161,7 +162,23 @@ impl Cluster {
             server_version: version.git_version,
             resources,
             api_versions,
+            discovery,
         })
+    }
+
+    /// The client (for the engine's async cluster steps; run them with [`Self::block_on`]).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The API discovery made when connecting.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Runs an async engine step on this cluster's runtime (not from inside an async task).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     fn api_for(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Api<DynamicObject>, String> {

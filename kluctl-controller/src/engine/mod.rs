@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! apply      server-side apply: field-manager conflict resolution
+//! commands   deploy, diff, prune, delete, validate: remote read ─► apply ─► diff ─► prune
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
 //! remote     our objects on the cluster: discriminator lists (metadata only), GETs by ref
 //! prune      orphans, deletable rules, ordered deletion; prune needs an Applied token
@@ -15,6 +16,7 @@
 //!   helm       helm-chart.yaml: pull (cached), template with the pinned helm binary
 //!   kustomize  native fast path + the pinned kustomize binary for the rest
 //! source     Git repositories for git includes and git vars (cached checkouts)
+//! store      command/validate results as Secrets in kluctl-results (Kluctl's format), retention
 //! target     one call: project dir + options ─► rendered objects of a target
 //! values     deep merge and dotted paths with Kluctl's semantics
 //! validate   readiness rules per kind, `kluctl validate`, the readiness wait of deploy
@@ -22,6 +24,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod commands;
 pub mod diff;
 pub mod helm;
 pub mod kustomize;
@@ -31,6 +34,7 @@ pub mod remote;
 pub mod render;
 pub mod result;
 pub mod source;
+pub mod store;
 pub mod target;
 pub mod template;
 pub mod validate;

@@ -758,7 +758,7 @@ impl ResultBuilder {
     }
 }
 
-fn push_unique(list: &mut Vec<DeploymentError>, r: &ObjectRef, message: String) {
+pub(crate) fn push_unique(list: &mut Vec<DeploymentError>, r: &ObjectRef, message: String) {
     let e = DeploymentError {
         object_ref: r.clone(),
         message,

@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 
 use super::args::{self, ArgsError};
 use super::config::{
-    self, ConfigError, DeploymentItemConfig, DeploymentProjectConfig, KluctlProjectConfig, Target,
+    self, ConfigError, ConflictResolutionItem, DeploymentItemConfig, DeploymentProjectConfig,
+    IgnoreForDiffItem, KluctlProjectConfig, Target,
 };
 use super::inclusion::default_tag;
 use super::vars::{VarsError, VarsLoader};
@@ -284,6 +285,10 @@ pub struct Item {
     pub override_namespace: Option<String>,
     /// The `deployment.yaml` that declares the item (relative to the source root).
     pub file: String,
+    /// `ignoreForDiff` of the item's project and its parents (inner first).
+    pub ignore_for_diff: Vec<IgnoreForDiffItem>,
+    /// `conflictResolution` of the item's project and its parents (inner first).
+    pub conflict_resolution: Vec<ConflictResolutionItem>,
 }
 
 /// One project level of the include chain.
@@ -723,6 +728,16 @@ impl TreeLoader<'_, '_> {
             .iter()
             .rev()
             .find_map(|l| l.config.override_namespace.clone());
+        let ignore_for_diff = chain
+            .iter()
+            .rev()
+            .flat_map(|l| l.config.ignore_for_diff.iter().cloned())
+            .collect();
+        let conflict_resolution = chain
+            .iter()
+            .rev()
+            .flat_map(|l| l.config.conflict_resolution.iter().cloned())
+            .collect();
         let (rel_dir, rendered_rel_dir) = match &dir {
             Some(d) => {
                 let rel = display(&self.source.root, d);
@@ -753,6 +768,8 @@ impl TreeLoader<'_, '_> {
             common_annotations,
             override_namespace,
             file: file.to_owned(),
+            ignore_for_diff,
+            conflict_resolution,
         });
     }
 

@@ -74,7 +74,6 @@ impl Applied {
     ///
     /// Only apply/ may call this, and only when the render and every apply of the run
     /// succeeded (no item failed, nothing aborted, no timeout).
-    #[allow(dead_code, reason = "apply/ calls it; it is being written in parallel")]
     pub(crate) fn new(rendered: &RenderedTarget, inclusion: Inclusion) -> Self {
         Self {
             target: rendered.target.name.clone(),
@@ -82,6 +81,14 @@ impl Applied {
             rendered: rendered.objects().filter_map(object_ref).collect(),
             inclusion,
         }
+    }
+
+    /// The ticket of the standalone `kluctl prune`, which applies nothing: it stands for the
+    /// successful render of this run (a [`RenderedTarget`] exists only after one), and prunes
+    /// what that render no longer contains. Deploy and the controller must use the token
+    /// apply/ hands out instead.
+    pub fn for_standalone_prune(rendered: &RenderedTarget, inclusion: Inclusion) -> Self {
+        Self::new(rendered, inclusion)
     }
 
     /// The references of every rendered object.

@@ -123,6 +123,8 @@ pub struct RemoteObjects {
     discriminator: Discriminator,
     /// Metadata of every object found (labels, annotations, ownerReferences, managedFields, ...).
     pub objects: BTreeMap<ObjectRef, ObjectMeta>,
+    /// Whole objects, for the kinds listed in full ([`ListOptions::full_kinds`]).
+    pub full: BTreeMap<ObjectRef, Object>,
     /// Resources that could only be read partly or not at all (permissions).
     pub warnings: Vec<DeploymentError>,
 }
@@ -133,6 +135,7 @@ impl RemoteObjects {
         Self {
             discriminator,
             objects: BTreeMap::new(),
+            full: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -173,6 +176,9 @@ pub struct ListOptions {
     /// Namespaces to list one by one when a cluster-wide list is forbidden (Kluctl uses the
     /// namespaces of the rendered objects).
     pub fallback_namespaces: BTreeSet<String>,
+    /// `(group, kind)` of resources listed with whole objects instead of metadata only (deploy
+    /// and diff list the kinds they render this way: one list instead of a GET per object).
+    pub full_kinds: BTreeSet<(String, String)>,
 }
 
 impl Default for ListOptions {
@@ -180,15 +186,16 @@ impl Default for ListOptions {
         Self {
             concurrency: DEFAULT_CONCURRENCY,
             fallback_namespaces: BTreeSet::new(),
+            full_kinds: BTreeSet::new(),
         }
     }
 }
 
 /// What happened to the list of one resource.
 enum Listed {
-    Objects(Vec<(ObjectRef, ObjectMeta)>),
+    Objects(Vec<Found>),
     Skipped,
-    Warning(DeploymentError, Vec<(ObjectRef, ObjectMeta)>),
+    Warning(DeploymentError, Vec<Found>),
 }
 
 /// Finds every object labelled `kluctl.io/discriminator=<discriminator>` in every listable
@@ -234,7 +241,12 @@ pub async fn list_by_discriminator(
                 found
             }
         };
-        remote.objects.extend(found);
+        for (reference, meta, full) in found {
+            if let Some(full) = full {
+                remote.full.insert(reference.clone(), full);
+            }
+            remote.objects.insert(reference, meta);
+        }
     }
     remote.warnings.sort_by(|a, b| a.object_ref.cmp(&b.object_ref));
     Ok(remote)
@@ -254,7 +266,10 @@ async fn list_one(
         kind: entry.resource.kind.clone(),
         ..ObjectRef::default()
     };
-    match list_pages(&all, entry, params).await {
+    let full = options
+        .full_kinds
+        .contains(&(entry.resource.group.clone(), entry.resource.kind.clone()));
+    match list_pages(&all, entry, params, full).await {
         Ok(found) => Ok(Listed::Objects(found)),
         // The resource went away since discovery (a CRD deleted meanwhile): nothing to find.
         Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -277,7 +292,7 @@ async fn list_one(
                 for ns in &options.fallback_namespaces {
                     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &entry.resource);
                     // Kluctl ignores failures of the per-namespace fallback as well.
-                    if let Ok(objects) = list_pages(&api, entry, params).await {
+                    if let Ok(objects) = list_pages(&api, entry, params, full).await {
                         found.extend(objects);
                     }
                 }
@@ -309,21 +324,25 @@ async fn list_one(
     }
 }
 
-/// All pages of a metadata-only list; falls back to full objects when the server cannot
-/// answer with `PartialObjectMetadata` (406, some aggregated APIs).
+/// One listed object: its reference, metadata and (for full lists) the whole object.
+type Found = (ObjectRef, ObjectMeta, Option<Object>);
+
+/// All pages of a metadata-only list (`full`: of full objects); falls back to full objects
+/// when the server cannot answer with `PartialObjectMetadata` (406, some aggregated APIs).
 async fn list_pages(
     api: &Api<DynamicObject>,
     entry: &ApiEntry,
     params: &ListParams,
-) -> Result<Vec<(ObjectRef, ObjectMeta)>, kube::Error> {
+    full: bool,
+) -> Result<Vec<Found>, kube::Error> {
     let mut out = Vec::new();
     let mut params = params.clone();
-    let mut metadata_only = true;
+    let mut metadata_only = !full;
     loop {
-        let (items, token) = if metadata_only {
+        let (items, token): (Vec<(ObjectMeta, Option<Object>)>, _) = if metadata_only {
             match api.list_metadata(&params).await {
                 Ok(list) => (
-                    list.items.into_iter().map(|o| o.metadata).collect::<Vec<_>>(),
+                    list.items.into_iter().map(|o| (o.metadata, None)).collect(),
                     list.metadata.continue_,
                 ),
                 Err(kube::Error::Api(s)) if s.code == 406 => {
@@ -336,12 +355,31 @@ async fn list_pages(
             }
         } else {
             let list = api.list(&params).await?;
+            let kind = &entry.resource;
             (
-                list.items.into_iter().map(|o| o.metadata).collect(),
+                list.items
+                    .into_iter()
+                    .map(|mut o| {
+                        // Lists leave apiVersion/kind off their items.
+                        o.types = Some(kube::api::TypeMeta {
+                            api_version: kind.api_version.clone(),
+                            kind: kind.kind.clone(),
+                        });
+                        let meta = o.metadata.clone();
+                        let object = full
+                            .then(|| serde_json::to_value(&o).ok())
+                            .flatten()
+                            .and_then(|v| match v {
+                                Value::Object(m) => Some(m),
+                                _ => None,
+                            });
+                        (meta, object)
+                    })
+                    .collect(),
                 list.metadata.continue_,
             )
         };
-        out.extend(items.into_iter().filter_map(|meta| {
+        out.extend(items.into_iter().filter_map(|(meta, object)| {
             Some((
                 ObjectRef {
                     group: entry.resource.group.clone(),
@@ -351,6 +389,7 @@ async fn list_pages(
                     namespace: meta.namespace.clone().unwrap_or_default(),
                 },
                 meta,
+                object,
             ))
         }));
         match token {

@@ -573,6 +573,48 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The identity of a project checked out locally: its repository key (`git://host/path` of the
+/// `origin` remote, `.git` stripped), its directory inside the repository, and the commit.
+/// Empty values when `project_dir` is not inside a Git work tree (or has no `origin`).
+pub fn project_identity(
+    project_dir: &Path,
+) -> (
+    gitops_api::kluctl::results::ProjectKey,
+    gitops_api::kluctl::results::GitInfo,
+) {
+    let mut key = gitops_api::kluctl::results::ProjectKey::default();
+    let mut info = gitops_api::kluctl::results::GitInfo::default();
+    let Ok(repo) = gix::discover(project_dir) else {
+        return (key, info);
+    };
+    if let Some(root) = repo.workdir()
+        && let (Ok(root), Ok(dir)) = (root.canonicalize(), project_dir.canonicalize())
+        && let Ok(rel) = dir.strip_prefix(&root)
+    {
+        key.sub_dir = rel.to_string_lossy().replace('\\', "/");
+        info.sub_dir.clone_from(&key.sub_dir);
+    }
+    if let Ok(id) = repo.head_id() {
+        info.commit = id.to_string();
+    }
+    if let Ok(remote) = repo.find_remote("origin")
+        && let Some(url) = remote.url(gix::remote::Direction::Fetch)
+    {
+        let path = url.path.to_str_lossy();
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        let path = path.strip_suffix(".git").unwrap_or(path);
+        if let Some(host) = url.host() {
+            key.repo_key = format!("git://{host}/{path}");
+        }
+        // Never the credentials: only scheme, host and path.
+        info.url = Some(match url.host() {
+            Some(host) => format!("{}://{host}/{path}", url.scheme.as_str()),
+            None => url.path.to_str_lossy().into_owned(),
+        });
+    }
+    (key, info)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

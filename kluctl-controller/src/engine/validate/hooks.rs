@@ -7,8 +7,7 @@
 //! its delete policies are `before-hook-creation` (the default) or `hook-failed`; hooks that are
 //! deleted after success, or that only run on delete/rollback, are skipped by validate.
 //!
-//! The deploy step has its own, fuller hook model (weights, waits, timeouts); this module only
-//! answers validate's question.
+//! The deploy step (apply/) reads the same model for weights, waits and timeouts.
 
 use std::collections::BTreeSet;
 
@@ -51,6 +50,12 @@ pub struct HookInfo {
     pub hooks: BTreeSet<String>,
     /// Delete policies (`before-hook-creation` when none is given).
     pub delete_policies: BTreeSet<String>,
+    /// `kluctl.io/hook-weight` (or `helm.sh/hook-weight`): hooks run in ascending weight.
+    pub weight: i32,
+    /// `kluctl.io/hook-wait` (default true): wait for the hook to become ready.
+    pub wait: bool,
+    /// `kluctl.io/hook-timeout`: the readiness timeout of this hook (default: the command's).
+    pub timeout: Option<std::time::Duration>,
     /// Problems with the annotations, reported as errors of the object.
     pub errors: Vec<String>,
     /// Problems reported as warnings (unsupported Helm hooks).
@@ -60,7 +65,10 @@ pub struct HookInfo {
 impl HookInfo {
     /// Reads the hook annotations of `obj` (objects marked `kluctl.io/delete` are never hooks).
     pub fn of(obj: &Value) -> Self {
-        let mut info = Self::default();
+        let mut info = Self {
+            wait: true,
+            ..Self::default()
+        };
         if annotation(obj, "kluctl.io/delete").and_then(parse_go_bool) == Some(true) {
             return info;
         }
@@ -95,7 +103,7 @@ impl HookInfo {
         let weight =
             annotation(obj, "kluctl.io/hook-weight").or_else(|| annotation(obj, "helm.sh/hook-weight"));
         if let Some(w) = weight
-            && let Err(e) = w.parse::<i32>()
+            && let Err(e) = w.parse::<i32>().map(|w| info.weight = w)
         {
             let why = if matches!(
                 e.kind(),
@@ -121,14 +129,14 @@ impl HookInfo {
             }
         }
         if let Some(w) = annotation(obj, "kluctl.io/hook-wait")
-            && parse_go_bool(w).is_none()
+            && parse_go_bool(w).map(|w| info.wait = w).is_none()
         {
             info.errors.push(format!(
                 "failed to parse annotation kluctl.io/hook-wait={w} as bool"
             ));
         }
         if let Some(t) = annotation(obj, "kluctl.io/hook-timeout")
-            && let Err(e) = gitops_api::duration::parse(t)
+            && let Err(e) = gitops_api::duration::parse(t).map(|t| info.timeout = Some(t))
         {
             info.errors.push(format!("failed to parse duration: {e}"));
         }

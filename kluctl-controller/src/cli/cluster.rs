@@ -1,0 +1,535 @@
+//! `kluctl deploy`, `diff`, `prune`, `delete` and `validate`: render the target, then run the
+//! engine command on its cluster, ask before changing anything (unless `-y`), print the result.
+//!
+//! Exit status: non-zero only when the result has errors (validate: also when not ready, or
+//! with warnings under `--warnings-as-errors`).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use clap::Args;
+use gitops_api::kluctl::v1beta1::ObjectRef;
+
+use super::render::{ClusterRenderFlags, Prepared, prepare};
+use crate::engine::apply::{ApplyOptions, Progress};
+use crate::engine::commands::{CommandContext, DeployOptions};
+use crate::engine::diff::{IgnoreOptions, OutputOptions, format_text, format_yaml, obfuscate_result};
+use crate::engine::result::{CommandInfo, CommandResult};
+use crate::engine::source::git::project_identity;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    gitops_api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// `-o/--output-format`, `--short-output`, `--no-obfuscate`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputFormatFlags {
+    /// Specify output format and target file, in the format 'format=path'. Format can either
+    /// be 'text' or 'yaml'. Can be specified multiple times.
+    #[arg(short = 'o', long = "output-format")]
+    pub output_format: Vec<String>,
+    /// When using the 'text' output format (which is the default), only names of changes
+    /// objects are shown instead of showing all changes.
+    #[arg(long = "short-output")]
+    pub short_output: bool,
+    /// Disable obfuscation of sensitive/secret data.
+    #[arg(long = "no-obfuscate")]
+    pub no_obfuscate: bool,
+}
+
+/// `-y`, `--dry-run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct YesDryRunFlags {
+    /// Suppresses 'Are you sure?' questions and proceeds as if you would answer 'yes'.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Performs all kubernetes API calls in dry-run mode.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// `--force-apply`, `--replace-on-error`, `--force-replace-on-error`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ApplyFlags {
+    /// Force conflict resolution when applying. See documentation for details.
+    #[arg(long = "force-apply")]
+    pub force_apply: bool,
+    /// When patching an object fails, try to replace it. See documentation for more details.
+    #[arg(long = "replace-on-error")]
+    pub replace_on_error: bool,
+    /// Same as --replace-on-error, but also try to delete and re-create objects.
+    #[arg(long = "force-replace-on-error")]
+    pub force_replace_on_error: bool,
+}
+
+/// `kluctl deploy`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeployCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    #[command(flatten)]
+    yes: YesDryRunFlags,
+    #[command(flatten)]
+    apply: ApplyFlags,
+    /// Abort deploying when an error occurs instead of trying the remaining deployments.
+    #[arg(long = "abort-on-error")]
+    abort_on_error: bool,
+    /// Don't wait for objects readiness.
+    #[arg(long = "no-wait")]
+    no_wait: bool,
+    /// Prune orphaned objects directly after deploying.
+    #[arg(long = "prune")]
+    prune: bool,
+    /// Maximum time to wait for object readiness. Go duration syntax (5m, 30s).
+    #[arg(long = "readiness-timeout", default_value = "5m", value_parser = parse_duration)]
+    readiness_timeout: Duration,
+    /// Override the target discriminator.
+    #[arg(long = "discriminator")]
+    discriminator: Option<String>,
+    #[command(flatten)]
+    output: OutputFormatFlags,
+}
+
+/// `kluctl diff`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DiffCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    #[command(flatten)]
+    apply: ApplyFlags,
+    /// Ignores changes in tags when diffing.
+    #[arg(long = "ignore-tags")]
+    ignore_tags: bool,
+    /// Ignores changes in labels when diffing.
+    #[arg(long = "ignore-labels")]
+    ignore_labels: bool,
+    /// Ignores changes in annotations when diffing.
+    #[arg(long = "ignore-annotations")]
+    ignore_annotations: bool,
+    /// Ignores changes in Kluctl related metadata (e.g. tags, discriminators, ...).
+    #[arg(long = "ignore-kluctl-metadata")]
+    ignore_kluctl_metadata: bool,
+    /// Override the target discriminator.
+    #[arg(long = "discriminator")]
+    discriminator: Option<String>,
+    #[command(flatten)]
+    output: OutputFormatFlags,
+}
+
+/// `kluctl prune`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PruneCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    #[command(flatten)]
+    yes: YesDryRunFlags,
+    /// Override the target discriminator.
+    #[arg(long = "discriminator")]
+    discriminator: Option<String>,
+    #[command(flatten)]
+    output: OutputFormatFlags,
+}
+
+/// `kluctl delete`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeleteCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    #[command(flatten)]
+    yes: YesDryRunFlags,
+    /// Don't wait for deletion of objects to finish.
+    #[arg(long = "no-wait")]
+    no_wait: bool,
+    /// Override the discriminator used to find objects for deletion.
+    #[arg(long = "discriminator")]
+    discriminator: Option<String>,
+    #[command(flatten)]
+    output: OutputFormatFlags,
+}
+
+/// `kluctl validate`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ValidateCmd {
+    #[command(flatten)]
+    flags: ClusterRenderFlags,
+    /// Specify output target file. Can be specified multiple times ('text' or 'yaml', with
+    /// '=path' to write to a file).
+    #[arg(short = 'o', long = "output")]
+    output: Vec<String>,
+    /// Wait for the given amount of time until the deployment validates.
+    #[arg(long = "wait", value_parser = parse_duration)]
+    wait: Option<Duration>,
+    /// Sleep duration between validation attempts.
+    #[arg(long = "sleep", default_value = "5s", value_parser = parse_duration)]
+    sleep: Duration,
+    /// Consider warnings as failures.
+    #[arg(long = "warnings-as-errors")]
+    warnings_as_errors: bool,
+}
+
+/// Progress lines on stderr: one line per item update; on a terminal the running status is
+/// redrawn in place and only finished items stay.
+struct LineProgress {
+    tty: bool,
+    color: bool,
+}
+
+impl LineProgress {
+    fn new() -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Self {
+            tty,
+            color: tty && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+impl Progress for LineProgress {
+    fn update(&self, item: &str, message: &str) {
+        let mut err = std::io::stderr().lock();
+        let line = if item.is_empty() {
+            message.to_owned()
+        } else {
+            format!("{item}: {message}")
+        };
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    fn finish(&self, item: &str, ok: bool, summary: &str) {
+        let mut err = std::io::stderr().lock();
+        let mark = match (ok, self.color) {
+            (true, true) => "\x1b[32m✓\x1b[0m",
+            (false, true) => "\x1b[31m✗\x1b[0m",
+            (true, false) => "ok",
+            (false, false) => "failed",
+        };
+        let clear = if self.tty { "\r\x1b[2K" } else { "" };
+        let _ = writeln!(err, "{clear}{mark} {item}: {summary}");
+    }
+}
+
+/// Asks `question` on the terminal; without one, refuses with a clear error.
+fn ask(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        anyhow::bail!(
+            "refusing to continue without confirmation: stdin is not a terminal; pass -y (--yes) to proceed without asking"
+        );
+    }
+    eprint!("{question} (y/N) ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
+fn context<'a>(
+    p: &'a Prepared,
+    command: &str,
+    cluster: &'a crate::engine::cluster::Cluster,
+) -> CommandContext<'a> {
+    let (project_key, git_info) = project_identity(&p.project_dir);
+    let args = p
+        .external_args
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .map(|_| p.external_args.clone());
+    CommandContext {
+        client: cluster.client(),
+        discovery: cluster.discovery(),
+        rendered: &p.rendered,
+        inclusion: &p.inclusion,
+        info: CommandInfo {
+            command: command.to_owned(),
+            target: p.rendered.target.name.clone(),
+            args,
+            start_time: Some(jiff::Timestamp::now()),
+            include_tags: p.inclusion.include_tags().map(str::to_owned).collect(),
+            exclude_tags: p.inclusion.exclude_tags().map(str::to_owned).collect(),
+            ..CommandInfo::default()
+        },
+        project_key,
+        git_info,
+        ignore: IgnoreOptions::default(),
+    }
+}
+
+fn prepared(flags: &ClusterRenderFlags, discriminator: Option<&String>) -> anyhow::Result<Prepared> {
+    prepare(&flags.to_render_flags(), discriminator.cloned())
+}
+
+fn cluster_of(p: &Prepared) -> anyhow::Result<&crate::engine::cluster::Cluster> {
+    p.cluster
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("this command needs a cluster connection"))
+}
+
+fn output_options(flags: &OutputFormatFlags) -> OutputOptions {
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    OutputOptions {
+        short: flags.short_output,
+        color,
+        ..OutputOptions::default()
+    }
+}
+
+/// Writes `text`-or-`yaml` renderings to stdout or `format=path` files (Kluctl's `-o`).
+fn write_outputs(outputs: &[String], render: &dyn Fn(&str) -> anyhow::Result<String>) -> anyhow::Result<()> {
+    let defaults = ["text".to_owned()];
+    let outputs = if outputs.is_empty() {
+        &defaults[..]
+    } else {
+        outputs
+    };
+    for o in outputs {
+        let (format, path) = match o.split_once('=') {
+            Some((f, p)) => (f, Some(p)),
+            None => (o.as_str(), None),
+        };
+        let mut text = render(format)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        match path {
+            Some(p) if p != "-" => fs_err::write(p, text)?,
+            _ => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Obfuscates (unless `--no-obfuscate`) and prints a command result; an error when it has errors.
+fn finish(mut r: CommandResult, flags: &OutputFormatFlags) -> anyhow::Result<()> {
+    if !flags.no_obfuscate {
+        obfuscate_result(&mut r)?;
+    }
+    let opts = output_options(flags);
+    write_outputs(&flags.output_format, &|format| match format {
+        "text" => Ok(format_text(&r, &opts)),
+        "yaml" => Ok(format_yaml(&r)),
+        other => anyhow::bail!("invalid format: {other}"),
+    })?;
+    if !r.errors.is_empty() {
+        anyhow::bail!("command failed");
+    }
+    Ok(())
+}
+
+/// Runs `kluctl deploy`.
+///
+/// # Errors
+/// Render errors, refused confirmation, or a result with errors.
+pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
+    let cluster = cluster_of(&p)?;
+    let ctx = context(&p, "deploy", cluster);
+    let options = DeployOptions {
+        apply: ApplyOptions {
+            force_apply: cmd.apply.force_apply,
+            replace_on_error: cmd.apply.replace_on_error,
+            force_replace_on_error: cmd.apply.force_replace_on_error,
+            dry_run: cmd.yes.dry_run,
+            abort_on_error: cmd.abort_on_error,
+            readiness_timeout: cmd.readiness_timeout,
+            no_wait: cmd.no_wait,
+        },
+        prune: cmd.prune,
+        wait_prune: !cmd.no_wait,
+    };
+    let ask_first = !cmd.yes.yes && !cmd.yes.dry_run;
+    if ask_first && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
+        anyhow::bail!(
+            "refusing to deploy without confirmation: stdin is not a terminal; pass -y (--yes) to deploy without asking, or --dry-run to only see the changes"
+        );
+    }
+    let short = OutputFormatFlags {
+        output_format: Vec::new(),
+        ..cmd.output.clone()
+    };
+    let mut confirmed: Option<anyhow::Error> = None;
+    let mut confirm = |preview: &CommandResult| -> bool {
+        let mut shown = preview.clone();
+        if !short.no_obfuscate && obfuscate_result(&mut shown).is_err() {
+            return false;
+        }
+        print!("{}", format_text(&shown, &output_options(&short)));
+        let question = if preview.errors.is_empty() {
+            "The diff succeeded, do you want to proceed?"
+        } else {
+            "The diff resulted in errors, do you still want to proceed?"
+        };
+        match ask(question) {
+            Ok(yes) => yes,
+            Err(e) => {
+                confirmed = Some(e);
+                false
+            }
+        }
+    };
+    let progress = LineProgress::new();
+    let r = cluster.block_on(ctx.deploy(
+        &options,
+        &progress,
+        if ask_first { Some(&mut confirm) } else { None },
+    ));
+    if let Some(e) = confirmed {
+        return Err(e);
+    }
+    finish(r, &cmd.output)
+}
+
+/// Runs `kluctl diff`.
+///
+/// # Errors
+/// Render errors or a result with errors.
+pub fn run_diff(cmd: &DiffCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
+    let cluster = cluster_of(&p)?;
+    let mut ctx = context(&p, "diff", cluster);
+    ctx.ignore = IgnoreOptions {
+        ignore_tags: cmd.ignore_tags,
+        ignore_labels: cmd.ignore_labels,
+        ignore_annotations: cmd.ignore_annotations,
+        ignore_kluctl_metadata: cmd.ignore_kluctl_metadata,
+    };
+    let apply = ApplyOptions {
+        force_apply: cmd.apply.force_apply,
+        replace_on_error: cmd.apply.replace_on_error,
+        force_replace_on_error: cmd.apply.force_replace_on_error,
+        ..ApplyOptions::default()
+    };
+    let r = cluster.block_on(ctx.diff(&apply));
+    finish(r, &cmd.output)
+}
+
+/// Shows what will be deleted and asks (Kluctl's wording), unless `-y` or a dry run.
+fn confirm_deletion(yes: &YesDryRunFlags, refs: &[ObjectRef], refused: &mut Option<anyhow::Error>) -> bool {
+    eprintln!("The following objects will be deleted:");
+    for r in refs {
+        eprintln!("  {r}");
+    }
+    if yes.yes || yes.dry_run {
+        return true;
+    }
+    match ask(&format!("Do you really want to delete {} objects?", refs.len())) {
+        Ok(answer) => answer,
+        Err(e) => {
+            *refused = Some(e);
+            false
+        }
+    }
+}
+
+/// Runs `kluctl prune`.
+///
+/// # Errors
+/// Render errors, refused confirmation, or a result with errors.
+pub fn run_prune(cmd: &PruneCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
+    let cluster = cluster_of(&p)?;
+    let ctx = context(&p, "prune", cluster);
+    let mut refused = None;
+    let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
+    let r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    finish(r, &cmd.output)
+}
+
+/// Runs `kluctl delete`.
+///
+/// # Errors
+/// Render errors, refused confirmation, or a result with errors.
+pub fn run_delete(cmd: &DeleteCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
+    let cluster = cluster_of(&p)?;
+    let ctx = context(&p, "delete", cluster);
+    let mut refused = None;
+    let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
+    let r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    finish(r, &cmd.output)
+}
+
+/// Runs `kluctl validate`: validates, and with `--wait` retries every `--sleep` until the
+/// target is ready or the time is up.
+///
+/// # Errors
+/// Render errors, or when the target is not ready / has errors (warnings with
+/// `--warnings-as-errors`).
+pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
+    let p = prepared(&cmd.flags, None)?;
+    let cluster = cluster_of(&p)?;
+    let ctx = context(&p, "validate", cluster);
+    let start = std::time::Instant::now();
+    let failed = |v: &crate::engine::validate::ValidateResult| {
+        !v.ready || !v.errors.is_empty() || (cmd.warnings_as_errors && !v.warnings.is_empty())
+    };
+    let mut v = cluster.block_on(ctx.validate());
+    while failed(&v)
+        && let Some(wait) = cmd.wait
+        && start.elapsed() + cmd.sleep < wait
+    {
+        eprintln!("Validation failed, retrying in {}s", cmd.sleep.as_secs());
+        std::thread::sleep(cmd.sleep);
+        v = cluster.block_on(ctx.validate());
+    }
+    write_outputs(&cmd.output, &|format| match format {
+        "text" => Ok(validate_text(&v)),
+        "yaml" => Ok(crate::engine::diff::yaml::to_yaml(&serde_json::to_value(&v)?)),
+        other => anyhow::bail!("invalid validation result format: {other}"),
+    })?;
+    if failed(&v) {
+        anyhow::bail!("Validation failed");
+    }
+    eprintln!("Validation succeeded");
+    Ok(())
+}
+
+/// The text form of a validate result (Kluctl's sections).
+fn validate_text(v: &crate::engine::validate::ValidateResult) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let errors = |out: &mut String, list: &[crate::engine::validate::DeploymentError]| {
+        for e in list {
+            let r = e.object_ref.to_string();
+            if r.is_empty() {
+                let _ = writeln!(out, "  {}", e.message);
+            } else {
+                let _ = writeln!(out, "  {r}: {}", e.message);
+            }
+        }
+    };
+    if !v.warnings.is_empty() {
+        out.push_str("\nValidation Warnings:\n");
+        errors(&mut out, &v.warnings);
+    }
+    if !v.errors.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("Validation Errors:\n");
+        errors(&mut out, &v.errors);
+    }
+    if !v.results.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("Results:\n");
+        for e in &v.results {
+            let _ = writeln!(out, "  {}: {}", e.object_ref, e.message);
+        }
+    }
+    out
+}
