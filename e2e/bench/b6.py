@@ -333,11 +333,11 @@ def main():
                 changed = rewritten(before, objs) if before else 0
                 before = objs
                 row[phase] = (wall, rss, n_reqs, reqs, changed)
-                log("B6 %-7s %-8s %s: %.2fs %5.1f MiB %4d requests (%s); other clients %d%s" % (
+                log("B6 %-7s %-8s %s: %.2fs %5.1f MiB %4d requests (%s); other clients %d, load %.1f%s" % (
                     side, phase, "warm-up" if not record else "run %d" % n, wall, rss / 1024, n_reqs,
                     " ".join("%s %d" % (v, c) for v, c in reqs.items() if c),
                     # apiserver_request_total leaves discovery (non-resource) requests out
-                    (t1 - t0) - (n_reqs - reqs["discovery"]), "; rewrote %d objects" % changed if phase == "redeploy" else ""))
+                    (t1 - t0) - (n_reqs - reqs["discovery"]), os.getloadavg()[0], "; rewrote %d objects" % changed if phase == "redeploy" else ""))
         finally:
             t = time.time()
             kube.run(["delete", "ns", ns, "--wait=false", "--ignore-not-found"])
