@@ -193,13 +193,26 @@ impl Cluster {
     }
 }
 
-/// Runs API discovery, retrying while a group disappears in between (a CRD being deleted
-/// answers 404 for its group for a moment; Kubernetes clients tolerate that, a single discovery
-/// run does not).
+/// Runs API discovery: the aggregated form first (two requests on Kubernetes 1.26+), else one
+/// request per group version, retrying while a group disappears in between (a CRD being
+/// deleted answers 404 for its group for a moment; Kubernetes clients tolerate that, a single
+/// discovery run does not).
 ///
 /// # Errors
 /// The last error when discovery keeps failing for about five seconds, or any other error.
 pub async fn discover(client: &kube::Client) -> Result<Discovery, kube::Error> {
+    // Older servers ignore the aggregated media type and answer with plain group lists, which
+    // parse into groups without resources: only a result with core resources is trusted.
+    if let Ok(d) = Discovery::new(client.clone()).run_aggregated().await
+        && d.groups().any(|g| {
+            g.name().is_empty()
+                && g.recommended_resources()
+                    .iter()
+                    .any(|(r, _)| r.kind == "Namespace")
+        })
+    {
+        return Ok(d);
+    }
     let mut attempt = 0;
     loop {
         match Discovery::new(client.clone()).run().await {

@@ -482,15 +482,19 @@ impl<'a> Applier<'a> {
             .clone()
     }
 
-    async fn refresh_discovery(&self) {
-        match crate::engine::cluster::discover(self.client).await {
-            Ok(d) => {
-                *self
-                    .index
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = ApiIndex::from_discovery(&d);
-            }
-            Err(e) => tracing::warn!(error = %e, "failed to refresh API discovery"),
+    /// Reads API group `group` again (the kinds a CRD of this run added); the core group and
+    /// failures leave the index as it is.
+    async fn refresh_group(&self, group: &str) {
+        if group.is_empty() {
+            return;
+        }
+        match kube::discovery::group(self.client, group).await {
+            Ok(g) => self
+                .index
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add_group(&g),
+            Err(e) => tracing::debug!(group, error = %e, "API group not served (yet)"),
         }
     }
 

@@ -386,7 +386,7 @@ impl Applier<'_> {
         deleted
     }
 
-    /// The API of `reference`'s kind; refreshes discovery once when the kind is unknown (a
+    /// The API of `reference`'s kind; reads its API group again when the kind is unknown (a
     /// CRD applied earlier in this run), waiting a little for a CRD of this run to be served.
     async fn api(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, String> {
         if let Some(api) = self.resolve(reference) {
@@ -402,7 +402,7 @@ impl Applier<'_> {
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
-                self.refresh_discovery().await;
+                self.refresh_group(&reference.group).await;
                 if let Some(api) = self.resolve(reference) {
                     return Ok(api);
                 }

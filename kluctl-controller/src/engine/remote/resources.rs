@@ -45,22 +45,27 @@ impl ApiIndex {
     pub fn from_discovery(discovery: &Discovery) -> Self {
         let mut index = Self::default();
         for group in discovery.groups() {
-            if let Some(v) = group.preferred_version() {
-                index
-                    .preferred_versions
-                    .insert(group.name().to_owned(), v.to_owned());
-            }
-            for version in group.versions() {
-                for (resource, caps) in group.versioned_resources(version) {
-                    index.entries.push(ApiEntry {
-                        namespaced: caps.scope == Scope::Namespaced,
-                        listable: caps.supports_operation(verbs::LIST),
-                        resource,
-                    });
-                }
-            }
+            index.add_group(group);
         }
         index
+    }
+
+    /// Adds (or replaces) one API group, e.g. after a CRD of the run made it appear.
+    pub fn add_group(&mut self, group: &kube::discovery::ApiGroup) {
+        self.entries.retain(|e| e.resource.group != group.name());
+        if let Some(v) = group.preferred_version() {
+            self.preferred_versions
+                .insert(group.name().to_owned(), v.to_owned());
+        }
+        for version in group.versions() {
+            for (resource, caps) in group.versioned_resources(version) {
+                self.entries.push(ApiEntry {
+                    namespaced: caps.scope == Scope::Namespaced,
+                    listable: caps.supports_operation(verbs::LIST),
+                    resource,
+                });
+            }
+        }
     }
 
     /// Builds an index from explicit entries (tests, or callers with their own discovery).
