@@ -157,10 +157,10 @@ impl CommandContext<'_> {
                 ..ListOptions::default()
             };
             match remote::list_by_discriminator(self.client, &index, &discriminator, &options).await {
-                Ok(l) => {
+                Ok(mut l) => {
                     r.warnings.extend(l.warnings.iter().cloned());
-                    for (k, v) in &l.full {
-                        objects.insert(versionless(k), Value::Object(v.clone()));
+                    for (k, v) in std::mem::take(&mut l.full) {
+                        objects.insert(versionless(&k), Value::Object(v));
                     }
                     Some(l)
                 }
@@ -211,7 +211,7 @@ impl CommandContext<'_> {
     fn collect(
         &self,
         remote: &RemoteState,
-        outcome: Option<&ApplyOutcome>,
+        outcome: Option<ApplyOutcome>,
         orphans: &[ObjectRef],
         deleted: &[ObjectRef],
         r: &mut CommandResult,
@@ -250,22 +250,15 @@ impl CommandContext<'_> {
                 .unwrap_or_else(|| x.clone())
         };
         if let Some(outcome) = outcome {
-            for (reference, o) in &outcome.applied {
-                let dr = diff_ref(o).unwrap_or_else(|| reference.clone());
-                b.set_applied(&dr, o.clone());
-                if outcome.hooks.contains(reference) {
-                    b.add_hook(&dr);
-                }
-            }
             for x in &outcome.deleted {
                 b.add_deleted(&dr_of(x));
             }
             let by_diff_ref = remote_objects_by_diff_ref(remote.objects.values());
-            let applied_non_hooks: BTreeMap<ObjectRef, Value> = outcome
+            let applied_non_hooks: BTreeMap<ObjectRef, &Value> = outcome
                 .applied
                 .iter()
                 .filter(|(k, _)| !outcome.hooks.contains(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), v))
                 .collect();
             for item in &self.rendered.items {
                 diff_rendered_objects(
@@ -284,11 +277,19 @@ impl CommandContext<'_> {
                     .unwrap_or_else(|| x.clone());
                 b.add_new(&dr);
             }
-            for e in &outcome.errors {
-                b.add_error(&e.object_ref, e.message.clone());
+            for e in outcome.errors {
+                b.add_error(&e.object_ref, e.message);
             }
-            for w in &outcome.warnings {
-                b.add_warning(&w.object_ref, w.message.clone());
+            for w in outcome.warnings {
+                b.add_warning(&w.object_ref, w.message);
+            }
+            // Last, so the applied objects move into the result instead of being copied.
+            for (reference, o) in outcome.applied {
+                let dr = diff_ref(&o).unwrap_or_else(|| reference.clone());
+                if outcome.hooks.contains(&reference) {
+                    b.add_hook(&dr);
+                }
+                b.set_applied(&dr, o);
             }
         }
         let deleted_set: BTreeSet<&ObjectRef> = deleted.iter().collect();
@@ -337,7 +338,7 @@ impl CommandContext<'_> {
             };
             let (outcome, _) = self.apply(&remote, dry, &crate::engine::apply::NoProgress).await;
             let orphans = self.orphans(&remote);
-            self.collect(&remote, Some(&outcome), &orphans, &[], &mut preview);
+            self.collect(&remote, Some(outcome), &orphans, &[], &mut preview);
             if !confirm(&preview) {
                 r.errors.push(run_error("aborted by user".to_owned()));
                 return self.finish(r).await;
@@ -370,7 +371,7 @@ impl CommandContext<'_> {
                 }
             }
         }
-        self.collect(&remote, Some(&outcome), &orphans, &deleted, &mut r);
+        self.collect(&remote, Some(outcome), &orphans, &deleted, &mut r);
         self.finish(r).await
     }
 
@@ -389,7 +390,7 @@ impl CommandContext<'_> {
             .apply(&remote, options, &crate::engine::apply::NoProgress)
             .await;
         let orphans = self.orphans(&remote);
-        self.collect(&remote, Some(&outcome), &orphans, &[], &mut r);
+        self.collect(&remote, Some(outcome), &orphans, &[], &mut r);
         self.finish(r).await
     }
 
@@ -527,7 +528,7 @@ impl CommandContext<'_> {
             }
         }
         let orphans = self.orphans(&remote);
-        self.collect(&remote, Some(&outcome), &orphans, &[], &mut r);
+        self.collect(&remote, Some(outcome), &orphans, &[], &mut r);
         self.finish(r).await
     }
 

@@ -156,7 +156,7 @@ pub fn remote_objects_by_diff_ref<'a>(
 /// rendered object.
 pub fn diff_rendered_objects<'a>(
     rendered: impl IntoIterator<Item = &'a Value>,
-    applied: &BTreeMap<ObjectRef, Value>,
+    applied: &BTreeMap<ObjectRef, &Value>,
     remote_by_diff_ref: &BTreeMap<ObjectRef, &Value>,
     rules: &[IgnoreForDiffItem],
     builder: &mut ResultBuilder,
@@ -222,9 +222,9 @@ mod tests {
         let remote = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"k": "1"}});
         let fresh =
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new", "namespace": "n"}});
-        let applied: BTreeMap<ObjectRef, Value> = [
-            (object_ref(&local).unwrap(), local.clone()),
-            (object_ref(&fresh).unwrap(), fresh.clone()),
+        let applied: BTreeMap<ObjectRef, &Value> = [
+            (object_ref(&local).unwrap(), &local),
+            (object_ref(&fresh).unwrap(), &fresh),
         ]
         .into();
         let remotes = remote_objects_by_diff_ref([&remote]);
