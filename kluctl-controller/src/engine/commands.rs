@@ -77,6 +77,7 @@ pub struct DeployOptions {
 }
 
 /// The live state a command starts from.
+#[derive(Clone)]
 struct RemoteState {
     index: ApiIndex,
     /// Discriminator listing (`None` without a discriminator).
@@ -210,7 +211,7 @@ impl CommandContext<'_> {
     /// The objects of a result, with Kluctl's merge rules (see [`ResultBuilder`]).
     fn collect(
         &self,
-        remote: &RemoteState,
+        remote: RemoteState,
         outcome: Option<ApplyOutcome>,
         orphans: &[ObjectRef],
         deleted: &[ObjectRef],
@@ -225,8 +226,7 @@ impl CommandContext<'_> {
         let mut remote_diff_refs: BTreeMap<ObjectRef, ObjectRef> = BTreeMap::new();
         for o in remote.objects.values() {
             if let (Some(own), Some(dr)) = (crate::engine::object_ref(o), diff_ref(o)) {
-                remote_diff_refs.insert(versionless(&own), dr.clone());
-                b.set_remote(&dr, o.clone());
+                remote_diff_refs.insert(versionless(&own), dr);
             }
         }
         if let Some(listed) = &remote.listed {
@@ -301,6 +301,12 @@ impl CommandContext<'_> {
                 b.add_orphan(&dr_of(x));
             }
         }
+        // Last, so the live objects move into the result instead of being copied.
+        for o in remote.objects.into_values() {
+            if let Some(dr) = diff_ref(&o) {
+                b.set_remote(&dr, o);
+            }
+        }
         b.finish(r);
     }
 
@@ -338,7 +344,7 @@ impl CommandContext<'_> {
             };
             let (outcome, _) = self.apply(&remote, dry, &crate::engine::apply::NoProgress).await;
             let orphans = self.orphans(&remote);
-            self.collect(&remote, Some(outcome), &orphans, &[], &mut preview);
+            self.collect(remote.clone(), Some(outcome), &orphans, &[], &mut preview);
             if !confirm(&preview) {
                 r.errors.push(run_error("aborted by user".to_owned()));
                 return self.finish(r).await;
@@ -371,7 +377,7 @@ impl CommandContext<'_> {
                 }
             }
         }
-        self.collect(&remote, Some(outcome), &orphans, &deleted, &mut r);
+        self.collect(remote, Some(outcome), &orphans, &deleted, &mut r);
         self.finish(r).await
     }
 
@@ -390,7 +396,7 @@ impl CommandContext<'_> {
             .apply(&remote, options, &crate::engine::apply::NoProgress)
             .await;
         let orphans = self.orphans(&remote);
-        self.collect(&remote, Some(outcome), &orphans, &[], &mut r);
+        self.collect(remote, Some(outcome), &orphans, &[], &mut r);
         self.finish(r).await
     }
 
@@ -419,7 +425,7 @@ impl CommandContext<'_> {
             .run_plan(&mut r, &remote, &plan, dry_run, true, confirm)
             .await;
         let orphans: Vec<ObjectRef> = plan.refs().filter(|x| !deleted.contains(x)).cloned().collect();
-        self.collect(&remote, None, &orphans, &deleted, &mut r);
+        self.collect(remote, None, &orphans, &deleted, &mut r);
         self.finish(r).await
     }
 
@@ -449,7 +455,7 @@ impl CommandContext<'_> {
         let deleted = self
             .run_plan(&mut r, &remote, &plan, dry_run, wait, confirm)
             .await;
-        self.collect(&remote, None, &[], &deleted, &mut r);
+        self.collect(remote, None, &[], &deleted, &mut r);
         self.finish(r).await
     }
 
@@ -528,7 +534,7 @@ impl CommandContext<'_> {
             }
         }
         let orphans = self.orphans(&remote);
-        self.collect(&remote, Some(outcome), &orphans, &[], &mut r);
+        self.collect(remote, Some(outcome), &orphans, &[], &mut r);
         self.finish(r).await
     }
 
