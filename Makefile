@@ -64,7 +64,7 @@ test: ## everything CI checks: format, clippy, unit tests, generated files, e2e 
 	$(MAKE) e2e; \
 	echo "make test: all checks passed in $$(( $$(date +%s) - t0 ))s"
 
-bench: ## benchmarks vs reference tools (B1-B6; B6 needs `make e2e-up`): release build, prints ratios and goals
+bench: e2e-up ## benchmarks vs reference tools (B1-B6; starts the local cluster and servers): release build, prints ratios and goals
 	CARGO="$(CARGO)" e2e/bench/run.sh
 
 run: e2e-up ## start the local control plane with CRDs, RBAC and the sample objects, and say how to reach it
