@@ -590,7 +590,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
         &[
             (
                 "deployment.yaml",
-                "deployments:\n  - path: app\n  - path: old\n".to_owned(),
+                "deployments:\n  - path: app\n  - barrier: true\n  - path: old\n".to_owned(),
             ),
             ("app/0-ns.yaml", namespace_yaml(&ns)),
             ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
@@ -889,7 +889,7 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
         &[
             (
                 "deployment.yaml",
-                "deployments:\n  - path: app\n  - path: old\n".to_owned(),
+                "deployments:\n  - path: app\n  - barrier: true\n  - path: old\n".to_owned(),
             ),
             ("app/0-ns.yaml", namespace_yaml(&ns)),
             ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
