@@ -65,3 +65,14 @@ pub fn object_ref(object: &serde_json::Value) -> Option<gitops_api::kluctl::v1be
             .to_owned(),
     })
 }
+
+/// The annotation `key` of a rendered or live object, when present and a string.
+pub(crate) fn annotation<'a>(obj: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// An annotation read as a Go bool (`strconv.ParseBool`); `None` when absent or unparsable, as
+/// Kluctl ignores unparsable values of the annotations it reads this way.
+pub(crate) fn annotation_bool(obj: &serde_json::Value, key: &str) -> Option<bool> {
+    annotation(obj, key).and_then(values::parse_go_bool)
+}

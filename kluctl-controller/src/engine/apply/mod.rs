@@ -33,6 +33,7 @@ use gitops_api::kluctl::v1beta1::{DeploymentError, ObjectRef};
 use kube::discovery::Discovery;
 use serde_json::Value;
 
+use crate::engine::annotation_bool;
 use crate::engine::project::config::ObjectRefItem;
 use crate::engine::project::inclusion::Inclusion;
 use crate::engine::prune::Applied;
@@ -43,10 +44,9 @@ use crate::engine::result::push_unique;
 use crate::engine::target::RenderedTarget;
 use crate::engine::validate::ClusterValidator;
 use crate::engine::validate::hooks::HookInfo;
-use crate::engine::values::parse_go_bool;
 
 /// The field manager of every apply.
-pub const FIELD_MANAGER: &str = "kluctl";
+pub const FIELD_MANAGER: &str = gitops_api::constants::KLUCTL_FIELD_MANAGER;
 /// Items applied at the same time between barriers (Kluctl's).
 pub const ITEM_CONCURRENCY: usize = 8;
 
@@ -263,7 +263,7 @@ impl<'a> Applier<'a> {
             let Some(r) = crate::engine::object_ref(o) else {
                 continue;
             };
-            if annotation_true(o, "kluctl.io/delete") {
+            if annotation_bool(o, "kluctl.io/delete") == Some(true) {
                 to_delete.insert(r);
                 continue;
             }
@@ -278,7 +278,9 @@ impl<'a> Applier<'a> {
                 hooks.push((info, o));
                 continue;
             }
-            if config.wait_readiness || item.wait_readiness || annotation_true(o, "kluctl.io/wait-readiness")
+            if config.wait_readiness
+                || item.wait_readiness
+                || annotation_bool(o, "kluctl.io/wait-readiness") == Some(true)
             {
                 to_wait.insert(r);
             }
@@ -611,15 +613,6 @@ fn summary(c: Counts) -> (bool, String) {
         text.join(" ")
     };
     (c.errors == 0, text)
-}
-
-fn annotation_true(o: &Value, key: &str) -> bool {
-    o.get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
-        .and_then(parse_go_bool)
-        == Some(true)
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use super::noop::apply_is_noop;
 use super::{Applier, FIELD_MANAGER};
 use crate::engine::prune::{DeleteOptions, delete_objects};
 use crate::engine::remote::api_for;
-use crate::engine::values::parse_go_bool;
 
 /// The message of a client error: the apiserver's own text for API errors (it names the
 /// object), the error otherwise.
@@ -58,14 +57,10 @@ fn conflict_causes(e: &kube::Error) -> Vec<(String, String)> {
 
 /// `kluctl.io/skip-delete` (or `helm.sh/resource-policy: keep`) on an object.
 fn is_skip_delete(o: &Value) -> bool {
-    let annotation = |k: &str| {
-        o.get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get(k))
-            .and_then(Value::as_str)
-    };
-    annotation("kluctl.io/skip-delete").and_then(parse_go_bool) == Some(true)
-        || annotation("helm.sh/resource-policy") == Some("keep")
+    use crate::engine::prune::rules::HELM_RESOURCE_POLICY_ANNOTATION;
+    use gitops_api::constants::SKIP_DELETE_ANNOTATION;
+    crate::engine::annotation_bool(o, SKIP_DELETE_ANNOTATION) == Some(true)
+        || crate::engine::annotation(o, HELM_RESOURCE_POLICY_ANNOTATION) == Some("keep")
 }
 
 /// Kluctl's fix-ups before a patch: port protocols the server would default (server-side apply

@@ -23,20 +23,10 @@ pub use command::{ClusterValidator, ValidateError, WaitOutcome};
 pub use gitops_api::kluctl::results::{DeploymentError, ValidateResult, ValidateResultEntry};
 pub use rules::{ObjectValidation, StatusExpectation, validate_object};
 
-use serde_json::Value;
 
 pub use crate::engine::object_ref;
 
-/// The annotation `key` of `obj`, when present and a string.
-fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.get("metadata")?.get("annotations")?.get(key)?.as_str()
-}
-
-/// An annotation read as a Go bool (`strconv.ParseBool`); `None` when absent or unparsable,
-/// as Kluctl ignores unparsable values for the annotations validation reads.
-fn annotation_bool(obj: &Value, key: &str) -> Option<bool> {
-    annotation(obj, key).and_then(crate::engine::values::parse_go_bool)
-}
+use crate::engine::{annotation, annotation_bool};
 
 #[cfg(test)]
 mod tests {
