@@ -157,6 +157,23 @@ fn make_ready(env: &Env, ns: &str, name: &str) -> anyhow::Result<()> {
     })
 }
 
+/// A project with item `app` (the namespace and ConfigMap `app`) and, behind a barrier, item
+/// `old` (ConfigMap `old`, which the tests then turn into an orphan).
+fn app_and_old_project(ns: &str, disc: &str) -> anyhow::Result<tempfile::TempDir> {
+    project(
+        disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: app\n  - barrier: true\n  - path: old\n".to_owned(),
+            ),
+            ("app/0-ns.yaml", namespace_yaml(ns)),
+            ("app/cm.yaml", configmap(ns, "app", "  a: \"1\"")),
+            ("old/cm.yaml", configmap(ns, "old", "  a: \"1\"")),
+        ],
+    )
+}
+
 /// ConfigMaps that are not ours, applied by field manager `other`: one with our discriminator
 /// label (but no `kluctl` managed fields), one with another discriminator, one with none.
 fn apply_foreign_objects(env: &Env, ns: &str, disc: &str) -> anyhow::Result<()> {
@@ -585,18 +602,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     let env = Env::load()?;
     let ns = unique("kd-safe");
     let disc = format!("disc-{ns}");
-    let dir = project(
-        &disc,
-        &[
-            (
-                "deployment.yaml",
-                "deployments:\n  - path: app\n  - barrier: true\n  - path: old\n".to_owned(),
-            ),
-            ("app/0-ns.yaml", namespace_yaml(&ns)),
-            ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
-            ("old/cm.yaml", configmap(&ns, "old", "  a: \"1\"")),
-        ],
-    )?;
+    let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
     let result = (|| -> anyhow::Result<()> {
         ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
@@ -884,18 +890,7 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     let webhook = format!(
         "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {label}\nwebhooks:\n- name: fail.{ns}.example.com\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 2\n  clientConfig:\n    url: https://127.0.0.1:1/fail\n  objectSelector:\n    matchLabels: {{{label}: \"true\"}}\n  rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [configmaps]\n"
     );
-    let dir = project(
-        &disc,
-        &[
-            (
-                "deployment.yaml",
-                "deployments:\n  - path: app\n  - barrier: true\n  - path: old\n".to_owned(),
-            ),
-            ("app/0-ns.yaml", namespace_yaml(&ns)),
-            ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
-            ("old/cm.yaml", configmap(&ns, "old", "  a: \"1\"")),
-        ],
-    )?;
+    let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
     let result = (|| -> anyhow::Result<()> {
         ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use gitops_api::kluctl::v1beta1::ObjectRef;
 
-use super::flags::CommandResultFlags;
+use super::flags::{CommandResultFlags, OfflineFlags};
 use super::render::{ClusterRenderFlags, Prepared, prepare};
 use crate::engine::apply::{ApplyOptions, Progress};
 use crate::engine::commands::{CommandContext, DeployOptions};
@@ -279,7 +279,7 @@ fn context<'a>(
 }
 
 fn prepared(flags: &ClusterRenderFlags, discriminator: Option<&String>) -> anyhow::Result<Prepared> {
-    prepare(&flags.to_render_flags(), discriminator.cloned())
+    prepare(flags, &OfflineFlags::default(), discriminator.cloned())
 }
 
 fn cluster_of(p: &Prepared) -> anyhow::Result<&crate::engine::cluster::Cluster> {

@@ -26,26 +26,7 @@ use crate::engine::source::GitCache;
 use crate::engine::target::{self, RenderedTarget, TargetOptions};
 use crate::engine::template::{PlaceholderImages, TemplateEngine};
 
-/// The flags of every command that renders a target.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RenderFlags {
-    #[command(flatten)]
-    pub(crate) project: ProjectFlags,
-    #[command(flatten)]
-    pub(crate) target: TargetFlags,
-    #[command(flatten)]
-    pub(crate) args: ArgsFlags,
-    #[command(flatten)]
-    pub(crate) images: ImageFlags,
-    #[command(flatten)]
-    pub(crate) inclusion: InclusionFlags,
-    #[command(flatten)]
-    pub(crate) render_output: RenderOutputFlags,
-    #[command(flatten)]
-    pub(crate) offline: OfflineFlags,
-}
-
-/// The flags of commands that render a target and work on its cluster (no offline mode).
+/// The flags of every command that renders a target and may work on its cluster.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClusterRenderFlags {
     #[command(flatten)]
@@ -62,19 +43,13 @@ pub struct ClusterRenderFlags {
     pub(crate) render_output: RenderOutputFlags,
 }
 
-impl ClusterRenderFlags {
-    /// As render flags, online.
-    pub(crate) fn to_render_flags(&self) -> RenderFlags {
-        RenderFlags {
-            project: self.project.clone(),
-            target: self.target.clone(),
-            args: self.args.clone(),
-            images: self.images.clone(),
-            inclusion: self.inclusion.clone(),
-            render_output: self.render_output.clone(),
-            offline: OfflineFlags::default(),
-        }
-    }
+/// The flags of the commands that only render (they may also run without a cluster).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RenderFlags {
+    #[command(flatten)]
+    pub(crate) common: ClusterRenderFlags,
+    #[command(flatten)]
+    pub(crate) offline: OfflineFlags,
 }
 
 /// `kluctl render`.
@@ -174,7 +149,11 @@ pub(crate) struct Prepared {
 
 /// Renders the selected target (`discriminator`: `--discriminator`); the render dir is
 /// `--render-output-dir` or a temporary dir that lives as long as the result.
-pub(crate) fn prepare(c: &RenderFlags, discriminator: Option<String>) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(
+    c: &ClusterRenderFlags,
+    offline: &OfflineFlags,
+    discriminator: Option<String>,
+) -> anyhow::Result<Prepared> {
     let (render_dir, guard) = if let Some(d) = &c.render_output.render_output_dir {
         fs_err::create_dir_all(d)?;
         (d.clone(), None)
@@ -184,7 +163,7 @@ pub(crate) fn prepare(c: &RenderFlags, discriminator: Option<String>) -> anyhow:
     };
     let project_dir = project_dir(&c.project)?;
     let external_args = external_args(&c.args)?;
-    let cluster = if c.offline.offline_kubernetes {
+    let cluster = if offline.offline_kubernetes {
         None
     } else {
         let context = match &c.target.context {
@@ -200,8 +179,7 @@ pub(crate) fn prepare(c: &RenderFlags, discriminator: Option<String>) -> anyhow:
         )
     };
     let capabilities = Capabilities {
-        kube_version: c
-            .offline
+        kube_version: offline
             .kubernetes_version
             .clone()
             .or_else(|| cluster.as_ref().map(|k| k.server_version.clone())),
@@ -251,7 +229,7 @@ pub(crate) fn prepare(c: &RenderFlags, discriminator: Option<String>) -> anyhow:
 }
 
 fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
-    let p = prepare(c, None)?;
+    let p = prepare(&c.common, &c.offline, None)?;
     Ok((p.rendered, p.guard))
 }
 
@@ -272,7 +250,7 @@ pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
     } else {
         let dir = guard
             .map(tempfile::TempDir::keep)
-            .or_else(|| cmd.flags.render_output.render_output_dir.clone())
+            .or_else(|| cmd.flags.common.render_output.render_output_dir.clone())
             .unwrap_or_default();
         eprintln!("Rendered into {}", dir.display());
     }

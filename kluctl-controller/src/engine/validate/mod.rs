@@ -23,7 +23,6 @@ pub use command::{ClusterValidator, ValidateError, WaitOutcome};
 pub use gitops_api::kluctl::results::{DeploymentError, ValidateResult, ValidateResultEntry};
 pub use rules::{ObjectValidation, StatusExpectation, validate_object};
 
-
 pub use crate::engine::object_ref;
 
 use crate::engine::{annotation, annotation_bool};
