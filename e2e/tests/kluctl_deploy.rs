@@ -934,3 +934,87 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     cleanup(&env, &ns);
     result
 }
+
+#[test]
+fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replaced() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-replace");
+    let disc = format!("disc-{ns}");
+    let dep = |name: &str, app: &str, annotations: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations: {{{annotations}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n"
+        )
+    };
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: ns\n  - barrier: true\n  - path: app\n".to_owned(),
+            ),
+            ("ns/ns.yaml", namespace_yaml(&ns)),
+            ("app/web.yaml", dep("web", "a", "")),
+            (
+                "app/kept.yaml",
+                dep("kept", "a", "kluctl.io/skip-delete: \"true\""),
+            ),
+        ],
+    )?;
+    let d = dir.path();
+    let result = (|| -> anyhow::Result<()> {
+        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        let uid = |name: &str| get(&env, &ns, &format!("deployment/{name}"), "{.metadata.uid}");
+        let (web_uid, kept_uid) = (uid("web"), uid("kept"));
+        // The selector is immutable: apply and replace fail, only delete + re-create works.
+        write(d, "app/web.yaml", &dep("web", "b", ""))?;
+        write(
+            d,
+            "app/kept.yaml",
+            &dep("kept", "b", "kluctl.io/skip-delete: \"true\""),
+        )?;
+        let out = fails(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        assert!(out.contains("field is immutable"), "{out}");
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--replace-on-error",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(out.contains("retrying with replace instead of patch"), "{out}");
+        assert_eq!(uid("web"), web_uid, "--replace-on-error deleted the object");
+        let out = fails(
+            d,
+            &[
+                "deploy",
+                "-y",
+                "-t",
+                "test",
+                "--force-replace-on-error",
+                "--write-command-result=false",
+            ],
+        )?;
+        assert!(out.contains("retrying by deleting and re-applying"), "{out}");
+        assert!(
+            out.contains(&format!("skipped forced replace of {ns}/Deployment/kept")),
+            "{out}"
+        );
+        assert_ne!(uid("web"), web_uid, "web was not re-created");
+        assert_eq!(
+            get(&env, &ns, "deployment/web", "{.spec.selector.matchLabels.app}").as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            uid("kept"),
+            kept_uid,
+            "a skip-delete object was deleted for a forced replace"
+        );
+        Ok(())
+    })();
+    cleanup(&env, &ns);
+    result
+}
