@@ -1018,3 +1018,33 @@ fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replac
     cleanup(&env, &ns);
     result
 }
+
+#[test]
+fn diff_of_a_new_project_simulates_objects_in_its_new_namespace() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let ns = unique("kd-newns");
+    let disc = format!("disc-{ns}");
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: ns\n  - barrier: true\n  - path: app\n".to_owned(),
+            ),
+            ("ns/ns.yaml", namespace_yaml(&ns)),
+            ("app/cm.yaml", configmap(&ns, "app", "  a: \"1\"")),
+        ],
+    )?;
+    // The namespace does not exist: the dry run applies the ConfigMap under a temporary name in
+    // `default` and reports it under its real identity.
+    let out = ok(dir.path(), &["diff", "-t", "test"])?;
+    assert!(
+        out.contains(&format!("{ns}/ConfigMap/app")) && !out.contains("Errors:"),
+        "{out}"
+    );
+    assert!(
+        rv(&env, "", &format!("namespace/{ns}")).is_none(),
+        "diff created the namespace"
+    );
+    Ok(())
+}

@@ -198,7 +198,14 @@ impl CommandContext<'_> {
         options: ApplyOptions,
         progress: &dyn Progress,
     ) -> (ApplyOutcome, Option<Applied>) {
-        let applier = Applier::new(self.client, self.discovery, &remote.objects, options, progress);
+        let applier = Applier::new(
+            self.client,
+            self.discovery,
+            remote.index.clone(),
+            &remote.objects,
+            options,
+            progress,
+        );
         applier.apply_target(self.rendered, self.inclusion.clone()).await
     }
 

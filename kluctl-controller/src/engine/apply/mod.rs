@@ -34,7 +34,7 @@ use kube::discovery::Discovery;
 use serde_json::Value;
 
 use crate::engine::annotation_bool;
-use crate::engine::project::config::ObjectRefItem;
+use crate::engine::project::config::{ConflictResolutionItem, ObjectRefItem};
 use crate::engine::project::inclusion::Inclusion;
 use crate::engine::prune::Applied;
 use crate::engine::remote::ApiIndex;
@@ -129,6 +129,9 @@ impl ApplyOutcome {
     }
 }
 
+/// A hook object of an item: its hook annotations, reference and rendered object.
+type Hook<'o> = (HookInfo, &'o ObjectRef, &'o Value);
+
 /// Mutable run state shared by the items running in parallel.
 #[derive(Default)]
 struct State {
@@ -162,18 +165,20 @@ impl std::fmt::Debug for Applier<'_> {
 }
 
 impl<'a> Applier<'a> {
-    /// An applier on `client` with the discovery data of the cluster; `remote` holds the live
-    /// objects found before the run, keyed by reference without version.
+    /// An applier on `client` with the cluster's discovery data and the API index made from
+    /// it; `remote` holds the live objects found before the run, keyed by reference without
+    /// version.
     pub fn new(
         client: &'a kube::Client,
         discovery: &'a Discovery,
+        index: ApiIndex,
         remote: &'a BTreeMap<ObjectRef, Value>,
         options: ApplyOptions,
         progress: &'a dyn Progress,
     ) -> Self {
         Self {
             client,
-            index: RwLock::new(ApiIndex::from_discovery(discovery)),
+            index: RwLock::new(index),
             validator: ClusterValidator::new(client, discovery),
             remote,
             options,
@@ -257,42 +262,42 @@ impl<'a> Applier<'a> {
         for x in &config.wait_readiness_objects {
             to_wait.extend(self.convert_ref(x));
         }
-        let mut hooks: Vec<(HookInfo, &Value)> = Vec::new();
-        let mut apply: Vec<&Value> = Vec::new();
-        for o in &item.objects {
-            let Some(r) = crate::engine::object_ref(o) else {
-                continue;
-            };
+        // Each object with its reference, computed once.
+        let objects: Vec<(ObjectRef, &Value)> = item
+            .objects
+            .iter()
+            .filter_map(|o| Some((crate::engine::object_ref(o)?, o)))
+            .collect();
+        let mut hooks: Vec<Hook<'_>> = Vec::new();
+        let mut apply: Vec<&(ObjectRef, &Value)> = Vec::new();
+        for entry in &objects {
+            let (r, o) = entry;
             if annotation_bool(o, "kluctl.io/delete") == Some(true) {
-                to_delete.insert(r);
+                to_delete.insert(r.clone());
                 continue;
             }
             let info = HookInfo::of(o);
             for e in &info.errors {
-                self.error(&r, e.clone());
+                self.error(r, e.clone());
             }
             for w in &info.warnings {
-                self.warning(&r, w.clone());
+                self.warning(r, w.clone());
             }
             if info.is_hook() {
-                hooks.push((info, o));
+                hooks.push((info, r, o));
                 continue;
             }
             if config.wait_readiness
                 || item.wait_readiness
                 || annotation_bool(o, "kluctl.io/wait-readiness") == Some(true)
             {
-                to_wait.insert(r);
+                to_wait.insert(r.clone());
             }
-            apply.push(o);
+            apply.push(entry);
         }
         // Hooks run in ascending weight, ties in render order.
-        hooks.sort_by_key(|(h, _)| h.weight);
-        let initial = !item
-            .objects
-            .iter()
-            .filter_map(crate::engine::object_ref)
-            .any(|r| self.remote_object(&r).is_some());
+        hooks.sort_by_key(|(h, _, _)| h.weight);
+        let initial = !objects.iter().any(|(r, _)| self.remote_object(r).is_some());
         let (pre, post) = if initial {
             (
                 ["pre-deploy-initial", "pre-deploy"],
@@ -304,10 +309,10 @@ impl<'a> Applier<'a> {
                 ["post-deploy-upgrade", "post-deploy"],
             )
         };
-        let select = |points: [&str; 2]| -> Vec<&(HookInfo, &Value)> {
+        let select = |points: [&str; 2]| -> Vec<&Hook<'_>> {
             hooks
                 .iter()
-                .filter(|(h, _)| h.hooks.iter().any(|p| points.contains(&p.as_str())))
+                .filter(|(h, _, _)| h.hooks.iter().any(|p| points.contains(&p.as_str())))
                 .collect()
         };
 
@@ -323,7 +328,7 @@ impl<'a> Applier<'a> {
             self.progress
                 .update(&name, &format!("Applying {} objects", apply.len()));
         }
-        for (i, o) in apply.iter().enumerate() {
+        for (i, (r, o)) in apply.iter().copied().enumerate() {
             if self.aborted() {
                 break;
             }
@@ -331,7 +336,7 @@ impl<'a> Applier<'a> {
                 self.progress
                     .update(&name, &format!("...applied {i} of {} objects", apply.len()));
             }
-            self.apply_object(rules, o, false, false).await;
+            self.apply_object(rules, r, o, false, false).await;
         }
         for r in &to_wait {
             if self.aborted() {
@@ -348,10 +353,9 @@ impl<'a> Applier<'a> {
             return;
         }
         self.run_hooks(&name, rules, &select(post)).await;
-        let mine: BTreeSet<ObjectRef> = item
-            .objects
+        let mine: BTreeSet<ObjectRef> = objects
             .iter()
-            .filter_map(crate::engine::object_ref)
+            .map(|(r, _)| r.clone())
             .chain(to_delete.iter().cloned())
             .chain(to_wait.iter().cloned())
             .collect();
@@ -364,20 +368,11 @@ impl<'a> Applier<'a> {
     /// Runs hooks in order: deletes those with `before-hook-creation`, applies each (waiting for
     /// readiness unless `hook-wait: false` or `--no-wait`), then deletes by `hook-succeeded` /
     /// `hook-failed` in reverse order.
-    async fn run_hooks(
-        &self,
-        item: &str,
-        rules: &[crate::engine::project::config::ConflictResolutionItem],
-        hooks: &[&(HookInfo, &Value)],
-    ) {
+    async fn run_hooks(&self, item: &str, rules: &[ConflictResolutionItem], hooks: &[&Hook<'_>]) {
         if hooks.is_empty() || self.aborted() {
             return;
         }
-        let refs: Vec<ObjectRef> = hooks
-            .iter()
-            .filter_map(|(_, o)| crate::engine::object_ref(o))
-            .collect();
-        for ((h, _), r) in hooks.iter().zip(&refs) {
+        for (h, r, _) in hooks {
             if h.delete_policies.contains("before-hook-creation") {
                 self.progress.update(
                     item,
@@ -386,24 +381,23 @@ impl<'a> Applier<'a> {
                 self.delete_object(r, true).await;
             }
         }
-        let mut waited: Vec<(usize, bool)> = Vec::new();
-        for (i, ((h, o), r)) in hooks.iter().zip(&refs).enumerate() {
+        let mut waited: Vec<(&Hook<'_>, bool)> = Vec::new();
+        for (i, hook) in hooks.iter().copied().enumerate() {
+            let (h, r, o) = hook;
             self.progress
                 .update(item, &format!("Applying hook {r} ({} of {})", i + 1, hooks.len()));
             let replaced = h.delete_policies.contains("before-hook-creation");
-            if !self.apply_object(rules, o, replaced, true).await {
+            if !self.apply_object(rules, r, o, replaced, true).await {
                 continue;
             }
             if !h.wait || self.options.no_wait {
                 continue;
             }
-            waited.push((i, self.wait_readiness(r, h.timeout).await));
+            waited.push((hook, self.wait_readiness(r, h.timeout).await));
         }
-        for (i, ready) in waited.into_iter().rev() {
-            let (h, _) = hooks[i];
+        for ((h, r, _), ready) in waited.into_iter().rev() {
             let policy = if ready { "hook-succeeded" } else { "hook-failed" };
             if h.delete_policies.contains(policy) {
-                let r = &refs[i];
                 self.progress.update(
                     item,
                     &format!("Deleting hook {r} due to hook-delete-policy {policy}"),
@@ -434,8 +428,8 @@ impl<'a> Applier<'a> {
     /// The references a `deleteObjects` / `waitReadinessObjects` entry names: one per served
     /// kind matching its group and kind (preferred versions).
     fn convert_ref(&self, x: &ObjectRefItem) -> Vec<ObjectRef> {
-        let index = self.index_snapshot();
-        let refs: Vec<ObjectRef> = index
+        let refs: Vec<ObjectRef> = self
+            .index()
             .preferred()
             .into_iter()
             .filter(|e| x.group.as_ref().is_none_or(|g| g == &e.resource.group))
@@ -477,11 +471,11 @@ impl<'a> Applier<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn index_snapshot(&self) -> ApiIndex {
+    /// The current API index (read lock; never held across an await).
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, ApiIndex> {
         self.index
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Reads API group `group` again (the kinds a CRD of this run added); the core group and

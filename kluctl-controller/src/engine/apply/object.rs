@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use gitops_api::kluctl::v1beta1::ObjectRef;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -20,6 +21,7 @@ use serde_json::Value;
 use super::conflicts;
 use super::noop::apply_is_noop;
 use super::{Applier, FIELD_MANAGER};
+use crate::engine::project::config::ConflictResolutionItem;
 use crate::engine::prune::{DeleteOptions, delete_objects};
 use crate::engine::remote::api_for;
 
@@ -107,85 +109,87 @@ impl Applier<'_> {
     /// this run, which a dry run only simulated). Errors and warnings are recorded in the run.
     pub(crate) async fn apply_object(
         &self,
-        rules: &[crate::engine::project::config::ConflictResolutionItem],
+        rules: &[ConflictResolutionItem],
+        reference: &ObjectRef,
         object: &Value,
         replaced: bool,
         hook: bool,
     ) -> bool {
-        let Some(reference) = crate::engine::object_ref(object) else {
-            return false;
-        };
         let object = fix_object_for_patch(object);
-        let remote = self.remote_object(&reference);
+        let remote = self.remote_object(reference);
         if !hook
             && !replaced
             && let Some(remote) = remote
             && apply_is_noop(&object, remote)
         {
-            self.record_applied(&reference, remote.clone(), hook);
+            self.record_applied(reference, remote.clone(), hook);
             return true;
         }
 
-        let mut to_apply = object.clone();
-        let mut dummy: Option<String> = None;
+        // A dry run simulates creation under a temporary name (and, for a namespace that only
+        // this dry run creates, in `default`), then gives the result the real identity back.
+        let mut target = (reference.name.clone(), reference.namespace.clone());
         if self.options.dry_run && !reference.namespace.is_empty() {
             let renamed = replaced && remote.is_some();
             let namespace_pending = !renamed
                 && !self.namespace_exists(&reference.namespace).await
                 && self.namespace_created_in_dry_run(&reference.namespace);
             if renamed || namespace_pending {
-                // Simulate creation under a temporary name (and, for a namespace that only this
-                // dry run creates, in `default`), then give the result the real identity back.
-                let tmp = random_suffix(&reference.name);
-                to_apply["metadata"]["name"] = Value::String(tmp.clone());
+                target.0 = random_suffix(&reference.name);
                 if namespace_pending {
-                    to_apply["metadata"]["namespace"] = Value::String("default".to_owned());
+                    "default".clone_into(&mut target.1);
                 }
-                dummy = Some(tmp);
             }
         }
-        let undo = |mut v: Value| {
-            if let Some(tmp) = &dummy {
-                replace_strings(&mut v, tmp, &reference.name);
-                if !reference.namespace.is_empty() {
-                    v["metadata"]["namespace"] = Value::String(reference.namespace.clone());
-                }
-            }
-            v
-        };
+        let simulated = target.0 != reference.name;
 
-        let api = match self.api(&reference).await {
+        let api = match self.api(reference, &target.1).await {
             Ok(api) => api,
             Err(message) => {
                 if self.options.dry_run && self.crd_applied_in_run(&reference.group, &reference.kind) {
                     self.warning(
-                        &reference,
+                        reference,
                         format!(
                             "the underlying custom resource definition for {reference} has not been applied yet as Kluctl is running in dry-run mode. It is not guaranteed that the object will actually successfully apply"
                         ),
                     );
-                    self.record_applied(&reference, object.clone(), hook);
+                    self.record_applied(reference, object, hook);
                     return true;
                 }
-                self.error(&reference, message);
+                self.error(reference, message);
                 return false;
             }
         };
-        let params = self.patch_params(false);
-        let result = api
-            .patch(&reference.name_for(&to_apply), &params, &Patch::Apply(&to_apply))
-            .await;
+        let result = if simulated {
+            let mut renamed = object.clone();
+            renamed["metadata"]["name"] = Value::String(target.0.clone());
+            renamed["metadata"]["namespace"] = Value::String(target.1.clone());
+            api.patch(&target.0, &self.patch_params(false), &Patch::Apply(&renamed))
+                .await
+                .map(|r| {
+                    let mut v = to_value(r);
+                    replace_strings(&mut v, &target.0, &reference.name);
+                    v["metadata"]["namespace"] = Value::String(reference.namespace.clone());
+                    v
+                })
+        } else {
+            api.patch(&reference.name, &self.patch_params(false), &Patch::Apply(&object))
+                .await
+                .map(to_value)
+        };
         match result {
             Ok(r) => {
-                let r = undo(to_value(r));
-                self.record_applied(&reference, r.clone(), hook);
+                self.record_applied(reference, r, hook);
                 true
             }
             Err(e) if status_code(&e) == Some(409) => {
-                self.retry_with_conflicts(rules, &api, &object, remote, hook, &e)
+                self.retry_with_conflicts(rules, &api, reference, &object, remote, hook, &e)
                     .await
             }
-            Err(e) => self.retry_with_replace(&api, &object, remote, hook, &e).await,
+            Err(e) => {
+                self.retry_with_replace(&api, reference, &object, remote, hook, &e)
+                    .await
+            }
         }
     }
 
@@ -196,31 +200,47 @@ impl Applier<'_> {
         p
     }
 
+    /// Records the server's answer to an apply or replace; a failure goes to `fallback`.
+    async fn record_or<F: Future<Output = bool>>(
+        &self,
+        reference: &ObjectRef,
+        result: Result<DynamicObject, kube::Error>,
+        hook: bool,
+        fallback: impl FnOnce(kube::Error) -> F,
+    ) -> bool {
+        match result {
+            Ok(r) => {
+                self.record_applied(reference, to_value(r), hook);
+                true
+            }
+            Err(e) => fallback(e).await,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the state of one apply attempt")]
     async fn retry_with_conflicts(
         &self,
-        rules: &[crate::engine::project::config::ConflictResolutionItem],
+        rules: &[ConflictResolutionItem],
         api: &Api<DynamicObject>,
+        reference: &ObjectRef,
         object: &Value,
         remote: Option<&Value>,
         hook: bool,
         error: &kube::Error,
     ) -> bool {
-        let Some(reference) = crate::engine::object_ref(object) else {
-            return false;
-        };
         // The live object as it is now: the one listed before the run may predate the
         // conflicting write.
         let live = match api.get_opt(&reference.name).await {
             Ok(Some(l)) => to_value(l),
             Ok(None) => {
                 let Some(r) = remote else {
-                    self.error(&reference, api_message(error));
+                    self.error(reference, api_message(error));
                     return false;
                 };
                 r.clone()
             }
             Err(e) => {
-                self.error(&reference, api_message(&e));
+                self.error(reference, api_message(&e));
                 return false;
             }
         };
@@ -230,48 +250,43 @@ impl Applier<'_> {
             match conflicts::resolve(object, &live, &conflict_causes(error), rules) {
                 Ok(resolution) => {
                     for lost in &resolution.lost {
-                        self.warning(&reference, lost.to_string());
+                        self.warning(reference, lost.to_string());
                     }
                     resolution.object
                 }
                 Err(e) => {
-                    self.error(&reference, e.to_string());
+                    self.error(reference, e.to_string());
                     return false;
                 }
             }
         };
-        match api
+        let result = api
             .patch(&reference.name, &self.patch_params(true), &Patch::Apply(&forced))
-            .await
-        {
-            Ok(r) => {
-                let r = to_value(r);
-                self.record_applied(&reference, r.clone(), hook);
-                true
-            }
-            Err(e) => self.retry_force_replace(api, object, Some(&live), hook, &e).await,
-        }
+            .await;
+        self.record_or(reference, result, hook, |e| async move {
+            self.retry_force_replace(api, reference, object, Some(&live), hook, &e)
+                .await
+        })
+        .await
     }
 
     async fn retry_with_replace(
         &self,
         api: &Api<DynamicObject>,
+        reference: &ObjectRef,
         object: &Value,
         remote: Option<&Value>,
         hook: bool,
         error: &kube::Error,
     ) -> bool {
-        let Some(reference) = crate::engine::object_ref(object) else {
-            return false;
-        };
         let Some(remote) =
             remote.filter(|_| self.options.replace_on_error || self.options.force_replace_on_error)
         else {
-            self.error(&reference, api_message(error));
+            self.error(reference, api_message(error));
             return false;
         };
         self.warning(
-            &reference,
+            reference,
             format!("patching {reference} failed, retrying with replace instead of patch"),
         );
         let mut replacement = object.clone();
@@ -286,74 +301,62 @@ impl Applier<'_> {
         let typed: DynamicObject = match serde_json::from_value(replacement) {
             Ok(t) => t,
             Err(e) => {
-                self.error(&reference, format!("failed to replace {reference}: {e}"));
+                self.error(reference, format!("failed to replace {reference}: {e}"));
                 return false;
             }
         };
-        match api.replace(&reference.name, &params, &typed).await {
-            Ok(r) => {
-                let r = to_value(r);
-                self.record_applied(&reference, r.clone(), hook);
-                true
-            }
-            Err(e) => {
-                self.retry_force_replace(api, object, Some(remote), hook, &e)
-                    .await
-            }
-        }
+        let result = api.replace(&reference.name, &params, &typed).await;
+        self.record_or(reference, result, hook, |e| async move {
+            self.retry_force_replace(api, reference, object, Some(remote), hook, &e)
+                .await
+        })
+        .await
     }
 
     async fn retry_force_replace(
         &self,
         api: &Api<DynamicObject>,
+        reference: &ObjectRef,
         object: &Value,
         remote: Option<&Value>,
         hook: bool,
         error: &kube::Error,
     ) -> bool {
-        let Some(reference) = crate::engine::object_ref(object) else {
-            return false;
-        };
         if !self.options.force_replace_on_error {
-            self.error(&reference, api_message(error));
+            self.error(reference, api_message(error));
             return false;
         }
         if is_skip_delete(object) || remote.is_some_and(is_skip_delete) {
-            self.warning(&reference, format!("skipped forced replace of {reference}"));
-            self.error(&reference, api_message(error));
+            self.warning(reference, format!("skipped forced replace of {reference}"));
+            self.error(reference, api_message(error));
             return false;
         }
         self.warning(
-            &reference,
+            reference,
             format!("patching {reference} failed, retrying by deleting and re-applying"),
         );
-        if !self.delete_object(&reference, hook).await {
+        if !self.delete_object(reference, hook).await {
             return false;
         }
         if self.options.dry_run {
-            self.record_applied(&reference, object.clone(), hook);
+            self.record_applied(reference, object.clone(), hook);
             return true;
         }
-        match api
+        let result = api
             .patch(&reference.name, &self.patch_params(false), &Patch::Apply(object))
-            .await
-        {
-            Ok(r) => {
-                let r = to_value(r);
-                self.record_applied(&reference, r.clone(), hook);
-                true
-            }
-            Err(e) => {
-                self.error(&reference, api_message(&e));
-                false
-            }
-        }
+            .await;
+        self.record_or(reference, result, hook, |e| async move {
+            self.error(reference, api_message(&e));
+            false
+        })
+        .await
     }
 
     /// Deletes one object (`deleteObjects`, `kluctl.io/delete`, hook delete policies). Returns
     /// whether it existed and was deleted (a dry run: would be).
     pub(crate) async fn delete_object(&self, reference: &ObjectRef, hook: bool) -> bool {
-        let index = self.index_snapshot();
+        // Cloned: the deletion awaits, and a lock must not be held across it.
+        let index = self.index().clone();
         let outcome = delete_objects(
             self.client,
             &index,
@@ -383,8 +386,8 @@ impl Applier<'_> {
 
     /// The API of `reference`'s kind; reads its API group again when the kind is unknown (a
     /// CRD applied earlier in this run), waiting a little for a CRD of this run to be served.
-    async fn api(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, String> {
-        if let Some(api) = self.resolve(reference) {
+    async fn api(&self, reference: &ObjectRef, namespace: &str) -> Result<Api<DynamicObject>, String> {
+        if let Some(api) = self.resolve(reference, namespace) {
             return Ok(api);
         }
         if !self.options.dry_run {
@@ -398,7 +401,7 @@ impl Applier<'_> {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
                 self.refresh_group(&reference.group).await;
-                if let Some(api) = self.resolve(reference) {
+                if let Some(api) = self.resolve(reference, namespace) {
                     return Ok(api);
                 }
             }
@@ -414,11 +417,11 @@ impl Applier<'_> {
         ))
     }
 
-    fn resolve(&self, reference: &ObjectRef) -> Option<Api<DynamicObject>> {
-        let index = self.index_snapshot();
-        index
+    /// The API of `reference`'s kind in `namespace`, from the current index (no request).
+    fn resolve(&self, reference: &ObjectRef, namespace: &str) -> Option<Api<DynamicObject>> {
+        self.index()
             .resolve(reference)
-            .map(|entry| api_for(self.client, entry, &reference.namespace))
+            .map(|entry| api_for(self.client, entry, namespace))
     }
 
     /// Remembers what later objects of the run depend on: namespaces and CRDs created.
@@ -433,21 +436,6 @@ impl Applier<'_> {
                 self.state().crds.insert((g.to_owned(), k.to_owned()));
             }
         }
-    }
-}
-
-/// The name to patch: the object's own (a dry run may have renamed it).
-trait NameFor {
-    fn name_for(&self, object: &Value) -> String;
-}
-
-impl NameFor for ObjectRef {
-    fn name_for(&self, object: &Value) -> String {
-        object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or(&self.name)
-            .to_owned()
     }
 }
 
