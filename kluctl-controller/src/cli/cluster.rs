@@ -409,12 +409,11 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         ..cmd.output.clone()
     };
     let mut confirmed: Option<anyhow::Error> = None;
-    let mut confirm = |preview: &CommandResult| -> bool {
-        let mut shown = preview.clone();
-        if !short.no_obfuscate && obfuscate_result(&mut shown).is_err() {
+    let mut confirm = |mut preview: CommandResult| -> bool {
+        if !short.no_obfuscate && obfuscate_result(&mut preview).is_err() {
             return false;
         }
-        print!("{}", format_text(&shown, &output_options(&short)));
+        print!("{}", format_text(&preview, &output_options(&short)));
         let question = if preview.errors.is_empty() {
             "The diff succeeded, do you want to proceed?"
         } else {

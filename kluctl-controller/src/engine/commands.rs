@@ -97,11 +97,7 @@ impl CommandContext<'_> {
         CommandResult {
             id: uuid::Uuid::new_v4().to_string(),
             project_key: self.project_key.clone(),
-            target_key: gitops_api::kluctl::results::TargetKey {
-                target_name: self.rendered.target.name.clone(),
-                cluster_id: String::new(),
-                discriminator: self.rendered.target.discriminator.clone(),
-            },
+            target_key: self.target_key(),
             target: self.rendered.target.clone(),
             command: info,
             git_info: self.git_info.clone(),
@@ -110,13 +106,29 @@ impl CommandContext<'_> {
         }
     }
 
-    async fn finish(&self, mut r: CommandResult) -> CommandResult {
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
-        if let Ok(ns) = api.get("kube-system").await {
-            let id = ns.metadata.uid.unwrap_or_default();
-            r.target_key.cluster_id.clone_from(&id);
-            r.cluster_info.cluster_id = id;
+    /// The target's key, without the cluster id (see [`Self::cluster_id`]).
+    fn target_key(&self) -> gitops_api::kluctl::results::TargetKey {
+        gitops_api::kluctl::results::TargetKey {
+            target_name: self.rendered.target.name.clone(),
+            cluster_id: String::new(),
+            discriminator: self.rendered.target.discriminator.clone(),
         }
+    }
+
+    /// The cluster's id, the uid of `kube-system` (empty when it cannot be read).
+    async fn cluster_id(&self) -> String {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
+        api.get("kube-system")
+            .await
+            .ok()
+            .and_then(|ns| ns.metadata.uid)
+            .unwrap_or_default()
+    }
+
+    async fn finish(&self, mut r: CommandResult) -> CommandResult {
+        let id = self.cluster_id().await;
+        r.target_key.cluster_id.clone_from(&id);
+        r.cluster_info.cluster_id = id;
         r.command.end_time = Some(jiff::Timestamp::now());
         r
     }
@@ -299,14 +311,12 @@ impl CommandContext<'_> {
                 b.set_applied(&dr, o);
             }
         }
-        let deleted_set: BTreeSet<&ObjectRef> = deleted.iter().collect();
+        // An orphan that was deleted is reported as deleted only (the builder's rule).
         for x in deleted {
             b.add_deleted(&dr_of(x));
         }
         for x in orphans {
-            if !deleted_set.contains(x) {
-                b.add_orphan(&dr_of(x));
-            }
+            b.add_orphan(&dr_of(x));
         }
         // Last, so the live objects move into the result instead of being copied.
         for o in remote.objects.into_values() {
@@ -324,7 +334,7 @@ impl CommandContext<'_> {
         &self,
         options: &DeployOptions,
         progress: &dyn Progress,
-        confirm: Option<&mut dyn FnMut(&CommandResult) -> bool>,
+        confirm: Option<&mut dyn FnMut(CommandResult) -> bool>,
     ) -> CommandResult {
         let mut r = self.new_result("deploy");
         let a = &options.apply;
@@ -352,13 +362,13 @@ impl CommandContext<'_> {
             let (outcome, _) = self.apply(&remote, dry, &crate::engine::apply::NoProgress).await;
             let orphans = self.orphans(&remote);
             self.collect(remote.clone(), Some(outcome), &orphans, &[], &mut preview);
-            if !confirm(&preview) {
+            if !confirm(preview) {
                 r.errors.push(run_error("aborted by user".to_owned()));
                 return self.finish(r).await;
             }
         }
         let (outcome, token) = self.apply(&remote, a.clone(), progress).await;
-        let mut orphans = self.orphans(&remote);
+        let orphans = self.orphans(&remote);
         let mut deleted = Vec::new();
         if options.prune {
             match (&token, &remote.listed) {
@@ -375,10 +385,7 @@ impl CommandContext<'_> {
                         ..DeleteOptions::default()
                     };
                     match prune::prune(self.client, &remote.index, token, listed, &delete).await {
-                        Ok((_, outcome)) => {
-                            deleted = record_deletes(&mut r, outcome);
-                            orphans.retain(|o| !deleted.contains(o) && !in_deleted_namespace(o, &deleted));
-                        }
+                        Ok((_, outcome)) => deleted = record_deletes(&mut r, outcome),
                         Err(e) => r.errors.push(run_error(e.to_string())),
                     }
                 }
@@ -552,15 +559,8 @@ impl CommandContext<'_> {
         let mut v = validator.validate(self.rendered.objects(), start).await;
         v.id = uuid::Uuid::new_v4().to_string();
         v.project_key = self.project_key.clone();
-        v.target_key = gitops_api::kluctl::results::TargetKey {
-            target_name: self.rendered.target.name.clone(),
-            cluster_id: String::new(),
-            discriminator: self.rendered.target.discriminator.clone(),
-        };
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
-        if let Ok(ns) = api.get("kube-system").await {
-            v.target_key.cluster_id = ns.metadata.uid.unwrap_or_default();
-        }
+        v.target_key = self.target_key();
+        v.target_key.cluster_id = self.cluster_id().await;
         v
     }
 }
@@ -632,13 +632,6 @@ fn record_deletes(r: &mut CommandResult, outcome: DeleteOutcome) -> Vec<ObjectRe
     let mut deleted = outcome.deleted;
     deleted.extend(outcome.skipped_in_deleted_namespaces);
     deleted
-}
-
-fn in_deleted_namespace(o: &ObjectRef, deleted: &[ObjectRef]) -> bool {
-    !o.namespace.is_empty()
-        && deleted
-            .iter()
-            .any(|d| d.group.is_empty() && d.kind == "Namespace" && d.name == o.namespace)
 }
 
 /// An error or warning of the whole run (no object).
