@@ -233,9 +233,14 @@ impl Progress for LineProgress {
     }
 }
 
+/// Whether questions can be asked: stdin and stderr are a terminal.
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
 /// Asks `question` on the terminal; without one, refuses with a clear error.
 fn ask(question: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+    if !interactive() {
         anyhow::bail!(
             "refusing to continue without confirmation: stdin is not a terminal; pass -y (--yes) to proceed without asking"
         );
@@ -247,11 +252,8 @@ fn ask(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
-fn context<'a>(
-    p: &'a Prepared,
-    command: &str,
-    cluster: &'a crate::engine::cluster::Cluster,
-) -> CommandContext<'a> {
+/// The engine's view of a prepared command (the engine names the command in its result).
+fn context<'a>(p: &'a Prepared, cluster: &'a crate::engine::cluster::Cluster) -> CommandContext<'a> {
     let (project_key, git_info) = project_identity(&p.project_dir);
     let args = p
         .external_args
@@ -264,7 +266,6 @@ fn context<'a>(
         rendered: &p.rendered,
         inclusion: &p.inclusion,
         info: CommandInfo {
-            command: command.to_owned(),
             target: p.rendered.target.name.clone(),
             args,
             start_time: Some(jiff::Timestamp::now()),
@@ -382,9 +383,16 @@ fn finish(
 /// # Errors
 /// Render errors, refused confirmation, or a result with errors.
 pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
+    // Refuse before rendering anything when the question could not be asked.
+    let ask_first = !cmd.yes.yes && !cmd.yes.dry_run;
+    if ask_first && !interactive() {
+        anyhow::bail!(
+            "refusing to deploy without confirmation: stdin is not a terminal; pass -y (--yes) to deploy without asking, or --dry-run to only see the changes"
+        );
+    }
     let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
     let cluster = cluster_of(&p)?;
-    let ctx = context(&p, "deploy", cluster);
+    let ctx = context(&p, cluster);
     let options = DeployOptions {
         apply: ApplyOptions {
             force_apply: cmd.apply.force_apply,
@@ -398,22 +406,12 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         prune: cmd.prune,
         wait_prune: !cmd.no_wait,
     };
-    let ask_first = !cmd.yes.yes && !cmd.yes.dry_run;
-    if ask_first && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
-        anyhow::bail!(
-            "refusing to deploy without confirmation: stdin is not a terminal; pass -y (--yes) to deploy without asking, or --dry-run to only see the changes"
-        );
-    }
-    let short = OutputFormatFlags {
-        output_format: Vec::new(),
-        ..cmd.output.clone()
-    };
     let mut confirmed: Option<anyhow::Error> = None;
     let mut confirm = |mut preview: CommandResult| -> bool {
-        if !short.no_obfuscate && obfuscate_result(&mut preview).is_err() {
+        if !cmd.output.no_obfuscate && obfuscate_result(&mut preview).is_err() {
             return false;
         }
-        print!("{}", format_text(&preview, &output_options(&short)));
+        print!("{}", format_text(&preview, &output_options(&cmd.output)));
         let question = if preview.errors.is_empty() {
             "The diff succeeded, do you want to proceed?"
         } else {
@@ -428,7 +426,7 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         }
     };
     let progress = LineProgress::new();
-    let r = cluster.block_on(ctx.deploy(
+    let mut r = cluster.block_on(ctx.deploy(
         &options,
         &progress,
         if ask_first { Some(&mut confirm) } else { None },
@@ -436,7 +434,6 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
     if let Some(e) = confirmed {
         return Err(e);
     }
-    let mut r = r;
     let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
     finish(r, &cmd.output, stored)
 }
@@ -448,7 +445,7 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
 pub fn run_diff(cmd: &DiffCmd) -> anyhow::Result<()> {
     let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
     let cluster = cluster_of(&p)?;
-    let mut ctx = context(&p, "diff", cluster);
+    let mut ctx = context(&p, cluster);
     ctx.ignore = IgnoreOptions {
         ignore_tags: cmd.ignore_tags,
         ignore_labels: cmd.ignore_labels,
@@ -490,7 +487,7 @@ fn confirm_deletion(yes: &YesDryRunFlags, refs: &[ObjectRef], refused: &mut Opti
 pub fn run_prune(cmd: &PruneCmd) -> anyhow::Result<()> {
     let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
     let cluster = cluster_of(&p)?;
-    let ctx = context(&p, "prune", cluster);
+    let ctx = context(&p, cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
     let mut r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
@@ -508,7 +505,7 @@ pub fn run_prune(cmd: &PruneCmd) -> anyhow::Result<()> {
 pub fn run_delete(cmd: &DeleteCmd) -> anyhow::Result<()> {
     let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
     let cluster = cluster_of(&p)?;
-    let ctx = context(&p, "delete", cluster);
+    let ctx = context(&p, cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
     let mut r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
@@ -529,7 +526,7 @@ pub fn run_poke_images(cmd: &PokeImagesCmd) -> anyhow::Result<()> {
     if !cmd.yes.yes && !cmd.yes.dry_run && !ask("Do you really want to poke images to the target?")? {
         anyhow::bail!("aborted");
     }
-    let ctx = context(&p, "poke-images", cluster);
+    let ctx = context(&p, cluster);
     let mut r = cluster.block_on(ctx.poke_images(cmd.yes.dry_run));
     let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
     finish(r, &cmd.output, stored)
@@ -544,7 +541,7 @@ pub fn run_poke_images(cmd: &PokeImagesCmd) -> anyhow::Result<()> {
 pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
     let p = prepared(&cmd.flags, None)?;
     let cluster = cluster_of(&p)?;
-    let ctx = context(&p, "validate", cluster);
+    let ctx = context(&p, cluster);
     let start = std::time::Instant::now();
     let failed = |v: &crate::engine::validate::ValidateResult| {
         !v.ready || !v.errors.is_empty() || (cmd.warnings_as_errors && !v.warnings.is_empty())
