@@ -6,15 +6,15 @@
 //! async: this type owns a small runtime and blocks on it, so it must not be called from inside
 //! an async task (the controller calls the engine from a blocking thread).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{Discovery, Scope};
+use kube::discovery::Discovery;
 use serde_json::Value;
 
 use crate::engine::project::vars::ClusterReader;
+use crate::engine::remote::{ApiIndex, api_for};
 use crate::engine::render::namespaces::ScopeLookup;
 
 /// Why the cluster could not be reached or read.
@@ -46,11 +46,11 @@ pub struct Cluster {
     pub context: String,
     /// `gitVersion` of the API server, e.g. `v1.20.2`.
     pub server_version: String,
-    /// `(group, kind) → (version, namespaced, plural)` from discovery, preferred versions first.
-    resources: HashMap<(String, String), Vec<(String, bool)>>,
     /// `group/version` and `group/version/Kind` strings (Helm's `--api-versions`).
     pub api_versions: Vec<String>,
     discovery: Discovery,
+    /// The served resources, from `discovery`.
+    index: ApiIndex,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -128,7 +128,6 @@ impl Cluster {
             let discovery = discover(&client).await.map_err(api("discover API resources"))?;
             Ok::<_, ClusterError>((version, discovery))
         })?;
-        let mut resources: HashMap<(String, String), Vec<(String, bool)>> = HashMap::new();
         let mut api_versions = Vec::new();
         for group in discovery.groups() {
             for version in group.versions() {
@@ -138,15 +137,10 @@ impl Cluster {
                     format!("{}/{version}", group.name())
                 };
                 api_versions.push(gv.clone());
-                for (ar, caps) in group.versioned_resources(version) {
-                    if ar.plural.contains('/') {
-                        continue;
+                for (ar, _) in group.versioned_resources(version) {
+                    if !ar.plural.contains('/') {
+                        api_versions.push(format!("{gv}/{}", ar.kind));
                     }
-                    api_versions.push(format!("{gv}/{}", ar.kind));
-                    resources
-                        .entry((ar.group.clone(), ar.kind.clone()))
-                        .or_default()
-                        .push((ar.version.clone(), caps.scope == Scope::Namespaced));
                 }
             }
         }
@@ -157,8 +151,8 @@ impl Cluster {
             client,
             context: used_context,
             server_version: version.git_version,
-            resources,
             api_versions,
+            index: ApiIndex::from_discovery(&discovery),
             discovery,
         })
     }
@@ -178,18 +172,19 @@ impl Cluster {
         self.runtime.block_on(future)
     }
 
+    /// The API of a kind from the discovery made when connecting (no request).
     fn api_for(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Api<DynamicObject>, String> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (ar, caps) = self
-            .runtime
-            .block_on(kube::discovery::pinned_kind(&self.client, &gvk))
-            .map_err(|e| format!("failed to find resource {api_version}/{kind}: {e}"))?;
-        Ok(if caps.scope == Scope::Namespaced && !namespace.is_empty() {
-            Api::namespaced_with(self.client.clone(), namespace, &ar)
-        } else {
-            Api::all_with(self.client.clone(), &ar)
-        })
+        let reference = gitops_api::kluctl::v1beta1::ObjectRef {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: kind.to_owned(),
+            ..Default::default()
+        };
+        let entry = self.index.resolve(&reference).ok_or_else(|| {
+            format!("failed to find resource {api_version}/{kind}: not served by the cluster")
+        })?;
+        Ok(api_for(&self.client, entry, namespace))
     }
 }
 
@@ -228,10 +223,7 @@ pub async fn discover(client: &kube::Client) -> Result<Discovery, kube::Error> {
 impl ScopeLookup for Cluster {
     fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
-        self.resources
-            .get(&(group.to_owned(), kind.to_owned()))
-            .and_then(|v| v.first())
-            .map(|(_, namespaced)| *namespaced)
+        self.index.is_namespaced(group, kind)
     }
 }
 
