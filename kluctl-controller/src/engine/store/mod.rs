@@ -35,6 +35,7 @@ use gitops_api::constants::KLUCTL_RESULTS_FIELD_MANAGER;
 use gitops_api::kluctl::results::{ProjectKey, ValidateResult};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use std::collections::BTreeMap;
 
 use crate::engine::diff::DiffError;
 use crate::engine::result::{CommandResult, CommandResultSummary, ResultError};
@@ -231,22 +232,17 @@ pub async fn write_command_result(
         source,
     })?;
     let secret = encode::command_result_secret(namespace, &stored)?;
-    ensure_namespace(client, namespace).await?;
-    apply_secret(client, namespace, &secret).await?;
-    let scope = ProjectTarget {
-        project: &result.project_key,
-        target: &result.target_key,
-    };
-    match list_command_summaries(client, namespace, Some(&result.project_key)).await {
-        Ok(listed) => {
-            let expired = retention::beyond_keep(&listed, keep_count, |l| {
-                scope.contains(&l.summary.project_key, &l.summary.target_key)
-            });
-            delete_expired(client, namespace, "command", &expired).await;
-        }
-        Err(e) => log_retention_list_failure(&e),
-    }
-    Ok(())
+    write_and_expire::<CommandResultSummary>(
+        client,
+        namespace,
+        &secret,
+        ProjectTarget {
+            project: &result.project_key,
+            target: &result.target_key,
+        },
+        keep_count,
+    )
+    .await
 }
 
 /// Writes a validate result like [`write_command_result`] (no obfuscation needed: it holds no
@@ -265,18 +261,37 @@ pub async fn write_validate_result(
         return Err(StoreError::MissingId { kind: "validate" });
     }
     let secret = encode::validate_result_secret(namespace, result)?;
+    write_and_expire::<ValidateResultSummary>(
+        client,
+        namespace,
+        &secret,
+        ProjectTarget {
+            project: &result.project_key,
+            target: &result.target_key,
+        },
+        keep_count,
+    )
+    .await
+}
+
+/// Creates `namespace` if missing, applies `secret`, then deletes the results of the same
+/// project and target beyond the newest `keep_count` (a failed listing is only logged).
+async fn write_and_expire<S: Summary>(
+    client: &kube::Client,
+    namespace: &str,
+    secret: &Secret,
+    scope: ProjectTarget<'_>,
+    keep_count: usize,
+) -> Result<(), StoreError> {
     ensure_namespace(client, namespace).await?;
-    apply_secret(client, namespace, &secret).await?;
-    let scope = ProjectTarget {
-        project: &result.project_key,
-        target: &result.target_key,
-    };
-    match list_validate_summaries(client, namespace, Some(&result.project_key)).await {
+    apply_secret(client, namespace, secret).await?;
+    match list_summaries::<S>(client, namespace, Some(scope.project)).await {
         Ok(listed) => {
             let expired = retention::beyond_keep(&listed, keep_count, |l| {
-                scope.contains(&l.summary.project_key, &l.summary.target_key)
+                let (project, target) = l.summary.keys();
+                scope.contains(project, target)
             });
-            delete_expired(client, namespace, "validate", &expired).await;
+            delete_expired(client, namespace, &expired).await;
         }
         Err(e) => log_retention_list_failure(&e),
     }
@@ -295,7 +310,7 @@ pub async fn list_command_result_summaries(
     namespace: &str,
     project: Option<&ProjectKey>,
 ) -> Result<Vec<CommandResultSummary>, StoreError> {
-    Ok(list_command_summaries(client, namespace, project)
+    Ok(list_summaries::<CommandResultSummary>(client, namespace, project)
         .await?
         .into_iter()
         .map(|l| l.summary)
@@ -311,11 +326,13 @@ pub async fn list_validate_result_summaries(
     namespace: &str,
     project: Option<&ProjectKey>,
 ) -> Result<Vec<ValidateResultSummary>, StoreError> {
-    Ok(list_validate_summaries(client, namespace, project)
-        .await?
-        .into_iter()
-        .map(|l| l.summary)
-        .collect())
+    Ok(
+        list_summaries::<ValidateResultSummary>(client, namespace, project)
+            .await?
+            .into_iter()
+            .map(|l| l.summary)
+            .collect(),
+    )
 }
 
 /// Reads a command result back: the reduced result with its objects replaced by the expanded
@@ -455,39 +472,71 @@ async fn list_annotated(
         .collect())
 }
 
-async fn list_command_summaries(
-    client: &kube::Client,
-    namespace: &str,
-    project: Option<&ProjectKey>,
-) -> Result<Vec<Listed<CommandResultSummary>>, StoreError> {
-    let mut out: Vec<Listed<CommandResultSummary>> =
-        list_annotated(client, namespace, COMMAND_RESULT_ID_LABEL)
-            .await?
-            .into_iter()
-            .filter_map(|(name, annotations)| {
-                let summary = encode::parse_command_summary(&annotations)?;
-                retention::project_matches(&summary.project_key, project).then_some(Listed { name, summary })
-            })
-            .collect();
-    out.sort_by(|a, b| retention::command_order(&a.summary, &b.summary));
-    Ok(out)
+/// What the store needs of a result summary kind to list and expire results.
+trait Summary: Sized {
+    /// `command` or `validate` (for messages).
+    const KIND: &'static str;
+    /// The label carrying the result id.
+    const ID_LABEL: &'static str;
+    /// Reads the summary annotation of a result Secret.
+    fn parse(annotations: &BTreeMap<String, String>) -> Option<Self>;
+    /// Newest first.
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering;
+    /// The project and target the result belongs to.
+    fn keys(&self) -> (&ProjectKey, &gitops_api::kluctl::results::TargetKey);
+    /// The result id (for logs).
+    fn id(&self) -> &str;
 }
 
-async fn list_validate_summaries(
+impl Summary for CommandResultSummary {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    const KIND: &'static str = "command";
+    const ID_LABEL: &'static str = COMMAND_RESULT_ID_LABEL;
+    fn parse(annotations: &BTreeMap<String, String>) -> Option<Self> {
+        encode::parse_command_summary(annotations)
+    }
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        retention::command_order(a, b)
+    }
+    fn keys(&self) -> (&ProjectKey, &gitops_api::kluctl::results::TargetKey) {
+        (&self.project_key, &self.target_key)
+    }
+}
+
+impl Summary for ValidateResultSummary {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    const KIND: &'static str = "validate";
+    const ID_LABEL: &'static str = VALIDATE_RESULT_ID_LABEL;
+    fn parse(annotations: &BTreeMap<String, String>) -> Option<Self> {
+        encode::parse_validate_summary(annotations)
+    }
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        retention::validate_order(a, b)
+    }
+    fn keys(&self) -> (&ProjectKey, &gitops_api::kluctl::results::TargetKey) {
+        (&self.project_key, &self.target_key)
+    }
+}
+
+/// The results of one kind in `namespace`, newest first, optionally of one project.
+async fn list_summaries<S: Summary>(
     client: &kube::Client,
     namespace: &str,
     project: Option<&ProjectKey>,
-) -> Result<Vec<Listed<ValidateResultSummary>>, StoreError> {
-    let mut out: Vec<Listed<ValidateResultSummary>> =
-        list_annotated(client, namespace, VALIDATE_RESULT_ID_LABEL)
-            .await?
-            .into_iter()
-            .filter_map(|(name, annotations)| {
-                let summary = encode::parse_validate_summary(&annotations)?;
-                retention::project_matches(&summary.project_key, project).then_some(Listed { name, summary })
-            })
-            .collect();
-    out.sort_by(|a, b| retention::validate_order(&a.summary, &b.summary));
+) -> Result<Vec<Listed<S>>, StoreError> {
+    let mut out: Vec<Listed<S>> = list_annotated(client, namespace, S::ID_LABEL)
+        .await?
+        .into_iter()
+        .filter_map(|(name, annotations)| {
+            let summary = S::parse(&annotations)?;
+            retention::project_matches(summary.keys().0, project).then_some(Listed { name, summary })
+        })
+        .collect();
+    out.sort_by(|a, b| S::order(&a.summary, &b.summary));
     Ok(out)
 }
 
@@ -533,12 +582,8 @@ async fn delete_secret(api: &Api<Secret>, namespace: &str, name: &str) -> Result
     }
 }
 
-async fn delete_expired<S: SummaryId>(
-    client: &kube::Client,
-    namespace: &str,
-    kind: &str,
-    expired: &[&Listed<S>],
-) {
+async fn delete_expired<S: Summary>(client: &kube::Client, namespace: &str, expired: &[&Listed<S>]) {
+    let kind = S::KIND;
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     for l in expired {
         match delete_secret(&api, namespace, &l.name).await {
@@ -574,21 +619,4 @@ fn warn_chain(e: &dyn std::error::Error, what: &str) {
         cur = s.source();
     }
     tracing::warn!(error = %text, "{what}");
-}
-
-/// The id of a stored summary, for logs.
-trait SummaryId {
-    fn id(&self) -> &str;
-}
-
-impl SummaryId for CommandResultSummary {
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl SummaryId for ValidateResultSummary {
-    fn id(&self) -> &str {
-        &self.id
-    }
 }
