@@ -510,27 +510,14 @@ pub const LIST_THRESHOLD: usize = 4;
 async fn list_namespace(client: &kube::Client, index: &ApiIndex, like: &ObjectRef) -> Option<ByName> {
     let entry = index.resolve(like)?;
     let api = api_for(client, entry, &like.namespace);
-    let mut params = ListParams::default().limit(PAGE_SIZE);
-    let mut out = BTreeMap::new();
-    loop {
-        let list = api.list(&params).await.ok()?;
-        for mut o in list.items {
-            o.types = Some(kube::api::TypeMeta {
-                api_version: entry.resource.api_version.clone(),
-                kind: entry.resource.kind.clone(),
-            });
-            let Some(name) = o.metadata.name.clone() else {
-                continue;
-            };
-            if let Ok(Value::Object(m)) = serde_json::to_value(&o) {
-                out.insert(name, m);
-            }
-        }
-        match list.metadata.continue_ {
-            Some(t) if !t.is_empty() => params.continue_token = Some(t),
-            _ => return Some(out),
-        }
-    }
+    let params = ListParams::default().limit(PAGE_SIZE);
+    let found = list_pages(&api, entry, &params, true).await.ok()?;
+    Some(
+        found
+            .into_iter()
+            .filter_map(|(reference, _, object)| Some((reference.name, object?)))
+            .collect(),
+    )
 }
 
 const PERMISSION_PREFIX: &str = "failed to get object (permission denied)";
