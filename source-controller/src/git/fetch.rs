@@ -4,21 +4,26 @@
 //! Fetching by id for every kind of reference (rather than by branch or tag name) guarantees the
 //! tree on disk is the commit [`super::resolve`] reported, even if the branch moved in between.
 //! Protocol v2 servers (git-http-backend, git daemon, sshd + git, GitHub, GitLab) accept any
-//! commit id in a `want`. The destination holds the worktree plus the `.git` directory gix needs;
-//! the archive step drops `.git/`.
+//! commit id in a `want`.
+//!
+//! gix speaks the protocol (connection, credentials, handshake, `want <id>` + `deepen 1`); the
+//! pack it hands over is stored and checked out by `git::unpack`, which reads it back with
+//! positioned reads instead of gix's memory map (see there why). The scratch files live in
+//! `dest/.git` while the checkout runs and are removed when it succeeds.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use gix::bstr::ByteSlice as _;
+use gix::error::ErrorExt as _;
 
 use super::GitError;
 use super::auth::Auth;
 use super::refs::Resolved;
 use super::transport::{Session, run_with_deadline};
+use super::unpack;
 
 /// What [`checkout`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,51 +70,151 @@ pub fn checkout(
     let mut session = Session::new(url, auth, timeout)?;
     // Temporary ssh files stay with this thread, so they go when it stops waiting.
     let _files = session.take_files();
-    let session = Arc::new(session);
+    let want = gix::ObjectId::from_hex(resolved.commit.as_bytes())
+        .map_err(|e| session.failure(OP, &format!("'{}' is not a commit id: {e}", resolved.commit)))?;
     let commit = resolved.commit.clone();
     let dest = dest.to_path_buf();
     let display_url = session.display_url.clone();
     run_with_deadline(OP, &display_url, timeout, move |interrupt| {
-        let for_connection = Arc::clone(&session);
-        let mut prepare = gix::clone::PrepareFetch::new(
-            session.url.clone(),
-            &dest,
-            gix::create::Kind::WithWorktree,
-            gix::create::Options::default(),
-            session.open_options(),
-        )
-        .and_then(|p| p.with_revision(Some(commit.as_str())))
-        .map_err(|e| session.error(OP, &e))?
-        .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN))
-        .configure_connection(move |connection| {
-            for_connection.configure(connection);
-            Ok(())
-        });
-        let (mut worktree, _) = prepare
-            .fetch_then_checkout(gix::progress::Discard, interrupt)
-            .map_err(|e| session.error(OP, &e))?;
-        let (repo, _) = worktree
-            .main_worktree(gix::progress::Discard, interrupt)
-            .map_err(|e| session.error("check out", &e))?;
-        if interrupt.load(Ordering::SeqCst) {
-            return Err(session.failure("check out", "interrupted"));
-        }
-        let head = repo
-            .head_id()
-            .map_err(|e| session.failure("check out", &e.to_string()))?;
-        if gix::ObjectId::from_hex(commit.as_bytes()).ok() != Some(head.detach()) {
-            return Err(session.failure(
-                "check out",
-                &format!("HEAD is '{head}' but commit '{commit}' was requested"),
-            ));
-        }
-        let message = head
-            .object()
-            .ok()
-            .and_then(|o| o.try_into_commit().ok())
-            .and_then(|c| c.message_raw_sloppy().to_str().ok().and_then(short_message));
+        let git_dir = dest.join(".git");
+        fs_err::create_dir_all(&git_dir).map_err(|e| session.failure(OP, &e.to_string()))?;
+        let received = fetch_pack(&session, &git_dir, want, interrupt)?;
+        let done = received
+            .check_out(want, &dest, interrupt)
+            .map_err(|e| unpack_error(&session, "check out", e))?;
+        // The pack, and blobs no path of the tree used, are of no further use.
+        fs_err::remove_dir_all(&git_dir).map_err(|e| session.failure("check out", &e.to_string()))?;
+        let message = done.message.to_str().ok().and_then(short_message);
         Ok(Checkout { commit, message })
     })
+}
+
+/// Connects, asks for `want` at depth 1 and receives the pack into `git_dir`.
+fn fetch_pack(
+    session: &Session,
+    git_dir: &Path,
+    want: gix::ObjectId,
+    interrupt: &AtomicBool,
+) -> Result<unpack::Received, GitError> {
+    const OP: &str = "fetch";
+    // A bare repository only to give gix's remote its (isolated) configuration: transport,
+    // protocol version, ssh command.
+    let repo = gix::ThreadSafeRepository::init_opts(
+        git_dir.join("repo"),
+        gix::create::Kind::Bare,
+        gix::create::Options::default(),
+        session.open_options(),
+    )
+    .map_err(|e| session.error(OP, &e))?
+    .to_thread_local();
+    let remote = repo
+        .remote_at_without_url_rewrite(session.url.clone())
+        .map(|r| r.with_fetch_tags(gix::remote::fetch::Tags::None))
+        .map_err(|e| session.error(OP, &e))?;
+    let mut connection = remote
+        .connect(gix::remote::Direction::Fetch)
+        .map_err(|e| session.error(OP, &e))?;
+    let transport = connection.transport_mut();
+    if let Some(options) = session.transport_options() {
+        transport
+            .configure(&options)
+            .map_err(|e| session.failure(OP, &format!("configuring the transport failed: {e}")))?;
+    }
+    let mut handshake = gix::protocol::handshake(
+        &mut *transport,
+        gix::protocol::transport::Service::UploadPack,
+        session.credentials(),
+        Vec::new(),
+        &mut gix::progress::Discard,
+    )
+    .map_err(|e| session.error(OP, &e))?;
+    let protocol = handshake.server_protocol_version;
+    let mut received = None;
+    let shallow = gix::protocol::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN);
+    let fetched = gix::protocol::fetch(
+        &mut WantOne(want),
+        |pack, _, interrupt| {
+            let result = unpack::receive(pack, git_dir, interrupt);
+            let ok = result.is_ok();
+            received = Some(result);
+            if ok {
+                Ok(true)
+            } else {
+                Err(gix::error::Message::new("the received pack could not be stored").raise())
+            }
+        },
+        gix::progress::Discard,
+        interrupt,
+        gix::protocol::fetch::Context {
+            handshake: &mut handshake,
+            transport: &mut *transport,
+            user_agent: ("agent", Some(gix::protocol::agent(gix::env::agent()))),
+            trace_packetlines: false,
+        },
+        gix::protocol::fetch::Options {
+            shallow_file: git_dir.join("shallow"),
+            shallow: &shallow,
+            tags: gix::protocol::fetch::Tags::None,
+            reject_shallow_remote: false,
+        },
+    );
+    // Our own error says more than gix's wrapper of it.
+    let received = match received {
+        Some(Err(e)) => return Err(unpack_error(session, OP, e)),
+        Some(Ok(received)) => Some(received),
+        None => None,
+    };
+    if fetched.map_err(|e| session.error(OP, &e))?.is_none() {
+        return Err(session.failure(
+            OP,
+            &format!("the server declined to send a pack for commit {want}"),
+        ));
+    }
+    if protocol == gix::protocol::transport::Protocol::V2 {
+        gix::protocol::indicate_end_of_interaction(&mut *transport, false).ok();
+    }
+    received.ok_or_else(|| session.failure(OP, &format!("the server sent no pack for commit {want}")))
+}
+
+/// The one negotiation a fresh depth-1 fetch needs: want the commit, have nothing.
+struct WantOne(gix::ObjectId);
+
+impl gix::protocol::fetch::Negotiate for WantOne {
+    fn mark_complete_and_common_ref(&mut self) -> gix::Result<gix::protocol::fetch::negotiate::Action> {
+        Ok(gix::protocol::fetch::negotiate::Action::MustNegotiate {
+            remote_ref_target_known: Vec::new(),
+        })
+    }
+
+    fn add_wants(&mut self, arguments: &mut gix::protocol::fetch::Arguments, _: &[bool]) -> bool {
+        arguments.want(self.0);
+        true
+    }
+
+    fn one_round(
+        &mut self,
+        _: &mut gix::protocol::fetch::negotiate::one_round::State,
+        _: &mut gix::protocol::fetch::Arguments,
+        _: Option<&gix::protocol::fetch::Response>,
+    ) -> gix::Result<(gix::protocol::fetch::negotiate::Round, bool)> {
+        Ok((
+            gix::protocol::fetch::negotiate::Round {
+                haves_sent: 0,
+                in_vain: 0,
+                haves_to_send: 0,
+                previous_response_had_at_least_one_in_common: false,
+            },
+            true,
+        ))
+    }
+}
+
+fn unpack_error(session: &Session, op: &'static str, e: unpack::UnpackError) -> GitError {
+    match e {
+        unpack::UnpackError::Io(e) => session.failure(op, &e.to_string()),
+        unpack::UnpackError::Invalid(message) => session.failure(op, &message),
+        unpack::UnpackError::Interrupted => session.failure(op, "interrupted"),
+    }
 }
 
 /// Flux's `Commit.ShortMessage`: the subject line, at most 50 characters plus `...`.

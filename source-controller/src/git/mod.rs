@@ -9,13 +9,14 @@
 //!                                    │      ls-refs (protocol v2) → Resolved { reference, commit }
 //!                                    │      revision() == status.artifact.revision ? no-op
 //!                                    └──► checkout(url, &Resolved, &Auth, dest, timeout)
-//!                                           shallow fetch of the commit id → worktree in dest
+//!                                           shallow fetch of the commit id → pack → worktree in dest
 //!                                           → Checkout { commit, message }
 //! ```
 //!
 //! Module map: [`auth`] (Secret keys → credentials, redacting), [`refs`] (precedence, selection,
 //! revision strings), [`semver`] (Masterminds-compatible constraints), [`fetch`] (checkout),
-//! `transport` (gix setup per auth mode, deadline, error mapping), [`GitError`] (one error type
+//! `unpack` (pack → files without mapping the pack into memory), `transport` (gix setup per
+//! auth mode, deadline, error mapping), [`GitError`] (one error type
 //! with its Flux reason).
 //!
 //! Implementation: gix (pure Rust) for every transport and auth mode. HTTP(S) uses gix's reqwest
@@ -40,6 +41,7 @@ pub mod fetch;
 pub mod refs;
 pub mod semver;
 mod transport;
+mod unpack;
 
 pub use auth::{Auth, ProxyOptions, Secret};
 pub use error::GitError;

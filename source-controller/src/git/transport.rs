@@ -124,8 +124,16 @@ impl Session {
 
     /// Installs the credentials callback and, for http(s), our HTTP client settings.
     pub fn configure(&self, connection: &mut Connection<'_, '_, '_>) {
+        connection.set_credentials(self.credentials());
+        if let Some(options) = self.transport_options() {
+            connection.set_transport_options(Box::new(options));
+        }
+    }
+
+    /// The credentials callback: the secret's basic credentials, never a prompt or a helper.
+    pub fn credentials(&self) -> impl FnMut(Action) -> gix::Result<Option<Outcome>> + Send + 'static {
         let basic = self.auth.basic.clone();
-        connection.set_credentials(move |action| match action {
+        move |action| match action {
             Action::Get(context) => match &basic {
                 Some(basic) => Ok(Some(Outcome {
                     identity: gix::sec::identity::Account {
@@ -142,10 +150,12 @@ impl Session {
             },
             // Nothing is stored or erased: the Secret is the only source of credentials.
             Action::Store(_) | Action::Erase(_) => Ok(None),
-        });
-        if matches!(self.transport, Transport::Http | Transport::Https) {
-            connection.set_transport_options(Box::new(self.http_options()));
         }
+    }
+
+    /// Our HTTP client settings for http(s) URLs; `None` for the other transports.
+    pub fn transport_options(&self) -> Option<http::Options> {
+        matches!(self.transport, Transport::Http | Transport::Https).then(|| self.http_options())
     }
 
     fn http_options(&self) -> http::Options {
