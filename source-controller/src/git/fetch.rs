@@ -40,7 +40,7 @@ pub struct Checkout {
 /// `dest` must be empty or absent; on failure it is removed again if this call created it or
 /// found it empty. Runs on a worker thread and gives up after `timeout`; after a timeout the
 /// worker may still write into `dest` until it notices the interrupt, so treat `dest` as garbage
-/// then. Submodules are not checked out.
+/// then. Submodules are not checked out; their paths are empty directories.
 ///
 /// # Errors
 /// [`GitError::Authentication`] for rejected credentials or SSH host keys,
@@ -75,18 +75,43 @@ pub fn checkout(
     let commit = resolved.commit.clone();
     let dest = dest.to_path_buf();
     let display_url = session.display_url.clone();
+    let existed = match fs_err::read_dir(&dest).map(|mut entries| entries.next().is_none()) {
+        Ok(false) => {
+            return Err(session.failure(OP, &format!("the destination '{}' is not empty", dest.display())));
+        }
+        Ok(true) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(session.failure(OP, &e.to_string())),
+    };
     run_with_deadline(OP, &display_url, timeout, move |interrupt| {
-        let git_dir = dest.join(".git");
-        fs_err::create_dir_all(&git_dir).map_err(|e| session.failure(OP, &e.to_string()))?;
-        let received = fetch_pack(&session, &git_dir, want, interrupt)?;
-        let done = received
-            .check_out(want, &dest, interrupt)
-            .map_err(|e| unpack_error(&session, "check out", e))?;
-        // The pack, and blobs no path of the tree used, are of no further use.
-        fs_err::remove_dir_all(&git_dir).map_err(|e| session.failure("check out", &e.to_string()))?;
-        let message = done.message.to_str().ok().and_then(short_message);
+        let result = fetch_and_check_out(&session, want, &dest, interrupt);
+        if result.is_err() {
+            // Leave `dest` as it was found; a failure here changes nothing about the error.
+            let _ = fs_err::remove_dir_all(&dest);
+            if existed {
+                let _ = fs_err::create_dir(&dest);
+            }
+        }
+        let message = result?.message.to_str().ok().and_then(short_message);
         Ok(Checkout { commit, message })
     })
+}
+
+fn fetch_and_check_out(
+    session: &Session,
+    want: gix::ObjectId,
+    dest: &Path,
+    interrupt: &AtomicBool,
+) -> Result<unpack::CheckedOut, GitError> {
+    let git_dir = dest.join(".git");
+    fs_err::create_dir_all(&git_dir).map_err(|e| session.failure("fetch", &e.to_string()))?;
+    let received = fetch_pack(session, &git_dir, want, interrupt)?;
+    let done = received
+        .check_out(want, dest, interrupt)
+        .map_err(|e| unpack_error(session, "check out", e))?;
+    // The pack, and blobs no path of the tree used, are of no further use.
+    fs_err::remove_dir_all(&git_dir).map_err(|e| session.failure("check out", &e.to_string()))?;
+    Ok(done)
 }
 
 /// Connects, asks for `want` at depth 1 and receives the pack into `git_dir`.

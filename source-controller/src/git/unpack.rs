@@ -801,7 +801,8 @@ mod tests {
                 let meta = fs_err::symlink_metadata(&path).unwrap();
                 if rel == ".git" {
                     continue;
-                } else if meta.is_dir() {
+                }
+                if meta.is_dir() {
                     stack.push(path);
                 } else if meta.file_type().is_symlink() {
                     out.push((
