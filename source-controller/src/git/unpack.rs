@@ -107,7 +107,8 @@ pub(crate) fn receive(reader: &mut dyn BufRead, git_dir: &Path, interrupt: &Atom
     let mut out = BufWriter::with_capacity(1 << 16, file);
     let iter = BytesToEntriesIter::new_from_header(reader, Mode::Verify, EntryDataMode::Keep, HASH)
         .map_err(|e| invalid(format!("the pack header is invalid: {e}")))?;
-    let (expected, _) = iter.size_hint();
+    // The count comes from the server: trust it for a first allocation only up to a point.
+    let expected = iter.size_hint().0.min(1 << 20);
     let mut entries: Vec<Entry> = Vec::with_capacity(expected);
     // Pack offsets of the entries, ascending, to find the base of an offset delta.
     let mut offsets: Vec<u64> = Vec::with_capacity(expected);
@@ -494,7 +495,8 @@ fn apply_delta(base: &[u8], instructions: &[u8]) -> Result<Vec<u8>> {
         return Err(corrupt("base size mismatch"));
     }
     let result_size = usize::try_from(result_size).map_err(|_| corrupt("oversized result"))?;
-    let mut out = Vec::with_capacity(result_size);
+    // The announced size comes from the pack; the check below stops growth past it.
+    let mut out = Vec::with_capacity(result_size.min(1 << 26));
     while let Some(&cmd) = instructions.get(at) {
         at += 1;
         if cmd & 0x80 != 0 {
