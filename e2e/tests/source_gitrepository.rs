@@ -267,6 +267,18 @@ async fn failures_keep_the_previous_artifact_and_name_the_cause() -> anyhow::Res
         fetch_artifact_files(&artifact.url, &artifact.digest).await?;
         let warnings = events_with_reason(&t, "auth", reasons::AUTHENTICATION_FAILED).await?;
         assert!(!warnings.is_empty(), "a warning event names the failure");
+        // The controller logs the failure with its reason, and never the password.
+        let log = ctl.log_tail(10_000);
+        assert!(
+            log.lines().any(|l| l.contains("reconciliation failed")
+                && l.contains("name=\"auth\"")
+                && l.contains(reasons::AUTHENTICATION_FAILED)),
+            "an error line names the object and the reason:\n{log}"
+        );
+        assert!(
+            !log.contains("definitely-wrong") && !log.contains(t.env.get("E2E_GIT_PASSWORD")?),
+            "no secret in the log"
+        );
 
         // Missing secret.
         apply(

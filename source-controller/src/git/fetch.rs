@@ -122,16 +122,7 @@ fn fetch_pack(
     interrupt: &AtomicBool,
 ) -> Result<unpack::Received, GitError> {
     const OP: &str = "fetch";
-    // A bare repository only to give gix's remote its (isolated) configuration: transport,
-    // protocol version, ssh command.
-    let repo = gix::ThreadSafeRepository::init_opts(
-        git_dir.join("repo"),
-        gix::create::Kind::Bare,
-        gix::create::Options::default(),
-        session.open_options(),
-    )
-    .map_err(|e| session.error(OP, &e))?
-    .to_thread_local();
+    let repo = session.scratch_repo(&git_dir.join("repo"), OP)?;
     let remote = repo
         .remote_at_without_url_rewrite(session.url.clone())
         .map(|r| r.with_fetch_tags(gix::remote::fetch::Tags::None))

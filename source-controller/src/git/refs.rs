@@ -315,14 +315,7 @@ pub fn resolve(url: &str, reference: &GitRef, auth: &Auth, timeout: Duration) ->
 /// missing (to tell an empty repository apart).
 fn list_and_select(session: &Session, scratch: &Path, reference: &GitRef) -> Result<Resolved, GitError> {
     const OP: &str = "list references of";
-    let repo = gix::ThreadSafeRepository::init_opts(
-        scratch,
-        gix::create::Kind::Bare,
-        gix::create::Options::default(),
-        session.open_options(),
-    )
-    .map_err(|e| session.error(OP, &e))?
-    .to_thread_local();
+    let repo = session.scratch_repo(scratch, OP)?;
     let refs = list_refs(&repo, session, &reference.listing_specs(), true)?;
     let missing = match select(reference, &refs) {
         Ok(resolved) => return Ok(resolved),

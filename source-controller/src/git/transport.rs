@@ -122,6 +122,19 @@ impl Session {
         gix::open::Options::isolated().config_overrides(overrides)
     }
 
+    /// An empty bare repository in `dir`, only to give gix's remote this session's isolated
+    /// configuration (transport, protocol version, ssh command).
+    pub fn scratch_repo(&self, dir: &Path, op: &'static str) -> Result<gix::Repository, GitError> {
+        gix::ThreadSafeRepository::init_opts(
+            dir,
+            gix::create::Kind::Bare,
+            gix::create::Options::default(),
+            self.open_options(),
+        )
+        .map(|repo| repo.to_thread_local())
+        .map_err(|e| self.error(op, &e))
+    }
+
     /// Installs the credentials callback and, for http(s), our HTTP client settings.
     pub fn configure(&self, connection: &mut Connection<'_, '_, '_>) {
         connection.set_credentials(self.credentials());

@@ -463,17 +463,26 @@ pub(crate) async fn record_failure<K: SourceKind>(
     message: &str,
 ) -> (Action, Option<Duration>) {
     conds.fail(kind, reason, message);
+    let obj_ref = obj.object_ref(&());
+    log_failure(&obj_ref, reason, message, "reconciliation failed");
     ctx.events
-        .emit(
-            &obj.object_ref(&()),
-            Severity::Error,
-            reason,
-            message,
-            BTreeMap::new(),
-        )
+        .emit(&obj_ref, Severity::Error, reason, message, BTreeMap::new())
         .await;
     let after = ctx.backoff(&obj.state_key());
     (Action::requeue(after), Some(after))
+}
+
+/// One error line per failed reconcile, as the condition says it (messages are scrubbed of
+/// secrets before they get here).
+fn log_failure(obj_ref: &ObjectReference, reason: &str, message: &str, what: &str) {
+    tracing::error!(
+        kind = obj_ref.kind.as_deref().unwrap_or_default(),
+        namespace = obj_ref.namespace.as_deref().unwrap_or_default(),
+        name = obj_ref.name.as_deref().unwrap_or_default(),
+        reason,
+        error = message,
+        "{what}"
+    );
 }
 
 /// Records a configuration error: Stalled, warning event, no requeue until the spec changes.
@@ -485,14 +494,15 @@ pub(crate) async fn record_stall<K: SourceKind>(
     message: &str,
 ) -> (Action, Option<Duration>) {
     conds.stall(reason, message);
+    let obj_ref = obj.object_ref(&());
+    log_failure(
+        &obj_ref,
+        reason,
+        message,
+        "reconciliation stalled until the spec changes",
+    );
     ctx.events
-        .emit(
-            &obj.object_ref(&()),
-            Severity::Error,
-            reason,
-            message,
-            BTreeMap::new(),
-        )
+        .emit(&obj_ref, Severity::Error, reason, message, BTreeMap::new())
         .await;
     (Action::await_change(), None)
 }
