@@ -175,17 +175,8 @@ fn fetch_pack(
         },
     );
     // Our own error says more than gix's wrapper of it.
-    let received = match received {
-        Some(Err(e)) => return Err(unpack_error(session, OP, e)),
-        Some(Ok(received)) => Some(received),
-        None => None,
-    };
-    if fetched.map_err(|e| session.error(OP, &e))?.is_none() {
-        return Err(session.failure(
-            OP,
-            &format!("the server declined to send a pack for commit {want}"),
-        ));
-    }
+    let received = received.transpose().map_err(|e| unpack_error(session, OP, e))?;
+    fetched.map_err(|e| session.error(OP, &e))?;
     if protocol == gix::protocol::transport::Protocol::V2 {
         gix::protocol::indicate_end_of_interaction(&mut *transport, false).ok();
     }

@@ -43,6 +43,8 @@ use gix::odb::pack::data::entry::Header;
 use gix::odb::pack::data::input::{BytesToEntriesIter, EntryDataMode, Mode};
 
 const HASH: gix::hash::Kind = gix::hash::Kind::Sha1;
+/// The compressed entries, in the git dir.
+const PACK_DATA: &str = "pack.data";
 /// Resolver threads at most (the machine may offer fewer).
 const MAX_THREADS: usize = 4;
 /// Deepest tree nesting accepted; far beyond any real repository, well below a stack overflow.
@@ -95,15 +97,13 @@ struct Entry {
 /// A received pack: compressed entries on disk, their bookkeeping in memory.
 pub(crate) struct Received {
     git_dir: PathBuf,
-    data_path: PathBuf,
     entries: Vec<Entry>,
     ref_bases: Vec<ObjectId>,
 }
 
 /// Reads a pack from `reader` into `git_dir` (which must exist). Verifies the pack's checksum.
 pub(crate) fn receive(reader: &mut dyn BufRead, git_dir: &Path, interrupt: &AtomicBool) -> Result<Received> {
-    let data_path = git_dir.join("pack.data");
-    let file = fs_err::File::create(&data_path)?;
+    let file = fs_err::File::create(git_dir.join(PACK_DATA))?;
     let mut out = BufWriter::with_capacity(1 << 16, file);
     let iter = BytesToEntriesIter::new_from_header(reader, Mode::Verify, EntryDataMode::Keep, HASH)
         .map_err(|e| invalid(format!("the pack header is invalid: {e}")))?;
@@ -151,7 +151,6 @@ pub(crate) fn receive(reader: &mut dyn BufRead, git_dir: &Path, interrupt: &Atom
     out.into_inner().map_err(io::IntoInnerError::into_error)?;
     Ok(Received {
         git_dir: git_dir.to_path_buf(),
-        data_path,
         entries,
         ref_bases,
     })
@@ -234,7 +233,7 @@ impl Received {
             interrupt,
             want_ids: !self.ref_bases.is_empty(),
         };
-        let pack = fs_err::File::open(&self.data_path)?;
+        let pack = fs_err::File::open(self.git_dir.join(PACK_DATA))?;
         let file = pack.file();
 
         let roots: Vec<(u32, Kind)> = self
@@ -581,7 +580,7 @@ impl<'a> Place<'a> {
                 EntryKind::Blob => self.file(id, &path, false)?,
                 EntryKind::BlobExecutable => self.file(id, &path, true)?,
                 EntryKind::Link => {
-                    let target = fs_err::read(self.blob(id)?)?;
+                    let target = fs_err::read(self.blob(id)).map_err(missing_blob(id))?;
                     fs_err::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
                 }
                 // A submodule is not checked out (no recurseSubmodules yet); its path becomes
@@ -592,16 +591,12 @@ impl<'a> Place<'a> {
         Ok(())
     }
 
-    fn blob(&self, id: ObjectId) -> Result<PathBuf> {
-        if let Some(first) = self.placed.get(&id) {
-            return Ok(first.clone());
-        }
-        let path = self.objects.join(id.to_hex().to_string());
-        if path.exists() {
-            Ok(path)
-        } else {
-            Err(invalid(format!("the server did not send blob {id}")))
-        }
+    /// Where blob `id` is now: its first path, or its file from resolution.
+    fn blob(&self, id: ObjectId) -> PathBuf {
+        self.placed
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.objects.join(id.to_hex().to_string()))
     }
 
     fn file(&mut self, id: ObjectId, path: &Path, executable: bool) -> Result<()> {
@@ -610,14 +605,24 @@ impl<'a> Place<'a> {
             let mode = if executable { 0o755 } else { 0o644 };
             fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         } else {
-            let from = self.blob(id)?;
-            fs_err::rename(&from, path)?;
+            fs_err::rename(self.blob(id), path).map_err(missing_blob(id))?;
             if executable {
                 fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
             }
             self.placed.insert(id, path.to_path_buf());
         }
         Ok(())
+    }
+}
+
+/// A blob file that is not there means the pack lacked the blob.
+fn missing_blob(id: ObjectId) -> impl FnOnce(io::Error) -> UnpackError {
+    move |e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            invalid(format!("the server did not send blob {id}"))
+        } else {
+            UnpackError::Io(e)
+        }
     }
 }
 
