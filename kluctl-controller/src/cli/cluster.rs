@@ -252,6 +252,32 @@ fn ask(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
+/// Asks `question`; when it cannot be asked, the reason is kept in `refused` (reported once the
+/// engine returns) and the answer is no.
+fn ask_or_record(question: &str, refused: &mut Option<anyhow::Error>) -> bool {
+    ask(question).unwrap_or_else(|e| {
+        *refused = Some(e);
+        false
+    })
+}
+
+/// The end of every command that writes a command result: a question that could not be asked
+/// is the error; otherwise the result is stored (when the flags say so) and printed.
+fn conclude(
+    cluster: &crate::engine::cluster::Cluster,
+    mut r: CommandResult,
+    refused: Option<anyhow::Error>,
+    results: &CommandResultFlags,
+    output: &OutputFormatFlags,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    let stored = store(cluster, &mut r, results, dry_run);
+    finish(r, output, stored)
+}
+
 /// The engine's view of a prepared command (the engine names the command in its result).
 fn context<'a>(p: &'a Prepared, cluster: &'a crate::engine::cluster::Cluster) -> CommandContext<'a> {
     let (project_key, git_info) = project_identity(&p.project_dir);
@@ -406,7 +432,7 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         prune: cmd.prune,
         wait_prune: !cmd.no_wait,
     };
-    let mut confirmed: Option<anyhow::Error> = None;
+    let mut refused = None;
     let mut confirm = |mut preview: CommandResult| -> bool {
         if !cmd.output.no_obfuscate && obfuscate_result(&mut preview).is_err() {
             return false;
@@ -417,25 +443,15 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         } else {
             "The diff resulted in errors, do you still want to proceed?"
         };
-        match ask(question) {
-            Ok(yes) => yes,
-            Err(e) => {
-                confirmed = Some(e);
-                false
-            }
-        }
+        ask_or_record(question, &mut refused)
     };
     let progress = LineProgress::new();
-    let mut r = cluster.block_on(ctx.deploy(
+    let r = cluster.block_on(ctx.deploy(
         &options,
         &progress,
         if ask_first { Some(&mut confirm) } else { None },
     ));
-    if let Some(e) = confirmed {
-        return Err(e);
-    }
-    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
-    finish(r, &cmd.output, stored)
+    conclude(cluster, r, refused, &cmd.results, &cmd.output, cmd.yes.dry_run)
 }
 
 /// Runs `kluctl diff`.
@@ -471,13 +487,10 @@ fn confirm_deletion(yes: &YesDryRunFlags, refs: &[ObjectRef], refused: &mut Opti
     if yes.yes || yes.dry_run {
         return true;
     }
-    match ask(&format!("Do you really want to delete {} objects?", refs.len())) {
-        Ok(answer) => answer,
-        Err(e) => {
-            *refused = Some(e);
-            false
-        }
-    }
+    ask_or_record(
+        &format!("Do you really want to delete {} objects?", refs.len()),
+        refused,
+    )
 }
 
 /// Runs `kluctl prune`.
@@ -490,12 +503,8 @@ pub fn run_prune(cmd: &PruneCmd) -> anyhow::Result<()> {
     let ctx = context(&p, cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
-    let mut r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
-    if let Some(e) = refused {
-        return Err(e);
-    }
-    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
-    finish(r, &cmd.output, stored)
+    let r = cluster.block_on(ctx.prune(cmd.yes.dry_run, Some(&mut confirm)));
+    conclude(cluster, r, refused, &cmd.results, &cmd.output, cmd.yes.dry_run)
 }
 
 /// Runs `kluctl delete`.
@@ -508,12 +517,8 @@ pub fn run_delete(cmd: &DeleteCmd) -> anyhow::Result<()> {
     let ctx = context(&p, cluster);
     let mut refused = None;
     let mut confirm = |refs: &[ObjectRef]| confirm_deletion(&cmd.yes, refs, &mut refused);
-    let mut r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
-    if let Some(e) = refused {
-        return Err(e);
-    }
-    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
-    finish(r, &cmd.output, stored)
+    let r = cluster.block_on(ctx.delete(cmd.yes.dry_run, !cmd.no_wait, Some(&mut confirm)));
+    conclude(cluster, r, refused, &cmd.results, &cmd.output, cmd.yes.dry_run)
 }
 
 /// Runs `kluctl poke-images`.
@@ -527,9 +532,8 @@ pub fn run_poke_images(cmd: &PokeImagesCmd) -> anyhow::Result<()> {
         anyhow::bail!("aborted");
     }
     let ctx = context(&p, cluster);
-    let mut r = cluster.block_on(ctx.poke_images(cmd.yes.dry_run));
-    let stored = store(cluster, &mut r, &cmd.results, cmd.yes.dry_run);
-    finish(r, &cmd.output, stored)
+    let r = cluster.block_on(ctx.poke_images(cmd.yes.dry_run));
+    conclude(cluster, r, None, &cmd.results, &cmd.output, cmd.yes.dry_run)
 }
 
 /// Runs `kluctl validate`: validates, and with `--wait` retries every `--sleep` until the
