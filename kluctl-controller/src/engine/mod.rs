@@ -66,6 +66,18 @@ pub fn object_ref(object: &serde_json::Value) -> Option<gitops_api::kluctl::v1be
     })
 }
 
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The annotation `key` of a rendered or live object, when present and a string.
 pub(crate) fn annotation<'a>(obj: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     obj.get("metadata")?.get("annotations")?.get(key)?.as_str()

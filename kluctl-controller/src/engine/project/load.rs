@@ -114,9 +114,11 @@ pub fn load_kluctl_project(
         match render_target(engine, &project.config, t, external_args, i) {
             Ok(t) if seen.insert(t.name.clone()) => project.targets.push(t),
             Ok(t) => project.warnings.push(format!("Duplicate target {}", t.name)),
-            Err(e) => project
-                .warnings
-                .push(format!("Failed to load target {}: {}", t.name, error_chain(&e))),
+            Err(e) => project.warnings.push(format!(
+                "Failed to load target {}: {}",
+                t.name,
+                crate::engine::error_chain(&e)
+            )),
         }
     }
     project.targets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -470,23 +472,17 @@ impl TreeLoader<'_, '_> {
                 continue;
             }
             let field = format!("deployments[{i}]");
+            let at = Site {
+                dir,
+                file,
+                field: &field,
+                search_dirs,
+            };
             if let Some(include) = &item.include {
-                let at = Site {
-                    dir,
-                    file,
-                    field: &field,
-                    search_dirs,
-                };
                 self.load_include(&at, include, item, vars, chain)?;
                 continue;
             }
             if let Some(git) = &item.git {
-                let at = Site {
-                    dir,
-                    file,
-                    field: &field,
-                    search_dirs,
-                };
                 self.load_git_include(&at, git, item, vars, chain)?;
                 continue;
             }
@@ -629,8 +625,7 @@ impl TreeLoader<'_, '_> {
         vars: &Value,
         chain: &mut Vec<Level>,
     ) -> Result<(), LoadError> {
-        let inc_dir = inc_dir.to_path_buf();
-        let mut inc_vars = self.include_vars(&inc_dir, item, vars, at.file, at.field)?;
+        let mut inc_vars = self.include_vars(inc_dir, item, vars, at.file, at.field)?;
         self.vars_loader.load_list(
             &mut inc_vars,
             &item.vars,
@@ -638,7 +633,7 @@ impl TreeLoader<'_, '_> {
             at.file,
             &format!("{}.vars", at.field),
         )?;
-        self.load_project(&inc_dir, inc_vars, chain, item.tags.clone())?;
+        self.load_project(inc_dir, inc_vars, chain, item.tags.clone())?;
         if item.barrier {
             self.push_item(
                 DeploymentItemConfig {
@@ -837,17 +832,6 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

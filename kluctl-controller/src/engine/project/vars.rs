@@ -15,7 +15,7 @@
 //! never prompts for credentials (Kluctl asks on a terminal after a 401): pass them in `headers`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -246,13 +246,8 @@ impl<'a> VarsLoader<'a> {
         Ok(Some(match kind {
             VarsSourceKind::Values => source.values.clone().unwrap_or(Value::Null),
             VarsSourceKind::File => {
-                let path = source.file.clone().unwrap_or_default();
-                match self.engine.render_file(&PathBuf::from(&path), search_dirs, vars) {
-                    Ok(text) => parse_yaml(&text, multidoc)
-                        .map_err(|e| Failure::Message(format!("failed to load vars from {path}: {e}")))?,
-                    Err(TemplateError::NotFound { .. }) if ignore_missing => Value::Object(Map::new()),
-                    Err(e) => return Err(Failure::Template(e)),
-                }
+                let path = source.file.as_deref().unwrap_or_default();
+                self.file_vars(path, search_dirs, vars, multidoc, ignore_missing, path)?
             }
             VarsSourceKind::SystemEnvVars => self
                 .system_env_vars(source.system_env_vars.as_ref(), ignore_missing)
@@ -301,16 +296,8 @@ impl<'a> VarsLoader<'a> {
                         spec.url
                     ))
                 })?;
-                match self.engine.render_file(&PathBuf::from(&spec.path), &[dir], vars) {
-                    Ok(text) => parse_yaml(&text, multidoc).map_err(|e| {
-                        Failure::Message(format!(
-                            "failed to load vars from {} in {}: {e}",
-                            spec.path, spec.url
-                        ))
-                    })?,
-                    Err(TemplateError::NotFound { .. }) if ignore_missing => Value::Object(Map::new()),
-                    Err(e) => return Err(Failure::Template(e)),
-                }
+                let what = format!("{} in {}", spec.path, spec.url);
+                self.file_vars(&spec.path, &[dir], vars, multidoc, ignore_missing, &what)?
             }
             VarsSourceKind::GitFiles => {
                 let spec = source.git_files.as_ref().ok_or_else(missing)?;
@@ -328,6 +315,25 @@ impl<'a> VarsLoader<'a> {
         }))
     }
 
+    /// A vars file (`file`, or `git` after its checkout): rendered from `dirs`, parsed as YAML;
+    /// `{}` when it is missing and `ignoreMissing` is set. `what` names it in parse errors.
+    fn file_vars(
+        &self,
+        path: &str,
+        dirs: &[PathBuf],
+        vars: &Value,
+        multidoc: bool,
+        ignore_missing: bool,
+        what: &str,
+    ) -> Result<Value, Failure> {
+        match self.engine.render_file(Path::new(path), dirs, vars) {
+            Ok(text) => parse_yaml(&text, multidoc)
+                .map_err(|e| Failure::Message(format!("failed to load vars from {what}: {e}"))),
+            Err(TemplateError::NotFound { .. }) if ignore_missing => Ok(Value::Object(Map::new())),
+            Err(e) => Err(Failure::Template(e)),
+        }
+    }
+
     /// One entry per matching ref: `{ref, refStr, files, filesByPath, filesTree}`.
     fn git_files(&self, spec: &GitFilesVarsSource, vars: &Value) -> Result<Value, Failure> {
         let git = self.git().map_err(Failure::Message)?;
@@ -335,12 +341,15 @@ impl<'a> VarsLoader<'a> {
         let info = git.repo_info(&spec.url).map_err(|e| msg(e.to_string()))?;
         let refs = match_git_refs(&info, spec.r#ref.as_ref()).map_err(msg)?;
         let mut globs = Vec::with_capacity(spec.files.len());
+        // Each file spec as it appears in every entry it matches, converted once.
+        let mut specs_json = Vec::with_capacity(spec.files.len());
         for f in &spec.files {
             let glob = globset::GlobBuilder::new(&f.glob)
                 .literal_separator(true)
                 .build()
                 .map_err(|e| msg(format!("invalid glob '{}': {e}", f.glob)))?;
             globs.push(glob.compile_matcher());
+            specs_json.push(serde_json::to_value(f).unwrap_or(Value::Null));
         }
         let mut results = Vec::with_capacity(refs.len());
         for (name, commit) in refs {
@@ -364,10 +373,7 @@ impl<'a> VarsLoader<'a> {
                         .map_err(Failure::Template)?;
                 }
                 let mut entry = Map::new();
-                entry.insert(
-                    "file".to_owned(),
-                    serde_json::to_value(file).unwrap_or(Value::Null),
-                );
+                entry.insert("file".to_owned(), specs_json[i].clone());
                 entry.insert("path".to_owned(), Value::String(rel.clone()));
                 // The size of the file as stored, also when rendered.
                 entry.insert("size".to_owned(), Value::from(raw.len()));
@@ -635,7 +641,6 @@ fn collect_leaves<'v>(v: &'v Value, path: &mut Vec<String>, out: &mut Vec<(Vec<S
     }
 }
 
-/// Parses YAML text into a value (`multidoc`: a list of all documents); empty text is `{}`.
 /// The refs `reference` selects for `gitFiles`, by full name: `branch`/`tag` are regular
 /// expressions over the whole name, `commit` selects a ref pointing at it, none selects the
 /// default branch.
@@ -709,6 +714,7 @@ fn walk_sorted(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<Stri
     Ok(())
 }
 
+/// Parses YAML text into a value (`multidoc`: a list of all documents); empty text is `{}`.
 fn parse_yaml(text: &str, multidoc: bool) -> Result<Value, String> {
     if multidoc {
         return serde_saphyr::from_multiple::<Value>(text)

@@ -156,13 +156,6 @@ impl GitCache {
         }
     }
 
-    /// Sets the limit for one remote operation (default 5 minutes).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     /// `$XDG_CACHE_HOME/kluctl/git`, else `~/.cache/kluctl/git`, else a temp dir.
     #[must_use]
     pub fn default_dir() -> PathBuf {

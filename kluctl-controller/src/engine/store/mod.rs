@@ -611,12 +611,5 @@ fn log_retention_list_failure(e: &StoreError) {
 }
 
 fn warn_chain(e: &dyn std::error::Error, what: &str) {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    tracing::warn!(error = %text, "{what}");
+    tracing::warn!(error = %crate::engine::error_chain(e), "{what}");
 }
