@@ -289,6 +289,7 @@ fn context<'a>(p: &'a Prepared, cluster: &'a crate::engine::cluster::Cluster) ->
     CommandContext {
         client: cluster.client(),
         discovery: cluster.discovery(),
+        index: cluster.index(),
         rendered: &p.rendered,
         inclusion: &p.inclusion,
         info: CommandInfo {

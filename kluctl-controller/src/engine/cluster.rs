@@ -167,6 +167,11 @@ impl Cluster {
         &self.discovery
     }
 
+    /// The served kinds, from that discovery.
+    pub fn index(&self) -> &ApiIndex {
+        &self.index
+    }
+
     /// Runs an async engine step on this cluster's runtime (not from inside an async task).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

@@ -37,6 +37,8 @@ pub struct CommandContext<'a> {
     pub client: &'a kube::Client,
     /// API discovery of the cluster.
     pub discovery: &'a Discovery,
+    /// The served kinds, from that discovery.
+    pub index: &'a ApiIndex,
     /// The rendered target.
     pub rendered: &'a RenderedTarget,
     /// The inclusion rules the target was rendered with.
@@ -77,9 +79,7 @@ pub struct DeployOptions {
 }
 
 /// The live state a command starts from.
-#[derive(Clone)]
 struct RemoteState {
-    index: ApiIndex,
     /// Discriminator listing (`None` without a discriminator).
     listed: Option<RemoteObjects>,
     /// Whole live objects: every rendered object that exists and every listed object of a
@@ -144,7 +144,6 @@ impl CommandContext<'_> {
     /// rendered objects the listing did not find. `None` (errors recorded) when the view is
     /// incomplete: then nothing may be applied or deleted.
     async fn read_remote(&self, r: &mut CommandResult) -> Option<RemoteState> {
-        let index = ApiIndex::from_discovery(self.discovery);
         let rendered = self.rendered_refs();
         let mut objects = BTreeMap::new();
         let listed = if self.rendered.target.discriminator.is_empty() {
@@ -169,7 +168,7 @@ impl CommandContext<'_> {
                     .collect(),
                 ..ListOptions::default()
             };
-            match remote::list_by_discriminator(self.client, &index, &discriminator, &options).await {
+            match remote::list_by_discriminator(self.client, self.index, &discriminator, &options).await {
                 Ok(mut l) => {
                     r.warnings.extend(l.warnings.iter().cloned());
                     for (k, v) in std::mem::take(&mut l.full) {
@@ -188,7 +187,7 @@ impl CommandContext<'_> {
             .filter(|x| !objects.contains_key(&versionless(x)))
             .cloned()
             .collect();
-        let fetched = fetch_objects(self.client, &index, &missing, remote::DEFAULT_CONCURRENCY).await;
+        let fetched = fetch_objects(self.client, self.index, &missing, remote::DEFAULT_CONCURRENCY).await;
         r.warnings.extend(fetched.warnings);
         if !fetched.errors.is_empty() {
             r.errors.extend(fetched.errors);
@@ -197,11 +196,7 @@ impl CommandContext<'_> {
         for (k, v) in fetched.objects {
             objects.insert(versionless(&k), Value::Object(v));
         }
-        Some(RemoteState {
-            index,
-            listed,
-            objects,
-        })
+        Some(RemoteState { listed, objects })
     }
 
     async fn apply(
@@ -213,7 +208,7 @@ impl CommandContext<'_> {
         let applier = Applier::new(
             self.client,
             self.discovery,
-            remote.index.clone(),
+            self.index.clone(),
             &remote.objects,
             options,
             progress,
@@ -223,14 +218,16 @@ impl CommandContext<'_> {
 
     fn orphans(&self, remote: &RemoteState) -> Vec<ObjectRef> {
         remote.listed.as_ref().map_or_else(Vec::new, |l| {
-            find_orphans(l, &remote.index, &self.rendered_refs(), self.inclusion)
+            find_orphans(l, self.index, &self.rendered_refs(), self.inclusion)
         })
     }
 
-    /// The objects of a result, with Kluctl's merge rules (see [`ResultBuilder`]).
+    /// The objects of a result, with Kluctl's merge rules (see [`ResultBuilder`]): from the
+    /// discriminator listing `listed` and the live `objects` (moved into the result).
     fn collect(
         &self,
-        remote: RemoteState,
+        listed: Option<&RemoteObjects>,
+        objects: BTreeMap<ObjectRef, Value>,
         outcome: Option<ApplyOutcome>,
         orphans: &[ObjectRef],
         deleted: &[ObjectRef],
@@ -243,12 +240,12 @@ impl CommandContext<'_> {
             }
         }
         let mut remote_diff_refs: BTreeMap<ObjectRef, ObjectRef> = BTreeMap::new();
-        for o in remote.objects.values() {
+        for o in objects.values() {
             if let (Some(own), Some(dr)) = (crate::engine::object_ref(o), diff_ref(o)) {
                 remote_diff_refs.insert(versionless(&own), dr);
             }
         }
-        if let Some(listed) = &remote.listed {
+        if let Some(listed) = listed {
             for (reference, meta) in &listed.objects {
                 let key = versionless(reference);
                 if remote_diff_refs.contains_key(&key) {
@@ -272,7 +269,7 @@ impl CommandContext<'_> {
             for x in &outcome.deleted {
                 b.add_deleted(&dr_of(x));
             }
-            let by_diff_ref = remote_objects_by_diff_ref(remote.objects.values());
+            let by_diff_ref = remote_objects_by_diff_ref(objects.values());
             let applied_non_hooks: BTreeMap<ObjectRef, &Value> = outcome
                 .applied
                 .iter()
@@ -319,7 +316,7 @@ impl CommandContext<'_> {
             b.add_orphan(&dr_of(x));
         }
         // Last, so the live objects move into the result instead of being copied.
-        for o in remote.objects.into_values() {
+        for o in objects.into_values() {
             if let Some(dr) = diff_ref(&o) {
                 b.set_remote(&dr, o);
             }
@@ -352,6 +349,8 @@ impl CommandContext<'_> {
         let Some(remote) = self.read_remote(&mut r).await else {
             return self.finish(r).await;
         };
+        // Neither the rendered objects nor the state read change until the result is built.
+        let orphans = self.orphans(&remote);
         if let Some(confirm) = confirm {
             let mut preview = self.new_result("deploy");
             let dry = ApplyOptions {
@@ -360,15 +359,20 @@ impl CommandContext<'_> {
                 ..a.clone()
             };
             let (outcome, _) = self.apply(&remote, dry, &crate::engine::apply::NoProgress).await;
-            let orphans = self.orphans(&remote);
-            self.collect(remote.clone(), Some(outcome), &orphans, &[], &mut preview);
+            self.collect(
+                remote.listed.as_ref(),
+                remote.objects.clone(),
+                Some(outcome),
+                &orphans,
+                &[],
+                &mut preview,
+            );
             if !confirm(preview) {
                 r.errors.push(run_error("aborted by user".to_owned()));
                 return self.finish(r).await;
             }
         }
         let (outcome, token) = self.apply(&remote, a.clone(), progress).await;
-        let orphans = self.orphans(&remote);
         let mut deleted = Vec::new();
         if options.prune {
             match (&token, &remote.listed) {
@@ -384,14 +388,21 @@ impl CommandContext<'_> {
                         wait: options.wait_prune.then_some(a.readiness_timeout),
                         ..DeleteOptions::default()
                     };
-                    match prune::prune(self.client, &remote.index, token, listed, &delete).await {
+                    match prune::prune(self.client, self.index, token, listed, &delete).await {
                         Ok((_, outcome)) => deleted = record_deletes(&mut r, outcome),
                         Err(e) => r.errors.push(run_error(e.to_string())),
                     }
                 }
             }
         }
-        self.collect(remote, Some(outcome), &orphans, &deleted, &mut r);
+        self.collect(
+            remote.listed.as_ref(),
+            remote.objects,
+            Some(outcome),
+            &orphans,
+            &deleted,
+            &mut r,
+        );
         self.finish(r).await
     }
 
@@ -410,7 +421,14 @@ impl CommandContext<'_> {
             .apply(&remote, options, &crate::engine::apply::NoProgress)
             .await;
         let orphans = self.orphans(&remote);
-        self.collect(remote, Some(outcome), &orphans, &[], &mut r);
+        self.collect(
+            remote.listed.as_ref(),
+            remote.objects,
+            Some(outcome),
+            &orphans,
+            &[],
+            &mut r,
+        );
         self.finish(r).await
     }
 
@@ -428,18 +446,23 @@ impl CommandContext<'_> {
             return self.finish(r).await;
         };
         let token = Applied::for_standalone_prune(self.rendered, self.inclusion.clone());
-        let plan = match prune::plan_prune(&token, listed, &remote.index) {
+        let plan = match prune::plan_prune(&token, listed, self.index) {
             Ok(p) => p,
             Err(e) => {
                 r.errors.push(run_error(e.to_string()));
                 return self.finish(r).await;
             }
         };
-        let deleted = self
-            .run_plan(&mut r, &remote, &plan, dry_run, true, confirm)
-            .await;
+        let deleted = self.run_plan(&mut r, &plan, dry_run, true, confirm).await;
         let orphans: Vec<ObjectRef> = plan.refs().filter(|x| !deleted.contains(x)).cloned().collect();
-        self.collect(remote, None, &orphans, &deleted, &mut r);
+        self.collect(
+            remote.listed.as_ref(),
+            remote.objects,
+            None,
+            &orphans,
+            &deleted,
+            &mut r,
+        );
         self.finish(r).await
     }
 
@@ -465,18 +488,22 @@ impl CommandContext<'_> {
         let Some(listed) = &remote.listed else {
             return self.finish(r).await;
         };
-        let plan = prune::plan_delete_all(listed, &remote.index, self.inclusion);
-        let deleted = self
-            .run_plan(&mut r, &remote, &plan, dry_run, wait, confirm)
-            .await;
-        self.collect(remote, None, &[], &deleted, &mut r);
+        let plan = prune::plan_delete_all(listed, self.index, self.inclusion);
+        let deleted = self.run_plan(&mut r, &plan, dry_run, wait, confirm).await;
+        self.collect(
+            remote.listed.as_ref(),
+            remote.objects,
+            None,
+            &[],
+            &deleted,
+            &mut r,
+        );
         self.finish(r).await
     }
 
     async fn run_plan(
         &self,
         r: &mut CommandResult,
-        remote: &RemoteState,
         plan: &DeletionPlan,
         dry_run: bool,
         wait: bool,
@@ -497,7 +524,7 @@ impl CommandContext<'_> {
             wait: wait.then_some(DELETE_WAIT),
             ..DeleteOptions::default()
         };
-        let outcome = prune::execute(self.client, &remote.index, plan, &options).await;
+        let outcome = prune::execute(self.client, self.index, plan, &options).await;
         record_deletes(r, outcome)
     }
 
@@ -537,7 +564,7 @@ impl CommandContext<'_> {
                 });
                 continue;
             }
-            match poke_one(self.client, &remote.index, &object, &images, dry_run).await {
+            match poke_one(self.client, self.index, &object, &images, dry_run).await {
                 Ok(applied) => {
                     outcome.applied.insert(object, applied);
                 }
@@ -548,7 +575,14 @@ impl CommandContext<'_> {
             }
         }
         let orphans = self.orphans(&remote);
-        self.collect(remote, Some(outcome), &orphans, &[], &mut r);
+        self.collect(
+            remote.listed.as_ref(),
+            remote.objects,
+            Some(outcome),
+            &orphans,
+            &[],
+            &mut r,
+        );
         self.finish(r).await
     }
 
@@ -644,10 +678,6 @@ fn run_error(message: String) -> gitops_api::kluctl::v1beta1::DeploymentError {
 
 /// A listed object as Kluctl keeps partial objects: apiVersion, kind and metadata.
 fn partial_object(reference: &ObjectRef, meta: &kube::core::ObjectMeta) -> Value {
-    let api_version = if reference.group.is_empty() {
-        reference.version.clone()
-    } else {
-        format!("{}/{}", reference.group, reference.version)
-    };
+    let api_version = kube::core::GroupVersion::gv(&reference.group, &reference.version).api_version();
     json!({"apiVersion": api_version, "kind": reference.kind, "metadata": meta})
 }

@@ -22,22 +22,30 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::engine::diff::jsonpath::{JsonPath, Key, delete_paths, to_json_path};
+use crate::engine::diff::normalize::is_numbered_annotation;
 use crate::engine::project::config::{ConflictAction, ConflictResolutionItem, StringOrList};
 
-/// Managers whose fields are taken over unless a rule says to ignore the conflict.
-const EDITOR_MANAGERS: &[&str] = &[
-    "^kluctl$",
-    "^kluctl-.*$",
-    "^kubectl$",
-    "^kubectl-.*$",
-    "^rancher$",
-    "^k9s$",
-];
+/// Managers whose fields are taken over unless a rule says to ignore the conflict (compiled
+/// once, not on every 409).
+static EDITOR_MANAGERS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    [
+        "^kluctl$",
+        "^kluctl-.*$",
+        "^kubectl$",
+        "^kubectl-.*$",
+        "^rancher$",
+        "^k9s$",
+    ]
+    .iter()
+    .filter_map(|r| Regex::new(r).ok())
+    .collect()
+});
 
 /// One element of a managed-fields path.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,10 +107,6 @@ pub fn resolve(
 ) -> Result<Resolution, ConflictError> {
     let managers = managers_by_field(remote)?;
     let actions = rule_actions(local, remote, &managers, &all_rules(local, rules))?;
-    let editors: Vec<Regex> = EDITOR_MANAGERS
-        .iter()
-        .filter_map(|r| Regex::new(r).ok())
-        .collect();
     let mut given_up = Vec::new();
     let mut lost = Vec::new();
     for (field, message) in causes {
@@ -125,7 +129,7 @@ pub fn resolve(
             && entry
                 .managers
                 .iter()
-                .any(|m| editors.iter().any(|r| r.is_match(m)))
+                .any(|m| EDITOR_MANAGERS.iter().any(|r| r.is_match(m)))
         {
             overwrite = true;
         }
@@ -297,22 +301,11 @@ fn all_rules(local: &Value, rules: &[ConflictResolutionItem]) -> Vec<ConflictRes
     let numbered = |name: &str| -> Vec<String> {
         annotations
             .iter()
-            .filter(|(k, _)| {
-                k.strip_prefix(name).is_some_and(|rest| {
-                    rest.is_empty()
-                        || rest
-                            .strip_prefix('-')
-                            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
-                })
-            })
+            .filter(|(k, _)| is_numbered_annotation(k, name))
             .map(|(_, v)| v.clone())
             .collect()
     };
-    let flag = |name: &str| {
-        annotations
-            .iter()
-            .any(|(k, v)| k == name && crate::engine::values::parse_go_bool(v) == Some(true))
-    };
+    let flag = |name: &str| crate::engine::annotation_bool(local, name) == Some(true);
     let rule =
         |field_path: Vec<String>, manager: Vec<String>, action: ConflictAction| ConflictResolutionItem {
             field_path: StringOrList(field_path),

@@ -24,7 +24,7 @@ mod object;
 pub(crate) use object::api_message;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -147,7 +147,8 @@ struct State {
 /// Applies the items of one target to one cluster.
 pub struct Applier<'a> {
     client: &'a kube::Client,
-    index: RwLock<ApiIndex>,
+    /// Shared so a deletion can keep the index across its awaits without copying it.
+    index: RwLock<Arc<ApiIndex>>,
     validator: ClusterValidator<'a>,
     /// Live objects before the run, by reference without version.
     remote: &'a BTreeMap<ObjectRef, Value>,
@@ -178,7 +179,7 @@ impl<'a> Applier<'a> {
     ) -> Self {
         Self {
             client,
-            index: RwLock::new(index),
+            index: RwLock::new(Arc::new(index)),
             validator: ClusterValidator::new(client, discovery),
             remote,
             options,
@@ -472,7 +473,7 @@ impl<'a> Applier<'a> {
     }
 
     /// The current API index (read lock; never held across an await).
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, ApiIndex> {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Arc<ApiIndex>> {
         self.index
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -485,11 +486,13 @@ impl<'a> Applier<'a> {
             return;
         }
         match kube::discovery::group(self.client, group).await {
-            Ok(g) => self
-                .index
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add_group(&g),
+            Ok(g) => Arc::make_mut(
+                &mut self
+                    .index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .add_group(&g),
             Err(e) => tracing::debug!(group, error = %e, "API group not served (yet)"),
         }
     }

@@ -132,8 +132,8 @@ impl Applier<'_> {
         if self.options.dry_run && !reference.namespace.is_empty() {
             let renamed = replaced && remote.is_some();
             let namespace_pending = !renamed
-                && !self.namespace_exists(&reference.namespace).await
-                && self.namespace_created_in_dry_run(&reference.namespace);
+                && self.namespace_created_in_dry_run(&reference.namespace)
+                && !self.namespace_exists(&reference.namespace).await;
             if renamed || namespace_pending {
                 target.0 = random_suffix(&reference.name);
                 if namespace_pending {
@@ -355,8 +355,8 @@ impl Applier<'_> {
     /// Deletes one object (`deleteObjects`, `kluctl.io/delete`, hook delete policies). Returns
     /// whether it existed and was deleted (a dry run: would be).
     pub(crate) async fn delete_object(&self, reference: &ObjectRef, hook: bool) -> bool {
-        // Cloned: the deletion awaits, and a lock must not be held across it.
-        let index = self.index().clone();
+        // The deletion awaits, and a lock must not be held across it: keep this version.
+        let index = std::sync::Arc::clone(&self.index());
         let outcome = delete_objects(
             self.client,
             &index,
@@ -406,11 +406,7 @@ impl Applier<'_> {
                 }
             }
         }
-        let api_version = if reference.group.is_empty() {
-            reference.version.clone()
-        } else {
-            format!("{}/{}", reference.group, reference.version)
-        };
+        let api_version = kube::core::GroupVersion::gv(&reference.group, &reference.version).api_version();
         Err(format!(
             "no matches for kind \"{}\" in version \"{api_version}\"",
             reference.kind

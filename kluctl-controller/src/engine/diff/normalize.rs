@@ -170,7 +170,7 @@ pub fn normalize_object(
 }
 
 /// `base`, `base-` or `base-<digits>`, as Kluctl's `^base(-\d*)?$`.
-fn is_numbered_annotation(key: &str, base: &str) -> bool {
+pub(crate) fn is_numbered_annotation(key: &str, base: &str) -> bool {
     key.strip_prefix(base).is_some_and(|rest| {
         rest.is_empty()
             || rest

@@ -169,11 +169,7 @@ async fn delete_one(
         return Deleted::Failed(format!(
             "failed to delete object: kind '{}' of '{}' is not served by the cluster",
             reference.kind,
-            if reference.group.is_empty() {
-                reference.version.clone()
-            } else {
-                format!("{}/{}", reference.group, reference.version)
-            }
+            kube::core::GroupVersion::gv(&reference.group, &reference.version).api_version()
         ));
     };
     let api = api_for(client, entry, &reference.namespace);

@@ -113,11 +113,7 @@ fn is_list(o: &Value) -> bool {
 /// An annotation read as a Go `strconv.ParseBool` value; anything unparsable is `false`.
 #[must_use]
 pub fn annotation_bool(o: &Value, name: &str) -> bool {
-    o.pointer("/metadata/annotations")
-        .and_then(|a| a.get(name))
-        .and_then(Value::as_str)
-        .and_then(crate::engine::values::parse_go_bool)
-        .unwrap_or(false)
+    crate::engine::annotation_bool(o, name) == Some(true)
 }
 
 fn is_ignored(o: &Value) -> bool {
