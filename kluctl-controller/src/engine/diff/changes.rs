@@ -224,13 +224,6 @@ struct Hunk<'a> {
     lines: Vec<Line<'a>>,
 }
 
-/// Line diff in unified form without file headers: hunks with 3 lines of context, hunks closer
-/// than 6 lines merged, `@@ -l,n +l,n @@` with `,n` left out when n <= 1, and a
-/// `\ No newline at end of file` marker after a last line without newline.
-fn unified_hunks(a: &str, b: &str) -> String {
-    unified_hunks_in(a, b)
-}
-
 fn add_equal<'a>(al: &[&'a str], h: &mut Hunk<'a>, start: isize, end: isize) -> usize {
     let mut delta = 0;
     let mut i = start;
@@ -247,7 +240,10 @@ fn add_equal<'a>(al: &[&'a str], h: &mut Hunk<'a>, start: isize, end: isize) -> 
     delta
 }
 
-fn unified_hunks_in<'a>(a: &'a str, b: &'a str) -> String {
+/// Line diff in unified form without file headers: hunks with 3 lines of context, hunks closer
+/// than 6 lines merged, `@@ -l,n +l,n @@` with `,n` left out when n <= 1, and a
+/// `\ No newline at end of file` marker after a last line without newline.
+fn unified_hunks<'a>(a: &'a str, b: &'a str) -> String {
     use similar::{Algorithm, DiffOp, capture_diff_slices};
     const EDGE: usize = 3;
     const GAP: usize = EDGE * 2;

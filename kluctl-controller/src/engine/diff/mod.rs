@@ -79,10 +79,7 @@ pub use crate::engine::object_ref;
 /// youngest live object carrying the same diff name).
 pub fn diff_ref(o: &Value) -> Option<ObjectRef> {
     let mut r = object_ref(o)?;
-    if let Some(n) = o
-        .pointer("/metadata/annotations/kluctl.io~1diff-name")
-        .and_then(Value::as_str)
-    {
+    if let Some(n) = crate::engine::annotation(o, "kluctl.io/diff-name") {
         n.clone_into(&mut r.name);
     }
     Some(r)

@@ -18,7 +18,6 @@ use serde_json::{Map, Value};
 use super::DiffError;
 use super::jsonpath::{JsonPath, Key, delete_paths, to_json_path};
 use crate::engine::project::config::{IgnoreForDiffItem, StringOrList};
-use crate::engine::values::parse_go_bool;
 
 /// The CLI's `--ignore-tags`, `--ignore-labels`, `--ignore-annotations` and
 /// `--ignore-kluctl-metadata` switches.
@@ -103,23 +102,22 @@ pub fn normalize_object(
         _ => {}
     }
 
-    let annotations = local.pointer("/metadata/annotations").and_then(Value::as_object);
-    let annotation = |k: &str| annotations.and_then(|a| a.get(k)).and_then(Value::as_str);
-    if annotation("kluctl.io/ignore-diff").and_then(parse_go_bool) == Some(true) {
+    if crate::engine::annotation_bool(local, "kluctl.io/ignore-diff") == Some(true) {
         return Ok(Value::Object(Map::new()));
     }
 
-    let mut all: Vec<IgnoreForDiffItem> = rules.to_vec();
-    if let Some(a) = annotations {
+    // The object's own rules, after the given ones (the given ones are not copied).
+    let mut extra: Vec<IgnoreForDiffItem> = Vec::new();
+    if let Some(a) = local.pointer("/metadata/annotations").and_then(Value::as_object) {
         for (k, v) in a {
             let Some(v) = v.as_str() else { continue };
             if is_numbered_annotation(k, "kluctl.io/ignore-diff-field") {
-                all.push(IgnoreForDiffItem {
+                extra.push(IgnoreForDiffItem {
                     field_path: StringOrList(vec![v.to_owned()]),
                     ..Default::default()
                 });
             } else if is_numbered_annotation(k, "kluctl.io/ignore-diff-field-regex") {
-                all.push(IgnoreForDiffItem {
+                extra.push(IgnoreForDiffItem {
                     field_path_regex: StringOrList(vec![v.to_owned()]),
                     ..Default::default()
                 });
@@ -141,7 +139,7 @@ pub fn normalize_object(
         .unwrap_or_default();
     // An empty object value matches any filter, as in Kluctl (core objects match every group).
     let matches = |v: &str, m: &Option<String>| v.is_empty() || m.as_deref().is_none_or(|m| m == v);
-    for rule in &all {
+    for rule in rules.iter().chain(&extra) {
         if !(matches(&group, &rule.group)
             && matches(&kind, &rule.kind)
             && matches(ns, &rule.namespace)

@@ -69,16 +69,22 @@ pub fn obfuscate_changes(r: &ObjectRef, changes: &mut [Change]) {
         if first != "data" && first != "stringData" {
             continue;
         }
-        // Distinct placeholders first so the diff still shows "changed", then the neutral mask.
-        c.new_value = c.new_value.as_ref().map(|v| replace_values(v, "*****a"));
-        c.old_value = c.old_value.as_ref().map(|v| replace_values(v, "*****b"));
-        let ud = unified_diff_of(c);
-        c.new_value = c.new_value.as_ref().map(|v| replace_values(v, MASK));
-        c.old_value = c.old_value.as_ref().map(|v| replace_values(v, MASK));
-        c.unified_diff = ud
-            .replace("*****a", "***** (obfuscated)")
-            .replace("*****b", "***** (obfuscated)");
+        mask_change(c);
     }
+}
+
+/// Masks both values of a change (keeping the shape of maps and lists) and says in its diff
+/// that the value changed.
+pub(crate) fn mask_change(c: &mut Change) {
+    // Distinct placeholders first so the diff still shows "changed", then the neutral mask.
+    c.new_value = c.new_value.as_ref().map(|v| replace_values(v, "*****a"));
+    c.old_value = c.old_value.as_ref().map(|v| replace_values(v, "*****b"));
+    let ud = unified_diff_of(c);
+    c.new_value = c.new_value.as_ref().map(|v| replace_values(v, MASK));
+    c.old_value = c.old_value.as_ref().map(|v| replace_values(v, MASK));
+    c.unified_diff = ud
+        .replace("*****a", "***** (obfuscated)")
+        .replace("*****b", "***** (obfuscated)");
 }
 
 fn replace_values(v: &Value, with: &str) -> Value {

@@ -30,10 +30,9 @@ use super::{
     PROJECT_SUBDIR_ANNOTATION, REDUCED_RESULT_KEY, RESULT_LABEL, StoreError, VALIDATE_RESULT_ID_LABEL,
     VALIDATE_RESULT_KEY, VALIDATE_RESULT_SUMMARY_ANNOTATION,
 };
-use crate::engine::diff::changes::unified_diff_of;
 use crate::engine::diff::{DiffError, obfuscate_result};
 use crate::engine::result::{
-    Change, CommandResult, CommandResultSummary, CompactedObject, compact_objects, expand_objects,
+    CommandResult, CommandResultSummary, CompactedObject, compact_objects, expand_objects,
 };
 
 /// Longest Kubernetes object name the store builds.
@@ -167,25 +166,13 @@ pub fn obfuscated_for_store(result: &CommandResult) -> Result<CommandResult, Dif
         if o.object.group.is_empty() && o.object.kind == "Secret" {
             for c in &mut o.changes {
                 if c.json_path.contains(LAST_APPLIED_ANNOTATION) {
-                    mask_change(c);
+                    // The annotation's value is a string, masked whole.
+                    crate::engine::diff::obfuscate::mask_change(c);
                 }
             }
         }
     }
     Ok(stored)
-}
-
-/// Masks both values of a change and says in its diff that the value changed.
-fn mask_change(c: &mut Change) {
-    // Distinct placeholders so the diff keeps its -/+ lines, then the neutral mask.
-    c.old_value = c.old_value.as_ref().map(|_| Value::String("*****b".to_owned()));
-    c.new_value = c.new_value.as_ref().map(|_| Value::String("*****a".to_owned()));
-    c.unified_diff = unified_diff_of(c)
-        .replace("*****a", "***** (obfuscated)")
-        .replace("*****b", "***** (obfuscated)");
-    for v in [&mut c.old_value, &mut c.new_value].into_iter().flatten() {
-        *v = Value::String("*****".to_owned());
-    }
 }
 
 fn mask_last_applied(o: &mut Value) {

@@ -31,6 +31,7 @@ use serde_json::Value;
 use super::hooks::HookInfo;
 use super::rules::{ObjectValidation, StatusExpectation, status_map, validate_object};
 use super::{DeploymentError, ValidateResult, annotation_bool, object_ref};
+use crate::engine::result::push_unique;
 
 /// How many live objects are read at the same time.
 const CONCURRENT_GETS: usize = 16;
@@ -103,18 +104,6 @@ pub struct WaitOutcome {
 struct Collected {
     errors: Vec<DeploymentError>,
     warnings: Vec<DeploymentError>,
-}
-
-impl Collected {
-    fn push(list: &mut Vec<DeploymentError>, object_ref: &ObjectRef, message: String) {
-        let e = DeploymentError {
-            object_ref: object_ref.clone(),
-            message,
-        };
-        if !list.contains(&e) {
-            list.push(e);
-        }
-    }
 }
 
 /// Validates live objects on one cluster; holds the client, the discovery data and the cache of
@@ -195,13 +184,13 @@ impl<'a> ClusterValidator<'a> {
                 Err(GetFailure { permission: true, .. }) => permission_errors += 1,
                 Err(GetFailure { error, .. }) => {
                     other_errors += 1;
-                    Collected::push(&mut collected.errors, r, error.to_string());
+                    push_unique(&mut collected.errors, r, error.to_string());
                 }
             }
         }
         // Kluctl only mentions permission problems when some other read failed as well.
         if permission_errors != 0 && other_errors != 0 {
-            Collected::push(
+            push_unique(
                 &mut collected.warnings,
                 &ObjectRef::default(),
                 "at least one permission error was encountered while gathering known objects. This might result in orphan object detection and diffs to not work properly".to_owned(),
@@ -216,7 +205,7 @@ impl<'a> ClusterValidator<'a> {
         for (obj, r) in &objects {
             if annotation_bool(obj, "kluctl.io/delete") == Some(true) {
                 if live.contains_key(r) {
-                    Collected::push(
+                    push_unique(
                         &mut collected.errors,
                         r,
                         "object is marked for deletion but still exists on the target cluster".to_owned(),
@@ -226,10 +215,10 @@ impl<'a> ClusterValidator<'a> {
             }
             let hook = HookInfo::of(obj);
             for e in &hook.errors {
-                Collected::push(&mut collected.errors, r, e.clone());
+                push_unique(&mut collected.errors, r, e.clone());
             }
             for w in &hook.warnings {
-                Collected::push(&mut collected.warnings, r, w.clone());
+                push_unique(&mut collected.warnings, r, w.clone());
             }
             if hook.skipped_by_validate() {
                 continue;
@@ -481,9 +470,9 @@ mod tests {
     fn collected_messages_are_kept_once() {
         let mut list = Vec::new();
         let r = ObjectRef::default();
-        Collected::push(&mut list, &r, "a".into());
-        Collected::push(&mut list, &r, "a".into());
-        Collected::push(&mut list, &r, "b".into());
+        push_unique(&mut list, &r, "a".into());
+        push_unique(&mut list, &r, "a".into());
+        push_unique(&mut list, &r, "b".into());
         assert_eq!(list.len(), 2);
     }
 }

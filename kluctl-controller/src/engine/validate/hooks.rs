@@ -69,7 +69,7 @@ impl HookInfo {
             wait: true,
             ..Self::default()
         };
-        if annotation(obj, "kluctl.io/delete").and_then(parse_go_bool) == Some(true) {
+        if crate::engine::annotation_bool(obj, "kluctl.io/delete") == Some(true) {
             return info;
         }
         let set = |key: &str| -> BTreeSet<String> {

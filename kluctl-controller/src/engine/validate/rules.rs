@@ -28,6 +28,9 @@ pub const MISSING_STATUS_GRACE: SignedDuration = SignedDuration::from_secs(15);
 /// Annotations copied into [`ObjectValidation::results`]; the dots are regex wildcards as in
 /// Kluctl, so the match is the same.
 const RESULT_ANNOTATION: &str = "^validate-result.kluctl.io/";
+/// [`RESULT_ANNOTATION`] compiled once (validation polls every object while it waits).
+static RESULT_PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(RESULT_ANNOTATION).ok());
 
 /// Whether an object of this kind is expected to carry a `status`, decided by the caller from
 /// the cluster (status sub-resource in discovery, `status` in the CRD schema); only consulted
@@ -181,7 +184,7 @@ impl Check {
 
     fn collect_results(&mut self, obj: &Value) {
         // The pattern is a constant; a failure to compile it would be caught by every test.
-        let Ok(pattern) = regex::Regex::new(RESULT_ANNOTATION) else {
+        let Some(pattern) = RESULT_PATTERN.as_ref() else {
             return;
         };
         let Some(annotations) = obj
@@ -543,14 +546,9 @@ impl Check {
                 self.not_ready(c.message_or("Not ready"));
             }
         }
-        let ready = self.status_int(status, "readyReplicas", React::NotReady, true, 0)?;
-        let replicas = self.status_int(status, "replicas", React::NotReady, true, 0)?;
+        self.replicas_ready(status)?;
+        // Ignored and never stopping: reading it after the replicas changes nothing but order.
         let unavailable = self.status_int(status, "unavailableReplicas", React::Ignore, false, 0)?;
-        if ready < replicas {
-            self.not_ready(format!(
-                "readyReplicas ({ready}) is less then replicas ({replicas})"
-            ));
-        }
         if unavailable != 0 {
             self.not_ready(format!("unavailableReplicas ({unavailable}) != 0"));
         }
