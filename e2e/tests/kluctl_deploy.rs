@@ -61,6 +61,15 @@ fn text(out: &Output) -> String {
 }
 
 /// Runs kluctl and requires success; returns stdout + stderr.
+/// `kluctl <verb> -y -t test <extra> --write-command-result=false`: the arguments of most runs
+/// here (results are stored only where a test looks at the store).
+fn cmd<'a>(verb: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![verb, "-y", "-t", "test"];
+    args.extend_from_slice(extra);
+    args.push("--write-command-result=false");
+    args
+}
+
 fn ok(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = run_kluctl(dir, args, &[])?;
     let t = text(&out);
@@ -270,7 +279,7 @@ fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> 
             .iter()
             .map(|w| rv(&env, &ns, w))
             .collect();
-        let out = ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        let out = ok(d, &cmd("deploy", &[]))?;
         assert!(
             !out.contains("Changed objects:") && !out.contains("New objects:"),
             "{out}"
@@ -297,7 +306,7 @@ fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> 
             Some("1"),
             "diff changed the cluster"
         );
-        let out = ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        let out = ok(d, &cmd("deploy", &[]))?;
         assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
         assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("2"));
 
@@ -311,17 +320,7 @@ fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> 
             out.contains("Orphan objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
             "{out}"
         );
-        let out = ok(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--prune",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = ok(d, &cmd("deploy", &["--prune"]))?;
         assert!(
             out.contains("Deleted objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
             "{out}"
@@ -330,7 +329,7 @@ fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> 
         assert!(rv(&env, &ns, "configmap/app").is_some());
 
         // delete: everything of the discriminator goes, the namespace too.
-        let out = ok(d, &["delete", "-y", "-t", "test", "--write-command-result=false"])?;
+        let out = ok(d, &cmd("delete", &[]))?;
         assert!(out.contains(&format!("Namespace/{ns}")), "{out}");
         e2e_wait_gone(&env, &format!("namespace/{ns}"))?;
         Ok(())
@@ -364,13 +363,7 @@ fn barriers_order_items_and_readiness_is_waited_for() -> anyhow::Result<()> {
     ])?;
     let result = (|| -> anyhow::Result<()> {
         let d = dir.path().to_owned();
-        let run = std::thread::spawn(move || {
-            run_kluctl(
-                &d,
-                &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-                &[],
-            )
-        });
+        let run = std::thread::spawn(move || run_kluctl(&d, &cmd("deploy", &[]), &[]));
         // Wait for the Deployment, then make it ready (no kubelet here: status patched as admin).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while rv(&env, &ns, "deployment/slow").is_none() {
@@ -439,10 +432,7 @@ fn hooks_run_by_weight_and_are_deleted_per_policy() -> anyhow::Result<()> {
         ],
     )?;
     let result = (|| -> anyhow::Result<()> {
-        let out = ok(
-            dir.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = ok(dir.path(), &cmd("deploy", &[]))?;
         assert!(out.contains("Applied hooks:"), "{out}");
         let first: u64 = rv(&env, &ns, "configmap/first")
             .context("first hook missing")?
@@ -481,10 +471,7 @@ fn conflicts_keep_the_other_managers_value_with_a_warning() -> anyhow::Result<()
                 ("app/cm.yaml", configmap(&ns, "shared", "  a: ours\n  b: ours")),
             ],
         )?;
-        let out = ok(
-            dir.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = ok(dir.path(), &cmd("deploy", &[]))?;
         assert!(
             out.contains("Warnings:") && out.contains("data.a") && out.contains("lost field ownership"),
             "{out}"
@@ -498,17 +485,7 @@ fn conflicts_keep_the_other_managers_value_with_a_warning() -> anyhow::Result<()
             Some("ours")
         );
         // --force-apply takes the field over.
-        ok(
-            dir.path(),
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--force-apply",
-                "--write-command-result=false",
-            ],
-        )?;
+        ok(dir.path(), &cmd("deploy", &["--force-apply"]))?;
         assert_eq!(
             get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
             Some("ours")
@@ -559,10 +536,7 @@ fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> 
             "dry run created the namespace"
         );
 
-        let out = ok(
-            dir.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = ok(dir.path(), &cmd("deploy", &[]))?;
         assert!(out.contains(&format!("{ns}/Widget/w")), "{out}");
         assert_eq!(
             get(&env, &ns, &format!("widgets.{group}/w"), "{.spec.size}").as_deref(),
@@ -579,10 +553,7 @@ fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> 
             before,
             "dry run changed the CR"
         );
-        ok(
-            dir.path(),
-            &["delete", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        ok(dir.path(), &cmd("delete", &[]))?;
         Ok(())
     })();
     cleanup(&env, &ns);
@@ -605,7 +576,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
     let result = (|| -> anyhow::Result<()> {
-        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        ok(d, &cmd("deploy", &[]))?;
         // Foreign objects: our discriminator but created by another manager, another
         // discriminator, no discriminator.
         apply_foreign_objects(&env, &ns, &disc)?;
@@ -614,17 +585,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
 
         // 1. A render error: nothing applied, nothing pruned.
         write(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--prune",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--prune"]))?;
         assert!(
             out.contains("broken.yaml"),
             "the render error does not name the file:\n{out}"
@@ -643,17 +604,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
                 "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n  type: NoSuchType\n  ports: [{{port: 80}}]\n"
             ),
         )?;
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--prune",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--prune"]))?;
         assert!(out.contains("prune skipped"), "{out}");
         assert!(
             rv(&env, &ns, "configmap/old").is_some(),
@@ -667,19 +618,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
             "app/d.yaml",
             &deployment(&ns, "never-ready", "kluctl.io/wait-readiness: \"true\""),
         )?;
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--prune",
-                "--readiness-timeout",
-                "2s",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--prune", "--readiness-timeout", "2s"]))?;
         assert!(out.contains("timed out") || out.contains("timeout"), "{out}");
         assert!(
             rv(&env, &ns, "configmap/old").is_some(),
@@ -692,7 +631,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
         assert!(out.contains("pass -y"), "{out}");
 
         // A successful prune deletes the orphans, but never the foreign objects.
-        let out = ok(d, &["prune", "-y", "-t", "test", "--write-command-result=false"])?;
+        let out = ok(d, &cmd("prune", &[]))?;
         assert!(out.contains(&format!("{ns}/ConfigMap/old")), "{out}");
         assert!(out.contains(&format!("{ns}/Deployment/never-ready")), "{out}");
         assert!(rv(&env, &ns, "configmap/old").is_none());
@@ -723,19 +662,13 @@ fn foreign_objects_survive_delete_and_no_discriminator_refuses() -> anyhow::Resu
                 ("app/cm.yaml", configmap(&ns, "ours", "  a: \"1\"")),
             ],
         )?;
-        ok(
-            dir.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        ok(dir.path(), &cmd("deploy", &[]))?;
         apply_foreign_objects(&env, &ns, &disc)?;
         let before: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
             .iter()
             .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
             .collect();
-        let out = ok(
-            dir.path(),
-            &["delete", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = ok(dir.path(), &cmd("delete", &[]))?;
         assert!(out.contains(&format!("{ns}/ConfigMap/ours")), "{out}");
         assert!(
             !out.contains("theirs"),
@@ -757,23 +690,14 @@ fn foreign_objects_survive_delete_and_no_discriminator_refuses() -> anyhow::Resu
                 ("app/cm.yaml", configmap(&ns, "nodisc", "  a: \"1\"")),
             ],
         )?;
-        let out = ok(
-            nodisc.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = ok(nodisc.path(), &cmd("deploy", &[]))?;
         assert!(out.contains("no discriminator configured"), "{out}");
-        let out = fails(
-            nodisc.path(),
-            &["prune", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = fails(nodisc.path(), &cmd("prune", &[]))?;
         assert!(
             out.contains("pruning without a discriminator is not supported"),
             "{out}"
         );
-        let out = fails(
-            nodisc.path(),
-            &["delete", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        let out = fails(nodisc.path(), &cmd("delete", &[]))?;
         assert!(out.contains("without a discriminator is not supported"), "{out}");
         assert!(rv(&env, &ns, "configmap/nodisc").is_some());
         Ok(())
@@ -796,10 +720,7 @@ fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()
         ],
     )?;
     let result = (|| -> anyhow::Result<()> {
-        ok(
-            dir.path(),
-            &["deploy", "-y", "-t", "test", "--write-command-result=false"],
-        )?;
+        ok(dir.path(), &cmd("deploy", &[]))?;
         let out = fails(dir.path(), &["validate", "-t", "test"])?;
         assert!(out.contains(&format!("{ns}/Deployment/web")), "{out}");
         // No kubelet here: the Deployment is made ready by patching its status as admin.
@@ -832,18 +753,7 @@ fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
         ],
     )?;
     let result = (|| -> anyhow::Result<()> {
-        ok(
-            dir.path(),
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "-F",
-                "nginx=nginx:1.0",
-                "--write-command-result=false",
-            ],
-        )?;
+        ok(dir.path(), &cmd("deploy", &["-F", "nginx=nginx:1.0"]))?;
         let image = "{.spec.template.spec.containers[0].image}";
         assert_eq!(
             get(&env, &ns, "deployment/web", image).as_deref(),
@@ -893,7 +803,7 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
     let result = (|| -> anyhow::Result<()> {
-        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        ok(d, &cmd("deploy", &[]))?;
         env.kubectl_with_input(&["apply", "-f", "-"], Some(&webhook))?;
         write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
         write(
@@ -903,17 +813,7 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: {ns}\n  labels: {{{label}: \"true\"}}\ndata: {{a: \"2\"}}\n"
             ),
         )?;
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--prune",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--prune"]))?;
         assert!(
             out.contains("failed calling webhook"),
             "not the apiserver's 500:\n{out}"
@@ -962,7 +862,7 @@ fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replac
     )?;
     let d = dir.path();
     let result = (|| -> anyhow::Result<()> {
-        ok(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        ok(d, &cmd("deploy", &[]))?;
         let uid = |name: &str| get(&env, &ns, &format!("deployment/{name}"), "{.metadata.uid}");
         let (web_uid, kept_uid) = (uid("web"), uid("kept"));
         // The selector is immutable: apply and replace fail, only delete + re-create works.
@@ -972,32 +872,12 @@ fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replac
             "app/kept.yaml",
             &dep("kept", "b", "kluctl.io/skip-delete: \"true\""),
         )?;
-        let out = fails(d, &["deploy", "-y", "-t", "test", "--write-command-result=false"])?;
+        let out = fails(d, &cmd("deploy", &[]))?;
         assert!(out.contains("field is immutable"), "{out}");
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--replace-on-error",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--replace-on-error"]))?;
         assert!(out.contains("retrying with replace instead of patch"), "{out}");
         assert_eq!(uid("web"), web_uid, "--replace-on-error deleted the object");
-        let out = fails(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--force-replace-on-error",
-                "--write-command-result=false",
-            ],
-        )?;
+        let out = fails(d, &cmd("deploy", &["--force-replace-on-error"]))?;
         assert!(out.contains("retrying by deleting and re-applying"), "{out}");
         assert!(
             out.contains(&format!("skipped forced replace of {ns}/Deployment/kept")),
