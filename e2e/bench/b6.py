@@ -100,9 +100,6 @@ IDENTITY = [
 class Kube:
     """kubectl as the cluster admin (setup, checks, metrics, cleanup): never timed or counted."""
 
-    def __init__(self, work):
-        self.work = work
-
     def run(self, args, stdin=None, check=True, timeout=60):
         p = subprocess.run(["kubectl"] + args, input=stdin, capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
@@ -261,7 +258,7 @@ def main():
         raise Broken("--sides takes kluctl, kubectl or both")
     here = os.path.dirname(os.path.abspath(__file__))
     work = fresh_dir(os.path.join(os.path.abspath(a.work), "b6"))
-    kube = Kube(work)
+    kube = Kube()
     check_cluster(kube)
     kluctl = os.path.abspath(a.kluctl)
     project = os.path.join(work, "project")

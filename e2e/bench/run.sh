@@ -239,21 +239,21 @@ if [ -n "$SOURCE_ONLY" ]; then
   python3 "$HERE/bench.py" --url "$URL" --reconcile-core "$BIN/reconcile_core" --serve-dir "$BIN/serve_dir" \
     --nginx /usr/sbin/nginx --work "$WORK" --only "$SOURCE_ONLY" "${B4_ARGS[@]}"
 fi
-KG=${KG_CACHE:-$HOME/.cache/kluctl-gitops}
-if want b3; then
-  log "B3: building kluctl and the render_core example (release); Python Jinja2 venv and kustomize from servers.sh install"
+if want b3 || want b6; then
+  log "B3/B6: building kluctl (release; B3 also the render_core example); kustomize (and B3's Jinja2 venv) from servers.sh install"
   "$SERVERS" install >/dev/null || die "servers.sh install failed"
-  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl --example render_core) \
+  EXTRA_BUILD=()
+  if want b3; then EXTRA_BUILD=(--example render_core); fi
+  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl "${EXTRA_BUILD[@]}") \
     || die "cargo build --release of kluctl failed"
+fi
+if want b3; then
   python3 "$HERE/b3.py" --kluctl "$TARGET_DIR/release/kluctl" --render-core "$BIN/render_core" \
-    --kustomize "$KG/tools/bin/kustomize" --python "$KG/venv-jinja/bin/python" --work "$WORK"
+    --kustomize "$KG_CACHE/tools/bin/kustomize" --python "$KG_CACHE/venv-jinja/bin/python" --work "$WORK"
 fi
 if want b6; then
-  log "B6: building kluctl (release); kustomize from servers.sh install; the cluster of make e2e-up"
-  "$SERVERS" install >/dev/null || die "servers.sh install failed"
-  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl) \
-    || die "cargo build --release of kluctl failed"
-  python3 "$HERE/b6.py" --kluctl "$TARGET_DIR/release/kluctl" --kustomize "$KG/tools/bin/kustomize" --work "$WORK"
+  log "B6: the cluster of make e2e-up"
+  python3 "$HERE/b6.py" --kluctl "$TARGET_DIR/release/kluctl" --kustomize "$KG_CACHE/tools/bin/kustomize" --work "$WORK"
 fi
 echo
 echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"

@@ -458,16 +458,11 @@ impl SourceController {
     /// # Errors
     /// When the binary is missing (the message says how to build it) or does not start.
     pub fn start(env: &Env, ns: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let bin = std::env::var("E2E_SOURCE_CONTROLLER_BIN").map_or_else(
-            |_| project_root().join("target/debug/source-controller"),
-            PathBuf::from,
-        );
-        if !bin.exists() {
-            bail!(
-                "{} is missing; build it with 'cargo build -p source-controller' (make e2e-test does)",
-                bin.display()
-            );
-        }
+        let bin = built_bin(
+            "E2E_SOURCE_CONTROLLER_BIN",
+            "source-controller",
+            "cargo build -p source-controller",
+        )?;
         let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
         let dir = PathBuf::from(state).join("controllers").join(ns);
         let storage_dir = dir.join("storage");
@@ -960,11 +955,21 @@ pub mod source {
 /// # Errors
 /// When it is missing, with the command that builds it.
 pub fn kluctl_bin() -> anyhow::Result<PathBuf> {
-    let bin = std::env::var("E2E_KLUCTL_BIN")
-        .map_or_else(|_| project_root().join("target/debug/kluctl"), PathBuf::from);
+    built_bin(
+        "E2E_KLUCTL_BIN",
+        "kluctl",
+        "cargo build -p kluctl-controller --bin kluctl",
+    )
+}
+
+/// A binary of this workspace: `$var` when set, else `target/debug/<name>`; missing, an error
+/// with `build`, the command that builds it.
+fn built_bin(var: &str, name: &str, build: &str) -> anyhow::Result<PathBuf> {
+    let bin =
+        std::env::var(var).map_or_else(|_| project_root().join("target/debug").join(name), PathBuf::from);
     if !bin.exists() {
-        anyhow::bail!(
-            "{} is missing; build it with 'cargo build -p kluctl-controller --bin kluctl' (make e2e-test does)",
+        bail!(
+            "{} is missing; build it with '{build}' (make e2e-test does)",
             bin.display()
         );
     }

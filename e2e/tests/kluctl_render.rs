@@ -8,7 +8,7 @@
 //! cluster-vars test, the Git servers of `make e2e-up` for the git include/vars tests.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{Context as _, bail};
 use e2e::{Env, project_root};
@@ -534,13 +534,11 @@ fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -
     );
 
     // KLUCTL_ARG_<n> values come before -a values, so the command line wins.
-    let out = Command::new(e2e::kluctl_bin()?)
-        .args(["render", "--offline-kubernetes", "--print-all", "-a", "env=cli"])
-        .current_dir(dir.path())
-        .env("KLUCTL_ARG_1", "env=from-env")
-        .env("KLUCTL_ARG_2", "deep.level=7")
-        .env("KLUCTL_KUSTOMIZE", Env::load()?.get("E2E_KUSTOMIZE")?)
-        .output()?;
+    let out = kluctl_env(
+        dir.path(),
+        &["render", "--offline-kubernetes", "--print-all", "-a", "env=cli"],
+        &[("KLUCTL_ARG_1", "env=from-env"), ("KLUCTL_ARG_2", "deep.level=7")],
+    )?;
     anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
     assert_eq!(docs[0]["data"], serde_json::json!({"env": "cli", "level": "7"}));
@@ -582,8 +580,8 @@ fn inclusion_flags_env_args_and_render_output_dir_work_from_the_command_line() -
 
 /// A Git repository on the e2e servers holding a small Kluctl project: `app/` renders a
 /// ConfigMap from its own vars file; tag `v1` and a later `main` differ in that file.
-fn git_library(name: &str) -> anyhow::Result<(e2e::GitRepo, String, String)> {
-    let repo = e2e::GitRepo::create(&Env::load()?, name)?;
+fn git_library(env: &Env, name: &str) -> anyhow::Result<(e2e::GitRepo, String, String)> {
+    let repo = e2e::GitRepo::create(env, name)?;
     let v1 = repo.commit(
         &[
             ("deployment.yaml", "vars:\n  - file: vars/values.yaml\ndeployments:\n  - path: app\n"),
@@ -604,7 +602,7 @@ fn git_library(name: &str) -> anyhow::Result<(e2e::GitRepo, String, String)> {
 #[test]
 fn git_includes_and_git_vars_read_the_referenced_commits() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let (repo, v1, main) = git_library("kluctl-git-include")?;
+    let (repo, v1, main) = git_library(&env, "kluctl-git-include")?;
     let url = format!("{}/{}.git", env.get("E2E_GIT_HTTP_URL")?, repo.name);
     let deployment = format!(
         "vars:\n\
@@ -663,7 +661,7 @@ fn git_includes_and_git_vars_read_the_referenced_commits() -> anyhow::Result<()>
 #[test]
 fn git_credentials_come_from_kluctl_git_env_and_never_show() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let (repo, _, _) = git_library("kluctl-git-auth")?;
+    let (repo, _, _) = git_library(&env, "kluctl-git-auth")?;
     let url = format!("{}/{}.git", env.get("E2E_GIT_HTTP_AUTH_URL")?, repo.name);
     let deployment = format!("deployments:\n  - git: '{url}'\n");
     let dir = project(&[("deployment.yaml", &deployment)])?;
@@ -677,18 +675,17 @@ fn git_credentials_come_from_kluctl_git_env_and_never_show() -> anyhow::Result<(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("credentials"), "{err}");
     // With a matching KLUCTL_GIT_* set it renders; a wrong password fails without showing it.
-    let creds = |pw: &'static str| -> Vec<(&'static str, &'static str)> {
-        vec![
+    let creds = |pw| {
+        [
             ("KLUCTL_GIT_HOST", "127.0.0.1"),
             ("KLUCTL_GIT_USERNAME", "flux"),
             ("KLUCTL_GIT_PASSWORD", pw),
         ]
     };
-    let good: &'static str = Box::leak(password.to_owned().into_boxed_str());
     let out = kluctl_env(
         dir.path(),
         &["render", "--offline-kubernetes", "--print-all"],
-        &creds(good),
+        &creds(password),
     )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8(out.stdout)?.contains("color: red"));
