@@ -99,6 +99,29 @@ async fn resource_version(client: &kube::Client, object: &Value) -> anyhow::Resu
         .and_then(|m| m.metadata.resource_version))
 }
 
+/// Our objects as the engine lists them: by the namespace's discriminator, default options.
+async fn list_ours(
+    client: &kube::Client,
+    index: &remote::ApiIndex,
+    ns: &str,
+) -> anyhow::Result<remote::RemoteObjects> {
+    let d = Discriminator::new(ns.to_owned())?;
+    Ok(remote::list_by_discriminator(client, index, &d, &ListOptions::default()).await?)
+}
+
+/// Exactly the objects named in `expected` are gone (or terminating); the others still exist.
+async fn ensure_gone_exactly(
+    client: &kube::Client,
+    objects: &[(Value, &'static str)],
+    expected: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    for (o, _) in objects {
+        let gone = expected.contains(&r(o).to_string());
+        ensure!(exists(client, o).await? != gone, "{} gone={gone}", r(o));
+    }
+    Ok(())
+}
+
 /// A namespace in deletion still answers GET; only "gone or terminating" matters for it.
 async fn exists(client: &kube::Client, object: &Value) -> anyhow::Result<bool> {
     let dynamic: DynamicObject = serde_json::from_value(object.clone())?;
@@ -166,8 +189,7 @@ fn expected_ours(ns: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn listing_by_discriminator_finds_exactly_our_objects() -> anyhow::Result<()> {
     with_fixture("prune_listing", |_env, client, ns, index, objects| async move {
-        let d = Discriminator::new(ns.clone())?;
-        let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
+        let remote = list_ours(&client, &index, &ns).await?;
         ensure!(
             remote.warnings.is_empty(),
             "admin lists everything: {:?}",
@@ -222,8 +244,7 @@ async fn listing_by_discriminator_finds_exactly_our_objects() -> anyhow::Result<
 #[tokio::test]
 async fn prune_deletes_exactly_the_orphans() -> anyhow::Result<()> {
     with_fixture("prune_orphans", |_env, client, ns, index, objects| async move {
-        let d = Discriminator::new(ns.clone())?;
-        let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
+        let remote = list_ours(&client, &index, &ns).await?;
         // Rendered: everything except ours-orphan, the ClusterRole, and the two objects that
         // must survive even as non-rendered discriminator objects (foreign manager, skip-delete).
         let rendered: Vec<ObjectRef> = objects
@@ -248,10 +269,7 @@ async fn prune_deletes_exactly_the_orphans() -> anyhow::Result<()> {
         let outcome = prune::delete_objects(&client, &index, &orphans, &options).await;
         ensure!(outcome.errors.is_empty(), "{:?}", outcome.errors);
         ensure!(names(outcome.deleted) == expected);
-        for (o, _) in &objects {
-            let gone = expected.contains(&r(o).to_string());
-            ensure!(exists(&client, o).await? != gone, "{} gone={gone}", r(o));
-        }
+        ensure_gone_exactly(&client, &objects, &expected).await?;
         Ok(())
     })
     .await
@@ -264,8 +282,7 @@ async fn dry_run_delete_all_changes_nothing() -> anyhow::Result<()> {
         for (o, _) in &objects {
             before.push(resource_version(&client, o).await?);
         }
-        let d = Discriminator::new(ns.clone())?;
-        let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
+        let remote = list_ours(&client, &index, &ns).await?;
         let plan = prune::plan_delete_all(&remote, &index, &Inclusion::default());
         let options = DeleteOptions {
             dry_run: true,
@@ -292,8 +309,7 @@ async fn delete_all_deletes_ours_namespace_first_and_never_the_others() -> anyho
     with_fixture(
         "prune_delete_all",
         |_env, client, ns, index, objects| async move {
-            let d = Discriminator::new(ns.clone())?;
-            let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
+            let remote = list_ours(&client, &index, &ns).await?;
             let plan = prune::plan_delete_all(&remote, &index, &Inclusion::default());
             let planned: Vec<String> = plan.refs().map(ToString::to_string).collect();
             ensure!(
@@ -326,10 +342,7 @@ async fn delete_all_deletes_ours_namespace_first_and_never_the_others() -> anyho
             );
             // With waiting, the namespace (and so its content) is gone before anything else went.
             ensure!(outcome.deleted.first().map(ToString::to_string) == Some(format!("Namespace/{ns}-sub")));
-            for (o, _) in &objects {
-                let gone = expected.contains(&r(o).to_string());
-                ensure!(exists(&client, o).await? != gone, "{} gone={gone}", r(o));
-            }
+            ensure_gone_exactly(&client, &objects, &expected).await?;
             Ok(())
         },
     )
@@ -339,8 +352,7 @@ async fn delete_all_deletes_ours_namespace_first_and_never_the_others() -> anyho
 #[tokio::test]
 async fn object_replaced_after_listing_is_not_deleted() -> anyhow::Result<()> {
     with_fixture("prune_uid_guard", |_env, client, ns, index, objects| async move {
-        let d = Discriminator::new(ns.clone())?;
-        let remote = remote::list_by_discriminator(&client, &index, &d, &ListOptions::default()).await?;
+        let remote = list_ours(&client, &index, &ns).await?;
         let plan = prune::plan_delete_all(&remote, &index, &Inclusion::default());
         // Someone deletes and recreates ours-orphan between listing and deleting.
         let (orphan, manager) = &objects[0];
