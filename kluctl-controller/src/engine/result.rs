@@ -32,7 +32,7 @@ use gitops_api::kluctl::v1beta1::{FixedImage, ObjectRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::engine::project::config::{DeploymentProjectConfig, Target};
+use crate::engine::project::config::{DeploymentProjectConfig, Target, is_false, present_value};
 
 /// Errors of reading a compacted result back.
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +73,14 @@ pub struct Change {
     /// The value before; absent for inserts (a JSON `null` value is kept as `Some(Null)`).
     #[serde(
         default,
-        deserialize_with = "present",
+        deserialize_with = "present_value",
         skip_serializing_if = "Option::is_none"
     )]
     pub old_value: Option<Value>,
     /// The value after; absent for deletes.
     #[serde(
         default,
-        deserialize_with = "present",
+        deserialize_with = "present_value",
         skip_serializing_if = "Option::is_none"
     )]
     pub new_value: Option<Value>,
@@ -398,17 +398,6 @@ impl CommandResult {
             compacted_objects: compact_objects(&objects),
         }
     }
-
-    /// Whether anything happened or went wrong (the controller stores only such results unless
-    /// the run was requested explicitly).
-    pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
-            && self.warnings.is_empty()
-            && self
-                .objects
-                .iter()
-                .all(|o| !o.new && !o.orphan && !o.deleted && o.changes.is_empty())
-    }
 }
 
 impl CompactedCommandResult {
@@ -724,11 +713,6 @@ impl ResultBuilder {
         push_unique(&mut self.warnings, r, message.into());
     }
 
-    /// Whether an error was recorded for the object.
-    pub fn had_error(&self, r: &ObjectRef) -> bool {
-        self.errors.iter().any(|e| &e.object_ref == r)
-    }
-
     /// Moves the collected objects, errors and warnings into `result` (appending to its errors
     /// and warnings).
     ///
@@ -771,15 +755,6 @@ pub(crate) fn push_unique(list: &mut Vec<DeploymentError>, r: &ObjectRef, messag
 /// Go's `schema.GroupVersionKind.String()`: `group/version, Kind=kind`.
 fn gvk_string(r: &ObjectRef) -> String {
     format!("{}/{}, Kind={}", r.group, r.version, r.kind)
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
 }
 
 fn null_if_empty<S: Serializer>(v: &[DeploymentError], s: S) -> Result<S::Ok, S::Error> {

@@ -31,7 +31,7 @@ pub fn obfuscate_result(r: &mut CommandResult) -> Result<(), DiffError> {
     Ok(())
 }
 
-fn is_secret_ref(r: &ObjectRef) -> bool {
+pub(crate) fn is_secret_ref(r: &ObjectRef) -> bool {
     r.group.is_empty() && r.kind == "Secret"
 }
 

@@ -678,7 +678,7 @@ pub struct HttpSource {
 
 // serde's `skip_serializing_if` takes `&T`.
 #[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
@@ -687,7 +687,7 @@ fn is_empty_list(l: &StringOrList) -> bool {
 }
 
 /// Deserializes a field that is present (even as `null`) into `Some`.
-fn present_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+pub(crate) fn present_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(deserializer).map(Some)
 }
 

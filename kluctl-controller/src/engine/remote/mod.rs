@@ -75,27 +75,10 @@ impl Discriminator {
             value: value.clone(),
             reason,
         };
-        if value.is_empty() {
-            return Err(invalid("it is empty, which would select every object"));
+        match label_value_problem(&value) {
+            Some(reason) => Err(invalid(reason)),
+            None => Ok(Self(value)),
         }
-        if value.len() > 63 {
-            return Err(invalid("label values are at most 63 characters long"));
-        }
-        if !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                "label values may only contain alphanumerics, '-', '_' and '.'",
-            ));
-        }
-        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-        if !alnum(value.chars().next()) || !alnum(value.chars().last()) {
-            return Err(invalid(
-                "label values must start and end with an alphanumeric character",
-            ));
-        }
-        Ok(Self(value))
     }
 
     /// The discriminator value.
@@ -107,6 +90,28 @@ impl Discriminator {
     pub fn selector(&self) -> Selector {
         Selector::from(Expression::Equal(DISCRIMINATOR_LABEL.to_owned(), self.0.clone()))
     }
+}
+
+/// Why `value` is not a non-empty Kubernetes label value (`None` when it is one): at most 63
+/// alphanumerics, '-', '_' and '.', starting and ending with an alphanumeric.
+pub(crate) fn label_value_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        return Some("it is empty, which would select every object");
+    }
+    if value.len() > 63 {
+        return Some("label values are at most 63 characters long");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("label values may only contain alphanumerics, '-', '_' and '.'");
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alnum(value.chars().next()) || !alnum(value.chars().last()) {
+        return Some("label values must start and end with an alphanumeric character");
+    }
+    None
 }
 
 impl fmt::Display for Discriminator {

@@ -30,7 +30,7 @@ use super::{
     PROJECT_SUBDIR_ANNOTATION, REDUCED_RESULT_KEY, RESULT_LABEL, StoreError, VALIDATE_RESULT_ID_LABEL,
     VALIDATE_RESULT_KEY, VALIDATE_RESULT_SUMMARY_ANNOTATION,
 };
-use crate::engine::diff::{DiffError, obfuscate_result};
+use crate::engine::diff::{DiffError, obfuscate, obfuscate_result};
 use crate::engine::result::{
     CommandResult, CommandResultSummary, CompactedObject, compact_objects, expand_objects,
 };
@@ -136,14 +136,7 @@ fn repo_path_base(repo_key: &str) -> &str {
 /// Whether `s` is a valid, non-empty Kubernetes label value (what a result id must be to be
 /// found again by label).
 pub fn is_label_value(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !s.is_empty()
-        && s.len() <= 63
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    crate::engine::remote::label_value_problem(s).is_none()
 }
 
 /// A copy of `result` fit to be stored: every Secret's `data`/`stringData` values and changes
@@ -163,11 +156,10 @@ pub fn obfuscated_for_store(result: &CommandResult) -> Result<CommandResult, Dif
         {
             mask_last_applied(v);
         }
-        if o.object.group.is_empty() && o.object.kind == "Secret" {
+        if obfuscate::is_secret_ref(&o.object) {
             for c in &mut o.changes {
                 if c.json_path.contains(LAST_APPLIED_ANNOTATION) {
-                    // The annotation's value is a string, masked whole.
-                    crate::engine::diff::obfuscate::mask_change(c);
+                    obfuscate::mask_change(c);
                 }
             }
         }

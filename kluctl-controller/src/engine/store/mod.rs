@@ -236,10 +236,8 @@ pub async fn write_command_result(
         client,
         namespace,
         &secret,
-        ProjectTarget {
-            project: &result.project_key,
-            target: &result.target_key,
-        },
+        &result.project_key,
+        &result.target_key,
         keep_count,
     )
     .await
@@ -265,10 +263,8 @@ pub async fn write_validate_result(
         client,
         namespace,
         &secret,
-        ProjectTarget {
-            project: &result.project_key,
-            target: &result.target_key,
-        },
+        &result.project_key,
+        &result.target_key,
         keep_count,
     )
     .await
@@ -280,17 +276,16 @@ async fn write_and_expire<S: Summary>(
     client: &kube::Client,
     namespace: &str,
     secret: &Secret,
-    scope: ProjectTarget<'_>,
+    project: &ProjectKey,
+    target: &gitops_api::kluctl::results::TargetKey,
     keep_count: usize,
 ) -> Result<(), StoreError> {
     ensure_namespace(client, namespace).await?;
     apply_secret(client, namespace, secret).await?;
-    match list_summaries::<S>(client, namespace, Some(scope.project)).await {
+    // The listing keeps only `project`'s results; retention counts those of `target`.
+    match list_summaries::<S>(client, namespace, Some(project)).await {
         Ok(listed) => {
-            let expired = retention::beyond_keep(&listed, keep_count, |l| {
-                let (project, target) = l.summary.keys();
-                scope.contains(project, target)
-            });
+            let expired = retention::beyond_keep(&listed, keep_count, |l| l.summary.keys().1 == target);
             delete_expired(client, namespace, &expired).await;
         }
         Err(e) => log_retention_list_failure(&e),
@@ -387,18 +382,6 @@ pub async fn delete_command_result(
         delete_secret(&api, namespace, &name).await?;
     }
     Ok(())
-}
-
-/// The project + target a retention pass is about.
-struct ProjectTarget<'a> {
-    project: &'a ProjectKey,
-    target: &'a gitops_api::kluctl::results::TargetKey,
-}
-
-impl ProjectTarget<'_> {
-    fn contains(&self, project: &ProjectKey, target: &gitops_api::kluctl::results::TargetKey) -> bool {
-        retention::project_matches(project, Some(self.project)) && target == self.target
-    }
 }
 
 async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), StoreError> {
