@@ -380,22 +380,53 @@ impl CommandResult {
     /// `reducedResult`).
     #[must_use]
     pub fn to_reduced_objects(&self) -> CommandResult {
-        let mut ret = self.clone();
-        for o in &mut ret.objects {
-            o.rendered = o.rendered.as_ref().map(reduced_object);
-            o.remote = o.remote.as_ref().map(reduced_object);
-            o.applied = o.applied.as_ref().map(reduced_object);
-        }
+        let mut ret = self.clone_without_objects();
+        ret.objects = self
+            .objects
+            .iter()
+            .map(|o| ResultObject {
+                object: o.object.clone(),
+                changes: o.changes.clone(),
+                new: o.new,
+                orphan: o.orphan,
+                deleted: o.deleted,
+                hook: o.hook,
+                rendered: o.rendered.as_ref().map(reduced_object),
+                remote: o.remote.as_ref().map(reduced_object),
+                applied: o.applied.as_ref().map(reduced_object),
+            })
+            .collect();
         ret
     }
 
     /// The compacted form (`objects` moved to `compactedObjects`).
     pub fn to_compacted(&self) -> CompactedCommandResult {
-        let mut result = self.clone();
-        let objects = std::mem::take(&mut result.objects);
         CompactedCommandResult {
-            result,
-            compacted_objects: compact_objects(&objects),
+            result: self.clone_without_objects(),
+            compacted_objects: compact_objects(&self.objects),
+        }
+    }
+
+    /// A copy of everything but the objects, which the callers rebuild their own way (every
+    /// field is named, so a new one does not compile until it is considered here).
+    fn clone_without_objects(&self) -> CommandResult {
+        CommandResult {
+            id: self.id.clone(),
+            reconcile_id: self.reconcile_id.clone(),
+            project_key: self.project_key.clone(),
+            target_key: self.target_key.clone(),
+            target: self.target.clone(),
+            command: self.command.clone(),
+            kluctl_deployment: self.kluctl_deployment.clone(),
+            overrides_patch: self.overrides_patch.clone(),
+            git_info: self.git_info.clone(),
+            cluster_info: self.cluster_info.clone(),
+            deployment: self.deployment.clone(),
+            rendered_objects_hash: self.rendered_objects_hash.clone(),
+            objects: Vec::new(),
+            errors: self.errors.clone(),
+            warnings: self.warnings.clone(),
+            seen_images: self.seen_images.clone(),
         }
     }
 }
