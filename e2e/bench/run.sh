@@ -243,8 +243,8 @@ if want b3 || want b6; then
   log "B3/B6: building kluctl (release; B3 also the render_core example); kustomize (and B3's Jinja2 venv) from servers.sh install"
   "$SERVERS" install >/dev/null || die "servers.sh install failed"
   EXTRA_BUILD=()
-  if want b3; then EXTRA_BUILD=(--example render_core); fi
-  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl "${EXTRA_BUILD[@]}") \
+  if want b3; then EXTRA_BUILD=(-p kluctl-engine --example render_core); fi
+  (cd "$ROOT" && $CARGO build -q --release -p kluctl --bin kluctl "${EXTRA_BUILD[@]}") \
     || die "cargo build --release of kluctl failed"
 fi
 if want b3; then

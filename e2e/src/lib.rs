@@ -955,11 +955,7 @@ pub mod source {
 /// # Errors
 /// When it is missing, with the command that builds it.
 pub fn kluctl_bin() -> anyhow::Result<PathBuf> {
-    built_bin(
-        "E2E_KLUCTL_BIN",
-        "kluctl",
-        "cargo build -p kluctl-controller --bin kluctl",
-    )
+    built_bin("E2E_KLUCTL_BIN", "kluctl", "cargo build -p kluctl --bin kluctl")
 }
 
 /// A binary of this workspace: `$var` when set, else `target/debug/<name>`; missing, an error

@@ -3,8 +3,8 @@
 //! cached, a pre-pulled `.helm-charts/` project, and error cases naming file and field.
 
 use e2e::Env;
-use kluctl_controller::engine::helm::{Capabilities, Helm, HelmBinary, RenderRequest, find_pre_pulled_dir};
-use kluctl_controller::engine::kustomize::parse_multi_doc;
+use kluctl_engine::helm::{Capabilities, Helm, HelmBinary, RenderRequest, find_pre_pulled_dir};
+use kluctl_engine::yaml::parse_multi_doc;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

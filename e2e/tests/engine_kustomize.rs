@@ -4,7 +4,7 @@
 //! dispatched to the binary. Needs only the binaries installed by `make e2e-up`, not the cluster.
 
 use e2e::{Env, project_root};
-use kluctl_controller::engine::kustomize::{
+use kluctl_engine::kustomize::{
     BuildPath, KustomizeBinary, Kustomizer, generate_kustomization, write_kustomization,
 };
 use std::fmt::Write as _;
@@ -42,7 +42,7 @@ fn assert_same(bin: &KustomizeBinary, dir: &Path) -> anyhow::Result<usize> {
     let native = Kustomizer::build_native(dir)
         .map_err(|why| anyhow::anyhow!("native path declined '{}': {why}", dir.display()))?;
     let reference = bin.build(dir)?;
-    let names = |v: &[kluctl_controller::engine::Object]| {
+    let names = |v: &[kluctl_engine::Object]| {
         v.iter()
             .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
             .collect::<Vec<_>>()

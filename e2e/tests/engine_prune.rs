@@ -21,9 +21,9 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use e2e::{Env, TestNs, api_for, init_logging};
 use gitops_api::kluctl::v1beta1::ObjectRef;
-use kluctl_controller::engine::project::inclusion::Inclusion;
-use kluctl_controller::engine::prune::{self, DeleteOptions};
-use kluctl_controller::engine::remote::{self, ApiIndex, Discriminator, ListOptions, object_ref};
+use kluctl_engine::project::inclusion::Inclusion;
+use kluctl_engine::prune::{self, DeleteOptions};
+use kluctl_engine::remote::{self, ApiIndex, Discriminator, ListOptions, object_ref};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 

@@ -18,10 +18,10 @@ use gitops_api::kluctl::v1beta1::ObjectRef;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kluctl_controller::engine::diff::diff_objects;
-use kluctl_controller::engine::object_ref;
-use kluctl_controller::engine::result::{CommandResult, ResultBuilder};
-use kluctl_controller::engine::store::{self, StoreError, encode::obfuscated_for_store};
+use kluctl_engine::diff::diff_objects;
+use kluctl_engine::object_ref;
+use kluctl_engine::result::{CommandResult, ResultBuilder};
+use kluctl_engine::store::{self, StoreError, encode::obfuscated_for_store};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
@@ -135,7 +135,7 @@ async fn retention_keeps_the_newest_five_per_project_and_target_and_nothing_else
         let r = command_result("other-prod-0", other.clone(), target("prod"), 30)?;
         store::write_command_result(&client, &results, &r, 5).await?;
 
-        let ids = |s: Vec<kluctl_controller::engine::result::CommandResultSummary>| -> Vec<String> {
+        let ids = |s: Vec<kluctl_engine::result::CommandResultSummary>| -> Vec<String> {
             s.into_iter().map(|s| s.id).collect()
         };
         let app_ids = ids(store::list_command_result_summaries(&client, &results, Some(&app)).await?);

@@ -14,7 +14,7 @@ use e2e::{TestNs, api_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kluctl_controller::engine::validate::{ClusterValidator, DeploymentError, ValidateResult};
+use kluctl_engine::validate::{ClusterValidator, DeploymentError, ValidateResult};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -201,11 +201,11 @@ async fn wait_ready_returns_ready_objects_and_times_out_on_missing_ones() -> any
         let discovery = kube::Discovery::new(client.clone()).run().await?;
         let validator = ClusterValidator::new(client, &discovery);
 
-        let service = kluctl_controller::engine::validate::object_ref(&objects[1]).expect("ref");
+        let service = kluctl_engine::validate::object_ref(&objects[1]).expect("ref");
         let outcome = validator.wait_ready(&service, Duration::from_secs(10)).await;
         assert!(outcome.ready && outcome.errors.is_empty(), "{outcome:?}");
 
-        let missing = kluctl_controller::engine::validate::object_ref(&objects[3]).expect("ref");
+        let missing = kluctl_engine::validate::object_ref(&objects[3]).expect("ref");
         let started = std::time::Instant::now();
         let outcome = validator.wait_ready(&missing, Duration::from_millis(1500)).await;
         assert!(!outcome.ready);
@@ -223,7 +223,7 @@ async fn wait_ready_returns_ready_objects_and_times_out_on_missing_ones() -> any
 #[tokio::test]
 async fn status_expectation_comes_from_the_cluster() -> anyhow::Result<()> {
     use gitops_api::kluctl::v1beta1::ObjectRef;
-    use kluctl_controller::engine::validate::StatusExpectation;
+    use kluctl_engine::validate::StatusExpectation;
     let env = e2e::Env::load()?;
     let client = env.admin_client().await?;
     let discovery = kube::Discovery::new(client.clone()).run().await?;

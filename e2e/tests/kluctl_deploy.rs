@@ -7,7 +7,7 @@
 //! The local cluster has no kubelet or scheduler: tests that need a ready Deployment patch its
 //! `/status` as the admin identity, and say so.
 //!
-//! Needs the `kluctl` binary (`cargo build -p kluctl-controller --bin kluctl`, which `make
+//! Needs the `kluctl` binary (`cargo build -p kluctl --bin kluctl`, which `make
 //! e2e-test` does) and the cluster of `make e2e-up`.
 
 use std::path::Path;

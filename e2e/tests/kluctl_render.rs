@@ -3,7 +3,7 @@
 //! `e2e/fixtures/kluctl-examples`) and on error fixtures: the objects, labels and annotations
 //! must be the ones Kluctl derives from these projects, and failures must name file and line.
 //!
-//! Needs the `kluctl` binary (`cargo build -p kluctl-controller --bin kluctl`, which `make
+//! Needs the `kluctl` binary (`cargo build -p kluctl --bin kluctl`, which `make
 //! e2e-test` does) and the pinned kustomize/helm from `make e2e-up`; the cluster only for the
 //! cluster-vars test, the Git servers of `make e2e-up` for the git include/vars tests.
 

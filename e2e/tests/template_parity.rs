@@ -1,7 +1,7 @@
 //! Parity of our template engine with real Python Jinja2 (the engine Kluctl embeds).
 //!
 //! Every case in `e2e/fixtures/template_parity/cases.json` is rendered by
-//! `kluctl_controller::engine::template` and by `driver.py` (Jinja2 3.1 + PyYAML + python-slugify
+//! `kluctl_engine::template` and by `driver.py` (Jinja2 3.1 + PyYAML + python-slugify
 //! with Kluctl's filter semantics) in `$KG_CACHE/venv-jinja`; outputs must be byte-identical and
 //! cases that fail in Python must fail here too. Needs the venv packages installed by
 //! `e2e/scripts/servers.sh install` (`make e2e-up`); no running server is used.
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use kluctl_controller::engine::template::{PlaceholderImages, TemplateEngine};
+use kluctl_engine::template::{PlaceholderImages, TemplateEngine};
 
 fn python() -> anyhow::Result<PathBuf> {
     let cache = if let Ok(c) = std::env::var("KG_CACHE") {

@@ -2,5 +2,5 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    kluctl_controller::cli::run_controller(&kluctl_controller::cli::ControllerArgs::parse())
+    kluctl_controller::run_controller(&kluctl_controller::ControllerArgs::parse())
 }

@@ -1,0 +1,18 @@
+//! `kluctl` binary: parse flags (command line + `KLUCTL_*` environment), run, and on failure
+//! print the error chain to stderr and exit with status 1.
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use kluctl::{self as cli, KluctlArgs};
+
+fn main() -> ExitCode {
+    let env = std::env::vars().collect();
+    let argv = cli::env::with_env_flags(&KluctlArgs::command(), std::env::args_os().collect(), &env);
+    match cli::run_kluctl(&KluctlArgs::parse_from(argv)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
