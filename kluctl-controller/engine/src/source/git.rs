@@ -23,6 +23,7 @@
 //! here is only the cache layout, ref selection and credential matching.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -529,10 +530,13 @@ fn credentials_from_env(env: &BTreeMap<String, String>) -> Vec<Credential> {
 
 /// A readable, unique directory name for a URL: `<host>-<last path part>-<hash>`.
 fn url_key(url: &str) -> String {
-    let hash: String = sha2::Sha256::digest(url.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash =
+        sha2::Sha256::digest(url.as_bytes())[..8]
+            .iter()
+            .fold(String::with_capacity(16), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            });
     let readable: String = url
         .split("://")
         .last()
