@@ -213,12 +213,13 @@ impl GitCache {
 
 /// A readable, unique directory name for a URL: `<host>-<last path part>-<hash>`.
 fn url_key(url: &str) -> String {
-    let hash = sha2::Sha256::digest(url.as_bytes())[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        });
+    let hash =
+        sha2::Sha256::digest(url.as_bytes())[..8]
+            .iter()
+            .fold(String::with_capacity(16), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
     let readable: String = url
         .split("://")
         .last()
