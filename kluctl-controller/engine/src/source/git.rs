@@ -331,6 +331,52 @@ mod tests {
         assert_eq!(e, "ref 'refs/heads/nope' not found in 'https://u@h/r.git'");
     }
 
+    /// Runs the git CLI (a test dependency, as for the git layer's own tests) in `dir`.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .output()
+            .expect("git must be installed for this test");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn the_default_branch_is_fetched_into_the_cache_once_without_git_metadata() {
+        let origin = tempfile::tempdir().unwrap();
+        let o = origin.path();
+        git(o, &["init", "-q", "-b", "trunk"]);
+        fs_err::create_dir_all(o.join("vars")).unwrap();
+        fs_err::write(o.join("vars/values.yaml"), "color: red\n").unwrap();
+        git(o, &["add", "-A"]);
+        git(o, &["commit", "-q", "-m", "red"]);
+        let head = git(o, &["rev-parse", "HEAD"]);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(cache_dir.path(), &BTreeMap::new());
+        let url = o.display().to_string();
+
+        let info = cache.repo_info(&url).unwrap();
+        assert_eq!(info.default_branch.as_deref(), Some("trunk"));
+        let (dir, commit) = cache.checkout(&url, None).unwrap();
+        assert_eq!(commit, head);
+        assert_eq!(
+            fs_err::read_to_string(dir.join("vars/values.yaml")).unwrap(),
+            "color: red\n"
+        );
+        assert!(!dir.join(".git").exists(), "the checkout carries no git metadata");
+        // A cached commit is not fetched again: the remote may be gone.
+        drop(origin);
+        assert_eq!(cache.checkout_commit(&url, &head).unwrap(), dir);
+    }
+
     #[test]
     fn url_keys_are_readable_and_distinct() {
         let a = url_key("https://github.com/kluctl/kluctl-examples.git");
