@@ -21,7 +21,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use e2e::{Env, git};
 use gitops_api::source::v1::GitRepositoryRef;
-use source_controller::git::{self, Auth, GitError, GitRef, Resolved};
+use source_controller::credentials::Credentials;
+use source_controller::git::{self, GitError, GitRef, Resolved};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -168,7 +169,7 @@ fn spec(f: impl FnOnce(&mut GitRepositoryRef)) -> GitRepositoryRef {
     s
 }
 
-fn resolve(url: &str, s: Option<&GitRepositoryRef>, auth: &Auth) -> Result<Resolved, GitError> {
+fn resolve(url: &str, s: Option<&GitRepositoryRef>, auth: &Credentials) -> Result<Resolved, GitError> {
     git::resolve(url, &GitRef::from_spec(s)?, auth, TIMEOUT)
 }
 
@@ -178,7 +179,7 @@ fn resolve_and_check_out(
     repo: &Repo,
     url: &str,
     s: Option<&GitRepositoryRef>,
-    auth: &Auth,
+    auth: &Credentials,
 ) -> anyhow::Result<String> {
     let resolved = resolve(url, s, auth).with_context(|| format!("resolving {s:?} at {url}"))?;
     let dest = tempfile::tempdir()?;
@@ -200,7 +201,7 @@ fn revisions_over_anonymous_http_match_flux_byte_for_byte() -> anyhow::Result<()
     let env = Env::load()?;
     let repo = Repo::create(&env, "revisions")?;
     let url = repo.url(&env, "E2E_GIT_HTTP_URL")?;
-    let auth = Auth::none();
+    let auth = Credentials::none();
     let (c1, c2, c3, c4) = (repo.id("c1"), repo.id("c2"), repo.id("c3"), repo.id("c4"));
     let cases: Vec<(GitRepositoryRef, String)> = vec![
         (
@@ -270,10 +271,16 @@ fn checkout_message_is_the_flux_short_message() -> anyhow::Result<()> {
     let resolved = resolve(
         &url,
         Some(&spec(|s| s.branch = Some("main".into()))),
-        &Auth::none(),
+        &Credentials::none(),
     )?;
     let dest = tempfile::tempdir()?;
-    let done = git::checkout(&url, &resolved, &Auth::none(), &dest.path().join("c"), TIMEOUT)?;
+    let done = git::checkout(
+        &url,
+        &resolved,
+        &Credentials::none(),
+        &dest.path().join("c"),
+        TIMEOUT,
+    )?;
     assert_eq!(
         done.message.as_deref(),
         Some("fourth commit with a subject line that is longer t...")
@@ -286,7 +293,7 @@ fn missing_refs_name_the_ref_and_the_url() -> anyhow::Result<()> {
     let env = Env::load()?;
     let repo = Repo::create(&env, "missing")?;
     let url = repo.url(&env, "E2E_GIT_HTTP_URL")?;
-    let auth = Auth::none();
+    let auth = Credentials::none();
 
     // No spec.ref means branch master, which this repository does not have.
     let err = resolve(&url, None, &auth).expect_err("no master branch");
@@ -338,7 +345,7 @@ fn empty_repository_is_reported_as_such() -> anyhow::Result<()> {
     let result = resolve(
         &url,
         Some(&spec(|s| s.branch = Some("main".into()))),
-        &Auth::none(),
+        &Credentials::none(),
     );
     let _ = fs_err::remove_dir_all(&bare);
     let err = result.expect_err("empty");
@@ -357,7 +364,7 @@ fn basic_auth_over_http_works_and_wrong_passwords_fail_as_authentication() -> an
     let password = env.get("E2E_GIT_PASSWORD")?;
     let main = spec(|s| s.branch = Some("main".into()));
 
-    let auth = Auth::from_secret(
+    let auth = Credentials::from_secret_data(
         &url,
         &data(&[("username", user.clone()), ("password", password.into())]),
     )?;
@@ -366,15 +373,18 @@ fn basic_auth_over_http_works_and_wrong_passwords_fail_as_authentication() -> an
     assert_eq!(revision, format!("main@sha1:{}", repo.id("c4")));
 
     let wrong = "definitely-wrong-password";
-    let bad = Auth::from_secret(&url, &data(&[("username", user), ("password", wrong.into())]))?;
+    let bad = Credentials::from_secret_data(&url, &data(&[("username", user), ("password", wrong.into())]))?;
     let err = resolve(&url, Some(&main), &bad).expect_err("wrong password");
     println!("e2e: expected error: {err}");
-    assert!(matches!(err, GitError::Authentication { .. }), "{err:?}");
+    assert!(
+        matches!(err, GitError::Remote(gitops_git::Error::Authentication { .. })),
+        "{err:?}"
+    );
     assert_eq!(err.reason(), "AuthenticationFailed");
     assert!(!err.to_string().contains(wrong), "{err}");
     assert!(!format!("{err:?}").contains(wrong), "{err:?}");
 
-    let err = resolve(&url, Some(&main), &Auth::none()).expect_err("no credentials");
+    let err = resolve(&url, Some(&main), &Credentials::none()).expect_err("no credentials");
     println!("e2e: expected error: {err}");
     assert_eq!(err.reason(), "AuthenticationFailed", "{err}");
 
@@ -397,25 +407,25 @@ fn https_trusts_only_the_ca_from_the_secret() -> anyhow::Result<()> {
     let url = repo.url(&env, "E2E_GIT_HTTPS_URL")?;
     let main = spec(|s| s.branch = Some("main".into()));
 
-    let with_ca = Auth::from_secret(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_CA")?)]))?;
+    let with_ca = Credentials::from_secret_data(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_CA")?)]))?;
     let revision = resolve_and_check_out(&repo, &url, Some(&main), &with_ca)?;
     assert_eq!(revision, format!("main@sha1:{}", repo.id("c4")));
 
-    let legacy = Auth::from_secret(&url, &data(&[("caFile", file(&env, "E2E_TEST_CA")?)]))?;
+    let legacy = Credentials::from_secret_data(&url, &data(&[("caFile", file(&env, "E2E_TEST_CA")?)]))?;
     resolve(&url, Some(&main), &legacy)?;
 
-    let err = resolve(&url, Some(&main), &Auth::none()).expect_err("test CA is not a platform root");
+    let err = resolve(&url, Some(&main), &Credentials::none()).expect_err("test CA is not a platform root");
     println!("e2e: expected error: {err}");
     assert_eq!(err.reason(), "GitOperationFailed", "{err}");
 
-    let other = Auth::from_secret(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_OTHER_CA")?)]))?;
+    let other = Credentials::from_secret_data(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_OTHER_CA")?)]))?;
     let err = resolve(&url, Some(&main), &other).expect_err("unrelated CA");
     println!("e2e: expected error: {err}");
     assert_eq!(err.reason(), "GitOperationFailed", "{err}");
 
     // Basic auth over https with the CA.
     let auth_url = repo.url(&env, "E2E_GIT_HTTPS_AUTH_URL")?;
-    let auth = Auth::from_secret(
+    let auth = Credentials::from_secret_data(
         &auth_url,
         &data(&[
             ("ca.crt", file(&env, "E2E_TEST_CA")?),
@@ -433,7 +443,7 @@ fn mtls_needs_the_client_certificate() -> anyhow::Result<()> {
     let repo = Repo::create(&env, "mtls")?;
     let url = repo.url(&env, "E2E_GIT_MTLS_URL")?;
     let tag = spec(|s| s.tag = Some("v1.1.0".into()));
-    let auth = Auth::from_secret(
+    let auth = Credentials::from_secret_data(
         &url,
         &data(&[
             ("ca.crt", file(&env, "E2E_TEST_CA")?),
@@ -444,7 +454,7 @@ fn mtls_needs_the_client_certificate() -> anyhow::Result<()> {
     let revision = resolve_and_check_out(&repo, &url, Some(&tag), &auth)?;
     assert_eq!(revision, format!("v1.1.0@sha1:{}", repo.id("c2")));
 
-    let ca_only = Auth::from_secret(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_CA")?)]))?;
+    let ca_only = Credentials::from_secret_data(&url, &data(&[("ca.crt", file(&env, "E2E_TEST_CA")?)]))?;
     let err = resolve(&url, Some(&tag), &ca_only).expect_err("no client certificate");
     println!("e2e: expected error: {err}");
     assert_eq!(err.reason(), "GitOperationFailed", "{err}");
@@ -461,14 +471,14 @@ fn git_daemon_serves_anonymous_fetches() -> anyhow::Result<()> {
         &repo,
         &url,
         Some(&spec(|s| s.semver = Some("^1".into()))),
-        &Auth::none(),
+        &Credentials::none(),
     )?;
     assert_eq!(revision, format!("v1.1.0@sha1:{}", repo.id("c2")));
     let revision = resolve_and_check_out(
         &repo,
         &url,
         Some(&spec(|s| s.commit = Some(repo.id("c3").into()))),
-        &Auth::none(),
+        &Credentials::none(),
     )?;
     assert_eq!(revision, format!("sha1:{}", repo.id("c3")));
     Ok(())
@@ -481,7 +491,7 @@ fn ssh_checks_the_host_key_against_known_hosts() -> anyhow::Result<()> {
     let url = repo.url(&env, "E2E_GIT_SSH_URL")?;
     let main = spec(|s| s.branch = Some("main".into()));
     let identity = file(&env, "E2E_SSH_IDENTITY")?;
-    let auth = Auth::from_secret(
+    let auth = Credentials::from_secret_data(
         &url,
         &data(&[
             ("identity", identity.clone()),
@@ -491,7 +501,7 @@ fn ssh_checks_the_host_key_against_known_hosts() -> anyhow::Result<()> {
     let revision = resolve_and_check_out(&repo, &url, Some(&main), &auth)?;
     assert_eq!(revision, format!("main@sha1:{}", repo.id("c4")));
 
-    let wrong = Auth::from_secret(
+    let wrong = Credentials::from_secret_data(
         &url,
         &data(&[
             ("identity", identity),
@@ -524,7 +534,7 @@ fn ssh_keys_with_a_passphrase_are_decrypted_without_prompting() -> anyhow::Resul
     let encrypted = fs_err::read(&key)?;
     let known_hosts = file(&env, "E2E_SSH_KNOWN_HOSTS")?;
 
-    let auth = Auth::from_secret(
+    let auth = Credentials::from_secret_data(
         &url,
         &data(&[
             ("identity", encrypted.clone()),
@@ -535,12 +545,12 @@ fn ssh_keys_with_a_passphrase_are_decrypted_without_prompting() -> anyhow::Resul
     let revision = resolve_and_check_out(&repo, &url, Some(&spec(|s| s.tag = Some("v1.0.0".into()))), &auth)?;
     assert_eq!(revision, format!("v1.0.0@sha1:{}", repo.id("c1")));
 
-    let err = Auth::from_secret(
+    let err = Credentials::from_secret_data(
         &url,
         &data(&[("identity", encrypted), ("known_hosts", known_hosts)]),
     )
     .expect_err("passphrase missing");
     println!("e2e: expected error: {err}");
-    assert_eq!(err.reason(), "AuthenticationFailed");
+    assert_eq!(GitError::from(err).reason(), "AuthenticationFailed");
     Ok(())
 }

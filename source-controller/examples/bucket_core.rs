@@ -15,7 +15,7 @@
 //! come from the environment so they never show in a process list. Exits non-zero on any failure.
 
 use source_controller::bucket::{self, BucketClient, ClientConfig, Provider, SecretData};
-use source_controller::git::Secret;
+use source_controller::credentials::Secret;
 use source_controller::reconcile::bucket::KIND_DIR;
 use source_controller::{archive, storage};
 use std::path::PathBuf;
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bucket_core: {}", source_controller::error_chain(&*e));
+            eprintln!("bucket_core: {}", gitops_git::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -89,7 +89,7 @@ fn timed<T>(step: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn run(opts: &Options) -> Result<(), Box<dyn std::error::Error>> {
-    let auth = git::Auth::none();
+    let auth = source_controller::credentials::Credentials::none();
     let reference = git::GitRef::Branch(opts.branch.clone());
     let resolved = timed("resolve", || git::resolve(&opts.url, &reference, &auth, TIMEOUT))?;
     let revision = resolved.revision();
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reconcile_core: {}", source_controller::error_chain(&*e));
+            eprintln!("reconcile_core: {}", gitops_git::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod args;
 pub mod bucket;
+pub mod credentials;
 pub mod events;
 pub mod git;
 pub mod leader;
@@ -22,6 +23,9 @@ pub mod reconcile;
 pub mod server;
 pub mod status;
 pub mod storage;
+
+/// One error-chain helper for the whole crate: the git layer's (it joins gix's chains too).
+pub(crate) use gitops_git::error_chain;
 
 pub use args::Args;
 
@@ -253,21 +257,4 @@ fn error_policy<K: reconcile::SourceKind>(
     let key = obj.state_key();
     tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
     Action::requeue(ctx.backoff(&key))
-}
-
-/// The error and its sources, joined with `: `; a source whose text the message already holds
-/// is not repeated.
-#[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        cur = c.source();
-    }
-    s
 }

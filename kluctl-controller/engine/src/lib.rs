@@ -43,6 +43,9 @@ pub mod validate;
 pub mod values;
 pub mod yaml;
 
+/// An error and its sources, joined with `: ` (one helper, the git layer's).
+pub(crate) use gitops_git::error_chain;
+
 /// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).
 pub type Object = serde_json::Map<String, serde_json::Value>;
 
@@ -67,18 +70,6 @@ pub fn object_ref(object: &serde_json::Value) -> Option<gitops_api::kluctl::v1be
             .unwrap_or_default()
             .to_owned(),
     })
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The annotation `key` of a rendered or live object, when present and a string.

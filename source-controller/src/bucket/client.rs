@@ -15,8 +15,7 @@
 //! Secret values never reach a message: every error text passes [`BucketClient::scrub`].
 
 use super::error::BucketError;
-use crate::git::ProxyOptions;
-use crate::git::auth::{ClientCertificate, Secret, client_identity, parse_ca_bundle};
+use crate::credentials::{ClientCertificate, ProxyOptions, Secret, client_identity, parse_ca_bundle};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::client::{HttpClient, HttpConnector};

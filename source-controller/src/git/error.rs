@@ -1,24 +1,18 @@
-//! The one error type of the git module and its mapping to Flux condition reasons.
+//! The error type of GitRepository's git steps and its mapping to Flux condition reasons: the
+//! git layer's [`gitops_git::Error`] plus what only Flux's ref selection can fail with.
 //!
-//! Variants carry text, not the underlying gix errors: those can quote URLs and server replies,
-//! and every message is scrubbed of secret values (see [`super::auth::Auth::scrub`]) before it
-//! is stored here, so nothing that reaches a condition, an event or a log can hold a credential.
-
-use std::time::Duration;
+//! Variants carry text, not the underlying gix errors, and the git layer scrubs every message
+//! of secret values before it is stored, so nothing that reaches a condition, an event or a log
+//! can hold a credential.
 
 use gitops_api::conditions::reasons;
 
 /// A failure of a git operation, with the Flux reason it is reported under.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    /// The URL cannot be used (bad syntax, unsupported scheme, SCP-like form).
-    #[error("invalid git URL '{url}': {reason}")]
-    InvalidUrl {
-        /// The URL with any password removed.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// Talking to the remote failed, or the URL or credentials cannot be used.
+    #[error(transparent)]
+    Remote(#[from] gitops_git::Error),
     /// `spec.ref` cannot be used (bad commit hash, bad semver constraint, bad ref name).
     #[error("invalid reference {field} '{value}': {reason}")]
     InvalidReference {
@@ -28,25 +22,6 @@ pub enum GitError {
         value: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// The Secret's data is incomplete or contradictory (names keys, never values).
-    #[error("invalid secret data: {0}")]
-    InvalidSecret(String),
-    /// The combination of URL and options is not supported.
-    #[error("unsupported configuration for '{url}': {reason}")]
-    Unsupported {
-        /// The URL with any password removed.
-        url: String,
-        /// What cannot be done.
-        reason: String,
-    },
-    /// The server rejected or required credentials, or the SSH host key did not verify.
-    #[error("authentication failed for '{url}': {message}")]
-    Authentication {
-        /// The URL with any password removed.
-        url: String,
-        /// The scrubbed cause.
-        message: String,
     },
     /// The remote repository has no commits.
     #[error("git repository '{url}' is empty")]
@@ -72,67 +47,36 @@ pub enum GitError {
         /// The URL with any password removed.
         url: String,
     },
-    /// The operation did not finish within `spec.timeout`.
-    #[error("failed to {op} '{url}': timed out after {timeout:?}")]
-    Timeout {
-        /// The operation, such as `list references of` or `fetch`.
-        op: &'static str,
-        /// The URL with any password removed.
-        url: String,
-        /// The limit that was exceeded.
-        timeout: Duration,
-    },
-    /// Any other failure of a git operation.
-    #[error("failed to {op} '{url}': {message}")]
-    Operation {
-        /// The operation, such as `list references of` or `fetch`.
-        op: &'static str,
-        /// The URL with any password removed.
-        url: String,
-        /// The scrubbed cause chain.
-        message: String,
-    },
-    /// Local file-system work around the operation failed.
-    #[error("failed to {action} '{path}': {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path involved.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl GitError {
     /// The Flux condition reason this error is reported under.
     pub fn reason(&self) -> &'static str {
         match self {
-            GitError::InvalidUrl { .. } => reasons::URL_INVALID,
-            GitError::InvalidSecret(_) | GitError::Authentication { .. } => reasons::AUTHENTICATION_FAILED,
+            GitError::Remote(e) => remote_reason(e),
             GitError::EmptyRepository { .. } => reasons::EMPTY_GIT_REPOSITORY,
-            GitError::Unsupported { .. } => reasons::UNSUPPORTED_CONFIGURATION,
             GitError::InvalidReference { .. }
             | GitError::RefNotFound { .. }
-            | GitError::NoSemverMatch { .. }
-            | GitError::Timeout { .. }
-            | GitError::Operation { .. }
-            | GitError::Io { .. } => reasons::GIT_OPERATION_FAILED,
+            | GitError::NoSemverMatch { .. } => reasons::GIT_OPERATION_FAILED,
         }
     }
+}
 
-    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        GitError::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        }
+/// The Flux reason of a git-layer failure.
+fn remote_reason(e: &gitops_git::Error) -> &'static str {
+    use gitops_git::Error;
+    match e {
+        Error::InvalidUrl { .. } => reasons::URL_INVALID,
+        Error::InvalidSecret(_) | Error::Authentication { .. } => reasons::AUTHENTICATION_FAILED,
+        Error::Unsupported { .. } => reasons::UNSUPPORTED_CONFIGURATION,
+        Error::Timeout { .. } | Error::Operation { .. } | Error::Io { .. } => reasons::GIT_OPERATION_FAILED,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -140,19 +84,32 @@ mod tests {
         let url = || "https://example.com/repo.git".to_string();
         let cases = [
             (
-                GitError::InvalidUrl {
+                gitops_git::Error::InvalidUrl {
                     url: url(),
                     reason: "x".into(),
-                },
+                }
+                .into(),
                 "URLInvalid",
             ),
-            (GitError::InvalidSecret("x".into()), "AuthenticationFailed"),
             (
-                GitError::Authentication {
+                gitops_git::Error::InvalidSecret("x".into()).into(),
+                "AuthenticationFailed",
+            ),
+            (
+                gitops_git::Error::Authentication {
                     url: url(),
                     message: "x".into(),
-                },
+                }
+                .into(),
                 "AuthenticationFailed",
+            ),
+            (
+                gitops_git::Error::Unsupported {
+                    url: url(),
+                    reason: "x".into(),
+                }
+                .into(),
+                "UnsupportedConfiguration",
             ),
             (GitError::EmptyRepository { url: url() }, "EmptyGitRepository"),
             (
@@ -164,11 +121,12 @@ mod tests {
                 "GitOperationFailed",
             ),
             (
-                GitError::Timeout {
+                gitops_git::Error::Timeout {
                     op: "fetch",
                     url: url(),
                     timeout: Duration::from_secs(1),
-                },
+                }
+                .into(),
                 "GitOperationFailed",
             ),
         ];

@@ -24,17 +24,15 @@
 //! tags denote the same version (`v1.0.0` and `1.0.0`), Flux prefers the newer commit, which
 //! ls-refs cannot tell, so the greater tag name wins here instead.
 
-use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gitops_api::revision::Revision;
 use gitops_api::source::v1::GitRepositoryRef;
+use gitops_git::{RefListing, Remote, RemoteRef};
 
 use super::GitError;
-use super::auth::Auth;
 use super::semver::{Constraints, parse_version};
-use super::transport::{Session, run_with_deadline};
+use crate::credentials::Credentials;
 
 /// The branch used when `spec.ref` is absent or empty.
 pub const DEFAULT_BRANCH: &str = "master";
@@ -75,15 +73,6 @@ impl Resolved {
     pub fn revision(&self) -> String {
         Revision::git(self.reference.as_deref(), &self.commit).to_string()
     }
-}
-
-/// One ref advertised by the remote, with the commit it (eventually) points to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RemoteRef {
-    /// Full name, e.g. `refs/heads/main`.
-    pub name: String,
-    /// The peeled object id, hex.
-    pub commit: String,
 }
 
 /// What [`select`] could not find.
@@ -155,15 +144,15 @@ impl GitRef {
         Ok(GitRef::Branch(branch))
     }
 
-    /// The fetch refspecs whose two-component prefixes filter the ls-refs answer.
-    fn listing_specs(&self) -> Vec<String> {
+    /// The fetch refspec whose two-component prefix filters the ls-refs answer.
+    fn listing_spec(&self) -> Option<String> {
         match self {
-            GitRef::Branch(b) | GitRef::Commit { branch: Some(b), .. } => vec![format!("refs/heads/{b}")],
-            GitRef::Tag(t) => vec![format!("refs/tags/{t}")],
+            GitRef::Branch(b) | GitRef::Commit { branch: Some(b), .. } => Some(format!("refs/heads/{b}")),
+            GitRef::Tag(t) => Some(format!("refs/tags/{t}")),
             // A glob needs both sides; nothing is written locally by a listing anyway.
-            GitRef::Semver(_) => vec!["refs/tags/*:refs/tags/*".to_string()],
-            GitRef::Name(n) => vec![n.clone()],
-            GitRef::Commit { branch: None, .. } => Vec::new(),
+            GitRef::Semver(_) => Some("refs/tags/*:refs/tags/*".to_string()),
+            GitRef::Name(n) => Some(n.clone()),
+            GitRef::Commit { branch: None, .. } => None,
         }
     }
 }
@@ -253,152 +242,62 @@ pub(crate) fn select(reference: &GitRef, refs: &[RemoteRef]) -> Result<Resolved,
 /// Lists the remote refs and resolves `reference` to a commit, without fetching objects.
 ///
 /// A bare `commit` needs no listing: the revision is known, so nothing is sent over the wire
-/// (an unreachable or bad commit surfaces in [`super::checkout`]). Runs on a worker thread and
-/// gives up after `timeout`.
+/// (an unreachable or bad commit surfaces in [`super::checkout`]). When the ref is missing, a
+/// second, unfiltered listing tells an empty repository apart; each listing runs on a worker
+/// thread and gives up after `timeout`.
 ///
 /// # Errors
 /// [`GitError::RefNotFound`] / [`GitError::NoSemverMatch`] naming the ref and URL,
-/// [`GitError::EmptyRepository`] when the remote has no refs at all,
-/// [`GitError::Authentication`] for rejected or missing credentials and failed SSH host-key
-/// checks, [`GitError::Timeout`], [`GitError::InvalidUrl`], or [`GitError::Operation`].
+/// [`GitError::EmptyRepository`] when the remote has no refs at all, and the git layer's
+/// [`gitops_git::Error`] (authentication, timeout, URL, operation) as [`GitError::Remote`].
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use source_controller::git::{self, Auth, GitRef};
+/// use source_controller::credentials::Credentials;
+/// use source_controller::git::{self, GitRef};
 ///
 /// let reference = GitRef::from_spec(None)?;
 /// let resolved = git::resolve(
 ///     "https://example.com/repo.git",
 ///     &reference,
-///     &Auth::none(),
+///     &Credentials::none(),
 ///     Duration::from_secs(60),
 /// )?;
 /// println!("{}", resolved.revision()); // master@sha1:…
 /// # Ok::<(), git::GitError>(())
 /// ```
-pub fn resolve(url: &str, reference: &GitRef, auth: &Auth, timeout: Duration) -> Result<Resolved, GitError> {
-    const OP: &str = "list references of";
-    let mut session = Session::new(url, auth, timeout)?;
-    if let GitRef::Commit { commit, branch: None } = reference {
-        return Ok(Resolved {
-            reference: None,
-            commit: commit.clone(),
-        });
-    }
-    // Temporary files stay with this thread, so they go when it stops waiting (see
-    // `Session::take_files`). gix needs a repository to talk to a remote: an empty bare one.
-    let _files = session.take_files();
-    let scratch = tempfile::Builder::new()
-        .prefix("git-ls-refs-")
-        .tempdir()
-        .map_err(|e| GitError::io("create a temporary directory for", Path::new("ls-refs"), e))?;
-    let scratch_path = scratch.path().to_path_buf();
-    let reference = reference.clone();
-    let display_url = session.display_url.clone();
-    let result = run_with_deadline(OP, &display_url, timeout, move |interrupt| {
-        // A worker that starts only after the deadline must not recreate the removed scratch
-        // directory; one that finishes after it cleans up behind itself.
-        if interrupt.load(Ordering::SeqCst) {
-            return Err(session.failure(OP, "interrupted"));
-        }
-        let result = list_and_select(&session, &scratch_path, &reference);
-        if interrupt.load(Ordering::SeqCst) {
-            let _ = fs_err::remove_dir_all(&scratch_path);
-        }
-        result
-    });
-    drop(scratch);
-    result
-}
-
-/// The worker side of [`resolve`]: one filtered listing, and an unfiltered one when the ref is
-/// missing (to tell an empty repository apart).
-fn list_and_select(session: &Session, scratch: &Path, reference: &GitRef) -> Result<Resolved, GitError> {
-    const OP: &str = "list references of";
-    let repo = session.scratch_repo(scratch, OP)?;
-    let refs = list_refs(&repo, session, &reference.listing_specs(), true)?;
-    let missing = match select(reference, &refs) {
+pub fn resolve(
+    url: &str,
+    reference: &GitRef,
+    credentials: &Credentials,
+    timeout: Duration,
+) -> Result<Resolved, GitError> {
+    let remote = Remote::new(url, credentials, timeout)?;
+    let listing = match reference.listing_spec() {
+        Some(spec) => remote.list_refs(&[spec.as_str()])?,
+        // A bare commit: `select` needs no refs for it.
+        None => RefListing::default(),
+    };
+    let missing = match select(reference, &listing.refs) {
         Ok(resolved) => return Ok(resolved),
         Err(missing) => missing,
     };
+    let url = remote.display_url().to_string();
     // The prefix-filtered answer cannot tell a missing ref from an empty repository; an
     // unfiltered listing can.
-    if list_refs(&repo, session, &["HEAD".to_string()], false)?.is_empty() {
-        return Err(GitError::EmptyRepository {
-            url: session.display_url.clone(),
-        });
+    if remote.list_refs(&[])?.refs.is_empty() {
+        return Err(GitError::EmptyRepository { url });
     }
     Err(match missing {
-        Missing::Ref { kind, name } => GitError::RefNotFound {
-            kind,
-            name,
-            url: session.display_url.clone(),
-        },
+        Missing::Ref { kind, name } => GitError::RefNotFound { kind, name, url },
         Missing::Semver => GitError::NoSemverMatch {
             constraint: match reference {
                 GitRef::Semver(c) => c.to_string(),
                 _ => String::new(),
             },
-            url: session.display_url.clone(),
+            url,
         },
     })
-}
-
-/// One ls-refs round trip from the scratch `repo`. `filter` lets the server prefix-filter by
-/// the specs.
-fn list_refs(
-    repo: &gix::Repository,
-    session: &Session,
-    specs: &[String],
-    filter: bool,
-) -> Result<Vec<RemoteRef>, GitError> {
-    const OP: &str = "list references of";
-    let remote = repo
-        .remote_at_without_url_rewrite(session.url.clone())
-        .and_then(|r| r.with_refspecs(specs.iter().map(String::as_str), gix::remote::Direction::Fetch))
-        .map(|r| r.with_fetch_tags(gix::remote::fetch::Tags::None))
-        .map_err(|e| session.error(OP, &e))?;
-    let mut connection = remote
-        .connect(gix::remote::Direction::Fetch)
-        .map_err(|e| session.error(OP, &e))?;
-    session.configure(&mut connection);
-    let (ref_map, _handshake) = connection
-        .ref_map(
-            gix::progress::Discard,
-            gix::remote::ref_map::Options {
-                prefix_from_spec_as_filter_on_remote: filter,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| session.error(OP, &e))?;
-    Ok(ref_map
-        .remote_refs
-        .iter()
-        .filter_map(|r| {
-            use gix::protocol::handshake::Ref;
-            let (name, object) = match r {
-                Ref::Direct {
-                    full_ref_name,
-                    object,
-                }
-                | Ref::Peeled {
-                    full_ref_name,
-                    object,
-                    ..
-                }
-                | Ref::Symbolic {
-                    full_ref_name,
-                    object,
-                    ..
-                } => (full_ref_name, object),
-                Ref::Unborn { .. } => return None,
-            };
-            Some(RemoteRef {
-                name: name.to_string(),
-                commit: object.to_hex().to_string(),
-            })
-        })
-        .collect())
 }
 
 #[cfg(test)]

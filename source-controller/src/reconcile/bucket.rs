@@ -18,8 +18,8 @@
 use super::Context;
 use crate::archive;
 use crate::bucket::{self, BucketClient, ClientConfig, Provider, SecretData};
+use crate::credentials::{ProxyOptions, Secret};
 use crate::events::Severity;
-use crate::git::{ProxyOptions, Secret};
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
 use gitops_api::meta::Artifact;

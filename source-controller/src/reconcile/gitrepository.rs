@@ -16,6 +16,7 @@
 
 use super::Context;
 use crate::archive;
+use crate::credentials::{Credentials, ProxyOptions};
 use crate::git;
 use crate::status::{Conditions, FailureKind};
 use gitops_api::conditions::reasons;
@@ -255,7 +256,7 @@ fn storage_failure(reason: &'static str, message: String) -> Box<Outcome> {
 fn fetch_and_package(
     url: &str,
     resolved: &git::Resolved,
-    auth: &git::Auth,
+    auth: &Credentials,
     timeout: Duration,
     storage: &crate::storage::Storage,
     rel: &str,
@@ -282,7 +283,7 @@ fn fetch_and_package(
     Ok((stored, checkout.message))
 }
 
-fn git_failure(e: &git::GitError, auth: &git::Auth) -> Outcome {
+fn git_failure(e: &git::GitError, auth: &Credentials) -> Outcome {
     Outcome::Failed {
         kind: FailureKind::Fetch,
         reason: e.reason(),
@@ -290,13 +291,13 @@ fn git_failure(e: &git::GitError, auth: &git::Auth) -> Outcome {
     }
 }
 
-async fn load_auth(obj: &GitRepository, ctx: &Context, url: &str) -> Result<git::Auth, Outcome> {
+async fn load_auth(obj: &GitRepository, ctx: &Context, url: &str) -> Result<Credentials, Outcome> {
     let ns = obj.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut auth = match &obj.spec.secret_ref {
         Some(r) => {
             let data = read_secret(&secrets, &ns, &r.name).await?;
-            git::Auth::from_secret(url, &data).map_err(|e| Outcome::Failed {
+            Credentials::from_secret_data(url, &data).map_err(|e| Outcome::Failed {
                 kind: FailureKind::Fetch,
                 reason: reasons::AUTHENTICATION_FAILED,
                 message: format!(
@@ -306,11 +307,11 @@ async fn load_auth(obj: &GitRepository, ctx: &Context, url: &str) -> Result<git:
                 ),
             })?
         }
-        None => git::Auth::none(),
+        None => Credentials::none(),
     };
     if let Some(r) = &obj.spec.proxy_secret_ref {
         let data = read_secret(&secrets, &ns, &r.name).await?;
-        let proxy = git::ProxyOptions::from_secret(&data).map_err(|e| Outcome::Failed {
+        let proxy = ProxyOptions::from_secret(&data).map_err(|e| Outcome::Failed {
             kind: FailureKind::Fetch,
             reason: reasons::AUTHENTICATION_FAILED,
             message: format!("invalid proxy secret '{}': {e}", r.name),

@@ -1,23 +1,25 @@
-//! The gix plumbing shared by [`super::resolve`] and [`super::checkout`]: URL checks, an
-//! isolated configuration, the per-auth-mode connection setup, the deadline, and the mapping of
-//! gix errors to [`GitError`].
+//! The gix plumbing behind every [`crate::Remote`] operation: URL checks, an isolated
+//! configuration, the per-credential connection setup, the deadline, and the mapping of gix
+//! errors to [`Error`].
 //!
 //! ```text
-//!   Session::new(url, auth, timeout)
+//!   Session::new(url, credentials, timeout)
 //!     ├─ http(s): credentials callback (basic; never prompts) + our reqwest client settings:
 //!     │           ca.crt as the only roots, tls.crt/tls.key identity, proxy, bearer header,
 //!     │           per-request timeout
-//!     ├─ ssh:     0600 temp files (decrypted identity, known_hosts) + an `ssh` wrapper script
-//!     │           set as core.sshCommand: strict host keys, BatchMode, no agent, no user config,
-//!     │           stderr captured for the error message
+//!     ├─ ssh, SshMode::Strict: 0600 temp files (decrypted identity, known_hosts) + an `ssh`
+//!     │           wrapper set as core.sshCommand: strict host keys, BatchMode, no agent, no
+//!     │           user config, stderr captured for the error message
+//!     ├─ ssh, SshMode::System: the user's `ssh` (or GIT_SSH_COMMAND) with its own config
 //!     └─ git://:  anonymous
 //!   run_with_deadline(op, timeout, |interrupt| ...)   worker thread; the caller stops waiting at
 //!                                                     the deadline and raises the interrupt flag
 //! ```
 //!
 //! gix reads no global, system or environment configuration here (`open::Options::isolated`), so
-//! `GIT_SSL_CAINFO`, `GIT_SSH_COMMAND`, credential helpers or `insteadOf` rules of the machine
-//! cannot change what a GitRepository fetches or which CA it trusts.
+//! `GIT_SSL_CAINFO`, credential helpers or `insteadOf` rules of the machine cannot change what is
+//! fetched or which CA is trusted; `GIT_SSH_COMMAND` counts only when the caller passes it in
+//! [`SshMode::System`].
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -32,22 +34,28 @@ use gix::error::ErrorExt as _;
 use gix::protocol::transport::client::blocking_io::Transport as GixTransport;
 use gix_transport::client::blocking_io::http;
 
-use super::GitError;
-use super::auth::{Auth, Transport, client_identity, parse_ca_bundle, redact_url};
+use crate::Error;
+use crate::credentials::{Credentials, Secret, SshKeys, SshMode, client_identity, parse_ca_bundle};
+use crate::error::join_errors;
+use crate::url::{Scheme, redact_url};
 
 /// The connection type gix hands to connection callbacks.
 pub(crate) type Connection<'a, 'b, 'c> = gix::remote::Connection<'a, 'b, 'c, Box<dyn GixTransport + Send>>;
 
 /// Everything one git operation against one URL needs.
 pub(crate) struct Session {
-    /// The URL to connect to (an ssh URL without user gets `git`, as in Flux).
+    /// The URL to connect to (with strict ssh, an ssh URL without user gets `git`, as in Flux).
     pub url: gix::Url,
     /// The URL for messages: no password.
     pub display_url: String,
-    transport: Transport,
-    auth: Auth,
+    /// http(s): our HTTP client settings apply.
+    http: bool,
+    credentials: Credentials,
     timeout: Duration,
+    /// Strict ssh: the key, known_hosts and wrapper files.
     ssh: Option<SshFiles>,
+    /// System ssh: the command replacing `ssh`, if any.
+    ssh_command: Option<String>,
 }
 
 /// The temporary files behind an ssh connection; removed when `dir` drops.
@@ -58,50 +66,65 @@ struct SshFiles {
 }
 
 impl Session {
-    /// Checks `url` against the supported forms and prepares the transport for `auth`.
-    pub fn new(url: &str, auth: &Auth, timeout: Duration) -> Result<Self, GitError> {
+    /// Checks `url` against the supported forms and prepares the transport for `credentials`.
+    pub fn new(url: &str, credentials: &Credentials, timeout: Duration) -> Result<Self, Error> {
         let display_url = redact_url(url);
-        let invalid = |reason: String| GitError::InvalidUrl {
+        let invalid = |reason: String| Error::InvalidUrl {
             url: display_url.clone(),
             reason,
         };
+        let system_ssh = match &credentials.ssh {
+            Some(SshMode::System { command }) => Some(command.clone()),
+            _ => None,
+        };
         // The scheme prefix is checked on the text: gix would also accept SCP-like
-        // `user@host:path` and local paths, which Flux rejects.
-        let transport = Transport::of(url).ok_or_else(|| {
-            invalid("the URL must start with http://, https://, ssh:// or git://".to_string())
-        })?;
+        // `user@host:path` and local paths, which Flux rejects (the user's own git does not).
+        let scheme = Scheme::of(url);
+        if scheme.is_none() && system_ssh.is_none() {
+            return Err(invalid(
+                "the URL must start with http://, https://, ssh:// or git://".to_string(),
+            ));
+        }
         let mut parsed = gix::url::parse(gix::bstr::BStr::new(url.as_bytes()))
-            .map_err(|e| invalid(auth.scrub(&e.to_string())))?;
-        if parsed.host().is_none_or(str::is_empty) {
+            .map_err(|e| invalid(credentials.scrub(&e.to_string())))?;
+        if scheme.is_some() && parsed.host().is_none_or(str::is_empty) {
             return Err(invalid("the URL has no host".to_string()));
         }
-        if auth.proxy.is_some() && !matches!(transport, Transport::Http | Transport::Https) {
-            return Err(GitError::Unsupported {
+        let http = scheme.is_some_and(Scheme::is_http);
+        if credentials.proxy.is_some() && !http {
+            return Err(Error::Unsupported {
                 url: display_url,
                 reason: "a proxy can only be used with http(s) URLs".to_string(),
             });
         }
-        let ssh = if transport == Transport::Ssh {
-            if parsed.user().is_none() {
-                parsed.set_user(Some("git".to_string()));
+        let ssh = match (&credentials.ssh, scheme) {
+            (Some(SshMode::Strict(keys)), Some(Scheme::Ssh)) => {
+                if parsed.user().is_none() {
+                    parsed.set_user(Some("git".to_string()));
+                }
+                Some(write_ssh_files(keys, timeout)?)
             }
-            let ssh_auth = auth.ssh.as_ref().ok_or_else(|| {
-                GitError::InvalidSecret(
+            (None, Some(Scheme::Ssh)) => {
+                return Err(Error::InvalidSecret(
                     "ssh URLs need a secret with 'identity' and 'known_hosts'".to_string(),
-                )
-            })?;
-            Some(write_ssh_files(ssh_auth, timeout)?)
-        } else {
-            None
+                ));
+            }
+            _ => None,
         };
         Ok(Session {
             url: parsed,
             display_url,
-            transport,
-            auth: auth.clone(),
+            http,
+            credentials: credentials.clone(),
             timeout,
             ssh,
+            ssh_command: system_ssh.flatten(),
         })
+    }
+
+    /// The limit of each operation.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Hands the session's temporary files (ssh key, known_hosts, wrapper) to the caller, who
@@ -118,13 +141,15 @@ impl Session {
         if let Some(ssh) = &self.ssh {
             overrides.push(format!("core.sshCommand={}", ssh.wrapper.display()));
             overrides.push("ssh.variant=ssh".to_string());
+        } else if let Some(command) = &self.ssh_command {
+            overrides.push(format!("core.sshCommand={command}"));
         }
         gix::open::Options::isolated().config_overrides(overrides)
     }
 
     /// An empty bare repository in `dir`, only to give gix's remote this session's isolated
     /// configuration (transport, protocol version, ssh command).
-    pub fn scratch_repo(&self, dir: &Path, op: &'static str) -> Result<gix::Repository, GitError> {
+    pub fn scratch_repo(&self, dir: &Path, op: &'static str) -> Result<gix::Repository, Error> {
         gix::ThreadSafeRepository::init_opts(
             dir,
             gix::create::Kind::Bare,
@@ -143,9 +168,10 @@ impl Session {
         }
     }
 
-    /// The credentials callback: the secret's basic credentials, never a prompt or a helper.
+    /// The credentials callback: the given basic credentials, never a prompt or a helper.
     pub fn credentials(&self) -> impl FnMut(Action) -> gix::Result<Option<Outcome>> + Send + 'static {
-        let basic = self.auth.basic.clone();
+        let basic = self.credentials.basic.clone();
+        let missing = self.credentials.missing_message();
         move |action| match action {
             Action::Get(context) => match &basic {
                 Some(basic) => Ok(Some(Outcome {
@@ -156,26 +182,23 @@ impl Session {
                     },
                     next: context.into(),
                 })),
-                None => Err(gix::error::Message::new(
-                    "the server asks for credentials but the secret provides none",
-                )
-                .unauthenticated_error()),
+                None => Err(gix::error::Message::new(missing).unauthenticated_error()),
             },
-            // Nothing is stored or erased: the Secret is the only source of credentials.
+            // Nothing is stored or erased: the given credentials are the only source.
             Action::Store(_) | Action::Erase(_) => Ok(None),
         }
     }
 
     /// Our HTTP client settings for http(s) URLs; `None` for the other transports.
     pub fn transport_options(&self) -> Option<http::Options> {
-        matches!(self.transport, Transport::Http | Transport::Https).then(|| self.http_options())
+        self.http.then(|| self.http_options())
     }
 
     fn http_options(&self) -> http::Options {
-        let ca = self.auth.ca_bundle.clone();
-        let client_cert = self.auth.client_cert.clone();
-        let proxy = self.auth.proxy.clone();
-        let bearer = self.auth.bearer_token.clone();
+        let ca = self.credentials.ca_bundle.clone();
+        let client_cert = self.credentials.client_cert.clone();
+        let proxy = self.credentials.proxy.clone();
+        let bearer = self.credentials.bearer_token.clone();
         let timeout = self.timeout;
         let configure_client = move |mut builder: reqwest::blocking::ClientBuilder| {
             builder = builder.timeout(timeout);
@@ -193,7 +216,7 @@ impl Session {
                     let password = proxy
                         .password
                         .as_ref()
-                        .map(super::auth::Secret::expose_str)
+                        .map(Secret::expose_str)
                         .unwrap_or_default();
                     p = p.basic_auth(user, &password);
                 }
@@ -223,16 +246,9 @@ impl Session {
         }
     }
 
-    /// Maps a gix failure of `op` to a [`GitError`], scrubbing secrets from the message.
-    pub fn error(&self, op: &'static str, err: &gix::Error) -> GitError {
-        let mut parts: Vec<String> = Vec::new();
-        for e in err.iter_errors() {
-            let text = e.to_string();
-            if !text.is_empty() && parts.last() != Some(&text) {
-                parts.push(text);
-            }
-        }
-        let mut message = parts.join(": ");
+    /// Maps a gix failure of `op` to an [`Error`], scrubbing secrets from the message.
+    pub fn error(&self, op: &'static str, err: &gix::Error) -> Error {
+        let mut message = join_errors(err.iter_errors());
         let ssh_stderr = self.ssh_stderr();
         if !ssh_stderr.is_empty() {
             message = format!("{message} (ssh: {ssh_stderr})");
@@ -242,12 +258,12 @@ impl Session {
             || ssh_stderr.contains("HOST IDENTIFICATION HAS CHANGED");
         let denied = ssh_stderr.contains("Permission denied");
         if err.is_unauthenticated() || err.is_permission_denied() || host_key_rejected || denied {
-            GitError::Authentication {
+            Error::Authentication {
                 url: self.display_url.clone(),
                 message,
             }
         } else {
-            GitError::Operation {
+            Error::Operation {
                 op,
                 url: self.display_url.clone(),
                 message,
@@ -256,8 +272,8 @@ impl Session {
     }
 
     /// An error of our own around the operation (not from gix).
-    pub fn failure(&self, op: &'static str, message: &str) -> GitError {
-        GitError::Operation {
+    pub fn failure(&self, op: &'static str, message: &str) -> Error {
+        Error::Operation {
             op,
             url: self.display_url.clone(),
             message: self.scrub(message),
@@ -265,7 +281,7 @@ impl Session {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let mut out = self.auth.scrub(text);
+        let mut out = self.credentials.scrub(text);
         if let Some(password) = self.url.password().filter(|p| p.len() >= 3) {
             out = out.replace(password, "***");
         }
@@ -293,16 +309,16 @@ impl Session {
     }
 }
 
-fn to_gix(err: &GitError) -> gix::Error {
+fn to_gix(err: &Error) -> gix::Error {
     gix::error::Message::new(err.to_string()).raise()
 }
 
 /// Writes the identity, known_hosts and the `ssh` wrapper into a private temporary directory.
-fn write_ssh_files(ssh: &super::auth::SshAuth, timeout: Duration) -> Result<SshFiles, GitError> {
+fn write_ssh_files(ssh: &SshKeys, timeout: Duration) -> Result<SshFiles, Error> {
     let dir = tempfile::Builder::new()
         .prefix("git-ssh-")
         .tempdir()
-        .map_err(|e| GitError::io("create a temporary directory for", Path::new("ssh"), e))?;
+        .map_err(|e| Error::io("create a temporary directory for", Path::new("ssh"), e))?;
     let identity = dir.path().join("identity");
     let known_hosts = dir.path().join("known_hosts");
     let stderr = dir.path().join("stderr");
@@ -318,7 +334,7 @@ fn write_ssh_files(ssh: &super::auth::SshAuth, timeout: Duration) -> Result<SshF
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
     let script = format!(
         "#!/bin/sh\n\
-         # Written by source-controller for one git operation; never prompts.\n\
+         # Written for one git operation; never prompts.\n\
          exec ssh -F /dev/null -i {identity} -o IdentitiesOnly=yes -o IdentityAgent=none \
          -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null \
          -o StrictHostKeyChecking=yes -o BatchMode=yes -o PasswordAuthentication=no \
@@ -337,23 +353,22 @@ fn write_ssh_files(ssh: &super::auth::SshAuth, timeout: Duration) -> Result<SshF
     })
 }
 
-fn write_private(path: &Path, content: &[u8], mode: u32) -> Result<(), GitError> {
+fn write_private(path: &Path, content: &[u8], mode: u32) -> Result<(), Error> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| GitError::io("create", path, e))?;
-    file.write_all(content)
-        .map_err(|e| GitError::io("write", path, e))?;
+        .map_err(|e| Error::io("create", path, e))?;
+    file.write_all(content).map_err(|e| Error::io("write", path, e))?;
     // The umask may have narrowed the mode; make sure it is exactly what ssh expects.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| GitError::io("set permissions of", path, e))
+        .map_err(|e| Error::io("set permissions of", path, e))
 }
 
 /// Runs `work` on a worker thread and waits at most `timeout` for it.
 ///
-/// At the deadline the interrupt flag handed to `work` is raised and [`GitError::Timeout`] is
+/// At the deadline the interrupt flag handed to `work` is raised and [`Error::Timeout`] is
 /// returned at once; the worker stops at its next interrupt check (or when its blocking network
 /// call returns) and its result is dropped. Files it was writing may be left behind, so callers
 /// treat the destination of a timed-out checkout as garbage.
@@ -362,10 +377,10 @@ pub(crate) fn run_with_deadline<T, F>(
     display_url: &str,
     timeout: Duration,
     work: F,
-) -> Result<T, GitError>
+) -> Result<T, Error>
 where
     T: Send + 'static,
-    F: FnOnce(&AtomicBool) -> Result<T, GitError> + Send + 'static,
+    F: FnOnce(&AtomicBool) -> Result<T, Error> + Send + 'static,
 {
     let interrupt = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -376,18 +391,18 @@ where
             // The receiver is gone after a timeout; nobody needs the result then.
             let _ = tx.send(work(&flag));
         })
-        .map_err(|e| GitError::io("start a thread for", Path::new(display_url), e))?;
+        .map_err(|e| Error::io("start a thread for", Path::new(display_url), e))?;
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(mpsc::RecvTimeoutError::Timeout) => {
             interrupt.store(true, Ordering::SeqCst);
-            Err(GitError::Timeout {
+            Err(Error::Timeout {
                 op,
                 url: display_url.to_string(),
                 timeout,
             })
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(GitError::Operation {
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Operation {
             op,
             url: display_url.to_string(),
             message: "the git worker thread panicked".to_string(),
@@ -398,6 +413,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ProxyOptions, Remote};
 
     #[test]
     fn scp_like_and_local_urls_are_rejected() {
@@ -406,28 +422,46 @@ mod tests {
             "/srv/repo.git",
             "file:///srv/repo.git",
         ] {
-            let err = Session::new(url, &Auth::none(), Duration::from_secs(5)).err();
-            assert!(matches!(err, Some(GitError::InvalidUrl { .. })), "{url}: {err:?}");
+            let err = Session::new(url, &Credentials::none(), Duration::from_secs(5)).err();
+            assert!(matches!(err, Some(Error::InvalidUrl { .. })), "{url}: {err:?}");
         }
+    }
+
+    #[test]
+    fn system_ssh_accepts_scp_like_urls_and_keeps_their_user() {
+        let system = Credentials {
+            ssh: Some(SshMode::System {
+                command: Some("ssh -p 2222".to_string()),
+            }),
+            ..Credentials::default()
+        };
+        let session =
+            Session::new("git@example.com:org/repo.git", &system, Duration::from_secs(5)).expect("session");
+        assert_eq!(session.url.user(), Some("git"));
+        let session =
+            Session::new("ssh://example.com/repo.git", &system, Duration::from_secs(5)).expect("session");
+        assert_eq!(session.url.user(), None, "the user's ssh config picks the user");
+        assert!(session.ssh.is_none(), "no key files for the user's own ssh");
+        assert_eq!(session.ssh_command.as_deref(), Some("ssh -p 2222"));
     }
 
     #[test]
     fn ssh_urls_need_keys_and_default_to_the_git_user() {
         let err = Session::new(
             "ssh://example.com/repo.git",
-            &Auth::none(),
+            &Credentials::none(),
             Duration::from_secs(5),
         )
         .err()
         .expect("no keys");
-        assert_eq!(err.reason(), "AuthenticationFailed");
+        assert!(matches!(err, Error::InvalidSecret(_)), "{err:?}");
 
-        let auth = Auth {
-            ssh: Some(super::super::auth::SshAuth {
-                identity: super::super::auth::Secret::new("key"),
+        let auth = Credentials {
+            ssh: Some(SshMode::Strict(SshKeys {
+                identity: Secret::new("key"),
                 known_hosts: b"host".to_vec(),
-            }),
-            ..Auth::default()
+            })),
+            ..Credentials::default()
         };
         let session =
             Session::new("ssh://example.com/repo.git", &auth, Duration::from_secs(5)).expect("session");
@@ -453,19 +487,19 @@ mod tests {
 
     #[test]
     fn proxies_are_refused_for_ssh_and_git_urls() {
-        let proxy = super::super::ProxyOptions {
+        let proxy = ProxyOptions {
             address: "http://proxy:3128".into(),
             username: None,
             password: None,
         };
         let err = Session::new(
             "git://example.com/r.git",
-            &Auth::none().with_proxy(proxy),
+            &Credentials::none().with_proxy(proxy),
             Duration::from_secs(5),
         )
         .err()
         .expect("unsupported");
-        assert_eq!(err.reason(), "UnsupportedConfiguration");
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     }
 
     /// Accepts one HTTP request on a loopback port, answers 401, and hands back the request head.
@@ -497,15 +531,11 @@ mod tests {
         let (port, request) = capture_one_request();
         let url = format!("http://127.0.0.1:{port}/repo.git");
         let data = std::collections::BTreeMap::from([("bearerToken".to_string(), b"tok-e2e-123".to_vec())]);
-        let auth = Auth::from_secret(&url, &data).expect("valid");
-        let err = crate::git::resolve(
-            &url,
-            &crate::git::GitRef::Branch("main".into()),
-            &auth,
-            Duration::from_secs(10),
-        )
-        .expect_err("401");
-        assert_eq!(err.reason(), "AuthenticationFailed", "{err}");
+        let auth = Credentials::from_secret_data(&url, &data).expect("valid");
+        let err = Remote::new(&url, &auth, Duration::from_secs(10))
+            .and_then(|remote| remote.list_refs(&["refs/heads/main"]))
+            .expect_err("401");
+        assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
         assert!(!err.to_string().contains("tok-e2e-123"), "{err}");
         let head = request.join().expect("server thread").to_ascii_lowercase();
         assert!(head.contains("authorization: bearer tok-e2e-123"), "{head}");
@@ -522,16 +552,12 @@ mod tests {
             ("username".to_string(), b"proxy-user".to_vec()),
             ("password".to_string(), b"proxy-pw".to_vec()),
         ]);
-        let proxy = super::super::ProxyOptions::from_secret(&data).expect("valid");
+        let proxy = ProxyOptions::from_secret(&data).expect("valid");
         let url = "http://git.example.invalid/repo.git";
-        let auth = Auth::none().with_proxy(proxy);
-        let err = crate::git::resolve(
-            url,
-            &crate::git::GitRef::Branch("main".into()),
-            &auth,
-            Duration::from_secs(10),
-        )
-        .expect_err("401 from the fake proxy");
+        let auth = Credentials::none().with_proxy(proxy);
+        let err = Remote::new(url, &auth, Duration::from_secs(10))
+            .and_then(|remote| remote.list_refs(&["refs/heads/main"]))
+            .expect_err("401 from the fake proxy");
         assert!(!err.to_string().contains("proxy-pw"), "{err}");
         let head = request.join().expect("proxy thread");
         assert!(
@@ -558,29 +584,24 @@ mod tests {
         });
         let url = format!("git://127.0.0.1:{port}/repo.git");
         let started = std::time::Instant::now();
-        let err = crate::git::resolve(
-            &url,
-            &crate::git::GitRef::Branch("main".into()),
-            &Auth::none(),
-            Duration::from_millis(300),
-        )
-        .expect_err("timeout");
-        assert!(matches!(err, GitError::Timeout { .. }), "{err:?}");
-        assert_eq!(err.reason(), "GitOperationFailed");
+        let err = Remote::new(&url, &Credentials::none(), Duration::from_millis(300))
+            .and_then(|remote| remote.list_refs(&["refs/heads/main"]))
+            .expect_err("timeout");
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[test]
     fn the_deadline_interrupts_slow_work() {
         let started = std::time::Instant::now();
-        let result: Result<(), GitError> =
+        let result: Result<(), Error> =
             run_with_deadline("fetch", "http://x/r.git", Duration::from_millis(50), |flag| {
                 while !flag.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Ok(())
             });
-        assert!(matches!(result, Err(GitError::Timeout { .. })), "{result:?}");
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 

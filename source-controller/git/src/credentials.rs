@@ -1,23 +1,31 @@
-//! Credentials for a git remote, read from the data of a `spec.secretRef` Secret (and of a
-//! `spec.proxySecretRef` Secret), with the keys and checks of Flux (`fluxcd/pkg/git`):
+//! Credentials for a git remote, from either of the two places they come from:
 //!
 //! ```text
-//!   http(s)  username + password (basic) | bearerToken      — never both
-//!            ca.crt (or legacy caFile)   — the only roots trusted when set
-//!            tls.crt + tls.key           — client certificate (mTLS), both or neither
-//!   ssh      identity (required) + known_hosts (required, strict) + password (key passphrase)
-//!   proxy    address (required) + username + password        — http(s) remotes only
+//!   Secret data (controller: spec.secretRef, spec.proxySecretRef) ─► Credentials::from_secret_data
+//!     http(s)  username + password (basic) | bearerToken      — never both
+//!              ca.crt (or legacy caFile)   — the only roots trusted when set
+//!              tls.crt + tls.key           — client certificate (mTLS), both or neither
+//!     ssh      identity (required) + known_hosts (required)  — SshMode::Strict
+//!              + password (key passphrase)
+//!     proxy    address (required) + username + password      — http(s) remotes only
+//!
+//!   KLUCTL_GIT_[<n>_]HOST/USERNAME/PASSWORD/PATH (CLI) ──────► Credentials::from_kluctl_env
+//!     http(s)  username + password of the first set whose HOST (and PATH glob) match the URL
+//!     ssh      SshMode::System: the user's ssh, ~/.ssh/config, agent, GIT_SSH_COMMAND
 //! ```
 //!
-//! Every secret value lives in a [`Secret`], whose `Debug`/`Display` print `<redacted>`, so an
-//! [`Auth`] can be logged with `{:?}` safely. Errors name keys, never values. Encrypted SSH keys
-//! (OpenSSH format) are decrypted here, in-process, so that the `ssh` binary never needs to ask
-//! for a passphrase.
+//! The Secret keys and checks are Flux's (`fluxcd/pkg/git`), the environment sets Kluctl's.
+//! Every secret value lives in a [`Secret`], whose `Debug`/`Display` print `<redacted>`, so
+//! [`Credentials`] can be logged with `{:?}` safely. Errors name keys, never values. Encrypted SSH
+//! keys (OpenSSH format) are decrypted here, in-process, so that the `ssh` binary never needs
+//! to ask for a passphrase. The CA-bundle and client-identity parsing is shared with
+//! source-controller's Bucket client, which reads the same keys.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
-use super::GitError;
+use crate::Error;
+use crate::url::{Scheme, percent_encode, redact_url, url_username};
 
 /// Bytes that must never be printed: `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -72,7 +80,7 @@ pub struct ClientCertificate {
 
 /// SSH credentials: an unencrypted private key and the trusted host keys.
 #[derive(Clone, Debug)]
-pub struct SshAuth {
+pub struct SshKeys {
     /// The private key in a format `ssh` reads, already decrypted.
     pub identity: Secret,
     /// `known_hosts` lines; the host key of the server must be among them.
@@ -90,87 +98,92 @@ pub struct ProxyOptions {
     pub password: Option<Secret>,
 }
 
+/// How `ssh://` URLs are reached.
+#[derive(Clone, Debug)]
+pub enum SshMode {
+    /// Only the given key and host keys (the controller): strict host-key checking against
+    /// `known_hosts`, `BatchMode`, no agent, no user or system ssh configuration; a URL without
+    /// a user name connects as `git`, as in Flux.
+    Strict(SshKeys),
+    /// The user's own `ssh` (the CLI): `~/.ssh/config`, the agent and the user's known hosts
+    /// apply; `command` (`GIT_SSH_COMMAND`) replaces `ssh` when set. SCP-like `user@host:path`
+    /// URLs and local paths are accepted too, as the user's git would.
+    System {
+        /// The ssh command line to run instead of `ssh`.
+        command: Option<String>,
+    },
+}
+
+/// Where credentials came from; names the place in the "none given" message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Origin {
+    #[default]
+    Secret,
+    KluctlEnv,
+}
+
 /// Everything needed to authenticate against one git remote.
 ///
-/// `Auth::default()` is anonymous access.
+/// `Credentials::default()` is anonymous access with `ssh://` URLs refused (they need
+/// [`SshMode`]).
 #[derive(Clone, Debug, Default)]
-pub struct Auth {
+pub struct Credentials {
     pub(crate) basic: Option<BasicAuth>,
     pub(crate) bearer_token: Option<Secret>,
     pub(crate) ca_bundle: Option<Vec<u8>>,
     pub(crate) client_cert: Option<ClientCertificate>,
-    pub(crate) ssh: Option<SshAuth>,
+    pub(crate) ssh: Option<SshMode>,
     pub(crate) proxy: Option<ProxyOptions>,
+    pub(crate) origin: Origin,
 }
 
-/// The URL scheme classes that decide which secret keys apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transport {
-    Http,
-    Https,
-    Ssh,
-    Git,
-}
-
-impl Transport {
-    pub(crate) fn of(url: &str) -> Option<Transport> {
-        let (scheme, _) = url.split_once("://")?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "http" => Some(Transport::Http),
-            "https" => Some(Transport::Https),
-            "ssh" => Some(Transport::Ssh),
-            "git" => Some(Transport::Git),
-            _ => None,
-        }
-    }
-}
-
-impl Auth {
+impl Credentials {
     /// Anonymous access.
     pub fn none() -> Self {
-        Auth::default()
+        Credentials::default()
     }
 
-    /// Reads the credentials for `url` from Secret data, checking them the way Flux does.
+    /// Reads the credentials for `url` from Secret data, checking them the way Flux does; ssh
+    /// URLs get [`SshMode::Strict`].
     ///
     /// # Errors
-    /// [`GitError::InvalidSecret`] (reason `AuthenticationFailed`) naming the offending keys: a
-    /// password without a user name, basic auth together with a bearer token, half of a client
-    /// certificate, unparsable PEM, a missing `identity`/`known_hosts` for SSH, an encrypted key
-    /// without (or with a wrong) passphrase. [`GitError::InvalidUrl`] for an unsupported scheme.
+    /// [`Error::InvalidSecret`] naming the offending keys: a password without a user name, basic
+    /// auth together with a bearer token, half of a client certificate, unparsable PEM, a
+    /// missing `identity`/`known_hosts` for SSH, an encrypted key without (or with a wrong)
+    /// passphrase. [`Error::InvalidUrl`] for an unsupported scheme.
     ///
     /// ```
     /// use std::collections::BTreeMap;
-    /// use source_controller::git::Auth;
+    /// use gitops_git::Credentials;
     ///
     /// let data = BTreeMap::from([
     ///     ("username".to_string(), b"flux".to_vec()),
     ///     ("password".to_string(), b"s3cret".to_vec()),
     /// ]);
-    /// let auth = Auth::from_secret("https://example.com/repo.git", &data).unwrap();
-    /// assert!(!format!("{auth:?}").contains("s3cret"));
+    /// let credentials = Credentials::from_secret_data("https://example.com/repo.git", &data).unwrap();
+    /// assert!(!format!("{credentials:?}").contains("s3cret"));
     /// ```
-    pub fn from_secret(url: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Self, GitError> {
-        let transport = Transport::of(url).ok_or_else(|| GitError::InvalidUrl {
+    pub fn from_secret_data(url: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Self, Error> {
+        let scheme = Scheme::of(url).ok_or_else(|| Error::InvalidUrl {
             url: redact_url(url),
             reason: "the scheme must be one of http, https, ssh or git".to_string(),
         })?;
         let get = |key: &str| data.get(key).filter(|v| !v.is_empty());
         let text = |key: &str| get(key).map(|v| String::from_utf8_lossy(v).into_owned());
-        let mut auth = Auth::default();
-        match transport {
-            Transport::Http | Transport::Https => {
+        let mut auth = Credentials::default();
+        match scheme {
+            Scheme::Http | Scheme::Https => {
                 let url_user = url_username(url);
                 let username = text("username").or(url_user);
                 let password = get("password").map(|p| Secret::new(p.clone()));
                 if password.is_some() && username.is_none() {
-                    return Err(GitError::InvalidSecret(
+                    return Err(Error::InvalidSecret(
                         "'password' requires 'username' to be set".to_string(),
                     ));
                 }
                 let bearer = get("bearerToken").map(|t| Secret::new(t.clone()));
                 if bearer.is_some() && username.is_some() {
-                    return Err(GitError::InvalidSecret(
+                    return Err(Error::InvalidSecret(
                         "basic auth and bearer token cannot be set at the same time".to_string(),
                     ));
                 }
@@ -193,28 +206,54 @@ impl Auth {
                     }
                     (None, None) => {}
                     _ => {
-                        return Err(GitError::InvalidSecret(
+                        return Err(Error::InvalidSecret(
                             "'tls.crt' and 'tls.key' must be set together".to_string(),
                         ));
                     }
                 }
             }
-            Transport::Ssh => {
-                let identity = get("identity").ok_or_else(|| {
-                    GitError::InvalidSecret("'identity' is required for ssh URLs".to_string())
-                })?;
+            Scheme::Ssh => {
+                let identity = get("identity")
+                    .ok_or_else(|| Error::InvalidSecret("'identity' is required for ssh URLs".to_string()))?;
                 let known_hosts = get("known_hosts").ok_or_else(|| {
-                    GitError::InvalidSecret("'known_hosts' is required for ssh URLs".to_string())
+                    Error::InvalidSecret("'known_hosts' is required for ssh URLs".to_string())
                 })?;
                 let passphrase = get("password").map(|p| Secret::new(p.clone()));
-                auth.ssh = Some(SshAuth {
+                auth.ssh = Some(SshMode::Strict(SshKeys {
                     identity: decrypt_identity(identity, passphrase.as_ref())?,
                     known_hosts: known_hosts.clone(),
-                });
+                }));
             }
-            Transport::Git => {}
+            Scheme::Git => {}
         }
         Ok(auth)
+    }
+
+    /// The credentials Kluctl's environment variables give for `url` (see [`KluctlGitEnv`]); ssh
+    /// is [`SshMode::System`] with `GIT_SSH_COMMAND` from `env`.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use gitops_git::Credentials;
+    ///
+    /// let env = BTreeMap::from([
+    ///     ("KLUCTL_GIT_HOST".to_string(), "example.com".to_string()),
+    ///     ("KLUCTL_GIT_USERNAME".to_string(), "me".to_string()),
+    ///     ("KLUCTL_GIT_PASSWORD".to_string(), "s3cret".to_string()),
+    /// ]);
+    /// let credentials = Credentials::from_kluctl_env("https://example.com/r.git", &env);
+    /// assert!(!format!("{credentials:?}").contains("s3cret"));
+    /// ```
+    pub fn from_kluctl_env(url: &str, env: &BTreeMap<String, String>) -> Self {
+        KluctlGitEnv::from_env(env).credentials_for(url)
+    }
+
+    /// What the credentials callback says when the server asks and nothing was given.
+    pub(crate) fn missing_message(&self) -> &'static str {
+        match self.origin {
+            Origin::Secret => "the server asks for credentials but the secret provides none",
+            Origin::KluctlEnv => "the server asks for credentials but no KLUCTL_GIT_* entry matches its host",
+        }
     }
 
     /// Routes the HTTP(S) traffic through `proxy`.
@@ -255,14 +294,14 @@ impl ProxyOptions {
     /// Reads a proxy from `spec.proxySecretRef` data: `address` (required), `username`, `password`.
     ///
     /// # Errors
-    /// [`GitError::InvalidSecret`] when `address` is missing or not a usable proxy URL.
-    pub fn from_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, GitError> {
+    /// [`Error::InvalidSecret`] when `address` is missing or not a usable proxy URL.
+    pub fn from_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, Error> {
         let get = |key: &str| data.get(key).filter(|v| !v.is_empty());
         let address = get("address")
             .map(|a| String::from_utf8_lossy(a).trim().to_string())
-            .ok_or_else(|| GitError::InvalidSecret("proxy secret needs 'address'".to_string()))?;
+            .ok_or_else(|| Error::InvalidSecret("proxy secret needs 'address'".to_string()))?;
         reqwest::Proxy::all(address.as_str()).map_err(|_| {
-            GitError::InvalidSecret(format!(
+            Error::InvalidSecret(format!(
                 "proxy 'address' '{}' is not a valid proxy URL",
                 redact_url(&address)
             ))
@@ -276,44 +315,48 @@ impl ProxyOptions {
 }
 
 /// Parses `ca.crt` into certificates; an empty or unreadable bundle is an error.
-pub(crate) fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, GitError> {
+///
+/// # Errors
+/// [`Error::InvalidSecret`] naming `ca.crt`.
+pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, Error> {
     match reqwest::Certificate::from_pem_bundle(pem) {
         Ok(certs) if !certs.is_empty() => Ok(certs),
-        _ => Err(GitError::InvalidSecret(
+        _ => Err(Error::InvalidSecret(
             "'ca.crt' is not a PEM certificate bundle".to_string(),
         )),
     }
 }
 
 /// Builds the reqwest identity from `tls.crt` + `tls.key`.
-pub(crate) fn client_identity(cert: &ClientCertificate) -> Result<reqwest::Identity, GitError> {
+///
+/// # Errors
+/// [`Error::InvalidSecret`] naming both keys when they are not a PEM certificate and key.
+pub fn client_identity(cert: &ClientCertificate) -> Result<reqwest::Identity, Error> {
     let mut pem = cert.cert_pem.clone();
     if !pem.ends_with(b"\n") {
         pem.push(b'\n');
     }
     pem.extend_from_slice(cert.key_pem.expose());
     reqwest::Identity::from_pem(&pem).map_err(|_| {
-        GitError::InvalidSecret(
-            "'tls.crt' and 'tls.key' are not a PEM certificate and private key".to_string(),
-        )
+        Error::InvalidSecret("'tls.crt' and 'tls.key' are not a PEM certificate and private key".to_string())
     })
 }
 
 /// Returns the identity in a form `ssh` can read without asking for anything.
-fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secret, GitError> {
+fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secret, Error> {
     match ssh_key::PrivateKey::from_openssh(identity) {
         Ok(key) if key.is_encrypted() => {
             let passphrase = passphrase.ok_or_else(|| {
-                GitError::InvalidSecret(
+                Error::InvalidSecret(
                     "'identity' is encrypted but 'password' (its passphrase) is not set".to_string(),
                 )
             })?;
             let key = key.decrypt(passphrase.expose()).map_err(|_| {
-                GitError::InvalidSecret("'identity' could not be decrypted with 'password'".to_string())
+                Error::InvalidSecret("'identity' could not be decrypted with 'password'".to_string())
             })?;
             let text = key
                 .to_openssh(ssh_key::LineEnding::LF)
-                .map_err(|_| GitError::InvalidSecret("'identity' could not be re-encoded".to_string()))?;
+                .map_err(|_| Error::InvalidSecret("'identity' could not be re-encoded".to_string()))?;
             Ok(Secret::new(text.as_bytes().to_vec()))
         }
         Ok(_) => Ok(Secret::new(identity.to_vec())),
@@ -322,12 +365,12 @@ fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secr
             // which reads them natively, but only unencrypted ones.
             let text = String::from_utf8_lossy(identity);
             if !text.contains("-----BEGIN ") || !text.contains("PRIVATE KEY-----") {
-                return Err(GitError::InvalidSecret(
+                return Err(Error::InvalidSecret(
                     "'identity' is not a PEM or OpenSSH private key".to_string(),
                 ));
             }
             if text.contains("ENCRYPTED") {
-                return Err(GitError::InvalidSecret(
+                return Err(Error::InvalidSecret(
                     "'identity' is an encrypted PEM key; only encrypted keys in the OpenSSH format \
                      can be decrypted (convert with 'ssh-keygen -p -f <key>')"
                         .to_string(),
@@ -338,43 +381,107 @@ fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secr
     }
 }
 
-/// The user name in the URL's userinfo, if any.
-fn url_username(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let user = userinfo.split(':').next()?;
-    (!user.is_empty()).then(|| user.to_string())
+/// One `KLUCTL_GIT_[<n>_]*` set.
+#[derive(Clone, Debug)]
+struct EnvEntry {
+    host: String,
+    path: Option<globset::GlobMatcher>,
+    username: String,
+    password: Secret,
 }
 
-/// The URL with the password of its userinfo removed, for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{path}")
+/// The git credentials of Kluctl's environment: `KLUCTL_GIT_HOST`, `_USERNAME`, `_PASSWORD` and
+/// optionally `_PATH` (a glob on the URL path), unnumbered or numbered (`KLUCTL_GIT_1_HOST`, ...),
+/// plus `GIT_SSH_COMMAND`. Read once, matched per URL; passwords never print.
+#[derive(Clone, Debug, Default)]
+pub struct KluctlGitEnv {
+    entries: Vec<EnvEntry>,
+    ssh_command: Option<String>,
+}
+
+impl KluctlGitEnv {
+    /// Reads the sets from `env`, in Kluctl's order (unnumbered first, then by number); a set
+    /// without `HOST` is ignored.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
+        let mut sets: BTreeMap<Option<u64>, BTreeMap<&str, &str>> = BTreeMap::new();
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("KLUCTL_GIT_") else {
+                continue;
+            };
+            let (index, key) = match rest.split_once('_') {
+                Some((n, key)) if n.chars().all(|c| c.is_ascii_digit()) => (n.parse().ok(), key),
+                _ => (None, rest),
+            };
+            sets.entry(index).or_default().insert(key, v.as_str());
         }
-        _ => url.to_string(),
+        let entries = sets
+            .into_values()
+            .filter_map(|m| {
+                let host = m.get("HOST").filter(|h| !h.is_empty())?;
+                let path = m
+                    .get("PATH")
+                    .filter(|p| !p.is_empty())
+                    .and_then(|p| {
+                        globset::GlobBuilder::new(p.trim_start_matches('/'))
+                            .literal_separator(true)
+                            .build()
+                            .ok()
+                    })
+                    .map(|g| g.compile_matcher());
+                Some(EnvEntry {
+                    host: (*host).to_owned(),
+                    path,
+                    username: m.get("USERNAME").copied().unwrap_or_default().to_owned(),
+                    password: Secret::new(m.get("PASSWORD").copied().unwrap_or_default()),
+                })
+            })
+            .collect();
+        KluctlGitEnv {
+            entries,
+            ssh_command: env.get("GIT_SSH_COMMAND").filter(|s| !s.is_empty()).cloned(),
+        }
+    }
+
+    /// The credentials for `url`: the first set whose `HOST` equals the URL's host (with or
+    /// without its port) and whose `PATH` glob, if any, matches the URL path.
+    pub fn credentials_for(&self, url: &str) -> Credentials {
+        let parsed = gix::url::parse(gix::bstr::BStr::new(url.as_bytes())).ok();
+        let host = parsed
+            .as_ref()
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_default();
+        let host_port = match parsed.as_ref().and_then(|u| u.port) {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        let path = parsed
+            .as_ref()
+            .map(|u| {
+                String::from_utf8_lossy(&u.path)
+                    .trim_start_matches('/')
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let basic = self
+            .entries
+            .iter()
+            .find(|e| {
+                (e.host == host || e.host == host_port) && e.path.as_ref().is_none_or(|g| g.is_match(&path))
+            })
+            .map(|e| BasicAuth {
+                username: e.username.clone(),
+                password: e.password.clone(),
+            });
+        Credentials {
+            basic,
+            ssh: Some(SshMode::System {
+                command: self.ssh_command.clone(),
+            }),
+            origin: Origin::KluctlEnv,
+            ..Credentials::default()
+        }
     }
 }
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,15 +494,15 @@ mod tests {
     }
 
     fn secret_error(url: &str, pairs: &[(&str, &str)]) -> String {
-        match Auth::from_secret(url, &data(pairs)) {
-            Err(GitError::InvalidSecret(msg)) => msg,
+        match Credentials::from_secret_data(url, &data(pairs)) {
+            Err(Error::InvalidSecret(msg)) => msg,
             other => panic!("expected an invalid-secret error, got {other:?}"),
         }
     }
 
     #[test]
     fn basic_auth_is_read_and_never_printed() {
-        let auth = Auth::from_secret(
+        let auth = Credentials::from_secret_data(
             "https://example.com/r.git",
             &data(&[("username", "flux"), ("password", "hunter2-pw")]),
         )
@@ -418,7 +525,8 @@ mod tests {
     #[test]
     fn username_from_the_url_pairs_with_the_secret_password() {
         let auth =
-            Auth::from_secret("http://flux@example.com/r.git", &data(&[("password", "pw")])).expect("valid");
+            Credentials::from_secret_data("http://flux@example.com/r.git", &data(&[("password", "pw")]))
+                .expect("valid");
         assert_eq!(auth.basic.expect("basic").username, "flux");
     }
 
@@ -429,8 +537,9 @@ mod tests {
             &[("username", "u"), ("password", "p"), ("bearerToken", "t")],
         );
         assert_eq!(msg, "basic auth and bearer token cannot be set at the same time");
-        let auth = Auth::from_secret("https://example.com/r.git", &data(&[("bearerToken", "tok-123")]))
-            .expect("valid");
+        let auth =
+            Credentials::from_secret_data("https://example.com/r.git", &data(&[("bearerToken", "tok-123")]))
+                .expect("valid");
         assert!(auth.bearer_token.is_some());
         assert!(!format!("{auth:?}").contains("tok-123"));
     }
@@ -496,7 +605,7 @@ bcQy84NxAaV7Fkiw==
         );
         assert_eq!(msg, "'identity' could not be decrypted with 'password'");
 
-        let auth = Auth::from_secret(
+        let auth = Credentials::from_secret_data(
             url,
             &data(&[
                 ("identity", ENCRYPTED_KEY),
@@ -505,7 +614,9 @@ bcQy84NxAaV7Fkiw==
             ]),
         )
         .expect("decrypts");
-        let ssh = auth.ssh.as_ref().expect("ssh auth");
+        let Some(SshMode::Strict(ssh)) = auth.ssh.as_ref() else {
+            panic!("expected strict ssh keys, got {auth:?}");
+        };
         let decrypted = ssh_key::PrivateKey::from_openssh(ssh.identity.expose()).expect("parses");
         assert!(!decrypted.is_encrypted());
         let public = ssh_key::PublicKey::from_openssh(ENCRYPTED_KEY_PUB).expect("public key");
@@ -516,8 +627,9 @@ bcQy84NxAaV7Fkiw==
 
     #[test]
     fn unknown_schemes_are_invalid_urls() {
-        let err = Auth::from_secret("ftp://example.com/r.git", &BTreeMap::new()).expect_err("bad");
-        assert_eq!(err.reason(), "URLInvalid");
+        let err =
+            Credentials::from_secret_data("ftp://example.com/r.git", &BTreeMap::new()).expect_err("bad");
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
     }
 
     #[test]
@@ -539,7 +651,7 @@ bcQy84NxAaV7Fkiw==
 
     #[test]
     fn scrub_removes_secret_values_and_their_encoded_form() {
-        let auth = Auth::from_secret(
+        let auth = Credentials::from_secret_data(
             "https://example.com/r.git",
             &data(&[("username", "flux"), ("password", "p@ss word")]),
         )
@@ -551,16 +663,62 @@ bcQy84NxAaV7Fkiw==
         );
     }
 
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn username(c: &Credentials) -> Option<&str> {
+        c.basic.as_ref().map(|b| b.username.as_str())
+    }
+
     #[test]
-    fn redact_url_drops_the_password_only() {
+    fn kluctl_env_sets_match_host_and_path() {
+        let sets = KluctlGitEnv::from_env(&env(&[
+            ("KLUCTL_GIT_HOST", "a.example"),
+            ("KLUCTL_GIT_USERNAME", "u0"),
+            ("KLUCTL_GIT_PASSWORD", "p0-secret"),
+            ("KLUCTL_GIT_1_HOST", "b.example"),
+            ("KLUCTL_GIT_1_PATH", "org/*"),
+            ("KLUCTL_GIT_1_USERNAME", "u1"),
+            ("KLUCTL_GIT_2_USERNAME", "no-host"),
+            ("KLUCTL_GIT_3_HOST", "c.example:8443"),
+            ("KLUCTL_GIT_3_USERNAME", "u3"),
+        ]));
+        assert_eq!(sets.entries.len(), 3);
+        let c = sets.credentials_for("https://b.example/org/repo.git");
+        assert_eq!(username(&c), Some("u1"));
+        let c = sets.credentials_for("https://b.example/other/org/repo.git");
+        assert!(c.basic.is_none(), "the path glob must not match deeper paths");
+        let c = sets.credentials_for("https://a.example/x.git");
         assert_eq!(
-            redact_url("https://user:pw@example.com/a/b.git"),
-            "https://user@example.com/a/b.git"
+            c.basic.as_ref().map(|b| b.password.expose()),
+            Some(&b"p0-secret"[..])
         );
-        assert_eq!(
-            redact_url("ssh://git@example.com:22/a.git"),
-            "ssh://git@example.com:22/a.git"
+        let c = sets.credentials_for("https://c.example:8443/x.git");
+        assert_eq!(username(&c), Some("u3"));
+        let c = sets.credentials_for("https://c.example/x.git");
+        assert!(c.basic.is_none(), "a HOST with a port needs that port");
+        assert!(
+            !format!("{sets:?}").contains("p0-secret"),
+            "Debug must not show passwords"
         );
-        assert_eq!(redact_url("http://example.com/x@y"), "http://example.com/x@y");
+        assert!(!format!("{c:?}").contains("p0-secret"));
+    }
+
+    #[test]
+    fn kluctl_env_uses_the_system_ssh_and_names_itself_when_nothing_matches() {
+        let c = Credentials::from_kluctl_env(
+            "ssh://git@a.example/r.git",
+            &env(&[("GIT_SSH_COMMAND", "ssh -o Port=2222")]),
+        );
+        assert!(
+            matches!(&c.ssh, Some(SshMode::System { command: Some(cmd) }) if cmd == "ssh -o Port=2222"),
+            "{c:?}"
+        );
+        assert!(c.missing_message().contains("KLUCTL_GIT_"));
+        assert!(Credentials::none().missing_message().contains("secret"));
     }
 }
