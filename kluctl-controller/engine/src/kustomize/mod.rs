@@ -6,7 +6,8 @@
 //!                ┌─ native::build (resources + namespace only; pure Rust, no process) ─┐
 //! build(dir) ──► │                                                                     ├──► Vec<Object>
 //!                └─ binary::KustomizeBinary::build (everything else, or when native    ┘
-//!                   declines: unknown fields, remote resources, lists, duplicate ids, ...)
+//!                   declines: unknown fields, remote resources, lists, duplicate ids,
+//!                   references kustomize's name-reference rule would rewrite, ...)
 //! ```
 //!
 //! [`generate_kustomization`] writes the `kustomization.yml` Kluctl generates for a deployment item
@@ -15,9 +16,12 @@
 //! The native path is hand-written because no Rust crate implements kustomize; it covers only the
 //! subset that Kluctl projects use most (generated kustomizations, explicit ones with `resources` and
 //! `namespace`), and declines everything else so that the binary produces the result and its errors.
+//! `name_reference` holds the guard for the one kustomize rule that acts across objects even in that
+//! subset (RoleBinding subjects and webhook services follow the object they name).
 
 mod binary;
 mod generate;
+mod name_reference;
 mod native;
 
 pub use binary::{ENV_KUSTOMIZE, KustomizeBinary, PINNED_KUSTOMIZE_VERSION};

@@ -13,10 +13,22 @@
 //! - no reordering: Kluctl builds with kustomize's reorder option left empty, so objects come out
 //!   in resource input order (FIFO); a kustomization with `sortOptions` goes to the binary.
 //!
+//! - kustomize's name-reference transformer, which runs on every build: the native path renames
+//!   nothing a reference can name, so the transformer changes only mapping references
+//!   (`{name, namespace}`: RoleBinding subjects, webhook services) that name an object of the build
+//!   with a namespace; [`super::name_reference`] declines those and every reference field kustomize
+//!   would fail on.
+//!
+//! The principle is a whitelist: only the kustomization fields above are read, so every transformer
+//! that renames or re-labels (`namePrefix`, `nameSuffix`, generators and their hash suffixes,
+//! `commonLabels`, `labels`, `images`, patches, `replacements`, ...) sends the build to the binary,
+//! and with it every back-reference those renames would need fixed.
+//!
 //! Anything it does not reproduce makes it decline ([`Declined`]) so the binary runs instead and
 //! produces both the output and kustomize's own error messages: other kustomization fields, remote or
 //! missing resources, list kinds (kustomize inlines them with a JSON round trip), kustomize's own
-//! annotations, null list entries, duplicate ids, YAML it cannot parse, non-string names.
+//! annotations, null list entries, duplicate ids, YAML it cannot parse, non-string names, references
+//! the name-reference transformer would rewrite.
 
 use crate::Object;
 use serde_json::Value;
@@ -103,7 +115,11 @@ const KUSTOMIZE_ANNOTATION_PREFIXES: [&str; 3] = [
 
 /// Builds `dir` natively, or declines.
 pub fn build(dir: &Path) -> Result<Vec<Object>, Declined> {
-    build_dir(dir, 0)
+    let objects = build_dir(dir, 0)?;
+    // kustomize runs its name-reference transformer once, over the whole build, after every
+    // kustomization of the tree has been accumulated.
+    super::name_reference::check(&objects).map_err(Declined)?;
+    Ok(objects)
 }
 
 fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
@@ -348,11 +364,11 @@ fn has_null_list_entry(v: &Value) -> bool {
     }
 }
 
-fn str_field<'a>(o: &'a Object, key: &str) -> &'a str {
+pub(super) fn str_field<'a>(o: &'a Object, key: &str) -> &'a str {
     o.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn meta_str<'a>(o: &'a Object, key: &str) -> &'a str {
+pub(super) fn meta_str<'a>(o: &'a Object, key: &str) -> &'a str {
     o.get("metadata")
         .and_then(|m| m.get(key))
         .and_then(Value::as_str)
@@ -476,6 +492,153 @@ impl ResId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds a kustomization made of `files` (name, content) natively.
+    fn build_files(files: &[(&str, &str)]) -> Result<Vec<Object>, String> {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            fs_err::write(d.path().join(name), text).unwrap();
+        }
+        build(d.path()).map_err(|d| d.0)
+    }
+
+    const SA_APP: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n";
+    const RB_TO_APP: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects:\n- {kind: ServiceAccount, name: app, namespace: old}\n";
+
+    /// Issue 6: with `namespace:` kustomize moves a subject naming a ServiceAccount of the build
+    /// into that namespace; the native path must leave such builds to the binary.
+    #[test]
+    fn subject_naming_a_service_account_of_the_build_declines_with_namespace() {
+        let why = build_files(&[
+            (
+                "kustomization.yaml",
+                "namespace: new\nresources: [sa.yaml, rb.yaml]\n",
+            ),
+            ("sa.yaml", SA_APP),
+            ("rb.yaml", RB_TO_APP),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            why,
+            "RoleBinding 'rb' field 'subjects' refers to ServiceAccount 'app' of the build, whose namespace kustomize's name-reference rule copies into it"
+        );
+    }
+
+    #[test]
+    fn subject_naming_a_service_account_with_its_own_namespace_declines_without_namespace() {
+        // kustomize fills the subject's namespace from the ServiceAccount even with no transformer.
+        let why = build_files(&[
+            ("kustomization.yaml", "resources: [sa.yaml, rb.yaml]\n"),
+            (
+                "sa.yaml",
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app, namespace: own}\n",
+            ),
+            (
+                "rb.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: crb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: r}\nsubjects:\n- {kind: ServiceAccount, name: app}\n",
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            why.starts_with("ClusterRoleBinding 'crb' field 'subjects' refers to ServiceAccount 'app'"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn references_kustomize_leaves_unchanged_stay_native() {
+        // No namespace anywhere: the subject keeps its name and gets no namespace.
+        let objects = build_files(&[
+            ("kustomization.yaml", "resources: [sa.yaml, rb.yaml]\n"),
+            ("sa.yaml", SA_APP),
+            ("rb.yaml", RB_TO_APP),
+        ])
+        .unwrap();
+        assert_eq!(objects[1]["subjects"][0]["namespace"], "old");
+        // A subject naming a ServiceAccount outside the build, and scalar references (names are
+        // never changed natively), stay native with a namespace.
+        let objects = build_files(&[
+            ("kustomization.yaml", "namespace: new\nresources: [rb.yaml, app.yaml]\n"),
+            ("rb.yaml", RB_TO_APP),
+            (
+                "app.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      serviceAccountName: app\n      containers:\n      - name: c\n        envFrom: [{configMapRef: {name: cfg}}]\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(objects[0]["subjects"][0]["namespace"], "old");
+        assert_eq!(meta_str(&objects[2], "namespace"), "new");
+    }
+
+    #[test]
+    fn webhook_service_of_the_build_declines() {
+        let why = build_files(&[
+            ("kustomization.yaml", "namespace: new\nresources: [w.yaml]\n"),
+            (
+                "w.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: hook}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: m}\nwebhooks:\n- name: m.example.com\n  clientConfig: {service: {name: hook, namespace: old}}\n",
+            ),
+        ])
+        .unwrap_err();
+        assert!(why.starts_with("MutatingWebhookConfiguration 'm' field 'webhooks.clientConfig.service' refers to Service 'hook'"), "{why}");
+    }
+
+    #[test]
+    fn reference_fields_kustomize_fails_on_decline() {
+        let rb = |subjects: &str| {
+            format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: rb}}\nsubjects: {subjects}\n"
+            )
+        };
+        for (subjects, want) in [
+            ("[app]", "RoleBinding 'rb' has a subject that is not a mapping"),
+            (
+                "[{kind: 1, name: a}]",
+                "RoleBinding 'rb' has a subject whose 'kind' is not a string",
+            ),
+            (
+                "[{kind: User}]",
+                "RoleBinding 'rb' field 'subjects' holds a mapping without a string 'name'",
+            ),
+            ("[[a]]", "RoleBinding 'rb' has a subject that is not a mapping"),
+        ] {
+            let why = build_files(&[
+                ("kustomization.yaml", "resources: [rb.yaml]\n"),
+                ("rb.yaml", &rb(subjects)),
+            ])
+            .unwrap_err();
+            assert_eq!(why, want, "subjects {subjects}");
+        }
+        let why = build_files(&[
+            ("kustomization.yaml", "resources: [d.yaml]\n"),
+            ("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {containers: [c]}}}\n"),
+        ])
+        .unwrap_err();
+        assert!(
+            why.starts_with("Deployment 'd' field 'spec.template.spec.containers."),
+            "{why}"
+        );
+        assert!(
+            why.ends_with("has a scalar where kustomize expects a mapping or list"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn renaming_fields_decline_before_any_reference_check() {
+        for field in [
+            "namePrefix: p-",
+            "nameSuffix: -s",
+            "configMapGenerator: [{name: c, literals: [a=b]}]",
+        ] {
+            let why = build_files(&[
+                ("kustomization.yaml", &format!("{field}\nresources: [sa.yaml]\n")),
+                ("sa.yaml", SA_APP),
+            ])
+            .unwrap_err();
+            assert!(why.starts_with("kustomization field '"), "{field}: {why}");
+        }
+    }
 
     fn obj(y: &str) -> Object {
         serde_saphyr::from_str(y).unwrap()
