@@ -35,14 +35,17 @@ pub enum Format {
     Json,
 }
 
-/// One `-o FORMAT[=PATH]` of the commands that print a result.
+/// One `-o`: a format and where it goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResultOutput {
+pub struct Output<F> {
     /// The format.
-    pub format: Format,
+    pub format: F,
     /// Where it goes.
     pub to: Destination,
 }
+
+/// One `-o FORMAT[=PATH]` of the commands that print a result.
+pub type ResultOutput = Output<Format>;
 
 /// The format of a `list-targets` / `list-images` output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,13 +59,7 @@ pub enum ListFormat {
 }
 
 /// One `-o` of `list-targets` / `list-images`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListOutput {
-    /// The format.
-    pub format: ListFormat,
-    /// Where it goes.
-    pub to: Destination,
-}
+pub type ListOutput = Output<ListFormat>;
 
 /// Parses `-o FORMAT[=PATH]` of `deploy`, `diff`, `prune`, `delete` and `poke-images`.
 ///
@@ -147,40 +144,19 @@ pub fn files<'a>(outputs: impl IntoIterator<Item = &'a Destination>) -> Vec<&'a 
         .collect()
 }
 
-/// Writes each output of a result (`text` on stdout without `-o`); `render` gives the text of
-/// a format.
+/// Writes each output, or `default` on stdout without any; `render` gives the text of a format
+/// (every output gets the whole content).
 ///
 /// # Errors
 /// When rendering fails or a file cannot be written (naming the file).
-pub fn write_result_outputs(
-    outputs: &[ResultOutput],
-    render: &dyn Fn(Format) -> anyhow::Result<String>,
+pub fn write_outputs<F: Copy>(
+    outputs: &[Output<F>],
+    default: F,
+    render: &dyn Fn(F) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
-    let default = [ResultOutput {
-        format: Format::Text,
-        to: Destination::Stdout,
-    }];
-    let outputs = if outputs.is_empty() { &default[..] } else { outputs };
-    for o in outputs {
-        write_to(&o.to, render(o.format)?)?;
+    if outputs.is_empty() {
+        return write_to(&Destination::Stdout, render(default)?);
     }
-    Ok(())
-}
-
-/// Writes each output of a list command (Kluctl's format on stdout without `-o`); every output
-/// gets the whole content.
-///
-/// # Errors
-/// When rendering fails or a file cannot be written.
-pub fn write_list_outputs(
-    outputs: &[ListOutput],
-    render: &dyn Fn(ListFormat) -> anyhow::Result<String>,
-) -> anyhow::Result<()> {
-    let default = [ListOutput {
-        format: ListFormat::Kluctl,
-        to: Destination::Stdout,
-    }];
-    let outputs = if outputs.is_empty() { &default[..] } else { outputs };
     for o in outputs {
         write_to(&o.to, render(o.format)?)?;
     }
@@ -296,7 +272,7 @@ mod tests {
                 to: Destination::File(b.clone()),
             },
         ];
-        write_list_outputs(&outputs, &|f| Ok(format!("{f:?}: t1\nt2"))).unwrap();
+        write_outputs(&outputs, ListFormat::Kluctl, &|f| Ok(format!("{f:?}: t1\nt2"))).unwrap();
         assert_eq!(fs_err::read_to_string(a).unwrap(), "Kluctl: t1\nt2\n");
         assert_eq!(fs_err::read_to_string(b).unwrap(), "Json: t1\nt2\n");
     }

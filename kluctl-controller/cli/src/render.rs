@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::flags::RenderFlags;
 use crate::flags::commands::{ListImagesCmd, ListTargetsCmd, RenderCmd};
-use crate::output::{ListFormat, write_list_outputs};
+use crate::output::{ListFormat, write_outputs};
 use crate::prepare::{external_args, prepare, project_dir};
 use kluctl_engine::project::load;
 use kluctl_engine::target::RenderedTarget;
@@ -50,7 +50,9 @@ pub fn run_list_images(cmd: &ListImagesCmd) -> anyhow::Result<()> {
     let (rendered, _guard) = render(&cmd.flags)?;
     let images = rendered.images.seen(cmd.simple);
     let result = serde_json::json!({ "images": images });
-    write_list_outputs(&cmd.output.output, &|format| document(format, &result))
+    write_outputs(&cmd.output.output, ListFormat::Kluctl, &|format| {
+        document(format, &result)
+    })
 }
 
 /// Runs `kluctl list-targets`: the targets as a YAML list, or with `--only-names` one name per
@@ -68,13 +70,15 @@ pub fn run_list_targets(cmd: &ListTargetsCmd) -> anyhow::Result<()> {
     }
     if cmd.only_names {
         let names: Vec<&str> = project.targets.iter().map(|t| t.name.as_str()).collect();
-        return write_list_outputs(&cmd.output.output, &|format| match format {
+        return write_outputs(&cmd.output.output, ListFormat::Kluctl, &|format| match format {
             ListFormat::Kluctl => Ok(names.iter().map(|n| format!("{n}\n")).collect()),
             _ => document(format, &serde_json::to_value(&names)?),
         });
     }
     let targets = serde_json::to_value(&project.targets)?;
-    write_list_outputs(&cmd.output.output, &|format| document(format, &targets))
+    write_outputs(&cmd.output.output, ListFormat::Kluctl, &|format| {
+        document(format, &targets)
+    })
 }
 
 /// `value` as JSON (pretty) or YAML (Kluctl's format).

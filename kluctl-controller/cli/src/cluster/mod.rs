@@ -26,7 +26,7 @@ pub use validate::run_validate;
 use gitops_api::kluctl::v1beta1::ObjectRef;
 
 use crate::flags::{ClusterRenderFlags, CommandResultFlags, OfflineFlags, OutputFormatFlags};
-use crate::output::{self, Format, stdout_color, write_result_outputs};
+use crate::output::{self, Format, stdout_color, write_outputs};
 use crate::prepare::{Prepared, prepare};
 use crate::prompt::Prompt;
 use crate::report::CommandFailed;
@@ -143,7 +143,7 @@ fn finish(
         obfuscate_result(&mut r)?;
     }
     let opts = output_options(flags);
-    write_result_outputs(&flags.output_format, &|format| {
+    write_outputs(&flags.output_format, Format::Text, &|format| {
         Ok(match format {
             Format::Text => format_text(&r, &opts),
             Format::Yaml => format_yaml(&r),

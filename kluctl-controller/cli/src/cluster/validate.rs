@@ -3,7 +3,7 @@
 
 use super::{cluster_of, context, prepared};
 use crate::flags::commands::ValidateCmd;
-use crate::output::{self, Format, write_result_outputs};
+use crate::output::{self, Format, write_outputs};
 use crate::report::CommandFailed;
 use kluctl_engine::validate::ValidateResult;
 
@@ -29,7 +29,7 @@ pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
         std::thread::sleep(cmd.sleep);
         v = cluster.block_on(ctx.validate());
     }
-    write_result_outputs(&cmd.output, &|format| match format {
+    write_outputs(&cmd.output, Format::Text, &|format| match format {
         Format::Text => Ok(kluctl_engine::validate::format_validate_text(&v)),
         Format::Yaml => Ok(kluctl_engine::diff::yaml::to_yaml(&serde_json::to_value(&v)?)),
         Format::Json => Ok(serde_json::to_string_pretty(&v)?),
