@@ -19,10 +19,10 @@ const UNIT_LIMIT: usize = 8_192;
 /// Deterministic: the same texts give the same delta on any machine under any load (stored
 /// results must not depend on either). The work is bounded by the size of the part that differs
 /// (the texts without their common prefix and suffix), not by a clock: a character diff while
-/// that middle has at most [`UNIT_LIMIT`] characters, else a diff of words (runs of letters and
-/// digits, every other character alone), else of segments (text up to and including each `,`
-/// `{` `}` `[` `]`: the members of compact JSON), else the middle replaced whole. Counts are
-/// always in characters, so every mode gives a delta Kluctl reads.
+/// that middle has at most 8192 characters, else a diff of words (runs of letters and digits,
+/// every other character alone), else of segments (text up to and including each `,` `{` `}`
+/// `[` `]`: the members of compact JSON) while there are at most 8192 of them, else the middle
+/// replaced whole. Counts are always in characters, so every mode gives a delta Kluctl reads.
 pub fn encode_delta(from: &str, to: &str) -> String {
     use similar::{Algorithm, capture_diff_slices};
     let a: Vec<char> = from.chars().collect();
