@@ -1,72 +1,181 @@
-//! The `kluctl` command line: flag definitions (`flags`, `env`) apart from the commands that
-//! drive the engine (`render`, `cluster`).
+//! The `kluctl` command line.
+//!
+//! ```text
+//! flags     every flag: shared groups, one struct per command (clap checks values up front)
+//! env       KLUCTL_* environment variables as flags, Kluctl's way
+//! prepare   flags ─► resolved settings ─► cluster connection ─► rendered target
+//! render    render, list-targets, list-images
+//! cluster   deploy, diff, prune, delete, poke-images, validate (one module per runner)
+//! output    -o values and the writers for stdout and files
+//! progress  the progress lines on stderr
+//! prompt    the questions asked before changing a cluster
+//! report    a failure ─► stderr lines (error, first error, hint) and the exit status
+//! ```
 
 pub mod cluster;
 pub mod env;
 pub mod flags;
+pub mod output;
+mod prepare;
+mod progress;
+mod prompt;
 pub mod render;
+pub mod report;
 
 use clap::{Parser, Subcommand};
+
+use flags::commands::{
+    DeleteCmd, DeployCmd, DiffCmd, ListImagesCmd, ListTargetsCmd, PokeImagesCmd, PruneCmd, RenderCmd,
+    ValidateCmd,
+};
 
 /// The `kluctl` command line.
 #[derive(Parser, Debug)]
 #[command(
     name = "kluctl",
     version,
-    about = "Render, diff, deploy, prune and validate Kluctl projects; drive the kluctl-controller"
+    about = "Render, diff, deploy, prune and validate Kluctl projects",
+    arg_required_else_help = true,
+    after_help = report::EXIT_STATUS_HELP
 )]
 pub struct KluctlArgs {
     /// What to do.
     #[command(subcommand)]
-    pub command: Option<KluctlCommand>,
+    pub command: KluctlCommand,
 }
 
 /// Subcommands of `kluctl`.
 #[derive(Subcommand, Debug)]
 pub enum KluctlCommand {
-    /// Print the version of this build.
+    /// Print the version of this build
     Version,
-    /// Renders all resources and configuration files into a directory; --print-all writes
-    /// every object to stdout (--offline-kubernetes: without connecting to the cluster).
-    Render(render::RenderCmd),
-    /// Outputs a YAML list with all targets.
-    ListTargets(render::ListTargetsCmd),
-    /// Renders and outputs the images used via images.get_image (the --fixed-images-file format).
-    ListImages(render::ListImagesCmd),
-    /// Deploys a target to the corresponding cluster.
-    Deploy(cluster::DeployCmd),
-    /// Perform a diff between the locally rendered target and the already deployed target.
-    Diff(cluster::DiffCmd),
-    /// Searches the target cluster for prunable objects and deletes them.
-    Prune(cluster::PruneCmd),
-    /// Delete a target (or parts of it) from the corresponding cluster.
-    Delete(cluster::DeleteCmd),
-    /// Validates the already deployed deployment.
-    Validate(cluster::ValidateCmd),
-    /// Replace all images in target: only the images resolved by images.get_image are changed
-    /// on the live objects.
-    PokeImages(cluster::PokeImagesCmd),
+    /// Render the target's objects into a directory, or with --print-all to stdout
+    Render(RenderCmd),
+    /// Print the targets of .kluctl.yaml as a YAML list
+    ListTargets(ListTargetsCmd),
+    /// Render the target and print the images images.get_image resolved (the
+    /// --fixed-images-file format)
+    ListImages(ListImagesCmd),
+    /// Deploy the target to its cluster: show the diff, ask, apply, wait for readiness
+    Deploy(DeployCmd),
+    /// Show what a deploy would change: a server-side dry run diffed against the cluster
+    Diff(DiffCmd),
+    /// Delete the target's orphans: objects with its discriminator that are no longer rendered
+    Prune(PruneCmd),
+    /// Delete the target's objects from its cluster (all of them, or those -I/-E select)
+    Delete(DeleteCmd),
+    /// Check that the target's deployed objects are ready and valid
+    Validate(ValidateCmd),
+    /// Set the images images.get_image resolved on the live objects, changing nothing else
+    PokeImages(PokeImagesCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
 ///
 /// # Errors
-/// When no subcommand is given.
+/// The command's failure; [`report::report`] turns it into stderr lines.
 pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
     match &args.command {
-        Some(KluctlCommand::Version) => {
+        KluctlCommand::Version => {
             println!("kluctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some(KluctlCommand::Render(cmd)) => render::run_render(cmd),
-        Some(KluctlCommand::ListTargets(cmd)) => render::run_list_targets(cmd),
-        Some(KluctlCommand::ListImages(cmd)) => render::run_list_images(cmd),
-        Some(KluctlCommand::Deploy(cmd)) => cluster::run_deploy(cmd),
-        Some(KluctlCommand::Diff(cmd)) => cluster::run_diff(cmd),
-        Some(KluctlCommand::Prune(cmd)) => cluster::run_prune(cmd),
-        Some(KluctlCommand::Delete(cmd)) => cluster::run_delete(cmd),
-        Some(KluctlCommand::Validate(cmd)) => cluster::run_validate(cmd),
-        Some(KluctlCommand::PokeImages(cmd)) => cluster::run_poke_images(cmd),
-        None => anyhow::bail!("no command given; see 'kluctl --help'"),
+        KluctlCommand::Render(cmd) => render::run_render(cmd),
+        KluctlCommand::ListTargets(cmd) => render::run_list_targets(cmd),
+        KluctlCommand::ListImages(cmd) => render::run_list_images(cmd),
+        KluctlCommand::Deploy(cmd) => cluster::run_deploy(cmd),
+        KluctlCommand::Diff(cmd) => cluster::run_diff(cmd),
+        KluctlCommand::Prune(cmd) => cluster::run_prune(cmd),
+        KluctlCommand::Delete(cmd) => cluster::run_delete(cmd),
+        KluctlCommand::Validate(cmd) => cluster::run_validate(cmd),
+        KluctlCommand::PokeImages(cmd) => cluster::run_poke_images(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KluctlArgs, KluctlCommand};
+    use crate::output::{Destination, Format, ListFormat};
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<KluctlArgs, clap::Error> {
+        KluctlArgs::try_parse_from(std::iter::once("kluctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn no_command_is_a_usage_error_that_shows_the_help() {
+        let e = parse(&[]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("Exit status:"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_output_format_fails_while_parsing_before_any_work() {
+        for args in [
+            &["deploy", "-y", "-o", "xml"][..],
+            &["diff", "-o", "xml=out.xml"],
+            &["prune", "-o", "yaml="],
+            &["validate", "-o", "json"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        let e = parse(&["deploy", "-o", "xml"]).unwrap_err().to_string();
+        assert!(e.contains("unknown format 'xml'"), "{e}");
+        assert!(
+            parse(&["deploy", "-F", "a=b=c"]).is_err(),
+            "-F is checked up front too"
+        );
+        assert!(parse(&["deploy", "--readiness-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn output_flags_resolve_into_formats_and_destinations() {
+        let KluctlCommand::Deploy(d) = parse(&["deploy", "-o", "yaml=r.yaml", "-o", "text"])
+            .unwrap()
+            .command
+        else {
+            panic!("not deploy");
+        };
+        let got: Vec<_> = d
+            .output
+            .output_format
+            .iter()
+            .map(|o| (o.format, o.to.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Format::Yaml, Destination::File("r.yaml".into())),
+                (Format::Text, Destination::Stdout)
+            ]
+        );
+        let KluctlCommand::ListTargets(l) = parse(&["list-targets", "--only-names", "-o", "a", "-o", "json"])
+            .unwrap()
+            .command
+        else {
+            panic!("not list-targets");
+        };
+        let got: Vec<_> = l.output.output.iter().map(|o| (o.format, o.to.clone())).collect();
+        assert_eq!(
+            got,
+            [
+                (ListFormat::Kluctl, Destination::File("a".into())),
+                (ListFormat::Json, Destination::Stdout)
+            ]
+        );
+    }
+
+    #[test]
+    fn help_texts_point_nowhere_without_a_link() {
+        use clap::CommandFactory;
+        let mut cmd = KluctlArgs::command();
+        for sub in cmd.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            assert!(!help.contains("See documentation"), "{}: {help}", sub.get_name());
+        }
     }
 }

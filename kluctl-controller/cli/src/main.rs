@@ -1,5 +1,5 @@
-//! `kluctl` binary: parse flags (command line + `KLUCTL_*` environment), run, and on failure
-//! print the error chain to stderr and exit with status 1.
+//! `kluctl` binary: parse flags (command line + `KLUCTL_*` environment; clap exits 2 on a usage
+//! error), run, and on failure print the report (error, first error, hint) and exit 1.
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -11,8 +11,10 @@ fn main() -> ExitCode {
     match cli::run_kluctl(&KluctlArgs::parse_from(argv)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            for line in cli::report::report(&e) {
+                eprintln!("{line}");
+            }
+            ExitCode::from(cli::report::EXIT_FAILURE)
         }
     }
 }

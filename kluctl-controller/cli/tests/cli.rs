@@ -1,4 +1,5 @@
-//! `kluctl` answers `--help` and `--version`, and rejects unknown commands.
+//! `kluctl` answers `--help` and `--version`, rejects unknown commands, and prints the help for
+//! no command.
 
 use std::process::Command;
 
@@ -20,4 +21,7 @@ fn kluctl_help_version_and_unknown_command() {
     let bad = run(bin, &["frobnicate"]);
     assert_eq!(bad.status.code(), Some(2), "clap usage errors exit 2");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("frobnicate"));
+    let none = run(bin, &[]);
+    assert_eq!(none.status.code(), Some(2), "no command is a usage error");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("Usage: kluctl <COMMAND>"));
 }

@@ -1,16 +1,26 @@
-//! Flag groups shared by `kluctl` commands, named as Kluctl names them (so `KLUCTL_<FLAG>`
-//! environment variables and scripts carry over).
+//! Every flag of `kluctl`, apart from the code that runs the commands: the groups shared by
+//! several commands here, one struct per command in [`commands`]. Flags are named as Kluctl names
+//! them (so `KLUCTL_<FLAG>` environment variables and scripts carry over), and values that can
+//! be checked without doing any work are parsed by clap (`-o`, `-F`, durations, booleans), so a
+//! bad value is a usage error (exit status 2) before anything is rendered or touched.
+//!
+//! Help texts are imperative, like clap's own ("Print help"): they say what the flag makes
+//! `kluctl` do.
+
+pub mod commands;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
+use crate::output::{ListOutput, ResultOutput, parse_list_output, parse_result_output};
 use kluctl_engine::project::config::FixedImage;
 
 /// `--project-dir`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ProjectFlags {
-    /// Specify the project directory. Defaults to the current working directory.
+    /// Use DIR as the project directory (default: the current directory)
     #[arg(long = "project-dir", value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
 }
@@ -18,17 +28,16 @@ pub struct ProjectFlags {
 /// `-t`, `-T`, `--context`, `--kubeconfig`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TargetFlags {
-    /// Target name to run command for. Target must exist in .kluctl.yaml.
-    #[arg(short = 't', long = "target")]
+    /// Run the command for this target of .kluctl.yaml
+    #[arg(short = 't', long = "target", value_name = "NAME")]
     pub target: Option<String>,
-    /// Overrides the target name. If -t is used at the same time, then the target will be
-    /// looked up based on -t <name> and then renamed to the value of -T.
-    #[arg(short = 'T', long = "target-name-override")]
+    /// Rename the target (with -t: look the target up by the -t name, then rename it)
+    #[arg(short = 'T', long = "target-name-override", value_name = "NAME")]
     pub target_name_override: Option<String>,
-    /// Overrides the context name specified in the target.
-    #[arg(long = "context")]
+    /// Use this kube context instead of the target's
+    #[arg(long = "context", value_name = "CONTEXT")]
     pub context: Option<String>,
-    /// Overrides the kubeconfig to use.
+    /// Use this kubeconfig instead of $KUBECONFIG or ~/.kube/config
     #[arg(long = "kubeconfig", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 }
@@ -36,12 +45,11 @@ pub struct TargetFlags {
 /// `-a`, `--args-from-file`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ArgsFlags {
-    /// Passes a template argument in the form of name=value. Nested args can be set with the
-    /// '-a my.nested.arg=value' syntax. Values are interpreted as YAML. If the value starts with
-    /// @, the file it names is loaded as YAML.
+    /// Pass a template argument as NAME=VALUE: VALUE is read as YAML, '@FILE' loads FILE as
+    /// YAML, a dotted NAME (my.nested.arg) sets a nested argument
     #[arg(short = 'a', long = "arg", value_name = "NAME=VALUE")]
     pub arg: Vec<String>,
-    /// Loads a YAML file and makes it available as arguments.
+    /// Load template arguments from a YAML file
     #[arg(long = "args-from-file", value_name = "FILE")]
     pub args_from_file: Vec<PathBuf>,
 }
@@ -49,11 +57,10 @@ pub struct ArgsFlags {
 /// `-F`, `--fixed-images-file`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ImageFlags {
-    /// Pin an image to a given version. Expects
-    /// '--fixed-image=image<:namespace:deployment:container>=result'.
-    #[arg(short = 'F', long = "fixed-image")]
-    pub fixed_image: Vec<String>,
-    /// Use .yaml file to pin image versions (the output format of list-images).
+    /// Pin an image: 'image<:namespace:deployment:container>=result'
+    #[arg(short = 'F', long = "fixed-image", value_name = "IMAGE=RESULT", value_parser = parse_fixed_image)]
+    pub fixed_image: Vec<FixedImage>,
+    /// Pin the images listed in a YAML file (the output format of list-images)
     #[arg(long = "fixed-images-file", value_name = "FILE")]
     pub fixed_images_file: Option<PathBuf>,
 }
@@ -61,37 +68,35 @@ pub struct ImageFlags {
 /// `-I`, `-E`, `--include-deployment-dir`, `--exclude-deployment-dir`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct InclusionFlags {
-    /// Include deployments with given tag.
-    #[arg(short = 'I', long = "include-tag")]
+    /// Include the deployment items with this tag
+    #[arg(short = 'I', long = "include-tag", value_name = "TAG")]
     pub include_tag: Vec<String>,
-    /// Exclude deployments with given tag. Exclusion has precedence over inclusion.
-    #[arg(short = 'E', long = "exclude-tag")]
+    /// Exclude the deployment items with this tag (exclusion wins over inclusion)
+    #[arg(short = 'E', long = "exclude-tag", value_name = "TAG")]
     pub exclude_tag: Vec<String>,
-    /// Include deployment dir. The path must be relative to the root deployment project.
-    #[arg(long = "include-deployment-dir")]
+    /// Include this deployment dir (relative to the root deployment project)
+    #[arg(long = "include-deployment-dir", value_name = "DIR")]
     pub include_deployment_dir: Vec<String>,
-    /// Exclude deployment dir. The path must be relative to the root deployment project.
-    #[arg(long = "exclude-deployment-dir")]
+    /// Exclude this deployment dir (relative to the root deployment project)
+    #[arg(long = "exclude-deployment-dir", value_name = "DIR")]
     pub exclude_deployment_dir: Vec<String>,
 }
 
 /// `--offline-kubernetes`, `--kubernetes-version`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct OfflineFlags {
-    /// Run command in offline mode, meaning that it will not try to connect the target cluster.
+    /// Render without connecting to the target's cluster
     #[arg(long = "offline-kubernetes")]
     pub offline_kubernetes: bool,
-    /// Specify the Kubernetes version that will be assumed. This will also override the
-    /// kubeVersion used when rendering Helm Charts.
-    #[arg(long = "kubernetes-version")]
+    /// Assume this Kubernetes version (also the kubeVersion Helm charts are rendered for)
+    #[arg(long = "kubernetes-version", value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
 }
 
 /// `--render-output-dir`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RenderOutputFlags {
-    /// Specifies the target directory to render the project into. If omitted, a temporary
-    /// directory is used.
+    /// Render the project into DIR (default: a temporary directory)
     #[arg(long = "render-output-dir", value_name = "DIR")]
     pub render_output_dir: Option<PathBuf>,
 }
@@ -99,10 +104,89 @@ pub struct RenderOutputFlags {
 /// `-o`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputFlags {
-    /// Output: 'yaml' or 'json' (to stdout), or a file path (YAML; '-' is stdout). Can be
-    /// given more than once.
-    #[arg(short = 'o', long = "output")]
-    pub output: Vec<String>,
+    /// Write the output to FILE ('-': stdout) as Kluctl does, or use 'yaml' or 'json' to
+    /// choose the format, on stdout or in FILE with 'yaml=FILE' / 'json=FILE'; repeatable
+    #[arg(short = 'o', long = "output", value_name = "FILE|FORMAT[=FILE]", value_parser = parse_list_output)]
+    pub output: Vec<ListOutput>,
+}
+
+/// The flags of every command that renders a target and may work on its cluster.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterRenderFlags {
+    #[command(flatten)]
+    pub(crate) project: ProjectFlags,
+    #[command(flatten)]
+    pub(crate) target: TargetFlags,
+    #[command(flatten)]
+    pub(crate) args: ArgsFlags,
+    #[command(flatten)]
+    pub(crate) images: ImageFlags,
+    #[command(flatten)]
+    pub(crate) inclusion: InclusionFlags,
+    #[command(flatten)]
+    pub(crate) render_output: RenderOutputFlags,
+}
+
+/// The flags of the commands that only render (they may also run without a cluster).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RenderFlags {
+    #[command(flatten)]
+    pub(crate) common: ClusterRenderFlags,
+    #[command(flatten)]
+    pub(crate) offline: OfflineFlags,
+}
+
+/// `-o/--output-format`, `--short-output`, `--no-obfuscate`: how a command result is printed.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputFormatFlags {
+    /// Print the result as FORMAT (text, yaml or json; default text) on stdout, or with
+    /// '=PATH' into PATH; repeatable
+    #[arg(short = 'o', long = "output-format", value_name = "FORMAT[=PATH]", value_parser = parse_result_output)]
+    pub output_format: Vec<ResultOutput>,
+    /// Show only the names of changed objects in the text output, not their changes
+    #[arg(long = "short-output")]
+    pub short_output: bool,
+    /// Show secret values in the output instead of obfuscating them
+    #[arg(long = "no-obfuscate")]
+    pub no_obfuscate: bool,
+}
+
+/// `-y`, `--dry-run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct YesDryRunFlags {
+    /// Proceed without asking, as if every question were answered yes
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Make every Kubernetes API call in dry-run mode: nothing on the cluster changes
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+impl YesDryRunFlags {
+    /// Whether the command asks before changing the cluster: neither `-y` nor `--dry-run`.
+    pub fn asks(&self) -> bool {
+        !self.yes && !self.dry_run
+    }
+}
+
+/// `--force-apply`, `--replace-on-error`, `--force-replace-on-error`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ApplyFlags {
+    /// Take over the fields other field managers own when applying, instead of keeping their
+    /// values with a warning
+    #[arg(long = "force-apply")]
+    pub force_apply: bool,
+    /// Replace an object when patching it fails (e.g. an immutable field changed)
+    #[arg(long = "replace-on-error")]
+    pub replace_on_error: bool,
+    /// Like --replace-on-error, and delete and re-create the object when replacing fails too
+    #[arg(long = "force-replace-on-error")]
+    pub force_replace_on_error: bool,
+}
+
+/// A duration in Go's syntax (`30s`, `5m`, `1h30m`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    gitops_api::duration::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses one `-F image<:namespace:deployment:container>=result`.
@@ -136,8 +220,7 @@ pub fn parse_fixed_image(arg: &str) -> Result<FixedImage, String> {
 /// result, and how many old results survive.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct CommandResultFlags {
-    /// Write the command result into the cluster (default true; `--write-command-result=false`
-    /// turns it off).
+    /// Write the command result into the cluster (on by default; =false turns it off)
     #[arg(
         long = "write-command-result",
         value_name = "BOOL",
@@ -149,7 +232,7 @@ pub struct CommandResultFlags {
         value_parser = parse_bool_flag,
     )]
     pub write_command_result: bool,
-    /// Write the command result even in `--dry-run` mode.
+    /// Write the command result even with --dry-run
     #[arg(
         long = "force-write-command-result",
         value_name = "BOOL",
@@ -161,13 +244,13 @@ pub struct CommandResultFlags {
         value_parser = parse_bool_flag,
     )]
     pub force_write_command_result: bool,
-    /// Namespace the command results are written to (created when missing).
+    /// Write command results to this namespace (created when missing)
     #[arg(long = "command-result-namespace", value_name = "NAMESPACE", default_value = kluctl_engine::store::DEFAULT_RESULTS_NAMESPACE)]
     pub command_result_namespace: String,
-    /// How many command results to keep per project and target.
+    /// Keep this many command results per project and target
     #[arg(long = "keep-command-results-count", value_name = "N", default_value_t = kluctl_engine::store::DEFAULT_KEEP_COMMAND_RESULTS)]
     pub keep_command_results_count: usize,
-    /// How many validate results to keep per project and target.
+    /// Keep this many validate results per project and target
     #[arg(long = "keep-validate-results-count", value_name = "N", default_value_t = kluctl_engine::store::DEFAULT_KEEP_VALIDATE_RESULTS)]
     pub keep_validate_results_count: usize,
 }
