@@ -10,8 +10,8 @@
 #
 # Ports (127.0.0.1 only):
 #   18080  http   lighttpd: /git/ anonymous, /auth/ basic auth (user flux, password generated per state dir)
-#   18443  https  lighttpd with the test CA: same paths
-#   18444  https  lighttpd, mTLS (client cert signed by the test CA required): /git/
+#   18443  https  lighttpd with the test CA: same paths (E2E_HTTPS_ADDR in env.sh)
+#   18444  https  lighttpd, mTLS (client cert signed by the test CA required): /git/ (E2E_MTLS_ADDR)
 #   19418  git    git daemon (export all)
 #   12222  ssh    OpenSSH sshd, user root, key only; AcceptEnv GIT_PROTOCOL (for protocol v2)
 #   18333  s3     SeaweedFS `weed mini` (static identity + anonymous read/list on bucket "public")
@@ -617,6 +617,8 @@ export E2E_GIT_HTTP_AUTH_URL=http://127.0.0.1:$HTTP_PORT/auth
 export E2E_GIT_HTTPS_URL=https://127.0.0.1:$HTTPS_PORT/git
 export E2E_GIT_HTTPS_AUTH_URL=https://127.0.0.1:$HTTPS_PORT/auth
 export E2E_GIT_MTLS_URL=https://127.0.0.1:$MTLS_PORT/git
+export E2E_HTTPS_ADDR=127.0.0.1:$HTTPS_PORT
+export E2E_MTLS_ADDR=127.0.0.1:$MTLS_PORT
 export E2E_GIT_USERNAME=flux
 export E2E_GIT_PASSWORD=$(q "$(cat "$PKI/git.password")")
 export E2E_TEST_CA=$(q "$PKI/ca.crt")

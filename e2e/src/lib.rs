@@ -1,6 +1,7 @@
 //! End-to-end test harness: a real kube-apiserver (started by `e2e/scripts/up.sh`), clients for the
 //! admin and the non-admin identity, one fresh namespace per test, waits with conditions and
-//! timeouts, and a dump of the relevant objects when a test fails.
+//! timeouts, drop guards that clean up also after a failed assert, test processes that bind port
+//! 0 and report the port in their log, and a dump of the relevant objects when a test fails.
 //!
 //! ```text
 //!  make e2e-up ──► e2e/scripts/up.sh ──► $E2E_STATE/env.sh ──► Env::load() ──► Client
@@ -179,6 +180,25 @@ where
     }
 }
 
+/// Waits until the object `name` does not exist, failing after `timeout` with the last state seen.
+///
+/// # Errors
+/// On timeout or a watch error.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let fut = kube::runtime::wait::await_condition(api.clone(), name, |o: Option<&K>| o.is_none());
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(anyhow!(e).context(format!("{name}: watch failed while waiting for deletion"))),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            bail!("{name}: still exists after {timeout:?}; last state: {last:#?}")
+        }
+    }
+}
+
 /// A namespace that exists for one test.
 pub struct TestNs {
     /// The environment.
@@ -190,6 +210,55 @@ pub struct TestNs {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `<prefix>-<pid>-<n>`: a name no other test of this run or of a parallel test process uses
+/// (lower case when `prefix` is, so it fits namespaces and other object names).
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deletes one cluster object with `kubectl delete --ignore-not-found --wait=false` when dropped,
+/// so a test's cleanup also runs when one of its asserts panics. Declare it before creating the
+/// object; guards drop in reverse order of declaration.
+///
+/// Drop is sync and may run inside a runtime, so it shells out to `kubectl` instead of using an
+/// async client.
+#[must_use = "the object is deleted when the guard drops"]
+pub struct DeleteOnDrop {
+    env: Env,
+    args: Vec<String>,
+}
+
+impl DeleteOnDrop {
+    /// Deletes namespace `name` (and so everything in it).
+    pub fn namespace(env: &Env, name: &str) -> Self {
+        Self::object(env, "namespace", name)
+    }
+
+    /// Deletes the cluster-scoped object `resource/name` (`crd`, `validatingwebhookconfiguration`,
+    /// ...).
+    pub fn object(env: &Env, resource: &str, name: &str) -> Self {
+        DeleteOnDrop {
+            env: env.clone(),
+            args: vec![resource.to_string(), name.to_string()],
+        }
+    }
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let mut args = vec!["delete"];
+        args.extend(self.args.iter().map(String::as_str));
+        args.extend(["--ignore-not-found", "--wait=false"]);
+        if let Err(e) = self.env.kubectl(&args) {
+            eprintln!("warning: cleanup failed: {e:#}");
+        }
+    }
+}
 
 impl TestNs {
     /// Creates a fresh namespace named after the test, runs `body`, dumps the namespace's objects
@@ -204,16 +273,8 @@ impl TestNs {
     {
         let env = Env::load()?;
         let client = env.admin_client().await?;
-        let name = format!(
-            "e2e-{}-{}-{}",
-            test.replace('_', "-")
-                .chars()
-                .take(30)
-                .collect::<String>()
-                .trim_end_matches('-'),
-            std::process::id() % 10000,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix: String = test.replace('_', "-").chars().take(30).collect();
+        let name = unique_name(&format!("e2e-{}", prefix.trim_end_matches('-')));
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
@@ -430,33 +491,124 @@ pub fn contains_fields(want: &serde_json::Value, got: &serde_json::Value, path: 
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers).
-///
-/// # Errors
-/// When no port can be bound.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A child process's output stream copied line by line to a log file by a thread, so a test can
+/// wait for a line (a server reporting the port it bound) instead of polling the file.
+pub struct ChildLog {
+    /// The log file.
+    pub path: PathBuf,
+    state: std::sync::Arc<(std::sync::Mutex<LogLines>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct LogLines {
+    lines: Vec<String>,
+    /// The stream ended (the process exited or closed it).
+    closed: bool,
+}
+
+impl ChildLog {
+    /// Starts copying `stream` (a child's piped stderr or stdout) to a new file at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    pub fn follow(stream: impl std::io::Read + Send + 'static, path: &Path) -> anyhow::Result<Self> {
+        use std::io::{BufRead as _, Write as _};
+        let mut file = fs_err::File::create(path)?;
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new(LogLines::default()),
+            std::sync::Condvar::new(),
+        ));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            let (lines, changed) = &*shared;
+            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if let Ok(mut l) = lines.lock() {
+                    l.lines.push(line);
+                }
+                changed.notify_all();
+            }
+            if let Ok(mut l) = lines.lock() {
+                l.closed = true;
+            }
+            changed.notify_all();
+        });
+        Ok(ChildLog {
+            path: path.to_path_buf(),
+            state,
+        })
+    }
+
+    /// Waits up to `timeout` for a line `pick` takes a value from (earlier lines count too).
+    ///
+    /// # Errors
+    /// When the stream ends or `timeout` passes first, with the end of the log.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pick: impl Fn(&str) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let (lines, changed) = &*self.state;
+        let found = |l: &LogLines| l.lines.iter().find_map(|line| pick(line));
+        let guard = lines
+            .lock()
+            .map_err(|_| anyhow!("the log reader of {} panicked", self.path.display()))?;
+        let (guard, _) = changed
+            .wait_timeout_while(guard, timeout, |l| !l.closed && found(l).is_none())
+            .map_err(|_| anyhow!("the log reader of {} panicked", self.path.display()))?;
+        if let Some(v) = found(&guard) {
+            return Ok(v);
+        }
+        let why = if guard.closed {
+            "the process exited"
+        } else {
+            "timed out"
+        };
+        drop(guard);
+        bail!(
+            "{why} before logging {what} (after {timeout:?})\n--- end of {}:\n{}",
+            self.path.display(),
+            self.tail(30)
+        )
+    }
+
+    /// The last `lines` lines so far.
+    pub fn tail(&self, lines: usize) -> String {
+        let text = fs_err::read_to_string(&self.path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// The value of `key=` in a console-encoded log line.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// A `source-controller` process started for one test, killed when dropped.
+///
+/// Every server of it binds port 0; it logs the addresses it bound, which this reads.
 pub struct SourceController {
     child: std::process::Child,
     /// Its storage directory.
     pub storage_dir: PathBuf,
-    /// `host:port` of its artifact server.
-    pub storage_addr: String,
     /// `host:port` of its health endpoints.
     pub health_addr: String,
-    /// Its log file (stderr).
-    pub log: PathBuf,
+    /// Its log (stderr).
+    pub log: ChildLog,
 }
 
 impl SourceController {
     /// Starts the built binary against the e2e cluster, reconciling only objects labelled
-    /// `e2e.kluctl-gitops/ns=<ns>`, with its own storage dir and ports.
+    /// `e2e.kluctl-gitops/ns=<ns>`, with its own storage dir; returns once it has logged its
+    /// health address (a standby of a leader election has no artifact server yet, see
+    /// [`SourceController::storage_addr`]).
     ///
     /// # Errors
-    /// When the binary is missing (the message says how to build it) or does not start.
+    /// When the binary is missing (the message says how to build it), does not start, or exits or
+    /// stays silent for 60 s before logging its addresses (with the end of its log).
     pub fn start(env: &Env, ns: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
         let bin = built_bin(
             "E2E_SOURCE_CONTROLLER_BIN",
@@ -467,20 +619,13 @@ impl SourceController {
         let dir = PathBuf::from(state).join("controllers").join(ns);
         let storage_dir = dir.join("storage");
         fs_err::create_dir_all(&storage_dir)?;
-        let log = dir.join(format!(
-            "source-controller-{}.log",
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let storage_addr = format!("127.0.0.1:{}", free_port()?);
-        let (metrics, health) = (free_port()?, free_port()?);
-        let health_addr = format!("127.0.0.1:{health}");
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
             .args(["--storage-path", &storage_dir.to_string_lossy()])
-            .args(["--storage-addr", &storage_addr])
-            .args(["--storage-adv-addr", &storage_addr])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--health-addr", &health_addr])
+            // No --storage-adv-addr: the controller advertises the port it bound.
+            .args(["--storage-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--health-addr", "127.0.0.1:0"])
             .args(["--watch-label-selector", &format!("e2e.kluctl-gitops/ns={ns}")])
             .args(["--log-encoding", "console", "--min-retry-delay", "500ms"])
             .args(extra_args)
@@ -488,15 +633,43 @@ impl SourceController {
             .env_remove("GIT_SSL_CAINFO")
             .env_remove("SSL_CERT_FILE")
             .stdout(std::process::Stdio::null())
-            .stderr(fs_err::File::create(&log)?.into_parts().0)
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(SourceController {
+        let stderr = child
+            .stderr
+            .take()
+            .context("source-controller has no stderr pipe")?;
+        let log = dir.join(format!(
+            "source-controller-{}.log",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut ctl = SourceController {
             child,
             storage_dir,
-            storage_addr,
-            health_addr,
-            log,
+            health_addr: String::new(),
+            log: ChildLog::follow(stderr, &log)?,
+        };
+        ctl.health_addr = ctl
+            .log
+            .wait_for("its health address", Duration::from_secs(60), |l| {
+                log_field(l, "health_addr").map(str::to_string)
+            })?;
+        Ok(ctl)
+    }
+
+    /// `host:port` of its artifact server, waiting up to 10 s for it to be logged (a standby of a
+    /// leader election serves no artifacts until it leads).
+    ///
+    /// # Errors
+    /// When it has not logged the address by then.
+    pub fn storage_addr(&self) -> anyhow::Result<String> {
+        self.storage_addr_within(Duration::from_secs(10))
+    }
+
+    fn storage_addr_within(&self, timeout: Duration) -> anyhow::Result<String> {
+        self.log.wait_for("its artifact server address", timeout, |l| {
+            log_field(l, "storage_addr").map(str::to_string)
         })
     }
 
@@ -508,16 +681,15 @@ impl SourceController {
         }
     }
 
-    /// True when the artifact server accepts connections.
+    /// True when it has logged its artifact server's address and that accepts connections.
     pub fn serving(&self) -> bool {
-        std::net::TcpStream::connect(&self.storage_addr).is_ok()
+        self.storage_addr_within(Duration::ZERO)
+            .is_ok_and(|addr| std::net::TcpStream::connect(addr).is_ok())
     }
 
     /// The last lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs_err::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.log.tail(lines)
     }
 }
 
@@ -705,17 +877,80 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    poll_for(what, timeout, || {
+        let fut = check();
+        async move { Ok(fut.await.then_some(())) }
+    })
+    .await
+}
+
+/// Polls `check` every 200 ms until it yields a value, failing after `timeout` with `what`.
+/// For states no single object can be watched for (a list by label, an authorizer catching up).
+///
+/// # Errors
+/// The first error `check` returns, or a timeout.
+pub async fn poll_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         tick.tick().await;
-        if check().await {
-            return Ok(());
+        if let Some(v) = check().await? {
+            return Ok(v);
         }
         if tokio::time::Instant::now() > deadline {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
     }
+}
+
+/// Makes the one-replica Deployment `name` in `ns` ready. The e2e cluster has no kubelet: its pod
+/// is marked Running and Ready through `/status` as the admin identity, and the ReplicaSet and
+/// Deployment controllers of the real kube-controller-manager then count it. Returns when the
+/// Deployment reports one ready and available replica.
+///
+/// # Errors
+/// On API errors, or when the pod or the count does not appear within `timeout` each.
+pub async fn make_deployment_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = ListParams::default().labels(&format!("app={name}"));
+    let pod = poll_for(&format!("a pod of deployment {ns}/{name}"), timeout, || async {
+        let list = pods.list(&selector).await?;
+        Ok(list.items.into_iter().find_map(|p| p.metadata.name))
+    })
+    .await?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    pods.patch_status(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})),
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &deployments,
+        name,
+        "one ready and available replica",
+        timeout,
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.ready_replicas == Some(1) && s.available_replicas == Some(1))
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// A webhook receiver on 127.0.0.1 that records the JSON bodies POSTed to it (answering 200).
@@ -813,6 +1048,15 @@ mod tests {
         assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
         assert_eq!(vars.get("C").map(String::as_str), Some("x=y"));
         assert!(!vars.contains_key("PATH"));
+    }
+
+    #[test]
+    fn log_fields_are_read_by_exact_key() {
+        let line = "2026-01-01T00:00:00Z  INFO source_controller: serving artifacts \
+                    storage_addr=127.0.0.1:4100 metrics_addr=127.0.0.1:4101 health_addr=127.0.0.1:4102";
+        assert_eq!(log_field(line, "storage_addr"), Some("127.0.0.1:4100"));
+        assert_eq!(log_field(line, "health_addr"), Some("127.0.0.1:4102"));
+        assert_eq!(log_field(line, "addr"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! chart rendered, an http chart repository (served by a small server inside the test) pulled and
 //! cached, a pre-pulled `.helm-charts/` project, and error cases naming file and field.
 
-use e2e::Env;
+use e2e::{ChildLog, Env};
 use kluctl_engine::helm::{Capabilities, Helm, HelmBinary, RenderRequest, find_pre_pulled_dir};
 use kluctl_engine::yaml::parse_multi_doc;
 use std::io::{BufRead, BufReader, Write};
@@ -370,31 +370,32 @@ fn start_registry(tmp: &Path) -> anyhow::Result<(Registry, u16)> {
         "'{}' is missing\nhint: run 'e2e/scripts/servers.sh install' (or 'make e2e-up') to install Debian's docker-registry",
         bin.display()
     );
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let config = tmp.join("registry.yml");
+    // Port 0: the registry binds a free port and logs it ("listening on 127.0.0.1:<port>", at info).
     write(
         &config,
         &format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n",
             tmp.join("registry-data").display()
         ),
     )?;
-    let log = fs_err::File::create(tmp.join("registry.log"))?;
-    let child = std::process::Command::new(&bin)
+    let mut child = std::process::Command::new(&bin)
         .arg("serve")
         .arg(&config)
-        .stdout(log.try_clone()?.into_parts().0)
-        .stderr(log.into_parts().0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()?;
+    let stderr = child.stderr.take();
     let registry = Registry(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "docker-registry did not listen on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let log = ChildLog::follow(
+        stderr.ok_or_else(|| anyhow::anyhow!("docker-registry has no stderr pipe"))?,
+        &tmp.join("registry.log"),
+    )?;
+    let port = log.wait_for("its address", std::time::Duration::from_secs(20), |line| {
+        let addr = line.split("listening on ").nth(1)?;
+        let addr = addr.split(['"', ' ', ',']).next()?;
+        addr.rsplit(':').next()?.parse::<u16>().ok()
+    })?;
     Ok((registry, port))
 }
 

@@ -9,7 +9,6 @@ use kluctl_engine::kustomize::{
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 fn binary() -> anyhow::Result<KustomizeBinary> {
     let env = Env::load()?;
@@ -196,8 +195,10 @@ fn missing_binary_is_a_clear_error() {
     assert!(err.contains("hint: install kustomize v5.8.1"), "{err}");
 }
 
+/// The native path on a large input builds exactly what the binary builds. How much faster it is
+/// is measured by `make bench`, not asserted here.
 #[test]
-fn native_path_is_much_faster_than_the_binary() -> anyhow::Result<()> {
+fn native_path_builds_1000_objects_identical_to_the_binary() -> anyhow::Result<()> {
     let bin = binary()?;
     let tmp = tempfile::tempdir()?;
     let mut docs = String::new();
@@ -210,18 +211,9 @@ fn native_path_is_much_faster_than_the_binary() -> anyhow::Result<()> {
     fs_err::write(tmp.path().join("objects.yaml"), docs)?;
     let k = generate_kustomization(tmp.path(), false)?;
     write_kustomization(tmp.path(), &k)?;
-    let t = Instant::now();
     let native = Kustomizer::build_native(tmp.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let native_time = t.elapsed();
-    let t = Instant::now();
     let reference = bin.build(tmp.path())?;
-    let binary_time = t.elapsed();
     assert_eq!(native, reference);
-    println!("e2e: 1000 objects: native {native_time:?}, kustomize binary {binary_time:?}");
-    assert!(
-        native_time < binary_time,
-        "native {native_time:?} not faster than binary {binary_time:?}"
-    );
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use e2e::{Env, TestNs, api_for, init_logging};
+use e2e::{DeleteOnDrop, Env, TestNs, api_for, init_logging};
 use gitops_api::kluctl::v1beta1::ObjectRef;
 use kluctl_engine::project::inclusion::Inclusion;
 use kluctl_engine::prune::{self, DeleteOptions};
@@ -133,8 +133,8 @@ async fn exists(client: &kube::Client, object: &Value) -> anyhow::Result<bool> {
         .is_some_and(|m| m.metadata.deletion_timestamp.is_none()))
 }
 
-/// Runs `body` with the fixture applied, then removes the cluster-scoped fixture objects (the
-/// test namespace itself is removed by `TestNs`).
+/// Runs `body` with the fixture applied; the cluster-scoped fixture objects are removed by drop
+/// guards (the test namespace itself by `TestNs`).
 async fn with_fixture<F, Fut>(test: &str, body: F) -> anyhow::Result<()>
 where
     F: FnOnce(Env, kube::Client, String, ApiIndex, Vec<(Value, &'static str)>) -> Fut,
@@ -143,32 +143,29 @@ where
     init_logging();
     TestNs::run(test, |t| async move {
         let objects = fixture(&t.name);
+        // Cluster-scoped objects outlive the test namespace; the guards delete them, also when
+        // the body panics.
+        let _cluster_scoped: Vec<DeleteOnDrop> = objects
+            .iter()
+            .filter(|(o, _)| o["metadata"]["namespace"].is_null())
+            .map(|(o, _)| {
+                let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                DeleteOnDrop::object(&t.env, &field(&o["kind"]), &field(&o["metadata"]["name"]))
+            })
+            .collect();
         for (o, manager) in &objects {
             apply(&t.client, o, manager).await?;
         }
         let discovery = kube::discovery::Discovery::new(t.client.clone()).run().await?;
         let index = ApiIndex::from_discovery(&discovery);
-        let result = body(
+        body(
             t.env.clone(),
             t.client.clone(),
             t.name.clone(),
             index,
             objects.clone(),
         )
-        .await;
-        for (o, _) in &objects {
-            if o["metadata"]["namespace"].is_null() {
-                let dynamic: DynamicObject = serde_json::from_value(o.clone())?;
-                let api = api_for(&t.client, &dynamic).await?;
-                let _ = api
-                    .delete(
-                        dynamic.metadata.name.as_deref().unwrap_or_default(),
-                        &DeleteParams::background(),
-                    )
-                    .await;
-            }
-        }
-        result
+        .await
     })
     .await
 }
@@ -402,14 +399,11 @@ async fn forbidden_lists_become_warnings_and_fall_back_to_the_named_namespaces()
             ..ListOptions::default()
         };
         // The RoleBinding may take a moment to be seen by the authorizer.
-        let mut remote = remote::list_by_discriminator(&dev, &index, &d, &options).await?;
-        for _ in 0..20 {
-            if !remote.objects.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            remote = remote::list_by_discriminator(&dev, &index, &d, &options).await?;
-        }
+        let remote = e2e::poll_for("the dev user to list the ConfigMaps", Duration::from_secs(30), || async {
+            let remote = remote::list_by_discriminator(&dev, &index, &d, &options).await?;
+            Ok((!remote.objects.is_empty()).then_some(remote))
+        })
+        .await?;
         let found = names(remote.objects.keys().cloned());
         let expected: BTreeSet<String> = ["ours-orphan", "ours-rendered", "ours-skip", "foreign"]
             .iter()

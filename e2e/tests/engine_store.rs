@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io::Read as _;
 
 use anyhow::{Context as _, ensure};
-use e2e::{TestNs, init_logging};
+use e2e::{DeleteOnDrop, TestNs, init_logging};
 use gitops_api::kluctl::results::{DeploymentError, ProjectKey, TargetKey, ValidateResult};
 use gitops_api::kluctl::v1beta1::ObjectRef;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -22,14 +22,14 @@ use kluctl_engine::diff::diff_objects;
 use kluctl_engine::object_ref;
 use kluctl_engine::result::{CommandResult, ResultBuilder};
 use kluctl_engine::store::{self, StoreError, encode::obfuscated_for_store};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
 /// A base64 Secret value and a `stringData` value that must never be stored.
 const SECRET_B64: &str = "ZTJlLXZlcnktc2VjcmV0LXZhbHVl"; // base64("e2e-very-secret-value")
 const SECRET_PLAIN: &str = "e2e-plain-secret-value";
 
-/// Runs `body` with a results namespace that does not exist yet; deletes it afterwards.
+/// Runs `body` with a results namespace that does not exist yet; a guard deletes it afterwards.
 async fn with_results_ns<F, Fut>(test: &str, body: F) -> anyhow::Result<()>
 where
     F: FnOnce(kube::Client, String, String) -> Fut,
@@ -43,6 +43,8 @@ where
             namespaces.get_opt(&results_ns).await?.is_none(),
             "results namespace {results_ns} exists before the test"
         );
+        // Deleted also when the body panics.
+        let _results = DeleteOnDrop::namespace(&t.env, &results_ns);
         let outcome = body(t.client.clone(), t.name.clone(), results_ns.clone()).await;
         if outcome.is_err()
             && let Ok(dump) = t
@@ -51,7 +53,6 @@ where
         {
             eprintln!("=== secrets in {results_ns}:\n{dump}");
         }
-        let _ = namespaces.delete(&results_ns, &DeleteParams::background()).await;
         outcome
     })
     .await

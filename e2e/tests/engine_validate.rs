@@ -10,12 +10,10 @@
 
 use std::time::Duration;
 
-use e2e::{TestNs, api_for};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use e2e::{TestNs, api_for, make_deployment_ready};
 use k8s_openapi::jiff::Timestamp;
 use kluctl_engine::validate::{ClusterValidator, DeploymentError, ValidateResult};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::{Value, json};
 
 fn rendered(ns: &str) -> Vec<Value> {
@@ -61,25 +59,6 @@ fn messages_for<'a>(list: &'a [DeploymentError], object: &str) -> Vec<&'a str> {
         .filter(|e| e.object_ref.to_string() == object)
         .map(|e| e.message.as_str())
         .collect()
-}
-
-/// Polls `check` every 200 ms for up to 60 s until it yields a value.
-async fn poll<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "timed out after 60s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn create(client: &kube::Client, obj: &Value) -> anyhow::Result<()> {
@@ -143,30 +122,8 @@ async fn validate_reports_not_ready_deployment_until_its_pod_is_ready_and_missin
             "validate-result.kluctl.io/smoke"
         );
 
-        // No kubelet here: mark the pod Ready through its /status as admin; the ReplicaSet and
-        // Deployment controllers then count it.
-        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let pod_name = poll("the Deployment's pod to be created", || async {
-            let list = pods.list(&ListParams::default().labels("app=web")).await?;
-            Ok(list.items.first().and_then(|p| p.metadata.name.clone()))
-        })
-        .await?;
-        let now = Timestamp::now().to_string();
-        pods.patch_status(
-            &pod_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
-            }})),
-        )
-        .await?;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        poll("the Deployment to count its ready pod", || async {
-            let d = deployments.get("web").await?;
-            Ok((d.status.and_then(|s| s.ready_replicas) == Some(1)).then_some(()))
-        })
-        .await?;
+        // No kubelet here: the pod is marked Ready through its /status as admin.
+        make_deployment_ready(client, ns, "web", Duration::from_secs(60)).await?;
 
         let second = validate(client, &objects).await?;
         assert!(messages_for(&second.errors, &dep).is_empty(), "{second:#?}");

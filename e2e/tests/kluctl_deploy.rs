@@ -15,18 +15,13 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use e2e::{Env, run_kluctl};
+use e2e::{DeleteOnDrop, Env, make_deployment_ready, run_kluctl, unique_name, wait_for, wait_gone};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
 
-static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A unique lower-case name for this test run.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
-}
+/// How long a wait on the cluster may take.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Writes a project: `.kluctl.yaml` with target `test` and discriminator `disc`, and `files`.
 fn project(disc: &str, files: &[(&str, String)]) -> anyhow::Result<tempfile::TempDir> {
@@ -118,54 +113,6 @@ fn deployment(ns: &str, name: &str, extra_annotations: &str) -> String {
     )
 }
 
-/// Makes a one-replica Deployment ready. No kubelet here: its pod is marked Running and Ready
-/// through `/status` as the admin identity; the ReplicaSet and Deployment controllers of the
-/// real kube-controller-manager then count it.
-fn make_ready(env: &Env, ns: &str, name: &str) -> anyhow::Result<()> {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ListParams, Patch, PatchParams};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let client = env.admin_client().await?;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let deployments: Api<Deployment> = Api::namespaced(client, ns);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let pod = loop {
-            let list = pods
-                .list(&ListParams::default().labels(&format!("app={name}")))
-                .await?;
-            if let Some(n) = list.items.first().and_then(|p| p.metadata.name.clone()) {
-                break n;
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("no pod was created for deployment {ns}/{name}");
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        pods.patch_status(
-            &pod,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})),
-        )
-        .await?;
-        loop {
-            let d = deployments.get(name).await?;
-            if d.status.and_then(|s| s.available_replicas) == Some(1) {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("deployment {ns}/{name} did not count its ready pod");
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-}
-
 /// A project with item `app` (the namespace and ConfigMap `app`) and, behind a barrier, item
 /// `old` (ConfigMap `old`, which the tests then turn into an orphan).
 fn app_and_old_project(ns: &str, disc: &str) -> anyhow::Result<tempfile::TempDir> {
@@ -204,15 +151,15 @@ fn apply_foreign_objects(env: &Env, ns: &str, disc: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn cleanup(env: &Env, ns: &str) {
-    let _ = env.kubectl(&["delete", "namespace", ns, "--wait=false", "--ignore-not-found"]);
-}
-
-#[test]
+#[tokio::test]
 #[allow(clippy::too_many_lines, reason = "one scenario, step by step")]
-fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> {
+async fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-life");
+    let ns = unique_name("kd-life");
+    let _cleanup = [
+        DeleteOnDrop::namespace(&env, &ns),
+        DeleteOnDrop::namespace(&env, &format!("{ns}-results")),
+    ];
     let disc = format!("disc-{ns}");
     let files = |a: &str, with_extra: bool| {
         let mut f = vec![
@@ -244,116 +191,103 @@ fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Result<()> 
     };
     let dir = project(&disc, &files("1", true))?;
     let d = dir.path();
-    let result = (|| -> anyhow::Result<()> {
-        let out = ok(
-            d,
-            &[
-                "deploy",
-                "-y",
-                "-t",
-                "test",
-                "--command-result-namespace",
-                &format!("{ns}-results"),
-            ],
-        )?;
-        assert!(out.contains("New objects:"), "{out}");
-        assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
-        assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
-        assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("1"));
-        // The result was stored, with the Secret value obfuscated (checked by the store tests).
-        let stored = env.kubectl(&[
-            "get",
-            "secrets",
-            "-n",
+    let out = ok(
+        d,
+        &[
+            "deploy",
+            "-y",
+            "-t",
+            "test",
+            "--command-result-namespace",
             &format!("{ns}-results"),
-            "-l",
-            "kluctl.io/result=true",
-            "-o",
-            "name",
-        ])?;
-        assert_eq!(stored.lines().count(), 1, "{stored}");
+        ],
+    )?;
+    assert!(out.contains("New objects:"), "{out}");
+    assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
+    assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
+    assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("1"));
+    // The result was stored, with the Secret value obfuscated (checked by the store tests).
+    let stored = env.kubectl(&[
+        "get",
+        "secrets",
+        "-n",
+        &format!("{ns}-results"),
+        "-l",
+        "kluctl.io/result=true",
+        "-o",
+        "name",
+    ])?;
+    assert_eq!(stored.lines().count(), 1, "{stored}");
 
-        // Unchanged redeploy: no changes, and no object was written again (the Secret with
-        // stringData is rewritten by the apiserver on every apply, so it is left out).
-        let before: Vec<_> = ["configmap/app", "configmap/extra"]
-            .iter()
-            .map(|w| rv(&env, &ns, w))
-            .collect();
-        let out = ok(d, &cmd("deploy", &[]))?;
-        assert!(
-            !out.contains("Changed objects:") && !out.contains("New objects:"),
-            "{out}"
-        );
-        let after: Vec<_> = ["configmap/app", "configmap/extra"]
-            .iter()
-            .map(|w| rv(&env, &ns, w))
-            .collect();
-        assert_eq!(before, after, "an unchanged redeploy wrote objects");
+    // Unchanged redeploy: no changes, and no object was written again (the Secret with
+    // stringData is rewritten by the apiserver on every apply, so it is left out).
+    let before: Vec<_> = ["configmap/app", "configmap/extra"]
+        .iter()
+        .map(|w| rv(&env, &ns, w))
+        .collect();
+    let out = ok(d, &cmd("deploy", &[]))?;
+    assert!(
+        !out.contains("Changed objects:") && !out.contains("New objects:"),
+        "{out}"
+    );
+    let after: Vec<_> = ["configmap/app", "configmap/extra"]
+        .iter()
+        .map(|w| rv(&env, &ns, w))
+        .collect();
+    assert_eq!(before, after, "an unchanged redeploy wrote objects");
 
-        // One changed value: diff shows exactly it, deploy applies it.
-        for (p, c) in files("2", true) {
-            write(d, p, &c)?;
-        }
-        let out = ok(d, &["diff", "-t", "test"])?;
-        assert!(out.contains("Changed objects:"), "{out}");
-        assert!(
-            out.contains("data[\"a\"]") && out.contains("-1") && out.contains("+2"),
-            "{out}"
-        );
-        assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
-        assert_eq!(
-            get(&env, &ns, "configmap/app", "{.data.a}").as_deref(),
-            Some("1"),
-            "diff changed the cluster"
-        );
-        let out = ok(d, &cmd("deploy", &[]))?;
-        assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
-        assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("2"));
-
-        // Remove an item: it becomes an orphan; deploy --prune deletes it.
-        fs_err::remove_dir_all(d.join("extra"))?;
-        for (p, c) in files("2", false) {
-            write(d, p, &c)?;
-        }
-        let out = ok(d, &["diff", "-t", "test"])?;
-        assert!(
-            out.contains("Orphan objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
-            "{out}"
-        );
-        let out = ok(d, &cmd("deploy", &["--prune"]))?;
-        assert!(
-            out.contains("Deleted objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
-            "{out}"
-        );
-        assert!(rv(&env, &ns, "configmap/extra").is_none(), "orphan still there");
-        assert!(rv(&env, &ns, "configmap/app").is_some());
-
-        // delete: everything of the discriminator goes, the namespace too.
-        let out = ok(d, &cmd("delete", &[]))?;
-        assert!(out.contains(&format!("Namespace/{ns}")), "{out}");
-        e2e_wait_gone(&env, &format!("namespace/{ns}"))?;
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    cleanup(&env, &format!("{ns}-results"));
-    result
-}
-
-fn e2e_wait_gone(env: &Env, what: &str) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while rv(env, "", what).is_some() {
-        if std::time::Instant::now() > deadline {
-            bail!("{what} still exists after 60s");
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    // One changed value: diff shows exactly it, deploy applies it.
+    for (p, c) in files("2", true) {
+        write(d, p, &c)?;
     }
+    let out = ok(d, &["diff", "-t", "test"])?;
+    assert!(out.contains("Changed objects:"), "{out}");
+    assert!(
+        out.contains("data[\"a\"]") && out.contains("-1") && out.contains("+2"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "a Secret value was printed:\n{out}");
+    assert_eq!(
+        get(&env, &ns, "configmap/app", "{.data.a}").as_deref(),
+        Some("1"),
+        "diff changed the cluster"
+    );
+    let out = ok(d, &cmd("deploy", &[]))?;
+    assert!(out.contains(&format!("{ns}/ConfigMap/app")), "{out}");
+    assert_eq!(get(&env, &ns, "configmap/app", "{.data.a}").as_deref(), Some("2"));
+
+    // Remove an item: it becomes an orphan; deploy --prune deletes it.
+    fs_err::remove_dir_all(d.join("extra"))?;
+    for (p, c) in files("2", false) {
+        write(d, p, &c)?;
+    }
+    let out = ok(d, &["diff", "-t", "test"])?;
+    assert!(
+        out.contains("Orphan objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
+        "{out}"
+    );
+    let out = ok(d, &cmd("deploy", &["--prune"]))?;
+    assert!(
+        out.contains("Deleted objects:") && out.contains(&format!("{ns}/ConfigMap/extra")),
+        "{out}"
+    );
+    assert!(rv(&env, &ns, "configmap/extra").is_none(), "orphan still there");
+    assert!(rv(&env, &ns, "configmap/app").is_some());
+
+    // delete: everything of the discriminator goes, the namespace too.
+    let out = ok(d, &cmd("delete", &[]))?;
+    assert!(out.contains(&format!("Namespace/{ns}")), "{out}");
+    let namespaces: Api<Namespace> = Api::all(env.admin_client().await?);
+    wait_gone(&namespaces, &ns, WAIT).await?;
     Ok(())
 }
 
-#[test]
-fn barriers_order_items_and_readiness_is_waited_for() -> anyhow::Result<()> {
+#[tokio::test]
+async fn barriers_order_items_and_readiness_is_waited_for() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-barrier");
+    let client = env.admin_client().await?;
+    let ns = unique_name("kd-barrier");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dir = project(&disc, &[
         ("deployment.yaml", "deployments:\n  - path: ns\n  - barrier: true\n  - path: slow\n    waitReadiness: true\n  - barrier: true\n  - path: after\n".to_owned()),
@@ -361,46 +295,46 @@ fn barriers_order_items_and_readiness_is_waited_for() -> anyhow::Result<()> {
         ("slow/d.yaml", deployment(&ns, "slow", "")),
         ("after/cm.yaml", configmap(&ns, "after", "  x: \"1\"")),
     ])?;
-    let result = (|| -> anyhow::Result<()> {
-        let d = dir.path().to_owned();
-        let run = std::thread::spawn(move || run_kluctl(&d, &cmd("deploy", &[]), &[]));
-        // Wait for the Deployment, then make it ready (no kubelet here: status patched as admin).
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while rv(&env, &ns, "deployment/slow").is_none() {
-            if std::time::Instant::now() > deadline {
-                bail!("deployment never created");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        assert!(
-            rv(&env, &ns, "configmap/after").is_none(),
-            "the item after the barrier started before readiness"
-        );
-        make_ready(&env, &ns, "slow")?;
-        let ready_rv: u64 = rv(&env, &ns, "deployment/slow").context("rv")?.parse()?;
-        let out = run
-            .join()
-            .map_err(|_| anyhow::anyhow!("kluctl thread panicked"))??;
-        let t = text(&out);
-        assert!(out.status.success(), "{t}");
-        let after_rv: u64 = rv(&env, &ns, "configmap/after")
-            .context("after missing")?
-            .parse()?;
-        assert!(
-            after_rv > ready_rv,
-            "item after the barrier created before the wait ended ({after_rv} <= {ready_rv})"
-        );
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    let d = dir.path().to_owned();
+    let run = std::thread::spawn(move || run_kluctl(&d, &cmd("deploy", &[]), &[]));
+    // Kluctl applies `slow` and then waits for its readiness before the barrier lets `after` go.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &deployments,
+        "slow",
+        "its creation by kluctl",
+        WAIT,
+        |d: Option<&Deployment>| d.is_some(),
+    )
+    .await?;
+    assert!(
+        rv(&env, &ns, "configmap/after").is_none(),
+        "the item after the barrier started before readiness"
+    );
+    // No kubelet here: its pod's status is patched as admin. The resource versions below show
+    // that `after` was written only once the Deployment counted the ready pod.
+    make_deployment_ready(&client, &ns, "slow", WAIT).await?;
+    let ready_rv: u64 = rv(&env, &ns, "deployment/slow").context("rv")?.parse()?;
+    let out = run
+        .join()
+        .map_err(|_| anyhow::anyhow!("kluctl thread panicked"))??;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let after_rv: u64 = rv(&env, &ns, "configmap/after")
+        .context("after missing")?
+        .parse()?;
+    assert!(
+        after_rv > ready_rv,
+        "item after the barrier created before the wait ended ({after_rv} <= {ready_rv})"
+    );
+    Ok(())
 }
 
 #[test]
 fn hooks_run_by_weight_and_are_deleted_per_policy() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-hooks");
+    let ns = unique_name("kd-hooks");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let hook = |name: &str, weight: i32, policy: &str| {
         format!(
@@ -431,76 +365,71 @@ fn hooks_run_by_weight_and_are_deleted_per_policy() -> anyhow::Result<()> {
             ("app/cm.yaml", configmap(&ns, "main", "  x: \"1\"")),
         ],
     )?;
-    let result = (|| -> anyhow::Result<()> {
-        let out = ok(dir.path(), &cmd("deploy", &[]))?;
-        assert!(out.contains("Applied hooks:"), "{out}");
-        let first: u64 = rv(&env, &ns, "configmap/first")
-            .context("first hook missing")?
-            .parse()?;
-        let second: u64 = rv(&env, &ns, "configmap/second")
-            .context("second hook missing")?
-            .parse()?;
-        let main: u64 = rv(&env, &ns, "configmap/main").context("main missing")?.parse()?;
-        assert!(first < second, "weight 1 ran after weight 2");
-        assert!(second < main, "a pre-deploy hook ran after the item's objects");
-        assert!(
-            rv(&env, &ns, "configmap/temporary").is_none(),
-            "hook-succeeded hook was not deleted"
-        );
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    let out = ok(dir.path(), &cmd("deploy", &[]))?;
+    assert!(out.contains("Applied hooks:"), "{out}");
+    let first: u64 = rv(&env, &ns, "configmap/first")
+        .context("first hook missing")?
+        .parse()?;
+    let second: u64 = rv(&env, &ns, "configmap/second")
+        .context("second hook missing")?
+        .parse()?;
+    let main: u64 = rv(&env, &ns, "configmap/main").context("main missing")?.parse()?;
+    assert!(first < second, "weight 1 ran after weight 2");
+    assert!(second < main, "a pre-deploy hook ran after the item's objects");
+    assert!(
+        rv(&env, &ns, "configmap/temporary").is_none(),
+        "hook-succeeded hook was not deleted"
+    );
+    Ok(())
 }
 
 #[test]
 fn conflicts_keep_the_other_managers_value_with_a_warning() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-conflict");
+    let ns = unique_name("kd-conflict");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
-    let result = (|| -> anyhow::Result<()> {
-        env.kubectl(&["create", "namespace", &ns])?;
-        env.kubectl_with_input(
-            &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
-            Some(&configmap(&ns, "shared", "  a: theirs")),
-        )?;
-        let dir = project(
-            &disc,
-            &[
-                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
-                ("app/cm.yaml", configmap(&ns, "shared", "  a: ours\n  b: ours")),
-            ],
-        )?;
-        let out = ok(dir.path(), &cmd("deploy", &[]))?;
-        assert!(
-            out.contains("Warnings:") && out.contains("data.a") && out.contains("lost field ownership"),
-            "{out}"
-        );
-        assert_eq!(
-            get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
-            Some("theirs")
-        );
-        assert_eq!(
-            get(&env, &ns, "configmap/shared", "{.data.b}").as_deref(),
-            Some("ours")
-        );
-        // --force-apply takes the field over.
-        ok(dir.path(), &cmd("deploy", &["--force-apply"]))?;
-        assert_eq!(
-            get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
-            Some("ours")
-        );
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    env.kubectl(&["create", "namespace", &ns])?;
+    env.kubectl_with_input(
+        &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
+        Some(&configmap(&ns, "shared", "  a: theirs")),
+    )?;
+    let dir = project(
+        &disc,
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            ("app/cm.yaml", configmap(&ns, "shared", "  a: ours\n  b: ours")),
+        ],
+    )?;
+    let out = ok(dir.path(), &cmd("deploy", &[]))?;
+    assert!(
+        out.contains("Warnings:") && out.contains("data.a") && out.contains("lost field ownership"),
+        "{out}"
+    );
+    assert_eq!(
+        get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
+        Some("theirs")
+    );
+    assert_eq!(
+        get(&env, &ns, "configmap/shared", "{.data.b}").as_deref(),
+        Some("ours")
+    );
+    // --force-apply takes the field over.
+    ok(dir.path(), &cmd("deploy", &["--force-apply"]))?;
+    assert_eq!(
+        get(&env, &ns, "configmap/shared", "{.data.a}").as_deref(),
+        Some("ours")
+    );
+    Ok(())
 }
 
 #[test]
 fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-crd");
+    let ns = unique_name("kd-crd");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let group = format!("{ns}.example.com");
+    let _crd = DeleteOnDrop::object(&env, "crd", &format!("widgets.{group}"));
     let disc = format!("disc-{ns}");
     let crd = format!(
         "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"
@@ -520,196 +449,180 @@ fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> 
             ("app/c-cr.yaml", cr(1)),
         ],
     )?;
-    let result = (|| -> anyhow::Result<()> {
-        // A dry run of a new project: nothing is created, the CR is a warning.
-        let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
-        assert!(
-            out.contains("has not been applied yet as Kluctl is running in dry-run mode"),
-            "{out}"
-        );
-        assert!(
-            rv(&env, "", &format!("crd/widgets.{group}")).is_none(),
-            "dry run created the CRD"
-        );
-        assert!(
-            rv(&env, "", &format!("namespace/{ns}")).is_none(),
-            "dry run created the namespace"
-        );
+    // A dry run of a new project: nothing is created, the CR is a warning.
+    let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
+    assert!(
+        out.contains("has not been applied yet as Kluctl is running in dry-run mode"),
+        "{out}"
+    );
+    assert!(
+        rv(&env, "", &format!("crd/widgets.{group}")).is_none(),
+        "dry run created the CRD"
+    );
+    assert!(
+        rv(&env, "", &format!("namespace/{ns}")).is_none(),
+        "dry run created the namespace"
+    );
 
-        let out = ok(dir.path(), &cmd("deploy", &[]))?;
-        assert!(out.contains(&format!("{ns}/Widget/w")), "{out}");
-        assert_eq!(
-            get(&env, &ns, &format!("widgets.{group}/w"), "{.spec.size}").as_deref(),
-            Some("1")
-        );
+    let out = ok(dir.path(), &cmd("deploy", &[]))?;
+    assert!(out.contains(&format!("{ns}/Widget/w")), "{out}");
+    assert_eq!(
+        get(&env, &ns, &format!("widgets.{group}/w"), "{.spec.size}").as_deref(),
+        Some("1")
+    );
 
-        // A dry run of a change reports it and changes nothing.
-        write(dir.path(), "app/c-cr.yaml", &cr(2))?;
-        let before = rv(&env, &ns, &format!("widgets.{group}/w"));
-        let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
-        assert!(out.contains("spec.size"), "{out}");
-        assert_eq!(
-            rv(&env, &ns, &format!("widgets.{group}/w")),
-            before,
-            "dry run changed the CR"
-        );
-        ok(dir.path(), &cmd("delete", &[]))?;
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    let _ = env.kubectl(&[
-        "delete",
-        "crd",
-        &format!("widgets.{group}"),
-        "--ignore-not-found",
-        "--wait=false",
-    ]);
-    result
+    // A dry run of a change reports it and changes nothing.
+    write(dir.path(), "app/c-cr.yaml", &cr(2))?;
+    let before = rv(&env, &ns, &format!("widgets.{group}/w"));
+    let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
+    assert!(out.contains("spec.size"), "{out}");
+    assert_eq!(
+        rv(&env, &ns, &format!("widgets.{group}/w")),
+        before,
+        "dry run changed the CR"
+    );
+    ok(dir.path(), &cmd("delete", &[]))?;
+    Ok(())
 }
 
 #[test]
 #[allow(clippy::too_many_lines, reason = "one scenario, step by step")]
 fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-safe");
+    let ns = unique_name("kd-safe");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
-    let result = (|| -> anyhow::Result<()> {
-        ok(d, &cmd("deploy", &[]))?;
-        // Foreign objects: our discriminator but created by another manager, another
-        // discriminator, no discriminator.
-        apply_foreign_objects(&env, &ns, &disc)?;
-        // "old" becomes an orphan.
-        write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+    ok(d, &cmd("deploy", &[]))?;
+    // Foreign objects: our discriminator but created by another manager, another
+    // discriminator, no discriminator.
+    apply_foreign_objects(&env, &ns, &disc)?;
+    // "old" becomes an orphan.
+    write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
 
-        // 1. A render error: nothing applied, nothing pruned.
-        write(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
-        let out = fails(d, &cmd("deploy", &["--prune"]))?;
+    // 1. A render error: nothing applied, nothing pruned.
+    write(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
+    let out = fails(d, &cmd("deploy", &["--prune"]))?;
+    assert!(
+        out.contains("broken.yaml"),
+        "the render error does not name the file:\n{out}"
+    );
+    assert!(
+        rv(&env, &ns, "configmap/old").is_some(),
+        "pruned after a failed render"
+    );
+    fs_err::remove_file(d.join("app/broken.yaml"))?;
+
+    // 2. One object fails to apply: the prune is skipped.
+    write(
+        d,
+        "app/bad.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n  type: NoSuchType\n  ports: [{{port: 80}}]\n"
+        ),
+    )?;
+    let out = fails(d, &cmd("deploy", &["--prune"]))?;
+    assert!(out.contains("prune skipped"), "{out}");
+    assert!(
+        rv(&env, &ns, "configmap/old").is_some(),
+        "pruned after a failed apply"
+    );
+    fs_err::remove_file(d.join("app/bad.yaml"))?;
+
+    // 3. A readiness timeout: the prune is skipped.
+    write(
+        d,
+        "app/d.yaml",
+        &deployment(&ns, "never-ready", "kluctl.io/wait-readiness: \"true\""),
+    )?;
+    let out = fails(d, &cmd("deploy", &["--prune", "--readiness-timeout", "2s"]))?;
+    assert!(out.contains("timed out") || out.contains("timeout"), "{out}");
+    assert!(
+        rv(&env, &ns, "configmap/old").is_some(),
+        "pruned after a readiness timeout"
+    );
+    fs_err::remove_file(d.join("app/d.yaml"))?;
+
+    // Without a terminal and without -y, deploy refuses before touching anything.
+    let out = fails(d, &["deploy", "-t", "test", "--prune"])?;
+    assert!(out.contains("pass -y"), "{out}");
+
+    // A successful prune deletes the orphans, but never the foreign objects.
+    let out = ok(d, &cmd("prune", &[]))?;
+    assert!(out.contains(&format!("{ns}/ConfigMap/old")), "{out}");
+    assert!(out.contains(&format!("{ns}/Deployment/never-ready")), "{out}");
+    assert!(rv(&env, &ns, "configmap/old").is_none());
+    for name in ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc", "app"] {
         assert!(
-            out.contains("broken.yaml"),
-            "the render error does not name the file:\n{out}"
+            rv(&env, &ns, &format!("configmap/{name}")).is_some(),
+            "{name} was deleted by prune"
         );
-        assert!(
-            rv(&env, &ns, "configmap/old").is_some(),
-            "pruned after a failed render"
-        );
-        fs_err::remove_file(d.join("app/broken.yaml"))?;
-
-        // 2. One object fails to apply: the prune is skipped.
-        write(
-            d,
-            "app/bad.yaml",
-            &format!(
-                "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n  type: NoSuchType\n  ports: [{{port: 80}}]\n"
-            ),
-        )?;
-        let out = fails(d, &cmd("deploy", &["--prune"]))?;
-        assert!(out.contains("prune skipped"), "{out}");
-        assert!(
-            rv(&env, &ns, "configmap/old").is_some(),
-            "pruned after a failed apply"
-        );
-        fs_err::remove_file(d.join("app/bad.yaml"))?;
-
-        // 3. A readiness timeout: the prune is skipped.
-        write(
-            d,
-            "app/d.yaml",
-            &deployment(&ns, "never-ready", "kluctl.io/wait-readiness: \"true\""),
-        )?;
-        let out = fails(d, &cmd("deploy", &["--prune", "--readiness-timeout", "2s"]))?;
-        assert!(out.contains("timed out") || out.contains("timeout"), "{out}");
-        assert!(
-            rv(&env, &ns, "configmap/old").is_some(),
-            "pruned after a readiness timeout"
-        );
-        fs_err::remove_file(d.join("app/d.yaml"))?;
-
-        // Without a terminal and without -y, deploy refuses before touching anything.
-        let out = fails(d, &["deploy", "-t", "test", "--prune"])?;
-        assert!(out.contains("pass -y"), "{out}");
-
-        // A successful prune deletes the orphans, but never the foreign objects.
-        let out = ok(d, &cmd("prune", &[]))?;
-        assert!(out.contains(&format!("{ns}/ConfigMap/old")), "{out}");
-        assert!(out.contains(&format!("{ns}/Deployment/never-ready")), "{out}");
-        assert!(rv(&env, &ns, "configmap/old").is_none());
-        for name in ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc", "app"] {
-            assert!(
-                rv(&env, &ns, &format!("configmap/{name}")).is_some(),
-                "{name} was deleted by prune"
-            );
-        }
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    }
+    Ok(())
 }
 
 #[test]
 fn foreign_objects_survive_delete_and_no_discriminator_refuses() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-foreign");
+    let ns = unique_name("kd-foreign");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
-    let result = (|| -> anyhow::Result<()> {
-        // The namespace is not ours: delete removes our objects one by one inside it.
-        env.kubectl(&["create", "namespace", &ns])?;
-        let dir = project(
-            &disc,
-            &[
-                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
-                ("app/cm.yaml", configmap(&ns, "ours", "  a: \"1\"")),
-            ],
-        )?;
-        ok(dir.path(), &cmd("deploy", &[]))?;
-        apply_foreign_objects(&env, &ns, &disc)?;
-        let before: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
-            .iter()
-            .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
-            .collect();
-        let out = ok(dir.path(), &cmd("delete", &[]))?;
-        assert!(out.contains(&format!("{ns}/ConfigMap/ours")), "{out}");
-        assert!(
-            !out.contains("theirs"),
-            "a foreign object was listed for deletion:\n{out}"
-        );
-        assert!(rv(&env, &ns, "configmap/ours").is_none());
-        let after: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
-            .iter()
-            .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
-            .collect();
-        assert_eq!(before, after, "a foreign object was modified or deleted");
-        assert!(after.iter().all(Option::is_some));
+    // The namespace is not ours: delete removes our objects one by one inside it.
+    env.kubectl(&["create", "namespace", &ns])?;
+    let dir = project(
+        &disc,
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            ("app/cm.yaml", configmap(&ns, "ours", "  a: \"1\"")),
+        ],
+    )?;
+    ok(dir.path(), &cmd("deploy", &[]))?;
+    apply_foreign_objects(&env, &ns, &disc)?;
+    let before: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
+        .iter()
+        .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
+        .collect();
+    let out = ok(dir.path(), &cmd("delete", &[]))?;
+    assert!(out.contains(&format!("{ns}/ConfigMap/ours")), "{out}");
+    assert!(
+        !out.contains("theirs"),
+        "a foreign object was listed for deletion:\n{out}"
+    );
+    assert!(rv(&env, &ns, "configmap/ours").is_none());
+    let after: Vec<_> = ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc"]
+        .iter()
+        .map(|n| rv(&env, &ns, &format!("configmap/{n}")))
+        .collect();
+    assert_eq!(before, after, "a foreign object was modified or deleted");
+    assert!(after.iter().all(Option::is_some));
 
-        // Without a discriminator: prune and delete refuse, deploy warns.
-        let nodisc = project(
-            "",
-            &[
-                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
-                ("app/cm.yaml", configmap(&ns, "nodisc", "  a: \"1\"")),
-            ],
-        )?;
-        let out = ok(nodisc.path(), &cmd("deploy", &[]))?;
-        assert!(out.contains("no discriminator configured"), "{out}");
-        let out = fails(nodisc.path(), &cmd("prune", &[]))?;
-        assert!(
-            out.contains("pruning without a discriminator is not supported"),
-            "{out}"
-        );
-        let out = fails(nodisc.path(), &cmd("delete", &[]))?;
-        assert!(out.contains("without a discriminator is not supported"), "{out}");
-        assert!(rv(&env, &ns, "configmap/nodisc").is_some());
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    // Without a discriminator: prune and delete refuse, deploy warns.
+    let nodisc = project(
+        "",
+        &[
+            ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+            ("app/cm.yaml", configmap(&ns, "nodisc", "  a: \"1\"")),
+        ],
+    )?;
+    let out = ok(nodisc.path(), &cmd("deploy", &[]))?;
+    assert!(out.contains("no discriminator configured"), "{out}");
+    let out = fails(nodisc.path(), &cmd("prune", &[]))?;
+    assert!(
+        out.contains("pruning without a discriminator is not supported"),
+        "{out}"
+    );
+    let out = fails(nodisc.path(), &cmd("delete", &[]))?;
+    assert!(out.contains("without a discriminator is not supported"), "{out}");
+    assert!(rv(&env, &ns, "configmap/nodisc").is_some());
+    Ok(())
 }
 
-#[test]
-fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()> {
+#[tokio::test]
+async fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-validate");
+    let ns = unique_name("kd-validate");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dir = project(
         &disc,
@@ -719,24 +632,21 @@ fn validate_reports_not_ready_until_the_status_says_ready() -> anyhow::Result<()
             ("app/d.yaml", deployment(&ns, "web", "")),
         ],
     )?;
-    let result = (|| -> anyhow::Result<()> {
-        ok(dir.path(), &cmd("deploy", &[]))?;
-        let out = fails(dir.path(), &["validate", "-t", "test"])?;
-        assert!(out.contains(&format!("{ns}/Deployment/web")), "{out}");
-        // No kubelet here: the Deployment is made ready by patching its status as admin.
-        make_ready(&env, &ns, "web")?;
-        let out = ok(dir.path(), &["validate", "-t", "test"])?;
-        assert!(out.contains("Validation succeeded"), "{out}");
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    ok(dir.path(), &cmd("deploy", &[]))?;
+    let out = fails(dir.path(), &["validate", "-t", "test"])?;
+    assert!(out.contains(&format!("{ns}/Deployment/web")), "{out}");
+    // No kubelet here: the Deployment is made ready by patching its status as admin.
+    make_deployment_ready(&env.admin_client().await?, &ns, "web", WAIT).await?;
+    let out = ok(dir.path(), &["validate", "-t", "test"])?;
+    assert!(out.contains("Validation succeeded"), "{out}");
+    Ok(())
 }
 
 #[test]
 fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-poke");
+    let ns = unique_name("kd-poke");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dep = |replicas: u32| {
         format!(
@@ -752,47 +662,44 @@ fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
             ("app/cm.yaml", configmap(&ns, "cfg", "  a: \"1\"")),
         ],
     )?;
-    let result = (|| -> anyhow::Result<()> {
-        ok(dir.path(), &cmd("deploy", &["-F", "nginx=nginx:1.0"]))?;
-        let image = "{.spec.template.spec.containers[0].image}";
-        assert_eq!(
-            get(&env, &ns, "deployment/web", image).as_deref(),
-            Some("nginx:1.0")
-        );
-        // Other changes in the project are not applied by poke-images.
-        write(dir.path(), "app/d.yaml", &dep(3))?;
-        write(dir.path(), "app/cm.yaml", &configmap(&ns, "cfg", "  a: \"2\""))?;
-        ok(
-            dir.path(),
-            &[
-                "poke-images",
-                "-y",
-                "-t",
-                "test",
-                "-F",
-                "nginx=nginx:2.0",
-                "--write-command-result=false",
-            ],
-        )?;
-        assert_eq!(
-            get(&env, &ns, "deployment/web", image).as_deref(),
-            Some("nginx:2.0")
-        );
-        assert_eq!(
-            get(&env, &ns, "deployment/web", "{.spec.replicas}").as_deref(),
-            Some("0")
-        );
-        assert_eq!(get(&env, &ns, "configmap/cfg", "{.data.a}").as_deref(), Some("1"));
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    ok(dir.path(), &cmd("deploy", &["-F", "nginx=nginx:1.0"]))?;
+    let image = "{.spec.template.spec.containers[0].image}";
+    assert_eq!(
+        get(&env, &ns, "deployment/web", image).as_deref(),
+        Some("nginx:1.0")
+    );
+    // Other changes in the project are not applied by poke-images.
+    write(dir.path(), "app/d.yaml", &dep(3))?;
+    write(dir.path(), "app/cm.yaml", &configmap(&ns, "cfg", "  a: \"2\""))?;
+    ok(
+        dir.path(),
+        &[
+            "poke-images",
+            "-y",
+            "-t",
+            "test",
+            "-F",
+            "nginx=nginx:2.0",
+            "--write-command-result=false",
+        ],
+    )?;
+    assert_eq!(
+        get(&env, &ns, "deployment/web", image).as_deref(),
+        Some("nginx:2.0")
+    );
+    assert_eq!(
+        get(&env, &ns, "deployment/web", "{.spec.replicas}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(get(&env, &ns, "configmap/cfg", "{.data.a}").as_deref(), Some("1"));
+    Ok(())
 }
 
 #[test]
 fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-500");
+    let ns = unique_name("kd-500");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let label = format!("e2e-fail-{ns}");
     // A validating webhook that cannot be reached, with failurePolicy Fail: the apiserver
@@ -802,43 +709,36 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     );
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
-    let result = (|| -> anyhow::Result<()> {
-        ok(d, &cmd("deploy", &[]))?;
-        env.kubectl_with_input(&["apply", "-f", "-"], Some(&webhook))?;
-        write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
-        write(
-            d,
-            "app/cm.yaml",
-            &format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: {ns}\n  labels: {{{label}: \"true\"}}\ndata: {{a: \"2\"}}\n"
-            ),
-        )?;
-        let out = fails(d, &cmd("deploy", &["--prune"]))?;
-        assert!(
-            out.contains("failed calling webhook"),
-            "not the apiserver's 500:\n{out}"
-        );
-        assert!(out.contains("prune skipped"), "{out}");
-        assert!(
-            rv(&env, &ns, "configmap/old").is_some(),
-            "pruned after an apiserver 500"
-        );
-        Ok(())
-    })();
-    let _ = env.kubectl(&[
-        "delete",
-        "validatingwebhookconfiguration",
-        &label,
-        "--ignore-not-found",
-    ]);
-    cleanup(&env, &ns);
-    result
+    ok(d, &cmd("deploy", &[]))?;
+    // Dropped before the namespace guard: the webhook fails every labelled write cluster-wide.
+    let _webhook = DeleteOnDrop::object(&env, "validatingwebhookconfiguration", &label);
+    env.kubectl_with_input(&["apply", "-f", "-"], Some(&webhook))?;
+    write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+    write(
+        d,
+        "app/cm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: {ns}\n  labels: {{{label}: \"true\"}}\ndata: {{a: \"2\"}}\n"
+        ),
+    )?;
+    let out = fails(d, &cmd("deploy", &["--prune"]))?;
+    assert!(
+        out.contains("failed calling webhook"),
+        "not the apiserver's 500:\n{out}"
+    );
+    assert!(out.contains("prune skipped"), "{out}");
+    assert!(
+        rv(&env, &ns, "configmap/old").is_some(),
+        "pruned after an apiserver 500"
+    );
+    Ok(())
 }
 
 #[test]
 fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replaced() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-replace");
+    let ns = unique_name("kd-replace");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dep = |name: &str, app: &str, annotations: &str| {
         format!(
@@ -861,48 +761,45 @@ fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replac
         ],
     )?;
     let d = dir.path();
-    let result = (|| -> anyhow::Result<()> {
-        ok(d, &cmd("deploy", &[]))?;
-        let uid = |name: &str| get(&env, &ns, &format!("deployment/{name}"), "{.metadata.uid}");
-        let (web_uid, kept_uid) = (uid("web"), uid("kept"));
-        // The selector is immutable: apply and replace fail, only delete + re-create works.
-        write(d, "app/web.yaml", &dep("web", "b", ""))?;
-        write(
-            d,
-            "app/kept.yaml",
-            &dep("kept", "b", "kluctl.io/skip-delete: \"true\""),
-        )?;
-        let out = fails(d, &cmd("deploy", &[]))?;
-        assert!(out.contains("field is immutable"), "{out}");
-        let out = fails(d, &cmd("deploy", &["--replace-on-error"]))?;
-        assert!(out.contains("retrying with replace instead of patch"), "{out}");
-        assert_eq!(uid("web"), web_uid, "--replace-on-error deleted the object");
-        let out = fails(d, &cmd("deploy", &["--force-replace-on-error"]))?;
-        assert!(out.contains("retrying by deleting and re-applying"), "{out}");
-        assert!(
-            out.contains(&format!("skipped forced replace of {ns}/Deployment/kept")),
-            "{out}"
-        );
-        assert_ne!(uid("web"), web_uid, "web was not re-created");
-        assert_eq!(
-            get(&env, &ns, "deployment/web", "{.spec.selector.matchLabels.app}").as_deref(),
-            Some("b")
-        );
-        assert_eq!(
-            uid("kept"),
-            kept_uid,
-            "a skip-delete object was deleted for a forced replace"
-        );
-        Ok(())
-    })();
-    cleanup(&env, &ns);
-    result
+    ok(d, &cmd("deploy", &[]))?;
+    let uid = |name: &str| get(&env, &ns, &format!("deployment/{name}"), "{.metadata.uid}");
+    let (web_uid, kept_uid) = (uid("web"), uid("kept"));
+    // The selector is immutable: apply and replace fail, only delete + re-create works.
+    write(d, "app/web.yaml", &dep("web", "b", ""))?;
+    write(
+        d,
+        "app/kept.yaml",
+        &dep("kept", "b", "kluctl.io/skip-delete: \"true\""),
+    )?;
+    let out = fails(d, &cmd("deploy", &[]))?;
+    assert!(out.contains("field is immutable"), "{out}");
+    let out = fails(d, &cmd("deploy", &["--replace-on-error"]))?;
+    assert!(out.contains("retrying with replace instead of patch"), "{out}");
+    assert_eq!(uid("web"), web_uid, "--replace-on-error deleted the object");
+    let out = fails(d, &cmd("deploy", &["--force-replace-on-error"]))?;
+    assert!(out.contains("retrying by deleting and re-applying"), "{out}");
+    assert!(
+        out.contains(&format!("skipped forced replace of {ns}/Deployment/kept")),
+        "{out}"
+    );
+    assert_ne!(uid("web"), web_uid, "web was not re-created");
+    assert_eq!(
+        get(&env, &ns, "deployment/web", "{.spec.selector.matchLabels.app}").as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        uid("kept"),
+        kept_uid,
+        "a skip-delete object was deleted for a forced replace"
+    );
+    Ok(())
 }
 
 #[test]
 fn diff_of_a_new_project_simulates_objects_in_its_new_namespace() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique("kd-newns");
+    let ns = unique_name("kd-newns");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let disc = format!("disc-{ns}");
     let dir = project(
         &disc,

@@ -398,83 +398,72 @@ fn errors_name_the_file_and_line() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A namespace name unique to this test run.
-fn unique_ns(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 #[test]
 fn rendering_against_the_cluster_reads_cluster_vars_and_fixes_namespaces() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let ns = unique_ns("render");
+    let ns = e2e::unique_name("render");
+    let _cleanup = e2e::DeleteOnDrop::namespace(&env, &ns);
     env.kubectl(&["create", "namespace", &ns])?;
-    let result = (|| -> anyhow::Result<()> {
-        env.kubectl(&[
-            "-n",
-            &ns,
-            "create",
-            "configmap",
-            "settings",
-            "--from-literal=values.yaml=replicas: 4\nowner: team-a\n",
-        ])?;
-        let dir = project(&[
-            (
-                "deployment.yaml",
-                &format!(
-                    "vars:\n  - clusterConfigMap: {{name: settings, namespace: {ns}, key: values.yaml}}\n\
-                     \x20 - clusterConfigMap: {{name: absent, namespace: {ns}, key: x}}\n    ignoreMissing: true\n\
-                     deployments:\n  - path: app\n"
-                ),
+    env.kubectl(&[
+        "-n",
+        &ns,
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=values.yaml=replicas: 4\nowner: team-a\n",
+    ])?;
+    let dir = project(&[
+        (
+            "deployment.yaml",
+            &format!(
+                "vars:\n  - clusterConfigMap: {{name: settings, namespace: {ns}, key: values.yaml}}\n\
+                 \x20 - clusterConfigMap: {{name: absent, namespace: {ns}, key: x}}\n    ignoreMissing: true\n\
+                 deployments:\n  - path: app\n"
             ),
-            (
-                "app/objects.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  owner: '{{ owner }}'\n  replicas: '{{ replicas }}'\n  context: '{{ target.context }}'\n\
-                 ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n  namespace: wrong\n\
-                 ---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n\
-                 ---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
-            ),
-        ])?;
-        let kubeconfig = env.get("E2E_KUBECONFIG_ADMIN")?;
-        let out = kluctl(dir.path(), &["render", "--print-all", "--kubeconfig", kubeconfig])?;
-        anyhow::ensure!(
-            out.status.success(),
-            "render failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
-        let cm = &docs[0];
-        assert_eq!(cm["data"]["owner"], "team-a", "clusterConfigMap vars");
-        assert_eq!(cm["data"]["replicas"], "4");
-        assert!(
-            !s(cm, "/data/context").is_empty(),
-            "target.context is the context used"
-        );
-        assert_eq!(
-            s(cm, "/metadata/namespace"),
-            "default",
-            "namespaced kinds get default"
-        );
-        assert!(
-            docs[1].pointer("/metadata/namespace").is_none(),
-            "cluster-scoped loses it"
-        );
-        assert_eq!(
-            s(&docs[3], "/metadata/namespace"),
-            "default",
-            "scope of a CRD in the rendered set"
-        );
-        let offline = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
-        let err = String::from_utf8_lossy(&offline.stderr);
-        assert_eq!(offline.status.code(), Some(1));
-        assert!(err.contains("loading vars from cluster is disabled"), "{err}");
-        assert!(err.contains("deployment.yaml"), "{err}");
-        Ok(())
-    })();
-    env.kubectl(&["delete", "namespace", &ns, "--wait=false"])?;
-    result
+        ),
+        (
+            "app/objects.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  owner: '{{ owner }}'\n  replicas: '{{ replicas }}'\n  context: '{{ target.context }}'\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n  namespace: wrong\n\
+             ---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n\
+             ---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+        ),
+    ])?;
+    let kubeconfig = env.get("E2E_KUBECONFIG_ADMIN")?;
+    let out = kluctl(dir.path(), &["render", "--print-all", "--kubeconfig", kubeconfig])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+    let cm = &docs[0];
+    assert_eq!(cm["data"]["owner"], "team-a", "clusterConfigMap vars");
+    assert_eq!(cm["data"]["replicas"], "4");
+    assert!(
+        !s(cm, "/data/context").is_empty(),
+        "target.context is the context used"
+    );
+    assert_eq!(
+        s(cm, "/metadata/namespace"),
+        "default",
+        "namespaced kinds get default"
+    );
+    assert!(
+        docs[1].pointer("/metadata/namespace").is_none(),
+        "cluster-scoped loses it"
+    );
+    assert_eq!(
+        s(&docs[3], "/metadata/namespace"),
+        "default",
+        "scope of a CRD in the rendered set"
+    );
+    let offline = kluctl(dir.path(), &["render", "--offline-kubernetes", "--print-all"])?;
+    let err = String::from_utf8_lossy(&offline.stderr);
+    assert_eq!(offline.status.code(), Some(1));
+    assert!(err.contains("loading vars from cluster is disabled"), "{err}");
+    assert!(err.contains("deployment.yaml"), "{err}");
+    Ok(())
 }
 
 #[test]

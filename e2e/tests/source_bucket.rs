@@ -395,7 +395,14 @@ async fn bucket_with_pages_nested_and_special_keys_yields_flux_revision_and_exac
         assert_eq!(artifact.path, format!("bucket/{}/all/{hex}.tar.gz", t.name));
         assert_eq!(
             status.url.as_deref(),
-            Some(format!("http://{}/bucket/{}/all/latest.tar.gz", ctl.storage_addr, t.name).as_str())
+            Some(
+                format!(
+                    "http://{}/bucket/{}/all/latest.tar.gz",
+                    ctl.storage_addr()?,
+                    t.name
+                )
+                .as_str()
+            )
         );
         let got = artifact_contents(&artifact.url, &artifact.digest).await?;
         let expected: BTreeMap<String, Vec<u8>> = files
@@ -589,8 +596,10 @@ async fn bucket_failures_keep_the_previous_artifact_and_deletion_removes_storage
             Some(good.revision.clone())
         );
 
-        // Endpoint down.
-        let down = json!({"bucketName": bucket, "endpoint": format!("127.0.0.1:{}", e2e::free_port()?),
+        // Endpoint down: a port this test holds without listening on it, so connections are refused.
+        let closed = tokio::net::TcpSocket::new_v4()?;
+        closed.bind("127.0.0.1:0".parse()?)?;
+        let down = json!({"bucketName": bucket, "endpoint": closed.local_addr()?.to_string(),
                           "secretRef": {"name": "creds"}});
         apply(&api, &manifest(&t.name, "b", &down)).await?;
         let obj = wait_for(&api, "b", "Ready=False", WAIT, ready_is("False")).await?;
@@ -869,8 +878,8 @@ async fn proxy_secret_routes_bucket_requests_through_the_proxy_with_its_credenti
 #[tokio::test]
 async fn cert_secret_supplies_the_ca_and_client_certificate_for_https_endpoints() -> anyhow::Result<()> {
     TestNs::run("src_bucket_tls", |t| async move {
-        // No S3 server speaks TLS here; lighttpd's HTTPS ports with the test CA (18443) and with
-        // client certificates required (18444) do. A completed handshake shows as the server's
+        // No S3 server speaks TLS here; lighttpd's HTTPS ports with the test CA
+        // (E2E_HTTPS_ADDR) and with client certificates required (E2E_MTLS_ADDR) do. A completed handshake shows as the server's
         // HTTP answer (404: not an S3 API), a refused one as a TLS error.
         let read = |k: &str| -> anyhow::Result<String> { Ok(fs_err::read_to_string(t.env.get(k)?)?) };
         let (ca, cert, key) = (
@@ -886,11 +895,12 @@ async fn cert_secret_supplies_the_ca_and_client_certificate_for_https_endpoints(
         }
         let ctl = SourceController::start(&t.env, &t.name, &[])?;
         let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let (https, mtls) = (t.env.get("E2E_HTTPS_ADDR")?, t.env.get("E2E_MTLS_ADDR")?);
         let cases = [
-            ("no-ca", "127.0.0.1:18443", None, false),
-            ("ca", "127.0.0.1:18443", Some("ca-only"), true),
-            ("mtls-no-cert", "127.0.0.1:18444", Some("ca-only"), false),
-            ("mtls", "127.0.0.1:18444", Some("mtls"), true),
+            ("no-ca", https, None, false),
+            ("ca", https, Some("ca-only"), true),
+            ("mtls-no-cert", mtls, Some("ca-only"), false),
+            ("mtls", mtls, Some("mtls"), true),
         ];
         for (name, endpoint, cert_secret, handshake) in cases {
             let mut spec = json!({"bucketName": "bucket", "endpoint": endpoint, "insecure": false});

@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,8 +24,6 @@ use source_controller::credentials::Credentials;
 use source_controller::git::{self, GitError, GitRef, Resolved};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A bare repository served by every test server; removed on drop.
 struct Repo {
@@ -41,14 +38,6 @@ impl Drop for Repo {
     fn drop(&mut self) {
         let _ = fs_err::remove_dir_all(&self.bare);
     }
-}
-
-fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}.git",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 impl Repo {
@@ -102,7 +91,7 @@ impl Repo {
         ids.insert("c4", git(w, &["rev-parse", "HEAD"])?);
         git(w, &["tag", "v2.0.0-rc.1"])?;
 
-        let name = unique_name(prefix);
+        let name = format!("{}.git", e2e::unique_name(prefix));
         let bare = Path::new(env.get("E2E_GIT_REPOS")?).join(&name);
         git(w, &["init", "-q", "--bare", &bare.to_string_lossy()])?;
         git(w, &["push", "-q", &bare.to_string_lossy(), "refs/*:refs/*"])?;
@@ -338,7 +327,7 @@ fn missing_refs_name_the_ref_and_the_url() -> anyhow::Result<()> {
 #[test]
 fn empty_repository_is_reported_as_such() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let name = unique_name("empty");
+    let name = format!("{}.git", e2e::unique_name("empty"));
     let bare = Path::new(env.get("E2E_GIT_REPOS")?).join(&name);
     git(Path::new("/"), &["init", "-q", "--bare", &bare.to_string_lossy()])?;
     let url = format!("{}/{name}", env.get("E2E_GIT_HTTP_URL")?);

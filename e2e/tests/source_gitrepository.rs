@@ -96,7 +96,7 @@ async fn http_repository_produces_exact_revisions_verifiable_artifacts_and_no_cl
         );
         assert_eq!(
             artifact.url,
-            format!("http://{}/{}", ctl.storage_addr, artifact.path)
+            format!("http://{}/{}", ctl.storage_addr()?, artifact.path)
         );
         assert_eq!(
             ready(&obj),
@@ -513,7 +513,7 @@ async fn only_the_leader_serves_and_is_ready_and_a_standby_takes_over() -> anyho
             .and_then(|s| s.artifact.clone())
             .expect("artifact");
         assert!(
-            a.url.contains(&first.storage_addr),
+            a.url.contains(&first.storage_addr()?),
             "the leader built the artifact"
         );
 
@@ -530,7 +530,7 @@ async fn only_the_leader_serves_and_is_ready_and_a_standby_takes_over() -> anyho
             .and_then(|s| s.artifact.clone())
             .expect("artifact");
         assert!(
-            a.url.contains(&second.storage_addr),
+            a.url.contains(&second.storage_addr()?),
             "the new leader serves: {}",
             a.url
         );

@@ -121,6 +121,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
 
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
+    // Port 0 binds a free port: the addresses logged are the ones bound.
+    let metrics_addr = metrics_listener.local_addr()?;
+    let health_addr = health_listener.local_addr()?;
     let m_router = metrics.metrics_router();
     let h_router = metrics.health_router();
     let stop_m = stopped();
@@ -141,11 +144,28 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     // Health and metrics answer before that, so a standby instance is live but not ready.
     let mut leadership = None;
     if args.enable_leader_election {
+        tracing::info!(%metrics_addr, %health_addr, "waiting for leadership");
         leadership = Some(leader::acquire(client.clone(), &args, &instance).await?);
     }
 
     let artifact_listener = server::bind(&args.storage_addr).await?;
-    tracing::info!(addr = %args.storage_addr, base = storage.base_url(), "serving artifacts");
+    let storage_addr = artifact_listener.local_addr()?;
+    let storage = if args.storage_adv_addr.is_empty() {
+        storage::Storage::from_flags(
+            storage.root(),
+            &with_port(&args.storage_addr, storage_addr.port()),
+            "",
+        )?
+    } else {
+        storage
+    };
+    tracing::info!(
+        %storage_addr,
+        %metrics_addr,
+        %health_addr,
+        base = storage.base_url(),
+        "serving artifacts"
+    );
     let serve_root = storage.root().to_path_buf();
     let artifacts = tokio::spawn(server::serve(serve_root, artifact_listener, stopped()));
 
@@ -170,6 +190,15 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = artifacts.await;
     Ok(())
+}
+
+/// The listen address `flag` with its port replaced by `port`, the one bound: they differ when the
+/// flag asks for port 0, and the advertised URL derived from it must name the bound one.
+fn with_port(flag: &str, port: u16) -> String {
+    match flag.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => flag.to_string(),
+    }
 }
 
 /// Runs the GitRepository and Bucket controllers until a signal or the loss of leadership.
@@ -257,4 +286,17 @@ fn error_policy<K: reconcile::SourceKind>(
     let key = obj.state_key();
     tracing::warn!(object = %key, error = %error_chain(err), "reconcile error");
     Action::requeue(ctx.backoff(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn the_advertised_address_names_the_bound_port() {
+        assert_eq!(with_port(":0", 41234), ":41234");
+        assert_eq!(with_port("127.0.0.1:0", 41234), "127.0.0.1:41234");
+        assert_eq!(with_port("[::1]:0", 41234), "[::1]:41234");
+        assert_eq!(with_port("127.0.0.1:9090", 9090), "127.0.0.1:9090");
+    }
 }
