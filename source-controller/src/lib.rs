@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod args;
 pub mod bucket;
+pub mod credentials;
 pub mod events;
 pub mod git;
 pub mod leader;
@@ -227,16 +228,22 @@ async fn run_controllers(
     futures::join!(git, buckets);
 }
 
-/// Counts and logs each controller result.
-fn count_result<T, E: std::error::Error>(
+/// Counts and logs each controller result; a failed reconcile is also counted by its category.
+fn count_result<T, Q: std::error::Error + 'static>(
     metrics: metrics::Metrics,
     controller: &'static str,
-) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> {
+) -> impl FnMut(Result<T, kube::runtime::controller::Error<reconcile::Error, Q>>) -> std::future::Ready<()> {
+    use kube::runtime::controller::Error as Run;
     move |res| {
         match res {
             Ok(_) => metrics.count(controller, "success"),
             Err(e) => {
                 metrics.count(controller, "error");
+                let category = match &e {
+                    Run::ReconcilerFailed(err, _) => err.category(),
+                    _ => reconcile::Category::Kube,
+                };
+                metrics.count_failure(controller, category.as_str());
                 tracing::warn!(error = %error_chain(&e), "reconcile failed");
             }
         }
