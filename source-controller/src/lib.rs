@@ -8,7 +8,7 @@
 //!             ├─ GitRepository controller: reconcile::gitrepository
 //!             │      resolve (git) → fetch (git) → package (archive) → store (storage) → status
 //!             └─ Bucket controller: reconcile::bucket
-//!                    index (bucket) → fetch (bucket) → package (archive) → store (storage) → status
+//!                    resolve → fetch (bucket) → package (archive) → store (storage) → status
 //! ```
 
 pub mod archive;

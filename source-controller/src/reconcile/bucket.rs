@@ -15,7 +15,7 @@
 
 use super::Context;
 use super::error::{Failure, StepError};
-use super::record::{self, End, Note, Recorded, Run, Verdict};
+use super::record::{self, End, Fetched, Note, Recorded, Run, Verdict};
 use super::store;
 use crate::archive;
 use crate::bucket::{self, BucketClient, ClientConfig, Provider};
@@ -70,14 +70,6 @@ struct Tree {
     index: bucket::EtagIndex,
 }
 
-/// What fetch found.
-enum Fetched {
-    /// The listing still has the recorded revision.
-    Unchanged(String),
-    /// A new revision (or new ignore rules) to package.
-    Tree(Tree),
-}
-
 /// The steps of one run, in order; the status function gets what they found.
 async fn run(obj: &Bucket, ctx: &Context, status: &BucketStatus) -> Run<NewArtifact> {
     let source = match resolve(obj) {
@@ -99,7 +91,7 @@ async fn run(obj: &Bucket, ctx: &Context, status: &BucketStatus) -> Run<NewArtif
     let mut notes = Vec::new();
     let end = match fetch(obj, ctx, &source, recorded, &mut building).await {
         Ok(Fetched::Unchanged(revision)) => Ok(End::Unchanged { revision }),
-        Ok(Fetched::Tree(tree)) => store_tree(obj, ctx, tree, &mut notes).await.map(End::Stored),
+        Ok(Fetched::Changed(tree)) => store_tree(obj, ctx, tree, &mut notes).await.map(End::Stored),
         Err(f) => Err(f),
     };
     Run {
@@ -164,7 +156,7 @@ async fn fetch(
     source: &Source,
     recorded: Option<&Artifact>,
     building: &mut Option<String>,
-) -> Result<Fetched, Failure> {
+) -> Result<Fetched<Tree>, Failure> {
     let secrets = Secrets::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let s = &obj.spec;
     let found = secrets
@@ -198,7 +190,7 @@ async fn fetch(
     let index = bucket::download(&client, &indexed.index, dir.path(), source.timeout)
         .await
         .map_err(StepError::from)?;
-    Ok(Fetched::Tree(Tree { dir, index }))
+    Ok(Fetched::Changed(Tree { dir, index }))
 }
 
 /// The package step: every downloaded object into `out` (they were filtered before download).

@@ -14,7 +14,7 @@
 
 use super::Context;
 use super::error::{Failure, StepError};
-use super::record::{self, End, Recorded, Run, Verdict};
+use super::record::{self, End, Fetched, Recorded, Run, Verdict};
 use super::store;
 use crate::archive::{self, ArchiveSummary};
 use crate::credentials::Secrets;
@@ -65,14 +65,6 @@ struct Tree {
     subject: Option<String>,
 }
 
-/// What fetch found.
-enum Fetched {
-    /// The remote still points at the recorded revision.
-    Unchanged(String),
-    /// A new revision (or new ignore rules) to package.
-    Tree(Tree),
-}
-
 /// The steps of one run, in order; the status function gets what they found.
 async fn run(obj: &GitRepository, ctx: &Context, status: &GitRepositoryStatus) -> Run<NewArtifact> {
     let source = match resolve(obj) {
@@ -87,7 +79,7 @@ async fn run(obj: &GitRepository, ctx: &Context, status: &GitRepositoryStatus) -
     let mut building = None;
     let end = match fetch(obj, ctx, &source, recorded, &mut building).await {
         Ok(Fetched::Unchanged(revision)) => Ok(End::Unchanged { revision }),
-        Ok(Fetched::Tree(tree)) => store_tree(obj, ctx, tree).await.map(End::Stored),
+        Ok(Fetched::Changed(tree)) => store_tree(obj, ctx, tree).await.map(End::Stored),
         Err(f) => Err(f),
     };
     Run {
@@ -153,7 +145,7 @@ async fn fetch(
     source: &Source,
     recorded: Option<&Artifact>,
     building: &mut Option<String>,
-) -> Result<Fetched, Failure> {
+) -> Result<Fetched<Tree>, Failure> {
     let secrets = Secrets::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let auth = secrets
         .git_auth(
@@ -185,7 +177,7 @@ async fn fetch(
         .await
         .map_err(|e| failed(StepError::GitTask(e)))?
         .map_err(|e| failed(StepError::Git(e)))?;
-    Ok(Fetched::Tree(Tree {
+    Ok(Fetched::Changed(Tree {
         dir,
         revision,
         commit: checkout.commit,

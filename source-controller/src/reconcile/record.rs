@@ -47,6 +47,14 @@ pub(crate) enum End<N> {
     },
 }
 
+/// What a kind's fetch step found.
+pub(crate) enum Fetched<T> {
+    /// The source still has the recorded revision (and the ignore rules are unchanged).
+    Unchanged(String),
+    /// A new revision, or new ignore rules: the fetched tree to package.
+    Changed(T),
+}
+
 /// What one run of a kind's steps did, in the order the status function applies it.
 pub(crate) struct Run<N> {
     /// The storage check, when the run got that far.
