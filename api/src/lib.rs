@@ -15,6 +15,7 @@ pub mod constants;
 pub mod crds;
 pub mod docs;
 pub mod duration;
+pub mod flags;
 pub mod flux_kluctl;
 pub mod kluctl;
 pub mod meta;

@@ -1192,6 +1192,45 @@ pub mod source {
             .filter_map(|e| e.message)
             .collect())
     }
+
+    /// `status.artifact` of the object, if any.
+    pub fn artifact<K: Object>(o: &K) -> Option<gitops_api::meta::Artifact> {
+        serde_json::to_value(o)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["status"]["artifact"].clone()).ok())
+    }
+
+    /// Waits (up to `timeout`) until the URL in the object's `status.artifact` serves bytes whose
+    /// sha256 is `digest`, and returns that artifact.
+    ///
+    /// # Errors
+    /// On timeout, naming the last artifact seen.
+    pub async fn wait_until_served<K: Object>(
+        api: &Api<K>,
+        name: &str,
+        digest: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<gitops_api::meta::Artifact> {
+        let seen = std::sync::Mutex::new(None);
+        let what = format!("{name}: its artifact to be served with digest {digest}");
+        let waited = crate::poll_until(&what, timeout, || async {
+            let Some(a) = api.get_opt(name).await.ok().flatten().and_then(|o| artifact(&o)) else {
+                return false;
+            };
+            let served = a.digest == digest && crate::fetch_artifact_files(&a.url, &a.digest).await.is_ok();
+            *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(a);
+            served
+        })
+        .await;
+        let last = seen
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (waited, last) {
+            (Ok(()), Some(a)) => Ok(a),
+            (Err(e), last) => Err(e.context(format!("last artifact: {last:#?}"))),
+            (Ok(()), None) => anyhow::bail!("{what}: no artifact"),
+        }
+    }
 }
 
 /// The `kluctl` binary under test: `$E2E_KLUCTL_BIN`, or `target/debug/kluctl`.

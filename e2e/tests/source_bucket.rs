@@ -934,3 +934,53 @@ async fn cert_secret_supplies_the_ca_and_client_certificate_for_https_endpoints(
     })
     .await
 }
+
+/// A restart on an empty storage path (a new pod's empty volume) rebuilds the Bucket artifact
+/// without being asked: same revision, same digest, served again, `latest.tar.gz` too. Flux's
+/// source-controller leaves such an object without a served artifact
+/// (fluxcd/source-controller#936); we keep the rebuild.
+#[tokio::test]
+async fn a_restart_with_empty_storage_rebuilds_the_same_artifact() -> anyhow::Result<()> {
+    TestNs::run("src_bucket_rebuild", |t| async move {
+        let s3 = S3::new(&t)?;
+        let (bucket, p, _cleanup) = s3.scratch(&t)?;
+        s3.put(&bucket, &format!("{p}a.yaml"), b"a: 1\n")?;
+        s3.put(&bucket, &format!("{p}dir/b.yaml"), b"b: 1\n")?;
+        let (access, secret) = (t.env.get("E2E_S3_ACCESS_KEY")?, t.env.get("E2E_S3_SECRET_KEY")?);
+        s3_secret(&t, "creds", access, secret).await?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let api: Api<Bucket> = Api::namespaced(t.client.clone(), &t.name);
+        let spec = json!({"bucketName": bucket, "endpoint": t.env.get("E2E_S3_ENDPOINT")?,
+                          "secretRef": {"name": "creds"}, "prefix": p});
+        apply(&api, &manifest(&t.name, "b", &spec)).await?;
+        let obj = wait_for(&api, "b", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        let built = e2e::source::artifact(&obj).ok_or_else(|| anyhow!("no artifact"))?;
+
+        let storage_dir = ctl.storage_dir.clone();
+        drop(ctl);
+        fs_err::remove_dir_all(&storage_dir)?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let rebuilt = e2e::source::wait_until_served(&api, "b", &built.digest, WAIT)
+            .await
+            .with_context(|| ctl.log_tail(30))?;
+        assert_eq!((&rebuilt.revision, &rebuilt.path), (&built.revision, &built.path));
+        assert!(
+            rebuilt.url.contains(&ctl.storage_addr()?),
+            "the new instance serves it: {}",
+            rebuilt.url
+        );
+        let obj = api.get("b").await?;
+        assert_eq!(ready(&obj).0, "True", "{:?}", ready(&obj));
+        let latest = obj.status.and_then(|s| s.url).unwrap_or_default();
+        assert!(latest.ends_with("/latest.tar.gz"), "{latest}");
+        let files = artifact_contents(&latest, &built.digest).await?;
+        assert_eq!(
+            files.keys().cloned().collect::<Vec<_>>(),
+            [format!("{p}a.yaml"), format!("{p}dir/b.yaml")]
+        );
+        Ok(())
+    })
+    .await
+}

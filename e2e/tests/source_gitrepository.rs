@@ -540,3 +540,52 @@ async fn only_the_leader_serves_and_is_ready_and_a_standby_takes_over() -> anyho
     })
     .await
 }
+
+/// Empty storage (files deleted under a running controller, or a new pod's empty volume) is
+/// rebuilt from the source: same revision, same digest, served again. Flux's source-controller
+/// leaves such an object without a served artifact (fluxcd/source-controller#936); we keep the
+/// rebuild.
+#[tokio::test]
+async fn empty_storage_is_rebuilt_with_the_same_revision_and_digest() -> anyhow::Result<()> {
+    TestNs::run("src_git_rebuild", |t| async move {
+        let Setup { repo, sha, ctl, api } = setup(&t, "initial", &[])?;
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
+        apply(&api, &manifest(&t.name, "app", &url, &json!({}))).await?;
+        let obj = wait_for(&api, "app", "Ready=True", WAIT, ready_is("True"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n--- controller log:\n{}", ctl.log_tail(30)))?;
+        let built = e2e::source::artifact(&obj).expect("artifact");
+        assert_eq!(built.revision, format!("main@sha1:{sha}"));
+
+        // The files go while the controller runs: the next run notices and rebuilds.
+        fs_err::remove_dir_all(ctl.storage_dir.join("gitrepository"))?;
+        let obj = request_reconcile(&api, "app", "files-deleted").await?;
+        assert_eq!(ready(&obj).0, "True", "{:?}", ready(&obj));
+        let rebuilt = e2e::source::wait_until_served(&api, "app", &built.digest, WAIT).await?;
+        assert_eq!((&rebuilt.revision, &rebuilt.path), (&built.revision, &built.path));
+        let lost = events_with_reason(&t, "app", reasons::ARTIFACT_VERIFICATION_FAILED).await?;
+        assert!(
+            lost.iter()
+                .any(|m| m.contains(&built.path) && m.ends_with("rebuilding")),
+            "the lost artifact is reported: {lost:?}"
+        );
+
+        // A restart on an empty storage path rebuilds without being asked.
+        let storage_dir = ctl.storage_dir.clone();
+        drop(ctl);
+        fs_err::remove_dir_all(&storage_dir)?;
+        let ctl = SourceController::start(&t.env, &t.name, &[])?;
+        let restarted = e2e::source::wait_until_served(&api, "app", &built.digest, WAIT)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n--- controller log:\n{}", ctl.log_tail(30)))?;
+        assert_eq!(restarted.revision, built.revision);
+        assert!(
+            restarted.url.contains(&ctl.storage_addr()?),
+            "the new instance serves it: {}",
+            restarted.url
+        );
+        assert!(ctl.storage_dir.join(&restarted.path).is_file());
+        Ok(())
+    })
+    .await
+}

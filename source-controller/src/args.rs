@@ -1,8 +1,14 @@
 //! Command-line flags of the `source-controller` binary: the flags of Flux's source-controller
 //! that apply to GitRepository and Bucket, with the same names, defaults and environment variables,
 //! so existing Deployment manifests keep working.
+//!
+//! Boolean flags read as Go's flag package reads them: bare (`--enable-leader-election`), or
+//! `--flag=<value>` with any `strconv.ParseBool` spelling ([`gitops_api::flags::parse_bool`]); each
+//! is also read from its environment variable. Flux's own Deployment arguments parse unchanged
+//! (pinned by a test below).
 
 use clap::{Parser, ValueEnum};
+use gitops_api::flags::parse_bool;
 use std::time::Duration;
 
 /// Log output format.
@@ -80,13 +86,29 @@ pub struct Args {
     #[arg(long, env = "EVENTS_ADDR", default_value = "")]
     pub events_addr: String,
     /// Watch every namespace; when false only `$RUNTIME_NAMESPACE`.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        env = "WATCH_ALL_NAMESPACES",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = parse_bool,
+    )]
     pub watch_all_namespaces: bool,
     /// Only reconcile objects matching this label selector (sharding).
     #[arg(long, default_value = "")]
     pub watch_label_selector: String,
     /// Elect a leader through a Lease; only the leader reconciles, serves artifacts and is ready.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        env = "ENABLE_LEADER_ELECTION",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = parse_bool,
+    )]
     pub enable_leader_election: bool,
     /// Lease duration of the leader election.
     #[arg(long, default_value = "35s", value_parser = duration)]
@@ -152,5 +174,73 @@ mod tests {
         assert!(Args::try_parse_from(["source-controller", "--artifact-digest-algo", "md5"]).is_err());
         let a = Args::try_parse_from(["source-controller", "--watch-all-namespaces=false"]).unwrap();
         assert!(!a.watch_all_namespaces);
+        let e = Args::try_parse_from(["source-controller", "--enable-leader-election=yes"]).unwrap_err();
+        assert!(e.to_string().contains("--enable-leader-election"), "{e}");
+    }
+
+    /// The arguments of Flux's source-controller Deployment (install manifests), verbatim: the
+    /// kubelet expands `$(RUNTIME_NAMESPACE)` before the process sees it.
+    #[test]
+    fn flux_deployment_arguments_parse() {
+        let a = Args::try_parse_from([
+            "source-controller",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--watch-all-namespaces",
+            "--log-level=info",
+            "--log-encoding=json",
+            "--enable-leader-election",
+            "--storage-path=/data",
+            "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local.",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.events_addr,
+            "http://notification-controller.flux-system.svc.cluster.local./"
+        );
+        assert!(a.watch_all_namespaces);
+        assert!(a.enable_leader_election);
+        assert_eq!((a.log_level, a.log_encoding), (LogLevel::Info, LogEncoding::Json));
+        assert_eq!(a.storage_path, "/data");
+        assert_eq!(
+            a.storage_adv_addr,
+            "source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local."
+        );
+    }
+
+    #[test]
+    fn boolean_flags_take_go_forms_bare_or_after_equals() {
+        let parse = |flag: &str| {
+            let a = Args::try_parse_from(["source-controller", flag]).unwrap();
+            (a.watch_all_namespaces, a.enable_leader_election)
+        };
+        assert_eq!(parse("--enable-leader-election"), (true, true));
+        assert_eq!(parse("--watch-all-namespaces"), (true, false));
+        for off in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(
+                parse(&format!("--watch-all-namespaces={off}")),
+                (false, false),
+                "{off}"
+            );
+            assert_eq!(
+                parse(&format!("--enable-leader-election={off}")),
+                (true, false),
+                "{off}"
+            );
+        }
+        for on in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(
+                parse(&format!("--enable-leader-election={on}")),
+                (true, true),
+                "{on}"
+            );
+        }
+        // A bare boolean flag does not swallow the flag after it.
+        let a = Args::try_parse_from([
+            "source-controller",
+            "--enable-leader-election",
+            "--watch-all-namespaces=false",
+        ])
+        .unwrap();
+        assert!(a.enable_leader_election && !a.watch_all_namespaces);
     }
 }

@@ -8,7 +8,7 @@
 //!             ├─ GitRepository controller: reconcile::gitrepository
 //!             │      resolve (git) → fetch (git) → package (archive) → store (storage) → status
 //!             └─ Bucket controller: reconcile::bucket
-//!                    index (bucket) → fetch (bucket) → package (archive) → store (storage) → status
+//!                    resolve → fetch (bucket) → package (archive) → store (storage) → status
 //! ```
 
 pub mod archive;
@@ -260,16 +260,22 @@ async fn run_controllers(
     futures::join!(git, buckets);
 }
 
-/// Counts and logs each controller result.
-fn count_result<T, E: std::error::Error>(
+/// Counts and logs each controller result; a failed reconcile is also counted by its category.
+fn count_result<T, Q: std::error::Error + 'static>(
     metrics: metrics::Metrics,
     controller: &'static str,
-) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> {
+) -> impl FnMut(Result<T, kube::runtime::controller::Error<reconcile::Error, Q>>) -> std::future::Ready<()> {
+    use kube::runtime::controller::Error as Run;
     move |res| {
         match res {
             Ok(_) => metrics.count(controller, "success"),
             Err(e) => {
                 metrics.count(controller, "error");
+                let category = match &e {
+                    Run::ReconcilerFailed(err, _) => err.category(),
+                    _ => reconcile::Category::Kube,
+                };
+                metrics.count_failure(controller, category.as_str());
                 tracing::warn!(error = %error_chain(&e), "reconcile failed");
             }
         }

@@ -29,6 +29,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    controller: String,
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ControllerLabels {
     controller: String,
 }
@@ -40,6 +46,7 @@ pub struct Metrics {
     duration: Family<ObjectLabels, Histogram>,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<ControllerLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
     ready: Arc<AtomicBool>,
 }
 
@@ -73,11 +80,18 @@ impl Metrics {
             "Reconcile errors per controller",
             errors.clone(),
         );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "source_controller_reconcile_failures",
+            "Failed reconciles per controller and failure category",
+            failures.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             duration,
             reconciles,
             errors,
+            failures,
             ready: Arc::default(),
         }
     }
@@ -107,6 +121,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a failed run of `controller` by its category (a
+    /// [`crate::reconcile::Category`] label value).
+    pub fn count_failure(&self, controller: &str, category: &str) {
+        self.failures
+            .get_or_create(&FailureLabels {
+                controller: controller.into(),
+                category: category.into(),
+            })
+            .inc();
     }
 
     /// Removes an object's series (it was deleted).
@@ -188,6 +213,7 @@ mod tests {
         );
         m.count("gitrepository", "success");
         m.count("gitrepository", "error");
+        m.count_failure("bucket", "credentials");
         let text = m.encode();
         assert!(text.contains("gotk_reconcile_duration_seconds_count{kind=\"GitRepository\",name=\"podinfo\",namespace=\"flux-system\"} 1"), "{text}");
         assert!(
@@ -198,6 +224,12 @@ mod tests {
         );
         assert!(
             text.contains("controller_runtime_reconcile_errors_total{controller=\"gitrepository\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "source_controller_reconcile_failures_total{controller=\"bucket\",category=\"credentials\"} 1"
+            ),
             "{text}"
         );
         m.forget("GitRepository", "flux-system", "podinfo");

@@ -138,6 +138,24 @@ pub enum ArchiveError {
     },
 }
 
+impl ArchiveError {
+    /// The Flux condition/event reason: every packaging failure is `ArchiveOperationFailed`, as
+    /// Flux reports a failed `storage.Archive`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ArchiveError::NotADirectory { .. }
+            | ArchiveError::Stat { .. }
+            | ArchiveError::ReadDir { .. }
+            | ArchiveError::ReadIgnoreFile { .. }
+            | ArchiveError::Open { .. }
+            | ArchiveError::Read { .. }
+            | ArchiveError::SizeChanged { .. }
+            | ArchiveError::Write { .. }
+            | ArchiveError::Finish { .. } => gitops_api::conditions::reasons::ARCHIVE_OPERATION_FAILED,
+        }
+    }
+}
+
 /// What [`write_tar_gz`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveSummary {

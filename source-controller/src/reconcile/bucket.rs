@@ -1,73 +1,43 @@
-//! Bucket reconcile: index → fetch → package → store → status.
+//! Bucket reconcile: resolve → fetch → package → store → status.
 //!
 //! ```text
-//!  deleted?            remove the storage dir, drop the finalizer
-//!  no finalizer?       add it (the update triggers the next run)
-//!  suspended?          record lastHandledReconcileAt, stop
-//!  config check        gcp, sts, serviceAccountName  ──► Stalled, no requeue until the spec changes
-//!  storage             GC; re-verify the stored artifact (digest), drop it when lost
-//!  index               secrets → client; list + ignore rules → etag index → revision
-//!                      (revision equals the stored one ⇒ nothing downloaded)
-//!  fetch               download the indexed objects into a temp dir; revision recomputed
-//!  package + store     tar.gz of the temp dir, atomic write under a lock; latest.tar.gz symlink
-//!  status              one patch: artifact, url, observedIgnore, conditions, observedGeneration, ...
+//!  resolve   spec → Source (client settings, timeout)  pure; gcp, sts, serviceAccountName ⇒ Stalled
+//!  check     GC; re-verify the recorded artifact; refresh latest.tar.gz
+//!  fetch     Secrets → client; list + ignore rules → etag index → revision
+//!            (revision equals the recorded one ⇒ Unchanged, nothing downloaded)
+//!            download the indexed objects into a temp dir ⇒ Tree (revision recomputed)
+//!  package   Tree → tar.gz bytes                       pure (objects were filtered before download)
+//!  store     atomic write under a lock; latest.tar.gz symlink
+//!  record    pure: artifact, url, observedIgnore, conditions, events (see record.rs)
 //! ```
 //!
 //! Failures never remove the previous artifact: it stays in status and on disk, still served.
 
 use super::Context;
+use super::error::{Failure, StepError};
+use super::record::{self, End, Fetched, Note, Recorded, Run, Verdict};
+use super::store;
 use crate::archive;
-use crate::bucket::{self, BucketClient, ClientConfig, Provider, SecretData};
-use crate::credentials::{ProxyOptions, Secret};
+use crate::bucket::{self, BucketClient, ClientConfig, Provider};
+use crate::credentials::Secrets;
 use crate::events::Severity;
-use crate::status::{Conditions, FailureKind};
+use crate::status::Conditions;
 use gitops_api::conditions::reasons;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, BucketProvider, BucketStatus};
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::api::Api;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Storage kind directory of Bucket artifacts.
 pub const KIND_DIR: &str = "bucket";
 
-/// What a new Bucket artifact brings: the artifact and how many objects were fetched.
-struct NewArtifact {
-    artifact: Artifact,
-    files: usize,
-}
-
-type Outcome = super::Outcome<NewArtifact>;
-
-impl Outcome {
-    fn fetch_failed(e: &bucket::BucketError) -> Self {
-        Outcome::Failed {
-            kind: FailureKind::Fetch,
-            reason: e.reason(),
-            message: e.to_string(),
-        }
-    }
-
-    fn storage_failed(reason: &'static str, message: String) -> Self {
-        Outcome::Failed {
-            kind: FailureKind::Storage,
-            reason,
-            message,
-        }
-    }
-}
-
 /// Entry point for the controller.
 pub async fn reconcile(obj: Arc<Bucket>, ctx: Arc<Context>) -> Result<Action, super::Error> {
-    super::reconcile_kind(obj, ctx, async |obj, ctx, status, conds, interval| {
-        let outcome = run_steps(obj, ctx, status, conds).await;
-        record(outcome, obj, ctx, status, conds, interval).await
-    })
-    .await
+    super::finalizer::reconcile_kind(obj, ctx, run, record).await
 }
 
 /// `bucket/namespace/name`: the key of per-object controller state (backoff, handled runs); the
@@ -80,52 +50,87 @@ pub(crate) fn key(obj: &Bucket) -> String {
     )
 }
 
-/// Turns the steps' outcome into status fields, conditions, events and the next requeue.
-async fn record(
-    outcome: Outcome,
-    obj: &Bucket,
-    ctx: &Context,
-    status: &mut BucketStatus,
-    conds: &mut Conditions,
-    interval: Duration,
-) -> (Action, Option<Duration>) {
-    match outcome {
-        Outcome::Stored(NewArtifact { artifact, files }) => {
-            let revision = artifact.revision.clone();
-            let msg = format!(
-                "stored artifact with {files} fetched files from '{}' bucket",
-                obj.spec.bucket_name
-            );
-            let result =
-                super::record_new_artifact(obj, ctx, conds, &artifact, &stored(&revision), &msg, interval)
-                    .await;
-            status.artifact = Some(artifact);
-            status.observed_ignore.clone_from(&obj.spec.ignore);
-            result
-        }
-        Outcome::Unchanged { revision } => {
-            let msg = format!("artifact up-to-date with remote revision: '{revision}'");
-            let trace = (reasons::ARTIFACT_UP_TO_DATE, msg.as_str());
-            super::record_unchanged(obj, ctx, conds, &stored(&revision), trace, interval).await
-        }
-        Outcome::Failed {
-            kind,
-            reason,
-            message,
-        } => super::record_failure(obj, ctx, conds, kind, reason, &message).await,
-        Outcome::Stalled { reason, message } => {
-            // As Flux does for Buckets, the stalling error is also the fetch failure, so Ready
-            // shows it rather than an older fetch error.
-            conds.fail(FailureKind::Fetch, reason, &message);
-            super::record_stall(obj, ctx, conds, reason, &message).await
-        }
+/// What a new Bucket artifact brings: the artifact, how many objects were fetched, and the URL of
+/// the `latest.tar.gz` symlink now pointing at it.
+struct NewArtifact {
+    artifact: Artifact,
+    files: usize,
+    latest_url: Option<String>,
+}
+
+/// What resolve derives from the spec: the client settings (without Secrets) and the timeout.
+struct Source {
+    provider: Provider,
+    timeout: Duration,
+}
+
+/// The downloaded objects of a new revision, removed when dropped.
+struct Tree {
+    dir: tempfile::TempDir,
+    index: bucket::EtagIndex,
+}
+
+/// The steps of one run, in order; the status function gets what they found.
+async fn run(obj: &Bucket, ctx: &Context, status: &BucketStatus) -> Run<NewArtifact> {
+    let source = match resolve(obj) {
+        Ok(s) => s,
+        Err(e) => return Run::stopped(e.into()),
+    };
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut checked = store::check(ctx, KIND_DIR, &ns, &name, status.artifact.clone());
+    // Keep status.url pointing at the symlink whenever an artifact is stored.
+    if let Some(a) = &checked.artifact {
+        checked.latest_url = ctx
+            .storage
+            .set_latest_symlink(KIND_DIR, &ns, &name, file_name(a))
+            .ok();
+    }
+    let content_changed = status.observed_ignore != obj.spec.ignore;
+    let recorded = checked.artifact.as_ref().filter(|_| !content_changed);
+    let mut building = None;
+    let mut notes = Vec::new();
+    let end = match fetch(obj, ctx, &source, recorded, &mut building).await {
+        Ok(Fetched::Unchanged(revision)) => Ok(End::Unchanged { revision }),
+        Ok(Fetched::Changed(tree)) => store_tree(obj, ctx, tree, &mut notes).await.map(End::Stored),
+        Err(f) => Err(f),
+    };
+    Run {
+        checked: Some(checked),
+        building,
+        notes,
+        end,
     }
 }
 
-/// Flux's Bucket wording of a stored artifact: "stored artifact: revision '<rev>'" (a colon,
-/// unlike Git).
-fn stored(revision: &str) -> String {
-    format!("stored artifact: revision '{revision}'")
+/// The file name of a stored artifact.
+fn file_name(a: &Artifact) -> &str {
+    a.path.rsplit('/').next().unwrap_or_default()
+}
+
+/// The resolve step: configuration errors stall the object until its spec changes.
+fn resolve(obj: &Bucket) -> Result<Source, StepError> {
+    if let Some(field) = unsupported_field(obj) {
+        return Err(StepError::Unsupported {
+            field,
+            kind: "Bucket",
+            object: object(obj),
+        });
+    }
+    if obj.spec.cert_secret_ref.is_some() && obj.spec.provider != BucketProvider::Generic {
+        return Err(StepError::CertSecretProvider { object: object(obj) });
+    }
+    let provider = match obj.spec.provider {
+        BucketProvider::Aws => Provider::Aws,
+        BucketProvider::Azure => Provider::Azure,
+        BucketProvider::Generic | BucketProvider::Gcp => Provider::Generic,
+    };
+    let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
+    Ok(Source { provider, timeout })
+}
+
+/// `namespace/name` of the Bucket, as messages name it.
+fn object(obj: &Bucket) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// Fields this build does not act on yet; setting one stalls the object instead of ignoring it.
@@ -142,234 +147,158 @@ fn unsupported_field(obj: &Bucket) -> Option<&'static str> {
     }
 }
 
-/// Configuration errors that stall the object until its spec changes.
-fn check_config(obj: &Bucket) -> Option<Outcome> {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Some(field) = unsupported_field(obj) {
-        return Some(Outcome::Stalled {
-            reason: reasons::UNSUPPORTED_CONFIGURATION,
-            message: format!(
-                "{field} is not supported by this source-controller yet; remove it from Bucket '{ns}/{name}'"
-            ),
-        });
-    }
-    if obj.spec.cert_secret_ref.is_some() && obj.spec.provider != BucketProvider::Generic {
-        return Some(Outcome::Stalled {
-            reason: reasons::INVALID_PROVIDER_CONFIGURATION,
-            message: format!(
-                "spec.certSecretRef is only supported for the 'generic' provider; Bucket '{ns}/{name}'"
-            ),
-        });
-    }
-    None
-}
-
-async fn run_steps(
+/// The fetch step: Secrets → client, the etag index, and a download when its revision differs
+/// from `recorded` (`None` when the ignore rules changed). Sets `building` to the listed revision
+/// before the download.
+async fn fetch(
     obj: &Bucket,
     ctx: &Context,
-    status: &mut BucketStatus,
-    conds: &mut Conditions,
-) -> Outcome {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Some(stalled) = check_config(obj) {
-        return stalled;
-    }
-    let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
-
-    super::check_storage(ctx, &obj.object_ref(&()), KIND_DIR, &mut status.artifact, conds).await;
-    // Keep status.url pointing at the symlink whenever an artifact is stored.
-    if status.artifact.is_some()
-        && let Ok(url) = ctx.storage.set_latest_symlink(
-            KIND_DIR,
-            &ns,
-            &name,
-            status
-                .artifact
-                .as_ref()
-                .and_then(|a| a.path.rsplit('/').next())
-                .unwrap_or_default(),
+    source: &Source,
+    recorded: Option<&Artifact>,
+    building: &mut Option<String>,
+) -> Result<Fetched<Tree>, Failure> {
+    let secrets = Secrets::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let s = &obj.spec;
+    let found = secrets
+        .bucket(
+            s.secret_ref.as_ref(),
+            s.cert_secret_ref.as_ref(),
+            s.proxy_secret_ref.as_ref(),
         )
-    {
-        status.url = Some(url);
-    }
-
-    let client = match client(obj, ctx).await {
-        Ok(c) => c,
-        Err(outcome) => return outcome,
-    };
-
-    // Index: list + ignore rules; skip everything when the digest equals the stored revision.
-    let indexed = match bucket::index(
-        &client,
-        obj.spec.prefix.as_deref(),
-        obj.spec.ignore.as_deref(),
-        timeout,
-    )
-    .await
-    {
-        Ok(i) => i,
-        Err(e) => return Outcome::fetch_failed(&e),
-    };
+        .await
+        .map_err(StepError::from)?;
+    let client = BucketClient::new(&ClientConfig {
+        provider: source.provider,
+        bucket: s.bucket_name.clone(),
+        endpoint: s.endpoint.clone(),
+        insecure: s.insecure,
+        region: s.region.clone(),
+        secret: found.secret,
+        cert_secret: found.cert_secret,
+        proxy: found.proxy,
+    })
+    .map_err(StepError::from)?;
+    let indexed = bucket::index(&client, s.prefix.as_deref(), s.ignore.as_deref(), source.timeout)
+        .await
+        .map_err(StepError::from)?;
     let listed_revision = indexed.index.revision();
-    let content_changed = status.observed_ignore != obj.spec.ignore;
-    if let Some(a) = &status.artifact
-        && a.revision == listed_revision
-        && !content_changed
-    {
-        return Outcome::Unchanged {
-            revision: listed_revision,
-        };
+    if recorded.is_some_and(|a| a.revision == listed_revision) {
+        return Ok(Fetched::Unchanged(listed_revision));
     }
-    conds.outdated(&listed_revision);
-
-    // Fetch into a temp dir, then package + store under the final revision.
-    let tmp = match tempfile::tempdir() {
-        Ok(t) => t,
-        Err(e) => {
-            return Outcome::storage_failed(
-                reasons::DIRECTORY_CREATION_FAILED,
-                format!("failed to create temporary directory: {e}"),
-            );
-        }
-    };
-    let fetched = match bucket::download(&client, &indexed.index, tmp.path(), timeout).await {
-        Ok(i) => i,
-        Err(e) => return Outcome::fetch_failed(&e),
-    };
-    package_and_store(obj, ctx, status, tmp, &fetched).await
+    *building = Some(listed_revision);
+    let dir = tempfile::tempdir().map_err(StepError::TempDir)?;
+    let index = bucket::download(&client, &indexed.index, dir.path(), source.timeout)
+        .await
+        .map_err(StepError::from)?;
+    Ok(Fetched::Changed(Tree { dir, index }))
 }
 
-/// Archives the downloaded objects as `<digest-hex>.tar.gz` under the index's revision and points
-/// `latest.tar.gz` (and `status.url`) at it.
-async fn package_and_store(
+/// The package step: every downloaded object into `out` (they were filtered before download).
+fn package(tree: &Path, out: &mut impl Write) -> Result<(), StepError> {
+    archive::write_tar_gz(tree, &archive::IgnoreRules::none(), out)?;
+    Ok(())
+}
+
+/// Packages and stores `tree` as `<digest-hex>.tar.gz` under the index's revision and points
+/// `latest.tar.gz` at it; a failed symlink update is only a trace event in `notes`.
+async fn store_tree(
     obj: &Bucket,
     ctx: &Context,
-    status: &mut BucketStatus,
-    dir: tempfile::TempDir,
-    fetched: &bucket::EtagIndex,
-) -> Outcome {
+    tree: Tree,
+    notes: &mut Vec<Note>,
+) -> Result<NewArtifact, Failure> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let revision = fetched.revision();
-    let files = fetched.len();
+    let Tree { dir, index } = tree;
+    let revision = index.revision();
     let file = format!(
         "{}.tar.gz",
         revision.split_once(':').map_or(revision.as_str(), |(_, hex)| hex)
     );
-    let rel = match crate::storage::artifact_path(KIND_DIR, &ns, &name, &file) {
-        Ok(p) => p,
-        Err(e) => return Outcome::storage_failed(e.reason(), e.to_string()),
-    };
-    if let Err(e) = ctx.storage.create_object_dir(KIND_DIR, &ns, &name) {
-        return Outcome::storage_failed(e.reason(), e.to_string());
-    }
-    let storage = ctx.storage.clone();
-    let job = tokio::task::spawn_blocking(move || {
-        let mut writer = storage.writer(&rel).map_err(|e| (e.reason(), e.to_string()))?;
-        // The objects were filtered before download: archive all of them.
-        archive::write_tar_gz(dir.path(), &archive::IgnoreRules::none(), &mut writer)
-            .map_err(|e| (reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
-        writer.commit().map_err(|e| (e.reason(), e.to_string()))
-    });
-    let stored = match job.await {
-        Ok(Ok(stored)) => stored,
-        Ok(Err((reason, message))) => return Outcome::storage_failed(reason, message),
+    let stored = store::store(ctx, KIND_DIR, &ns, &name, &file, move |out| {
+        package(dir.path(), out)
+    })
+    .await?;
+    let latest_url = match ctx.storage.set_latest_symlink(KIND_DIR, &ns, &name, &file) {
+        Ok(url) => Some(url),
         Err(e) => {
-            return Outcome::storage_failed(
-                reasons::ARCHIVE_OPERATION_FAILED,
-                format!("packaging task failed: {e}"),
-            );
+            notes.push(Note::new(
+                Severity::Trace,
+                reasons::SYMLINK_UPDATE_FAILED,
+                e.to_string(),
+            ));
+            None
         }
     };
-    match ctx.storage.set_latest_symlink(KIND_DIR, &ns, &name, &file) {
-        Ok(url) => status.url = Some(url),
-        Err(e) => {
-            ctx.events
-                .emit(
-                    &obj.object_ref(&()),
-                    Severity::Trace,
-                    reasons::SYMLINK_UPDATE_FAILED,
-                    &e.to_string(),
-                    BTreeMap::new(),
-                )
-                .await;
-        }
-    }
-    Outcome::Stored(NewArtifact {
+    Ok(NewArtifact {
         artifact: stored.into_artifact(&revision),
-        files,
+        files: index.len(),
+        latest_url,
     })
 }
 
-/// Reads the referenced Secrets and builds the client.
-async fn client(obj: &Bucket, ctx: &Context) -> Result<BucketClient, Outcome> {
-    let ns = obj.namespace().unwrap_or_default();
-    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &ns);
-    let auth_failed = |message: String| Outcome::Failed {
-        kind: FailureKind::Fetch,
-        reason: reasons::AUTHENTICATION_FAILED,
-        message,
-    };
-    let read = |name: String| {
-        let secrets = secrets.clone();
-        let ns = ns.clone();
-        async move {
-            let data = super::read_secret(&secrets, &ns, &name).await?;
-            Ok::<_, String>((
-                format!("{ns}/{name}"),
-                data.into_iter()
-                    .map(|(k, v)| (k, Secret::new(v)))
-                    .collect::<SecretData>(),
-            ))
+/// The status function of a Bucket run (pure).
+fn record(
+    obj: &Bucket,
+    run: Run<NewArtifact>,
+    status: &mut BucketStatus,
+    conds: &mut Conditions,
+) -> Recorded {
+    if let Some(url) = run.checked.as_ref().and_then(|c| c.latest_url.clone()) {
+        status.url = Some(url);
+    }
+    if let Err(f) = &run.end
+        && f.stalls()
+    {
+        // As Flux does for Buckets, the stalling error is also the fetch failure, so Ready
+        // shows it rather than an older fetch error.
+        conds.fail(crate::status::FailureKind::Fetch, f.reason, &f.message);
+    }
+    record::record::<Bucket, _>(run, status, conds, |end, status| match end {
+        End::Stored(NewArtifact {
+            artifact,
+            files,
+            latest_url,
+        }) => {
+            if latest_url.is_some() {
+                status.url = latest_url;
+            }
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            Verdict::Stored {
+                condition: stored(&artifact.revision),
+                event: format!(
+                    "stored artifact with {files} fetched files from '{}' bucket",
+                    obj.spec.bucket_name
+                ),
+                artifact,
+            }
         }
-    };
-    let secret = match &obj.spec.secret_ref {
-        Some(r) => Some(read(r.name.clone()).await.map_err(auth_failed)?),
-        None => None,
-    };
-    let cert_secret = match &obj.spec.cert_secret_ref {
-        Some(r) => Some(read(r.name.clone()).await.map_err(auth_failed)?),
-        None => None,
-    };
-    let proxy = match &obj.spec.proxy_secret_ref {
-        Some(r) => {
-            let (_, data) = read(r.name.clone()).await.map_err(auth_failed)?;
-            let raw: BTreeMap<String, Vec<u8>> =
-                data.into_iter().map(|(k, v)| (k, v.expose().to_vec())).collect();
-            Some(
-                ProxyOptions::from_secret(&raw)
-                    .map_err(|e| auth_failed(format!("invalid proxy secret '{ns}/{}': {e}", r.name)))?,
-            )
-        }
-        None => None,
-    };
-    let provider = match obj.spec.provider {
-        BucketProvider::Aws => Provider::Aws,
-        BucketProvider::Azure => Provider::Azure,
-        BucketProvider::Generic | BucketProvider::Gcp => Provider::Generic,
-    };
-    let cfg = ClientConfig {
-        provider,
-        bucket: obj.spec.bucket_name.clone(),
-        endpoint: obj.spec.endpoint.clone(),
-        insecure: obj.spec.insecure,
-        region: obj.spec.region.clone(),
-        secret,
-        cert_secret,
-        proxy,
-    };
-    BucketClient::new(&cfg).map_err(|e| Outcome::fetch_failed(&e))
+        End::Unchanged { revision } => Verdict::Unchanged {
+            condition: stored(&revision),
+            trace: (
+                reasons::ARTIFACT_UP_TO_DATE,
+                format!("artifact up-to-date with remote revision: '{revision}'"),
+            ),
+        },
+    })
+}
+
+/// Flux's Bucket wording of a stored artifact: "stored artifact: revision '<rev>'" (a colon,
+/// unlike Git).
+fn stored(revision: &str) -> String {
+    format!("stored artifact: revision '{revision}'")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn bucket(spec: &serde_json::Value) -> Bucket {
-        let mut full = serde_json::json!({"bucketName": "x", "endpoint": "e", "interval": "1m"});
+        let mut full = json!({"bucketName": "x", "endpoint": "e", "interval": "1m"});
         if let (Some(m), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
             m.extend(extra.clone());
         }
-        serde_json::from_value(serde_json::json!({
+        serde_json::from_value(json!({
             "apiVersion": "source.toolkit.fluxcd.io/v1",
             "kind": "Bucket",
             "metadata": {"name": "b", "namespace": "ns"},
@@ -378,27 +307,49 @@ mod tests {
         .unwrap()
     }
 
+    fn stall(spec: &serde_json::Value) -> Failure {
+        Failure::from(resolve(&bucket(spec)).err().expect("a configuration error"))
+    }
+
     #[test]
     fn gcp_sts_and_service_accounts_stall_naming_the_field() {
-        use serde_json::json;
-        let gcp = bucket(&json!({"provider": "gcp"}));
-        let Some(Outcome::Stalled { reason, message }) = check_config(&gcp) else {
-            panic!("gcp must stall");
-        };
-        assert_eq!(reason, "UnsupportedConfiguration");
+        let gcp = stall(&json!({"provider": "gcp"}));
+        assert!(gcp.stalls());
+        assert_eq!(gcp.reason, "UnsupportedConfiguration");
         assert!(
-            message.starts_with("spec.provider 'gcp' is not supported"),
-            "{message}"
+            gcp.message.starts_with("spec.provider 'gcp' is not supported"),
+            "{}",
+            gcp.message
         );
-        let sa = bucket(&json!({"provider": "aws", "serviceAccountName": "sa"}));
-        assert!(matches!(check_config(&sa), Some(Outcome::Stalled { .. })));
-        let sts = bucket(
+        assert!(stall(&json!({"provider": "aws", "serviceAccountName": "sa"})).stalls());
+        let sts = stall(
             &json!({"provider": "aws", "sts": {"provider": "aws", "endpoint": "https://sts.amazonaws.com"}}),
         );
-        let Some(Outcome::Stalled { message, .. }) = check_config(&sts) else {
-            panic!("sts must stall");
-        };
-        assert!(message.starts_with("spec.sts "), "{message}");
-        assert!(check_config(&bucket(&json!({}))).is_none());
+        assert!(sts.message.starts_with("spec.sts "), "{}", sts.message);
+        let cert = stall(&json!({"provider": "aws", "certSecretRef": {"name": "tls"}}));
+        assert_eq!(cert.reason, reasons::INVALID_PROVIDER_CONFIGURATION);
+        assert!(resolve(&bucket(&json!({}))).is_ok());
+    }
+
+    #[test]
+    fn a_stall_is_also_the_fetch_failure_and_waits_for_a_change() {
+        let obj = bucket(&json!({"provider": "gcp"}));
+        let mut status = BucketStatus::default();
+        let mut conds = Conditions::new(
+            vec![],
+            Some(1),
+            gitops_api::meta::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        );
+        let rec = record(
+            &obj,
+            Run::stopped(stall(&json!({"provider": "gcp"}))),
+            &mut status,
+            &mut conds,
+        );
+        assert_eq!(rec.next, super::super::requeue::Next::AwaitChange);
+        assert!(conds.is_stalled());
+        let fetch = gitops_api::conditions::find(&conds.list, gitops_api::conditions::types::FETCH_FAILED)
+            .expect("FetchFailed");
+        assert_eq!(fetch.reason, reasons::UNSUPPORTED_CONFIGURATION);
     }
 }

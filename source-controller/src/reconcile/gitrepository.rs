@@ -1,54 +1,42 @@
 //! GitRepository reconcile: resolve → fetch → package → store → status.
 //!
 //! ```text
-//!  deleted?            remove the storage dir, drop the finalizer
-//!  no finalizer?       add it (the update triggers the next run)
-//!  suspended?          record lastHandledReconcileAt, stop
-//!  config check        unsupported fields / bad URL  ──► Stalled, no requeue until the spec changes
-//!  storage             GC; re-verify the stored artifact (digest), drop it when lost
-//!  resolve             secret → auth; ls-remote → revision    (same revision + same ignore ⇒ no clone)
-//!  fetch + package     shallow checkout into a temp dir → tar.gz through the ignore rules
-//!  store               atomic write under a lock, sha256 while writing
-//!  status              one patch: artifact, observed*, conditions, observedGeneration, lastHandled…
+//!  resolve   spec → Source (URL, ref, timeout)     pure; unsupported field / bad URL / bad ref ⇒ Stalled
+//!  check     GC; re-verify the recorded artifact    a lost artifact is dropped and rebuilt
+//!  fetch     Secrets → auth; ls-refs → revision     same revision + same ignore ⇒ Unchanged, no clone
+//!            shallow checkout into a temp dir ⇒ Tree
+//!  package   Tree + ignore rules → tar.gz bytes     pure (reads the tree, writes the sink)
+//!  store     atomic write under a lock, sha256 while writing
+//!  record    pure: artifact, observedIgnore, conditions, events (see record.rs)
 //! ```
 //!
 //! Failures never remove the previous artifact: it stays in status and on disk, still served.
 
 use super::Context;
-use crate::archive;
-use crate::credentials::{Credentials, ProxyOptions};
+use super::error::{Failure, StepError};
+use super::record::{self, End, Fetched, Recorded, Run, Verdict};
+use super::store;
+use crate::archive::{self, ArchiveSummary};
+use crate::credentials::Secrets;
 use crate::git;
-use crate::status::{Conditions, FailureKind};
+use crate::status::Conditions;
 use gitops_api::conditions::reasons;
 use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{GitRepository, GitRepositoryStatus};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Storage kind directory of GitRepository artifacts.
 pub const KIND_DIR: &str = "gitrepository";
 
-/// What a new GitRepository artifact brings: the artifact and the commit subject, if known.
-struct NewArtifact {
-    artifact: Artifact,
-    subject: Option<String>,
-}
-
-type Outcome = super::Outcome<NewArtifact>;
-
 /// Entry point for the controller.
 pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, super::Error> {
-    super::reconcile_kind(obj, ctx, async |obj, ctx, status, conds, interval| {
-        let outcome = run_steps(obj, ctx, status, conds).await;
-        record(outcome, obj, ctx, status, conds, interval).await
-    })
-    .await
+    super::finalizer::reconcile_kind(obj, ctx, run, record).await
 }
 
 /// `namespace/name`: the key of per-object controller state (backoff, handled runs).
@@ -56,41 +44,72 @@ pub(crate) fn key(obj: &GitRepository) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// Turns the steps' outcome into status fields, conditions, events and the next requeue.
-async fn record(
-    outcome: Outcome,
-    obj: &GitRepository,
-    ctx: &Context,
-    status: &mut GitRepositoryStatus,
-    conds: &mut Conditions,
-    interval: Duration,
-) -> (Action, Option<Duration>) {
-    match outcome {
-        Outcome::Stored(NewArtifact { artifact, subject }) => {
-            let stored = format!("stored artifact for revision '{}'", artifact.revision);
-            let msg = match subject {
-                Some(s) => format!("stored artifact for commit '{s}'"),
-                None => stored.clone(),
-            };
-            let result =
-                super::record_new_artifact(obj, ctx, conds, &artifact, &stored, &msg, interval).await;
-            status.artifact = Some(artifact);
-            status.observed_ignore.clone_from(&obj.spec.ignore);
-            result
-        }
-        Outcome::Unchanged { revision } => {
-            let msg = format!("no changes since last reconciliation: observed revision '{revision}'");
-            let trace = (reasons::GIT_OPERATION_SUCCEEDED, msg.as_str());
-            let stored = format!("stored artifact for revision '{revision}'");
-            super::record_unchanged(obj, ctx, conds, &stored, trace, interval).await
-        }
-        Outcome::Failed {
-            kind,
-            reason,
-            message,
-        } => super::record_failure(obj, ctx, conds, kind, reason, &message).await,
-        Outcome::Stalled { reason, message } => super::record_stall(obj, ctx, conds, reason, &message).await,
+/// What a new GitRepository artifact brings: the artifact and the commit subject, if known.
+struct NewArtifact {
+    artifact: Artifact,
+    subject: Option<String>,
+}
+
+/// What resolve derives from the spec: everything fetch needs besides credentials.
+struct Source {
+    url: String,
+    reference: git::GitRef,
+    timeout: Duration,
+}
+
+/// A checked-out tree of a new revision, removed when dropped.
+struct Tree {
+    dir: tempfile::TempDir,
+    revision: String,
+    commit: String,
+    subject: Option<String>,
+}
+
+/// The steps of one run, in order; the status function gets what they found.
+async fn run(obj: &GitRepository, ctx: &Context, status: &GitRepositoryStatus) -> Run<NewArtifact> {
+    let source = match resolve(obj) {
+        Ok(s) => s,
+        Err(e) => return Run::stopped(e.into()),
+    };
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let checked = store::check(ctx, KIND_DIR, &ns, &name, status.artifact.clone());
+    // New ignore rules change the content: package again even when the revision is the same.
+    let content_changed = status.observed_ignore != obj.spec.ignore;
+    let recorded = checked.artifact.as_ref().filter(|_| !content_changed);
+    let mut building = None;
+    let end = match fetch(obj, ctx, &source, recorded, &mut building).await {
+        Ok(Fetched::Unchanged(revision)) => Ok(End::Unchanged { revision }),
+        Ok(Fetched::Changed(tree)) => store_tree(obj, ctx, tree).await.map(End::Stored),
+        Err(f) => Err(f),
+    };
+    Run {
+        checked: Some(checked),
+        building,
+        notes: Vec::new(),
+        end,
     }
+}
+
+/// The resolve step: configuration errors stall the object until its spec changes.
+fn resolve(obj: &GitRepository) -> Result<Source, StepError> {
+    if let Some(field) = unsupported_field(obj) {
+        return Err(StepError::Unsupported {
+            field,
+            kind: "GitRepository",
+            object: key(obj),
+        });
+    }
+    let url = obj.spec.url.clone();
+    if let Err(why) = check_url(&url) {
+        return Err(StepError::InvalidUrl { url, why });
+    }
+    let reference = git::GitRef::from_spec(obj.spec.reference.as_ref()).map_err(StepError::InvalidRef)?;
+    let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
+    Ok(Source {
+        url,
+        reference,
+        timeout,
+    })
 }
 
 /// Fields this build does not act on yet; setting one stalls the object instead of ignoring it.
@@ -117,222 +136,116 @@ fn unsupported_field(obj: &GitRepository) -> Option<&'static str> {
     }
 }
 
-/// Configuration errors that stall the object until its spec changes.
-fn check_config(obj: &GitRepository) -> Option<Outcome> {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Some(field) = unsupported_field(obj) {
-        return Some(Outcome::Stalled {
-            reason: reasons::UNSUPPORTED_CONFIGURATION,
-            message: format!(
-                "{field} is not supported by this source-controller yet; remove it from GitRepository '{ns}/{name}'"
-            ),
-        });
-    }
-    let url = obj.spec.url.clone();
-    if let Err(why) = check_url(&url) {
-        return Some(Outcome::Stalled {
-            reason: reasons::URL_INVALID,
-            message: format!("invalid spec.url '{url}': {why}"),
-        });
-    }
-    None
-}
-
-async fn run_steps(
+/// The fetch step: credentials, ls-refs, and a checkout when the revision differs from `recorded`
+/// (which is `None` when the ignore rules changed, so the tree is packaged again). Sets `building`
+/// to the new revision before the checkout.
+async fn fetch(
     obj: &GitRepository,
     ctx: &Context,
-    status: &mut GitRepositoryStatus,
-    conds: &mut Conditions,
-) -> Outcome {
-    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    if let Some(stalled) = check_config(obj) {
-        return stalled;
-    }
-    let url = obj.spec.url.clone();
-    let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
-
-    super::check_storage(ctx, &obj.object_ref(&()), KIND_DIR, &mut status.artifact, conds).await;
-
-    // Credentials.
-    let auth = match load_auth(obj, ctx, &url).await {
-        Ok(a) => a,
-        Err(outcome) => return outcome,
-    };
-
-    // Resolve the remote ref; skip everything when it still points at what we store.
-    let gitref = match git::GitRef::from_spec(obj.spec.reference.as_ref()) {
-        Ok(r) => r,
-        Err(e) => {
-            return Outcome::Stalled {
-                reason: e.reason(),
-                message: format!("invalid spec.ref: {e}"),
-            };
-        }
-    };
-    let (url2, auth2) = (url.clone(), auth.clone());
-    let resolved = tokio::task::spawn_blocking(move || git::resolve(&url2, &gitref, &auth2, timeout)).await;
-    let resolved = match resolved {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return git_failure(&e, &auth),
-        Err(e) => {
-            return Outcome::Failed {
-                kind: FailureKind::Fetch,
-                reason: reasons::GIT_OPERATION_FAILED,
-                message: format!("git task failed: {e}"),
-            };
-        }
-    };
-    let revision = resolved.revision();
-    let content_changed = status.observed_ignore != obj.spec.ignore;
-    if let Some(a) = &status.artifact
-        && a.revision == revision
-        && !content_changed
-    {
-        return Outcome::Unchanged { revision };
-    }
-    conds.outdated(&revision);
-
-    // Fetch + package + store.
-    let file = format!("{}.tar.gz", resolved.commit);
-    let rel = match crate::storage::artifact_path(KIND_DIR, &ns, &name, &file) {
-        Ok(p) => p,
-        Err(e) => {
-            return Outcome::Failed {
-                kind: FailureKind::Storage,
-                reason: e.reason(),
-                message: e.to_string(),
-            };
-        }
-    };
-    if let Err(e) = ctx.storage.create_object_dir(KIND_DIR, &ns, &name) {
-        return Outcome::Failed {
-            kind: FailureKind::Storage,
-            reason: e.reason(),
-            message: e.to_string(),
-        };
-    }
-    let storage = ctx.storage.clone();
-    let spec_ignore = obj.spec.ignore.clone();
-    let (url3, auth3) = (url.clone(), auth.clone());
-    let job = tokio::task::spawn_blocking(move || {
-        fetch_and_package(
-            &url3,
-            &resolved,
-            &auth3,
-            timeout,
-            &storage,
-            &rel,
-            spec_ignore.as_deref(),
+    source: &Source,
+    recorded: Option<&Artifact>,
+    building: &mut Option<String>,
+) -> Result<Fetched<Tree>, Failure> {
+    let secrets = Secrets::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let auth = secrets
+        .git_auth(
+            &source.url,
+            obj.spec.secret_ref.as_ref(),
+            obj.spec.proxy_secret_ref.as_ref(),
         )
-    });
-    match job.await {
-        Ok(Ok((stored, subject))) => {
-            let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
-            Outcome::Stored(NewArtifact {
-                artifact: stored.into_artifact(&revision),
-                subject,
-            })
-        }
-        Ok(Err(outcome)) => *outcome,
-        Err(e) => Outcome::Failed {
-            kind: FailureKind::Storage,
-            reason: reasons::ARCHIVE_OPERATION_FAILED,
-            message: format!("packaging task failed: {e}"),
-        },
+        .await
+        .map_err(StepError::from)?;
+    let failed = |e: StepError| Failure::new(&e, |m| auth.scrub(m));
+    let (url, reference, a, timeout) = (
+        source.url.clone(),
+        source.reference.clone(),
+        auth.clone(),
+        source.timeout,
+    );
+    let resolved = tokio::task::spawn_blocking(move || git::resolve(&url, &reference, &a, timeout))
+        .await
+        .map_err(|e| failed(StepError::GitTask(e)))?
+        .map_err(|e| failed(StepError::Git(e)))?;
+    let revision = resolved.revision();
+    if recorded.is_some_and(|a| a.revision == revision) {
+        return Ok(Fetched::Unchanged(revision));
     }
+    *building = Some(revision.clone());
+    let dir = tempfile::tempdir().map_err(|e| failed(StepError::TempDir(e)))?;
+    let (url, a, dest) = (source.url.clone(), auth.clone(), dir.path().to_path_buf());
+    let checkout = tokio::task::spawn_blocking(move || git::checkout(&url, &resolved, &a, &dest, timeout))
+        .await
+        .map_err(|e| failed(StepError::GitTask(e)))?
+        .map_err(|e| failed(StepError::Git(e)))?;
+    Ok(Fetched::Changed(Tree {
+        dir,
+        revision,
+        commit: checkout.commit,
+        subject: checkout.message,
+    }))
 }
 
-/// A storage-side failure as an outcome.
-fn storage_failure(reason: &'static str, message: String) -> Box<Outcome> {
-    Box::new(Outcome::Failed {
-        kind: FailureKind::Storage,
-        reason,
-        message,
+/// The package step: the tree through its `.sourceignore` files and `spec.ignore` into `out`.
+fn package(
+    tree: &Path,
+    spec_ignore: Option<&str>,
+    out: &mut impl Write,
+) -> Result<ArchiveSummary, StepError> {
+    let rules = archive::IgnoreRules::for_git(tree, spec_ignore)?;
+    Ok(archive::write_tar_gz(tree, &rules, out)?)
+}
+
+/// Packages and stores `tree` as `<commit>.tar.gz`.
+async fn store_tree(obj: &GitRepository, ctx: &Context, tree: Tree) -> Result<NewArtifact, Failure> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let Tree {
+        dir,
+        revision,
+        commit,
+        subject,
+    } = tree;
+    let spec_ignore = obj.spec.ignore.clone();
+    let file = format!("{commit}.tar.gz");
+    let stored = store::store(ctx, KIND_DIR, &ns, &name, &file, move |out| {
+        package(dir.path(), spec_ignore.as_deref(), out).map(|_| ())
+    })
+    .await?;
+    let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
+    Ok(NewArtifact {
+        artifact: stored.into_artifact(&revision),
+        subject,
     })
 }
 
-/// Blocking part of a build: checkout into a temp dir, archive through the ignore rules, store
-/// atomically. Returns the stored file and the commit subject, if known.
-fn fetch_and_package(
-    url: &str,
-    resolved: &git::Resolved,
-    auth: &Credentials,
-    timeout: Duration,
-    storage: &crate::storage::Storage,
-    rel: &str,
-    spec_ignore: Option<&str>,
-) -> Result<(crate::storage::Stored, Option<String>), Box<Outcome>> {
-    let tmp = tempfile::tempdir().map_err(|e| {
-        storage_failure(
-            reasons::DIRECTORY_CREATION_FAILED,
-            format!("failed to create temporary directory: {e}"),
-        )
-    })?;
-    let checkout = git::checkout(url, resolved, auth, tmp.path(), timeout)
-        .map_err(|e| Box::new(git_failure(&e, auth)))?;
-    let rules = archive::IgnoreRules::for_git(tmp.path(), spec_ignore)
-        .map_err(|e| storage_failure(reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
-    let mut writer = storage
-        .writer(rel)
-        .map_err(|e| storage_failure(e.reason(), e.to_string()))?;
-    archive::write_tar_gz(tmp.path(), &rules, &mut writer)
-        .map_err(|e| storage_failure(reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
-    let stored = writer
-        .commit()
-        .map_err(|e| storage_failure(e.reason(), e.to_string()))?;
-    Ok((stored, checkout.message))
-}
-
-fn git_failure(e: &git::GitError, auth: &Credentials) -> Outcome {
-    Outcome::Failed {
-        kind: FailureKind::Fetch,
-        reason: e.reason(),
-        message: auth.scrub(&e.to_string()),
-    }
-}
-
-async fn load_auth(obj: &GitRepository, ctx: &Context, url: &str) -> Result<Credentials, Outcome> {
-    let ns = obj.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut auth = match &obj.spec.secret_ref {
-        Some(r) => {
-            let data = read_secret(&secrets, &ns, &r.name).await?;
-            Credentials::from_secret_data(url, &data).map_err(|e| Outcome::Failed {
-                kind: FailureKind::Fetch,
-                reason: reasons::AUTHENTICATION_FAILED,
-                message: format!(
-                    "invalid secret '{}/{}': {e}",
-                    obj.namespace().unwrap_or_default(),
-                    r.name
-                ),
-            })?
+/// The status function of a GitRepository run (pure).
+fn record(
+    obj: &GitRepository,
+    run: Run<NewArtifact>,
+    status: &mut GitRepositoryStatus,
+    conds: &mut Conditions,
+) -> Recorded {
+    record::record::<GitRepository, _>(run, status, conds, |end, status| match end {
+        End::Stored(NewArtifact { artifact, subject }) => {
+            let condition = format!("stored artifact for revision '{}'", artifact.revision);
+            let event = match subject {
+                Some(s) => format!("stored artifact for commit '{s}'"),
+                None => condition.clone(),
+            };
+            status.observed_ignore.clone_from(&obj.spec.ignore);
+            Verdict::Stored {
+                artifact,
+                condition,
+                event,
+            }
         }
-        None => Credentials::none(),
-    };
-    if let Some(r) = &obj.spec.proxy_secret_ref {
-        let data = read_secret(&secrets, &ns, &r.name).await?;
-        let proxy = ProxyOptions::from_secret(&data).map_err(|e| Outcome::Failed {
-            kind: FailureKind::Fetch,
-            reason: reasons::AUTHENTICATION_FAILED,
-            message: format!("invalid proxy secret '{}': {e}", r.name),
-        })?;
-        auth = auth.with_proxy(proxy);
-    }
-    Ok(auth)
-}
-
-async fn read_secret(
-    secrets: &Api<Secret>,
-    ns: &str,
-    name: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, Outcome> {
-    super::read_secret(secrets, ns, name)
-        .await
-        .map_err(|message| Outcome::Failed {
-            kind: FailureKind::Fetch,
-            reason: reasons::AUTHENTICATION_FAILED,
-            message,
-        })
+        End::Unchanged { revision } => Verdict::Unchanged {
+            condition: format!("stored artifact for revision '{revision}'"),
+            trace: (
+                reasons::GIT_OPERATION_SUCCEEDED,
+                format!("no changes since last reconciliation: observed revision '{revision}'"),
+            ),
+        },
+    })
 }
 
 /// Flux accepts `http`, `https` and `ssh` URLs (no SCP-like `user@host:path`).
@@ -353,6 +266,20 @@ fn check_url(url: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    fn repo(spec: &serde_json::Value) -> GitRepository {
+        let mut full = json!({"url": "https://example.com/repo.git", "interval": "1m"});
+        if let (Some(m), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            m.extend(extra.clone());
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": "ns"},
+            "spec": full,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn urls_are_checked_like_flux() {
         assert!(check_url("https://github.com/org/repo").is_ok());
@@ -361,5 +288,60 @@ mod tests {
         assert!(check_url("git@github.com:org/repo.git").is_err());
         assert!(check_url("ftp://example.com/repo").is_err());
         assert!(check_url("https:///repo").is_err());
+    }
+
+    #[test]
+    fn resolve_stalls_on_configuration_errors_naming_the_field() {
+        let f = Failure::from(resolve(&repo(&json!({"recurseSubmodules": true}))).err().unwrap());
+        assert!(f.stalls());
+        assert_eq!(f.reason, reasons::UNSUPPORTED_CONFIGURATION);
+        assert_eq!(
+            f.message,
+            "spec.recurseSubmodules is not supported by this source-controller yet; remove it from GitRepository 'ns/app'"
+        );
+        let f = Failure::from(
+            resolve(&repo(&json!({"url": "https:///repo.git"})))
+                .err()
+                .unwrap(),
+        );
+        assert_eq!(
+            (f.reason, f.message.as_str()),
+            (
+                reasons::URL_INVALID,
+                "invalid spec.url 'https:///repo.git': missing host"
+            )
+        );
+        let f = Failure::from(
+            resolve(&repo(&json!({"ref": {"semver": ">= not a version"}})))
+                .err()
+                .unwrap(),
+        );
+        assert!(
+            f.stalls() && f.message.starts_with("invalid spec.ref: "),
+            "{}",
+            f.message
+        );
+        let s = resolve(&repo(&json!({"timeout": "5s"}))).unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn package_applies_the_ignore_rules_of_the_tree_and_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [("app.yaml", "a: 1\n"), ("skip.yaml", "b: 2\n"), ("logo.png", "x")] {
+            fs_err::write(dir.path().join(path), text).unwrap();
+        }
+        let files = |spec_ignore: Option<&str>| {
+            let mut out = Vec::new();
+            let summary = package(dir.path(), spec_ignore, &mut out).unwrap();
+            assert_eq!(summary.size, out.len() as u64);
+            summary.files
+        };
+        assert_eq!(files(None), 2, "the default *.png rule drops logo.png");
+        assert_eq!(
+            files(Some("skip.yaml\n")),
+            2,
+            "spec.ignore drops skip.yaml and replaces the extension defaults"
+        );
     }
 }
