@@ -71,7 +71,7 @@ pub fn run_list_targets(cmd: &ListTargetsCmd) -> anyhow::Result<()> {
     if cmd.only_names {
         let names: Vec<&str> = project.targets.iter().map(|t| t.name.as_str()).collect();
         return write_outputs(&cmd.output.output, ListFormat::Kluctl, &|format| match format {
-            ListFormat::Kluctl => Ok(names.iter().map(|n| format!("{n}\n")).collect()),
+            ListFormat::Kluctl => Ok(names.iter().flat_map(|n| [*n, "\n"]).collect()),
             _ => document(format, &serde_json::to_value(&names)?),
         });
     }
