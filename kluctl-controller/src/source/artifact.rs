@@ -730,6 +730,10 @@ fn unpack_into_place(
 }
 
 /// Unpacks the tar.gz `reader` into the existing directory `root` with Flux's consumer rules.
+///
+/// Entry names are checked by [`relative_path`]; symlinks and pax global headers are skipped;
+/// directories get their header mode | 0700, files their header mode (permission bits only, no
+/// setuid/setgid/sticky); anything else is refused.
 fn extract(
     reader: impl io::Read,
     root: &Path,
@@ -779,7 +783,9 @@ fn extract(
             problem,
         };
         let kind = entry.header().entry_type();
-        if kind.is_symlink() {
+        // Symlinks are skipped (Flux's consumers unpack with skip-symlinks); a pax global header
+        // (as `git archive` writes) is metadata of the archive, not an entry of the tree.
+        if kind.is_symlink() || kind == tar::EntryType::XGlobalHeader {
             continue;
         }
         let relative = relative_path(&name).map_err(refused)?;

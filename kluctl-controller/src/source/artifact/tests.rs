@@ -291,8 +291,11 @@ fn unpack_refuses_names_escaping_the_destination_and_leaves_nothing() {
 }
 
 #[test]
-fn unpack_skips_symlinks() {
+fn unpack_skips_symlinks_and_pax_global_headers() {
+    let mut global = special("pax_global_header", tar::EntryType::XGlobalHeader, None);
+    global.data = b"52 comment=0123456789abcdef0123456789abcdef01234567\n".to_vec();
     let archive = tar_gz(&[
+        global,
         special("link", tar::EntryType::Symlink, Some("/etc/passwd")),
         special("../outside-link", tar::EntryType::Symlink, Some("x")),
         file("real.txt", "r"),
