@@ -104,7 +104,8 @@ pub mod reasons {
     pub const PRUNE_FAILED: &str = "PruneFailed";
     /// Kluctl: validate failed.
     pub const VALIDATE_FAILED: &str = "ValidateFailed";
-    /// Legacy Kluctl: fetching the source artifact failed.
+    /// Fetching, verifying or unpacking a source artifact failed (the reason Flux's
+    /// kustomize-controller and both Kluctl controllers use).
     pub const ARTIFACT_FAILED: &str = "ArtifactFailed";
 }
 

@@ -4,6 +4,8 @@
 
 use clap::Parser;
 
+pub mod source;
+
 /// The `kluctl-controller` command line.
 #[derive(Parser, Debug)]
 #[command(
