@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use e2e::{TestNs, api_for, make_deployment_ready};
 use k8s_openapi::jiff::Timestamp;
+use kluctl_engine::remote::{ApiIndex, SharedApiIndex};
 use kluctl_engine::validate::{ClusterValidator, DeploymentError, ValidateResult};
 use kube::api::PostParams;
 use serde_json::{Value, json};
@@ -70,9 +71,14 @@ async fn create(client: &kube::Client, obj: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster's API index, as `Cluster::connect` builds it.
+async fn index(client: &kube::Client) -> anyhow::Result<SharedApiIndex> {
+    let discovery = kluctl_engine::cluster::discover(client).await?;
+    Ok(SharedApiIndex::new(ApiIndex::from_discovery(&discovery)))
+}
+
 async fn validate(client: &kube::Client, objects: &[Value]) -> anyhow::Result<ValidateResult> {
-    let discovery = kube::Discovery::new(client.clone()).run().await?;
-    let validator = ClusterValidator::new(client, &discovery);
+    let validator = ClusterValidator::new(client, index(client).await?);
     Ok(validator.validate(objects, Timestamp::now()).await)
 }
 
@@ -155,8 +161,7 @@ async fn wait_ready_returns_ready_objects_and_times_out_on_missing_ones() -> any
         let client = &t.client;
         let objects = rendered(ns);
         create(client, &objects[1]).await?;
-        let discovery = kube::Discovery::new(client.clone()).run().await?;
-        let validator = ClusterValidator::new(client, &discovery);
+        let validator = ClusterValidator::new(client, index(client).await?);
 
         let service = kluctl_engine::validate::object_ref(&objects[1]).expect("ref");
         let outcome = validator.wait_ready(&service, Duration::from_secs(10)).await;
@@ -183,8 +188,7 @@ async fn status_expectation_comes_from_the_cluster() -> anyhow::Result<()> {
     use kluctl_engine::validate::StatusExpectation;
     let env = e2e::Env::load()?;
     let client = env.admin_client().await?;
-    let discovery = kube::Discovery::new(client.clone()).run().await?;
-    let validator = ClusterValidator::new(&client, &discovery);
+    let validator = ClusterValidator::new(&client, index(&client).await?);
     let r = |group: &str, version: &str, kind: &str| ObjectRef {
         group: group.into(),
         version: version.into(),

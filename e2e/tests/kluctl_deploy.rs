@@ -113,6 +113,14 @@ fn deployment(ns: &str, name: &str, extra_annotations: &str) -> String {
     )
 }
 
+/// CRD `widgets.<group>` (kind `Widget`, namespaced, version `v1`); its schema declares no
+/// status, so a Widget is ready as soon as it exists.
+fn widget_crd(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"
+    )
+}
+
 /// A project with item `app` (the namespace and ConfigMap `app`) and, behind a barrier, item
 /// `old` (ConfigMap `old`, which the tests then turn into an orphan).
 fn app_and_old_project(ns: &str, disc: &str) -> anyhow::Result<tempfile::TempDir> {
@@ -431,9 +439,7 @@ fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> 
     let group = format!("{ns}.example.com");
     let _crd = DeleteOnDrop::object(&env, "crd", &format!("widgets.{group}"));
     let disc = format!("disc-{ns}");
-    let crd = format!(
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n"
-    );
+    let crd = widget_crd(&group);
     let cr = |size: u32| {
         format!(
             "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: {ns}\nspec:\n  size: {size}\n"
@@ -823,5 +829,52 @@ fn diff_of_a_new_project_simulates_objects_in_its_new_namespace() -> anyhow::Res
         rv(&env, "", &format!("namespace/{ns}")).is_none(),
         "diff created the namespace"
     );
+    Ok(())
+}
+
+/// A readiness wait on a custom resource whose CRD the same deploy applies (before a barrier)
+/// ends as soon as the resource exists: the wait resolves the kind through the cluster's API
+/// index, which the apply refreshed when it met the new kind. (It used the discovery made at
+/// connect, which never knew the kind, so the deploy waited for the readiness timeout and failed.)
+#[test]
+fn readiness_wait_on_a_cr_of_a_crd_applied_in_the_same_deploy_ends_without_the_timeout() -> anyhow::Result<()>
+{
+    let env = Env::load()?;
+    let ns = unique_name("kd-crdwait");
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
+    let group = format!("{ns}.example.com");
+    let _crd = DeleteOnDrop::object(&env, "crd", &format!("widgets.{group}"));
+    let disc = format!("disc-{ns}");
+    let cr = format!(
+        "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: {ns}\n  annotations:\n    kluctl.io/wait-readiness: \"true\"\nspec:\n  size: 1\n"
+    );
+    let dir = project(
+        &disc,
+        &[
+            (
+                "deployment.yaml",
+                "deployments:\n  - path: crd\n  - barrier: true\n  - path: app\n".to_owned(),
+            ),
+            ("crd/a-ns.yaml", namespace_yaml(&ns)),
+            ("crd/b-crd.yaml", widget_crd(&group)),
+            ("app/cr.yaml", cr),
+        ],
+    )?;
+    let readiness_timeout = Duration::from_secs(300);
+    let started = std::time::Instant::now();
+    let out = ok(dir.path(), &cmd("deploy", &["--readiness-timeout", "5m"]))?;
+    let took = started.elapsed();
+    assert!(!out.contains("timed out while waiting for readiness"), "{out}");
+    // A correctness check of "did not wait for the timeout", not a performance bound: the whole
+    // deploy takes a few seconds, the readiness timeout is five minutes.
+    assert!(
+        took < readiness_timeout / 5,
+        "the deploy took {took:?} with a readiness timeout of {readiness_timeout:?}:\n{out}"
+    );
+    assert_eq!(
+        get(&env, &ns, &format!("widgets.{group}/w"), "{.spec.size}").as_deref(),
+        Some("1")
+    );
+    ok(dir.path(), &cmd("delete", &[]))?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use kube::discovery::Discovery;
 use serde_json::Value;
 
 use crate::project::vars::ClusterReader;
-use crate::remote::{ApiIndex, api_for};
+use crate::remote::{ApiIndex, SharedApiIndex, api_for};
 use crate::render::namespaces::ScopeLookup;
 
 /// Why the cluster could not be reached or read.
@@ -48,9 +48,9 @@ pub struct Cluster {
     pub server_version: String,
     /// `group/version` and `group/version/Kind` strings (Helm's `--api-versions`).
     pub api_versions: Vec<String>,
-    discovery: Discovery,
-    /// The served resources, from `discovery`.
-    index: ApiIndex,
+    /// The served resources: from the discovery at connect, plus the groups the commands read
+    /// again since (CRDs applied by a deploy).
+    index: SharedApiIndex,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -152,8 +152,7 @@ impl Cluster {
             context: used_context,
             server_version: version.git_version,
             api_versions,
-            index: ApiIndex::from_discovery(&discovery),
-            discovery,
+            index: SharedApiIndex::new(ApiIndex::from_discovery(&discovery)),
         })
     }
 
@@ -162,13 +161,10 @@ impl Cluster {
         &self.client
     }
 
-    /// The API discovery made when connecting.
-    pub fn discovery(&self) -> &Discovery {
-        &self.discovery
-    }
-
-    /// The served kinds, from that discovery.
-    pub fn index(&self) -> &ApiIndex {
+    /// The served kinds: from the discovery made when connecting, shared with (and grown by)
+    /// the commands run on this cluster, so a kind a deploy's CRD added stays known to the
+    /// steps after it.
+    pub fn index(&self) -> &SharedApiIndex {
         &self.index
     }
 
@@ -177,7 +173,7 @@ impl Cluster {
         self.runtime.block_on(future)
     }
 
-    /// The API of a kind from the discovery made when connecting (no request).
+    /// The API of a kind from the index (no request).
     fn api_for(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Api<DynamicObject>, String> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let reference = gitops_api::kluctl::v1beta1::ObjectRef {
@@ -186,7 +182,8 @@ impl Cluster {
             kind: kind.to_owned(),
             ..Default::default()
         };
-        let entry = self.index.resolve(&reference).ok_or_else(|| {
+        let index = self.index.current();
+        let entry = index.resolve(&reference).ok_or_else(|| {
             format!("failed to find resource {api_version}/{kind}: not served by the cluster")
         })?;
         Ok(api_for(&self.client, entry, namespace))
@@ -228,7 +225,7 @@ pub async fn discover(client: &kube::Client) -> Result<Discovery, kube::Error> {
 impl ScopeLookup for Cluster {
     fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
-        self.index.is_namespaced(group, kind)
+        self.index.current().is_namespaced(group, kind)
     }
 }
 

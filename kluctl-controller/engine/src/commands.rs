@@ -15,14 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gitops_api::kluctl::v1beta1::ObjectRef;
-use kube::discovery::Discovery;
 use serde_json::{Value, json};
 
 use crate::apply::{Applier, ApplyOptions, ApplyOutcome, Progress};
 use crate::diff::{IgnoreOptions, diff_ref, diff_rendered_objects, ignore_rules, remote_objects_by_diff_ref};
 use crate::project::inclusion::Inclusion;
 use crate::prune::{self, Applied, DeleteOptions, DeleteOutcome, DeletionPlan, find_orphans};
-use crate::remote::{self, ApiIndex, Discriminator, ListOptions, RemoteObjects, fetch_objects, versionless};
+use crate::remote::{
+    self, ApiIndex, Discriminator, ListOptions, RemoteObjects, SharedApiIndex, fetch_objects, versionless,
+};
 use crate::result::{CommandInfo, CommandResult, ResultBuilder};
 use crate::target::RenderedTarget;
 use crate::validate::{ClusterValidator, ValidateResult};
@@ -31,10 +32,9 @@ use crate::validate::{ClusterValidator, ValidateResult};
 pub struct CommandContext<'a> {
     /// The cluster client.
     pub client: &'a kube::Client,
-    /// API discovery of the cluster.
-    pub discovery: &'a Discovery,
-    /// The served kinds, from that discovery.
-    pub index: &'a ApiIndex,
+    /// The served kinds: the cluster's shared index. A deploy that applies a CRD adds the new
+    /// kinds to it; its readiness waits and the steps after it see them.
+    pub index: &'a SharedApiIndex,
     /// The rendered target.
     pub rendered: &'a RenderedTarget,
     /// The inclusion rules the target was rendered with.
@@ -161,7 +161,9 @@ impl CommandContext<'_> {
                     .collect(),
                 ..ListOptions::default()
             };
-            match remote::list_by_discriminator(self.client, self.index, &discriminator, &options).await {
+            match remote::list_by_discriminator(self.client, &self.index.current(), &discriminator, &options)
+                .await
+            {
                 Ok(mut l) => {
                     r.warnings.extend(l.warnings.iter().cloned());
                     for (k, v) in std::mem::take(&mut l.full) {
@@ -180,7 +182,13 @@ impl CommandContext<'_> {
             .filter(|x| !objects.contains_key(&versionless(x)))
             .cloned()
             .collect();
-        let fetched = fetch_objects(self.client, self.index, &missing, remote::DEFAULT_CONCURRENCY).await;
+        let fetched = fetch_objects(
+            self.client,
+            &self.index.current(),
+            &missing,
+            remote::DEFAULT_CONCURRENCY,
+        )
+        .await;
         r.warnings.extend(fetched.warnings);
         if !fetched.errors.is_empty() {
             r.errors.extend(fetched.errors);
@@ -200,7 +208,6 @@ impl CommandContext<'_> {
     ) -> (ApplyOutcome, Option<Applied>) {
         let applier = Applier::new(
             self.client,
-            self.discovery,
             self.index.clone(),
             &remote.objects,
             options,
@@ -211,7 +218,7 @@ impl CommandContext<'_> {
 
     fn orphans(&self, remote: &RemoteState) -> Vec<ObjectRef> {
         remote.listed.as_ref().map_or_else(Vec::new, |l| {
-            find_orphans(l, self.index, &self.rendered_refs(), self.inclusion)
+            find_orphans(l, &self.index.current(), &self.rendered_refs(), self.inclusion)
         })
     }
 
@@ -381,7 +388,7 @@ impl CommandContext<'_> {
                         wait: options.wait_prune.then_some(a.readiness_timeout),
                         ..DeleteOptions::default()
                     };
-                    match prune::prune(self.client, self.index, token, listed, &delete).await {
+                    match prune::prune(self.client, &self.index.current(), token, listed, &delete).await {
                         Ok((_, outcome)) => deleted = record_deletes(&mut r, outcome),
                         Err(e) => r.errors.push(run_error(e.to_string())),
                     }
@@ -437,7 +444,7 @@ impl CommandContext<'_> {
             return self.finish(r).await;
         };
         let token = Applied::for_standalone_prune(self.rendered, self.inclusion.clone());
-        let plan = match prune::plan_prune(&token, listed, self.index) {
+        let plan = match prune::plan_prune(&token, listed, &self.index.current()) {
             Ok(p) => p,
             Err(e) => {
                 r.errors.push(run_error(e.to_string()));
@@ -479,7 +486,7 @@ impl CommandContext<'_> {
         let Some(listed) = &remote.listed else {
             return self.finish(r).await;
         };
-        let plan = prune::plan_delete_all(listed, self.index, self.inclusion);
+        let plan = prune::plan_delete_all(listed, &self.index.current(), self.inclusion);
         let deleted = self.run_plan(&mut r, &plan, dry_run, wait, confirm).await;
         self.collect(
             remote.listed.as_ref(),
@@ -515,7 +522,7 @@ impl CommandContext<'_> {
             wait: wait.then_some(DELETE_WAIT),
             ..DeleteOptions::default()
         };
-        let outcome = prune::execute(self.client, self.index, plan, &options).await;
+        let outcome = prune::execute(self.client, &self.index.current(), plan, &options).await;
         record_deletes(r, outcome)
     }
 
@@ -555,7 +562,7 @@ impl CommandContext<'_> {
                 });
                 continue;
             }
-            match poke_one(self.client, self.index, &object, &images, dry_run).await {
+            match poke_one(self.client, &self.index.current(), &object, &images, dry_run).await {
                 Ok(applied) => {
                     outcome.applied.insert(object, applied);
                 }
@@ -579,7 +586,7 @@ impl CommandContext<'_> {
 
     /// `kluctl validate`: validates every rendered object on the cluster.
     pub async fn validate(&self) -> ValidateResult {
-        let validator = ClusterValidator::new(self.client, self.discovery);
+        let validator = ClusterValidator::new(self.client, self.index.clone());
         let start = self.info.start_time.unwrap_or_else(jiff::Timestamp::now);
         let mut v = validator.validate(self.rendered.objects(), start).await;
         v.id = uuid::Uuid::new_v4().to_string();

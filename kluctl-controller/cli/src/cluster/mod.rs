@@ -46,7 +46,6 @@ fn context<'a>(p: &'a Prepared, cluster: &'a Cluster) -> CommandContext<'a> {
         .map(|_| p.external_args.clone());
     CommandContext {
         client: cluster.client(),
-        discovery: cluster.discovery(),
         index: cluster.index(),
         rendered: &p.rendered,
         inclusion: &p.inclusion,

@@ -24,21 +24,20 @@ mod object;
 pub(crate) use object::api_message;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use gitops_api::kluctl::v1beta1::{DeploymentError, ObjectRef};
-use kube::discovery::Discovery;
 use serde_json::Value;
 
 use crate::annotation_bool;
 use crate::project::config::{ConflictResolutionItem, ObjectRefItem};
 use crate::project::inclusion::Inclusion;
 use crate::prune::Applied;
-use crate::remote::ApiIndex;
 use crate::remote::versionless;
+use crate::remote::{ApiIndex, SharedApiIndex};
 use crate::render::RenderedItem;
 use crate::result::push_unique;
 use crate::target::RenderedTarget;
@@ -147,8 +146,9 @@ struct State {
 /// Applies the items of one target to one cluster.
 pub struct Applier<'a> {
     client: &'a kube::Client,
-    /// Shared so a deletion can keep the index across its awaits without copying it.
-    index: RwLock<Arc<ApiIndex>>,
+    /// The cluster's index; the validator holds the same one, so its readiness waits know
+    /// the kinds a CRD of this run added as soon as the apply has learned them.
+    index: SharedApiIndex,
     validator: ClusterValidator<'a>,
     /// Live objects before the run, by reference without version.
     remote: &'a BTreeMap<ObjectRef, Value>,
@@ -166,21 +166,20 @@ impl std::fmt::Debug for Applier<'_> {
 }
 
 impl<'a> Applier<'a> {
-    /// An applier on `client` with the cluster's discovery data and the API index made from
-    /// it; `remote` holds the live objects found before the run, keyed by reference without
-    /// version.
+    /// An applier on `client` with the cluster's API index (shared: groups the apply reads
+    /// again are seen by every holder); `remote` holds the live objects found before the run,
+    /// keyed by reference without version.
     pub fn new(
         client: &'a kube::Client,
-        discovery: &'a Discovery,
-        index: ApiIndex,
+        index: SharedApiIndex,
         remote: &'a BTreeMap<ObjectRef, Value>,
         options: ApplyOptions,
         progress: &'a dyn Progress,
     ) -> Self {
         Self {
             client,
-            index: RwLock::new(Arc::new(index)),
-            validator: ClusterValidator::new(client, discovery),
+            validator: ClusterValidator::new(client, index.clone()),
+            index,
             remote,
             options,
             progress,
@@ -472,29 +471,15 @@ impl<'a> Applier<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The current API index (read lock; never held across an await).
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, Arc<ApiIndex>> {
-        self.index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The current API index (a snapshot, fine to keep across awaits).
+    fn index(&self) -> Arc<ApiIndex> {
+        self.index.current()
     }
 
-    /// Reads API group `group` again (the kinds a CRD of this run added); the core group and
-    /// failures leave the index as it is.
+    /// Reads API group `group` again (the kinds a CRD of this run added), for the validator
+    /// too; the core group and failures leave the index as it is.
     async fn refresh_group(&self, group: &str) {
-        if group.is_empty() {
-            return;
-        }
-        match kube::discovery::group(self.client, group).await {
-            Ok(g) => Arc::make_mut(
-                &mut self
-                    .index
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            )
-            .add_group(&g),
-            Err(e) => tracing::debug!(group, error = %e, "API group not served (yet)"),
-        }
+        self.index.refresh_group(self.client, group).await;
     }
 
     fn remote_object(&self, reference: &ObjectRef) -> Option<&'a Value> {

@@ -355,8 +355,8 @@ impl Applier<'_> {
     /// Deletes one object (`deleteObjects`, `kluctl.io/delete`, hook delete policies). Returns
     /// whether it existed and was deleted (a dry run: would be).
     pub(crate) async fn delete_object(&self, reference: &ObjectRef, hook: bool) -> bool {
-        // The deletion awaits, and a lock must not be held across it: keep this version.
-        let index = std::sync::Arc::clone(&self.index());
+        // The deletion awaits: it keeps this version of the index.
+        let index = self.index();
         let outcome = delete_objects(
             self.client,
             &index,

@@ -224,14 +224,7 @@ async fn delete_one(
 mod tests {
     use super::*;
     use crate::prune::rules::test_support::reference;
-    use crate::remote::resources::test_support::index;
-
-    /// A client whose every request fails to connect: a test that expects no request passes only
-    /// if the code under test sends none.
-    pub(crate) fn unreachable_client() -> kube::Client {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("valid URL"));
-        kube::Client::try_from(config).expect("client")
-    }
+    use crate::remote::resources::test_support::{index, unreachable_client};
 
     #[tokio::test]
     async fn objects_in_deleted_namespaces_are_left_to_the_namespace() {

@@ -27,7 +27,7 @@ use kube::core::{Expression, ObjectMeta, Selector};
 use serde_json::Value;
 
 use crate::Object;
-pub use resources::{ApiEntry, ApiIndex};
+pub use resources::{ApiEntry, ApiIndex, SharedApiIndex};
 
 /// Parallel requests when listing or fetching, unless the caller says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;

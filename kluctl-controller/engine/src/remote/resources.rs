@@ -6,7 +6,15 @@
 //! kube Discovery ──► ApiIndex::from_discovery ──► listable()   (one version per group/resource)
 //!                                              ──► resolve(ref) (ApiResource + scope for GET/DELETE)
 //!                                              ──► preferred()  (delete-order filter of prune/)
+//!
+//! SharedApiIndex (one per connected cluster; apply, readiness waits and later steps read it)
+//!     ◄── refresh_group(group): a CRD of the run made a kind appear
 //! ```
+//!
+//! The index is made once, from the discovery at connect, and then only grows per group: the
+//! applier re-reads a group when it meets a kind not served yet, and every holder of the
+//! [`SharedApiIndex`] (the readiness wait of the same deploy, a validate after it) sees the new
+//! kinds from then on.
 //!
 //! The choice of version follows Kluctl: per group and resource, the group's preferred version
 //! when the resource is served there, otherwise the highest version in Kubernetes' version order
@@ -14,6 +22,7 @@
 //! `extensions/ingresses` and `componentstatuses` (the former would report every Ingress twice).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use gitops_api::kluctl::v1beta1::ObjectRef;
 use kube::core::{ApiResource, Version};
@@ -31,6 +40,8 @@ pub struct ApiEntry {
     pub namespaced: bool,
     /// Whether the resource supports `list`.
     pub listable: bool,
+    /// Whether the resource has a `status` sub-resource (a kind that should carry a status).
+    pub status_subresource: bool,
 }
 
 /// The served API resources, every version, plus each group's preferred version.
@@ -52,20 +63,27 @@ impl ApiIndex {
 
     /// Adds (or replaces) one API group, e.g. after a CRD of the run made it appear.
     pub fn add_group(&mut self, group: &kube::discovery::ApiGroup) {
-        self.entries.retain(|e| e.resource.group != group.name());
-        if let Some(v) = group.preferred_version() {
-            self.preferred_versions
-                .insert(group.name().to_owned(), v.to_owned());
+        let entries = group
+            .versions()
+            .flat_map(|version| group.versioned_resources(version))
+            .map(|(resource, caps)| ApiEntry {
+                namespaced: caps.scope == Scope::Namespaced,
+                listable: caps.supports_operation(verbs::LIST),
+                status_subresource: caps.subresources.iter().any(|(sub, _)| sub.plural == "status"),
+                resource,
+            })
+            .collect();
+        self.set_group(group.name(), group.preferred_version(), entries);
+    }
+
+    /// Replaces every entry of API group `group` with `entries` (which must belong to it) and
+    /// records its preferred version.
+    fn set_group(&mut self, group: &str, preferred_version: Option<&str>, entries: Vec<ApiEntry>) {
+        self.entries.retain(|e| e.resource.group != group);
+        if let Some(v) = preferred_version {
+            self.preferred_versions.insert(group.to_owned(), v.to_owned());
         }
-        for version in group.versions() {
-            for (resource, caps) in group.versioned_resources(version) {
-                self.entries.push(ApiEntry {
-                    namespaced: caps.scope == Scope::Namespaced,
-                    listable: caps.supports_operation(verbs::LIST),
-                    resource,
-                });
-            }
-        }
+        self.entries.extend(entries);
     }
 
     /// Builds an index from explicit entries (tests, or callers with their own discovery).
@@ -132,10 +150,70 @@ impl ApiIndex {
     }
 }
 
+/// The API index of one connected cluster, shared by every step that resolves kinds: cloning
+/// shares it. A step reads a snapshot ([`Self::current`]); a group read again
+/// ([`Self::refresh_group`]) replaces that group for every holder, so a kind that a CRD of the
+/// run made appear is known to the apply, its readiness waits and the commands after it.
+///
+/// ```
+/// use kluctl_engine::remote::{ApiIndex, SharedApiIndex};
+/// let shared = SharedApiIndex::new(ApiIndex::default());
+/// let same = shared.clone();
+/// assert!(std::sync::Arc::ptr_eq(&shared.current(), &same.current()));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SharedApiIndex(Arc<RwLock<Arc<ApiIndex>>>);
+
+impl SharedApiIndex {
+    /// Shares `index`.
+    pub fn new(index: ApiIndex) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(index))))
+    }
+
+    /// The index as it is now; later refreshes do not change this snapshot, so it may be kept
+    /// across awaits.
+    pub fn current(&self) -> Arc<ApiIndex> {
+        // A poisoned lock only means a writer panicked; the index it holds is still whole.
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reads API group `group` from the cluster again and replaces it in the index (the kinds a
+    /// CRD of this run added); the core group and failures (a group not served yet) leave the
+    /// index as it is.
+    pub async fn refresh_group(&self, client: &kube::Client, group: &str) {
+        if group.is_empty() {
+            return;
+        }
+        match kube::discovery::group(client, group).await {
+            Ok(g) => self.update(|index| index.add_group(&g)),
+            Err(e) => tracing::debug!(group, error = %e, "API group not served (yet)"),
+        }
+    }
+
+    /// Changes the index for every holder (snapshots taken before keep the old version).
+    fn update(&self, change: impl FnOnce(&mut ApiIndex)) {
+        let mut guard = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        change(Arc::make_mut(&mut guard));
+    }
+}
+
+impl From<ApiIndex> for SharedApiIndex {
+    fn from(index: ApiIndex) -> Self {
+        Self::new(index)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! Hand-built indexes for unit tests.
+    //! Hand-built indexes, and a client that never connects, for unit tests.
     use super::*;
+
+    /// A client whose every request fails to connect: a test that expects no request passes only
+    /// if the code under test sends none (create it inside a Tokio runtime).
+    pub fn unreachable_client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("valid URL"));
+        kube::Client::try_from(config).expect("client")
+    }
 
     /// An entry for `group/version` `kind` with plural `plural`.
     pub fn entry(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> ApiEntry {
@@ -154,7 +232,15 @@ pub(crate) mod test_support {
             },
             namespaced,
             listable: true,
+            status_subresource: false,
         }
+    }
+
+    /// Adds `entries` as the whole of API group `group` to `shared`, as a refresh of that group
+    /// after a CRD of the run would.
+    pub fn learn_group(shared: &SharedApiIndex, group: &str, entries: Vec<ApiEntry>) {
+        let preferred = entries.first().map(|e| e.resource.version.clone());
+        shared.update(|index| index.set_group(group, preferred.as_deref(), entries));
     }
 
     /// A small cluster: core, apps, networking, extensions, a CRD group with two versions and
@@ -278,5 +364,41 @@ mod tests {
         assert_eq!(index.is_namespaced("", "Namespace"), Some(false));
         assert_eq!(index.is_namespaced("apps", "Deployment"), Some(true));
         assert_eq!(index.is_namespaced("nope", "Thing"), None);
+    }
+
+    #[test]
+    fn a_group_learned_through_one_handle_is_seen_by_every_clone_but_not_by_older_snapshots() {
+        let shared = SharedApiIndex::new(index());
+        let other = shared.clone();
+        let before = shared.current();
+        let new_kind = ObjectRef {
+            group: "crd.example.org".into(),
+            version: "v1".into(),
+            kind: "Thing".into(),
+            name: "t".into(),
+            namespace: "ns".into(),
+        };
+        assert!(other.current().resolve(&new_kind).is_none());
+        super::test_support::learn_group(
+            &shared,
+            "crd.example.org",
+            vec![super::test_support::entry(
+                "crd.example.org",
+                "v1",
+                "Thing",
+                "things",
+                true,
+            )],
+        );
+        assert_eq!(
+            other
+                .current()
+                .resolve(&new_kind)
+                .map(|e| e.resource.plural.as_str()),
+            Some("things")
+        );
+        assert!(before.resolve(&new_kind).is_none());
+        // The other groups are untouched.
+        assert_eq!(other.current().is_namespaced("apps", "Deployment"), Some(true));
     }
 }

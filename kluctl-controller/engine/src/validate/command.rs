@@ -8,6 +8,11 @@
 //!                  ─► ValidateResult (errors, warnings, results; ready)
 //! ```
 //!
+//! Kinds resolve through the cluster's [`SharedApiIndex`], read anew on every lookup: when the
+//! applier of the same deploy re-reads a group for a CRD it just applied, the readiness wait on
+//! a custom resource of that CRD finds its kind from then on (with the discovery made at connect
+//! it would wait for an unknown kind until the timeout).
+//!
 //! Whether a kind is expected to have a status (asked only when a live object has none) comes
 //! from the cluster: a CRD's schema declaring `status`, else a `status` sub-resource in
 //! discovery. Kluctl asks Go's type registry first for built-in kinds; for those the status
@@ -24,13 +29,12 @@ use jiff::Timestamp;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
-use kube::discovery::{Discovery, Scope};
 use serde_json::Value;
 
 use super::hooks::HookInfo;
 use super::rules::{ObjectValidation, StatusExpectation, status_map, validate_object};
 use super::{DeploymentError, ValidateResult, annotation_bool, object_ref};
+use crate::remote::{ApiEntry, SharedApiIndex};
 use crate::result::push_unique;
 
 /// How many live objects are read at the same time.
@@ -106,11 +110,11 @@ struct Collected {
     warnings: Vec<DeploymentError>,
 }
 
-/// Validates live objects on one cluster; holds the client, the discovery data and the cache of
-/// status expectations for one command run (or one reconcile).
+/// Validates live objects on one cluster; holds the client, the cluster's shared API index and
+/// the cache of status expectations for one command run (or one reconcile).
 pub struct ClusterValidator<'a> {
     client: &'a kube::Client,
-    discovery: &'a Discovery,
+    index: SharedApiIndex,
     expectations: Mutex<HashMap<(String, String, String), StatusExpectation>>,
 }
 
@@ -121,22 +125,25 @@ impl std::fmt::Debug for ClusterValidator<'_> {
 }
 
 impl<'a> ClusterValidator<'a> {
-    /// A validator using `client` and the API resources found by `discovery`.
+    /// A validator using `client` and the API resources of `index`, as they are at each lookup
+    /// (pass the cluster's shared index, so kinds learned later by the apply count).
     ///
     /// ```no_run
     /// # async fn run(client: kube::Client) -> Result<(), kube::Error> {
+    /// use kluctl_engine::remote::{ApiIndex, SharedApiIndex};
     /// use kluctl_engine::validate::ClusterValidator;
     /// let discovery = kube::Discovery::new(client.clone()).run().await?;
-    /// let validator = ClusterValidator::new(&client, &discovery);
+    /// let index = SharedApiIndex::new(ApiIndex::from_discovery(&discovery));
+    /// let validator = ClusterValidator::new(&client, index);
     /// let rendered: Vec<serde_json::Value> = Vec::new();
     /// let result = validator.validate(&rendered, jiff::Timestamp::now()).await;
     /// assert!(result.errors.is_empty());
     /// # Ok(()) }
     /// ```
-    pub fn new(client: &'a kube::Client, discovery: &'a Discovery) -> Self {
+    pub fn new(client: &'a kube::Client, index: SharedApiIndex) -> Self {
         Self {
             client,
-            discovery,
+            index,
             expectations: Mutex::new(HashMap::new()),
         }
     }
@@ -314,29 +321,26 @@ impl<'a> ClusterValidator<'a> {
         }
     }
 
-    /// The API for `object`'s kind and namespace; `None` when discovery does not know the kind.
-    fn api(
-        &self,
-        object: &ObjectRef,
-    ) -> Option<(Api<DynamicObject>, ApiResource, kube::discovery::ApiCapabilities)> {
-        let gvk = GroupVersionKind::gvk(&object.group, &object.version, &object.kind);
-        let (ar, caps) = self.discovery.resolve_gvk(&gvk)?;
-        let api = if caps.scope == Scope::Namespaced {
+    /// The API for `object`'s kind and namespace and the index entry of the kind; `None` when
+    /// the index does not know the kind (now: it may learn it later in the run).
+    fn api(&self, object: &ObjectRef) -> Option<(Api<DynamicObject>, ApiEntry)> {
+        let entry = self.index.current().resolve(object)?.clone();
+        let api = if entry.namespaced {
             let ns = if object.namespace.is_empty() {
                 "default"
             } else {
                 &object.namespace
             };
-            Api::namespaced_with(self.client.clone(), ns, &ar)
+            Api::namespaced_with(self.client.clone(), ns, &entry.resource)
         } else {
-            Api::all_with(self.client.clone(), &ar)
+            Api::all_with(self.client.clone(), &entry.resource)
         };
-        Some((api, ar, caps))
+        Some((api, entry))
     }
 
     /// The live object; `None` when it or its kind does not exist.
     async fn get_live(&self, object: &ObjectRef) -> Result<Option<Value>, GetFailure> {
-        let Some((api, _, _)) = self.api(object) else {
+        let Some((api, _)) = self.api(object) else {
             return Ok(None);
         };
         let found = api.get_opt(&object.name).await.map_err(|e| GetFailure {
@@ -365,7 +369,11 @@ impl<'a> ClusterValidator<'a> {
         if let Some(e) = self.cache().get(&key) {
             return e.clone();
         }
-        let e = self.lookup_status_expectation(object).await;
+        let Some((_, entry)) = self.api(object) else {
+            // Not cached: the apply may learn the kind later in the run.
+            return StatusExpectation::Unknown;
+        };
+        let e = self.lookup_status_expectation(object, &entry).await;
         self.cache().insert(key, e.clone());
         e
     }
@@ -377,14 +385,11 @@ impl<'a> ClusterValidator<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn lookup_status_expectation(&self, object: &ObjectRef) -> StatusExpectation {
-        let Some((_, ar, caps)) = self.api(object) else {
-            return StatusExpectation::Unknown;
-        };
+    async fn lookup_status_expectation(&self, object: &ObjectRef, entry: &ApiEntry) -> StatusExpectation {
         // Custom resources: the CRD schema decides (a declared status counts even without the
         // status sub-resource). Core groups have no dot and never come from CRDs.
         if object.group.contains('.') {
-            let crd = format!("{}.{}", ar.plural, object.group);
+            let crd = format!("{}.{}", entry.resource.plural, object.group);
             let crds: Api<DynamicObject> = Api::all_with(
                 self.client.clone(),
                 &ApiResource::erase::<CustomResourceDefinition>(&()),
@@ -424,7 +429,7 @@ impl<'a> ClusterValidator<'a> {
                 }
             }
         }
-        if caps.subresources.iter().any(|(sub, _)| sub.plural == "status") {
+        if entry.status_subresource {
             StatusExpectation::Required
         } else {
             StatusExpectation::NotRequired
@@ -443,6 +448,7 @@ fn kube_message(e: &kube::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::resources::test_support::{entry, index, learn_group, unreachable_client};
 
     #[test]
     fn wait_messages_keep_kluctl_wording() {
@@ -463,6 +469,86 @@ mod tests {
         assert_eq!(
             ValidateError::Disappeared { object }.to_string(),
             "shop/Deployment/web disappeared while waiting for it to become ready"
+        );
+    }
+
+    fn thing(group: &str) -> ObjectRef {
+        ObjectRef {
+            group: group.into(),
+            version: "v1".into(),
+            kind: "Thing".into(),
+            name: "t".into(),
+            namespace: "ns".into(),
+        }
+    }
+
+    /// The readiness wait of a deploy that applies a CRD and then a custom resource of it: the
+    /// applier learns the new kind through the shared index after the validator was built,
+    /// and the validator must see it (with the discovery of connect time it never did, and the
+    /// wait ran into its timeout).
+    #[tokio::test]
+    async fn kinds_the_shared_index_learns_later_resolve_in_the_validator() {
+        let client = unreachable_client();
+        let shared = SharedApiIndex::new(index());
+        let validator = ClusterValidator::new(&client, shared.clone());
+        let custom = thing("crd.example.org");
+        assert!(validator.api(&custom).is_none());
+        // Unknown kind: no object yet, and no request (the client cannot connect).
+        assert!(matches!(validator.get_live(&custom).await, Ok(None)));
+
+        learn_group(
+            &shared,
+            "crd.example.org",
+            vec![entry("crd.example.org", "v1", "Thing", "things", true)],
+        );
+        let (api, found) = validator.api(&custom).expect("the learned kind resolves");
+        assert_eq!(
+            api.resource_url(),
+            "/apis/crd.example.org/v1/namespaces/ns/things"
+        );
+        assert_eq!(found.resource.plural, "things");
+        // The live object is now asked for (and the unreachable cluster fails the GET).
+        assert!(validator.get_live(&custom).await.is_err());
+    }
+
+    /// Kinds outside CRD groups: whether they should carry a status comes from the status
+    /// sub-resource recorded in the index, without a request.
+    #[tokio::test]
+    async fn status_expectation_of_built_in_kinds_comes_from_the_status_subresource() {
+        let client = unreachable_client();
+        let shared = SharedApiIndex::new(index());
+        let validator = ClusterValidator::new(&client, shared.clone());
+        // Unknown for now, and not remembered: the group is learned below.
+        assert_eq!(
+            validator.status_expectation(&thing("builtin")).await,
+            StatusExpectation::Unknown
+        );
+        learn_group(
+            &shared,
+            "builtin",
+            vec![
+                ApiEntry {
+                    status_subresource: true,
+                    ..entry("builtin", "v1", "Thing", "things", true)
+                },
+                entry("builtin", "v1", "Plain", "plains", true),
+            ],
+        );
+        assert_eq!(
+            validator.status_expectation(&thing("builtin")).await,
+            StatusExpectation::Required
+        );
+        let plain = ObjectRef {
+            kind: "Plain".into(),
+            ..thing("builtin")
+        };
+        assert_eq!(
+            validator.status_expectation(&plain).await,
+            StatusExpectation::NotRequired
+        );
+        assert_eq!(
+            validator.status_expectation(&thing("unknown")).await,
+            StatusExpectation::Unknown
         );
     }
 
