@@ -16,7 +16,7 @@
 //! - Paths with `..` (also percent-encoded) or absolute components never leave the root: 404/400.
 //!   Symlinks inside the root (Bucket's `latest.tar.gz`) are followed.
 //!
-//! Plain downloads of small artifacts are answered from memory ([`cache`]); everything else goes
+//! Plain downloads of small artifacts are answered from memory (`cache`); everything else goes
 //! to `ServeDir`.
 //!
 //! Flux starts this server only on the elected leader; that gating is the caller's.

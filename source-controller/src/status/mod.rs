@@ -138,7 +138,7 @@ impl Conditions {
     }
 
     /// [`Conditions::succeed`] with the kind's own `ArtifactInStorage` message (Bucket:
-    /// "stored artifact: revision '<rev>'").
+    /// "stored artifact: revision '&lt;rev&gt;'").
     pub fn succeed_with(&mut self, message: &str) {
         for t in [
             types::FETCH_FAILED,

@@ -7,7 +7,7 @@
 //! ─► ApplyOutcome { applied, new, hooks, deleted, errors, warnings } (+ Applied token on success)
 //! ```
 //!
-//! - [`object`]: server-side apply of one object (field manager `kluctl`), conflicts, replace,
+//! - `object`: server-side apply of one object (field manager `kluctl`), conflicts, replace,
 //!   CRDs of the same run, dry-run simulation.
 //! - [`conflicts`]: what to do with fields another manager owns.
 //! - [`noop`]: skip objects whose apply would change nothing (no request).
