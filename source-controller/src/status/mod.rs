@@ -138,7 +138,7 @@ impl Conditions {
     }
 
     /// [`Conditions::succeed`] with the kind's own `ArtifactInStorage` message (Bucket:
-    /// "stored artifact: revision '&lt;rev&gt;'").
+    /// `stored artifact: revision '<rev>'`).
     pub fn succeed_with(&mut self, message: &str) {
         for t in [
             types::FETCH_FAILED,
