@@ -193,7 +193,9 @@ impl Remote {
             if result.is_err() {
                 // Leave `dest` as it was found; a failure here changes nothing about the error.
                 let _ = fs_err::remove_dir_all(&dest);
-                if existed {
+                // After a timeout the caller stopped waiting and may have removed `dest` with its
+                // temporary parent: do not bring back a directory nobody owns.
+                if existed && !interrupt.load(Ordering::SeqCst) {
                     let _ = fs_err::create_dir(&dest);
                 }
             }

@@ -85,8 +85,15 @@ impl Session {
                 "the URL must start with http://, https://, ssh:// or git://".to_string(),
             ));
         }
-        let mut parsed = gix::url::parse(gix::bstr::BStr::new(url.as_bytes()))
-            .map_err(|e| invalid(credentials.scrub(&e.to_string())))?;
+        let mut parsed = gix::url::parse(gix::bstr::BStr::new(url.as_bytes())).map_err(|e| {
+            // gix's parse errors quote the whole input: only show them for URLs without a
+            // password in them.
+            if display_url == url {
+                invalid(credentials.scrub(&e.to_string()))
+            } else {
+                invalid("the URL cannot be parsed (not shown: it holds a password)".to_string())
+            }
+        })?;
         if scheme.is_some() && parsed.host().is_none_or(str::is_empty) {
             return Err(invalid("the URL has no host".to_string()));
         }

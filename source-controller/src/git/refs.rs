@@ -272,6 +272,7 @@ pub fn resolve(
     credentials: &Credentials,
     timeout: Duration,
 ) -> Result<Resolved, GitError> {
+    let started = std::time::Instant::now();
     let remote = Remote::new(url, credentials, timeout)?;
     let listing = match reference.listing_spec() {
         Some(spec) => remote.list_refs(&[spec.as_str()])?,
@@ -282,10 +283,20 @@ pub fn resolve(
         Ok(resolved) => return Ok(resolved),
         Err(missing) => missing,
     };
-    let url = remote.display_url().to_string();
+    let display_url = remote.display_url().to_string();
     // The prefix-filtered answer cannot tell a missing ref from an empty repository; an
-    // unfiltered listing can.
-    if remote.list_refs(&[])?.refs.is_empty() {
+    // unfiltered listing can. Both listings share the one timeout of the resolve.
+    let remaining = timeout.saturating_sub(started.elapsed());
+    if remaining.is_zero() {
+        return Err(GitError::Remote(gitops_git::Error::Timeout {
+            op: "list references of",
+            url: display_url,
+            timeout,
+        }));
+    }
+    let unfiltered = Remote::new(url, credentials, remaining)?.list_refs(&[])?;
+    let url = display_url;
+    if unfiltered.refs.is_empty() {
         return Err(GitError::EmptyRepository { url });
     }
     Err(match missing {

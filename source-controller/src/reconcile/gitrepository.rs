@@ -101,7 +101,10 @@ fn resolve(obj: &GitRepository) -> Result<Source, StepError> {
     }
     let url = obj.spec.url.clone();
     if let Err(why) = check_url(&url) {
-        return Err(StepError::InvalidUrl { url, why });
+        return Err(StepError::InvalidUrl {
+            url: gitops_git::redact_url(&url),
+            why,
+        });
     }
     let reference = git::GitRef::from_spec(obj.spec.reference.as_ref()).map_err(StepError::InvalidRef)?;
     let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
