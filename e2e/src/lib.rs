@@ -1263,7 +1263,15 @@ fn built_bin(var: &str, name: &str, build: &str) -> anyhow::Result<PathBuf> {
 pub fn run_kluctl(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     let env = Env::load()?;
     let cache = tempfile::tempdir()?;
-    std::process::Command::new(kluctl_bin()?)
+    let mut command = std::process::Command::new(kluctl_bin()?);
+    // Every KLUCTL_* variable is a flag to kluctl: one left in the caller's shell (a kubeconfig, a
+    // discriminator, --prune) must not steer the tests' deploys and deletes.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KLUCTL_") {
+            command.env_remove(&key);
+        }
+    }
+    command
         .args(args)
         .envs(vars.iter().copied())
         .current_dir(dir)

@@ -86,6 +86,23 @@ pub struct UnpackLimits {
     pub max_entries: usize,
 }
 
+impl UnpackLimits {
+    /// The most bytes the tar stream may take, headers included: the file bytes plus one
+    /// header block, long-name and padding allowance per entry. The gzip stream is read through
+    /// this cap, so neither long names nor the data of skipped entries can expand without bound,
+    /// and downloads are capped near it (compressed data is never much larger).
+    pub fn stream_bytes(self) -> u64 {
+        let per_entry = 4096u64.saturating_mul(u64::try_from(self.max_entries).unwrap_or(u64::MAX));
+        self.max_bytes.saturating_add(per_entry)
+    }
+
+    /// The most bytes a download may take: the stream cap plus gzip's worst-case overhead.
+    pub fn download_bytes(self) -> u64 {
+        let stream = self.stream_bytes();
+        stream.saturating_add(stream / 64).saturating_add(1024)
+    }
+}
+
 impl Default for UnpackLimits {
     fn default() -> Self {
         UnpackLimits {
@@ -195,6 +212,9 @@ pub enum DownloadError {
     /// The download could not be written to its temporary file.
     #[error("failed to write the download")]
     Write(#[source] io::Error),
+    /// The body is larger than any archive within the unpack limits can be.
+    #[error("the body is larger than {0} bytes, more than an archive within the unpack limits can take")]
+    TooLarge(u64),
 }
 
 /// Why an archive entry is refused.
@@ -515,7 +535,16 @@ pub async fn fetch(
         })?,
     };
     let parent = parent_dir(dest).to_path_buf();
-    let download = download(&client, &url, &shown, &revision, &options.retry, &parent).await?;
+    let download = download(
+        &client,
+        &url,
+        &shown,
+        &revision,
+        &options.retry,
+        &parent,
+        options.limits.download_bytes(),
+    )
+    .await?;
     if download.sha256 != expected {
         return Err(ArtifactError::DigestMismatch {
             url: shown,
@@ -583,6 +612,7 @@ async fn download(
     revision: &str,
     retry: &RetryPolicy,
     dir: &Path,
+    max_bytes: u64,
 ) -> Result<Download, ArtifactError> {
     let started = Instant::now();
     let mut attempts = 0u32;
@@ -595,7 +625,7 @@ async fn download(
             attempts,
             source,
         };
-        match attempt(client, url, remaining, dir).await {
+        match attempt(client, url, remaining, dir, max_bytes).await {
             Ok(download) => return Ok(download),
             Err(AttemptError::NotFound) => {
                 return Err(ArtifactError::NotFound {
@@ -629,6 +659,7 @@ async fn attempt(
     url: &Url,
     timeout: Duration,
     dir: &Path,
+    max_bytes: u64,
 ) -> Result<Download, AttemptError> {
     let transient = |e: reqwest::Error| AttemptError::Transient(DownloadError::Http(e.without_url()));
     let write = |e: io::Error| AttemptError::Fatal(DownloadError::Write(e));
@@ -648,6 +679,9 @@ async fn attempt(
         }
         s => return Err(AttemptError::Fatal(DownloadError::Status(s))),
     }
+    if response.content_length().is_some_and(|n| n > max_bytes) {
+        return Err(AttemptError::Fatal(DownloadError::TooLarge(max_bytes)));
+    }
     let file = tempfile::Builder::new()
         .prefix(".artifact-")
         .suffix(".tar.gz")
@@ -659,6 +693,9 @@ async fn attempt(
     while let Some(chunk) = response.chunk().await.map_err(transient)? {
         hasher.update(&chunk);
         size += chunk.len() as u64;
+        if size > max_bytes {
+            return Err(AttemptError::Fatal(DownloadError::TooLarge(max_bytes)));
+        }
         out.write_all(&chunk).await.map_err(write)?;
     }
     out.flush().await.map_err(write)?;
@@ -764,7 +801,11 @@ fn extract(
         });
     }
     // Multi-member, as Go's gzip reader is.
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(reader));
+    let mut archive = tar::Archive::new(Capped {
+        inner: flate2::read::MultiGzDecoder::new(reader),
+        left: limits.stream_bytes(),
+        cap: limits.stream_bytes(),
+    });
     let mut unpacked = Unpacked::default();
     let mut entries = 0usize;
     for entry in archive.entries().map_err(corrupt(None))? {
@@ -834,6 +875,33 @@ fn extract(
     let mut rest = archive.into_inner();
     io::copy(&mut (&mut rest).take(limits.max_bytes), &mut io::sink()).map_err(corrupt(None))?;
     Ok(unpacked)
+}
+
+/// A reader that fails once more than `cap` bytes come out of `inner`. Stopping quietly would
+/// not do: tar reads a stream that ends at a block boundary as a complete archive.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    cap: u64,
+}
+
+impl<R: io::Read> io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(format!(
+                    "the archive expands to more than {} bytes, over the unpack limits",
+                    self.cap
+                ))),
+            };
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The path under the destination for an entry name, refusing absolute names, `..` components

@@ -184,18 +184,20 @@ pub fn decode_delta(from: &str, delta: &str) -> Result<String, String> {
     let mut pos = 0usize;
     let mut out = String::with_capacity(from.len());
     for token in delta.split('\t').filter(|t| !t.is_empty()) {
-        let (op, rest) = token.split_at(1);
+        let mut chars = token.chars();
+        let op = chars.next().unwrap_or_default();
+        let rest = chars.as_str();
         match op {
-            "+" => out.push_str(&percent_decode(rest)?),
-            "=" | "-" => {
+            '+' => out.push_str(&percent_decode(rest)?),
+            '=' | '-' => {
                 let n: usize = rest
                     .parse()
                     .map_err(|_| format!("invalid count in delta token {token:?}"))?;
-                let end = pos + n;
-                if end > src.len() {
-                    return Err(format!("delta token {token:?} runs past the end of the text"));
-                }
-                if op == "=" {
+                let end = pos
+                    .checked_add(n)
+                    .filter(|&end| end <= src.len())
+                    .ok_or_else(|| format!("delta token {token:?} runs past the end of the text"))?;
+                if op == '=' {
                     out.extend(&src[pos..end]);
                 }
                 pos = end;
@@ -240,6 +242,9 @@ mod tests {
         assert_eq!(decode_delta(a, &d).unwrap(), b);
         assert!(decode_delta("short", &d).is_err());
         assert!(decode_delta(a, "?3").is_err());
+        // Malformed stored deltas are errors, not panics.
+        assert!(decode_delta(a, "\u{e9}3").is_err());
+        assert!(decode_delta(a, &format!("=1\t={}", usize::MAX)).is_err());
     }
 
     /// The deltas earlier versions (character diff under a wall-clock deadline) stored for

@@ -48,6 +48,16 @@ pub enum GitError {
         /// The repository URL.
         url: String,
     },
+    /// A `commit` that is not a full hexadecimal commit id.
+    #[error(
+        "invalid commit '{commit}' for '{url}': a commit must be a full hexadecimal id (40 or 64 characters)"
+    )]
+    InvalidCommit {
+        /// The value as written.
+        commit: String,
+        /// The repository URL.
+        url: String,
+    },
     /// The cache directory could not be written.
     #[error("failed to write the git cache at '{path}': {message}")]
     Cache {
@@ -177,6 +187,13 @@ impl GitCache {
     /// # Errors
     /// [`GitError`] when fetching or writing the cache fails.
     pub fn checkout_commit(&self, url: &str, commit: &str) -> Result<PathBuf, GitError> {
+        // The id names a cache directory: anything but hex digits (`..`, `/`) could point outside.
+        if !matches!(commit.len(), 40 | 64) || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GitError::InvalidCommit {
+                commit: commit.to_string(),
+                url: redact_url(url),
+            });
+        }
         let dest = self.dir.join(url_key(url)).join(commit);
         if dest.is_dir() {
             return Ok(dest);
@@ -288,6 +305,22 @@ pub fn project_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_that_is_not_a_hex_id_is_refused_before_any_path_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = GitCache::new(dir.path(), &BTreeMap::new());
+        let not_hex = "g".repeat(40);
+        for bad in ["../../etc", "/home/u/.kube", "abc123", not_hex.as_str()] {
+            assert!(
+                matches!(
+                    cache.checkout_commit("https://h/r.git", bad),
+                    Err(GitError::InvalidCommit { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     fn info() -> RepoInfo {
         RepoInfo {

@@ -358,6 +358,29 @@ fn unpack_enforces_the_size_limit_across_files() {
 }
 
 #[test]
+fn unpack_caps_what_the_stream_expands_to_also_for_long_names_and_skipped_entries() {
+    // A 1 MiB GNU long name is read whole by the tar reader before any per-file limit sees it;
+    // the stream cap stops it (and a symlink's data, which is skipped, counts the same way).
+    let long_name = Entry {
+        name: "././@LongLink",
+        kind: tar::EntryType::GNULongName,
+        mode: 0o644,
+        data: vec![b'a'; 1 << 20],
+        link: None,
+    };
+    let archive = tar_gz(&[long_name, file("a", "x")]);
+    let limits = UnpackLimits {
+        max_bytes: 100,
+        max_entries: 10,
+    };
+    assert!(limits.stream_bytes() < 1 << 20);
+    let (_tmp, dest, result) = unpack(&archive, limits);
+    let e = result.unwrap_err();
+    assert!(chain(&e).contains("over the unpack limits"), "{}", chain(&e));
+    assert_nothing_left(&dest);
+}
+
+#[test]
 fn unpack_enforces_the_entry_limit() {
     let archive = tar_gz(&[dir("d", 0o755), file("d/a", "a"), file("d/b", "b")]);
     let limits = UnpackLimits {
