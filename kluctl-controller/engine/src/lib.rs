@@ -44,7 +44,7 @@ pub mod values;
 pub mod yaml;
 
 /// An error and its sources, joined with `: ` (one helper, the git layer's).
-pub(crate) use gitops_git::error_chain;
+pub use gitops_git::error_chain;
 
 /// A rendered Kubernetes object: always a JSON object (`apiVersion`, `kind`, `metadata`, ...).
 pub type Object = serde_json::Map<String, serde_json::Value>;

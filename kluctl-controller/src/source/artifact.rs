@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use gitops_api::conditions::reasons;
 use gitops_api::meta::Artifact;
+use kluctl_engine::error_chain;
 use reqwest::{StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -704,14 +705,6 @@ async fn attempt(
         sha256: gitops_api::revision::lower_hex(&hasher.finalize()),
         size,
     })
-}
-
-/// `e` and its sources, joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    std::iter::successors(Some(e), |e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// What an extraction produced.

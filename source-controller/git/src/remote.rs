@@ -117,6 +117,15 @@ impl Remote {
     /// # Ok::<(), gitops_git::Error>(())
     /// ```
     pub fn list_refs(&self, specs: &[&str]) -> Result<RefListing, Error> {
+        self.list_refs_within(specs, self.session.timeout())
+    }
+
+    /// [`Remote::list_refs`] with its own `timeout` instead of the remote's, for a caller that
+    /// spreads one deadline over several listings.
+    ///
+    /// # Errors
+    /// As [`Remote::list_refs`].
+    pub fn list_refs_within(&self, specs: &[&str], timeout: Duration) -> Result<RefListing, Error> {
         const OP: &str = "list references of";
         // gix needs a repository to talk to a remote: an empty bare one, on the caller's side
         // so that it goes when the caller stops waiting.
@@ -131,7 +140,7 @@ impl Remote {
         } else {
             (specs.iter().map(ToString::to_string).collect(), true)
         };
-        let result = run_with_deadline(OP, self.display_url(), session.timeout(), move |interrupt| {
+        let result = run_with_deadline(OP, self.display_url(), timeout, move |interrupt| {
             // A worker that starts only after the deadline must not recreate the removed scratch
             // directory; one that finishes after it cleans up behind itself.
             if interrupt.load(Ordering::SeqCst) {

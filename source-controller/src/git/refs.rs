@@ -294,7 +294,7 @@ pub fn resolve(
             timeout,
         }));
     }
-    let unfiltered = Remote::new(url, credentials, remaining)?.list_refs(&[])?;
+    let unfiltered = remote.list_refs_within(&[], remaining)?;
     let url = display_url;
     if unfiltered.refs.is_empty() {
         return Err(GitError::EmptyRepository { url });
