@@ -14,6 +14,7 @@
 //! Failures never remove the previous artifact: it stays in status and on disk, still served.
 
 use super::Context;
+use super::context::namespaced_name;
 use super::error::{Failure, StepError};
 use super::record::{self, End, Fetched, Note, Recorded, Run, Verdict};
 use super::store;
@@ -113,11 +114,13 @@ fn resolve(obj: &Bucket) -> Result<Source, StepError> {
         return Err(StepError::Unsupported {
             field,
             kind: "Bucket",
-            object: object(obj),
+            object: namespaced_name(obj),
         });
     }
     if obj.spec.cert_secret_ref.is_some() && obj.spec.provider != BucketProvider::Generic {
-        return Err(StepError::CertSecretProvider { object: object(obj) });
+        return Err(StepError::CertSecretProvider {
+            object: namespaced_name(obj),
+        });
     }
     let provider = match obj.spec.provider {
         BucketProvider::Aws => Provider::Aws,
@@ -126,11 +129,6 @@ fn resolve(obj: &Bucket) -> Result<Source, StepError> {
     };
     let timeout = gitops_api::duration::parse(&obj.spec.timeout).unwrap_or(Duration::from_secs(60));
     Ok(Source { provider, timeout })
-}
-
-/// `namespace/name` of the Bucket, as messages name it.
-fn object(obj: &Bucket) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// Fields this build does not act on yet; setting one stalls the object instead of ignoring it.

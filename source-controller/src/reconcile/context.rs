@@ -124,3 +124,8 @@ impl Context {
         }
     }
 }
+
+/// `namespace/name` of an object, as messages and the per-object state name it.
+pub(crate) fn namespaced_name(obj: &impl kube::ResourceExt) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}

@@ -13,6 +13,7 @@
 //! Failures never remove the previous artifact: it stays in status and on disk, still served.
 
 use super::Context;
+use super::context::namespaced_name;
 use super::error::{Failure, StepError};
 use super::record::{self, End, Fetched, Recorded, Run, Verdict};
 use super::store;
@@ -41,7 +42,7 @@ pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Act
 
 /// `namespace/name`: the key of per-object controller state (backoff, handled runs).
 pub(crate) fn key(obj: &GitRepository) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    namespaced_name(obj)
 }
 
 /// What a new GitRepository artifact brings: the artifact and the commit subject, if known.
@@ -96,7 +97,7 @@ fn resolve(obj: &GitRepository) -> Result<Source, StepError> {
         return Err(StepError::Unsupported {
             field,
             kind: "GitRepository",
-            object: key(obj),
+            object: namespaced_name(obj),
         });
     }
     let url = obj.spec.url.clone();
