@@ -8,18 +8,7 @@
 
 use std::process::Output;
 
-use e2e::{Env, run_kluctl};
-
-static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A unique lower-case name for this test run.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
-}
+use e2e::{DeleteOnDrop, Env, run_kluctl, unique_name as unique};
 
 /// A project with target `test` (discriminator `disc-<ns>`) deploying `items` of namespace
 /// `ns`, which it creates first.
@@ -50,21 +39,6 @@ fn project(ns: &str, items: &[(&str, String)]) -> anyhow::Result<tempfile::TempD
     Ok(dir)
 }
 
-/// Deletes the test namespace when the test ends, passed or not.
-struct DeleteNamespace<'a>(&'a Env, String);
-
-impl Drop for DeleteNamespace<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kubectl(&[
-            "delete",
-            "namespace",
-            &self.1,
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
-    }
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -92,7 +66,7 @@ fn no_command_prints_the_help_with_the_exit_codes_and_exits_2() -> anyhow::Resul
 fn a_bad_output_format_fails_before_the_cluster_is_touched() -> anyhow::Result<()> {
     let env = Env::load()?;
     let ns = unique("kcli-badout");
-    let _cleanup = DeleteNamespace(&env, ns.clone());
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let dir = project(&ns, &[])?;
     for (args, vars) in [
         (&["deploy", "-y", "-t", "test", "-o", "xml"][..], &[][..]),
@@ -139,7 +113,7 @@ fn failing_project(ns: &str) -> anyhow::Result<tempfile::TempDir> {
 fn a_failed_deploy_names_the_count_the_first_error_and_a_hint_on_stderr() -> anyhow::Result<()> {
     let env = Env::load()?;
     let ns = unique("kcli-fail");
-    let _cleanup = DeleteNamespace(&env, ns.clone());
+    let _cleanup = DeleteOnDrop::namespace(&env, &ns);
     let dir = failing_project(&ns)?;
     // Runs the deploy (plus `extra`), requires exit status 1 and the report on stderr:
     // the count, the first error with its object, and `hint`; returns stdout.
