@@ -41,7 +41,7 @@ pub struct CommandFailed {
     pub command: &'static str,
     /// How many errors the result has.
     pub count: usize,
-    /// The first error of the result, with its object.
+    /// The first error of the result that names an object (else the first), with its object.
     pub first: Option<DeploymentError>,
     /// What to do next.
     pub hint: String,
@@ -57,7 +57,13 @@ impl CommandFailed {
         Self {
             command,
             count: errors.len(),
-            first: errors.first().cloned(),
+            // The first error that names an object: a run-wide one such as "prune skipped" is
+            // a consequence, and the object's error is what the user has to fix.
+            first: errors
+                .iter()
+                .find(|e| !e.object_ref.to_string().is_empty())
+                .or_else(|| errors.first())
+                .cloned(),
             hint,
         }
     }
@@ -161,6 +167,16 @@ mod tests {
                 "hint: every error is listed in the result above",
             ]
         );
+        // A run-wide consequence listed before the object's error does not hide it.
+        let consequence_first = [
+            DeploymentError {
+                object_ref: ObjectRef::default(),
+                message: "prune skipped: the apply had errors".into(),
+            },
+            error("ns", "bad", "invalid type"),
+        ];
+        let e = anyhow::Error::new(CommandFailed::new("deploy", &consequence_first, &[]));
+        assert_eq!(report(&e)[1], "  first error: ns/Service/bad: invalid type");
         let file = PathBuf::from("out.yaml");
         let run_wide = [DeploymentError {
             object_ref: ObjectRef::default(),
