@@ -48,7 +48,8 @@ e2e-down: ## stop everything e2e-up started (state is kept; e2e/scripts/down.sh 
 	e2e/scripts/down.sh
 
 e2e-test: ## run the end-to-end tests against the running environment (builds the binaries they start)
-	$(CARGO) build -p source-controller --bin source-controller -p kluctl --bin kluctl
+	$(CARGO) build -p source-controller --bin source-controller -p kluctl --bin kluctl \
+		-p kluctl-controller --bin kluctl-controller
 	$(CARGO) test -p e2e --tests -- --nocapture --test-threads 4
 
 e2e: ## e2e-up, e2e-test, then e2e-down (also on failure)

@@ -24,6 +24,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+mod kluctl_controller;
+pub use kluctl_controller::{KluctlController, kluctl_controller_bin, log_value};
+
 /// Default location of the env file written by `e2e/scripts/up.sh`.
 pub const DEFAULT_STATE_DIR: &str = "/tmp/kluctl-gitops-e2e";
 
