@@ -165,13 +165,14 @@ impl Demo {
         what: &str,
         pred: impl Fn(&KluctlDeployment) -> bool + Send + 'static,
     ) -> anyhow::Result<KluctlDeployment> {
-        wait_for(
+        // Boxed: a watch of this large type makes a large future in every caller.
+        Box::pin(wait_for(
             &self.api,
             name,
             what,
             WAIT,
             move |o: Option<&KluctlDeployment>| o.is_some_and(&pred),
-        )
+        ))
         .await
         .map_err(|e| e.context(self.ctl.log_tail(40)))
     }
@@ -281,7 +282,7 @@ fn test_vars(message: &str, backend: bool) -> String {
 
 #[tokio::test]
 async fn test_and_prod_targets_deploy_from_git_and_become_ready() -> anyhow::Result<()> {
-    TestNs::run("kd_ready", |t| async move {
+    Box::pin(TestNs::run("kd_ready", |t| async move {
         let demo = Demo::start(&t)?;
         assert_eq!(demo.ctl.readyz().await, 200, "readyz of a running controller");
         demo.apply_kd("ms-demo-test", "test", &json!({"interval": "5s"}))
@@ -398,13 +399,13 @@ async fn test_and_prod_targets_deploy_from_git_and_become_ready() -> anyhow::Res
             Some("hello from prod")
         );
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn a_pushed_value_change_is_deployed() -> anyhow::Result<()> {
-    TestNs::run("kd_push", |t| async move {
+    Box::pin(TestNs::run("kd_push", |t| async move {
         let demo = Demo::start(&t)?;
         // The controller finds the new commit by polling the repository every interval.
         demo.apply_kd(
@@ -445,14 +446,14 @@ async fn a_pushed_value_change_is_deployed() -> anyhow::Result<()> {
             Some("changed in test")
         );
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn an_unchanged_reconcile_does_not_redeploy_and_deploy_interval_forces_a_deploy() -> anyhow::Result<()>
 {
-    TestNs::run("kd_hash", |t| async move {
+    Box::pin(TestNs::run("kd_hash", |t| async move {
         let demo = Demo::start(&t)?;
         demo.apply_kd("ms-demo-test", "test", &json!({"validate": false}))
             .await?;
@@ -518,13 +519,13 @@ async fn an_unchanged_reconcile_does_not_redeploy_and_deploy_interval_forces_a_d
             "nothing changed: {summary:#?}"
         );
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn a_removed_item_is_an_orphan_until_prune_deletes_it() -> anyhow::Result<()> {
-    TestNs::run("kd_prune", |t| async move {
+    Box::pin(TestNs::run("kd_prune", |t| async move {
         let demo = Demo::start(&t)?;
         demo.apply_kd(
             "ms-demo-test",
@@ -625,13 +626,13 @@ async fn a_removed_item_is_an_orphan_until_prune_deletes_it() -> anyhow::Result<
             "rendered objects stay"
         );
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn delete_true_removes_the_targets_objects_and_leaves_the_other_target() -> anyhow::Result<()> {
-    TestNs::run("kd_delete", |t| async move {
+    Box::pin(TestNs::run("kd_delete", |t| async move {
         let demo = Demo::start(&t)?;
         for target in ["test", "prod"] {
             demo.apply_kd(
@@ -647,7 +648,7 @@ async fn delete_true_removes_the_targets_objects_and_leaves_the_other_target() -
             .await?;
 
         demo.api.delete("ms-demo-test", &DeleteParams::default()).await?;
-        wait_gone(&demo.api, "ms-demo-test", WAIT)
+        Box::pin(wait_gone(&demo.api, "ms-demo-test", WAIT))
             .await
             .map_err(|e| e.context(demo.ctl.log_tail(40)))?;
         // The Namespace is one of the target's objects: kluctl deletes it, and the
@@ -677,13 +678,13 @@ async fn delete_true_removes_the_targets_objects_and_leaves_the_other_target() -
             ready(&prod)
         );
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn a_broken_template_fails_prepare_and_prunes_nothing() -> anyhow::Result<()> {
-    TestNs::run("kd_broken", |t| async move {
+    Box::pin(TestNs::run("kd_broken", |t| async move {
         let demo = Demo::start(&t)?;
         // prune: true, so a deploy of a partial render would delete what it missed.
         demo.apply_kd("ms-demo-test", "test", &json!({"validate": false, "prune": true})).await?;
@@ -728,13 +729,13 @@ async fn a_broken_template_fails_prepare_and_prunes_nothing() -> anyhow::Result<
             assert!(deployments.get_opt(d).await?.is_some(), "deployment {ns}/{d} must stay");
         }
         Ok(())
-    })
+    }))
     .await
 }
 
 #[tokio::test]
 async fn a_suspended_deployment_does_not_deploy_but_observes_its_generation() -> anyhow::Result<()> {
-    TestNs::run("kd_suspend", |t| async move {
+    Box::pin(TestNs::run("kd_suspend", |t| async move {
         let demo = Demo::start(&t)?;
         let namespaces: Api<Namespace> = Api::all(t.client.clone());
         let test_ns = demo.target_ns("test");
@@ -792,6 +793,6 @@ async fn a_suspended_deployment_does_not_deploy_but_observes_its_generation() ->
         .await?;
         assert_eq!(found, "hello from test");
         Ok(())
-    })
+    }))
     .await
 }
