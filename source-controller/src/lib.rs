@@ -15,9 +15,7 @@ pub mod archive;
 pub mod args;
 pub mod bucket;
 pub mod credentials;
-pub mod events;
 pub mod git;
-pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
@@ -29,9 +27,13 @@ pub(crate) use gitops_git::error_chain;
 
 pub use args::Args;
 
+/// Base name of the leader-election Lease (Flux's).
+pub const LEASE_NAME: &str = "source-controller-leader-election";
+
 use anyhow::Context as _;
 use futures::StreamExt;
 use gitops_api::source::v1::{Bucket, GitRepository};
+use gitops_runtime::{Events, leader};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -108,7 +110,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         .ok()
         .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "source-controller".into());
-    let events = events::Events::new(client.clone(), "source-controller", &instance, &args.events_addr);
+    let events = Events::new(client.clone(), "source-controller", &instance, &args.events_addr);
     let metrics = metrics::Metrics::new();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -145,7 +147,15 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let mut leadership = None;
     if args.enable_leader_election {
         tracing::info!(%metrics_addr, %health_addr, "waiting for leadership");
-        leadership = Some(leader::acquire(client.clone(), &args, &instance).await?);
+        let lease = leader::LeaseConfig {
+            name: LEASE_NAME.to_string(),
+            namespace: args.runtime_namespace.clone(),
+            label_selector: args.watch_label_selector.clone(),
+            duration: args.leader_election_lease_duration,
+            renew_deadline: args.leader_election_renew_deadline,
+            field_manager: "source-controller".to_string(),
+        };
+        leadership = Some(leader::acquire(client.clone(), lease, &instance).await?);
     }
 
     let artifact_listener = server::bind(&args.storage_addr).await?;
@@ -296,7 +306,19 @@ fn error_policy<K: reconcile::SourceKind>(
 
 #[cfg(test)]
 mod tests {
-    use super::with_port;
+    use super::{LEASE_NAME, leader, with_port};
+
+    #[test]
+    fn the_lease_keeps_fluxs_name_and_shards_get_a_suffix() {
+        assert_eq!(
+            leader::lease_name(LEASE_NAME, ""),
+            "source-controller-leader-election"
+        );
+        assert!(
+            leader::lease_name(LEASE_NAME, "sharding.fluxcd.io/key=shard1")
+                .starts_with("source-controller-leader-election-")
+        );
+    }
 
     #[test]
     fn the_advertised_address_names_the_bound_port() {

@@ -69,13 +69,7 @@ impl Cluster {
     /// # Errors
     /// [`ClusterError`] when the configuration is unusable or the server does not answer.
     pub fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, ClusterError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ClusterError::Api {
-                action: "start the client runtime",
-                message: e.to_string(),
-            })?;
+        let runtime = new_runtime()?;
         let config_err = |message: String| ClusterError::Config {
             context: context.map(str::to_owned),
             message,
@@ -109,6 +103,24 @@ impl Cluster {
                 None => Err(config_err("no kubeconfig found".to_owned())),
             }
         })?;
+        Self::connect_with(runtime, config, used_context)
+    }
+
+    /// Connects with a client configuration built by the caller (the controller's own, with
+    /// impersonation, or one from a kubeconfig Secret); `context` is what templates see as
+    /// `target.context`.
+    ///
+    /// # Errors
+    /// [`ClusterError`] when the server does not answer.
+    pub fn from_config(config: kube::Config, context: &str) -> Result<Self, ClusterError> {
+        Self::connect_with(new_runtime()?, config, context.to_owned())
+    }
+
+    fn connect_with(
+        runtime: tokio::runtime::Runtime,
+        config: kube::Config,
+        used_context: String,
+    ) -> Result<Self, ClusterError> {
         let api = |action| {
             move |e: kube::Error| ClusterError::Api {
                 action,
@@ -188,6 +200,17 @@ impl Cluster {
         })?;
         Ok(api_for(&self.client, entry, namespace))
     }
+}
+
+/// The small runtime a [`Cluster`] blocks on.
+fn new_runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClusterError::Api {
+            action: "start the client runtime",
+            message: e.to_string(),
+        })
 }
 
 /// Runs API discovery: the aggregated form first (two requests on Kubernetes 1.26+), else one

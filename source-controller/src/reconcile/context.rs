@@ -2,9 +2,9 @@
 //! the per-object controller state it keeps between runs: failure counts for the backoff and the
 //! last handled run, which recognises triggers caused by our own status patch.
 
-use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
+use gitops_runtime::Events;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -16,11 +16,11 @@
 use super::SourceKind;
 use super::error::Failure;
 use super::requeue::Next;
-use crate::events::Severity;
 use crate::status::Conditions;
 use gitops_api::conditions::{reasons, types};
 use gitops_api::constants::{EVENT_DIGEST_KEY, EVENT_REVISION_KEY};
 use gitops_api::meta::Artifact;
+use gitops_runtime::Severity;
 use std::collections::BTreeMap;
 
 /// What the storage check (GC, then verification of the recorded artifact) found.

@@ -260,6 +260,18 @@ fn url_key(url: &str) -> String {
     format!("{tail}-{hash}")
 }
 
+/// Kluctl's repository key of a Git URL: `git://<host>/<path>` without scheme, user, port and
+/// `.git` suffix (`https://u@h:8443/org/repo.git` and `ssh://git@h/org/repo` are both
+/// `git://h/org/repo`); `None` when the URL names no host.
+pub fn repo_key(url: &str) -> Option<String> {
+    let url = gix::url::parse(gix::bstr::BStr::new(url.as_bytes())).ok()?;
+    let host = url.host()?.to_owned();
+    let path = url.path.to_str_lossy();
+    let path = path.trim_start_matches('/').trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    Some(format!("git://{host}/{path}"))
+}
+
 /// The identity of a project checked out locally: its repository key (`git://host/path` of the
 /// `origin` remote, `.git` stripped), its directory inside the repository, and the commit.
 /// Empty values when `project_dir` is not inside a Git work tree (or has no `origin`).
@@ -305,6 +317,19 @@ pub fn project_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repo_keys_drop_scheme_user_port_and_dot_git() {
+        for url in [
+            "https://u:p@git.example.com:8443/org/repo.git",
+            "ssh://git@git.example.com/org/repo",
+            "git@git.example.com:org/repo.git",
+            "http://git.example.com/org/repo/",
+        ] {
+            assert_eq!(repo_key(url).as_deref(), Some("git://git.example.com/org/repo"), "{url}");
+        }
+        assert_eq!(repo_key("/local/path"), None);
+    }
 
     #[test]
     fn a_commit_that_is_not_a_hex_id_is_refused_before_any_path_is_built() {

@@ -10,6 +10,9 @@
 //! `Trace` events reach only Kubernetes (Flux never forwards them). The HTTP body follows Flux's
 //! wire format so Flux's notification-controller and our own dispatcher accept it; a 429 reply
 //! means "duplicate" and is not retried. Failures to deliver are logged, never fatal.
+//!
+//! `metadata` carries the controller's keys (`source.toolkit.fluxcd.io/revision`,
+//! `gitops.kluctl.io/commit_status`, ...) into the HTTP body; Kubernetes events have no place for it.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -61,6 +64,18 @@ impl Events {
     }
 
     /// Emits one event about `obj`. `metadata` goes into the HTTP body only.
+    ///
+    /// ```no_run
+    /// # async fn run(client: kube::Client, obj: k8s_openapi::api::core::v1::ObjectReference) {
+    /// use gitops_runtime::{Events, Severity};
+    /// use std::collections::BTreeMap;
+    /// let events = Events::new(client, "kluctl-controller", "pod-1", "http://notification-controller/");
+    /// let metadata = BTreeMap::from([
+    ///     ("gitops.kluctl.io/commit_status".to_string(), "update".to_string()),
+    /// ]);
+    /// events.emit(&obj, Severity::Info, "ReconciliationSucceeded", "deployed", metadata).await;
+    /// # }
+    /// ```
     pub async fn emit(
         &self,
         obj: &ObjectReference,
@@ -200,6 +215,96 @@ mod tests {
         assert_eq!(a, action_for("NewArtifact", "stored artifact for commit 'a'"));
         assert_ne!(a, action_for("NewArtifact", "stored artifact for commit 'b'"));
         assert!(a.starts_with("NewArtifact-") && a.len() <= 128);
+    }
+
+    /// One HTTP request from a client that closes after it: the body, after the blank line.
+    async fn receive_one(listener: &tokio::net::TcpListener) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    conn.write_all(
+                        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await
+                    .expect("reply");
+                    return body.to_string();
+                }
+            }
+            assert!(n > 0, "connection closed before the body arrived: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn emit_forwards_info_and_error_with_metadata_and_keeps_trace_in_kubernetes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = format!("http://{}/", listener.local_addr().expect("addr"));
+        // No apiserver behind this port: recording the Kubernetes event fails (logged), the HTTP
+        // path must still deliver.
+        let kube_url = "http://127.0.0.1:1".parse().expect("url");
+        let client = kube::Client::try_from(kube::Config::new(kube_url)).expect("client");
+        let events = Events::new(client, "kluctl-controller", "pod-1", &addr);
+        let obj = ObjectReference {
+            kind: Some("KluctlDeployment".into()),
+            name: Some("app".into()),
+            namespace: Some("default".into()),
+            ..ObjectReference::default()
+        };
+        let md = BTreeMap::from([
+            ("gitops.kluctl.io/commit_status".to_string(), "update".to_string()),
+            ("revision".to_string(), "main@sha1:abc".to_string()),
+        ]);
+        let server = tokio::spawn(async move {
+            let first = receive_one(&listener).await;
+            let second = receive_one(&listener).await;
+            (first, second)
+        });
+        events
+            .emit(
+                &obj,
+                Severity::Trace,
+                "Progressing",
+                "not forwarded",
+                BTreeMap::new(),
+            )
+            .await;
+        events
+            .emit(&obj, Severity::Info, "ReconciliationSucceeded", "deployed", md)
+            .await;
+        events
+            .emit(
+                &obj,
+                Severity::Error,
+                "ReconciliationFailed",
+                "boom",
+                BTreeMap::new(),
+            )
+            .await;
+        let (first, second) = server.await.expect("server");
+        let first: serde_json::Value = serde_json::from_str(&first).expect("json");
+        let second: serde_json::Value = serde_json::from_str(&second).expect("json");
+        assert_eq!(first["reason"], "ReconciliationSucceeded", "{first}");
+        assert_eq!(first["severity"], "info");
+        assert_eq!(first["metadata"]["gitops.kluctl.io/commit_status"], "update");
+        assert_eq!(first["metadata"]["revision"], "main@sha1:abc");
+        assert_eq!(first["reportingController"], "kluctl-controller");
+        assert_eq!(first["involvedObject"]["kind"], "KluctlDeployment");
+        assert_eq!(second["reason"], "ReconciliationFailed", "{second}");
+        assert_eq!(second["severity"], "error");
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! What the controllers (source-controller, kluctl-controller) run on besides their reconcilers.
+//!
+//! ```text
+//!  controller main ──► logging::init        controller-runtime JSON / console lines, stderr (+ file)
+//!                  ──► leader::acquire      Lease election; Leadership::lost() ends the process
+//!  reconciler      ──► events::Events::emit Kubernetes Event + Flux event POST (--events-addr)
+//! ```
+//!
+//! It lives under `source-controller/` because that is where it grew; it knows nothing of either
+//! controller's objects, flags or metrics.
+
+pub mod events;
+pub mod leader;
+pub mod logging;
+
+pub use events::{Events, Severity};
+pub use leader::{Leadership, LeaseConfig};
+pub use logging::LogFormat;
