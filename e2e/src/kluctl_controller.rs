@@ -93,6 +93,8 @@ impl KluctlController {
             // The machine presets CA bundles for child processes; the controller must not rely on them.
             .env_remove("GIT_SSL_CAINFO")
             .env_remove("SSL_CERT_FILE")
+            // Read as --events-addr: the caller's must not send the tests' events anywhere.
+            .env_remove("EVENTS_ADDR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -137,7 +139,8 @@ impl KluctlController {
         loop {
             // Read the exit status first so lines written just before exiting are still seen.
             let exited = self.child.try_wait()?;
-            if let Some(v) = self.log_lines().iter().find_map(&pick) {
+            let mut lines = self.log_lines().into_iter().chain(json_lines(&self.stderr.path));
+            if let Some(v) = lines.find_map(|l| pick(&l)) {
                 return Ok(v);
             }
             let why = match exited {
@@ -156,15 +159,10 @@ impl KluctlController {
         }
     }
 
-    /// Every line of its log file and its stderr that parses as a JSON object.
+    /// Every line of its log file (`--log-file`) that parses as a JSON object. (The controller
+    /// writes the same lines to stderr.)
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
-        let file = fs_err::read_to_string(&self.log_file).unwrap_or_default();
-        let stderr = fs_err::read_to_string(&self.stderr.path).unwrap_or_default();
-        file.lines()
-            .chain(stderr.lines())
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(serde_json::Value::is_object)
-            .collect()
+        json_lines(&self.log_file)
     }
 
     /// The last `lines` lines of its log file and of its stderr.
@@ -201,6 +199,16 @@ pub fn log_value(line: &serde_json::Value, key: &str) -> Option<String> {
         .or_else(|| line.get("fields").and_then(|f| f.get(key)))
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)
+}
+
+/// The lines of the file at `path` that parse as JSON objects (none when it does not exist yet).
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    fs_err::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(serde_json::Value::is_object)
+        .collect()
 }
 
 fn tail_of(path: &Path, lines: usize) -> String {
