@@ -112,26 +112,17 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         leadership = Some(gitops_runtime::leader::acquire(client.clone(), config, &instance).await?);
     }
 
-    let cache_dir = args.cache_dir();
-    fs_err::create_dir_all(&cache_dir)
-        .with_context(|| format!("failed to create the cache directory '{}'", cache_dir.display()))?;
     let ctx = Arc::new(controller::Context {
         client: client.clone(),
         base_config,
-        events: gitops_runtime::events::Events::new(client.clone(), "kluctl-controller", &instance, &args.events_addr),
+        events: gitops_runtime::events::Events::new(
+            client.clone(),
+            "kluctl-controller",
+            &instance,
+            &args.events_addr,
+        ),
         metrics: metrics.clone(),
-        settings: controller::Settings {
-            default_service_account: args.default_service_account.clone(),
-            dry_run: args.dry_run,
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-            cache_dir,
-            results: controller::project::ResultStore {
-                namespace: args.command_result_namespace.clone(),
-                keep_command: args.keep_command_results_count,
-                keep_validate: args.keep_validate_results_count,
-            },
-            artifact_options: source::artifact::FetchOptions::from_env(),
-        },
+        settings: settings(&args)?,
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {
@@ -169,10 +160,20 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     Controller::for_stream(deployments, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
         .watches_stream(git_repositories, move |g: GitRepository| {
-            referencing(&store_g, SourceKind::GitRepository, &g.namespace().unwrap_or_default(), &g.name_any())
+            referencing(
+                &store_g,
+                SourceKind::GitRepository,
+                &g.namespace().unwrap_or_default(),
+                &g.name_any(),
+            )
         })
         .watches_stream(buckets, move |b: Bucket| {
-            referencing(&store_b, SourceKind::Bucket, &b.namespace().unwrap_or_default(), &b.name_any())
+            referencing(
+                &store_b,
+                SourceKind::Bucket,
+                &b.namespace().unwrap_or_default(),
+                &b.name_any(),
+            )
         })
         .graceful_shutdown_on(async move {
             let _ = lost_rx.await;
@@ -186,8 +187,28 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The reconcile settings of the flags (creates the cache directory).
+fn settings(args: &ControllerArgs) -> anyhow::Result<controller::Settings> {
+    let cache_dir = args.cache_dir();
+    fs_err::create_dir_all(&cache_dir)
+        .with_context(|| format!("failed to create the cache directory '{}'", cache_dir.display()))?;
+    Ok(controller::Settings {
+        default_service_account: args.default_service_account.clone(),
+        dry_run: args.dry_run,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        cache_dir,
+        results: controller::project::ResultStore {
+            namespace: args.command_result_namespace.clone(),
+            keep_command: args.keep_command_results_count,
+            keep_validate: args.keep_validate_results_count,
+        },
+        artifact_options: source::artifact::FetchOptions::from_env(),
+    })
+}
+
 /// What makes a KluctlDeployment worth a reconcile: its generation, whether it is being
 /// deleted, and its request annotations (added or changed; removal does not count).
+#[allow(clippy::unnecessary_wraps)] // the predicate signature kube-runtime requires
 fn trigger_hash(kd: &KluctlDeployment) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     kd.metadata.generation.hash(&mut h);
@@ -207,7 +228,12 @@ fn source_watch<K>(
     namespace: &str,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
     K: ArtifactRevision,
 {
     let api: Api<K> = if namespace.is_empty() {
@@ -246,7 +272,12 @@ impl ArtifactRevision for Bucket {
 }
 
 /// The KluctlDeployments whose `sourceRef` names this source.
-fn referencing(store: &Store<KluctlDeployment>, kind: SourceKind, namespace: &str, name: &str) -> Vec<ObjectRef<KluctlDeployment>> {
+fn referencing(
+    store: &Store<KluctlDeployment>,
+    kind: SourceKind,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<KluctlDeployment>> {
     store
         .state()
         .iter()

@@ -71,7 +71,9 @@ pub enum FetchError {
         name: String,
     },
     /// Cross-namespace references are disabled.
-    #[error("cannot access {kind}/{namespace}/{name}: cross-namespace references are disabled (--no-cross-namespace-refs)")]
+    #[error(
+        "cannot access {kind}/{namespace}/{name}: cross-namespace references are disabled (--no-cross-namespace-refs)"
+    )]
     CrossNamespace {
         /// `GitRepository` or `Bucket`.
         kind: &'static str,
@@ -119,7 +121,7 @@ pub enum FetchError {
         /// Its name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Local file system trouble.
     #[error("failed to prepare a working directory: {0}")]
@@ -132,8 +134,11 @@ impl FetchError {
         use gitops_api::conditions::reasons;
         match self {
             Self::Unsupported { .. } => reasons::UNSUPPORTED_CONFIGURATION,
-            Self::Git { .. } | Self::NoSource | Self::PathInvalid { .. } => reasons::PREPARE_FAILED,
-            Self::PathNotFound { .. } | Self::Io(_) => reasons::PREPARE_FAILED,
+            Self::Git { .. }
+            | Self::NoSource
+            | Self::PathInvalid { .. }
+            | Self::PathNotFound { .. }
+            | Self::Io(_) => reasons::PREPARE_FAILED,
             Self::Artifact(e) => e.reason(),
             Self::SourceNotFound { .. }
             | Self::CrossNamespace { .. }
@@ -146,7 +151,10 @@ impl FetchError {
     pub fn stalled(&self) -> bool {
         matches!(
             self,
-            Self::Unsupported { .. } | Self::NoSource | Self::PathInvalid { .. } | Self::CrossNamespace { .. }
+            Self::Unsupported { .. }
+                | Self::NoSource
+                | Self::PathInvalid { .. }
+                | Self::CrossNamespace { .. }
         )
     }
 }
@@ -166,13 +174,19 @@ pub struct FetchContext<'a> {
 }
 
 /// `dir/rel` if `rel` is a relative path without `..` that exists.
-fn join_project_path(root: &Path, field: &'static str, rel: Option<&str>) -> Result<(PathBuf, String), FetchError> {
+fn join_project_path(
+    root: &Path,
+    field: &'static str,
+    rel: Option<&str>,
+) -> Result<(PathBuf, String), FetchError> {
     let rel = rel.unwrap_or("").trim_matches('/');
     if rel.is_empty() || rel == "." {
         return Ok((root.to_path_buf(), String::new()));
     }
     let p = Path::new(rel);
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(FetchError::PathInvalid {
             field,
             path: rel.to_owned(),
@@ -214,8 +228,25 @@ fn git_source(source: &gitops_api::kluctl::v1beta1::ProjectSource) -> Option<Pro
 ///
 /// # Errors
 /// [`FetchError`], naming the field, URL or source object.
-pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeploymentSpec) -> Result<Fetched, FetchError> {
-    if let Some(source_ref) = &spec.source_ref {
+pub async fn fetch(
+    cx: &FetchContext<'_>,
+    namespace: &str,
+    spec: &KluctlDeploymentSpec,
+) -> Result<Fetched, FetchError> {
+    match &spec.source_ref {
+        Some(source_ref) => fetch_artifact(cx, namespace, source_ref, spec.path.as_deref()).await,
+        None => fetch_git(cx, spec).await,
+    }
+}
+
+/// The artifact of a `sourceRef`, unpacked, with the project at `path` inside it.
+async fn fetch_artifact(
+    cx: &FetchContext<'_>,
+    namespace: &str,
+    source_ref: &gitops_api::kluctl::v1beta1::CrossNamespaceSourceReference,
+    path: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    {
         let ns = source_ref
             .namespace
             .clone()
@@ -241,17 +272,25 @@ pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeployme
             kind,
             namespace: ns.clone(),
             name: source_ref.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let (artifact, url): (Option<Artifact>, Option<String>) = match source_ref.kind {
             SourceKind::GitRepository => {
                 let api: Api<GitRepository> = Api::namespaced(cx.client.clone(), &ns);
-                let o = api.get_opt(&source_ref.name).await.map_err(kube_err)?.ok_or_else(not_found)?;
+                let o = api
+                    .get_opt(&source_ref.name)
+                    .await
+                    .map_err(kube_err)?
+                    .ok_or_else(not_found)?;
                 (o.status.and_then(|s| s.artifact), Some(o.spec.url))
             }
             SourceKind::Bucket => {
                 let api: Api<Bucket> = Api::namespaced(cx.client.clone(), &ns);
-                let o = api.get_opt(&source_ref.name).await.map_err(kube_err)?.ok_or_else(not_found)?;
+                let o = api
+                    .get_opt(&source_ref.name)
+                    .await
+                    .map_err(kube_err)?
+                    .ok_or_else(not_found)?;
                 (o.status.and_then(|s| s.artifact), None)
             }
         };
@@ -261,13 +300,18 @@ pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeployme
             name: source_ref.name.clone(),
         })?;
         fs_err::create_dir_all(cx.work_dir)?;
-        let tmp = tempfile::Builder::new().prefix("artifact-").tempdir_in(cx.work_dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("artifact-")
+            .tempdir_in(cx.work_dir)?;
         let dest = tmp.path().join("source");
         let fetched = artifact::fetch(&artifact, &dest, cx.artifact_options).await?;
-        let (project_dir, sub_dir) = join_project_path(&fetched.dir, "spec.path", spec.path.as_deref())?;
+        let (project_dir, sub_dir) = join_project_path(&fetched.dir, "spec.path", path)?;
         let commit = artifact_commit(&fetched.revision);
-        let repo_key = url.as_deref().and_then(kluctl_engine::source::repo_key).unwrap_or_default();
-        return Ok(Fetched {
+        let repo_key = url
+            .as_deref()
+            .and_then(kluctl_engine::source::repo_key)
+            .unwrap_or_default();
+        Ok(Fetched {
             project_dir,
             revision: fetched.revision.clone(),
             commit: commit.clone(),
@@ -282,8 +326,12 @@ pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeployme
                 ..GitInfo::default()
             },
             _hold: Some(tmp),
-        });
+        })
     }
+}
+
+/// `spec.source.git` (or the deprecated top-level fields), checked out.
+async fn fetch_git(cx: &FetchContext<'_>, spec: &KluctlDeploymentSpec) -> Result<Fetched, FetchError> {
     let source = spec.source.as_ref().ok_or(FetchError::NoSource)?;
     if source.oci.is_some() {
         return Err(FetchError::Unsupported {
@@ -339,7 +387,7 @@ pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeployme
 /// it names none (Bucket digests).
 fn artifact_commit(revision: &str) -> String {
     revision
-        .rsplit_once(":")
+        .rsplit_once(':')
         .filter(|(head, _)| head.ends_with("@sha1") || head.ends_with("@sha256") || *head == "sha1")
         .map_or_else(|| revision.to_owned(), |(_, sha)| sha.to_owned())
 }

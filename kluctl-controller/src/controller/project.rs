@@ -121,10 +121,10 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
         .prefix("render-")
         .tempdir_in(&job.work_dir)
         .map_err(|e| PrepareError(format!("failed to create a render directory: {e}")))?;
-    let external_args = spec
-        .args
-        .clone()
-        .map_or_else(|| serde_json::Value::Object(serde_json::Map::new()), serde_json::Value::Object);
+    let external_args = spec.args.clone().map_or_else(
+        || serde_json::Value::Object(serde_json::Map::new()),
+        serde_json::Value::Object,
+    );
     let options = TargetOptions {
         project_dir: job.project_dir.clone(),
         target: spec.target.clone(),
@@ -223,7 +223,7 @@ impl Prepared {
             context_override: spec.context.clone().unwrap_or_default(),
             args: spec.args.clone().map(serde_json::Value::Object),
             images: spec.images.iter().map(api_to_engine).collect(),
-            dry_run: self.dry_run(job),
+            dry_run: Self::dry_run(job),
             no_wait: spec.no_wait,
             force_apply: spec.force_apply,
             replace_on_error: spec.replace_on_error,
@@ -247,17 +247,17 @@ impl Prepared {
         }
     }
 
-    fn dry_run(&self, job: &Job) -> bool {
+    fn dry_run(job: &Job) -> bool {
         job.controller_dry_run || job.spec.dry_run
     }
 
-    fn apply_options(&self, job: &Job) -> ApplyOptions {
+    fn apply_options(job: &Job) -> ApplyOptions {
         let spec = &job.spec;
         ApplyOptions {
             force_apply: spec.force_apply,
             replace_on_error: spec.replace_on_error,
             force_replace_on_error: spec.force_replace_on_error,
-            dry_run: self.dry_run(job),
+            dry_run: Self::dry_run(job),
             abort_on_error: spec.abort_on_error,
             readiness_timeout: READINESS_TIMEOUT,
             no_wait: spec.no_wait,
@@ -302,7 +302,7 @@ impl Prepared {
         r.target_key.target_name.clone_from(&self.rendered.target.name);
         r.target_key.discriminator.clone_from(&self.discriminator);
         r.errors.push(gitops_api::kluctl::results::DeploymentError {
-            object_ref: Default::default(),
+            object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
             message,
         });
         self.finish(job, r)
@@ -348,12 +348,12 @@ impl Prepared {
     pub fn deploy(&self, job: &Job, requested: bool) -> Ran {
         let r = if job.spec.deploy_mode == DeployMode::PokeImages {
             let ctx = self.context(job, "poke-images");
-            self.run(job, "poke-images", ctx.poke_images(self.dry_run(job)))
+            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
                 .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
         } else {
             let ctx = self.context(job, "deploy");
             let options = DeployOptions {
-                apply: self.apply_options(job),
+                apply: Self::apply_options(job),
                 prune: job.spec.prune,
                 wait_prune: false,
             };
@@ -368,7 +368,7 @@ impl Prepared {
     pub fn prune(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "prune");
         let r = self
-            .run(job, "prune", ctx.prune(self.dry_run(job), None))
+            .run(job, "prune", ctx.prune(Self::dry_run(job), None))
             .unwrap_or_else(|m| self.timed_out(job, "prune", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -378,7 +378,7 @@ impl Prepared {
     pub fn diff(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "diff");
         let r = self
-            .run(job, "diff", ctx.diff(&self.apply_options(job)))
+            .run(job, "diff", ctx.diff(&Self::apply_options(job)))
             .unwrap_or_else(|m| self.timed_out(job, "diff", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -388,7 +388,7 @@ impl Prepared {
     pub fn delete(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "delete");
         let r = self
-            .run(job, "delete", ctx.delete(self.dry_run(job), false, None))
+            .run(job, "delete", ctx.delete(Self::dry_run(job), false, None))
             .unwrap_or_else(|m| self.timed_out(job, "delete", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -403,7 +403,7 @@ impl Prepared {
                 id: uuid::Uuid::new_v4().to_string(),
                 project_key: job.project_key.clone(),
                 errors: vec![gitops_api::kluctl::results::DeploymentError {
-                    object_ref: Default::default(),
+                    object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
                     message: m,
                 }],
                 ..ValidateResult::default()
@@ -411,10 +411,7 @@ impl Prepared {
         };
         v.reconcile_id.clone_from(&job.reconcile_id);
         v.rendered_objects_hash.clone_from(&self.objects_hash);
-        v.overrides_patch = job
-            .overrides_patch
-            .as_ref()
-            .and_then(|p| p.as_object().cloned());
+        v.overrides_patch = job.overrides_patch.as_ref().and_then(|p| p.as_object().cloned());
         v.kluctl_deployment = Some(KluctlDeploymentInfo {
             name: job.name.clone(),
             namespace: job.namespace.clone(),
@@ -435,7 +432,7 @@ impl Prepared {
         let ctx = self.context(job, "diff");
         let options = ApplyOptions {
             dry_run: true,
-            ..self.apply_options(job)
+            ..Self::apply_options(job)
         };
         let r = self
             .run(job, "drift detection", ctx.diff(&options))
