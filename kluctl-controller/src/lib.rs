@@ -123,6 +123,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ),
         metrics: metrics.clone(),
         settings: settings(&args)?,
+        discovery: Arc::default(),
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {

@@ -58,6 +58,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings from the flags.
     pub settings: Settings,
+    /// Discovery results shared between reconciles.
+    pub discovery: Arc<project::DiscoveryCache>,
 }
 
 /// The flags a reconcile reads.
@@ -380,6 +382,7 @@ impl Run<'_> {
             git_cache_dir: s.cache_dir.join("git"),
             results: s.results.clone(),
             deadline: self.started + timing.timeout,
+            discovery: self.ctx.discovery.clone(),
         };
         Ok((job, fetched))
     }
@@ -869,6 +872,7 @@ impl Run<'_> {
             git_cache_dir: s.cache_dir.join("git"),
             results: s.results.clone(),
             deadline: self.started + Duration::from_secs(600),
+            discovery: self.ctx.discovery.clone(),
         };
         let key = key.clone();
         let span = tracing::Span::current();

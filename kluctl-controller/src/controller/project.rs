@@ -17,7 +17,7 @@ use gitops_api::kluctl::results::{
 };
 use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec};
 use kluctl_engine::apply::{ApplyOptions, NoProgress};
-use kluctl_engine::cluster::Cluster;
+use kluctl_engine::cluster::{Cluster, Discovered};
 use kluctl_engine::commands::{CommandContext, DeployOptions};
 use kluctl_engine::helm::{Capabilities, Helm};
 use kluctl_engine::kustomize::Kustomizer;
@@ -62,6 +62,41 @@ pub struct Job {
     pub results: ResultStore,
     /// When the reconcile must be done.
     pub deadline: std::time::Instant,
+    /// Discovery results shared between reconciles.
+    pub discovery: std::sync::Arc<DiscoveryCache>,
+}
+
+/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
+/// without it every reconcile would repeat discovery, one request per API group version on
+/// servers without aggregated discovery (Kubernetes before 1.26). A kind that a deploy's CRD
+/// adds is read into the shared index by the engine when it is first needed.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Discovered)>>,
+}
+
+/// How long discovery results are reused.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+impl DiscoveryCache {
+    /// A connection to the cluster of `config`, discovering only when the cached results are
+    /// missing or older than [`DISCOVERY_TTL`].
+    fn connect(&self, config: &kube::Config, context: &str) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
+        let key = config.cluster_url.to_string();
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).filter(|(at, _)| at.elapsed() < DISCOVERY_TTL).map(|(_, d)| d.clone()));
+        if let Some(d) = cached {
+            return Cluster::from_config_discovered(config.clone(), context, d);
+        }
+        let cluster = Cluster::from_config(config.clone(), context)?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key, (std::time::Instant::now(), cluster.discovered()));
+        }
+        Ok(cluster)
+    }
 }
 
 /// Where results go.
@@ -107,7 +142,9 @@ fn api_to_engine<T: serde::Serialize, U: serde::de::DeserializeOwned + Default>(
 /// [`PrepareError`] with the full error text (file, item and field named by the engine).
 pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
     let spec = &job.spec;
-    let cluster = Cluster::from_config(job.config.clone(), &job.context)
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
         .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
     let inclusion = Inclusion::from_flags(
         &spec.include_tags,
@@ -170,7 +207,9 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
 /// [`PrepareError`] when the cluster cannot be reached or the inclusion rules do not parse.
 pub fn prepare_delete(job: &Job, target_name: &str, discriminator: &str) -> Result<Prepared, PrepareError> {
     let spec = &job.spec;
-    let cluster = Cluster::from_config(job.config.clone(), &job.context)
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
         .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
     let inclusion = Inclusion::from_flags(
         &spec.include_tags,
