@@ -177,6 +177,27 @@ mod tests {
     }
 
     #[test]
+    fn gitops_selection_flags_exclude_each_other_and_bad_values_are_usage_errors() {
+        for args in [
+            &["gitops", "deploy", "--name", "a", "-l", "x=y"][..],
+            &["gitops", "suspend", "--name", "a", "--all"],
+            &["gitops", "diff", "-l", "x=y", "--all"],
+            &["gitops", "deploy", "--prune=maybe"],
+            &["gitops", "diff", "--prune"],
+            &["gitops", "validate", "-o", "json"],
+            &["gitops", "logs", "--timeout", "1m"],
+            &["gitops", "reconcile", "--timeout", "soon"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+        let KluctlCommand::Gitops(g) = parse(&["gitops", "logs", "--all", "-f"]).unwrap().command else {
+            panic!("not gitops");
+        };
+        assert!(matches!(g.command, crate::flags::gitops::GitopsCommand::Logs(_)));
+    }
+
+    #[test]
     fn help_texts_point_nowhere_without_a_link() {
         use clap::CommandFactory;
         let mut cmd = KluctlArgs::command();
