@@ -52,7 +52,11 @@ pub(crate) fn external_args(flags: &ArgsFlags) -> anyhow::Result<Value> {
     Ok(args)
 }
 
-fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
+/// The images of `--fixed-images-file` (its `images:` list) followed by those of `-F`.
+///
+/// # Errors
+/// An unreadable or malformed file, naming it.
+pub(crate) fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
     #[derive(serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct File {

@@ -260,20 +260,40 @@ fn url_key(url: &str) -> String {
     format!("{tail}-{hash}")
 }
 
-/// Kluctl's repository key of a Git URL: `git://<host>/<path>` without scheme, user, port and
-/// `.git` suffix (`https://u@h:8443/org/repo.git` and `ssh://git@h/org/repo` are both
-/// `git://h/org/repo`); `None` when the URL names no host.
+/// The repository key of a Git URL, as Kluctl writes it: `git://host[:port]/path`, the
+/// scheme, user and a `.git` suffix dropped (`https://github.com/org/repo.git`,
+/// `git@github.com:org/repo` and `ssh://git@github.com/org/repo` all give
+/// `git://github.com/org/repo`). `None` for a URL without a host (a local path) or one that
+/// does not parse.
+///
+/// The port stays part of the key, as in Kluctl (`RepoKey.Host` is Go's `url.Host`): two
+/// servers on one host are two repositories.
+///
+/// ```
+/// use kluctl_engine::source::git::repo_key;
+/// assert_eq!(repo_key("https://github.com/org/repo.git").as_deref(), Some("git://github.com/org/repo"));
+/// assert_eq!(repo_key("git@example.com:org/repo").as_deref(), Some("git://example.com/org/repo"));
+/// assert_eq!(repo_key("http://127.0.0.1:8080/git/r.git").as_deref(), Some("git://127.0.0.1:8080/git/r"));
+/// assert_eq!(repo_key("/srv/repo"), None);
+/// ```
 pub fn repo_key(url: &str) -> Option<String> {
     let url = gix::url::parse(gix::bstr::BStr::new(url.as_bytes())).ok()?;
-    let host = url.host()?.to_owned();
+    repo_key_of(&url)
+}
+
+fn repo_key_of(url: &gix::Url) -> Option<String> {
+    let host = url.host()?;
     let path = url.path.to_str_lossy();
     let path = path.trim_start_matches('/').trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
-    Some(format!("git://{host}/{path}"))
+    Some(match url.port {
+        Some(port) => format!("git://{host}:{port}/{path}"),
+        None => format!("git://{host}/{path}"),
+    })
 }
 
-/// The identity of a project checked out locally: its repository key (`git://host/path` of the
-/// `origin` remote, `.git` stripped), its directory inside the repository, and the commit.
+/// The identity of a project checked out locally: its repository key ([`repo_key`] of the
+/// `origin` remote), its directory inside the repository, and the commit.
 /// Empty values when `project_dir` is not inside a Git work tree (or has no `origin`).
 pub fn project_identity(
     project_dir: &Path,
@@ -299,12 +319,12 @@ pub fn project_identity(
     if let Ok(remote) = repo.find_remote("origin")
         && let Some(url) = remote.url(gix::remote::Direction::Fetch)
     {
+        if let Some(k) = repo_key_of(url) {
+            key.repo_key = k;
+        }
         let path = url.path.to_str_lossy();
         let path = path.trim_start_matches('/').trim_end_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path);
-        if let Some(host) = url.host() {
-            key.repo_key = format!("git://{host}/{path}");
-        }
         // Never the credentials: only scheme, host and path.
         info.url = Some(match url.host() {
             Some(host) => format!("{}://{host}/{path}", url.scheme.as_str()),
@@ -317,19 +337,6 @@ pub fn project_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repo_keys_drop_scheme_user_port_and_dot_git() {
-        for url in [
-            "https://u:p@git.example.com:8443/org/repo.git",
-            "ssh://git@git.example.com/org/repo",
-            "git@git.example.com:org/repo.git",
-            "http://git.example.com/org/repo/",
-        ] {
-            assert_eq!(repo_key(url).as_deref(), Some("git://git.example.com/org/repo"), "{url}");
-        }
-        assert_eq!(repo_key("/local/path"), None);
-    }
 
     #[test]
     fn a_commit_that_is_not_a_hex_id_is_refused_before_any_path_is_built() {
@@ -433,6 +440,33 @@ mod tests {
         // A cached commit is not fetched again: the remote may be gone.
         drop(origin);
         assert_eq!(cache.checkout_commit(&url, &head).unwrap(), dir);
+    }
+
+    #[test]
+    fn repo_keys_drop_scheme_user_and_dot_git_and_keep_the_port() {
+        for (url, want) in [
+            (
+                "https://github.com/org/repo.git",
+                Some("git://github.com/org/repo"),
+            ),
+            (
+                "https://user:pw@github.com/org/repo/",
+                Some("git://github.com/org/repo"),
+            ),
+            (
+                "ssh://git@github.com/org/repo.git",
+                Some("git://github.com/org/repo"),
+            ),
+            ("git@github.com:org/repo.git", Some("git://github.com/org/repo")),
+            ("ssh://git@h:2222/org/repo", Some("git://h:2222/org/repo")),
+            (
+                "http://127.0.0.1:18080/git/r.git",
+                Some("git://127.0.0.1:18080/git/r"),
+            ),
+            ("/srv/git/repo", None),
+        ] {
+            assert_eq!(repo_key(url).as_deref(), want, "{url}");
+        }
     }
 
     #[test]
