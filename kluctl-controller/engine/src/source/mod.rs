@@ -3,7 +3,7 @@
 
 pub mod git;
 
-pub use git::{GitCache, GitError, RepoInfo};
+pub use git::{CheckoutPin, CheckoutPinner, GitCache, GitError, GitSourceOptions, RepoInfo};
 
 use serde::{Deserialize, Serialize};
 
