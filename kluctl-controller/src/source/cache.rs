@@ -262,10 +262,10 @@ impl SourceCache {
         let now = SystemTime::now();
         let mut stats = GcStats::default();
         let (entries, leftovers) = self.scan();
-        for (path, mtime) in leftovers {
+        for (leftover, mtime) in leftovers {
             if now.duration_since(mtime).unwrap_or_default() > self.inner.ttl {
-                stats.freed_bytes += tree_size(&path);
-                remove_tree(&path);
+                stats.freed_bytes += tree_size(&leftover);
+                remove_tree(&leftover);
             }
         }
         // Sizes and ages outside the state lock: walking trees can take a while.
@@ -280,9 +280,9 @@ impl SourceCache {
         let mut total: u64 = candidates.iter().map(|(_, size, _)| size).sum();
         let mut doomed = Vec::new();
         {
-            let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             for (path, size, used) in candidates {
-                let pinned = state.get(&path).is_some_and(|e| e.pins > 0);
+                let pinned = known.get(&path).is_some_and(|e| e.pins > 0);
                 let expired = now.duration_since(used).unwrap_or_default() > self.inner.ttl;
                 if pinned || !(expired || total > self.inner.max_bytes) {
                     stats.kept += 1;
@@ -293,7 +293,7 @@ impl SourceCache {
                 let trash = trash_name(&path);
                 match fs_err::rename(&path, &trash) {
                     Ok(()) => {
-                        state.remove(&path);
+                        known.remove(&path);
                         total = total.saturating_sub(size);
                         stats.removed += 1;
                         stats.freed_bytes += size;
@@ -307,7 +307,7 @@ impl SourceCache {
                 }
             }
             // Forget entries that are gone and unpinned (a pin of a failed fetch, say).
-            state.retain(|path, e| e.pins > 0 || path.exists());
+            known.retain(|path, e| e.pins > 0 || path.exists());
         }
         for trash in doomed {
             remove_tree(&trash);
@@ -339,7 +339,7 @@ impl SourceCache {
 
     /// Entries (`git/<key>/<commit>`, `artifacts/<hex>`) and leftovers (dot-names), each with
     /// its modification time.
-    fn scan(&self) -> (Vec<(PathBuf, SystemTime)>, Vec<(PathBuf, SystemTime)>) {
+    fn scan(&self) -> (Vec<Dated>, Vec<Dated>) {
         let mut entries = Vec::new();
         let mut leftovers = Vec::new();
         let mut sort = |child: Child, is_entry: bool| {
@@ -373,6 +373,9 @@ impl SourceCache {
         (entries, leftovers)
     }
 }
+
+/// A path and its modification time.
+type Dated = (PathBuf, SystemTime);
 
 /// The pinner the engine's `GitCache` uses for renders on this cache.
 #[derive(Debug)]

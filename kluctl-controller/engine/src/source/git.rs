@@ -593,16 +593,19 @@ mod tests {
     #[derive(Debug, Default)]
     struct CountingPinner(Mutex<Vec<PathBuf>>, Arc<std::sync::atomic::AtomicUsize>);
 
+    /// Decrements the pinner's count of held pins when dropped.
+    struct Release(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     impl CheckoutPinner for CountingPinner {
         fn pin(&self, dir: &Path) -> CheckoutPin {
             self.0.lock().unwrap().push(dir.to_path_buf());
             self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            struct Release(Arc<std::sync::atomic::AtomicUsize>);
-            impl Drop for Release {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
             Box::new(Release(Arc::clone(&self.1)))
         }
     }
@@ -610,7 +613,7 @@ mod tests {
     #[test]
     fn checkouts_stay_pinned_while_the_cache_lives() {
         let base = tempfile::tempdir().unwrap();
-        let (origin, head) = origin_repo(base.path());
+        let (origin, commit) = origin_repo(base.path());
         let url = origin.display().to_string();
         let cache_dir = tempfile::tempdir().unwrap();
         let pinner = Arc::new(CountingPinner::default());
@@ -622,11 +625,11 @@ mod tests {
         let (dir, _) = cache.checkout(&url, None).unwrap();
         assert_eq!(
             pinner.0.lock().unwrap().as_slice(),
-            [dir.clone()],
+            std::slice::from_ref(&dir),
             "pinned before use"
         );
         assert_eq!(held.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(dir, cache.checkout_dir(&url, &head));
+        assert_eq!(dir, cache.checkout_dir(&url, &commit));
         drop(cache);
         assert_eq!(
             held.load(std::sync::atomic::Ordering::SeqCst),
