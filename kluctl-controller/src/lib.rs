@@ -99,18 +99,11 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(health_listener, h).await });
     tracing::info!(%metrics_addr, %health_addr, "serving metrics and probes");
 
-    let mut leadership = None;
-    if args.leader_elect {
-        let config = gitops_runtime::leader::LeaseConfig {
-            name: LEASE_NAME.to_owned(),
-            namespace: args.controller_namespace.clone(),
-            label_selector: args.watch_label_selector.clone(),
-            duration: args.leader_election_lease_duration,
-            renew_deadline: args.leader_election_renew_deadline,
-            field_manager: controller::FIELD_MANAGER.to_owned(),
-        };
-        leadership = Some(gitops_runtime::leader::acquire(client.clone(), config, &instance).await?);
-    }
+    let leadership = if args.leader_elect {
+        Some(leader(&client, &args, &instance).await?)
+    } else {
+        None
+    };
 
     let ctx = Arc::new(controller::Context {
         client: client.clone(),
@@ -122,8 +115,10 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             &args.events_addr,
         ),
         metrics: metrics.clone(),
+        sources: source::cache::SourceCache::new(args.cache_dir().join("sources"), args.cache_max_size),
         settings: settings(&args)?,
         discovery: Arc::default(),
+        last_gc: std::sync::Mutex::new(std::time::Instant::now()),
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {
@@ -149,6 +144,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let (store_g, store_b) = (reader.clone(), reader.clone());
 
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut leadership = leadership;
     tokio::spawn(async move {
         match leadership.as_mut() {
             Some(l) => l.lost().await,
@@ -186,6 +182,23 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     metrics.set_ready(false);
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Waits for the `kluctl-controller-leader-election` Lease.
+async fn leader(
+    client: &kube::Client,
+    args: &ControllerArgs,
+    instance: &str,
+) -> anyhow::Result<gitops_runtime::leader::Leadership> {
+    let config = gitops_runtime::leader::LeaseConfig {
+        name: LEASE_NAME.to_owned(),
+        namespace: args.controller_namespace.clone(),
+        label_selector: args.watch_label_selector.clone(),
+        duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        field_manager: controller::FIELD_MANAGER.to_owned(),
+    };
+    gitops_runtime::leader::acquire(client.clone(), config, instance).await
 }
 
 /// The reconcile settings of the flags (creates the cache directory).

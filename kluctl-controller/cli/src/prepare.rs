@@ -22,7 +22,7 @@ use kluctl_engine::project::config::FixedImage;
 use kluctl_engine::project::inclusion::Inclusion;
 use kluctl_engine::project::vars::ClusterReader;
 use kluctl_engine::render::namespaces::ScopeLookup;
-use kluctl_engine::source::GitCache;
+use kluctl_engine::source::{GitCache, GitSourceOptions};
 use kluctl_engine::target::{self, RenderedTarget, TargetOptions};
 
 /// The project directory (`--project-dir` or the current one), absolute.
@@ -162,6 +162,7 @@ pub(crate) fn prepare(
         capabilities,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
         git_cache_dir: GitCache::default_dir(),
+        git: GitSourceOptions::default(),
     };
     let rendered = target::render_target(
         options,

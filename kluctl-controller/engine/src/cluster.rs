@@ -160,7 +160,10 @@ impl Cluster {
         }
     }
 
-    fn client_on(runtime: &tokio::runtime::Runtime, config: kube::Config) -> Result<kube::Client, ClusterError> {
+    fn client_on(
+        runtime: &tokio::runtime::Runtime,
+        config: kube::Config,
+    ) -> Result<kube::Client, ClusterError> {
         // The client's buffer service spawns onto the runtime it is created in.
         let _entered = runtime.enter();
         kube::Client::try_from(config).map_err(|e| ClusterError::Api {

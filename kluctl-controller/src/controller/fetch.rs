@@ -19,7 +19,10 @@ use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, GitRepository};
 use kube::Api;
 
-use crate::source::artifact::{self, ArtifactError, FetchOptions};
+use crate::source::artifact::{ArtifactError, FetchOptions};
+use crate::source::cache::{Checkout, SourceCache};
+use crate::source::credentials::{self, CredentialsError};
+use gitops_git::GitCredentialRules;
 
 /// A project on local disk.
 #[derive(Debug)]
@@ -34,8 +37,11 @@ pub struct Fetched {
     pub project_key: ProjectKey,
     /// Git state for the results.
     pub git_info: GitInfo,
-    /// Keeps a temporary unpack directory alive.
-    _hold: Option<tempfile::TempDir>,
+    /// Credentials for the project's git includes and vars: `spec.credentials.git`, then
+    /// those of a referenced GitRepository for its host.
+    pub rules: GitCredentialRules,
+    /// Keeps the cache entry from garbage collection while in use.
+    _hold: Checkout,
 }
 
 /// Why the source could not be fetched.
@@ -95,6 +101,9 @@ pub enum FetchError {
     /// Downloading, verifying or unpacking the artifact failed.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// A credentials Secret is missing or unusable.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The project path does not exist in the source.
     #[error("kluctlDeployment path not found: {field} '{path}' does not exist in the source")]
     PathNotFound {
@@ -139,6 +148,7 @@ impl FetchError {
             | Self::PathInvalid { .. }
             | Self::PathNotFound { .. }
             | Self::Io(_) => reasons::PREPARE_FAILED,
+            Self::Credentials(e) => e.reason(),
             Self::Artifact(e) => e.reason(),
             Self::SourceNotFound { .. }
             | Self::CrossNamespace { .. }
@@ -163,10 +173,8 @@ impl FetchError {
 pub struct FetchContext<'a> {
     /// The controller's client.
     pub client: &'a kube::Client,
-    /// Where Git checkouts are cached.
-    pub git_cache_dir: &'a Path,
-    /// Where artifacts are unpacked.
-    pub work_dir: &'a Path,
+    /// The shared source cache.
+    pub sources: &'a SourceCache,
     /// How artifacts are downloaded.
     pub artifact_options: &'a FetchOptions,
     /// `--no-cross-namespace-refs`.
@@ -233,9 +241,15 @@ pub async fn fetch(
     namespace: &str,
     spec: &KluctlDeploymentSpec,
 ) -> Result<Fetched, FetchError> {
+    let git = spec
+        .credentials
+        .as_ref()
+        .map(|c| c.git.as_slice())
+        .unwrap_or_default();
+    let rules = credentials::load_git_credentials(cx.client, namespace, git).await?;
     match &spec.source_ref {
-        Some(source_ref) => fetch_artifact(cx, namespace, source_ref, spec.path.as_deref()).await,
-        None => fetch_git(cx, spec).await,
+        Some(source_ref) => fetch_artifact(cx, namespace, source_ref, spec.path.as_deref(), rules).await,
+        None => fetch_git(cx, spec, rules).await,
     }
 }
 
@@ -245,6 +259,7 @@ async fn fetch_artifact(
     namespace: &str,
     source_ref: &gitops_api::kluctl::v1beta1::CrossNamespaceSourceReference,
     path: Option<&str>,
+    mut rules: GitCredentialRules,
 ) -> Result<Fetched, FetchError> {
     {
         let ns = source_ref
@@ -282,6 +297,8 @@ async fn fetch_artifact(
                     .await
                     .map_err(kube_err)?
                     .ok_or_else(not_found)?;
+                // The repository's own credentials serve includes from its host (after the spec's).
+                rules.extend(credentials::git_repository_credentials(cx.client, &o).await?);
                 (o.status.and_then(|s| s.artifact), Some(o.spec.url))
             }
             SourceKind::Bucket => {
@@ -299,12 +316,7 @@ async fn fetch_artifact(
             namespace: ns.clone(),
             name: source_ref.name.clone(),
         })?;
-        fs_err::create_dir_all(cx.work_dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("artifact-")
-            .tempdir_in(cx.work_dir)?;
-        let dest = tmp.path().join("source");
-        let fetched = artifact::fetch(&artifact, &dest, cx.artifact_options).await?;
+        let fetched = cx.sources.artifact(&artifact, cx.artifact_options).await?;
         let (project_dir, sub_dir) = join_project_path(&fetched.dir, "spec.path", path)?;
         let commit = artifact_commit(&fetched.revision);
         let repo_key = url
@@ -325,13 +337,18 @@ async fn fetch_artifact(
                 commit,
                 ..GitInfo::default()
             },
-            _hold: Some(tmp),
+            rules,
+            _hold: fetched,
         })
     }
 }
 
 /// `spec.source.git` (or the deprecated top-level fields), checked out.
-async fn fetch_git(cx: &FetchContext<'_>, spec: &KluctlDeploymentSpec) -> Result<Fetched, FetchError> {
+async fn fetch_git(
+    cx: &FetchContext<'_>,
+    spec: &KluctlDeploymentSpec,
+    rules: GitCredentialRules,
+) -> Result<Fetched, FetchError> {
     let source = spec.source.as_ref().ok_or(FetchError::NoSource)?;
     if source.oci.is_some() {
         return Err(FetchError::Unsupported {
@@ -352,17 +369,16 @@ async fn fetch_git(cx: &FetchContext<'_>, spec: &KluctlDeploymentSpec) -> Result
         commit: Some(r.commit.clone()).filter(|s| !s.is_empty()),
     });
     let url = git.url.clone();
-    let cache_dir = cx.git_cache_dir.to_path_buf();
-    let (root, commit) = tokio::task::spawn_blocking(move || {
-        let cache = kluctl_engine::source::GitCache::new(cache_dir, &std::collections::BTreeMap::new());
-        cache.checkout(&url, reference.as_ref())
-    })
-    .await
-    .map_err(|e| FetchError::Io(std::io::Error::other(e)))?
-    .map_err(|e| FetchError::Git {
-        url: gitops_git::redact_url(&git.url),
-        message: kluctl_engine::error_chain(&e),
-    })?;
+    let (sources, task_rules) = (cx.sources.clone(), rules.clone());
+    let checkout =
+        tokio::task::spawn_blocking(move || sources.git_checkout(&url, reference.as_ref(), &task_rules))
+            .await
+            .map_err(|e| FetchError::Io(std::io::Error::other(e)))?
+            .map_err(|e| FetchError::Git {
+                url: gitops_git::redact_url(&git.url),
+                message: kluctl_engine::error_chain(&e),
+            })?;
+    let (root, commit) = (checkout.dir.clone(), checkout.revision.clone());
     let (project_dir, sub_dir) = join_project_path(&root, "spec.source.git.path", Some(git.path.as_str()))?;
     Ok(Fetched {
         project_dir,
@@ -379,7 +395,8 @@ async fn fetch_git(cx: &FetchContext<'_>, spec: &KluctlDeploymentSpec) -> Result
             commit,
             dirty: false,
         },
-        _hold: None,
+        rules,
+        _hold: checkout,
     })
 }
 

@@ -60,6 +60,37 @@ pub struct Context {
     pub settings: Settings,
     /// Discovery results shared between reconciles.
     pub discovery: Arc<project::DiscoveryCache>,
+    /// Checkouts and artifacts shared between reconciles, size-capped.
+    pub sources: crate::source::cache::SourceCache,
+    /// When the source cache was last cleaned.
+    pub last_gc: std::sync::Mutex<Instant>,
+}
+
+/// How often the source cache is cleaned at most.
+const GC_EVERY: Duration = Duration::from_secs(60);
+
+impl Context {
+    /// Cleans the source cache unless that happened within [`GC_EVERY`].
+    async fn maybe_gc(&self) {
+        {
+            let Ok(mut last) = self.last_gc.lock() else { return };
+            if last.elapsed() < GC_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let sources = self.sources.clone();
+        if let Ok(stats) = tokio::task::spawn_blocking(move || sources.gc()).await
+            && stats.removed > 0
+        {
+            tracing::info!(
+                removed = stats.removed,
+                freed_bytes = stats.freed_bytes,
+                kept_bytes = stats.kept_bytes,
+                "cleaned the source cache"
+            );
+        }
+    }
 }
 
 /// The flags a reconcile reads.
@@ -188,6 +219,7 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
             ctx.metrics.forget(&namespace, &name);
             return Ok(Action::await_change());
         };
+        ctx.maybe_gc().await;
         let run = Run {
             ctx: &ctx,
             api,
@@ -352,8 +384,7 @@ impl Run<'_> {
         let s = &self.ctx.settings;
         let fetch_cx = fetch::FetchContext {
             client: &self.ctx.client,
-            git_cache_dir: &s.cache_dir.join("git"),
-            work_dir: &s.cache_dir.join("work"),
+            sources: &self.ctx.sources,
             artifact_options: &s.artifact_options,
             no_cross_namespace_refs: s.no_cross_namespace_refs,
         };
@@ -379,7 +410,8 @@ impl Run<'_> {
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
             work_dir: s.cache_dir.join("work"),
-            git_cache_dir: s.cache_dir.join("git"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: self.ctx.sources.git_options(fetched.rules.clone()),
             results: s.results.clone(),
             deadline: self.started + timing.timeout,
             discovery: self.ctx.discovery.clone(),
@@ -869,7 +901,8 @@ impl Run<'_> {
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
             work_dir: s.cache_dir.join("work"),
-            git_cache_dir: s.cache_dir.join("git"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: kluctl_engine::source::GitSourceOptions::default(),
             results: s.results.clone(),
             deadline: self.started + Duration::from_secs(600),
             discovery: self.ctx.discovery.clone(),

@@ -58,6 +58,8 @@ pub struct Job {
     pub work_dir: PathBuf,
     /// Where Git includes and vars are cached.
     pub git_cache_dir: PathBuf,
+    /// Credentials and cache sharing of the Git includes and vars.
+    pub git: kluctl_engine::source::GitSourceOptions,
     /// The result store.
     pub results: ResultStore,
     /// When the reconcile must be done.
@@ -81,13 +83,17 @@ pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 impl DiscoveryCache {
     /// A connection to the cluster of `config`, discovering only when the cached results are
     /// missing or older than [`DISCOVERY_TTL`].
-    fn connect(&self, config: &kube::Config, context: &str) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
+    fn connect(
+        &self,
+        config: &kube::Config,
+        context: &str,
+    ) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
         let key = config.cluster_url.to_string();
-        let cached = self
-            .entries
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).filter(|(at, _)| at.elapsed() < DISCOVERY_TTL).map(|(_, d)| d.clone()));
+        let cached = self.entries.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+                .map(|(_, d)| d.clone())
+        });
         if let Some(d) = cached {
             return Cluster::from_config_discovered(config.clone(), context, d);
         }
@@ -180,6 +186,7 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
         },
         env: BTreeMap::new(),
         git_cache_dir: job.git_cache_dir.clone(),
+        git: job.git.clone(),
     };
     let rendered = target::render_target(
         options,
