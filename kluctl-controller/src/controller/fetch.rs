@@ -220,6 +220,40 @@ pub fn early_project_key(spec: &KluctlDeploymentSpec) -> Option<ProjectKey> {
     })
 }
 
+/// Spec fields this build cannot honour. Ignoring them would deploy something else than the
+/// user asked for (encrypted Secrets as they are, the wrong repository), so they stop the
+/// reconcile before anything is fetched.
+fn unsupported(spec: &KluctlDeploymentSpec) -> Result<(), FetchError> {
+    let found = [
+        (
+            spec.decryption.is_some(),
+            "spec.decryption",
+            "SOPS decryption is not implemented; remove the field or decrypt before committing",
+        ),
+        (
+            !spec.source_overrides.is_empty(),
+            "spec.sourceOverrides",
+            "source overrides (kluctl gitops --local-git-override) are not implemented",
+        ),
+        (
+            !spec.helm_credentials.is_empty(),
+            "spec.helmCredentials",
+            "this deprecated field is rejected; use spec.credentials.helm",
+        ),
+        (
+            spec.credentials
+                .as_ref()
+                .is_some_and(|c| !c.oci.is_empty() || !c.helm.is_empty()),
+            "spec.credentials.oci/helm",
+            "OCI and Helm repository credentials are not implemented",
+        ),
+    ];
+    match found.into_iter().find(|(set, _, _)| *set) {
+        Some((_, field, message)) => Err(FetchError::Unsupported { field, message }),
+        None => Ok(()),
+    }
+}
+
 /// The Git source: `spec.source.git`, or the deprecated top-level `url`/`ref`/`path`.
 fn git_source(source: &gitops_api::kluctl::v1beta1::ProjectSource) -> Option<ProjectSourceGit> {
     if let Some(git) = &source.git {
@@ -241,6 +275,7 @@ pub async fn fetch(
     namespace: &str,
     spec: &KluctlDeploymentSpec,
 ) -> Result<Fetched, FetchError> {
+    unsupported(spec)?;
     let git = spec
         .credentials
         .as_ref()
@@ -412,6 +447,30 @@ fn artifact_commit(revision: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_that_would_change_what_is_deployed_stop_the_reconcile() {
+        let spec = |extra: serde_json::Value| -> KluctlDeploymentSpec {
+            let mut v = serde_json::json!({"interval": "1m", "source": {"git": {"url": "https://h/r"}}});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(unsupported(&spec(serde_json::json!({}))).is_ok());
+        let e = unsupported(&spec(serde_json::json!({"decryption": {"provider": "sops"}}))).unwrap_err();
+        assert!(
+            e.to_string().starts_with("spec.decryption is not supported"),
+            "{e}"
+        );
+        assert!(e.stalled());
+        assert_eq!(e.reason(), "UnsupportedConfiguration");
+        let e = unsupported(&spec(
+            serde_json::json!({"credentials": {"helm": [{"host": "h", "secretRef": {"name": "s"}}]}}),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("spec.credentials.oci/helm"), "{e}");
+    }
 
     #[test]
     fn artifact_revisions_name_their_commit() {
