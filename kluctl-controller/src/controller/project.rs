@@ -1,0 +1,544 @@
+//! The engine's part of a reconcile, on a blocking thread: render the target, then run the
+//! commands the pipeline asks for (deploy or poke-images, prune, validate, diff, delete) with the
+//! same engine calls and options the CLI uses, and store their results.
+//!
+//! The engine is synchronous where it templates and renders and owns a small runtime for its
+//! cluster steps ([`kluctl_engine::cluster::Cluster`]); running it here keeps the controller's
+//! async workers free. Every result gets the reconcile id, the KluctlDeployment's identity and
+//! the rendered objects' hash before it is stored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gitops_api::kluctl::results::{
+    CommandResultSummary, DriftDetectionResult, DriftedObject, GitInfo, KluctlDeploymentInfo, ProjectKey,
+    ValidateResult,
+};
+use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec};
+use kluctl_engine::apply::{ApplyOptions, NoProgress};
+use kluctl_engine::cluster::{Cluster, Discovered};
+use kluctl_engine::commands::{CommandContext, DeployOptions};
+use kluctl_engine::helm::{Capabilities, Helm};
+use kluctl_engine::kustomize::Kustomizer;
+use kluctl_engine::project::inclusion::Inclusion;
+use kluctl_engine::project::vars::ClusterReader;
+use kluctl_engine::render::namespaces::ScopeLookup;
+use kluctl_engine::result::{CommandInfo, CommandInitiator, CommandResult};
+use kluctl_engine::target::{self, RenderedTarget, TargetOptions};
+
+/// Kluctl's controller waits this long for objects to become ready during a deploy.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Everything the engine needs for one KluctlDeployment.
+pub struct Job {
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The spec in effect (with a request's overrides applied).
+    pub spec: KluctlDeploymentSpec,
+    /// The request's overrides patch, recorded in the results.
+    pub overrides_patch: Option<serde_json::Value>,
+    /// The project directory.
+    pub project_dir: PathBuf,
+    /// The project's identity.
+    pub project_key: ProjectKey,
+    /// Git state for the results.
+    pub git_info: GitInfo,
+    /// The target cluster's client configuration (impersonating).
+    pub config: kube::Config,
+    /// The context name templates see.
+    pub context: String,
+    /// `--dry-run` of the controller.
+    pub controller_dry_run: bool,
+    /// This reconcile's id.
+    pub reconcile_id: String,
+    /// Where rendered files go (a temporary directory is made inside).
+    pub work_dir: PathBuf,
+    /// Where Git includes and vars are cached.
+    pub git_cache_dir: PathBuf,
+    /// Credentials and cache sharing of the Git includes and vars.
+    pub git: kluctl_engine::source::GitSourceOptions,
+    /// The result store.
+    pub results: ResultStore,
+    /// When the reconcile must be done.
+    pub deadline: std::time::Instant,
+    /// Discovery results shared between reconciles.
+    pub discovery: std::sync::Arc<DiscoveryCache>,
+}
+
+/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
+/// without it every reconcile would repeat discovery, one request per API group version on
+/// servers without aggregated discovery (Kubernetes before 1.26). A kind that a deploy's CRD
+/// adds is read into the shared index by the engine when it is first needed.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Discovered)>>,
+}
+
+/// How long discovery results are reused.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+impl DiscoveryCache {
+    /// A connection to the cluster of `config`, discovering only when the cached results are
+    /// missing or older than [`DISCOVERY_TTL`].
+    fn connect(
+        &self,
+        config: &kube::Config,
+        context: &str,
+    ) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
+        let key = config.cluster_url.to_string();
+        let cached = self.entries.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+                .map(|(_, d)| d.clone())
+        });
+        if let Some(d) = cached {
+            return Cluster::from_config_discovered(config.clone(), context, d);
+        }
+        let cluster = Cluster::from_config(config.clone(), context)?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key, (std::time::Instant::now(), cluster.discovered()));
+        }
+        Ok(cluster)
+    }
+}
+
+/// Where results go.
+#[derive(Clone, Debug)]
+pub struct ResultStore {
+    /// Namespace of the result Secrets.
+    pub namespace: String,
+    /// Command results kept per project and target.
+    pub keep_command: usize,
+    /// Validate results kept per project and target.
+    pub keep_validate: usize,
+}
+
+/// A failed load or render: the full text for `status.lastPrepareError`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PrepareError(pub String);
+
+/// A rendered target, connected.
+pub struct Prepared {
+    cluster: Cluster,
+    /// The rendered target.
+    pub rendered: RenderedTarget,
+    inclusion: Inclusion,
+    /// Hash of the rendered objects.
+    pub objects_hash: String,
+    /// The discriminator of the target.
+    pub discriminator: String,
+    _render_dir: tempfile::TempDir,
+}
+
+fn api_to_engine<T: serde::Serialize, U: serde::de::DeserializeOwned + Default>(v: &T) -> U {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Renders the target of `job` (connecting to its cluster for `cluster*` vars, Helm
+/// capabilities and namespace scopes).
+///
+/// # Errors
+/// [`PrepareError`] with the full error text (file, item and field named by the engine).
+pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
+    let spec = &job.spec;
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
+        .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
+    let inclusion = Inclusion::from_flags(
+        &spec.include_tags,
+        &spec.exclude_tags,
+        &spec.include_deployment_dirs,
+        &spec.exclude_deployment_dirs,
+    )
+    .map_err(|e| PrepareError(format!("spec.includeTags/excludeTags/...: {e}")))?;
+    fs_err::create_dir_all(&job.work_dir).map_err(|e| PrepareError(e.to_string()))?;
+    let render_dir = tempfile::Builder::new()
+        .prefix("render-")
+        .tempdir_in(&job.work_dir)
+        .map_err(|e| PrepareError(format!("failed to create a render directory: {e}")))?;
+    let external_args = spec.args.clone().map_or_else(
+        || serde_json::Value::Object(serde_json::Map::new()),
+        serde_json::Value::Object,
+    );
+    let options = TargetOptions {
+        project_dir: job.project_dir.clone(),
+        target: spec.target.clone(),
+        target_name_override: spec.target_name_override.clone(),
+        discriminator: None,
+        context: Some(job.context.clone()),
+        external_args,
+        inclusion: inclusion.clone(),
+        fixed_images: spec.images.iter().map(api_to_engine).collect(),
+        render_dir: render_dir.path().to_path_buf(),
+        kustomizer: Kustomizer::default(),
+        helm: Helm::default(),
+        capabilities: Capabilities {
+            kube_version: Some(cluster.server_version.clone()),
+            api_versions: cluster.api_versions.clone(),
+        },
+        env: BTreeMap::new(),
+        git_cache_dir: job.git_cache_dir.clone(),
+        git: job.git.clone(),
+    };
+    let rendered = target::render_target(
+        options,
+        Some(&cluster as &dyn ClusterReader),
+        Some(&cluster as &dyn ScopeLookup),
+    )
+    .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
+    let objects_hash = super::decide::objects_hash(rendered.objects());
+    let discriminator = rendered.target.discriminator.clone();
+    Ok(Prepared {
+        cluster,
+        rendered,
+        inclusion,
+        objects_hash,
+        discriminator,
+        _render_dir: render_dir,
+    })
+}
+
+/// A target for `delete` when the KluctlDeployment goes away: nothing rendered, only the
+/// discriminator recorded in `status.targetKey` (Kluctl deletes by discriminator, not by the
+/// project's current content, which may be gone).
+///
+/// # Errors
+/// [`PrepareError`] when the cluster cannot be reached or the inclusion rules do not parse.
+pub fn prepare_delete(job: &Job, target_name: &str, discriminator: &str) -> Result<Prepared, PrepareError> {
+    let spec = &job.spec;
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
+        .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
+    let inclusion = Inclusion::from_flags(
+        &spec.include_tags,
+        &spec.exclude_tags,
+        &spec.include_deployment_dirs,
+        &spec.exclude_deployment_dirs,
+    )
+    .map_err(|e| PrepareError(format!("spec.includeTags/excludeTags/...: {e}")))?;
+    let render_dir = tempfile::tempdir().map_err(|e| PrepareError(e.to_string()))?;
+    let target = kluctl_engine::project::config::Target {
+        name: target_name.to_owned(),
+        discriminator: discriminator.to_owned(),
+        ..Default::default()
+    };
+    Ok(Prepared {
+        cluster,
+        rendered: RenderedTarget {
+            target,
+            warnings: Vec::new(),
+            items: Vec::new(),
+            images: kluctl_engine::render::images::Images::new(Vec::new()),
+        },
+        inclusion,
+        objects_hash: String::new(),
+        discriminator: discriminator.to_owned(),
+        _render_dir: render_dir,
+    })
+}
+
+/// A stored (or skipped) command result.
+#[derive(Debug)]
+pub struct Ran {
+    /// The summary for the status.
+    pub summary: CommandResultSummary,
+    /// The id of the stored result; empty when not stored.
+    pub stored_id: String,
+    /// Why storing failed (the command itself ran).
+    pub store_error: Option<String>,
+}
+
+impl Prepared {
+    fn context(&self, job: &Job, command: &str) -> CommandContext<'_> {
+        let spec = &job.spec;
+        let info = CommandInfo {
+            initiator: CommandInitiator::KluctlDeployment,
+            start_time: Some(jiff::Timestamp::now()),
+            command: command.to_owned(),
+            target: spec.target.clone().unwrap_or_default(),
+            target_name_override: spec.target_name_override.clone().unwrap_or_default(),
+            context_override: spec.context.clone().unwrap_or_default(),
+            args: spec.args.clone().map(serde_json::Value::Object),
+            images: spec.images.iter().map(api_to_engine).collect(),
+            dry_run: Self::dry_run(job),
+            no_wait: spec.no_wait,
+            force_apply: spec.force_apply,
+            replace_on_error: spec.replace_on_error,
+            force_replace_on_error: spec.force_replace_on_error,
+            abort_on_error: spec.abort_on_error,
+            include_tags: spec.include_tags.clone(),
+            exclude_tags: spec.exclude_tags.clone(),
+            include_deployment_dirs: spec.include_deployment_dirs.clone(),
+            exclude_deployment_dirs: spec.exclude_deployment_dirs.clone(),
+            ..CommandInfo::default()
+        };
+        CommandContext {
+            client: self.cluster.client(),
+            index: self.cluster.index(),
+            rendered: &self.rendered,
+            inclusion: &self.inclusion,
+            info,
+            project_key: job.project_key.clone(),
+            git_info: job.git_info.clone(),
+            ignore: kluctl_engine::diff::IgnoreOptions::default(),
+        }
+    }
+
+    fn dry_run(job: &Job) -> bool {
+        job.controller_dry_run || job.spec.dry_run
+    }
+
+    fn apply_options(job: &Job) -> ApplyOptions {
+        let spec = &job.spec;
+        ApplyOptions {
+            force_apply: spec.force_apply,
+            replace_on_error: spec.replace_on_error,
+            force_replace_on_error: spec.force_replace_on_error,
+            dry_run: Self::dry_run(job),
+            abort_on_error: spec.abort_on_error,
+            readiness_timeout: READINESS_TIMEOUT,
+            no_wait: spec.no_wait,
+        }
+    }
+
+    fn remaining(job: &Job) -> Duration {
+        job.deadline.saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// Runs `future` on the cluster's runtime within the reconcile's deadline.
+    fn run<T>(&self, job: &Job, what: &str, future: impl Future<Output = T>) -> Result<T, String> {
+        let remaining = Self::remaining(job);
+        self.cluster
+            .block_on(async { tokio::time::timeout(remaining, future).await })
+            .map_err(|_| format!("{what} did not finish within the reconcile timeout"))
+    }
+
+    fn finish(&self, job: &Job, mut r: CommandResult) -> CommandResult {
+        r.reconcile_id.clone_from(&job.reconcile_id);
+        r.rendered_objects_hash.clone_from(&self.objects_hash);
+        r.overrides_patch.clone_from(&job.overrides_patch);
+        r.kluctl_deployment = Some(KluctlDeploymentInfo {
+            name: job.name.clone(),
+            namespace: job.namespace.clone(),
+            cluster_id: r.cluster_info.cluster_id.clone(),
+        });
+        r
+    }
+
+    fn timed_out(&self, job: &Job, command: &str, message: String) -> CommandResult {
+        let ctx = self.context(job, command);
+        let mut r = CommandResult {
+            id: uuid::Uuid::new_v4().to_string(),
+            project_key: ctx.project_key.clone(),
+            target: self.rendered.target.clone(),
+            command: ctx.info.clone(),
+            git_info: ctx.git_info.clone(),
+            ..CommandResult::default()
+        };
+        r.command.end_time = Some(jiff::Timestamp::now());
+        r.target_key.target_name.clone_from(&self.rendered.target.name);
+        r.target_key.discriminator.clone_from(&self.discriminator);
+        r.errors.push(gitops_api::kluctl::results::DeploymentError {
+            object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
+            message,
+        });
+        self.finish(job, r)
+    }
+
+    /// Stores `r` (unless it is empty and `always` is off) and summarises it.
+    fn store(&self, job: &Job, r: &CommandResult, always: bool) -> Ran {
+        let summary: CommandResultSummary = api_to_engine(&r.summary());
+        let empty = summary.new_objects == 0
+            && summary.changed_objects == 0
+            && summary.orphan_objects == 0
+            && summary.deleted_objects == 0
+            && summary.errors.is_empty()
+            && summary.warnings.is_empty();
+        if empty && !always {
+            return Ran {
+                summary,
+                stored_id: String::new(),
+                store_error: None,
+            };
+        }
+        let stored = self.cluster.block_on(kluctl_engine::store::write_command_result(
+            self.cluster.client(),
+            &job.results.namespace,
+            r,
+            job.results.keep_command,
+        ));
+        match stored {
+            Ok(()) => Ran {
+                summary,
+                stored_id: r.id.clone(),
+                store_error: None,
+            },
+            Err(e) => Ran {
+                summary,
+                stored_id: String::new(),
+                store_error: Some(kluctl_engine::error_chain(&e)),
+            },
+        }
+    }
+
+    /// `deploy` (with `spec.prune`) or `poke-images`, per `spec.deployMode`.
+    pub fn deploy(&self, job: &Job, requested: bool) -> Ran {
+        let r = if job.spec.deploy_mode == DeployMode::PokeImages {
+            let ctx = self.context(job, "poke-images");
+            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
+                .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
+        } else {
+            let ctx = self.context(job, "deploy");
+            let options = DeployOptions {
+                apply: Self::apply_options(job),
+                prune: job.spec.prune,
+                wait_prune: false,
+            };
+            self.run(job, "deploy", ctx.deploy(&options, &NoProgress, None))
+                .unwrap_or_else(|m| self.timed_out(job, "deploy", m))
+        };
+        let r = self.finish(job, r);
+        self.store(job, &r, requested)
+    }
+
+    /// `prune` (a request): deletes the orphans of this render.
+    pub fn prune(&self, job: &Job) -> Ran {
+        let ctx = self.context(job, "prune");
+        let r = self
+            .run(job, "prune", ctx.prune(Self::dry_run(job), None))
+            .unwrap_or_else(|m| self.timed_out(job, "prune", m));
+        let r = self.finish(job, r);
+        self.store(job, &r, true)
+    }
+
+    /// `diff` (a request).
+    pub fn diff(&self, job: &Job) -> Ran {
+        let ctx = self.context(job, "diff");
+        let r = self
+            .run(job, "diff", ctx.diff(&Self::apply_options(job)))
+            .unwrap_or_else(|m| self.timed_out(job, "diff", m));
+        let r = self.finish(job, r);
+        self.store(job, &r, true)
+    }
+
+    /// `delete`: every object of the discriminator, no waiting.
+    pub fn delete(&self, job: &Job) -> Ran {
+        let ctx = self.context(job, "delete");
+        let r = self
+            .run(job, "delete", ctx.delete(Self::dry_run(job), false, None))
+            .unwrap_or_else(|m| self.timed_out(job, "delete", m));
+        let r = self.finish(job, r);
+        self.store(job, &r, true)
+    }
+
+    /// `validate`, stored.
+    pub fn validate(&self, job: &Job) -> (ValidateResult, Option<String>) {
+        let ctx = self.context(job, "validate");
+        let mut v = match self.run(job, "validate", ctx.validate()) {
+            Ok(v) => v,
+            Err(m) => ValidateResult {
+                id: uuid::Uuid::new_v4().to_string(),
+                project_key: job.project_key.clone(),
+                errors: vec![gitops_api::kluctl::results::DeploymentError {
+                    object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
+                    message: m,
+                }],
+                ..ValidateResult::default()
+            },
+        };
+        v.reconcile_id.clone_from(&job.reconcile_id);
+        v.rendered_objects_hash.clone_from(&self.objects_hash);
+        v.overrides_patch = job.overrides_patch.as_ref().and_then(|p| p.as_object().cloned());
+        v.kluctl_deployment = Some(KluctlDeploymentInfo {
+            name: job.name.clone(),
+            namespace: job.namespace.clone(),
+            cluster_id: v.target_key.cluster_id.clone(),
+        });
+        let stored = self.cluster.block_on(kluctl_engine::store::write_validate_result(
+            self.cluster.client(),
+            &job.results.namespace,
+            &v,
+            job.results.keep_validate,
+        ));
+        (v, stored.err().map(|e| kluctl_engine::error_chain(&e)))
+    }
+
+    /// Drift detection: a server-side dry-run diff of everything, as a drift result (not stored).
+    pub fn drift(&self, job: &Job) -> DriftDetectionResult {
+        let start = jiff::Timestamp::now();
+        let ctx = self.context(job, "diff");
+        let options = ApplyOptions {
+            dry_run: true,
+            ..Self::apply_options(job)
+        };
+        let r = self
+            .run(job, "drift detection", ctx.diff(&options))
+            .unwrap_or_else(|m| self.timed_out(job, "diff", m));
+        let objects = r
+            .objects
+            .iter()
+            .filter(|o| o.new || o.orphan || o.deleted || !o.changes.is_empty())
+            .map(|o| DriftedObject {
+                object_ref: o.object.clone(),
+                changes: api_to_engine(&o.changes),
+                new: o.new,
+                orphan: o.orphan,
+                deleted: o.deleted,
+                hook: o.hook,
+                last_resource_version: o
+                    .remote
+                    .as_ref()
+                    .and_then(|x| x.pointer("/metadata/resourceVersion"))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+            .collect();
+        DriftDetectionResult {
+            id: uuid::Uuid::new_v4().to_string(),
+            reconcile_id: job.reconcile_id.clone(),
+            project_key: job.project_key.clone(),
+            target_key: r.target_key.clone(),
+            kluctl_deployment: Some(KluctlDeploymentInfo {
+                name: job.name.clone(),
+                namespace: job.namespace.clone(),
+                cluster_id: r.cluster_info.cluster_id.clone(),
+            }),
+            rendered_objects_hash: self.objects_hash.clone(),
+            start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(start)),
+            end_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            )),
+            warnings: r.warnings.clone(),
+            errors: r.errors.clone(),
+            objects,
+        }
+    }
+
+    /// The target key with the cluster id, for `status.targetKey`.
+    pub fn target_key(&self) -> gitops_api::kluctl::results::TargetKey {
+        let cluster_id = self.cluster.block_on(async {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                kube::Api::all(self.cluster.client().clone());
+            api.get("kube-system")
+                .await
+                .ok()
+                .and_then(|ns| ns.metadata.uid)
+                .unwrap_or_default()
+        });
+        gitops_api::kluctl::results::TargetKey {
+            target_name: self.rendered.target.name.clone(),
+            cluster_id,
+            discriminator: self.discriminator.clone(),
+        }
+    }
+}
