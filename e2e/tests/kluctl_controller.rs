@@ -309,11 +309,36 @@ async fn test_and_prod_targets_deploy_from_git_and_become_ready() -> anyhow::Res
             .wait_ready("ms-demo-prod", "True", "ReconciliationSucceeded")
             .await?;
 
+        // Kluctl's cluster id: the UID of kube-system.
+        let cluster_id = Api::<Namespace>::all(t.client.clone())
+            .get("kube-system")
+            .await?
+            .metadata
+            .uid
+            .context("kube-system has no uid")?;
         for (k, target) in [(&test, "test"), (&prod, "prod")] {
             let s = status(k);
             let name = k.metadata.name.clone().unwrap_or_default();
             assert_eq!(s.observed_commit, demo.sha, "{name}: status.observedCommit");
+            let project_key = s.project_key.clone().context("status.projectKey")?;
+            assert!(
+                project_key.repo_key.starts_with("git://")
+                    && project_key
+                        .repo_key
+                        .ends_with(&format!("/git/{}", demo.repo.name)),
+                "{name}: projectKey.repoKey {:?} (scheme-less host/path of the URL, without .git)",
+                project_key.repo_key
+            );
             let target_key = s.target_key.clone().context("status.targetKey")?;
+            assert_eq!(target_key.cluster_id, cluster_id, "{name}: targetKey.clusterId");
+            assert!(
+                !k.status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .any(|c| c.type_ == "Reconciling"),
+                "{name}: Reconciling is removed once Ready is set: {:#?}",
+                k.status
+            );
             assert_eq!(
                 target_key.discriminator,
                 demo.discriminator(target),
@@ -329,6 +354,18 @@ async fn test_and_prod_targets_deploy_from_git_and_become_ready() -> anyhow::Res
             assert_eq!(
                 deployed.git_info.commit, demo.sha,
                 "{name}: lastDeployResult.gitInfo.commit"
+            );
+            let owner = deployed
+                .kluctl_deployment
+                .clone()
+                .context("lastDeployResult.kluctlDeployment")?;
+            assert_eq!(
+                (owner.name.as_str(), owner.namespace.as_str()),
+                (name.as_str(), t.name.as_str())
+            );
+            assert_eq!(
+                deployed.command_info.initiator, "KluctlDeployment",
+                "{name}: commandInfo.initiator"
             );
             assert!(
                 !s.last_objects_hash.is_empty(),
