@@ -517,6 +517,13 @@ async fn an_unchanged_reconcile_does_not_redeploy_and_deploy_interval_forces_a_d
             first_id,
             "an unchanged reconcile must not deploy"
         );
+        // Drift detection runs on every full reconcile; nothing changed the objects.
+        assert_eq!(
+            status(&after).last_drift_detection_result_message,
+            "no drift",
+            "drift of untouched objects: {:#?}",
+            status(&after).last_drift_detection_result
+        );
 
         // deployInterval: a deploy of unchanged objects once the interval has passed. The spec
         // change itself is a deploy too (new generation); the one after it is the interval's.
@@ -765,6 +772,26 @@ async fn a_broken_template_fails_prepare_and_prunes_nothing() -> anyhow::Result<
         for d in ["frontend", "backend"] {
             assert!(deployments.get_opt(d).await?.is_some(), "deployment {ns}/{d} must stay");
         }
+
+        // A fixed template recovers: the next reconcile deploys it and clears the error.
+        let fixed = demo.push(
+            &[(
+                "services/frontend/configmap.yml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frontend-config\ndata:\n  message: \"fixed {{ services.frontend.message }}\"\n  env: \"{{ args.env_type }}\"\n",
+            )],
+            "fixed template",
+        )?;
+        demo.request_reconcile("ms-demo-test", "fixed-1").await?;
+        let recovered = demo
+            .wait_ready("ms-demo-test", "True", "ReconciliationSucceeded")
+            .await?;
+        let s = status(&recovered);
+        assert_eq!(last_deploy(&recovered)?.git_info.commit, fixed, "the fixed commit is deployed");
+        assert!(s.last_prepare_error.is_empty(), "lastPrepareError stays: {:?}", s.last_prepare_error);
+        assert_eq!(
+            configmap_message(&t.client, &ns, "frontend-config").await?.as_deref(),
+            Some("fixed hello from test")
+        );
         Ok(())
     }))
     .await
