@@ -349,7 +349,9 @@ mod tests {
     fn kept_orphans_name_the_annotation_and_skip_rendered_and_unmanaged_objects() {
         let cm = |n: &str| reference("", "v1", "ConfigMap", "ns", n);
         let mut owned = meta(json!({}));
-        owned.owner_references = Some(vec![Default::default()]);
+        owned.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference::default(),
+        ]);
         let remote = remote(vec![
             (
                 cm("kept"),
