@@ -500,7 +500,16 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     let disc = format!("disc-{ns}");
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
+    // "kept" asks to survive pruning (kluctl#436: such orphans are listed with the reason).
+    write(
+        d,
+        "app/kept.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: {ns}\n  annotations: {{kluctl.io/skip-delete: \"true\"}}\ndata:\n  a: \"1\"\n"
+        ),
+    )?;
     ok(d, &cmd("deploy", &[]))?;
+    fs_err::remove_file(d.join("app/kept.yaml"))?;
     // Foreign objects: our discriminator but created by another manager, another
     // discriminator, no discriminator.
     apply_foreign_objects(&env, &ns, &disc)?;
@@ -559,7 +568,17 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     assert!(out.contains(&format!("{ns}/ConfigMap/old")), "{out}");
     assert!(out.contains(&format!("{ns}/Deployment/never-ready")), "{out}");
     assert!(rv(&env, &ns, "configmap/old").is_none());
-    for name in ["theirs-same-disc", "theirs-other-disc", "theirs-no-disc", "app"] {
+    assert!(
+        out.contains("orphan object not deleted: annotation kluctl.io/skip-delete is set"),
+        "the kept orphan is not listed with its reason:\n{out}"
+    );
+    for name in [
+        "theirs-same-disc",
+        "theirs-other-disc",
+        "theirs-no-disc",
+        "app",
+        "kept",
+    ] {
         assert!(
             rv(&env, &ns, &format!("configmap/{name}")).is_some(),
             "{name} was deleted by prune"

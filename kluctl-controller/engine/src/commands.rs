@@ -216,6 +216,24 @@ impl CommandContext<'_> {
         applier.apply_target(self.rendered, self.inclusion.clone()).await
     }
 
+    /// Warns about orphans kept because an annotation asks for it, naming the annotation
+    /// (otherwise a kept object just silently stays after `--prune`).
+    fn warn_kept_orphans(&self, remote: &RemoteState, r: &mut CommandResult) {
+        let Some(listed) = &remote.listed else { return };
+        let kept = prune::kept_orphans(
+            listed,
+            &self.index.current(),
+            &self.rendered_refs(),
+            self.inclusion,
+        );
+        for (object_ref, reason) in kept {
+            r.warnings.push(gitops_api::kluctl::v1beta1::DeploymentError {
+                object_ref,
+                message: format!("orphan object not deleted: {}", reason.message()),
+            });
+        }
+    }
+
     fn orphans(&self, remote: &RemoteState) -> Vec<ObjectRef> {
         remote.listed.as_ref().map_or_else(Vec::new, |l| {
             find_orphans(l, &self.index.current(), &self.rendered_refs(), self.inclusion)
@@ -351,6 +369,7 @@ impl CommandContext<'_> {
         };
         // Neither the rendered objects nor the state read change until the result is built.
         let orphans = self.orphans(&remote);
+        self.warn_kept_orphans(&remote, &mut r);
         if let Some(confirm) = confirm {
             let mut preview = self.new_result("deploy");
             let dry = ApplyOptions {
@@ -419,6 +438,7 @@ impl CommandContext<'_> {
         };
         let (outcome, _) = self.apply(&remote, options, &crate::apply::NoProgress).await;
         let orphans = self.orphans(&remote);
+        self.warn_kept_orphans(&remote, &mut r);
         self.collect(
             remote.listed.as_ref(),
             remote.objects,
@@ -443,6 +463,7 @@ impl CommandContext<'_> {
             ));
             return self.finish(r).await;
         };
+        self.warn_kept_orphans(&remote, &mut r);
         let token = Applied::for_standalone_prune(self.rendered, self.inclusion.clone());
         let plan = match prune::plan_prune(&token, listed, &self.index.current()) {
             Ok(p) => p,

@@ -27,7 +27,7 @@ pub mod rules;
 use gitops_api::kluctl::v1beta1::ObjectRef;
 
 pub use delete::{DeleteOptions, DeleteOutcome, DeleteTarget, delete_objects, delete_targets};
-pub use rules::{KeepReason, deletable, find_orphans, objects_for_delete};
+pub use rules::{KeepReason, deletable, find_orphans, kept_orphans, objects_for_delete};
 
 use crate::project::inclusion::Inclusion;
 use crate::remote::{ApiIndex, RemoteObjects, object_ref};

@@ -69,6 +69,28 @@ pub enum KeepReason {
     SkipDeleteIfTags,
 }
 
+impl KeepReason {
+    /// Why the object stays, for the warning that lists kept orphans.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::SkipDelete => "annotation kluctl.io/skip-delete is set",
+            Self::HelmKeep => "annotation helm.sh/resource-policy is keep",
+            Self::Owned => "it has ownerReferences",
+            Self::NoManagedFields => "it has no managedFields",
+            Self::NotManagedByKluctl => "kluctl does not manage any of its fields",
+            Self::SkipDeleteIfTags => {
+                "annotation kluctl.io/skip-delete-if-tags is set and tags are included or excluded"
+            }
+        }
+    }
+
+    /// Whether the user asked for the object to stay (an annotation), as opposed to objects
+    /// that are not ours to delete at all (owned, unmanaged).
+    pub fn is_requested(self) -> bool {
+        matches!(self, Self::SkipDelete | Self::HelmKeep | Self::SkipDeleteIfTags)
+    }
+}
+
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
@@ -181,6 +203,29 @@ pub fn objects_for_delete(
         }
     }
     out
+}
+
+/// The orphans a prune keeps because an annotation asks for it (`kluctl.io/skip-delete`,
+/// `helm.sh/resource-policy: keep`, `kluctl.io/skip-delete-if-tags`), with the reason, so
+/// results can list them instead of leaving the user to wonder why an object stayed.
+pub fn kept_orphans(
+    remote: &RemoteObjects,
+    index: &ApiIndex,
+    rendered: &[ObjectRef],
+    inclusion: &Inclusion,
+) -> Vec<(ObjectRef, KeepReason)> {
+    let tag_rules_active = inclusion.has_tag_rules();
+    let rendered: BTreeSet<ObjectRef> = rendered.iter().map(|r| exclusion_key(index, r)).collect();
+    remote
+        .objects
+        .iter()
+        .filter(|(_, meta)| inclusion.check(&inclusion_entries(meta), false))
+        .filter(|(reference, _)| !rendered.contains(&exclusion_key(index, reference)))
+        .filter_map(|(reference, meta)| match deletable(meta, tag_rules_active) {
+            Err(reason) if reason.is_requested() => Some((reference.clone(), reason)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The orphans of a deployment: deletable remote objects inside `inclusion` that are not among
@@ -298,6 +343,31 @@ mod tests {
                 .insert("kluctl.io/force-managed".into(), "true".into());
             assert_eq!(deletable(&forced, false), Ok(()), "{m:?}");
         }
+    }
+
+    #[test]
+    fn kept_orphans_name_the_annotation_and_skip_rendered_and_unmanaged_objects() {
+        let cm = |n: &str| reference("", "v1", "ConfigMap", "ns", n);
+        let mut owned = meta(json!({}));
+        owned.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference::default(),
+        ]);
+        let remote = remote(vec![
+            (
+                cm("kept"),
+                meta(json!({"annotations": {"kluctl.io/skip-delete": "true"}})),
+            ),
+            (
+                cm("rendered"),
+                meta(json!({"annotations": {"kluctl.io/skip-delete": "true"}})),
+            ),
+            (cm("orphan"), meta(json!({}))),
+            (cm("owned"), owned),
+        ]);
+        let index = index();
+        let kept = kept_orphans(&remote, &index, &[cm("rendered")], &Inclusion::default());
+        assert_eq!(kept, vec![(cm("kept"), KeepReason::SkipDelete)]);
+        assert_eq!(kept[0].1.message(), "annotation kluctl.io/skip-delete is set");
     }
 
     #[test]
