@@ -138,7 +138,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(trigger_hash, PredicateConfig::default());
+        .predicate_filter(trigger_hash(), PredicateConfig::default());
     let git_repositories = source_watch::<GitRepository>(&client, &args.namespace);
     let buckets = source_watch::<Bucket>(&client, &args.namespace);
     let (store_g, store_b) = (reader.clone(), reader.clone());
@@ -221,19 +221,33 @@ fn settings(args: &ControllerArgs) -> anyhow::Result<controller::Settings> {
 }
 
 /// What makes a KluctlDeployment worth a reconcile: its generation, whether it is being
-/// deleted, and its request annotations (added or changed; removal does not count).
-#[allow(clippy::unnecessary_wraps)] // the predicate signature kube-runtime requires
-fn trigger_hash(kd: &KluctlDeployment) -> Option<u64> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    kd.metadata.generation.hash(&mut h);
-    kd.metadata.deletion_timestamp.is_some().hash(&mut h);
-    for kind in controller::requests::RequestKind::COMMANDS
-        .into_iter()
-        .chain([controller::requests::RequestKind::Reconcile])
-    {
-        kd.annotations().get(kind.annotation()).hash(&mut h);
+/// deleted, and its request annotations when added or changed. Removing one (the controller
+/// does so when it takes the request) must not trigger another reconcile, so the last value
+/// seen per object stands in for a removed annotation.
+fn trigger_hash() -> impl Fn(&KluctlDeployment) -> Option<u64> + Send + Sync + 'static {
+    let seen: std::sync::Mutex<std::collections::HashMap<String, Vec<Option<String>>>> =
+        std::sync::Mutex::default();
+    move |kd: &KluctlDeployment| {
+        let kinds = controller::requests::RequestKind::COMMANDS
+            .into_iter()
+            .chain([controller::requests::RequestKind::Reconcile]);
+        let key = kd.uid().unwrap_or_else(|| kd.name_any());
+        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let values = seen.entry(key.clone()).or_insert_with(|| vec![None; 5]);
+        for (slot, kind) in values.iter_mut().zip(kinds) {
+            if let Some(v) = kd.annotations().get(kind.annotation()) {
+                slot.clone_from(&Some(v.clone()));
+            }
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        kd.metadata.generation.hash(&mut h);
+        kd.metadata.deletion_timestamp.is_some().hash(&mut h);
+        values.hash(&mut h);
+        if kd.metadata.deletion_timestamp.is_some() {
+            seen.remove(&key);
+        }
+        Some(h.finish())
     }
-    Some(h.finish())
 }
 
 /// A watch of a source kind that yields an object only when its artifact revision changes.
@@ -304,4 +318,45 @@ fn referencing(
         })
         .map(|kd| ObjectRef::from_obj(kd.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kd(generation: i64, annotations: &[(&str, &str)]) -> KluctlDeployment {
+        let mut kd: KluctlDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.kluctl.io/v1beta1", "kind": "KluctlDeployment",
+            "metadata": {"name": "a", "namespace": "n", "uid": "u1", "generation": generation},
+            "spec": {"interval": "1m", "source": {"git": {"url": "u"}}}
+        }))
+        .unwrap();
+        kd.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        kd
+    }
+
+    #[test]
+    fn requests_trigger_when_set_but_not_when_the_controller_removes_them() {
+        let hash = trigger_hash();
+        let plain = hash(&kd(1, &[])).unwrap();
+        let requested = hash(&kd(1, &[("kluctl.io/request-deploy", "t1")])).unwrap();
+        assert_ne!(plain, requested, "a new request triggers");
+        assert_eq!(hash(&kd(1, &[])), Some(requested), "its removal does not");
+        assert_ne!(
+            hash(&kd(1, &[("kluctl.io/request-deploy", "t2")])),
+            Some(requested),
+            "a newer one does"
+        );
+        assert_ne!(hash(&kd(2, &[])), Some(requested), "a spec change does");
+        assert_eq!(
+            hash(&kd(2, &[("other", "x")])),
+            hash(&kd(2, &[])),
+            "other annotations do not"
+        );
+    }
 }
