@@ -215,6 +215,21 @@ fn git_source(source: &gitops_api::kluctl::v1beta1::ProjectSource) -> Option<Pro
 /// # Errors
 /// [`FetchError`], naming the field, URL or source object.
 pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeploymentSpec) -> Result<Fetched, FetchError> {
+    fetch_with_git_env(cx, namespace, spec, &std::collections::BTreeMap::new()).await
+}
+
+/// [`fetch`], cloning Git sources with the credentials of `git_env` (`KLUCTL_GIT_[<n>_]HOST`,
+/// `..._USERNAME`, `..._PASSWORD`, `GIT_SSH_COMMAND`; the legacy controller's
+/// `spec.source.secretRef`).
+///
+/// # Errors
+/// As [`fetch`].
+pub async fn fetch_with_git_env(
+    cx: &FetchContext<'_>,
+    namespace: &str,
+    spec: &KluctlDeploymentSpec,
+    git_env: &std::collections::BTreeMap<String, String>,
+) -> Result<Fetched, FetchError> {
     if let Some(source_ref) = &spec.source_ref {
         let ns = source_ref
             .namespace
@@ -305,8 +320,9 @@ pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeployme
     });
     let url = git.url.clone();
     let cache_dir = cx.git_cache_dir.to_path_buf();
+    let git_env = git_env.clone();
     let (root, commit) = tokio::task::spawn_blocking(move || {
-        let cache = kluctl_engine::source::GitCache::new(cache_dir, &std::collections::BTreeMap::new());
+        let cache = kluctl_engine::source::GitCache::new(cache_dir, &git_env);
         cache.checkout(&url, reference.as_ref())
     })
     .await
