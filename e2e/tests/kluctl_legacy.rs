@@ -93,9 +93,10 @@ fn status_str(kd: &KluctlDeployment, pointer: &str) -> String {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn legacy_kluctldeployment_with_renamed_context_deploys_and_honours_the_deploy_request()
 -> anyhow::Result<()> {
-    TestNs::run("kluctl_legacy", |t| async move {
+    TestNs::run("kluctl_legacy", |t| Box::pin(async move {
         let ns = t.name.clone();
         let kluctl_yaml = format!(
             "discriminator: legacy-{{{{ target.name }}}}-{ns}\ntargets:\n  - name: test\n    context: renamed\n"
@@ -212,6 +213,6 @@ async fn legacy_kluctldeployment_with_renamed_context_deploys_and_honours_the_de
         wait_gone(&api, "legacy", WAIT).await.map_err(with_log)?;
         wait_gone(&cms, "legacy-app", WAIT).await.map_err(with_log)?;
         Ok(())
-    })
+    }))
     .await
 }

@@ -6,6 +6,7 @@
 //! returned [`GitCredentials`] drops); no error or log line carries them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -100,13 +101,12 @@ pub async fn git_credentials(
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
             .filter(|s| !s.is_empty())
     };
-    let mut creds = GitCredentials::default();
+    let mut env = BTreeMap::new();
+    let mut keys = None;
     if let (Some(host), Some(username)) = (url_host(url), text("username")) {
-        creds.env.insert("KLUCTL_GIT_HOST".into(), host.to_owned());
-        creds.env.insert("KLUCTL_GIT_USERNAME".into(), username);
-        creds
-            .env
-            .insert("KLUCTL_GIT_PASSWORD".into(), text("password").unwrap_or_default());
+        env.insert("KLUCTL_GIT_HOST".into(), host.to_owned());
+        env.insert("KLUCTL_GIT_USERNAME".into(), username);
+        env.insert("KLUCTL_GIT_PASSWORD".into(), text("password").unwrap_or_default());
     }
     if let Some(identity) = text("identity") {
         let io = |source| CredentialsError::Io {
@@ -126,20 +126,21 @@ pub async fn git_credentials(
             Some(known) => {
                 let file = dir.path().join("known_hosts");
                 write_private(&file, known.as_bytes()).map_err(io)?;
-                command.push_str(&format!(
+                let _ = write!(
+                    command,
                     " -o UserKnownHostsFile='{}' -o StrictHostKeyChecking=yes",
                     file.display()
-                ));
+                );
             }
             None => command.push_str(" -o StrictHostKeyChecking=accept-new"),
         }
-        creds.env.insert("GIT_SSH_COMMAND".into(), command);
-        creds._keys = Some(dir);
+        env.insert("GIT_SSH_COMMAND".into(), command);
+        keys = Some(dir);
     }
-    if creds.env.is_empty() {
+    if env.is_empty() {
         return Err(CredentialsError::NoKeys { namespace: ns, name });
     }
-    Ok(creds)
+    Ok(GitCredentials { env, _keys: keys })
 }
 
 /// Writes `bytes` to `path`, readable by the owner only (ssh refuses group-readable keys).

@@ -194,7 +194,7 @@ mod tests {
     use gitops_api::meta::Time;
     use serde_json::json;
 
-    fn spec(extra: serde_json::Value) -> KluctlDeploymentSpec {
+    fn spec(extra: &serde_json::Value) -> KluctlDeploymentSpec {
         let mut v = json!({"interval": "5m", "sourceRef": {"kind": "GitRepository", "name": "r"}});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
@@ -228,19 +228,19 @@ mod tests {
 
     #[test]
     fn never_disables_the_periodic_actions() {
-        let t = Timing::from_spec(&spec(json!({}))).unwrap();
+        let t = Timing::from_spec(&spec(&json!({}))).unwrap();
         assert_eq!(t.interval, Duration::from_secs(300));
         assert_eq!((t.retry_interval, t.timeout), (t.interval, t.interval));
         assert_eq!((t.deploy_interval, t.validate_interval), (None, Some(t.interval)));
         let t = Timing::from_spec(&spec(
-            json!({"deployInterval": "never", "validateInterval": "never"}),
+            &json!({"deployInterval": "never", "validateInterval": "never"}),
         ))
         .unwrap();
         assert_eq!((t.deploy_interval, t.validate_interval), (None, None));
-        let t = Timing::from_spec(&spec(json!({"deployInterval": "1h", "timeout": "2m"}))).unwrap();
+        let t = Timing::from_spec(&spec(&json!({"deployInterval": "1h", "timeout": "2m"}))).unwrap();
         assert_eq!(t.deploy_interval, Some(Duration::from_secs(3600)));
         assert_eq!(t.timeout, Duration::from_secs(120));
-        let e = Timing::from_spec(&spec(json!({"validateInterval": "sometimes"}))).unwrap_err();
+        let e = Timing::from_spec(&spec(&json!({"validateInterval": "sometimes"}))).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("invalid spec.validateInterval 'sometimes'"),
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn deploys_follow_the_legacy_triggers() {
-        let s = spec(json!({}));
+        let s = spec(&json!({}));
         let t = Timing::from_spec(&s).unwrap();
         let now = at("2026-01-01T00:10:00Z");
         let none = KluctlDeploymentStatus::default();
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn without_deploy_on_changes_a_new_hash_waits() {
-        let s = spec(json!({"deployOnChanges": false}));
+        let s = spec(&json!({"deployOnChanges": false}));
         let t = Timing::from_spec(&s).unwrap();
         let st = deployed("2026-01-01T00:00:00Z", "h", 1);
         assert_eq!(
@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn the_deploy_annotation_deploys_once_per_value() {
-        let s = spec(json!({}));
+        let s = spec(&json!({}));
         let t = Timing::from_spec(&s).unwrap();
         let now = at("2026-01-01T00:10:00Z");
         let mut st = deployed("2026-01-01T00:00:00Z", "h", 1);
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn deploy_interval_forces_a_deploy_unless_never() {
-        let s = spec(json!({"deployInterval": "10m"}));
+        let s = spec(&json!({"deployInterval": "10m"}));
         let t = Timing::from_spec(&s).unwrap();
         let st = deployed("2026-01-01T00:00:00Z", "h", 1);
         assert_eq!(
@@ -322,7 +322,7 @@ mod tests {
             decide_deploy(&s, &st, Some(1), "h", None, &t, at("2026-01-01T00:10:00Z")),
             Some(DeployReason::Interval)
         );
-        let never = spec(json!({"deployInterval": "never"}));
+        let never = spec(&json!({"deployInterval": "never"}));
         let t = Timing::from_spec(&never).unwrap();
         assert_eq!(
             decide_deploy(&never, &st, Some(1), "h", None, &t, at("2027-01-01T00:00:00Z")),
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn validation_runs_after_deploys_and_on_its_interval() {
-        let s = spec(json!({"validateInterval": "1m"}));
+        let s = spec(&json!({"validateInterval": "1m"}));
         let t = Timing::from_spec(&s).unwrap();
         let mut st = deployed("2026-01-01T00:00:00Z", "h", 1);
         assert!(
@@ -346,7 +346,7 @@ mod tests {
             "after a deploy"
         );
         assert!(decide_validate(&s, &st, false, &t, at("2026-01-01T00:01:30Z")));
-        let never = spec(json!({"validateInterval": "never"}));
+        let never = spec(&json!({"validateInterval": "never"}));
         let t = Timing::from_spec(&never).unwrap();
         assert!(!decide_validate(
             &never,
@@ -356,19 +356,19 @@ mod tests {
             at("2027-01-01T00:00:00Z")
         ));
         assert!(decide_validate(&never, &st, true, &t, at("2027-01-01T00:00:00Z")));
-        let off = spec(json!({"validate": false}));
+        let off = spec(&json!({"validate": false}));
         assert!(!decide_validate(&off, &st, true, &t, at("2027-01-01T00:00:00Z")));
     }
 
     #[test]
     fn requeue_is_the_earliest_next_time() {
-        let s = spec(json!({"interval": "10m", "deployInterval": "15m", "validateInterval": "2m"}));
+        let s = spec(&json!({"interval": "10m", "deployInterval": "15m", "validateInterval": "2m"}));
         let t = Timing::from_spec(&s).unwrap();
         let mut st = deployed("2026-01-01T00:00:00Z", "h", 1);
         st.last_validate_result = Some(result("2026-01-01T00:00:00Z", "h", ""));
         let now = at("2026-01-01T00:00:30Z");
         assert_eq!(requeue_after(&s, &st, &t, now), Duration::from_secs(90));
-        let never = spec(json!({"interval": "10m", "deployInterval": "never", "validateInterval": "never"}));
+        let never = spec(&json!({"interval": "10m", "deployInterval": "never", "validateInterval": "never"}));
         let t = Timing::from_spec(&never).unwrap();
         assert_eq!(requeue_after(&never, &st, &t, now), Duration::from_secs(600));
     }

@@ -60,22 +60,41 @@ pub enum StepError {
     Spec(#[from] spec::SpecError),
     /// `spec.source.secretRef` could not be used.
     #[error(transparent)]
-    Credentials(#[from] credentials::CredentialsError),
+    Credentials(Box<credentials::CredentialsError>),
     /// The source could not be fetched.
     #[error(transparent)]
-    Fetch(#[from] fetch::FetchError),
+    Fetch(Box<fetch::FetchError>),
     /// No kubeconfig context has the name the project asks for.
     #[error(transparent)]
     Context(#[from] spec::ContextError),
     /// The target cluster's configuration could not be built.
     #[error(transparent)]
-    Target(#[from] target::TargetError),
+    Target(Box<target::TargetError>),
     /// Loading or rendering the project failed.
     #[error(transparent)]
     Prepare(#[from] project::PrepareError),
     /// The blocking engine task did not finish.
     #[error("the engine task failed: {0}")]
     Task(String),
+}
+
+// Boxed: these carry a `kube::Error` and would make every `Result<_, StepError>` large.
+impl From<fetch::FetchError> for StepError {
+    fn from(e: fetch::FetchError) -> Self {
+        Self::Fetch(Box::new(e))
+    }
+}
+
+impl From<credentials::CredentialsError> for StepError {
+    fn from(e: credentials::CredentialsError) -> Self {
+        Self::Credentials(Box::new(e))
+    }
+}
+
+impl From<target::TargetError> for StepError {
+    fn from(e: target::TargetError) -> Self {
+        Self::Target(Box::new(e))
+    }
 }
 
 impl StepError {
@@ -239,7 +258,7 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
         let Some(kd) = api.get_opt(&name).await? else {
             return Ok(Action::await_change());
         };
-        Run {
+        let run = Run {
             ctx: &ctx,
             api,
             kd,
@@ -247,9 +266,9 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
             namespace,
             reconcile_id,
             started: Instant::now(),
-        }
-        .reconcile()
-        .await
+        };
+        // Boxed: the pipeline's state is large and kube-runtime keeps one future per object.
+        Box::pin(run.reconcile()).await
     }
     .instrument(span)
     .await
@@ -401,22 +420,21 @@ impl Run<'_> {
         let with_revision = |e: StepError| (e, revision.clone());
 
         // renameContexts: which kubeconfig context, and its name for the project
-        let wanted = match &self.kd.spec.context {
-            Some(c) => Some((c.clone(), "spec.context")),
-            None => {
-                let (dir, t, args) = (
-                    fetched.project_dir.clone(),
-                    engine_spec.target.clone(),
-                    engine_spec.args.clone().map_or_else(|| json!({}), Value::Object),
-                );
-                tokio::task::spawn_blocking(move || {
-                    kluctl_engine::target::target_context(&dir, t.as_deref(), &args)
-                })
-                .await
-                .map_err(|e| with_revision(StepError::Task(e.to_string())))?
-                .map_err(|e| with_revision(project::PrepareError(kluctl_engine::error_chain(&e)).into()))?
-                .map(|c| (c, "the target's context in .kluctl.yaml"))
-            }
+        let wanted = if let Some(c) = &self.kd.spec.context {
+            Some((c.clone(), "spec.context"))
+        } else {
+            let (dir, t, args) = (
+                fetched.project_dir.clone(),
+                engine_spec.target.clone(),
+                engine_spec.args.clone().map_or_else(|| json!({}), Value::Object),
+            );
+            tokio::task::spawn_blocking(move || {
+                kluctl_engine::target::target_context(&dir, t.as_deref(), &args)
+            })
+            .await
+            .map_err(|e| with_revision(StepError::Task(e.to_string())))?
+            .map_err(|e| with_revision(project::PrepareError(kluctl_engine::error_chain(&e)).into()))?
+            .map(|c| (c, "the target's context in .kluctl.yaml"))
         };
         let choice = spec::resolve_context(
             &self.kd.spec.rename_contexts,
@@ -584,44 +602,7 @@ impl Run<'_> {
         }
         self.patch_status(patch).await?;
 
-        if let Some((why, ran, _)) = &outcome.deploy {
-            let ok = ran.summary.errors.is_empty();
-            let message = super::status::command_message("deploy", &ran.summary);
-            tracing::info!(reason = why.as_str(), ok, "{message}");
-            self.emit(
-                if ok { Severity::Info } else { Severity::Error },
-                if ok {
-                    reasons::RECONCILIATION_SUCCEEDED
-                } else {
-                    reasons::DEPLOY_FAILED
-                },
-                &message,
-                &revision,
-            )
-            .await;
-            if let Some(e) = &ran.store_error {
-                tracing::warn!(error = %e, "failed to store the deploy result");
-            }
-        }
-        if let Some((v, store_error)) = &outcome.validate {
-            let ok = v.ready && v.errors.is_empty();
-            if !ok || outcome.deploy.is_some() {
-                self.emit(
-                    if ok { Severity::Info } else { Severity::Error },
-                    if ok {
-                        reasons::RECONCILIATION_SUCCEEDED
-                    } else {
-                        reasons::VALIDATE_FAILED
-                    },
-                    &super::status::validate_message(v),
-                    &revision,
-                )
-                .await;
-            }
-            if let Some(e) = store_error {
-                tracing::warn!(error = %e, "failed to store the validate result");
-            }
-        }
+        self.emit_results(&outcome).await;
         let message = format!(
             "Reconciliation finished in {}, next run in {}",
             gitops_api::duration::format(round_ms(self.started.elapsed())),
@@ -640,6 +621,48 @@ impl Run<'_> {
         )
         .await;
         Ok(Action::requeue(requeue))
+    }
+
+    /// The events of this reconcile's deploy and validate results.
+    async fn emit_results(&self, outcome: &Outcome) {
+        if let Some((why, ran, _)) = &outcome.deploy {
+            let ok = ran.summary.errors.is_empty();
+            let message = super::status::command_message("deploy", &ran.summary);
+            tracing::info!(reason = why.as_str(), ok, "{message}");
+            self.emit(
+                if ok { Severity::Info } else { Severity::Error },
+                if ok {
+                    reasons::RECONCILIATION_SUCCEEDED
+                } else {
+                    reasons::DEPLOY_FAILED
+                },
+                &message,
+                &outcome.revision,
+            )
+            .await;
+            if let Some(e) = &ran.store_error {
+                tracing::warn!(error = %e, "failed to store the deploy result");
+            }
+        }
+        if let Some((v, store_error)) = &outcome.validate {
+            let ok = v.ready && v.errors.is_empty();
+            if !ok || outcome.deploy.is_some() {
+                self.emit(
+                    if ok { Severity::Info } else { Severity::Error },
+                    if ok {
+                        reasons::RECONCILIATION_SUCCEEDED
+                    } else {
+                        reasons::VALIDATE_FAILED
+                    },
+                    &super::status::validate_message(v),
+                    &outcome.revision,
+                )
+                .await;
+            }
+            if let Some(e) = store_error {
+                tracing::warn!(error = %e, "failed to store the validate result");
+            }
+        }
     }
 
     /// Records a failed step: Ready=False with the step's reason and the error as message (and
@@ -747,8 +770,8 @@ impl Run<'_> {
             spec: engine_spec,
             overrides_patch: None,
             project_dir: PathBuf::new(),
-            project_key: Default::default(),
-            git_info: Default::default(),
+            project_key: gitops_api::kluctl::results::ProjectKey::default(),
+            git_info: gitops_api::kluctl::results::GitInfo::default(),
             config,
             context,
             controller_dry_run: s.dry_run,
@@ -795,7 +818,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn kd(annotations: serde_json::Value, source_ref: serde_json::Value) -> KluctlDeployment {
+    fn kd(annotations: &serde_json::Value, source_ref: &serde_json::Value) -> KluctlDeployment {
         serde_json::from_value(json!({
             "apiVersion": "flux.kluctl.io/v1alpha1",
             "kind": "KluctlDeployment",
@@ -808,30 +831,27 @@ mod tests {
     #[test]
     fn the_watch_triggers_on_the_request_annotations_only() {
         let git = json!({"kind": "GitRepository", "name": "repo"});
-        let base = trigger_hash(&kd(json!({}), git.clone()));
-        assert_eq!(base, trigger_hash(&kd(json!({"unrelated": "x"}), git.clone())));
+        let base = trigger_hash(&kd(&json!({}), &git));
+        assert_eq!(base, trigger_hash(&kd(&json!({"unrelated": "x"}), &git)));
         assert_ne!(
             base,
-            trigger_hash(&kd(
-                json!({"deploy.flux.kluctl.io/requestedAt": "1"}),
-                git.clone()
-            ))
+            trigger_hash(&kd(&json!({"deploy.flux.kluctl.io/requestedAt": "1"}), &git))
         );
         assert_ne!(
             base,
-            trigger_hash(&kd(json!({"reconcile.fluxcd.io/requestedAt": "1"}), git))
+            trigger_hash(&kd(&json!({"reconcile.fluxcd.io/requestedAt": "1"}), &git))
         );
     }
 
     #[test]
     fn a_source_ref_matches_its_repository_in_its_namespace() {
-        let own = kd(json!({}), json!({"kind": "GitRepository", "name": "repo"}));
+        let own = kd(&json!({}), &json!({"kind": "GitRepository", "name": "repo"}));
         assert!(references(&own, "GitRepository", "apps", "repo"));
         assert!(!references(&own, "GitRepository", "other", "repo"));
         assert!(!references(&own, "Bucket", "apps", "repo"));
         let cross = kd(
-            json!({}),
-            json!({"kind": "GitRepository", "name": "repo", "namespace": "flux-system"}),
+            &json!({}),
+            &json!({"kind": "GitRepository", "name": "repo", "namespace": "flux-system"}),
         );
         assert!(references(&cross, "GitRepository", "flux-system", "repo"));
         assert!(!references(&cross, "GitRepository", "apps", "repo"));

@@ -84,52 +84,7 @@ pub fn engine_spec(
         prune,
         delete,
     } = spec;
-    let (source, source_ref, path) = match (source, source_ref) {
-        (Some(s), _) => {
-            let git_ref = match &s.git_ref {
-                Some(r) if !r.branch.is_empty() && !r.tag.is_empty() => return Err(SpecError::AmbiguousRef),
-                Some(r) if r.branch.is_empty() && r.tag.is_empty() => None,
-                Some(r) => Some(GitRef {
-                    branch: r.branch.clone(),
-                    tag: r.tag.clone(),
-                    commit: String::new(),
-                }),
-                None => None,
-            };
-            let git = ProjectSourceGit {
-                url: s.url.clone(),
-                git_ref,
-                path: s.path.clone(),
-            };
-            (
-                Some(ProjectSource {
-                    git: Some(git),
-                    ..ProjectSource::default()
-                }),
-                None,
-                None,
-            )
-        }
-        (None, Some(r)) => {
-            let kind = match r.kind.as_str() {
-                "GitRepository" => SourceKind::GitRepository,
-                "Bucket" => SourceKind::Bucket,
-                other => return Err(SpecError::SourceKind(other.to_owned())),
-            };
-            let source_ref = CrossNamespaceSourceReference {
-                api_version: r.api_version.clone(),
-                kind,
-                name: r.name.clone(),
-                namespace: r.namespace.clone(),
-            };
-            (
-                None,
-                Some(source_ref),
-                Some(path.clone()).filter(|p| !p.is_empty()),
-            )
-        }
-        (None, None) => return Err(SpecError::NoSource),
-    };
+    let (source, source_ref, path) = project_source(source.as_ref(), source_ref.as_ref(), path)?;
     Ok(v1beta1::KluctlDeploymentSpec {
         source,
         source_ref,
@@ -172,6 +127,63 @@ pub fn engine_spec(
         manual: false,
         manual_objects_hash: None,
     })
+}
+
+/// The v1beta1 `(source, sourceRef, path)` of the legacy source fields.
+type Source = (
+    Option<ProjectSource>,
+    Option<CrossNamespaceSourceReference>,
+    Option<String>,
+);
+
+fn project_source(
+    source: Option<&v1alpha1::ProjectSource>,
+    source_ref: Option<&gitops_api::meta::NamespacedObjectKindReference>,
+    path: &str,
+) -> Result<Source, SpecError> {
+    match (source, source_ref) {
+        (Some(s), _) => {
+            let git_ref = match &s.git_ref {
+                Some(r) if !r.branch.is_empty() && !r.tag.is_empty() => return Err(SpecError::AmbiguousRef),
+                Some(r) if r.branch.is_empty() && r.tag.is_empty() => None,
+                Some(r) => Some(GitRef {
+                    branch: r.branch.clone(),
+                    tag: r.tag.clone(),
+                    commit: String::new(),
+                }),
+                None => None,
+            };
+            let git = ProjectSourceGit {
+                url: s.url.clone(),
+                git_ref,
+                path: s.path.clone(),
+            };
+            let source = ProjectSource {
+                git: Some(git),
+                ..ProjectSource::default()
+            };
+            Ok((Some(source), None, None))
+        }
+        (None, Some(r)) => {
+            let kind = match r.kind.as_str() {
+                "GitRepository" => SourceKind::GitRepository,
+                "Bucket" => SourceKind::Bucket,
+                other => return Err(SpecError::SourceKind(other.to_owned())),
+            };
+            let source_ref = CrossNamespaceSourceReference {
+                api_version: r.api_version.clone(),
+                kind,
+                name: r.name.clone(),
+                namespace: r.namespace.clone(),
+            };
+            Ok((
+                None,
+                Some(source_ref),
+                Some(path.to_owned()).filter(|p| !p.is_empty()),
+            ))
+        }
+        (None, None) => Err(SpecError::NoSource),
+    }
 }
 
 /// Legacy fields that are set but have no effect here.
@@ -277,18 +289,16 @@ pub fn resolve_context(
             project_context: own_connection.then(|| rename(renames, DEFAULT_CONTEXT)),
         });
     };
-    let old = match renames.iter().find(|r| r.new_context == wanted) {
-        Some(r) => r.old_context.clone(),
-        None => {
-            if let Some(r) = renames.iter().find(|r| r.old_context == wanted) {
-                return Err(ContextError::RenamedAway {
-                    wanted: wanted.to_owned(),
-                    origin,
-                    renamed: r.new_context.clone(),
-                });
-            }
-            wanted.to_owned()
-        }
+    let old = if let Some(r) = renames.iter().find(|r| r.new_context == wanted) {
+        r.old_context.clone()
+    } else if let Some(r) = renames.iter().find(|r| r.old_context == wanted) {
+        return Err(ContextError::RenamedAway {
+            wanted: wanted.to_owned(),
+            origin,
+            renamed: r.new_context.clone(),
+        });
+    } else {
+        wanted.to_owned()
     };
     if own_connection && old != DEFAULT_CONTEXT {
         return Err(ContextError::NotInOwnConfig {
@@ -308,7 +318,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn legacy(extra: serde_json::Value) -> v1alpha1::KluctlDeploymentSpec {
+    fn legacy(extra: &serde_json::Value) -> v1alpha1::KluctlDeploymentSpec {
         let mut v =
             json!({"interval": "5m", "sourceRef": {"kind": "GitRepository", "name": "repo"}, "path": "p"});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
@@ -329,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_source_ref_becomes_the_v1beta1_source_ref_with_its_path() {
-        let s = engine_spec(&legacy(json!({
+        let s = engine_spec(&legacy(&json!({
             "target": "prod", "args": {"a": {"b": 1}}, "prune": true, "deployMode": "poke-images",
             "images": [{"image": "nginx", "resultImage": "nginx:1.2"}],
             "kubeConfig": {"secretRef": {"name": "kc", "key": "config"}},
@@ -348,10 +358,10 @@ mod tests {
         assert_eq!(s.deploy_mode, v1beta1::DeployMode::PokeImages);
         assert_eq!(s.images[0].image.as_deref(), Some("nginx"));
         assert_eq!(s.kube_config.unwrap().secret_ref.key.as_deref(), Some("config"));
-        let bucket = engine_spec(&legacy(json!({"sourceRef": {"kind": "Bucket", "name": "b"}}))).unwrap();
+        let bucket = engine_spec(&legacy(&json!({"sourceRef": {"kind": "Bucket", "name": "b"}}))).unwrap();
         assert_eq!(bucket.source_ref.unwrap().kind, SourceKind::Bucket);
         let e = engine_spec(&legacy(
-            json!({"sourceRef": {"kind": "OCIRepository", "name": "o"}}),
+            &json!({"sourceRef": {"kind": "OCIRepository", "name": "o"}}),
         ))
         .unwrap_err();
         assert_eq!(
@@ -362,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_git_source_wins_and_keeps_its_ref_and_path() {
-        let s = engine_spec(&legacy(json!({
+        let s = engine_spec(&legacy(&json!({
             "source": {"url": "https://h/r.git", "ref": {"tag": "v1"}, "path": "deploy"},
         })))
         .unwrap();
@@ -373,17 +383,17 @@ mod tests {
             ("https://h/r.git", "deploy")
         );
         assert_eq!(git.git_ref.unwrap().tag, "v1");
-        let both = legacy(json!({"source": {"url": "u", "ref": {"branch": "b", "tag": "t"}}}));
+        let both = legacy(&json!({"source": {"url": "u", "ref": {"branch": "b", "tag": "t"}}}));
         assert!(matches!(engine_spec(&both), Err(SpecError::AmbiguousRef)));
-        let mut none = legacy(json!({}));
+        let mut none = legacy(&json!({}));
         none.source_ref = None;
         assert!(matches!(engine_spec(&none), Err(SpecError::NoSource)));
     }
 
     #[test]
     fn deprecated_fields_are_named_when_set() {
-        assert!(ignored_fields(&legacy(json!({}))).is_empty());
-        let s = legacy(json!({"updateImages": true, "registrySecrets": [{"name": "r"}]}));
+        assert!(ignored_fields(&legacy(&json!({}))).is_empty());
+        let s = legacy(&json!({"updateImages": true, "registrySecrets": [{"name": "r"}]}));
         assert_eq!(ignored_fields(&s), ["spec.registrySecrets", "spec.updateImages"]);
     }
 

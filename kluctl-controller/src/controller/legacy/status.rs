@@ -129,7 +129,7 @@ mod tests {
     use gitops_api::kluctl::v1beta1::ObjectRef;
     use serde_json::json;
 
-    fn spec(extra: serde_json::Value) -> KluctlDeploymentSpec {
+    fn spec(extra: &serde_json::Value) -> KluctlDeploymentSpec {
         let mut v =
             json!({"interval": "5m", "sourceRef": {"kind": "GitRepository", "name": "r"}, "target": "t"});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_command_result_has_the_legacy_json_shape() {
-        let s = spec(json!({"targetNameOverride": "o"}));
+        let s = spec(&json!({"targetNameOverride": "o"}));
         let r = command_result(
             &time(),
             "main@sha1:abc",
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn ready_reports_the_first_failed_step() {
-        let s = spec(json!({"prune": true}));
+        let s = spec(&json!({"prune": true}));
         let mut st = KluctlDeploymentStatus::default();
         let r = ready(&s, &st, "main@sha1:abc");
         assert_eq!((r.ok, r.reason), (false, "DeployFailed"));
@@ -250,7 +250,7 @@ mod tests {
         st.last_validate_result = Some(bad("validate failed with 1 errors."));
         assert_eq!(ready(&s, &st, "r").reason, "ValidateFailed");
         assert!(
-            ready(&spec(json!({"validate": false})), &st, "r").ok,
+            ready(&spec(&json!({"validate": false})), &st, "r").ok,
             "validate off ignores the result"
         );
         st.last_prune_result = Some(bad("prune failed"));
