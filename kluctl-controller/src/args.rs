@@ -37,9 +37,14 @@ fn size(s: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
-        _ => return Err(format!("invalid size '{s}': unknown unit '{unit}' (use Ki, Mi, Gi or Ti)")),
+        _ => {
+            return Err(format!(
+                "invalid size '{s}': unknown unit '{unit}' (use Ki, Mi, Gi or Ti)"
+            ));
+        }
     };
-    n.checked_mul(factor).ok_or_else(|| format!("invalid size '{s}': too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("invalid size '{s}': too large"))
 }
 
 /// The `kluctl-controller` command line.

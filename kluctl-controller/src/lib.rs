@@ -101,39 +101,26 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(health_listener, h).await });
     tracing::info!(%metrics_addr, %health_addr, "serving metrics and probes");
 
-    let mut leadership = None;
-    if args.leader_elect {
-        let config = gitops_runtime::leader::LeaseConfig {
-            name: LEASE_NAME.to_owned(),
-            namespace: args.controller_namespace.clone(),
-            label_selector: args.watch_label_selector.clone(),
-            duration: args.leader_election_lease_duration,
-            renew_deadline: args.leader_election_renew_deadline,
-            field_manager: controller::FIELD_MANAGER.to_owned(),
-        };
-        leadership = Some(gitops_runtime::leader::acquire(client.clone(), config, &instance).await?);
-    }
+    let leadership = if args.leader_elect {
+        Some(leader(&client, &args, &instance).await?)
+    } else {
+        None
+    };
 
-    let cache_dir = args.cache_dir();
-    fs_err::create_dir_all(&cache_dir)
-        .with_context(|| format!("failed to create the cache directory '{}'", cache_dir.display()))?;
     let ctx = Arc::new(controller::Context {
         client: client.clone(),
         base_config,
-        events: gitops_runtime::events::Events::new(client.clone(), "kluctl-controller", &instance, &args.events_addr),
+        events: gitops_runtime::events::Events::new(
+            client.clone(),
+            "kluctl-controller",
+            &instance,
+            &args.events_addr,
+        ),
         metrics: metrics.clone(),
-        settings: controller::Settings {
-            default_service_account: args.default_service_account.clone(),
-            dry_run: args.dry_run,
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-            cache_dir,
-            results: controller::project::ResultStore {
-                namespace: args.command_result_namespace.clone(),
-                keep_command: args.keep_command_results_count,
-                keep_validate: args.keep_validate_results_count,
-            },
-            artifact_options: source::artifact::FetchOptions::from_env(),
-        },
+        sources: source::cache::SourceCache::new(args.cache_dir().join("sources"), args.cache_max_size),
+        settings: settings(&args)?,
+        discovery: Arc::default(),
+        last_gc: std::sync::Mutex::new(std::time::Instant::now()),
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {
@@ -159,6 +146,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let (store_g, store_b) = (reader.clone(), reader.clone());
 
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut leadership = leadership;
     tokio::spawn(async move {
         match leadership.as_mut() {
             Some(l) => l.lost().await,
@@ -170,22 +158,26 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let lost = futures::FutureExt::shared(async move {
         let _ = lost_rx.await;
     });
-    let legacy = controller::legacy::run(
-        ctx.clone(),
-        args.namespace.clone(),
-        args.watch_label_selector.clone(),
-        args.concurrency,
-        lost.clone(),
-    );
+    let legacy = controller::legacy::run(ctx.clone(), &args, lost.clone());
     metrics.set_ready(true);
     tracing::info!(namespace = %args.namespace, concurrency = args.concurrency, "reconciling KluctlDeployments");
     let v1beta1 = Controller::for_stream(deployments, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
         .watches_stream(git_repositories, move |g: GitRepository| {
-            referencing(&store_g, SourceKind::GitRepository, &g.namespace().unwrap_or_default(), &g.name_any())
+            referencing(
+                &store_g,
+                SourceKind::GitRepository,
+                &g.namespace().unwrap_or_default(),
+                &g.name_any(),
+            )
         })
         .watches_stream(buckets, move |b: Bucket| {
-            referencing(&store_b, SourceKind::Bucket, &b.namespace().unwrap_or_default(), &b.name_any())
+            referencing(
+                &store_b,
+                SourceKind::Bucket,
+                &b.namespace().unwrap_or_default(),
+                &b.name_any(),
+            )
         })
         .graceful_shutdown_on(lost)
         .shutdown_on_signal()
@@ -197,8 +189,45 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for the `kluctl-controller-leader-election` Lease.
+async fn leader(
+    client: &kube::Client,
+    args: &ControllerArgs,
+    instance: &str,
+) -> anyhow::Result<gitops_runtime::leader::Leadership> {
+    let config = gitops_runtime::leader::LeaseConfig {
+        name: LEASE_NAME.to_owned(),
+        namespace: args.controller_namespace.clone(),
+        label_selector: args.watch_label_selector.clone(),
+        duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        field_manager: controller::FIELD_MANAGER.to_owned(),
+    };
+    gitops_runtime::leader::acquire(client.clone(), config, instance).await
+}
+
+/// The reconcile settings of the flags (creates the cache directory).
+fn settings(args: &ControllerArgs) -> anyhow::Result<controller::Settings> {
+    let cache_dir = args.cache_dir();
+    fs_err::create_dir_all(&cache_dir)
+        .with_context(|| format!("failed to create the cache directory '{}'", cache_dir.display()))?;
+    Ok(controller::Settings {
+        default_service_account: args.default_service_account.clone(),
+        dry_run: args.dry_run,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        cache_dir,
+        results: controller::project::ResultStore {
+            namespace: args.command_result_namespace.clone(),
+            keep_command: args.keep_command_results_count,
+            keep_validate: args.keep_validate_results_count,
+        },
+        artifact_options: source::artifact::FetchOptions::from_env(),
+    })
+}
+
 /// What makes a KluctlDeployment worth a reconcile: its generation, whether it is being
 /// deleted, and its request annotations (added or changed; removal does not count).
+#[allow(clippy::unnecessary_wraps)] // the predicate signature kube-runtime requires
 fn trigger_hash(kd: &KluctlDeployment) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     kd.metadata.generation.hash(&mut h);
@@ -218,7 +247,12 @@ fn source_watch<K>(
     namespace: &str,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
     K: ArtifactRevision,
 {
     let api: Api<K> = if namespace.is_empty() {
@@ -257,7 +291,12 @@ impl ArtifactRevision for Bucket {
 }
 
 /// The KluctlDeployments whose `sourceRef` names this source.
-fn referencing(store: &Store<KluctlDeployment>, kind: SourceKind, namespace: &str, name: &str) -> Vec<ObjectRef<KluctlDeployment>> {
+fn referencing(
+    store: &Store<KluctlDeployment>,
+    kind: SourceKind,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<KluctlDeployment>> {
     store
         .state()
         .iter()

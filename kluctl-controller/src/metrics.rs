@@ -106,13 +106,22 @@ impl Metrics {
         };
         let deploy_errors = gauge("kluctl_last_deploy_errors", "Errors of the last deploy");
         let deploy_warnings = gauge("kluctl_last_deploy_warnings", "Warnings of the last deploy");
-        let changed = gauge("kluctl_last_deploy_changed_objects", "New and changed objects of the last deploy");
-        let orphans = gauge("kluctl_last_deploy_orphan_objects", "Orphan objects of the last deploy");
+        let changed = gauge(
+            "kluctl_last_deploy_changed_objects",
+            "New and changed objects of the last deploy",
+        );
+        let orphans = gauge(
+            "kluctl_last_deploy_orphan_objects",
+            "Orphan objects of the last deploy",
+        );
         let validate_ready = gauge(
             "kluctl_last_validate_ready",
             "1 when the last validation found every object ready, else 0",
         );
-        let drifted = gauge("kluctl_drifted_objects", "Objects the last drift detection reported");
+        let drifted = gauge(
+            "kluctl_drifted_objects",
+            "Objects the last drift detection reported",
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             duration,
@@ -262,10 +271,18 @@ mod tests {
             },
         );
         let text = m.encode();
-        assert!(text.contains(r#"kluctl_last_deploy_errors{name="app",namespace="ns"} 2"#), "{text}");
-        assert!(text.contains(r#"kluctl_last_validate_ready{name="app",namespace="ns"} 1"#), "{text}");
         assert!(
-            text.contains(r#"kluctl_reconcile_failures_total{name="app",namespace="ns",reason="PrepareFailed"} 1"#),
+            text.contains(r#"kluctl_last_deploy_errors{name="app",namespace="ns"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kluctl_last_validate_ready{name="app",namespace="ns"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"kluctl_reconcile_failures_total{name="app",namespace="ns",reason="PrepareFailed"} 1"#
+            ),
             "{text}"
         );
         m.forget("ns", "app");

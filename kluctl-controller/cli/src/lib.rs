@@ -6,6 +6,8 @@
 //! prepare   flags ─► resolved settings ─► cluster connection ─► rendered target
 //! render    render, list-targets, list-images
 //! cluster   deploy, diff, prune, delete, poke-images, validate (one module per runner)
+//! gitops    gitops suspend/resume/reconcile/deploy/diff/prune/validate/logs: the controller's
+//!           KluctlDeployments, through the Kubernetes API
 //! output    -o values and the writers for stdout and files
 //! progress  the progress lines on stderr
 //! prompt    the questions asked before changing a cluster
@@ -15,6 +17,7 @@
 pub mod cluster;
 pub mod env;
 pub mod flags;
+pub mod gitops;
 pub mod output;
 mod prepare;
 mod progress;
@@ -68,6 +71,9 @@ pub enum KluctlCommand {
     Validate(ValidateCmd),
     /// Set the images images.get_image resolved on the live objects, changing nothing else
     PokeImages(PokeImagesCmd),
+    /// Drive the kluctl-controller's KluctlDeployments: suspend, resume, request a reconcile,
+    /// deploy, diff, prune or validate and print its result, show the controller's logs
+    Gitops(flags::gitops::GitopsCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
@@ -89,6 +95,7 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Delete(cmd) => cluster::run_delete(cmd),
         KluctlCommand::Validate(cmd) => cluster::run_validate(cmd),
         KluctlCommand::PokeImages(cmd) => cluster::run_poke_images(cmd),
+        KluctlCommand::Gitops(cmd) => gitops::run_gitops(cmd),
     }
 }
 
@@ -167,6 +174,27 @@ mod tests {
                 (ListFormat::Json, Destination::Stdout)
             ]
         );
+    }
+
+    #[test]
+    fn gitops_selection_flags_exclude_each_other_and_bad_values_are_usage_errors() {
+        for args in [
+            &["gitops", "deploy", "--name", "a", "-l", "x=y"][..],
+            &["gitops", "suspend", "--name", "a", "--all"],
+            &["gitops", "diff", "-l", "x=y", "--all"],
+            &["gitops", "deploy", "--prune=maybe"],
+            &["gitops", "diff", "--prune"],
+            &["gitops", "validate", "-o", "json"],
+            &["gitops", "logs", "--timeout", "1m"],
+            &["gitops", "reconcile", "--timeout", "soon"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+        let KluctlCommand::Gitops(g) = parse(&["gitops", "logs", "--all", "-f"]).unwrap().command else {
+            panic!("not gitops");
+        };
+        assert!(matches!(g.command, crate::flags::gitops::GitopsCommand::Logs(_)));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use kluctl_engine::project::config::FixedImage;
 use kluctl_engine::project::inclusion::Inclusion;
 use kluctl_engine::project::vars::ClusterReader;
 use kluctl_engine::render::namespaces::ScopeLookup;
-use kluctl_engine::source::GitCache;
+use kluctl_engine::source::{GitCache, GitSourceOptions};
 use kluctl_engine::target::{self, RenderedTarget, TargetOptions};
 
 /// The project directory (`--project-dir` or the current one), absolute.
@@ -52,7 +52,11 @@ pub(crate) fn external_args(flags: &ArgsFlags) -> anyhow::Result<Value> {
     Ok(args)
 }
 
-fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
+/// The images of `--fixed-images-file` (its `images:` list) followed by those of `-F`.
+///
+/// # Errors
+/// An unreadable or malformed file, naming it.
+pub(crate) fn fixed_images(flags: &ImageFlags) -> anyhow::Result<Vec<FixedImage>> {
     #[derive(serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct File {
@@ -158,6 +162,7 @@ pub(crate) fn prepare(
         capabilities,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
         git_cache_dir: GitCache::default_dir(),
+        git: GitSourceOptions::default(),
     };
     let rendered = target::render_target(
         options,

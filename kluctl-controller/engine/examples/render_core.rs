@@ -67,6 +67,7 @@ fn run() -> anyhow::Result<()> {
             capabilities: Capabilities::default(),
             env: std::env::vars().collect(),
             git_cache_dir: kluctl_engine::source::GitCache::default_dir(),
+            git: kluctl_engine::source::GitSourceOptions::default(),
         },
         None,
         None,

@@ -38,6 +38,18 @@ pub enum ClusterError {
     },
 }
 
+/// What API discovery found on a cluster: the server version, Helm's API versions and the
+/// shared index of served kinds. Cheap to clone (the index is shared, not copied).
+#[derive(Clone, Debug)]
+pub struct Discovered {
+    /// `gitVersion` of the API server.
+    pub server_version: String,
+    /// `group/version` and `group/version/Kind` strings.
+    pub api_versions: Vec<String>,
+    /// The served kinds.
+    pub index: SharedApiIndex,
+}
+
 /// A connected cluster.
 pub struct Cluster {
     runtime: tokio::runtime::Runtime,
@@ -116,6 +128,50 @@ impl Cluster {
         Self::connect_with(new_runtime()?, config, context.to_owned())
     }
 
+    /// Connects like [`Self::from_config`] but reuses what an earlier connection to the same
+    /// cluster discovered ([`Self::discovered`]): no discovery requests. The index is shared, so
+    /// kinds a CRD added during one command are known to every connection holding it.
+    ///
+    /// # Errors
+    /// [`ClusterError`] when the client cannot be built.
+    pub fn from_config_discovered(
+        config: kube::Config,
+        context: &str,
+        discovered: Discovered,
+    ) -> Result<Self, ClusterError> {
+        let runtime = new_runtime()?;
+        let client = Self::client_on(&runtime, config)?;
+        Ok(Self {
+            runtime,
+            client,
+            context: context.to_owned(),
+            server_version: discovered.server_version,
+            api_versions: discovered.api_versions,
+            index: discovered.index,
+        })
+    }
+
+    /// What this connection discovered, for [`Self::from_config_discovered`].
+    pub fn discovered(&self) -> Discovered {
+        Discovered {
+            server_version: self.server_version.clone(),
+            api_versions: self.api_versions.clone(),
+            index: self.index.clone(),
+        }
+    }
+
+    fn client_on(
+        runtime: &tokio::runtime::Runtime,
+        config: kube::Config,
+    ) -> Result<kube::Client, ClusterError> {
+        // The client's buffer service spawns onto the runtime it is created in.
+        let _entered = runtime.enter();
+        kube::Client::try_from(config).map_err(|e| ClusterError::Api {
+            action: "create a client",
+            message: e.to_string(),
+        })
+    }
+
     fn connect_with(
         runtime: tokio::runtime::Runtime,
         config: kube::Config,
@@ -127,11 +183,7 @@ impl Cluster {
                 message: e.to_string(),
             }
         };
-        // The client's buffer service spawns onto the runtime it is created in.
-        let client = {
-            let _entered = runtime.enter();
-            kube::Client::try_from(config).map_err(api("create a client"))?
-        };
+        let client = Self::client_on(&runtime, config)?;
         let (version, discovery) = runtime.block_on(async {
             let version = client
                 .apiserver_version()

@@ -21,7 +21,7 @@ use crate::project::vars::{ClusterReader, VarsLoader};
 use crate::render::images::Images;
 use crate::render::namespaces::ScopeLookup;
 use crate::render::{self, RenderError, RenderOptions, RenderedItem};
-use crate::source::GitCache;
+use crate::source::{GitCache, GitSourceOptions};
 use crate::template::{PlaceholderImages, TemplateEngine};
 
 /// Why a target could not be rendered.
@@ -66,6 +66,9 @@ pub struct TargetOptions {
     pub env: BTreeMap<String, String>,
     /// Where Git checkouts for `git` includes and vars are cached.
     pub git_cache_dir: PathBuf,
+    /// Credential rules, access check and pins for those checkouts; the default (the CLI's)
+    /// uses only the `KLUCTL_GIT_*` sets of `env`.
+    pub git: GitSourceOptions,
 }
 
 /// A rendered target.
@@ -113,7 +116,7 @@ pub fn render_target(
         target.context = Some(context.clone());
     }
     let vars = project.build_vars(&target, &options.external_args)?;
-    let git = GitCache::new(&options.git_cache_dir, &options.env);
+    let git = GitCache::new(&options.git_cache_dir, &options.env).with_options(options.git.clone());
     let loader = VarsLoader::new(&engine, cluster, Some(&git), options.env.clone());
     let items = load::load_deployment(&engine, &loader, &options.project_dir, ".", vars)?;
     let items: Vec<_> = items

@@ -188,9 +188,7 @@ pub fn decide_validate(
     if !spec.validate {
         return false;
     }
-    deployed
-        || end_time_of_validate(status)
-            .is_none_or(|end| plus(end, timing.validate_interval) < now)
+    deployed || end_time_of_validate(status).is_none_or(|end| plus(end, timing.validate_interval) < now)
 }
 
 /// How long until the next full reconcile: the earliest of `interval`, the next forced deploy
@@ -230,10 +228,12 @@ pub fn objects_hash<'a>(objects: impl Iterator<Item = &'a serde_json::Value>) ->
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -243,7 +243,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
-    fn spec(extra: serde_json::Value) -> KluctlDeploymentSpec {
+    fn spec(extra: &serde_json::Value) -> KluctlDeploymentSpec {
         let mut v = json!({"interval": "5m", "source": {"git": {"url": "https://h/r.git"}}});
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
@@ -272,22 +272,29 @@ mod tests {
 
     #[test]
     fn timing_defaults_follow_kluctl() {
-        let t = Timing::from_spec(&spec(json!({}))).unwrap();
+        let t = Timing::from_spec(&spec(&json!({}))).unwrap();
         assert_eq!(t.interval, Duration::from_secs(300));
         assert_eq!(t.retry_interval, t.interval);
         assert_eq!(t.validate_interval, t.interval);
         assert_eq!(t.timeout, t.interval);
-        let t = Timing::from_spec(&spec(json!({"interval": "10s", "deployInterval": "1h"}))).unwrap();
-        assert_eq!(t.timeout, Duration::from_secs(3600), "timeout defaults to deployInterval");
-        let t = Timing::from_spec(&spec(json!({"interval": "10s"}))).unwrap();
+        let t = Timing::from_spec(&spec(&json!({"interval": "10s", "deployInterval": "1h"}))).unwrap();
+        assert_eq!(
+            t.timeout,
+            Duration::from_secs(3600),
+            "timeout defaults to deployInterval"
+        );
+        let t = Timing::from_spec(&spec(&json!({"interval": "10s"}))).unwrap();
         assert_eq!(t.timeout, MIN_TIMEOUT, "timeout is floored to 30s");
-        let e = Timing::from_spec(&spec(json!({"retryInterval": "soon"}))).unwrap_err();
-        assert!(e.to_string().starts_with("invalid spec.retryInterval 'soon'"), "{e}");
+        let e = Timing::from_spec(&spec(&json!({"retryInterval": "soon"}))).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid spec.retryInterval 'soon'"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_hash_gate_deploys_only_on_change() {
-        let s = spec(json!({}));
+        let s = spec(&json!({}));
         let t = Timing::from_spec(&s).unwrap();
         let now = at("2026-01-01T00:10:00Z");
         assert_eq!(
@@ -295,7 +302,10 @@ mod tests {
             DeployDecision::Deploy(DeployReason::Initial)
         );
         let st = deployed("2026-01-01T00:00:00Z", "h", 1);
-        assert_eq!(decide_deploy(&s, &st, Some(1), "h", &t, now), DeployDecision::UpToDate);
+        assert_eq!(
+            decide_deploy(&s, &st, Some(1), "h", &t, now),
+            DeployDecision::UpToDate
+        );
         assert_eq!(
             decide_deploy(&s, &st, Some(1), "other", &t, now),
             DeployDecision::Deploy(DeployReason::ObjectsChanged)
@@ -308,7 +318,7 @@ mod tests {
 
     #[test]
     fn deploy_interval_forces_a_deploy_once_passed() {
-        let s = spec(json!({"deployInterval": "10m"}));
+        let s = spec(&json!({"deployInterval": "10m"}));
         let t = Timing::from_spec(&s).unwrap();
         let st = deployed("2026-01-01T00:00:00Z", "h", 1);
         assert_eq!(
@@ -323,7 +333,7 @@ mod tests {
 
     #[test]
     fn manual_mode_waits_for_the_approved_hash() {
-        let s = spec(json!({"manual": true}));
+        let s = spec(&json!({"manual": true}));
         let t = Timing::from_spec(&s).unwrap();
         let now = at("2026-01-01T00:10:00Z");
         let st = deployed("2026-01-01T00:00:00Z", "old", 1);
@@ -331,7 +341,7 @@ mod tests {
             decide_deploy(&s, &st, Some(1), "new", &t, now),
             DeployDecision::AwaitingApproval(DeployReason::ObjectsChanged)
         );
-        let approved = spec(json!({"manual": true, "manualObjectsHash": "new"}));
+        let approved = spec(&json!({"manual": true, "manualObjectsHash": "new"}));
         assert_eq!(
             decide_deploy(&approved, &st, Some(1), "new", &t, now),
             DeployDecision::Deploy(DeployReason::ObjectsChanged)
@@ -347,24 +357,30 @@ mod tests {
 
     #[test]
     fn validation_runs_after_deploys_and_on_its_interval() {
-        let s = spec(json!({"validateInterval": "1m"}));
+        let s = spec(&json!({"validateInterval": "1m"}));
         let t = Timing::from_spec(&s).unwrap();
         let mut st = deployed("2026-01-01T00:00:00Z", "h", 1);
-        assert!(decide_validate(&s, &st, false, &t, at("2026-01-01T00:00:10Z")), "no result yet");
+        assert!(
+            decide_validate(&s, &st, false, &t, at("2026-01-01T00:00:10Z")),
+            "no result yet"
+        );
         st.last_validate_result = Some(ValidateResult {
             end_time: Some(Time(at("2026-01-01T00:00:00Z"))),
             ..ValidateResult::default()
         });
         assert!(!decide_validate(&s, &st, false, &t, at("2026-01-01T00:00:30Z")));
-        assert!(decide_validate(&s, &st, true, &t, at("2026-01-01T00:00:30Z")), "after a deploy");
+        assert!(
+            decide_validate(&s, &st, true, &t, at("2026-01-01T00:00:30Z")),
+            "after a deploy"
+        );
         assert!(decide_validate(&s, &st, false, &t, at("2026-01-01T00:01:30Z")));
-        let off = spec(json!({"validate": false}));
+        let off = spec(&json!({"validate": false}));
         assert!(!decide_validate(&off, &st, true, &t, at("2026-01-01T00:01:30Z")));
     }
 
     #[test]
     fn requeue_is_the_earliest_next_time() {
-        let s = spec(json!({"interval": "10m", "deployInterval": "15m", "validateInterval": "2m"}));
+        let s = spec(&json!({"interval": "10m", "deployInterval": "15m", "validateInterval": "2m"}));
         let t = Timing::from_spec(&s).unwrap();
         let mut st = deployed("2026-01-01T00:00:00Z", "h", 1);
         st.last_validate_result = Some(ValidateResult {
@@ -373,9 +389,12 @@ mod tests {
         });
         let now = at("2026-01-01T00:00:30Z");
         assert_eq!(requeue_after(&s, &st, &t, now), Duration::from_secs(90));
-        let no_validate = spec(json!({"interval": "10m", "deployInterval": "5m", "validate": false}));
+        let no_validate = spec(&json!({"interval": "10m", "deployInterval": "5m", "validate": false}));
         let t = Timing::from_spec(&no_validate).unwrap();
-        assert_eq!(requeue_after(&no_validate, &st, &t, now), Duration::from_secs(270));
+        assert_eq!(
+            requeue_after(&no_validate, &st, &t, now),
+            Duration::from_secs(270)
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ use gitops_api::meta::Artifact;
 use gitops_api::source::v1::{Bucket, GitRepository};
 use kube::Api;
 
-use crate::source::artifact::{self, ArtifactError, FetchOptions};
+use crate::source::artifact::{ArtifactError, FetchOptions};
+use crate::source::cache::{Checkout, SourceCache};
+use crate::source::credentials::{self, CredentialsError};
+use gitops_git::GitCredentialRules;
 
 /// A project on local disk.
 #[derive(Debug)]
@@ -34,8 +37,11 @@ pub struct Fetched {
     pub project_key: ProjectKey,
     /// Git state for the results.
     pub git_info: GitInfo,
-    /// Keeps a temporary unpack directory alive.
-    _hold: Option<tempfile::TempDir>,
+    /// Credentials for the project's git includes and vars: `spec.credentials.git`, then
+    /// those of a referenced GitRepository for its host.
+    pub rules: GitCredentialRules,
+    /// Keeps the cache entry from garbage collection while in use.
+    _hold: Checkout,
 }
 
 /// Why the source could not be fetched.
@@ -71,7 +77,9 @@ pub enum FetchError {
         name: String,
     },
     /// Cross-namespace references are disabled.
-    #[error("cannot access {kind}/{namespace}/{name}: cross-namespace references are disabled (--no-cross-namespace-refs)")]
+    #[error(
+        "cannot access {kind}/{namespace}/{name}: cross-namespace references are disabled (--no-cross-namespace-refs)"
+    )]
     CrossNamespace {
         /// `GitRepository` or `Bucket`.
         kind: &'static str,
@@ -93,6 +101,9 @@ pub enum FetchError {
     /// Downloading, verifying or unpacking the artifact failed.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// A credentials Secret is missing or unusable.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The project path does not exist in the source.
     #[error("kluctlDeployment path not found: {field} '{path}' does not exist in the source")]
     PathNotFound {
@@ -119,7 +130,7 @@ pub enum FetchError {
         /// Its name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Local file system trouble.
     #[error("failed to prepare a working directory: {0}")]
@@ -132,8 +143,12 @@ impl FetchError {
         use gitops_api::conditions::reasons;
         match self {
             Self::Unsupported { .. } => reasons::UNSUPPORTED_CONFIGURATION,
-            Self::Git { .. } | Self::NoSource | Self::PathInvalid { .. } => reasons::PREPARE_FAILED,
-            Self::PathNotFound { .. } | Self::Io(_) => reasons::PREPARE_FAILED,
+            Self::Git { .. }
+            | Self::NoSource
+            | Self::PathInvalid { .. }
+            | Self::PathNotFound { .. }
+            | Self::Io(_) => reasons::PREPARE_FAILED,
+            Self::Credentials(e) => e.reason(),
             Self::Artifact(e) => e.reason(),
             Self::SourceNotFound { .. }
             | Self::CrossNamespace { .. }
@@ -146,7 +161,10 @@ impl FetchError {
     pub fn stalled(&self) -> bool {
         matches!(
             self,
-            Self::Unsupported { .. } | Self::NoSource | Self::PathInvalid { .. } | Self::CrossNamespace { .. }
+            Self::Unsupported { .. }
+                | Self::NoSource
+                | Self::PathInvalid { .. }
+                | Self::CrossNamespace { .. }
         )
     }
 }
@@ -155,10 +173,8 @@ impl FetchError {
 pub struct FetchContext<'a> {
     /// The controller's client.
     pub client: &'a kube::Client,
-    /// Where Git checkouts are cached.
-    pub git_cache_dir: &'a Path,
-    /// Where artifacts are unpacked.
-    pub work_dir: &'a Path,
+    /// The shared source cache.
+    pub sources: &'a SourceCache,
     /// How artifacts are downloaded.
     pub artifact_options: &'a FetchOptions,
     /// `--no-cross-namespace-refs`.
@@ -166,13 +182,19 @@ pub struct FetchContext<'a> {
 }
 
 /// `dir/rel` if `rel` is a relative path without `..` that exists.
-fn join_project_path(root: &Path, field: &'static str, rel: Option<&str>) -> Result<(PathBuf, String), FetchError> {
+fn join_project_path(
+    root: &Path,
+    field: &'static str,
+    rel: Option<&str>,
+) -> Result<(PathBuf, String), FetchError> {
     let rel = rel.unwrap_or("").trim_matches('/');
     if rel.is_empty() || rel == "." {
         return Ok((root.to_path_buf(), String::new()));
     }
     let p = Path::new(rel);
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(FetchError::PathInvalid {
             field,
             path: rel.to_owned(),
@@ -198,6 +220,40 @@ pub fn early_project_key(spec: &KluctlDeploymentSpec) -> Option<ProjectKey> {
     })
 }
 
+/// Spec fields this build cannot honour. Ignoring them would deploy something else than the
+/// user asked for (encrypted Secrets as they are, the wrong repository), so they stop the
+/// reconcile before anything is fetched.
+fn unsupported(spec: &KluctlDeploymentSpec) -> Result<(), FetchError> {
+    let found = [
+        (
+            spec.decryption.is_some(),
+            "spec.decryption",
+            "SOPS decryption is not implemented; remove the field or decrypt before committing",
+        ),
+        (
+            !spec.source_overrides.is_empty(),
+            "spec.sourceOverrides",
+            "source overrides (kluctl gitops --local-git-override) are not implemented",
+        ),
+        (
+            !spec.helm_credentials.is_empty(),
+            "spec.helmCredentials",
+            "this deprecated field is rejected; use spec.credentials.helm",
+        ),
+        (
+            spec.credentials
+                .as_ref()
+                .is_some_and(|c| !c.oci.is_empty() || !c.helm.is_empty()),
+            "spec.credentials.oci/helm",
+            "OCI and Helm repository credentials are not implemented",
+        ),
+    ];
+    match found.into_iter().find(|(set, _, _)| *set) {
+        Some((_, field, message)) => Err(FetchError::Unsupported { field, message }),
+        None => Ok(()),
+    }
+}
+
 /// The Git source: `spec.source.git`, or the deprecated top-level `url`/`ref`/`path`.
 fn git_source(source: &gitops_api::kluctl::v1beta1::ProjectSource) -> Option<ProjectSourceGit> {
     if let Some(git) = &source.git {
@@ -214,23 +270,33 @@ fn git_source(source: &gitops_api::kluctl::v1beta1::ProjectSource) -> Option<Pro
 ///
 /// # Errors
 /// [`FetchError`], naming the field, URL or source object.
-pub async fn fetch(cx: &FetchContext<'_>, namespace: &str, spec: &KluctlDeploymentSpec) -> Result<Fetched, FetchError> {
-    fetch_with_git_env(cx, namespace, spec, &std::collections::BTreeMap::new()).await
-}
-
-/// [`fetch`], cloning Git sources with the credentials of `git_env` (`KLUCTL_GIT_[<n>_]HOST`,
-/// `..._USERNAME`, `..._PASSWORD`, `GIT_SSH_COMMAND`; the legacy controller's
-/// `spec.source.secretRef`).
-///
-/// # Errors
-/// As [`fetch`].
-pub async fn fetch_with_git_env(
+pub async fn fetch(
     cx: &FetchContext<'_>,
     namespace: &str,
     spec: &KluctlDeploymentSpec,
-    git_env: &std::collections::BTreeMap<String, String>,
 ) -> Result<Fetched, FetchError> {
-    if let Some(source_ref) = &spec.source_ref {
+    unsupported(spec)?;
+    let git = spec
+        .credentials
+        .as_ref()
+        .map(|c| c.git.as_slice())
+        .unwrap_or_default();
+    let rules = credentials::load_git_credentials(cx.client, namespace, git).await?;
+    match &spec.source_ref {
+        Some(source_ref) => fetch_artifact(cx, namespace, source_ref, spec.path.as_deref(), rules).await,
+        None => fetch_git(cx, spec, rules).await,
+    }
+}
+
+/// The artifact of a `sourceRef`, unpacked, with the project at `path` inside it.
+async fn fetch_artifact(
+    cx: &FetchContext<'_>,
+    namespace: &str,
+    source_ref: &gitops_api::kluctl::v1beta1::CrossNamespaceSourceReference,
+    path: Option<&str>,
+    mut rules: GitCredentialRules,
+) -> Result<Fetched, FetchError> {
+    {
         let ns = source_ref
             .namespace
             .clone()
@@ -256,17 +322,27 @@ pub async fn fetch_with_git_env(
             kind,
             namespace: ns.clone(),
             name: source_ref.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let (artifact, url): (Option<Artifact>, Option<String>) = match source_ref.kind {
             SourceKind::GitRepository => {
                 let api: Api<GitRepository> = Api::namespaced(cx.client.clone(), &ns);
-                let o = api.get_opt(&source_ref.name).await.map_err(kube_err)?.ok_or_else(not_found)?;
+                let o = api
+                    .get_opt(&source_ref.name)
+                    .await
+                    .map_err(kube_err)?
+                    .ok_or_else(not_found)?;
+                // The repository's own credentials serve includes from its host (after the spec's).
+                rules.extend(credentials::git_repository_credentials(cx.client, &o).await?);
                 (o.status.and_then(|s| s.artifact), Some(o.spec.url))
             }
             SourceKind::Bucket => {
                 let api: Api<Bucket> = Api::namespaced(cx.client.clone(), &ns);
-                let o = api.get_opt(&source_ref.name).await.map_err(kube_err)?.ok_or_else(not_found)?;
+                let o = api
+                    .get_opt(&source_ref.name)
+                    .await
+                    .map_err(kube_err)?
+                    .ok_or_else(not_found)?;
                 (o.status.and_then(|s| s.artifact), None)
             }
         };
@@ -275,14 +351,14 @@ pub async fn fetch_with_git_env(
             namespace: ns.clone(),
             name: source_ref.name.clone(),
         })?;
-        fs_err::create_dir_all(cx.work_dir)?;
-        let tmp = tempfile::Builder::new().prefix("artifact-").tempdir_in(cx.work_dir)?;
-        let dest = tmp.path().join("source");
-        let fetched = artifact::fetch(&artifact, &dest, cx.artifact_options).await?;
-        let (project_dir, sub_dir) = join_project_path(&fetched.dir, "spec.path", spec.path.as_deref())?;
+        let fetched = cx.sources.artifact(&artifact, cx.artifact_options).await?;
+        let (project_dir, sub_dir) = join_project_path(&fetched.dir, "spec.path", path)?;
         let commit = artifact_commit(&fetched.revision);
-        let repo_key = url.as_deref().and_then(kluctl_engine::source::repo_key).unwrap_or_default();
-        return Ok(Fetched {
+        let repo_key = url
+            .as_deref()
+            .and_then(kluctl_engine::source::repo_key)
+            .unwrap_or_default();
+        Ok(Fetched {
             project_dir,
             revision: fetched.revision.clone(),
             commit: commit.clone(),
@@ -296,9 +372,18 @@ pub async fn fetch_with_git_env(
                 commit,
                 ..GitInfo::default()
             },
-            _hold: Some(tmp),
-        });
+            rules,
+            _hold: fetched,
+        })
     }
+}
+
+/// `spec.source.git` (or the deprecated top-level fields), checked out.
+async fn fetch_git(
+    cx: &FetchContext<'_>,
+    spec: &KluctlDeploymentSpec,
+    rules: GitCredentialRules,
+) -> Result<Fetched, FetchError> {
     let source = spec.source.as_ref().ok_or(FetchError::NoSource)?;
     if source.oci.is_some() {
         return Err(FetchError::Unsupported {
@@ -319,18 +404,16 @@ pub async fn fetch_with_git_env(
         commit: Some(r.commit.clone()).filter(|s| !s.is_empty()),
     });
     let url = git.url.clone();
-    let cache_dir = cx.git_cache_dir.to_path_buf();
-    let git_env = git_env.clone();
-    let (root, commit) = tokio::task::spawn_blocking(move || {
-        let cache = kluctl_engine::source::GitCache::new(cache_dir, &git_env);
-        cache.checkout(&url, reference.as_ref())
-    })
-    .await
-    .map_err(|e| FetchError::Io(std::io::Error::other(e)))?
-    .map_err(|e| FetchError::Git {
-        url: gitops_git::redact_url(&git.url),
-        message: kluctl_engine::error_chain(&e),
-    })?;
+    let (sources, task_rules) = (cx.sources.clone(), rules.clone());
+    let checkout =
+        tokio::task::spawn_blocking(move || sources.git_checkout(&url, reference.as_ref(), &task_rules))
+            .await
+            .map_err(|e| FetchError::Io(std::io::Error::other(e)))?
+            .map_err(|e| FetchError::Git {
+                url: gitops_git::redact_url(&git.url),
+                message: kluctl_engine::error_chain(&e),
+            })?;
+    let (root, commit) = (checkout.dir.clone(), checkout.revision.clone());
     let (project_dir, sub_dir) = join_project_path(&root, "spec.source.git.path", Some(git.path.as_str()))?;
     Ok(Fetched {
         project_dir,
@@ -347,7 +430,8 @@ pub async fn fetch_with_git_env(
             commit,
             dirty: false,
         },
-        _hold: None,
+        rules,
+        _hold: checkout,
     })
 }
 
@@ -355,7 +439,7 @@ pub async fn fetch_with_git_env(
 /// it names none (Bucket digests).
 fn artifact_commit(revision: &str) -> String {
     revision
-        .rsplit_once(":")
+        .rsplit_once(':')
         .filter(|(head, _)| head.ends_with("@sha1") || head.ends_with("@sha256") || *head == "sha1")
         .map_or_else(|| revision.to_owned(), |(_, sha)| sha.to_owned())
 }
@@ -363,6 +447,30 @@ fn artifact_commit(revision: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_that_would_change_what_is_deployed_stop_the_reconcile() {
+        let spec = |extra: serde_json::Value| -> KluctlDeploymentSpec {
+            let mut v = serde_json::json!({"interval": "1m", "source": {"git": {"url": "https://h/r"}}});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(unsupported(&spec(serde_json::json!({}))).is_ok());
+        let e = unsupported(&spec(serde_json::json!({"decryption": {"provider": "sops"}}))).unwrap_err();
+        assert!(
+            e.to_string().starts_with("spec.decryption is not supported"),
+            "{e}"
+        );
+        assert!(e.stalled());
+        assert_eq!(e.reason(), "UnsupportedConfiguration");
+        let e = unsupported(&spec(
+            serde_json::json!({"credentials": {"helm": [{"host": "h", "secretRef": {"name": "s"}}]}}),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("spec.credentials.oci/helm"), "{e}");
+    }
 
     #[test]
     fn artifact_revisions_name_their_commit() {

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use gitops_api::conditions::{self, reasons, types};
 use gitops_api::constants::KLUCTL_FINALIZER;
-use gitops_api::kluctl::v1beta1::{KluctlDeployment, KluctlDeploymentSpec, KluctlDeploymentStatus, ManualRequestResult};
+use gitops_api::kluctl::v1beta1::{
+    KluctlDeployment, KluctlDeploymentSpec, KluctlDeploymentStatus, ManualRequestResult,
+};
 use gitops_api::meta::Time;
 use gitops_runtime::events::{Events, Severity};
 use kube::api::{Patch, PatchParams};
@@ -57,6 +59,39 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings from the flags.
     pub settings: Settings,
+    /// Discovery results shared between reconciles.
+    pub discovery: Arc<project::DiscoveryCache>,
+    /// Checkouts and artifacts shared between reconciles, size-capped.
+    pub sources: crate::source::cache::SourceCache,
+    /// When the source cache was last cleaned.
+    pub last_gc: std::sync::Mutex<Instant>,
+}
+
+/// How often the source cache is cleaned at most.
+const GC_EVERY: Duration = Duration::from_secs(60);
+
+impl Context {
+    /// Cleans the source cache unless that happened within [`GC_EVERY`].
+    async fn maybe_gc(&self) {
+        {
+            let Ok(mut last) = self.last_gc.lock() else { return };
+            if last.elapsed() < GC_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let sources = self.sources.clone();
+        if let Ok(stats) = tokio::task::spawn_blocking(move || sources.gc()).await
+            && stats.removed > 0
+        {
+            tracing::info!(
+                removed = stats.removed,
+                freed_bytes = stats.freed_bytes,
+                kept_bytes = stats.kept_bytes,
+                "cleaned the source cache"
+            );
+        }
+    }
 }
 
 /// The flags a reconcile reads.
@@ -96,7 +131,7 @@ pub enum StepError {
     Request(#[from] requests::RequestError),
     /// The API server refused a read or a status write.
     #[error("failed to update the KluctlDeployment: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(Box<kube::Error>),
     /// The blocking engine task did not finish.
     #[error("the engine task failed: {0}")]
     Task(String),
@@ -130,6 +165,12 @@ impl StepError {
         } else {
             self.to_string()
         }
+    }
+}
+
+impl From<kube::Error> for StepError {
+    fn from(e: kube::Error) -> Self {
+        Self::Kube(Box::new(e))
     }
 }
 
@@ -170,7 +211,8 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
     let reconcile_id = uuid::Uuid::new_v4().to_string();
-    let span = tracing::info_span!("reconcile", name = %name, namespace = %namespace, reconcileID = %reconcile_id);
+    let span =
+        tracing::info_span!("reconcile", name = %name, namespace = %namespace, reconcileID = %reconcile_id);
     async move {
         let api: Api<KluctlDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
         // Always the live object: the cache may lag behind a request annotation just set.
@@ -178,6 +220,7 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
             ctx.metrics.forget(&namespace, &name);
             return Ok(Action::await_change());
         };
+        ctx.maybe_gc().await;
         let run = Run {
             ctx: &ctx,
             api,
@@ -187,7 +230,7 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
             reconcile_id,
             started: Instant::now(),
         };
-        run.reconcile().await
+        Box::pin(run.reconcile()).await
     }
     .instrument(span)
     .await
@@ -209,34 +252,38 @@ impl Run<'_> {
     async fn reconcile(mut self) -> Result<Action, Error> {
         // finalizer
         if self.kd.meta().deletion_timestamp.is_some() {
-            return self.finalize().await;
+            return Box::pin(self.finalize()).await;
         }
         if !self.kd.finalizers().iter().any(|f| f == KLUCTL_FINALIZER) {
             self.add_finalizer().await?;
         }
         let timing = match Timing::from_spec(&self.kd.spec) {
             Ok(t) => t,
-            Err(e) => return self.fail(&StepError::from(e), None).await,
+            Err(e) => return Box::pin(self.fail(&StepError::from(e), None)).await,
         };
         // requests: the first command request found, then come back for the next
         for kind in RequestKind::COMMANDS {
             if let Some(found) = requests::find(&self.kd, kind) {
-                self.handle_request(kind, found, &timing).await?;
+                Box::pin(self.handle_request(kind, found, &timing)).await?;
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
         }
         let reconcile_request = requests::find(&self.kd, RequestKind::Reconcile);
         if self.kd.spec.suspend && reconcile_request.is_none() {
-            return self.suspended().await;
+            return Box::pin(self.suspended()).await;
         }
-        self.full_reconcile(&timing, reconcile_request).await
+        Box::pin(self.full_reconcile(&timing, reconcile_request)).await
     }
 
     async fn add_finalizer(&mut self) -> Result<(), Error> {
         let mut finalizers = self.kd.finalizers().to_vec();
         finalizers.push(KLUCTL_FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": self.kd.resource_version()}});
-        self.kd = self.api.patch(&self.name, &params(), &Patch::Merge(patch)).await?;
+        let patch =
+            json!({"metadata": {"finalizers": finalizers, "resourceVersion": self.kd.resource_version()}});
+        self.kd = self
+            .api
+            .patch(&self.name, &params(), &Patch::Merge(patch))
+            .await?;
         Ok(())
     }
 
@@ -278,7 +325,8 @@ impl Run<'_> {
     async fn suspended(mut self) -> Result<Action, Error> {
         let generation = self.kd.meta().generation;
         if self.status().observed_generation != generation {
-            self.patch_status(json!({"observedGeneration": generation})).await?;
+            self.patch_status(json!({"observedGeneration": generation}))
+                .await?;
         }
         tracing::info!("suspended: nothing deployed");
         Ok(Action::await_change())
@@ -322,16 +370,22 @@ impl Run<'_> {
         if e.stalled() {
             return Ok(Action::await_change());
         }
-        Ok(Action::requeue(timing.map_or(Duration::from_secs(60), |t| t.retry_interval)))
+        Ok(Action::requeue(
+            timing.map_or(Duration::from_secs(60), |t| t.retry_interval),
+        ))
     }
 
     /// The source, the target connection and the job for the engine.
-    async fn job(&self, spec: KluctlDeploymentSpec, overrides: Option<Value>, timing: &Timing) -> Result<(project::Job, fetch::Fetched), StepError> {
+    async fn job(
+        &self,
+        spec: KluctlDeploymentSpec,
+        overrides: Option<Value>,
+        timing: &Timing,
+    ) -> Result<(project::Job, fetch::Fetched), StepError> {
         let s = &self.ctx.settings;
         let fetch_cx = fetch::FetchContext {
             client: &self.ctx.client,
-            git_cache_dir: &s.cache_dir.join("git"),
-            work_dir: &s.cache_dir.join("work"),
+            sources: &self.ctx.sources,
             artifact_options: &s.artifact_options,
             no_cross_namespace_refs: s.no_cross_namespace_refs,
         };
@@ -357,13 +411,16 @@ impl Run<'_> {
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
             work_dir: s.cache_dir.join("work"),
-            git_cache_dir: s.cache_dir.join("git"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: self.ctx.sources.git_options(fetched.rules.clone()),
             results: s.results.clone(),
             deadline: self.started + timing.timeout,
+            discovery: self.ctx.discovery.clone(),
         };
         Ok((job, fetched))
     }
 
+    #[allow(clippy::too_many_lines)] // the steps of the full reconcile in order; split, the order hides
     async fn full_reconcile(
         mut self,
         timing: &Timing,
@@ -382,15 +439,20 @@ impl Run<'_> {
         }
         self.patch_status(early).await?;
 
-        let outcome = self.run_full(timing).await;
+        let outcome = Box::pin(self.run_full(timing)).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 if let Some(r) = request {
-                    self.finish_request(RequestKind::Reconcile, r, String::new(), Some(kluctl_engine::error_chain(&e)))
-                        .await?;
+                    self.finish_request(
+                        RequestKind::Reconcile,
+                        r,
+                        String::new(),
+                        Some(kluctl_engine::error_chain(&e)),
+                    )
+                    .await?;
                 }
-                return self.fail(&e, Some(timing)).await;
+                return Box::pin(self.fail(&e, Some(timing))).await;
             }
         };
         let spec = &self.kd.spec;
@@ -435,7 +497,11 @@ impl Run<'_> {
             let ok = d.summary.errors.is_empty();
             self.emit(
                 if ok { Severity::Info } else { Severity::Error },
-                if ok { reasons::RECONCILIATION_SUCCEEDED } else { reasons::DEPLOY_FAILED },
+                if ok {
+                    reasons::RECONCILIATION_SUCCEEDED
+                } else {
+                    reasons::DEPLOY_FAILED
+                },
                 &message,
                 ok,
             )
@@ -449,7 +515,11 @@ impl Run<'_> {
             if !ok || outcome.deploy.is_some() {
                 self.emit(
                     if ok { Severity::Info } else { Severity::Error },
-                    if ok { reasons::RECONCILIATION_SUCCEEDED } else { reasons::VALIDATE_FAILED },
+                    if ok {
+                        reasons::RECONCILIATION_SUCCEEDED
+                    } else {
+                        reasons::VALIDATE_FAILED
+                    },
                     &status::validate_message(v),
                     false,
                 )
@@ -469,7 +539,11 @@ impl Run<'_> {
         );
         tracing::info!(decision = ?outcome.decision, "{message}");
         self.emit(
-            if ready.ok { Severity::Trace } else { Severity::Error },
+            if ready.ok {
+                Severity::Trace
+            } else {
+                Severity::Error
+            },
             ready.reason,
             &message,
             false,
@@ -497,7 +571,11 @@ impl Run<'_> {
             },
         );
         if let Some(r) = request {
-            let id = outcome.deploy.as_ref().map(|d| d.stored_id.clone()).unwrap_or_default();
+            let id = outcome
+                .deploy
+                .as_ref()
+                .map(|d| d.stored_id.clone())
+                .unwrap_or_default();
             self.finish_request(RequestKind::Reconcile, r, id, None).await?;
         }
         Ok(Action::requeue(requeue))
@@ -517,8 +595,14 @@ impl Run<'_> {
             let _fetched = fetched;
             let prepared = project::prepare(&job)?;
             let now = jiff::Timestamp::now();
-            let decision =
-                decide::decide_deploy(&job.spec, &status, generation, &prepared.objects_hash, &timing, now);
+            let decision = decide::decide_deploy(
+                &job.spec,
+                &status,
+                generation,
+                &prepared.objects_hash,
+                &timing,
+                now,
+            );
             let deploy = match decision {
                 DeployDecision::Deploy(why) => {
                     tracing::info!(reason = why.as_str(), "deploying");
@@ -537,7 +621,7 @@ impl Run<'_> {
                 validate,
                 drift,
                 commit: String::new(),
-                project_key: Default::default(),
+                project_key: gitops_api::kluctl::results::ProjectKey::default(),
             })
         })
         .await
@@ -561,13 +645,22 @@ impl Run<'_> {
         };
         match self
             .api
-            .patch(&self.name, &params(), &Patch::<Value>::Json(serde_json::from_value(requests::removal_patch(kind, &raw)).unwrap_or_default()))
+            .patch(
+                &self.name,
+                &params(),
+                &Patch::<Value>::Json(
+                    serde_json::from_value(requests::removal_patch(kind, &raw)).unwrap_or_default(),
+                ),
+            )
             .await
         {
             Ok(kd) => self.kd = kd,
             // The value changed meanwhile: that newer request stays for the next reconcile.
             Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {
-                tracing::info!(request = kind.as_str(), "request annotation changed while handling it");
+                tracing::info!(
+                    request = kind.as_str(),
+                    "request annotation changed while handling it"
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -620,6 +713,7 @@ impl Run<'_> {
     }
 
     /// A diff, deploy, prune or validate request.
+    #[allow(clippy::too_many_lines)] // one request from annotation to result, in order
     async fn handle_request(
         &mut self,
         kind: RequestKind,
@@ -634,28 +728,34 @@ impl Run<'_> {
         tracing::info!(request = kind.as_str(), value = %pending.request.request_value, "handling request");
         let spec = match requests::apply_overrides(&self.kd.spec, pending.request.overrides_patch.as_ref()) {
             Ok(s) => s,
-            Err(e) => return self.finish_request(kind, found, String::new(), Some(e.to_string())).await,
+            Err(e) => {
+                return self
+                    .finish_request(kind, found, String::new(), Some(e.to_string()))
+                    .await;
+            }
         };
         let overrides = pending.request.overrides_patch.clone().map(Value::Object);
         let span = tracing::Span::current();
-        let outcome = match self.job(spec, overrides, timing).await {
-            Ok((job, fetched)) => tokio::task::spawn_blocking(move || -> Result<RequestOutcome, StepError> {
-                let _in = span.enter();
-                let _fetched = fetched;
-                let prepared = project::prepare(&job)?;
-                Ok(match kind {
-                    RequestKind::Diff => RequestOutcome::Command(prepared.diff(&job)),
-                    RequestKind::Deploy => RequestOutcome::Command(prepared.deploy(&job, true)),
-                    RequestKind::Prune => RequestOutcome::Command(prepared.prune(&job)),
-                    RequestKind::Validate | RequestKind::Reconcile => {
-                        let (v, e) = prepared.validate(&job);
-                        RequestOutcome::Validate(v, e)
-                    }
+        let outcome = match Box::pin(self.job(spec, overrides, timing)).await {
+            Ok((job, fetched)) => {
+                tokio::task::spawn_blocking(move || -> Result<RequestOutcome, StepError> {
+                    let _in = span.enter();
+                    let _fetched = fetched;
+                    let prepared = project::prepare(&job)?;
+                    Ok(match kind {
+                        RequestKind::Diff => RequestOutcome::Command(Box::new(prepared.diff(&job))),
+                        RequestKind::Deploy => RequestOutcome::Command(Box::new(prepared.deploy(&job, true))),
+                        RequestKind::Prune => RequestOutcome::Command(Box::new(prepared.prune(&job))),
+                        RequestKind::Validate | RequestKind::Reconcile => {
+                            let (v, e) = prepared.validate(&job);
+                            RequestOutcome::Validate(Box::new(v), e)
+                        }
+                    })
                 })
-            })
-            .await
-            .map_err(|e| StepError::Task(e.to_string()))
-            .and_then(|r| r),
+                .await
+                .map_err(|e| StepError::Task(e.to_string()))
+                .and_then(|r| r)
+            }
             Err(e) => Err(e),
         };
         let outcome = match outcome {
@@ -671,7 +771,11 @@ impl Run<'_> {
         };
         let (field, result_id, message, ok, store_error) = match &outcome {
             RequestOutcome::Command(ran) => (
-                if kind == RequestKind::Diff { "lastDiffResult" } else { "lastDeployResult" },
+                if kind == RequestKind::Diff {
+                    "lastDiffResult"
+                } else {
+                    "lastDeployResult"
+                },
                 ran.stored_id.clone(),
                 status::command_message(kind.as_str(), &ran.summary),
                 ran.summary.errors.is_empty(),
@@ -692,8 +796,10 @@ impl Run<'_> {
         .unwrap_or(Value::Null);
         let mut st = self.status();
         match &outcome {
-            RequestOutcome::Command(ran) if kind != RequestKind::Diff => st.last_deploy_result = Some(ran.summary.clone()),
-            RequestOutcome::Validate(v, _) => st.last_validate_result = Some(v.clone()),
+            RequestOutcome::Command(ran) if kind != RequestKind::Diff => {
+                st.last_deploy_result = Some(ran.summary.clone());
+            }
+            RequestOutcome::Validate(v, _) => st.last_validate_result = Some((**v).clone()),
             RequestOutcome::Command(_) => {}
         }
         let mut patch = json!({ field: value });
@@ -725,8 +831,13 @@ impl Run<'_> {
         if let Some(e) = &store_error {
             tracing::warn!(error = %e, "failed to store the result");
         }
-        self.finish_request(kind, found, result_id, store_error.map(|e| format!("failed to store the result: {e}")))
-            .await
+        self.finish_request(
+            kind,
+            found,
+            result_id,
+            store_error.map(|e| format!("failed to store the result: {e}")),
+        )
+        .await
     }
 
     /// Deletion: with `spec.delete` (and not suspended) delete the target's objects by the
@@ -740,7 +851,9 @@ impl Run<'_> {
         let target_key = st.target_key.clone().filter(|k| !k.discriminator.is_empty());
         if self.kd.spec.delete && !self.kd.spec.suspend {
             match target_key {
-                None => tracing::warn!("spec.delete is set but no discriminator was recorded in status.targetKey: nothing deleted"),
+                None => tracing::warn!(
+                    "spec.delete is set but no discriminator was recorded in status.targetKey: nothing deleted"
+                ),
                 Some(key) => {
                     if let Err(e) = self.delete_target(&key).await {
                         tracing::error!(error = %kluctl_engine::error_chain(&e), "deleting the target's objects failed");
@@ -755,7 +868,8 @@ impl Run<'_> {
             .filter(|f| *f != KLUCTL_FINALIZER)
             .cloned()
             .collect();
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": self.kd.resource_version()}});
+        let patch =
+            json!({"metadata": {"finalizers": finalizers, "resourceVersion": self.kd.resource_version()}});
         match self.api.patch(&self.name, &params(), &Patch::Merge(patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -782,15 +896,17 @@ impl Run<'_> {
             overrides_patch: None,
             project_dir: PathBuf::new(),
             project_key: self.status().project_key.unwrap_or_default(),
-            git_info: Default::default(),
+            git_info: gitops_api::kluctl::results::GitInfo::default(),
             config,
             context,
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
             work_dir: s.cache_dir.join("work"),
-            git_cache_dir: s.cache_dir.join("git"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: kluctl_engine::source::GitSourceOptions::default(),
             results: s.results.clone(),
             deadline: self.started + Duration::from_secs(600),
+            discovery: self.ctx.discovery.clone(),
         };
         let key = key.clone();
         let span = tracing::Span::current();
@@ -806,7 +922,11 @@ impl Run<'_> {
         let ok = ran.summary.errors.is_empty();
         self.emit(
             if ok { Severity::Info } else { Severity::Error },
-            if ok { reasons::RECONCILIATION_SUCCEEDED } else { reasons::DEPLOY_FAILED },
+            if ok {
+                reasons::RECONCILIATION_SUCCEEDED
+            } else {
+                reasons::DEPLOY_FAILED
+            },
             &message,
             false,
         )
@@ -838,8 +958,8 @@ struct FullOutcome {
 
 /// What a command request produced.
 enum RequestOutcome {
-    Command(project::Ran),
-    Validate(gitops_api::kluctl::results::ValidateResult, Option<String>),
+    Command(Box<project::Ran>),
+    Validate(Box<gitops_api::kluctl::results::ValidateResult>, Option<String>),
 }
 
 /// `status.<kind>RequestResult` by kind.

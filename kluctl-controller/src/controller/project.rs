@@ -17,7 +17,7 @@ use gitops_api::kluctl::results::{
 };
 use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec};
 use kluctl_engine::apply::{ApplyOptions, NoProgress};
-use kluctl_engine::cluster::Cluster;
+use kluctl_engine::cluster::{Cluster, Discovered};
 use kluctl_engine::commands::{CommandContext, DeployOptions};
 use kluctl_engine::helm::{Capabilities, Helm};
 use kluctl_engine::kustomize::Kustomizer;
@@ -58,10 +58,51 @@ pub struct Job {
     pub work_dir: PathBuf,
     /// Where Git includes and vars are cached.
     pub git_cache_dir: PathBuf,
+    /// Credentials and cache sharing of the Git includes and vars.
+    pub git: kluctl_engine::source::GitSourceOptions,
     /// The result store.
     pub results: ResultStore,
     /// When the reconcile must be done.
     pub deadline: std::time::Instant,
+    /// Discovery results shared between reconciles.
+    pub discovery: std::sync::Arc<DiscoveryCache>,
+}
+
+/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
+/// without it every reconcile would repeat discovery, one request per API group version on
+/// servers without aggregated discovery (Kubernetes before 1.26). A kind that a deploy's CRD
+/// adds is read into the shared index by the engine when it is first needed.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Discovered)>>,
+}
+
+/// How long discovery results are reused.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+impl DiscoveryCache {
+    /// A connection to the cluster of `config`, discovering only when the cached results are
+    /// missing or older than [`DISCOVERY_TTL`].
+    fn connect(
+        &self,
+        config: &kube::Config,
+        context: &str,
+    ) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
+        let key = config.cluster_url.to_string();
+        let cached = self.entries.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+                .map(|(_, d)| d.clone())
+        });
+        if let Some(d) = cached {
+            return Cluster::from_config_discovered(config.clone(), context, d);
+        }
+        let cluster = Cluster::from_config(config.clone(), context)?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key, (std::time::Instant::now(), cluster.discovered()));
+        }
+        Ok(cluster)
+    }
 }
 
 /// Where results go.
@@ -107,7 +148,9 @@ fn api_to_engine<T: serde::Serialize, U: serde::de::DeserializeOwned + Default>(
 /// [`PrepareError`] with the full error text (file, item and field named by the engine).
 pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
     let spec = &job.spec;
-    let cluster = Cluster::from_config(job.config.clone(), &job.context)
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
         .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
     let inclusion = Inclusion::from_flags(
         &spec.include_tags,
@@ -121,10 +164,10 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
         .prefix("render-")
         .tempdir_in(&job.work_dir)
         .map_err(|e| PrepareError(format!("failed to create a render directory: {e}")))?;
-    let external_args = spec
-        .args
-        .clone()
-        .map_or_else(|| serde_json::Value::Object(serde_json::Map::new()), serde_json::Value::Object);
+    let external_args = spec.args.clone().map_or_else(
+        || serde_json::Value::Object(serde_json::Map::new()),
+        serde_json::Value::Object,
+    );
     let options = TargetOptions {
         project_dir: job.project_dir.clone(),
         target: spec.target.clone(),
@@ -143,6 +186,7 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
         },
         env: BTreeMap::new(),
         git_cache_dir: job.git_cache_dir.clone(),
+        git: job.git.clone(),
     };
     let rendered = target::render_target(
         options,
@@ -170,7 +214,9 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
 /// [`PrepareError`] when the cluster cannot be reached or the inclusion rules do not parse.
 pub fn prepare_delete(job: &Job, target_name: &str, discriminator: &str) -> Result<Prepared, PrepareError> {
     let spec = &job.spec;
-    let cluster = Cluster::from_config(job.config.clone(), &job.context)
+    let cluster = job
+        .discovery
+        .connect(&job.config, &job.context)
         .map_err(|e| PrepareError(kluctl_engine::error_chain(&e)))?;
     let inclusion = Inclusion::from_flags(
         &spec.include_tags,
@@ -223,7 +269,7 @@ impl Prepared {
             context_override: spec.context.clone().unwrap_or_default(),
             args: spec.args.clone().map(serde_json::Value::Object),
             images: spec.images.iter().map(api_to_engine).collect(),
-            dry_run: self.dry_run(job),
+            dry_run: Self::dry_run(job),
             no_wait: spec.no_wait,
             force_apply: spec.force_apply,
             replace_on_error: spec.replace_on_error,
@@ -247,17 +293,17 @@ impl Prepared {
         }
     }
 
-    fn dry_run(&self, job: &Job) -> bool {
+    fn dry_run(job: &Job) -> bool {
         job.controller_dry_run || job.spec.dry_run
     }
 
-    fn apply_options(&self, job: &Job) -> ApplyOptions {
+    fn apply_options(job: &Job) -> ApplyOptions {
         let spec = &job.spec;
         ApplyOptions {
             force_apply: spec.force_apply,
             replace_on_error: spec.replace_on_error,
             force_replace_on_error: spec.force_replace_on_error,
-            dry_run: self.dry_run(job),
+            dry_run: Self::dry_run(job),
             abort_on_error: spec.abort_on_error,
             readiness_timeout: READINESS_TIMEOUT,
             no_wait: spec.no_wait,
@@ -302,7 +348,7 @@ impl Prepared {
         r.target_key.target_name.clone_from(&self.rendered.target.name);
         r.target_key.discriminator.clone_from(&self.discriminator);
         r.errors.push(gitops_api::kluctl::results::DeploymentError {
-            object_ref: Default::default(),
+            object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
             message,
         });
         self.finish(job, r)
@@ -348,12 +394,12 @@ impl Prepared {
     pub fn deploy(&self, job: &Job, requested: bool) -> Ran {
         let r = if job.spec.deploy_mode == DeployMode::PokeImages {
             let ctx = self.context(job, "poke-images");
-            self.run(job, "poke-images", ctx.poke_images(self.dry_run(job)))
+            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
                 .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
         } else {
             let ctx = self.context(job, "deploy");
             let options = DeployOptions {
-                apply: self.apply_options(job),
+                apply: Self::apply_options(job),
                 prune: job.spec.prune,
                 wait_prune: false,
             };
@@ -368,7 +414,7 @@ impl Prepared {
     pub fn prune(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "prune");
         let r = self
-            .run(job, "prune", ctx.prune(self.dry_run(job), None))
+            .run(job, "prune", ctx.prune(Self::dry_run(job), None))
             .unwrap_or_else(|m| self.timed_out(job, "prune", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -378,7 +424,7 @@ impl Prepared {
     pub fn diff(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "diff");
         let r = self
-            .run(job, "diff", ctx.diff(&self.apply_options(job)))
+            .run(job, "diff", ctx.diff(&Self::apply_options(job)))
             .unwrap_or_else(|m| self.timed_out(job, "diff", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -388,7 +434,7 @@ impl Prepared {
     pub fn delete(&self, job: &Job) -> Ran {
         let ctx = self.context(job, "delete");
         let r = self
-            .run(job, "delete", ctx.delete(self.dry_run(job), false, None))
+            .run(job, "delete", ctx.delete(Self::dry_run(job), false, None))
             .unwrap_or_else(|m| self.timed_out(job, "delete", m));
         let r = self.finish(job, r);
         self.store(job, &r, true)
@@ -403,7 +449,7 @@ impl Prepared {
                 id: uuid::Uuid::new_v4().to_string(),
                 project_key: job.project_key.clone(),
                 errors: vec![gitops_api::kluctl::results::DeploymentError {
-                    object_ref: Default::default(),
+                    object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
                     message: m,
                 }],
                 ..ValidateResult::default()
@@ -411,10 +457,7 @@ impl Prepared {
         };
         v.reconcile_id.clone_from(&job.reconcile_id);
         v.rendered_objects_hash.clone_from(&self.objects_hash);
-        v.overrides_patch = job
-            .overrides_patch
-            .as_ref()
-            .and_then(|p| p.as_object().cloned());
+        v.overrides_patch = job.overrides_patch.as_ref().and_then(|p| p.as_object().cloned());
         v.kluctl_deployment = Some(KluctlDeploymentInfo {
             name: job.name.clone(),
             namespace: job.namespace.clone(),
@@ -435,7 +478,7 @@ impl Prepared {
         let ctx = self.context(job, "diff");
         let options = ApplyOptions {
             dry_run: true,
-            ..self.apply_options(job)
+            ..Self::apply_options(job)
         };
         let r = self
             .run(job, "drift detection", ctx.diff(&options))
@@ -508,12 +551,12 @@ impl Prepared {
     pub fn deploy_full(&self, job: &Job) -> (Ran, CommandResult) {
         let r = if job.spec.deploy_mode == DeployMode::PokeImages {
             let ctx = self.context(job, "poke-images");
-            self.run(job, "poke-images", ctx.poke_images(self.dry_run(job)))
+            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
                 .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
         } else {
             let ctx = self.context(job, "deploy");
             let options = DeployOptions {
-                apply: self.apply_options(job),
+                apply: Self::apply_options(job),
                 prune: job.spec.prune,
                 wait_prune: false,
             };

@@ -204,7 +204,10 @@ mod tests {
             e.to_string(),
             "annotation 'kluctl.io/request-diff': invalid request: requestValue is empty"
         );
-        assert!(parse(RequestKind::Diff, "2026-01-01").is_err(), "a bare timestamp is not the protocol");
+        assert!(
+            parse(RequestKind::Diff, "2026-01-01").is_err(),
+            "a bare timestamp is not the protocol"
+        );
     }
 
     #[test]

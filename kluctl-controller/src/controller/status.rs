@@ -2,6 +2,8 @@
 //! and message (Kluctl's wording, word for word, so dashboards and `kubectl get` match), and
 //! the condition list written at the start and at the end of a reconcile.
 
+use std::fmt::Write as _;
+
 use gitops_api::conditions::{self, reasons, status as cstatus, types};
 use gitops_api::kluctl::results::{CommandResultSummary, ValidateResult};
 use gitops_api::kluctl::v1beta1::{KluctlDeploymentSpec, KluctlDeploymentStatus};
@@ -31,7 +33,7 @@ fn plural_counts(r: &CommandResultSummary) -> String {
         (r.orphan_objects, "orphan objects"),
     ] {
         if n > 0 {
-            s.push_str(&format!(" {n} {what}."));
+            let _ = write!(s, " {n} {what}.");
         }
     }
     s
@@ -54,7 +56,11 @@ pub fn command_message(command: &str, r: &CommandResultSummary) -> String {
             errors_and_warnings(r.errors.len(), r.warnings.len())
         )
     } else if !r.warnings.is_empty() {
-        format!("{command} succeeded with {} warnings.{}", r.warnings.len(), plural_counts(r))
+        format!(
+            "{command} succeeded with {} warnings.{}",
+            r.warnings.len(),
+            plural_counts(r)
+        )
     } else {
         format!("{command} succeeded.{}", plural_counts(r))
     }
@@ -159,7 +165,12 @@ pub fn progressing(
 }
 
 /// The conditions at the end of a reconcile: Ready as given, Reconciling removed.
-pub fn finished(conditions: &[Condition], ready: &Ready, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn finished(
+    conditions: &[Condition],
+    ready: &Ready,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     let c = conditions::remove(conditions, types::RECONCILING);
     let mut c = conditions::set(
         &c,
@@ -182,8 +193,10 @@ mod tests {
     use serde_json::json;
 
     fn spec(validate: bool) -> KluctlDeploymentSpec {
-        serde_json::from_value(json!({"interval": "5m", "validate": validate, "source": {"git": {"url": "u"}}}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"interval": "5m", "validate": validate, "source": {"git": {"url": "u"}}}),
+        )
+        .unwrap()
     }
 
     fn err() -> DeploymentError {
@@ -207,14 +220,20 @@ mod tests {
             "deploy succeeded with 2 warnings. 2 new objects. 1 orphan objects."
         );
         r.errors = vec![err()];
-        assert_eq!(command_message("deploy", &r), "deploy failed with 1 errors and 2 warnings.");
+        assert_eq!(
+            command_message("deploy", &r),
+            "deploy failed with 1 errors and 2 warnings."
+        );
     }
 
     #[test]
     fn ready_combines_deploy_and_validate() {
         let mut st = KluctlDeploymentStatus::default();
         let r = ready_from_results(&spec(true), &st);
-        assert_eq!((r.ok, r.reason, r.message.as_str()), (false, "DeployFailed", "deployment status unknown"));
+        assert_eq!(
+            (r.ok, r.reason, r.message.as_str()),
+            (false, "DeployFailed", "deployment status unknown")
+        );
         st.last_deploy_result = Some(CommandResultSummary {
             new_objects: 1,
             ..CommandResultSummary::default()
@@ -222,7 +241,11 @@ mod tests {
         let r = ready_from_results(&spec(true), &st);
         assert_eq!(
             (r.ok, r.reason, r.message.as_str()),
-            (false, "ValidateFailed", "deploy succeeded. 1 new objects. Validation status unknown.")
+            (
+                false,
+                "ValidateFailed",
+                "deploy succeeded. 1 new objects. Validation status unknown."
+            )
         );
         st.last_validate_result = Some(ValidateResult {
             ready: true,
@@ -231,7 +254,11 @@ mod tests {
         let r = ready_from_results(&spec(true), &st);
         assert_eq!(
             (r.ok, r.reason, r.message.as_str()),
-            (true, "ReconciliationSucceeded", "deploy succeeded. 1 new objects. validate succeeded.")
+            (
+                true,
+                "ReconciliationSucceeded",
+                "deploy succeeded. 1 new objects. validate succeeded."
+            )
         );
         st.last_validate_result = Some(ValidateResult {
             ready: false,
@@ -241,10 +268,18 @@ mod tests {
         let r = ready_from_results(&spec(true), &st);
         assert_eq!(
             (r.ok, r.reason, r.message.as_str()),
-            (false, "ValidateFailed", "deploy succeeded. 1 new objects. validate failed with 1 errors.")
+            (
+                false,
+                "ValidateFailed",
+                "deploy succeeded. 1 new objects. validate failed with 1 errors."
+            )
         );
         let r = ready_from_results(&spec(false), &st);
-        assert_eq!((r.ok, r.reason), (true, "ReconciliationSucceeded"), "validate off ignores the result");
+        assert_eq!(
+            (r.ok, r.reason),
+            (true, "ReconciliationSucceeded"),
+            "validate off ignores the result"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub enum TargetError {
         keys: String,
     },
     /// The kubeconfig does not parse or has no usable context.
-    #[error("spec.kubeConfig.secretRef: the kubeconfig in Secret '{namespace}/{name}' is unusable: {message}")]
+    #[error(
+        "spec.kubeConfig.secretRef: the kubeconfig in Secret '{namespace}/{name}' is unusable: {message}"
+    )]
     Invalid {
         /// Namespace of the Secret.
         namespace: String,
@@ -52,7 +54,7 @@ pub enum TargetError {
         /// Its name.
         name: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -92,7 +94,7 @@ pub async fn target_config(
                 .map_err(|source| TargetError::Kube {
                     namespace: ns.clone(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
                 .ok_or_else(|| TargetError::SecretNotFound {
                     namespace: ns.clone(),
@@ -109,7 +111,11 @@ pub async fn target_config(
                 .ok_or_else(|| TargetError::KeyMissing {
                     namespace: ns.clone(),
                     name: name.clone(),
-                    keys: keys.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(" or "),
+                    keys: keys
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                 })?;
             let invalid = |message: String| TargetError::Invalid {
                 namespace: ns.clone(),
@@ -147,8 +153,10 @@ mod tests {
     #[test]
     fn the_spec_service_account_wins_over_the_default() {
         let spec = |sa: &str| -> KluctlDeploymentSpec {
-            serde_json::from_value(json!({"interval": "1m", "serviceAccountName": sa, "source": {"git": {"url": "u"}}}))
-                .unwrap()
+            serde_json::from_value(
+                json!({"interval": "1m", "serviceAccountName": sa, "source": {"git": {"url": "u"}}}),
+            )
+            .unwrap()
         };
         assert_eq!(
             impersonated_user(&spec("deployer"), "apps", "kluctl").as_deref(),

@@ -920,4 +920,4 @@ fn relative_path(name: &str) -> Result<PathBuf, EntryProblem> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

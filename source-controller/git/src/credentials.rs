@@ -343,7 +343,7 @@ pub fn client_identity(cert: &ClientCertificate) -> Result<reqwest::Identity, Er
 }
 
 /// Returns the identity in a form `ssh` can read without asking for anything.
-fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secret, Error> {
+pub(crate) fn decrypt_identity(identity: &[u8], passphrase: Option<&Secret>) -> Result<Secret, Error> {
     match ssh_key::PrivateKey::from_openssh(identity) {
         Ok(key) if key.is_encrypted() => {
             let passphrase = passphrase.ok_or_else(|| {

@@ -4,6 +4,7 @@
 //! ```text
 //!   Secret data ──Credentials::from_secret_data──┐   (controller: strict ssh, Flux's keys)
 //!   KLUCTL_GIT_* ─Credentials::from_kluctl_env───┤   (CLI: the user's ssh, Kluctl's env sets)
+//!   GitCredentialRules::credentials_for ─────────┤   (controller: spec.credentials.git, first match)
 //!                                                ▼
 //!   url ─────────────────────────────────► Remote::new(url, &credentials, timeout)
 //!                                            ├─ list_refs(prefixes) ─► RefListing (ls-refs)
@@ -15,6 +16,7 @@
 //! CA/client-identity parsing, [`SshMode`]), `url` ([`redact_url`], scheme classes), `session`
 //! (gix set-up per credential kind, credentials callback, HTTP client settings, ssh wrapper,
 //! deadline, error mapping), [`remote`] ([`Remote`]: ls-refs and the single-commit fetch),
+//! [`rules`] (Kluctl's ordered `{host, path glob, Secret}` credential rules, first match wins),
 //! `unpack` (pack → files without mapping the pack into memory), [`Error`] and [`error_chain`].
 //!
 //! What stays with the callers: source-controller keeps Flux's ref precedence, semver selection,
@@ -35,6 +37,7 @@
 pub mod credentials;
 mod error;
 pub mod remote;
+pub mod rules;
 mod session;
 mod unpack;
 mod url;
@@ -42,4 +45,5 @@ mod url;
 pub use credentials::{Credentials, KluctlGitEnv, ProxyOptions, Secret, SshMode};
 pub use error::{Error, error_chain};
 pub use remote::{FetchedCommit, RefListing, Remote, RemoteRef};
+pub use rules::{GitCredentialRule, GitCredentialRules, InvalidGlob, KluctlGitSecret};
 pub use url::redact_url;

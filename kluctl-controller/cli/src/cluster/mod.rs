@@ -21,6 +21,7 @@ pub use deploy::run_deploy;
 pub use diff::run_diff;
 pub use poke_images::run_poke_images;
 pub use prune::{run_delete, run_prune};
+pub(crate) use validate::conclude_validate;
 pub use validate::run_validate;
 
 use gitops_api::kluctl::v1beta1::ObjectRef;
@@ -132,7 +133,7 @@ fn store(
 ///
 /// # Errors
 /// [`CommandFailed`] when the result has errors; else a failure to store it.
-fn finish(
+pub(crate) fn finish(
     command: &'static str,
     mut r: CommandResult,
     flags: &OutputFormatFlags,

@@ -3,7 +3,7 @@
 
 use super::{cluster_of, context, prepared};
 use crate::flags::commands::ValidateCmd;
-use crate::output::{self, Format, write_outputs};
+use crate::output::{self, Format, ResultOutput, write_outputs};
 use crate::report::CommandFailed;
 use kluctl_engine::validate::ValidateResult;
 
@@ -17,11 +17,8 @@ pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
     let cluster = cluster_of(&p)?;
     let ctx = context(&p, cluster);
     let start = std::time::Instant::now();
-    let failed = |v: &ValidateResult| {
-        !v.ready || !v.errors.is_empty() || (cmd.warnings_as_errors && !v.warnings.is_empty())
-    };
     let mut v = cluster.block_on(ctx.validate());
-    while failed(&v)
+    while failed(&v, cmd.warnings_as_errors)
         && let Some(wait) = cmd.wait
         && start.elapsed() + cmd.sleep < wait
     {
@@ -29,24 +26,52 @@ pub fn run_validate(cmd: &ValidateCmd) -> anyhow::Result<()> {
         std::thread::sleep(cmd.sleep);
         v = cluster.block_on(ctx.validate());
     }
-    write_outputs(&cmd.output, Format::Text, &|format| match format {
-        Format::Text => Ok(kluctl_engine::validate::format_validate_text(&v)),
-        Format::Yaml => Ok(kluctl_engine::diff::yaml::to_yaml(&serde_json::to_value(&v)?)),
-        Format::Json => Ok(serde_json::to_string_pretty(&v)?),
+    let hint = cmd
+        .wait
+        .is_none()
+        .then_some("the target is not ready yet; pass --wait 5m to wait for it");
+    conclude_validate(&v, &cmd.output, cmd.warnings_as_errors, hint)
+}
+
+/// Prints a validate result to `outputs` (default: text on stdout) and decides the outcome, the
+/// same for the local `validate` and `gitops validate`: failed when not ready, with errors, or
+/// with warnings under `warnings_as_errors`.
+///
+/// # Errors
+/// A failed write, or [`CommandFailed`] (with `not_ready_hint` when the target is merely not
+/// ready and the result went to stdout).
+pub(crate) fn conclude_validate(
+    v: &ValidateResult,
+    outputs: &[ResultOutput],
+    warnings_as_errors: bool,
+    not_ready_hint: Option<&str>,
+) -> anyhow::Result<()> {
+    write_outputs(outputs, Format::Text, &|format| match format {
+        Format::Text => Ok(kluctl_engine::validate::format_validate_text(v)),
+        Format::Yaml => Ok(kluctl_engine::diff::yaml::to_yaml(&serde_json::to_value(v)?)),
+        Format::Json => Ok(serde_json::to_string_pretty(v)?),
     })?;
-    if failed(&v) {
-        let problems = if v.errors.is_empty() && cmd.warnings_as_errors {
+    if failed(v, warnings_as_errors) {
+        let problems = if v.errors.is_empty() && warnings_as_errors {
             &v.warnings
         } else {
             &v.errors
         };
-        let files = output::files(cmd.output.iter().map(|o| &o.to));
+        let files = output::files(outputs.iter().map(|o| &o.to));
         let mut failure = CommandFailed::new("validate", problems, &files);
-        if !v.ready && cmd.wait.is_none() && files.is_empty() {
-            "the target is not ready yet; pass --wait 5m to wait for it".clone_into(&mut failure.hint);
+        if let Some(hint) = not_ready_hint
+            && !v.ready
+            && files.is_empty()
+        {
+            hint.clone_into(&mut failure.hint);
         }
         return Err(failure.into());
     }
     eprintln!("Validation succeeded");
     Ok(())
+}
+
+/// Whether a validate result is a failure.
+fn failed(v: &ValidateResult, warnings_as_errors: bool) -> bool {
+    !v.ready || !v.errors.is_empty() || (warnings_as_errors && !v.warnings.is_empty())
 }

@@ -8,6 +8,7 @@
 //! `kluctl` do.
 
 pub mod commands;
+pub mod gitops;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 pub mod git;
 
-pub use git::{GitCache, GitError, RepoInfo, repo_key};
+pub use git::{CheckoutPin, CheckoutPinner, GitCache, GitError, GitSourceOptions, RepoInfo, repo_key};
 
 use serde::{Deserialize, Serialize};
 

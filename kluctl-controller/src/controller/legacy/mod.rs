@@ -17,7 +17,6 @@
 //! pipeline nothing is deployed unless the source and the render of this run succeeded, and the
 //! engine prunes only after its own successful apply.
 
-pub mod credentials;
 pub mod decide;
 pub mod spec;
 pub mod status;
@@ -58,9 +57,6 @@ pub enum StepError {
     /// A spec the shared steps cannot take.
     #[error(transparent)]
     Spec(#[from] spec::SpecError),
-    /// `spec.source.secretRef` could not be used.
-    #[error(transparent)]
-    Credentials(Box<credentials::CredentialsError>),
     /// The source could not be fetched.
     #[error(transparent)]
     Fetch(Box<fetch::FetchError>),
@@ -82,12 +78,6 @@ pub enum StepError {
 impl From<fetch::FetchError> for StepError {
     fn from(e: fetch::FetchError) -> Self {
         Self::Fetch(Box::new(e))
-    }
-}
-
-impl From<credentials::CredentialsError> for StepError {
-    fn from(e: credentials::CredentialsError) -> Self {
-        Self::Credentials(Box::new(e))
     }
 }
 
@@ -132,11 +122,11 @@ fn params() -> PatchParams {
 /// (with a log line) when the API server does not serve `flux.kluctl.io/v1alpha1`.
 pub async fn run(
     ctx: Arc<Context>,
-    namespace: String,
-    label_selector: String,
-    concurrency: u16,
+    args: &crate::args::ControllerArgs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let (namespace, label_selector, concurrency) =
+        (&args.namespace, &args.watch_label_selector, args.concurrency);
     let client = ctx.client.clone();
     if let Err(e) = client.list_api_group_resources("flux.kluctl.io/v1alpha1").await {
         tracing::info!(error = %e, "flux.kluctl.io/v1alpha1 is not served: legacy KluctlDeployments are not reconciled");
@@ -145,11 +135,11 @@ pub async fn run(
     let api: Api<KluctlDeployment> = if namespace.is_empty() {
         Api::all(client.clone())
     } else {
-        Api::namespaced(client.clone(), &namespace)
+        Api::namespaced(client.clone(), namespace)
     };
     let mut wc = watcher::Config::default();
     if !label_selector.is_empty() {
-        wc = wc.labels(&label_selector);
+        wc = wc.labels(label_selector);
     }
     let (reader, writer) = reflector::store();
     // Reconcile on spec changes, deletion and the two request annotations; not on status writes.
@@ -161,7 +151,7 @@ pub async fn run(
     let git_api: Api<GitRepository> = if namespace.is_empty() {
         Api::all(client.clone())
     } else {
-        Api::namespaced(client.clone(), &namespace)
+        Api::namespaced(client.clone(), namespace)
     };
     // A new artifact revision of a GitRepository re-reconciles the objects that reference it.
     let git_repositories = watcher(git_api, watcher::Config::default())
@@ -390,32 +380,15 @@ impl Run<'_> {
         mut engine_spec: EngineSpec,
     ) -> Result<(project::Job, fetch::Fetched), (StepError, String)> {
         let s = &self.ctx.settings;
-        let work_dir = s.cache_dir.join("work");
-        let creds = match self
-            .kd
-            .spec
-            .source
-            .as_ref()
-            .and_then(|src| src.secret_ref.as_ref().map(|r| (r.name.clone(), src.url.clone())))
-        {
-            Some((secret, url)) => {
-                credentials::git_credentials(&self.ctx.client, &self.namespace, &secret, &url, &work_dir)
-                    .await
-                    .map_err(|e| (e.into(), String::new()))?
-            }
-            None => credentials::GitCredentials::default(),
-        };
         let fetch_cx = fetch::FetchContext {
             client: &self.ctx.client,
-            git_cache_dir: &s.cache_dir.join("git"),
-            work_dir: &work_dir,
+            sources: &self.ctx.sources,
             artifact_options: &s.artifact_options,
             no_cross_namespace_refs: s.no_cross_namespace_refs,
         };
-        let fetched = fetch::fetch_with_git_env(&fetch_cx, &self.namespace, &engine_spec, &creds.env)
+        let fetched = fetch::fetch(&fetch_cx, &self.namespace, &engine_spec)
             .await
             .map_err(|e| (e.into(), String::new()))?;
-        drop(creds);
         let revision = fetched.revision.clone();
         let with_revision = |e: StepError| (e, revision.clone());
 
@@ -470,10 +443,12 @@ impl Run<'_> {
             context,
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
-            work_dir,
-            git_cache_dir: s.cache_dir.join("git"),
+            work_dir: s.cache_dir.join("work"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: self.ctx.sources.git_options(fetched.rules.clone()),
             results: s.results.clone(),
             deadline: self.started + timeout,
+            discovery: self.ctx.discovery.clone(),
         };
         Ok((job, fetched))
     }
@@ -777,9 +752,11 @@ impl Run<'_> {
             controller_dry_run: s.dry_run,
             reconcile_id: self.reconcile_id.clone(),
             work_dir: s.cache_dir.join("work"),
-            git_cache_dir: s.cache_dir.join("git"),
+            git_cache_dir: self.ctx.sources.git_dir(),
+            git: kluctl_engine::source::GitSourceOptions::default(),
             results: s.results.clone(),
             deadline: self.started + Duration::from_secs(600),
+            discovery: self.ctx.discovery.clone(),
         };
         let discriminator = discriminator.to_owned();
         let span = tracing::Span::current();

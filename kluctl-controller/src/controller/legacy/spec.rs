@@ -9,12 +9,16 @@
 //!                                                 └► target.context in templates (new name)
 //! ```
 //!
-//! Fields the engine has no use for (`registrySecrets`, `updateImages`, `helmCredentials`) are
-//! dropped here; [`ignored_fields`] names the ones set so the reconcile can say so.
+//! `spec.source.secretRef` becomes a `spec.credentials.git` entry for the source URL's host, so
+//! the clone and the project's Git includes from that host use it. Fields that are no-ops
+//! upstream too (`registrySecrets`, `updateImages`) are dropped; [`ignored_fields`] names the
+//! ones set so the reconcile can say so. Fields the shared steps cannot honour (`decryption`,
+//! `helmCredentials`) are carried over, so they stall exactly as on `gitops.kluctl.io`.
 
 use gitops_api::flux_kluctl::v1alpha1::{self, RenameContext};
 use gitops_api::kluctl::v1beta1::{
-    self, CrossNamespaceSourceReference, GitRef, KubeConfig, ProjectSource, ProjectSourceGit, SourceKind,
+    self, CrossNamespaceSourceReference, GitRef, KubeConfig, ProjectCredentials, ProjectCredentialsGit,
+    ProjectSource, ProjectSourceGit, SourceKind,
 };
 
 use crate::controller::target::DEFAULT_CONTEXT;
@@ -37,8 +41,6 @@ pub enum SpecError {
 ///
 /// `spec.source` wins over the deprecated `spec.sourceRef` + `spec.path` when both are set, as
 /// in flux-kluctl-controller. `context` is left as written: [`resolve_context`] replaces it.
-/// `spec.source.secretRef` is not carried (the v1beta1 type has no such field); the legacy
-/// pipeline turns it into clone credentials itself.
 ///
 /// # Errors
 /// [`SpecError`] naming the field.
@@ -59,7 +61,7 @@ pub fn engine_spec(
         timeout,
         suspend,
         registry_secrets: _,
-        helm_credentials: _,
+        helm_credentials,
         service_account_name,
         kube_config,
         rename_contexts: _,
@@ -90,7 +92,7 @@ pub fn engine_spec(
         source_ref,
         path,
         source_overrides: Vec::new(),
-        credentials: None,
+        credentials: spec.source.as_ref().and_then(source_credentials),
         decryption: decryption.clone(),
         interval: interval.clone(),
         retry_interval: retry_interval.clone(),
@@ -99,7 +101,11 @@ pub fn engine_spec(
         validate_interval: None,
         timeout: timeout.clone(),
         suspend: *suspend,
-        helm_credentials: Vec::new(),
+        helm_credentials: helm_credentials
+            .iter()
+            .filter_map(|h| h.secret_ref.clone())
+            .map(|secret_ref| v1beta1::HelmCredentials { secret_ref })
+            .collect(),
         service_account_name: service_account_name.clone(),
         kube_config: kube_config
             .as_ref()
@@ -186,6 +192,32 @@ fn project_source(
     }
 }
 
+/// `spec.source.secretRef` as the `spec.credentials.git` entry for the URL's host.
+fn source_credentials(source: &v1alpha1::ProjectSource) -> Option<ProjectCredentials> {
+    let secret_ref = source.secret_ref.clone()?;
+    let host = url_host(&source.url).unwrap_or("*").to_owned();
+    Some(ProjectCredentials {
+        git: vec![ProjectCredentialsGit {
+            host,
+            path: String::new(),
+            secret_ref,
+        }],
+        ..ProjectCredentials::default()
+    })
+}
+
+/// `host[:port]` of a Git URL: `scheme://[user@]host[:port]/path` or SCP-like `[user@]host:path`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let host = if let Some((_, rest)) = url.split_once("://") {
+        let authority = rest.split('/').next()?;
+        authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+    } else {
+        let (head, _) = url.split_once(':')?;
+        head.rsplit_once('@').map_or(head, |(_, h)| h)
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 /// Legacy fields that are set but have no effect here.
 pub fn ignored_fields(spec: &v1alpha1::KluctlDeploymentSpec) -> Vec<&'static str> {
     let mut ignored = Vec::new();
@@ -194,9 +226,6 @@ pub fn ignored_fields(spec: &v1alpha1::KluctlDeploymentSpec) -> Vec<&'static str
     }
     if spec.update_images {
         ignored.push("spec.updateImages");
-    }
-    if !spec.helm_credentials.is_empty() {
-        ignored.push("spec.helmCredentials");
     }
     ignored
 }
@@ -388,6 +417,29 @@ mod tests {
         let mut none = legacy(&json!({}));
         none.source_ref = None;
         assert!(matches!(engine_spec(&none), Err(SpecError::NoSource)));
+    }
+
+    #[test]
+    fn the_source_secret_becomes_credentials_for_its_host() {
+        let s = engine_spec(&legacy(&json!({
+            "source": {"url": "https://me@git.example.com:8443/org/r.git", "secretRef": {"name": "git-auth"}},
+        })))
+        .unwrap();
+        let git = &s.credentials.unwrap().git;
+        assert_eq!(git.len(), 1);
+        assert_eq!(
+            (git[0].host.as_str(), git[0].secret_ref.name.as_str()),
+            ("git.example.com:8443", "git-auth")
+        );
+        assert!(
+            engine_spec(&legacy(&json!({"source": {"url": "https://h/r"}})))
+                .unwrap()
+                .credentials
+                .is_none()
+        );
+        assert_eq!(url_host("ssh://git@h:22/r"), Some("h:22"));
+        assert_eq!(url_host("git@github.com:org/repo"), Some("github.com"));
+        assert_eq!(url_host("https://h/r"), Some("h"));
     }
 
     #[test]

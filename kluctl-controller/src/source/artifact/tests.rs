@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::AsyncReadExt as _;
 
-const REV: &str = "main@sha1:0123456789abcdef0123456789abcdef01234567";
+pub(crate) const REV: &str = "main@sha1:0123456789abcdef0123456789abcdef01234567";
 
 // ---- archives -------------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ fn tar_gz(entries: &[Entry]) -> Vec<u8> {
     gzip(&tar_bytes(entries))
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     gitops_api::revision::lower_hex(&Sha256::digest(bytes))
 }
 
@@ -445,14 +445,14 @@ fn unpack_refuses_a_non_empty_destination_and_fills_an_empty_one() {
 
 /// One scripted HTTP answer.
 #[derive(Clone)]
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     body: Vec<u8>,
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1:0 answering request n with `replies[n]` (the last one
 /// repeats), one request per connection; returns its address and the request counter.
-async fn serve(replies: Vec<Reply>) -> (SocketAddr, Arc<AtomicUsize>) {
+pub(crate) async fn serve(replies: Vec<Reply>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -485,7 +485,7 @@ async fn serve(replies: Vec<Reply>) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, count)
 }
 
-fn ok(body: &[u8]) -> Reply {
+pub(crate) fn ok(body: &[u8]) -> Reply {
     Reply {
         status: 200,
         body: body.to_vec(),
@@ -499,7 +499,7 @@ fn status(code: u16) -> Reply {
     }
 }
 
-fn artifact(url: String, digest: String) -> Artifact {
+pub(crate) fn artifact(url: String, digest: String) -> Artifact {
     Artifact {
         digest,
         last_update_time: gitops_api::meta::Time(std::time::UNIX_EPOCH.try_into().unwrap()),
@@ -512,7 +512,7 @@ fn artifact(url: String, digest: String) -> Artifact {
 }
 
 /// Fast retries: two, 1 ms apart.
-fn fast() -> FetchOptions {
+pub(crate) fn fast() -> FetchOptions {
     FetchOptions {
         retry: RetryPolicy {
             max_retries: 2,
@@ -524,7 +524,7 @@ fn fast() -> FetchOptions {
     }
 }
 
-fn project() -> Vec<u8> {
+pub(crate) fn project() -> Vec<u8> {
     tar_gz(&[
         dir(".", 0o750),
         file(".kluctl.yaml", "targets: []\n"),
