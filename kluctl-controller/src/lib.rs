@@ -10,6 +10,8 @@
 //!                  triggers: spec changes and request annotations of KluctlDeployments,
 //!                            new artifact revisions of referenced GitRepositories and Buckets,
 //!                            the requeue each reconcile asks for
+//!             └─ legacy flux.kluctl.io KluctlDeployment controller: controller::legacy::run
+//!                  (same process, same Context, run concurrently with the one above)
 //! ```
 
 pub mod args;
@@ -152,9 +154,14 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
         let _ = lost_tx.send(());
     });
+    // Both controllers stop when leadership is lost.
+    let lost = futures::FutureExt::shared(async move {
+        let _ = lost_rx.await;
+    });
+    let legacy = controller::legacy::run(ctx.clone(), &args, lost.clone());
     metrics.set_ready(true);
     tracing::info!(namespace = %args.namespace, concurrency = args.concurrency, "reconciling KluctlDeployments");
-    Controller::for_stream(deployments, reader)
+    let v1beta1 = Controller::for_stream(deployments, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
         .watches_stream(git_repositories, move |g: GitRepository| {
             referencing(
@@ -172,13 +179,11 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 &b.name_any(),
             )
         })
-        .graceful_shutdown_on(async move {
-            let _ = lost_rx.await;
-        })
+        .graceful_shutdown_on(lost)
         .shutdown_on_signal()
         .run(controller::reconcile, controller::error_policy, ctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(()));
+    futures::join!(v1beta1, legacy);
     metrics.set_ready(false);
     tracing::info!("shutting down");
     Ok(())

@@ -16,6 +16,7 @@
 
 pub mod decide;
 pub mod fetch;
+pub mod legacy;
 pub mod project;
 pub mod requests;
 pub mod status;

@@ -542,3 +542,28 @@ impl Prepared {
         }
     }
 }
+
+/// For the legacy `flux.kluctl.io` controller, whose status carries the whole result
+/// (`rawResult`) and not only its summary.
+impl Prepared {
+    /// [`Prepared::deploy`] (not requested: empty results are not stored), also returning the
+    /// full command result.
+    pub fn deploy_full(&self, job: &Job) -> (Ran, CommandResult) {
+        let r = if job.spec.deploy_mode == DeployMode::PokeImages {
+            let ctx = self.context(job, "poke-images");
+            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
+                .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
+        } else {
+            let ctx = self.context(job, "deploy");
+            let options = DeployOptions {
+                apply: Self::apply_options(job),
+                prune: job.spec.prune,
+                wait_prune: false,
+            };
+            self.run(job, "deploy", ctx.deploy(&options, &NoProgress, None))
+                .unwrap_or_else(|m| self.timed_out(job, "deploy", m))
+        };
+        let r = self.finish(job, r);
+        (self.store(job, &r, false), r)
+    }
+}
