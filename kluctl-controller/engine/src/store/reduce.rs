@@ -160,7 +160,11 @@ pub fn fit_command_result(namespace: &str, stored: &CommandResult) -> Result<Fit
     fit_within(namespace, stored, Budget::APISERVER)
 }
 
-pub(super) fn fit_within(namespace: &str, stored: &CommandResult, budget: Budget) -> Result<Fitted, StoreError> {
+pub(super) fn fit_within(
+    namespace: &str,
+    stored: &CommandResult,
+    budget: Budget,
+) -> Result<Fitted, StoreError> {
     let whole = encode::command_result_secret(namespace, stored)?;
     if budget.fits(&whole) {
         return Ok(Fitted {
@@ -294,6 +298,7 @@ pub fn annotation_bytes(secret: &Secret) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diff::{OutputOptions, format_text};
     use crate::result::{Change, ChangeType, ResultObject};
     use crate::store::encode::{decode_command_result, gunzip};
     use crate::store::{COMPACTED_OBJECTS_KEY, REDUCED_RESULT_KEY};
@@ -384,10 +389,7 @@ mod tests {
         let r = result(3, 100, 20);
         let fitted = fit_command_result("ns", &r).unwrap();
         assert_eq!(fitted.reduction, None);
-        assert_eq!(
-            fitted.secret,
-            encode::command_result_secret("ns", &r).unwrap()
-        );
+        assert_eq!(fitted.secret, encode::command_result_secret("ns", &r).unwrap());
         assert_eq!(annotation(&fitted.secret, RESULT_REDUCED_ANNOTATION), None);
         assert_eq!(decode_command_result(&fitted.secret).unwrap(), r);
     }
@@ -440,6 +442,11 @@ mod tests {
                         "metadata": {"name": "cm-3", "namespace": "app", "labels": {"app": "web"}}}))
         );
         assert_eq!(back.summary().new_objects, 20);
+        // What `kluctl gitops` prints of it: the objects, their changes and the warning.
+        let text = format_text(&back, &OutputOptions::default());
+        assert!(text.contains("New objects:\n  app/ConfigMap/cm-0\n"), "{text}");
+        assert!(text.contains("Diff for object app/ConfigMap/cm-3"), "{text}");
+        assert!(text.contains("stored without object bodies"), "{text}");
     }
 
     #[test]
@@ -471,12 +478,22 @@ mod tests {
             annotation(&fitted.secret, RESULT_REDUCED_ANNOTATION).as_deref(),
             Some("diffs")
         );
-        assert!(reduction.to_string().ends_with("stored without object bodies and change diffs"));
+        assert!(
+            reduction
+                .to_string()
+                .ends_with("stored without object bodies and change diffs")
+        );
         let back = decode_command_result(&fitted.secret).unwrap();
         assert_eq!(back.objects.len(), 200);
         let c = &back.objects[5].changes[0];
         assert_eq!(
-            (c.change_type, c.json_path.as_str(), &c.old_value, &c.new_value, c.unified_diff.as_str()),
+            (
+                c.change_type,
+                c.json_path.as_str(),
+                &c.old_value,
+                &c.new_value,
+                c.unified_diff.as_str()
+            ),
             (ChangeType::Update, "data.blob", &None, &None, "")
         );
         assert_eq!(counts(&stored_summary(&fitted.secret)), counts(&r.summary()));
@@ -501,6 +518,13 @@ mod tests {
         assert_eq!(summary.changed_objects, 200);
         let back = decode_command_result(&fitted.secret).unwrap();
         assert!(back.objects.is_empty());
+        // What `kluctl gitops` prints of it: no objects, the warning.
+        let text = format_text(&back, &OutputOptions::default());
+        assert!(
+            !text.contains("New objects:") && !text.contains("Changed objects:"),
+            "{text}"
+        );
+        assert!(text.contains("stored without objects"), "{text}");
         assert_eq!(
             back.warnings.last().unwrap().message,
             format!(
