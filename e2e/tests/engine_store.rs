@@ -387,3 +387,124 @@ async fn validate_results_keep_two_per_target_and_round_trip() -> anyhow::Result
     })
     .await
 }
+
+/// Text that gzip cannot shrink much: alphanumerics from a fixed xorshift sequence.
+fn noise(seed: u64, len: usize) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(ALNUM[(x % 62) as usize])
+        })
+        .collect()
+}
+
+/// kluctl#1324: a result whose objects hold ~3 MB (too large for one Secret, as the apiserver
+/// confirms) is stored without object bodies instead of failing, and says so.
+#[tokio::test]
+async fn command_result_too_large_for_one_secret_is_stored_without_object_bodies() -> anyhow::Result<()> {
+    with_results_ns("store_too_large", |client, ns, results| async move {
+        let mut b = ResultBuilder::new();
+        for i in 0..60_u64 {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": format!("big-{i}"), "namespace": ns,
+                                         "labels": {"app": "big"}},
+                            "data": {"blob": noise(i, 50_000)}});
+            let r = object_ref(&cm).context("configmap ref")?;
+            b.set_rendered(&r, cm.clone());
+            b.set_applied(&r, cm);
+            b.add_new(&r);
+        }
+        let mut input = command_result(
+            "big-1",
+            project("git://git.example.com/org/big"),
+            target("prod"),
+            1,
+        )?;
+        b.finish(&mut input);
+        let whole_summary = input.summary();
+
+        // The whole result is more than the apiserver takes in one Secret.
+        let whole = store::encode::command_result_secret(&results, &obfuscated_for_store(&input)?)?;
+        let whole_bytes: usize = whole.data.iter().flatten().map(|(_, v)| v.0.len()).sum();
+        ensure!(whole_bytes > 1 << 20, "whole result is only {whole_bytes} bytes");
+        let api = secret_api(&client, &results);
+        // (The namespace is created by the store; make it exist for this direct create.)
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut results_ns = Namespace::default();
+        results_ns.metadata.name = Some(results.clone());
+        namespaces.create(&PostParams::default(), &results_ns).await?;
+        let refused = api.create(&PostParams::default(), &whole).await;
+        ensure!(
+            matches!(refused, Err(kube::Error::Api(_))),
+            "the apiserver took a {whole_bytes} byte Secret: {refused:?}"
+        );
+
+        // The store writes it all the same, cut, and says what it cut.
+        let stored = store::write_command_result(&client, &results, &input, 5).await?;
+        let cut = stored.reduction.context("the store did not cut the result")?;
+        ensure!(
+            cut.objects == Some(store::ObjectCut::Bodies) && !cut.messages,
+            "{cut:?}"
+        );
+        let warning = cut.to_string();
+        ensure!(
+            warning.starts_with("command result too large for one Secret (")
+                && warning.ends_with(" bytes): stored without object bodies"),
+            "{warning}"
+        );
+
+        let secret = api.get(&stored.secret).await?;
+        let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+        ensure!(
+            annotations
+                .get(store::RESULT_REDUCED_ANNOTATION)
+                .map(String::as_str)
+                == Some("objects"),
+            "{annotations:?}"
+        );
+        let data_bytes: usize = secret.data.iter().flatten().map(|(_, v)| v.0.len()).sum();
+        ensure!(
+            data_bytes < store::reduce::MAX_SECRET_BYTES,
+            "stored {data_bytes} bytes"
+        );
+
+        // Reading back works: every object with its identity, the warning last, counts whole.
+        let back = store::get_command_result(&client, &results, "big-1").await?;
+        ensure!(back.objects.len() == 60, "{} objects", back.objects.len());
+        ensure!(back.objects.iter().all(|o| o.new));
+        let seventh = back
+            .objects
+            .iter()
+            .find(|o| o.object.name == "big-7")
+            .context("big-7 read back")?;
+        let rendered = seventh.rendered.as_ref().context("rendered identity")?;
+        ensure!(
+            *rendered
+                == json!({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "big-7", "namespace": ns, "labels": {"app": "big"}}}),
+            "{rendered}"
+        );
+        ensure!(
+            back.warnings.last().map(|w| w.message.as_str()) == Some(warning.as_str()),
+            "{:?}",
+            back.warnings
+        );
+        let summaries = store::list_command_result_summaries(&client, &results, None).await?;
+        let [summary] = summaries.as_slice() else {
+            anyhow::bail!("{} summaries listed", summaries.len());
+        };
+        ensure!(
+            summary.rendered_objects == whole_summary.rendered_objects
+                && summary.applied_objects == 60
+                && summary.new_objects == 60,
+            "{summary:?}"
+        );
+        ensure!(summary.warnings.last().map(|w| w.message.as_str()) == Some(warning.as_str()));
+        Ok(())
+    })
+    .await
+}

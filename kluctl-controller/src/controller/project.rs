@@ -255,6 +255,8 @@ pub struct Ran {
     pub stored_id: String,
     /// Why storing failed (the command itself ran).
     pub store_error: Option<String>,
+    /// What the store cut to fit the result into one Secret (a warning worth logging).
+    pub store_note: Option<String>,
 }
 
 impl Prepared {
@@ -368,6 +370,7 @@ impl Prepared {
                 summary,
                 stored_id: String::new(),
                 store_error: None,
+                store_note: None,
             };
         }
         let stored = self.cluster.block_on(kluctl_engine::store::write_command_result(
@@ -377,15 +380,17 @@ impl Prepared {
             job.results.keep_command,
         ));
         match stored {
-            Ok(()) => Ran {
+            Ok(stored) => Ran {
                 summary,
                 stored_id: r.id.clone(),
                 store_error: None,
+                store_note: stored.reduction.map(|cut| cut.to_string()),
             },
             Err(e) => Ran {
                 summary,
                 stored_id: String::new(),
                 store_error: Some(kluctl_engine::error_chain(&e)),
+                store_note: None,
             },
         }
     }

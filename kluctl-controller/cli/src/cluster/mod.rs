@@ -102,7 +102,9 @@ fn conclude(
 }
 
 /// Writes the result to the command-result store when the flags ask for it (Kluctl: not for
-/// dry runs unless forced); the store obfuscates Secret values itself.
+/// dry runs unless forced); the store obfuscates Secret values itself. A result the store had
+/// to cut to fit one Secret is stored all the same; a `warning:` line on stderr says what was
+/// cut.
 fn store(
     cluster: &Cluster,
     r: &mut CommandResult,
@@ -125,8 +127,15 @@ fn store(
             r,
             flags.keep_command_results_count,
         ))
-        .err()
-        .map(|e| anyhow::anyhow!("failed to write result to result store: {e}"))
+        .map_or_else(
+            |e| Some(anyhow::anyhow!("failed to write result to result store: {e}")),
+            |stored| {
+                if let Some(cut) = stored.reduction {
+                    eprintln!("warning: {cut}");
+                }
+                None
+            },
+        )
 }
 
 /// Obfuscates (unless `--no-obfuscate`) and prints a command result.

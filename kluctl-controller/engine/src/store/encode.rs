@@ -186,12 +186,22 @@ fn mask_last_applied(o: &mut Value) {
 /// # Errors
 /// Serialising or compressing a part failed.
 pub fn command_result_secret(namespace: &str, stored: &CommandResult) -> Result<Secret, StoreError> {
+    command_result_secret_with_summary(namespace, stored, &stored.summary())
+}
+
+/// [`command_result_secret`] with the summary annotation given: a reduced result keeps the
+/// summary of the whole one ([`super::reduce`]).
+pub(super) fn command_result_secret_with_summary(
+    namespace: &str,
+    stored: &CommandResult,
+    summary: &CommandResultSummary,
+) -> Result<Secret, StoreError> {
     let name = secret_name("cr", &stored.id, &stored.project_key);
     let enc = Encoder {
         secret: &name,
         namespace,
     };
-    let summary = enc.json("the summary annotation", &stored.summary())?;
+    let summary = enc.json("the summary annotation", summary)?;
     let reduced = enc.gzip_json(REDUCED_RESULT_KEY, &stored.to_reduced_objects())?;
     let compacted = enc.gzip_json(COMPACTED_OBJECTS_KEY, &compact_objects(&stored.objects))?;
     let mut annotations = BTreeMap::from([(COMMAND_RESULT_SUMMARY_ANNOTATION.to_owned(), summary)]);

@@ -17,6 +17,7 @@
 //! ```
 //!
 //! - [`encode`]: pure: Secret names, labels, annotations, gzip JSON, decoding, obfuscation
+//! - [`reduce`]: pure: a result too large for one Secret is cut until it fits (kluctl#1324)
 //! - [`retention`]: pure: Kluctl's summary order, project filter, which results expire
 //!
 //! Differences from Kluctl, each on purpose:
@@ -25,10 +26,13 @@
 //!   CLI prints. Invariant: Secret values never reach a stored result.
 //! - The repository part of a Secret name is lower-cased (Kluctl keeps upper case, which the
 //!   apiserver rejects as a Secret name).
+//! - A command result too large for one Secret is stored cut (object bodies first, see
+//!   [`reduce`]) with an annotation and a warning saying so; Kluctl fails the command.
 //! - Only result Secrets in the store's own namespace are listed and deleted (Kluctl lists
 //!   results of all namespaces but deletes only in its own).
 
 pub mod encode;
+pub mod reduce;
 pub mod retention;
 
 use gitops_api::constants::KLUCTL_RESULTS_FIELD_MANAGER;
@@ -41,6 +45,7 @@ use crate::diff::DiffError;
 use crate::result::{CommandResult, CommandResultSummary, ResultError};
 
 pub use encode::ValidateResultSummary;
+pub use reduce::{ObjectCut, Reduction};
 
 /// Namespace results are written to unless `--command-result-namespace` says otherwise.
 pub const DEFAULT_RESULTS_NAMESPACE: &str = "kluctl-results";
@@ -67,6 +72,9 @@ pub const PROJECT_SUBDIR_ANNOTATION: &str = "kluctl.io/result-project-subdir";
 pub const DEPLOYMENT_NAME_ANNOTATION: &str = "kluctl.io/result-deployment-name";
 /// Annotation holding the KluctlDeployment's namespace (controller results).
 pub const DEPLOYMENT_NAMESPACE_ANNOTATION: &str = "kluctl.io/result-deployment-namespace";
+/// Annotation on a command result Secret cut to fit: what was cut, `,`-joined from `objects`,
+/// `diffs`, `object-list`, `messages` ([`Reduction::annotation_value`]). Absent when whole.
+pub const RESULT_REDUCED_ANNOTATION: &str = "kluctl.io/result-reduced";
 /// Data key of the gzip JSON command result with reduced objects.
 pub const REDUCED_RESULT_KEY: &str = "reducedResult";
 /// Data key of the gzip JSON compacted objects.
@@ -195,6 +203,15 @@ pub enum StoreError {
     },
 }
 
+/// A command result written to the store.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// Name of the result Secret.
+    pub secret: String,
+    /// What was cut to fit the result into one Secret; `None` when it is stored whole.
+    pub reduction: Option<Reduction>,
+}
+
 /// One listed result: the Secret's name and the summary from its annotation.
 struct Listed<S> {
     /// Name of the Secret.
@@ -203,10 +220,14 @@ struct Listed<S> {
     summary: S,
 }
 
-/// Writes a command result: obfuscates every Secret value in it, creates `namespace` if
-/// missing, applies the result Secret (field manager `kluctl-results`), then deletes the
-/// oldest command results of the same project and target beyond `keep_count` (Kluctl's
-/// default is [`DEFAULT_KEEP_COMMAND_RESULTS`]; `0` keeps none, not even this one, as Kluctl).
+/// Writes a command result: obfuscates every Secret value in it, cuts it to fit one Secret
+/// when it is too large ([`reduce`]), creates `namespace` if missing, applies the result
+/// Secret (field manager `kluctl-results`), then deletes the oldest command results of the
+/// same project and target beyond `keep_count` (Kluctl's default is
+/// [`DEFAULT_KEEP_COMMAND_RESULTS`]; `0` keeps none, not even this one, as Kluctl).
+///
+/// A cut result is no error: [`Stored::reduction`] says what was cut (its text is also a
+/// warning in the stored result), for the caller to show.
 ///
 /// # Errors
 /// An empty id, a failed obfuscation or encoding, or an API error of the namespace or the
@@ -215,7 +236,12 @@ struct Listed<S> {
 /// ```no_run
 /// # async fn demo(client: kube::Client, result: kluctl_engine::result::CommandResult) {
 /// use kluctl_engine::store;
-/// store::write_command_result(&client, store::DEFAULT_RESULTS_NAMESPACE, &result, 5).await.unwrap();
+/// let stored = store::write_command_result(&client, store::DEFAULT_RESULTS_NAMESPACE, &result, 5)
+///     .await
+///     .unwrap();
+/// if let Some(cut) = stored.reduction {
+///     eprintln!("warning: {cut}");
+/// }
 /// # }
 /// ```
 pub async fn write_command_result(
@@ -223,7 +249,7 @@ pub async fn write_command_result(
     namespace: &str,
     result: &CommandResult,
     keep_count: usize,
-) -> Result<(), StoreError> {
+) -> Result<Stored, StoreError> {
     if result.id.is_empty() {
         return Err(StoreError::MissingId { kind: "command" });
     }
@@ -231,7 +257,11 @@ pub async fn write_command_result(
         id: result.id.clone(),
         source,
     })?;
-    let secret = encode::command_result_secret(namespace, &stored)?;
+    let reduce::Fitted { secret, reduction } = reduce::fit_command_result(namespace, &stored)?;
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    if let Some(r) = &reduction {
+        tracing::warn!(id = %result.id, secret = %name, cut = %r.annotation_value(), "{r}");
+    }
     write_and_expire::<CommandResultSummary>(
         client,
         namespace,
@@ -240,7 +270,11 @@ pub async fn write_command_result(
         &result.target_key,
         keep_count,
     )
-    .await
+    .await?;
+    Ok(Stored {
+        secret: name,
+        reduction,
+    })
 }
 
 /// Writes a validate result like [`write_command_result`] (no obfuscation needed: it holds no
@@ -332,6 +366,8 @@ pub async fn list_validate_result_summaries(
 
 /// Reads a command result back: the reduced result with its objects replaced by the expanded
 /// compacted objects (so `rendered`/`remote`/`applied` are complete, Secret values obfuscated).
+/// A result cut to fit its Secret ([`RESULT_REDUCED_ANNOTATION`]) reads back as stored: objects
+/// with identity bodies, or none, and the warning saying so.
 ///
 /// # Errors
 /// No Secret with the id, a missing data key, data that is not gzip JSON, or compacted
