@@ -509,6 +509,9 @@ impl Run<'_> {
             if let Some(e) = &d.store_error {
                 tracing::warn!(error = %e, "failed to store the deploy result");
             }
+            if let Some(note) = &d.store_note {
+                tracing::warn!(note = %note, "the deploy result was reduced to fit the result store");
+            }
         }
         if let Some((v, store_error)) = &outcome.validate {
             let ok = v.ready && v.errors.is_empty();

@@ -380,12 +380,23 @@ impl Prepared {
             job.results.keep_command,
         ));
         match stored {
-            Ok(stored) => Ran {
-                summary,
-                stored_id: r.id.clone(),
-                store_error: None,
-                store_note: stored.reduction.map(|cut| cut.to_string()),
-            },
+            Ok(stored) => {
+                let mut summary = summary;
+                let store_note = stored.reduction.map(|cut| cut.to_string());
+                // Say so where users look: the status summary gets the store's warning too.
+                if let Some(note) = &store_note {
+                    summary.warnings.push(gitops_api::kluctl::results::DeploymentError {
+                        object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
+                        message: note.clone(),
+                    });
+                }
+                Ran {
+                    summary,
+                    stored_id: r.id.clone(),
+                    store_error: None,
+                    store_note,
+                }
+            }
             Err(e) => Ran {
                 summary,
                 stored_id: String::new(),
@@ -397,6 +408,12 @@ impl Prepared {
 
     /// `deploy` (with `spec.prune`) or `poke-images`, per `spec.deployMode`.
     pub fn deploy(&self, job: &Job, requested: bool) -> Ran {
+        self.deploy_full(job, requested).0
+    }
+
+    /// [`Self::deploy`], also returning the full command result (the legacy
+    /// `flux.kluctl.io` status carries it as `rawResult`).
+    pub fn deploy_full(&self, job: &Job, requested: bool) -> (Ran, CommandResult) {
         let r = if job.spec.deploy_mode == DeployMode::PokeImages {
             let ctx = self.context(job, "poke-images");
             self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
@@ -412,7 +429,7 @@ impl Prepared {
                 .unwrap_or_else(|m| self.timed_out(job, "deploy", m))
         };
         let r = self.finish(job, r);
-        self.store(job, &r, requested)
+        (self.store(job, &r, requested), r)
     }
 
     /// `prune` (a request): deletes the orphans of this render.
@@ -548,27 +565,3 @@ impl Prepared {
     }
 }
 
-/// For the legacy `flux.kluctl.io` controller, whose status carries the whole result
-/// (`rawResult`) and not only its summary.
-impl Prepared {
-    /// [`Prepared::deploy`] (not requested: empty results are not stored), also returning the
-    /// full command result.
-    pub fn deploy_full(&self, job: &Job) -> (Ran, CommandResult) {
-        let r = if job.spec.deploy_mode == DeployMode::PokeImages {
-            let ctx = self.context(job, "poke-images");
-            self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
-                .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
-        } else {
-            let ctx = self.context(job, "deploy");
-            let options = DeployOptions {
-                apply: Self::apply_options(job),
-                prune: job.spec.prune,
-                wait_prune: false,
-            };
-            self.run(job, "deploy", ctx.deploy(&options, &NoProgress, None))
-                .unwrap_or_else(|m| self.timed_out(job, "deploy", m))
-        };
-        let r = self.finish(job, r);
-        (self.store(job, &r, false), r)
-    }
-}

@@ -484,7 +484,7 @@ impl Run<'_> {
             );
             let deploy = reason.map(|why| {
                 tracing::info!(reason = why.as_str(), "deploying");
-                let (ran, full) = prepared.deploy_full(&job);
+                let (ran, full) = prepared.deploy_full(&job, false);
                 let raw = status::raw_result(&full, || full.to_reduced_objects());
                 (why, ran, raw)
             });
