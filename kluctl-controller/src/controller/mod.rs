@@ -70,7 +70,79 @@ pub struct Context {
 /// How often the source cache is cleaned at most.
 const GC_EVERY: Duration = Duration::from_secs(60);
 
+/// Which object a job is for.
+pub struct Who<'a> {
+    /// The object's name.
+    pub name: &'a str,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// This reconcile's id.
+    pub reconcile_id: &'a str,
+}
+
 impl Context {
+    /// The engine job for `who`: `spec` rendered from `source` (`None`: nothing rendered, for a
+    /// delete by discriminator) on the target `config`/`context`, done by `deadline`.
+    pub fn job(
+        &self,
+        who: &Who<'_>,
+        spec: KluctlDeploymentSpec,
+        target: (kube::Config, String),
+        source: Option<&fetch::Fetched>,
+        deadline: Instant,
+    ) -> project::Job {
+        let s = &self.settings;
+        let (config, context) = target;
+        project::Job {
+            name: who.name.to_owned(),
+            namespace: who.namespace.to_owned(),
+            spec,
+            overrides_patch: None,
+            project_dir: source.map(|f| f.project_dir.clone()).unwrap_or_default(),
+            project_key: source.map(|f| f.project_key.clone()).unwrap_or_default(),
+            git_info: source.map(|f| f.git_info.clone()).unwrap_or_default(),
+            config,
+            context,
+            controller_dry_run: s.dry_run,
+            reconcile_id: who.reconcile_id.to_owned(),
+            work_dir: s.cache_dir.join("work"),
+            git_cache_dir: self.sources.git_dir(),
+            git: source.map_or_else(kluctl_engine::source::GitSourceOptions::default, |f| {
+                self.sources.git_options(f.rules.clone())
+            }),
+            results: s.results.clone(),
+            deadline,
+            discovery: self.discovery.clone(),
+        }
+    }
+
+    /// Deletes every object of `discriminator` (the target named `target_name`) with `job`,
+    /// on the engine thread; the result is stored.
+    ///
+    /// # Errors
+    /// When the cluster cannot be reached or the engine task fails.
+    pub async fn delete_target(
+        &self,
+        job: project::Job,
+        target_name: String,
+        discriminator: String,
+    ) -> Result<project::Ran, project::PrepareError> {
+        let span = tracing::Span::current();
+        let ran = tokio::task::spawn_blocking(move || -> Result<project::Ran, project::PrepareError> {
+            let _in = span.enter();
+            let prepared = project::prepare_delete(&job, &target_name, &discriminator)?;
+            Ok(prepared.delete(&job))
+        })
+        .await
+        .map_err(|e| project::PrepareError(format!("the engine task failed: {e}")))??;
+        tracing::info!(
+            deleted = ran.summary.deleted_objects,
+            "{}",
+            status::command_message("delete", &ran.summary)
+        );
+        Ok(ran)
+    }
+
     /// Cleans the source cache unless that happened within [`GC_EVERY`].
     async fn maybe_gc(&self) {
         {
@@ -299,6 +371,14 @@ impl Run<'_> {
         self.kd.status.clone().unwrap_or_default()
     }
 
+    fn who(&self) -> Who<'_> {
+        Who {
+            name: &self.name,
+            namespace: &self.namespace,
+            reconcile_id: &self.reconcile_id,
+        }
+    }
+
     async fn emit(&self, severity: Severity, reason: &str, message: &str, success: bool) {
         let mut metadata = std::collections::BTreeMap::new();
         let status = self.status();
@@ -398,25 +478,14 @@ impl Run<'_> {
             &s.default_service_account,
         )
         .await?;
-        let job = project::Job {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
+        let mut job = self.ctx.job(
+            &self.who(),
             spec,
-            overrides_patch: overrides,
-            project_dir: fetched.project_dir.clone(),
-            project_key: fetched.project_key.clone(),
-            git_info: fetched.git_info.clone(),
-            config,
-            context,
-            controller_dry_run: s.dry_run,
-            reconcile_id: self.reconcile_id.clone(),
-            work_dir: s.cache_dir.join("work"),
-            git_cache_dir: self.ctx.sources.git_dir(),
-            git: self.ctx.sources.git_options(fetched.rules.clone()),
-            results: s.results.clone(),
-            deadline: self.started + timing.timeout,
-            discovery: self.ctx.discovery.clone(),
-        };
+            (config, context),
+            Some(&fetched),
+            self.started + timing.timeout,
+        );
+        job.overrides_patch = overrides;
         Ok((job, fetched))
     }
 
@@ -892,36 +961,19 @@ impl Run<'_> {
             &s.default_service_account,
         )
         .await?;
-        let job = project::Job {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            spec: self.kd.spec.clone(),
-            overrides_patch: None,
-            project_dir: PathBuf::new(),
-            project_key: self.status().project_key.unwrap_or_default(),
-            git_info: gitops_api::kluctl::results::GitInfo::default(),
-            config,
-            context,
-            controller_dry_run: s.dry_run,
-            reconcile_id: self.reconcile_id.clone(),
-            work_dir: s.cache_dir.join("work"),
-            git_cache_dir: self.ctx.sources.git_dir(),
-            git: kluctl_engine::source::GitSourceOptions::default(),
-            results: s.results.clone(),
-            deadline: self.started + Duration::from_secs(600),
-            discovery: self.ctx.discovery.clone(),
-        };
-        let key = key.clone();
-        let span = tracing::Span::current();
-        let ran = tokio::task::spawn_blocking(move || -> Result<project::Ran, StepError> {
-            let _in = span.enter();
-            let prepared = project::prepare_delete(&job, &key.target_name, &key.discriminator)?;
-            Ok(prepared.delete(&job))
-        })
-        .await
-        .map_err(|e| StepError::Task(e.to_string()))??;
+        let mut job = self.ctx.job(
+            &self.who(),
+            self.kd.spec.clone(),
+            (config, context),
+            None,
+            self.started + Duration::from_secs(600),
+        );
+        job.project_key = self.status().project_key.unwrap_or_default();
+        let ran = self
+            .ctx
+            .delete_target(job, key.target_name.clone(), key.discriminator.clone())
+            .await?;
         let message = status::command_message("delete", &ran.summary);
-        tracing::info!(deleted = ran.summary.deleted_objects, "{message}");
         let ok = ran.summary.errors.is_empty();
         self.emit(
             if ok { Severity::Info } else { Severity::Error },

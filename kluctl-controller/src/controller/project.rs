@@ -385,10 +385,12 @@ impl Prepared {
                 let store_note = stored.reduction.map(|cut| cut.to_string());
                 // Say so where users look: the status summary gets the store's warning too.
                 if let Some(note) = &store_note {
-                    summary.warnings.push(gitops_api::kluctl::results::DeploymentError {
-                        object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
-                        message: note.clone(),
-                    });
+                    summary
+                        .warnings
+                        .push(gitops_api::kluctl::results::DeploymentError {
+                            object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
+                            message: note.clone(),
+                        });
                 }
                 Ran {
                     summary,
@@ -564,4 +566,3 @@ impl Prepared {
         }
     }
 }
-

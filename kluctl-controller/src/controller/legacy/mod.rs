@@ -22,7 +22,6 @@ pub mod spec;
 pub mod status;
 
 use std::hash::{Hash as _, Hasher as _};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -307,6 +306,14 @@ impl Run<'_> {
         self.kd.status.clone().unwrap_or_default()
     }
 
+    fn who(&self) -> super::Who<'_> {
+        super::Who {
+            name: &self.name,
+            namespace: &self.namespace,
+            reconcile_id: &self.reconcile_id,
+        }
+    }
+
     async fn patch_status(&mut self, status: Value) -> Result<(), Error> {
         self.kd = self
             .api
@@ -431,25 +438,13 @@ impl Run<'_> {
             .unwrap_or_else(|| spec::rename(&self.kd.spec.rename_contexts, &current));
         engine_spec.context = written_context;
         let timeout = Timing::from_spec(&self.kd.spec).map_or(Duration::from_secs(600), |t| t.timeout);
-        let job = project::Job {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            spec: engine_spec,
-            overrides_patch: None,
-            project_dir: fetched.project_dir.clone(),
-            project_key: fetched.project_key.clone(),
-            git_info: fetched.git_info.clone(),
-            config,
-            context,
-            controller_dry_run: s.dry_run,
-            reconcile_id: self.reconcile_id.clone(),
-            work_dir: s.cache_dir.join("work"),
-            git_cache_dir: self.ctx.sources.git_dir(),
-            git: self.ctx.sources.git_options(fetched.rules.clone()),
-            results: s.results.clone(),
-            deadline: self.started + timeout,
-            discovery: self.ctx.discovery.clone(),
-        };
+        let job = self.ctx.job(
+            &self.who(),
+            engine_spec,
+            (config, context),
+            Some(&fetched),
+            self.started + timeout,
+        );
         Ok((job, fetched))
     }
 
@@ -739,36 +734,18 @@ impl Run<'_> {
             .project_context
             .unwrap_or_else(|| spec::rename(&self.kd.spec.rename_contexts, &current));
         let target_name = self.kd.spec.target.clone().unwrap_or_default();
-        let job = project::Job {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            spec: engine_spec,
-            overrides_patch: None,
-            project_dir: PathBuf::new(),
-            project_key: gitops_api::kluctl::results::ProjectKey::default(),
-            git_info: gitops_api::kluctl::results::GitInfo::default(),
-            config,
-            context,
-            controller_dry_run: s.dry_run,
-            reconcile_id: self.reconcile_id.clone(),
-            work_dir: s.cache_dir.join("work"),
-            git_cache_dir: self.ctx.sources.git_dir(),
-            git: kluctl_engine::source::GitSourceOptions::default(),
-            results: s.results.clone(),
-            deadline: self.started + Duration::from_secs(600),
-            discovery: self.ctx.discovery.clone(),
-        };
-        let discriminator = discriminator.to_owned();
-        let span = tracing::Span::current();
-        let ran = tokio::task::spawn_blocking(move || -> Result<project::Ran, StepError> {
-            let _in = span.enter();
-            let prepared = project::prepare_delete(&job, &target_name, &discriminator)?;
-            Ok(prepared.delete(&job))
-        })
-        .await
-        .map_err(|e| StepError::Task(e.to_string()))??;
+        let job = self.ctx.job(
+            &self.who(),
+            engine_spec,
+            (config, context),
+            None,
+            self.started + Duration::from_secs(600),
+        );
+        let ran = self
+            .ctx
+            .delete_target(job, target_name, discriminator.to_owned())
+            .await?;
         let message = super::status::command_message("delete", &ran.summary);
-        tracing::info!(deleted = ran.summary.deleted_objects, "{message}");
         let ok = ran.summary.errors.is_empty();
         self.emit(
             if ok { Severity::Info } else { Severity::Error },
