@@ -6,8 +6,6 @@
 //! users can alert on a failing deploy, a not-ready target or drift without reading status.
 //! Controller-wide: controller-runtime's `controller_runtime_reconcile_total{controller,result}`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,7 +37,7 @@ struct Outcome {
 /// The controller's metrics.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
+    probes: gitops_runtime::Probes,
     duration: Family<Object, Histogram>,
     failures: Family<Failure, Counter>,
     reconciles: Family<Outcome, Counter>,
@@ -49,7 +47,6 @@ pub struct Metrics {
     orphans: Family<Object, Gauge>,
     validate_ready: Family<Object, Gauge>,
     drifted: Family<Object, Gauge>,
-    ready: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -123,7 +120,7 @@ impl Metrics {
             "Objects the last drift detection reported",
         );
         Metrics {
-            registry: Arc::new(Mutex::new(registry)),
+            probes: gitops_runtime::Probes::new(registry),
             duration,
             failures,
             reconciles,
@@ -133,7 +130,6 @@ impl Metrics {
             orphans,
             validate_ready,
             drifted,
-            ready: Arc::default(),
         }
     }
 
@@ -200,56 +196,22 @@ impl Metrics {
 
     /// Marks the controller ready (`/readyz` answers 200).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.probes.set_ready(ready);
     }
 
     /// The text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Ok(r) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
-        }
-        out
+        self.probes.encode()
     }
 
     /// `/metrics`.
     pub fn metrics_router(&self) -> axum::Router {
-        let m = self.clone();
-        axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = m.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
+        self.probes.metrics_router()
     }
 
     /// `/healthz` (always 200) and `/readyz` (200 once reconciling).
     pub fn health_router(&self) -> axum::Router {
-        let ready = self.ready.clone();
-        axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                axum::routing::get(move || {
-                    let ready = ready.load(Ordering::Relaxed);
-                    async move {
-                        if ready {
-                            (axum::http::StatusCode::OK, "ok")
-                        } else {
-                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                        }
-                    }
-                }),
-            )
+        self.probes.health_router()
     }
 }
 

@@ -11,8 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets_range};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,12 +40,11 @@ struct ControllerLabels {
 /// The controller's metrics.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
+    probes: gitops_runtime::Probes,
     duration: Family<ObjectLabels, Histogram>,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
-    ready: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -87,12 +84,11 @@ impl Metrics {
             failures.clone(),
         );
         Metrics {
-            registry: Arc::new(Mutex::new(registry)),
+            probes: gitops_runtime::Probes::new(registry),
             duration,
             reconciles,
             errors,
             failures,
-            ready: Arc::default(),
         }
     }
 
@@ -145,56 +141,22 @@ impl Metrics {
 
     /// Marks the process ready (`/readyz` answers 200).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+        self.probes.set_ready(ready);
     }
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Ok(registry) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        }
-        out
+        self.probes.encode()
     }
 
     /// Router serving `/metrics`.
     pub fn metrics_router(&self) -> axum::Router {
-        let me = self.clone();
-        axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let me = me.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        me.encode(),
-                    )
-                }
-            }),
-        )
+        self.probes.metrics_router()
     }
 
     /// Router serving `/healthz` (always 200) and `/readyz` (200 once ready, else 503).
     pub fn health_router(&self) -> axum::Router {
-        let ready = self.ready.clone();
-        axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                axum::routing::get(move || {
-                    let ready = ready.load(Ordering::SeqCst);
-                    async move {
-                        if ready {
-                            (axum::http::StatusCode::OK, "ok")
-                        } else {
-                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                        }
-                    }
-                }),
-            )
+        self.probes.health_router()
     }
 }
 

@@ -3,16 +3,19 @@
 //! ```text
 //!  controller main ──► logging::init        controller-runtime JSON / console lines, stderr (+ file)
 //!                  ──► leader::acquire      Lease election; Leadership::lost() ends the process
+//!                  ──► probes::Probes       /metrics of its registry, /healthz, /readyz
 //!  reconciler      ──► events::Events::emit Kubernetes Event + Flux event POST (--events-addr)
 //! ```
 //!
 //! It lives under `source-controller/` because that is where it grew; it knows nothing of either
-//! controller's objects, flags or metrics.
+//! controller's objects, flags or metric definitions.
 
 pub mod events;
 pub mod leader;
 pub mod logging;
+pub mod probes;
 
 pub use events::{Events, Severity};
 pub use leader::{Leadership, LeaseConfig};
 pub use logging::LogFormat;
+pub use probes::Probes;
