@@ -137,7 +137,8 @@ fn end_time_of_validate(status: &KluctlDeploymentStatus) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
+/// `t + d`, saturating (a huge interval means "never", not an overflow).
+pub(crate) fn plus(t: Timestamp, d: Duration) -> Timestamp {
     jiff::SignedDuration::try_from(d)
         .ok()
         .and_then(|d| t.checked_add(d).ok())

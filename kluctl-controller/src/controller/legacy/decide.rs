@@ -15,7 +15,7 @@ use std::time::Duration;
 use gitops_api::flux_kluctl::v1alpha1::{KluctlDeploymentSpec, KluctlDeploymentStatus, NEVER};
 use jiff::Timestamp;
 
-use crate::controller::decide::TimingError;
+use crate::controller::decide::{TimingError, plus};
 
 /// The intervals of a legacy KluctlDeployment, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,13 +102,6 @@ impl DeployReason {
             Self::Interval => "deployInterval passed",
         }
     }
-}
-
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
 }
 
 /// Whether (and why) this reconcile deploys; `None`: nothing to do.
