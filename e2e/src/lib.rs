@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 mod kluctl_controller;
+pub mod kluctl_deployment;
 pub use kluctl_controller::{KluctlController, kluctl_controller_bin, log_value};
 
 /// Default location of the env file written by `e2e/scripts/up.sh`.

@@ -252,12 +252,12 @@ async fn a_deploy_request_carries_only_the_given_overrides_and_prints_the_stored
         let patch = Value::Object(request.overrides_patch.clone().unwrap_or_default());
         ensure!(
             patch
-                == json!({
+                == json!({"spec": {
                     "dryRun": true,
                     "images": [{"image": "nginx", "resultImage": "nginx:1"},
                                {"image": "busybox", "resultImage": "busybox:2"}],
                     "args": {"env": "prod", "db": {"host": "a", "port": 6543}},
-                }),
+                }}),
             "overridesPatch: {patch}"
         );
 

@@ -5,13 +5,11 @@
 //! `status.lastHandledDeployAt`; `reconcile.fluxcd.io/requestedAt` in
 //! `status.lastHandledReconcileAt`; with `spec.delete` its objects go with it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use e2e::source::{apply, ready, ready_is, request_reconcile};
-use e2e::{ChildLog, Env, GitRepo, SourceController, TestNs, poll_until, project_root, wait_for, wait_gone};
+use e2e::{GitRepo, KluctlController, SourceController, TestNs, log_value, poll_until, wait_for, wait_gone};
 use gitops_api::flux_kluctl::v1alpha1::KluctlDeployment;
 use gitops_api::source::v1::GitRepository;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,69 +18,16 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// A `kluctl-controller` process for one test namespace, killed when dropped.
-struct KluctlController {
-    child: Child,
-    log: ChildLog,
-    _cache: tempfile::TempDir,
-}
-
-impl KluctlController {
-    /// Starts the built binary against the e2e cluster, watching only `ns`, with a private cache
-    /// and results in `ns`; returns once the legacy controller has started.
-    fn start(env: &Env, ns: &str) -> anyhow::Result<Self> {
-        let bin = std::env::var("E2E_KLUCTL_CONTROLLER_BIN").map_or_else(
-            |_| project_root().join("target/debug/kluctl-controller"),
-            PathBuf::from,
-        );
-        anyhow::ensure!(
-            bin.exists(),
-            "{} is missing; build it with 'cargo build -p kluctl-controller --bin kluctl-controller'",
-            bin.display()
-        );
-        let cache = tempfile::tempdir()?;
-        let mut child = Command::new(&bin)
-            .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
-            .args(["--namespace", ns])
-            .args(["--metrics-bind-address", "127.0.0.1:0"])
-            .args(["--health-probe-bind-address", "127.0.0.1:0"])
-            .args(["--cache-dir", &cache.path().to_string_lossy()])
-            .args(["--command-result-namespace", ns])
-            .args(["--log-format", "json"])
-            .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
-            .env("KLUCTL_HELM", env.get("E2E_HELM")?)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .context("kluctl-controller has no stderr pipe")?;
-        let log = ChildLog::follow(stderr, &cache.path().join("kluctl-controller.log"))?;
-        let ctl = KluctlController {
-            child,
-            log,
-            _cache: cache,
-        };
-        ctl.log
-            .wait_for("the legacy controller to start", Duration::from_secs(60), |l| {
-                l.contains("reconciling legacy flux.kluctl.io KluctlDeployments")
-                    .then_some(())
-            })?;
-        Ok(ctl)
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        self.log.tail(lines)
-    }
-}
-
-impl Drop for KluctlController {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The shared controller harness for `ns` (results stored in `ns` too), once its legacy
+/// `flux.kluctl.io` controller has started.
+fn start_controller(t: &TestNs, ns: &str) -> anyhow::Result<KluctlController> {
+    let mut ctl = KluctlController::start(&t.env, ns, &["--command-result-namespace", ns])?;
+    ctl.wait_for_log("the legacy controller to start", Duration::from_secs(60), |l| {
+        log_value(l, "msg")
+            .is_some_and(|m| m == "reconciling legacy flux.kluctl.io KluctlDeployments")
+            .then_some(())
+    })?;
+    Ok(ctl)
 }
 
 fn status_str(kd: &KluctlDeployment, pointer: &str) -> String {
@@ -129,7 +74,7 @@ async fn legacy_kluctldeployment_with_renamed_context_deploys_and_honours_the_de
         .await?;
         wait_for(&git_api, "project", "GitRepository Ready=True", WAIT, ready_is("True")).await?;
 
-        let ctl = KluctlController::start(&t.env, &ns)?;
+        let ctl = start_controller(&t, &ns)?;
         let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
         let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
         apply(

@@ -8,7 +8,8 @@
 //!             ├─ leader election (--leader-elect, Lease kluctl-controller-leader-election)
 //!             └─ KluctlDeployment controller: controller::reconcile
 //!                  triggers: spec changes and request annotations of KluctlDeployments,
-//!                            new artifact revisions of referenced GitRepositories and Buckets,
+//!                            new artifact revisions of referenced GitRepositories and Buckets
+//!                            and their deletion,
 //!                            the requeue each reconcile asks for
 //!             └─ legacy flux.kluctl.io KluctlDeployment controller: controller::legacy::run
 //!                  (same process, same Context, run concurrently with the one above)
@@ -255,7 +256,11 @@ fn trigger_hash() -> impl Fn(&KluctlDeployment) -> Option<u64> + Send + Sync + '
     }
 }
 
-/// A watch of a source kind that yields an object only when its artifact revision changes.
+/// A watch of a source kind that yields an object when its artifact revision changes and when
+/// it is deleted. A referencing KluctlDeployment must hear of the deletion (Flux's consumers
+/// do): its next reconcile reports the missing source instead of waiting for its interval.
+/// (`predicate_filter` cannot do this: a deleted object carries the revision it had, so a
+/// revision predicate drops its delete event.)
 fn source_watch<K>(
     client: &kube::Client,
     namespace: &str,
@@ -274,17 +279,44 @@ where
     } else {
         Api::namespaced(client.clone(), namespace)
     };
+    let mut triggers = SourceTriggers::default();
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .applied_objects()
-        .predicate_filter(
-            |o: &K| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                o.artifact_revision().hash(&mut h);
-                Some(h.finish())
-            },
-            PredicateConfig::default(),
-        )
+        .filter_map(move |event| std::future::ready(triggers.filter(event)))
+}
+
+/// The last artifact revision seen per source object (by uid), to pass on only the events that
+/// should reconcile the KluctlDeployments referencing it.
+#[derive(Default)]
+struct SourceTriggers {
+    revisions: std::collections::HashMap<String, Option<String>>,
+}
+
+impl SourceTriggers {
+    /// The object of `event` if it is new, has a new artifact revision, or was deleted.
+    fn filter<K>(
+        &mut self,
+        event: Result<watcher::Event<K>, watcher::Error>,
+    ) -> Option<Result<K, watcher::Error>>
+    where
+        K: kube::Resource + ArtifactRevision,
+    {
+        match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                let key = o.uid().unwrap_or_else(|| o.name_any());
+                let revision = o.artifact_revision();
+                let changed = self.revisions.get(&key) != Some(&revision);
+                self.revisions.insert(key, revision);
+                changed.then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                self.revisions.remove(&o.uid().unwrap_or_else(|| o.name_any()));
+                Some(Ok(o))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 /// The artifact revision of a source object.
@@ -362,6 +394,47 @@ mod tests {
             hash(&kd(2, &[("other", "x")])),
             hash(&kd(2, &[])),
             "other annotations do not"
+        );
+    }
+
+    fn repo(uid: &str, digest: Option<&str>) -> GitRepository {
+        let mut v = serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "r", "namespace": "n", "uid": uid},
+            "spec": {"interval": "1m", "url": "http://h/r.git"}
+        });
+        if let Some(d) = digest {
+            v["status"] = serde_json::json!({"artifact": {"digest": d, "lastUpdateTime": "2026-01-01T00:00:00Z",
+                "path": "p", "revision": "main@sha1:0", "url": "http://s/p"}});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn sources_trigger_on_new_revisions_and_on_deletion() {
+        let mut t = SourceTriggers::default();
+        let mut passes = |e: watcher::Event<GitRepository>| t.filter(Ok(e)).is_some();
+        assert!(passes(watcher::Event::InitApply(repo("u1", None))), "first sight");
+        assert!(
+            !passes(watcher::Event::Apply(repo("u1", None))),
+            "same (no) artifact"
+        );
+        assert!(
+            passes(watcher::Event::Apply(repo("u1", Some("sha256:a")))),
+            "new artifact"
+        );
+        assert!(
+            !passes(watcher::Event::Apply(repo("u1", Some("sha256:a")))),
+            "status-only update"
+        );
+        assert!(!passes(watcher::Event::Init), "no object");
+        assert!(
+            passes(watcher::Event::Delete(repo("u1", Some("sha256:a")))),
+            "deleted, same revision"
+        );
+        assert!(
+            passes(watcher::Event::Apply(repo("u2", Some("sha256:a")))),
+            "recreated"
         );
     }
 }

@@ -359,7 +359,11 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Writes the given status fields, each replacing its stored value whole
+    /// ([`status::replacing_patch`]); fields not given stay.
     async fn patch_status(&mut self, status: Value) -> Result<(), Error> {
+        let current = serde_json::to_value(&self.kd.status).unwrap_or(Value::Null);
+        let status = status::replacing_patch(&current, status);
         self.kd = self
             .api
             .patch_status(&self.name, &params(), &Patch::Merge(json!({"status": status})))

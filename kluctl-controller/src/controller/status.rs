@@ -186,11 +186,86 @@ pub fn finished(
     c
 }
 
+/// The merge patch that writes each field of `fields` (status fields, each a whole new value)
+/// over `current` (the status as stored).
+///
+/// Why: a JSON merge patch keeps every key it leaves out, and results serialize their empty parts
+/// as absent (`errors` of a clean validate, `endTime`/`resultId`/`commandError` of a request just
+/// started). Sent as they are, they would keep the previous value's errors or end time: a clean
+/// validate still failing Ready, a new request looking finished with the last one's result. So
+/// keys the stored value has and the new one lacks become `null`.
+pub fn replacing_patch(current: &serde_json::Value, fields: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn diff(old: &Value, new: &Value) -> Value {
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => {
+                let mut p = serde_json::Map::new();
+                for (k, v) in n {
+                    match o.get(k) {
+                        Some(ov) if ov == v => {}
+                        Some(ov) => {
+                            p.insert(k.clone(), diff(ov, v));
+                        }
+                        None => {
+                            p.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                    p.insert(k.clone(), Value::Null);
+                }
+                Value::Object(p)
+            }
+            _ => new.clone(),
+        }
+    }
+    let Value::Object(fields) = fields else {
+        return fields;
+    };
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| {
+                let patch = match current.get(&k) {
+                    Some(old) => diff(old, &v),
+                    None => v,
+                };
+                (k, patch)
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use gitops_api::kluctl::results::DeploymentError;
     use serde_json::json;
+
+    #[test]
+    fn written_fields_replace_the_stored_values_and_other_fields_stay() {
+        let current = json!({
+            "observedGeneration": 3,
+            "lastValidateResult": {"id": "v1", "ready": false, "errors": [{"message": "object not found"}]},
+            "deployRequestResult": {"request": {"requestValue": "t1"}, "endTime": "e1", "resultId": "r1"},
+        });
+        let patch = replacing_patch(
+            &current,
+            json!({
+                "lastValidateResult": {"id": "v2", "ready": true},
+                "deployRequestResult": {"request": {"requestValue": "t2"}},
+                "lastDriftDetectionResultMessage": "no drift",
+            }),
+        );
+        assert_eq!(
+            patch,
+            json!({
+                "lastValidateResult": {"id": "v2", "ready": true, "errors": null},
+                "deployRequestResult": {"request": {"requestValue": "t2"}, "endTime": null, "resultId": null},
+                "lastDriftDetectionResultMessage": "no drift",
+            })
+        );
+    }
 
     fn spec(validate: bool) -> KluctlDeploymentSpec {
         serde_json::from_value(

@@ -1,5 +1,6 @@
-//! The `overridesPatch` of a request: the override flags the user gave, as a JSON merge patch of
-//! `spec` that the controller applies to its in-memory copy of the object for this one request.
+//! The `overridesPatch` of a request: the override flags the user gave, as the `spec` part of a
+//! JSON merge patch (`{"spec": {...}}`, see `request::annotation_value`) that the controller
+//! applies to its in-memory copy of the object for this one request.
 //!
 //! ```text
 //! OverrideFlags ──► Overrides::resolve (reads -F/--fixed-images-file, -a/--args-from-file;

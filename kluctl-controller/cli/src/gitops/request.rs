@@ -90,11 +90,15 @@ pub(crate) fn request_value_now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// The annotation value of a request: `overridesPatch` only when there are overrides.
+/// The annotation value of a request: `overridesPatch` only when there are overrides. The patch
+/// is a merge patch of the whole object (Kluctl's CLI builds it by diffing the object with its
+/// overridden copy, and its controller merges it over the object), so the spec fields go under
+/// `spec`.
 pub(crate) fn annotation_value(request_value: &str, overrides: &Map<String, Value>) -> String {
     let request = ManualRequest {
         request_value: request_value.to_owned(),
-        overrides_patch: (!overrides.is_empty()).then(|| overrides.clone()),
+        overrides_patch: (!overrides.is_empty())
+            .then(|| Map::from_iter([("spec".to_owned(), Value::Object(overrides.clone()))])),
     };
     // Strings and JSON values only: serializing cannot fail.
     serde_json::to_string(&request).unwrap_or_default()
@@ -338,7 +342,7 @@ mod tests {
         let v: Value = serde_json::from_str(&annotation_value(SENT, &o)).unwrap();
         assert_eq!(
             v,
-            json!({"requestValue": SENT, "overridesPatch": {"dryRun": true}})
+            json!({"requestValue": SENT, "overridesPatch": {"spec": {"dryRun": true}}})
         );
         let now = request_value_now();
         assert!(
