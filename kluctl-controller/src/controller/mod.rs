@@ -566,7 +566,7 @@ impl Run<'_> {
 
         // events: per result, then per reconcile
         if let Some(d) = &outcome.deploy {
-            let message = status::command_message("deploy", &d.summary);
+            let message = status::command_event("deploy", &d.summary);
             let ok = d.summary.errors.is_empty();
             self.emit(
                 if ok { Severity::Info } else { Severity::Error },
@@ -853,7 +853,7 @@ impl Run<'_> {
                     "lastDeployResult"
                 },
                 ran.stored_id.clone(),
-                status::command_message(kind.as_str(), &ran.summary),
+                status::command_event(kind.as_str(), &ran.summary),
                 ran.summary.errors.is_empty(),
                 ran.store_error.clone(),
             ),
@@ -977,7 +977,7 @@ impl Run<'_> {
             .ctx
             .delete_target(job, key.target_name.clone(), key.discriminator.clone())
             .await?;
-        let message = status::command_message("delete", &ran.summary);
+        let message = status::command_event("delete", &ran.summary);
         let ok = ran.summary.errors.is_empty();
         self.emit(
             if ok { Severity::Info } else { Severity::Error },

@@ -66,6 +66,22 @@ pub fn command_message(command: &str, r: &CommandResultSummary) -> String {
     }
 }
 
+/// [`command_message`] plus, for a failed command, its first error with the object it names:
+/// the event text, so `kubectl describe` and notifications say what went wrong and where
+/// (the Ready message keeps Kluctl's counts only).
+pub fn command_event(command: &str, r: &CommandResultSummary) -> String {
+    let mut message = command_message(command, r);
+    if let Some(first) = r.errors.first() {
+        let at = first.object_ref.to_string();
+        if at.is_empty() {
+            let _ = write!(message, " First error: {}", first.message);
+        } else {
+            let _ = write!(message, " First error: {at}: {}", first.message);
+        }
+    }
+    message
+}
+
 /// The message of a validate result.
 pub fn validate_message(v: &ValidateResult) -> String {
     if v.ready && v.errors.is_empty() {
@@ -298,6 +314,30 @@ mod tests {
         assert_eq!(
             command_message("deploy", &r),
             "deploy failed with 1 errors and 2 warnings."
+        );
+    }
+
+    #[test]
+    fn failure_events_name_the_first_error_and_its_object() {
+        let r = CommandResultSummary {
+            errors: vec![DeploymentError {
+                object_ref: gitops_api::kluctl::v1beta1::ObjectRef {
+                    kind: "ConfigMap".into(),
+                    name: "a".into(),
+                    namespace: "ns".into(),
+                    ..Default::default()
+                },
+                message: "configmaps \"a\" is forbidden".into(),
+            }],
+            ..CommandResultSummary::default()
+        };
+        assert_eq!(
+            command_event("deploy", &r),
+            "deploy failed with 1 errors. First error: ns/ConfigMap/a: configmaps \"a\" is forbidden"
+        );
+        assert_eq!(
+            command_event("deploy", &CommandResultSummary::default()),
+            "deploy succeeded."
         );
     }
 

@@ -314,7 +314,11 @@ impl Run<'_> {
         }
     }
 
+    /// Writes the given status fields, each replacing its stored value whole (see
+    /// [`super::status::replacing_patch`]: a merge patch alone would keep a previous `error`).
     async fn patch_status(&mut self, status: Value) -> Result<(), Error> {
+        let current = serde_json::to_value(&self.kd.status).unwrap_or(Value::Null);
+        let status = super::status::replacing_patch(&current, status);
         self.kd = self
             .api
             .patch_status(&self.name, &params(), &Patch::Merge(json!({"status": status})))
