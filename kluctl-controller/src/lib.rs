@@ -82,6 +82,7 @@ async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("failed to listen on '{addr}'"))
 }
 
+#[allow(clippy::too_many_lines, reason = "the controller's start-up, in order")]
 async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let base_config = client_config(&args).await?;
     let client = kube::Client::try_from(base_config.clone())?;
@@ -124,6 +125,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         settings: settings(&args)?,
         discovery: Arc::default(),
+        in_sync: Arc::default(),
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {
@@ -143,7 +145,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(trigger_hash, PredicateConfig::default());
+        .predicate_filter(request_predicate(), PredicateConfig::default());
     let git_repositories = source_watch::<GitRepository>(&client, &args.namespace);
     let buckets = source_watch::<Bucket>(&client, &args.namespace);
     let (store_g, store_b) = (reader.clone(), reader.clone());
@@ -207,18 +209,41 @@ fn settings(args: &ControllerArgs) -> anyhow::Result<controller::Settings> {
     })
 }
 
+/// Request annotation values last seen per KluctlDeployment (namespace, name), so that the
+/// controller's own removal of a handled request's annotation does not look like a change.
+#[derive(Debug, Default)]
+struct SeenRequests(std::sync::Mutex<std::collections::HashMap<(String, String), RequestValues>>);
+
+/// One value per request annotation kind.
+type RequestValues = Vec<Option<String>>;
+
+/// [`trigger_hash`] with its own memory of request values, for the KluctlDeployment watch.
+fn request_predicate() -> impl Fn(&KluctlDeployment) -> Option<u64> {
+    let seen = SeenRequests::default();
+    move |kd| trigger_hash(kd, &seen)
+}
+
 /// What makes a KluctlDeployment worth a reconcile: its generation, whether it is being
-/// deleted, and its request annotations (added or changed; removal does not count).
+/// deleted, and its request annotations (added or changed; removal does not count: a removed
+/// annotation keeps hashing as its last value, as Flux's `ReconcileRequestedPredicate` ignores
+/// removals; without that every handled request caused a second full reconcile).
 #[allow(clippy::unnecessary_wraps)] // the predicate signature kube-runtime requires
-fn trigger_hash(kd: &KluctlDeployment) -> Option<u64> {
+fn trigger_hash(kd: &KluctlDeployment, seen: &SeenRequests) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     kd.metadata.generation.hash(&mut h);
     kd.metadata.deletion_timestamp.is_some().hash(&mut h);
-    for kind in controller::requests::RequestKind::COMMANDS
+    let kinds: Vec<_> = controller::requests::RequestKind::COMMANDS
         .into_iter()
         .chain([controller::requests::RequestKind::Reconcile])
-    {
-        kd.annotations().get(kind.annotation()).hash(&mut h);
+        .collect();
+    let key = (kd.namespace().unwrap_or_default(), kd.name_any());
+    let mut seen = seen.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let values = seen.entry(key).or_insert_with(|| vec![None; kinds.len()]);
+    for (kind, last) in kinds.iter().zip(values.iter_mut()) {
+        if let Some(v) = kd.annotations().get(kind.annotation()) {
+            *last = Some(v.clone());
+        }
+        last.hash(&mut h);
     }
     Some(h.finish())
 }
@@ -291,4 +316,32 @@ fn referencing(
         })
         .map(|kd| ObjectRef::from_obj(kd.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kd(annotations: &[(&str, &str)]) -> KluctlDeployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.kluctl.io/v1beta1", "kind": "KluctlDeployment",
+            "metadata": {"name": "kd", "namespace": "ns", "generation": 1,
+                "annotations": annotations.iter().map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::BTreeMap<_, _>>()},
+            "spec": {"interval": "5m", "target": "t", "source": {"git": {"url": "https://example.com/r.git"}}},
+        }))
+        .expect("a KluctlDeployment")
+    }
+
+    #[test]
+    fn a_new_request_triggers_and_removing_the_handled_one_does_not() {
+        let seen = SeenRequests::default();
+        let plain = trigger_hash(&kd(&[]), &seen);
+        let requested = trigger_hash(&kd(&[("kluctl.io/request-reconcile", "1")]), &seen);
+        assert_ne!(plain, requested, "a request triggers");
+        let removed = trigger_hash(&kd(&[]), &seen);
+        assert_eq!(removed, requested, "the controller's removal of it does not");
+        let again = trigger_hash(&kd(&[("kluctl.io/request-reconcile", "2")]), &seen);
+        assert_ne!(again, requested, "the next request triggers");
+    }
 }

@@ -60,6 +60,8 @@ pub struct Context {
     pub settings: Settings,
     /// Discovery results shared between reconciles.
     pub discovery: Arc<project::DiscoveryCache>,
+    /// Objects known to be in sync per KluctlDeployment, for drift detection.
+    pub in_sync: Arc<project::InSyncCache>,
 }
 
 /// The flags a reconcile reads.
@@ -383,6 +385,7 @@ impl Run<'_> {
             results: s.results.clone(),
             deadline: self.started + timing.timeout,
             discovery: self.ctx.discovery.clone(),
+            in_sync: self.ctx.in_sync.clone(),
         };
         Ok((job, fetched))
     }
@@ -640,7 +643,18 @@ impl Run<'_> {
                 result_id: String::new(),
                 command_error: String::new(),
             };
-            self.patch_status(json!({ kind.status_field(): result })).await?;
+            let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);
+            // A merge patch keeps what it does not name: without explicit nulls the previous
+            // request's end time, result and error would stay beside this request's start.
+            if let Some(o) = value.as_object_mut() {
+                for field in ["endTime", "resultId", "commandError"] {
+                    o.entry(field).or_insert(Value::Null);
+                }
+                if let Some(r) = o.get_mut("request").and_then(Value::as_object_mut) {
+                    r.entry("overridesPatch").or_insert(Value::Null);
+                }
+            }
+            self.patch_status(json!({ kind.status_field(): value })).await?;
         }
         Ok(found)
     }
@@ -843,6 +857,7 @@ impl Run<'_> {
             Err(e) => return Err(e.into()),
         }
         self.ctx.metrics.forget(&self.namespace, &self.name);
+        self.ctx.in_sync.forget(&self.namespace, &self.name);
         Ok(Action::await_change())
     }
 
@@ -873,6 +888,7 @@ impl Run<'_> {
             results: s.results.clone(),
             deadline: self.started + Duration::from_secs(600),
             discovery: self.ctx.discovery.clone(),
+            in_sync: self.ctx.in_sync.clone(),
         };
         let key = key.clone();
         let span = tracing::Span::current();
