@@ -321,6 +321,13 @@ async fn unchanged_reconcile_costs_less_than_a_request_per_object_and_drift_is_s
         );
         assert!(deploy.errors.is_empty(), "first deploy: {:?}", deploy.errors);
         assert_eq!(s.last_drift_detection_result_message, "no drift");
+        let requests = proxy.since(0);
+        assert_eq!(
+            dry_runs(&requests),
+            0,
+            "the drift detection after the deploy dry-runs nothing the deploy applied:\n  {}",
+            requests.join("\n  ")
+        );
 
         // 2. A reconcile with nothing changed: no dry-run apply, fewer requests than objects.
         let before = proxy.count();
