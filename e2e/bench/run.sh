@@ -15,6 +15,11 @@
 #   B6  kluctl deploy of 1,000 objects (20 CRDs + a CR each, ConfigMaps, Services, Deployments)
 #         vs kubectl apply --server-side of the same rendered objects (b6.py)      >= 2x faster;
 #       unchanged redeploy <= 1 apiserver request per object. Needs the cluster of `make e2e-up`.
+#   B7  scale: source-controller + kluctl-controller (release) with N GitRepositories and N
+#         KluctlDeployments (B7_N, default 1000): time to all Ready, idle RSS, CPU and apiserver
+#         requests (b7.py) vs goals and Flux's published figures. Needs the e2e cluster.
+#   B8  latency git push -> changed object in the apiserver, 50 pushes triggered by
+#         reconcile.fluxcd.io/requestedAt (b8.py): p50 < 1 s, p99 < 3 s. Needs the e2e cluster.
 #
 # Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
 # servers run (started here if none was, and then stopped at the end); generate the B1 repo and the
@@ -25,7 +30,8 @@
 # command failing, a wrong artifact, a server answering badly) exits non-zero.
 #
 # Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
-#      BENCH_ONLY=B1,B2,B3,B4,B5,B6 (subset), BENCH_WORK (scratch dir, default a new temp dir).
+#      BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7,B8 (subset), BENCH_WORK (scratch dir, default a new temp dir),
+#      B7_N (objects of each kind in B7, default 1000), B7_INTERVAL (their spec.interval, default 5m).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -183,18 +189,19 @@ PY
 }
 
 # ------------------------------------------------------------------------------------ main
-ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6}
-SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 | paste -sd, - || true)
+ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7,B8}
+SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 -e b7 -e b8 | paste -sd, - || true)
 want() { grep -q -i -w "$1" <<<"${ONLY//,/ }"; }
 
-# B6 talks to the e2e cluster: check it first, so a missing cluster fails before minutes of builds.
-if want b6; then
+# B6, B7 and B8 talk to the e2e cluster: check it first, so a missing cluster fails before minutes
+# of builds.
+if want b6 || want b7 || want b8; then
   [ -f "$E2E_STATE/env.sh" ] \
-    || die "B6 needs the local cluster, but $E2E_STATE/env.sh is missing: start it with 'make e2e-up' (then re-run)"
+    || die "B6/B7/B8 need the local cluster, but $E2E_STATE/env.sh is missing: start it with 'make e2e-up' (then re-run)"
   # shellcheck disable=SC1091
   . "$E2E_STATE/env.sh"
   kubectl get --raw /readyz >/dev/null 2>&1 \
-    || die "B6 needs the local cluster, but the kube-apiserver (${E2E_APISERVER_URL:-?}) does not answer /readyz: start it with 'make e2e-up' (then re-run)"
+    || die "B6/B7/B8 need the local cluster, but the kube-apiserver (${E2E_APISERVER_URL:-?}) does not answer /readyz: start it with 'make e2e-up' (then re-run)"
 fi
 
 install_tools
@@ -254,6 +261,20 @@ fi
 if want b6; then
   log "B6: the cluster of make e2e-up"
   python3 "$HERE/b6.py" --kluctl "$TARGET_DIR/release/kluctl" --kustomize "$KG_CACHE/tools/bin/kustomize" --work "$WORK"
+fi
+if want b7 || want b8; then
+  log "B7/B8: building source-controller and kluctl-controller (release); the git servers of make e2e-up"
+  (cd "$ROOT" && $CARGO build -q --release -p source-controller --bin source-controller -p kluctl-controller --bin kluctl-controller) \
+    || die "cargo build --release of the controllers failed"
+  CONTROLLERS=(--source-controller "$TARGET_DIR/release/source-controller" --kluctl-controller "$TARGET_DIR/release/kluctl-controller" --kustomize "$KG_CACHE/tools/bin/kustomize")
+fi
+if want b7; then
+  log "B7: N=${B7_N:-1000} GitRepositories + KluctlDeployments on the cluster of make e2e-up"
+  python3 "$HERE/b7.py" "${CONTROLLERS[@]}" --work "$WORK" --n "${B7_N:-1000}"
+fi
+if want b8; then
+  log "B8: git push -> object latency on the cluster of make e2e-up"
+  python3 "$HERE/b8.py" "${CONTROLLERS[@]}" --work "$WORK"
 fi
 echo
 echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"

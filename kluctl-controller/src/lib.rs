@@ -122,6 +122,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         settings: settings(&args)?,
         discovery: Arc::default(),
         last_gc: std::sync::Mutex::new(std::time::Instant::now()),
+        in_sync: Arc::default(),
     });
 
     let api = |client: &kube::Client| -> Api<KluctlDeployment> {

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gitops_api::kluctl::v1beta1::ObjectRef;
 use serde_json::{Value, json};
 
-use crate::apply::{Applier, ApplyOptions, ApplyOutcome, Progress};
+use crate::apply::{Applier, ApplyOptions, ApplyOutcome, InSyncVersions, Progress};
 use crate::diff::{IgnoreOptions, diff_ref, diff_rendered_objects, ignore_rules, remote_objects_by_diff_ref};
 use crate::project::inclusion::Inclusion;
 use crate::prune::{self, Applied, DeleteOptions, DeleteOutcome, DeletionPlan, find_orphans};
@@ -206,13 +206,26 @@ impl CommandContext<'_> {
         options: ApplyOptions,
         progress: &dyn Progress,
     ) -> (ApplyOutcome, Option<Applied>) {
-        let applier = Applier::new(
+        self.apply_in_sync(remote, options, progress, None).await
+    }
+
+    async fn apply_in_sync(
+        &self,
+        remote: &RemoteState,
+        options: ApplyOptions,
+        progress: &dyn Progress,
+        in_sync: Option<&InSyncVersions>,
+    ) -> (ApplyOutcome, Option<Applied>) {
+        let mut applier = Applier::new(
             self.client,
             self.index.clone(),
             &remote.objects,
             options,
             progress,
         );
+        if let Some(in_sync) = in_sync {
+            applier = applier.with_in_sync(in_sync);
+        }
         applier.apply_target(self.rendered, self.inclusion.clone()).await
     }
 
@@ -427,6 +440,14 @@ impl CommandContext<'_> {
 
     /// `kluctl diff`: a server-side dry-run apply of everything, diffed against the live state.
     pub async fn diff(&self, apply: &ApplyOptions) -> CommandResult {
+        self.diff_in_sync(apply, &InSyncVersions::new()).await
+    }
+
+    /// [`Self::diff`], except that objects whose live resourceVersion (from the listing or GET
+    /// this diff starts with) equals the one in `in_sync` are not dry-run-applied: they count as
+    /// applied with no change (Kluctl's drift detection; see [`InSyncVersions`]). The caller
+    /// vouches that the rendered objects are the ones `in_sync` was recorded for.
+    pub async fn diff_in_sync(&self, apply: &ApplyOptions, in_sync: &InSyncVersions) -> CommandResult {
         let mut r = self.new_result("diff");
         let Some(remote) = self.read_remote(&mut r).await else {
             return self.finish(r).await;
@@ -436,7 +457,9 @@ impl CommandContext<'_> {
             abort_on_error: false,
             ..apply.clone()
         };
-        let (outcome, _) = self.apply(&remote, options, &crate::apply::NoProgress).await;
+        let (outcome, _) = self
+            .apply_in_sync(&remote, options, &crate::apply::NoProgress, Some(in_sync))
+            .await;
         let orphans = self.orphans(&remote);
         self.warn_kept_orphans(&remote, &mut r);
         self.collect(

@@ -65,6 +65,8 @@ pub struct Context {
     pub sources: crate::source::cache::SourceCache,
     /// When the source cache was last cleaned.
     pub last_gc: std::sync::Mutex<Instant>,
+    /// Objects known to be in sync per KluctlDeployment, for drift detection.
+    pub in_sync: Arc<project::InSyncCache>,
 }
 
 /// How often the source cache is cleaned at most.
@@ -113,6 +115,7 @@ impl Context {
             results: s.results.clone(),
             deadline,
             discovery: self.discovery.clone(),
+            in_sync: self.in_sync.clone(),
         }
     }
 
@@ -749,7 +752,18 @@ impl Run<'_> {
                 result_id: String::new(),
                 command_error: String::new(),
             };
-            self.patch_status(json!({ kind.status_field(): result })).await?;
+            let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);
+            // A merge patch keeps what it does not name: without explicit nulls the previous
+            // request's end time, result and error would stay beside this request's start.
+            if let Some(o) = value.as_object_mut() {
+                for field in ["endTime", "resultId", "commandError"] {
+                    o.entry(field).or_insert(Value::Null);
+                }
+                if let Some(r) = o.get_mut("request").and_then(Value::as_object_mut) {
+                    r.entry("overridesPatch").or_insert(Value::Null);
+                }
+            }
+            self.patch_status(json!({ kind.status_field(): value })).await?;
         }
         Ok(found)
     }
@@ -952,6 +966,7 @@ impl Run<'_> {
             Err(e) => return Err(e.into()),
         }
         self.ctx.metrics.forget(&self.namespace, &self.name);
+        self.ctx.in_sync.forget(&self.namespace, &self.name);
         Ok(Action::await_change())
     }
 

@@ -16,7 +16,7 @@ use gitops_api::kluctl::results::{
     ValidateResult,
 };
 use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec};
-use kluctl_engine::apply::{ApplyOptions, NoProgress};
+use kluctl_engine::apply::{ApplyOptions, InSyncVersions, NoProgress, in_sync_versions};
 use kluctl_engine::cluster::{Cluster, Discovered};
 use kluctl_engine::commands::{CommandContext, DeployOptions};
 use kluctl_engine::helm::{Capabilities, Helm};
@@ -66,6 +66,75 @@ pub struct Job {
     pub deadline: std::time::Instant,
     /// Discovery results shared between reconciles.
     pub discovery: std::sync::Arc<DiscoveryCache>,
+    /// Objects known to be in sync, per KluctlDeployment (drift detection skips them).
+    pub in_sync: std::sync::Arc<InSyncCache>,
+}
+
+/// Per KluctlDeployment (namespace/name): the resourceVersions at which its objects were last
+/// seen in sync with their rendered form, by the last deploy (the objects it applied) or the
+/// last drift detection (the objects its dry run found unchanged). Drift detection does not
+/// dry-run-apply an object that is still at that version ([`InSyncVersions`]), so a reconcile
+/// where nothing changed costs the listing per kind instead of one request per object.
+///
+/// An entry holds only for the rendered objects' hash and the target cluster it was recorded
+/// for: another hash without a deploy, a dry-run deploy, or another cluster start it afresh
+/// (Kluctl's rule). It lives in memory only; after a restart the first drift detection
+/// dry-runs everything once.
+#[derive(Debug, Default)]
+pub struct InSyncCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), InSyncEntry>>,
+}
+
+#[derive(Debug)]
+struct InSyncEntry {
+    /// What the versions hold for: rendered objects' hash and target cluster URL.
+    valid_for: (String, String),
+    versions: InSyncVersions,
+}
+
+impl InSyncCache {
+    fn key(job: &Job) -> (String, String) {
+        (job.namespace.clone(), job.name.clone())
+    }
+
+    fn valid_for(job: &Job, objects_hash: &str) -> (String, String) {
+        (objects_hash.to_owned(), job.config.cluster_url.to_string())
+    }
+
+    /// The versions known in sync for `job`'s objects rendered with `objects_hash` (empty when
+    /// none were recorded for that hash and cluster).
+    fn get(&self, job: &Job, objects_hash: &str) -> InSyncVersions {
+        let valid_for = Self::valid_for(job, objects_hash);
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(&Self::key(job))
+                    .filter(|e| e.valid_for == valid_for)
+                    .map(|e| e.versions.clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Replaces what is known for `job` (rendered with `objects_hash`) by `versions`.
+    fn set(&self, job: &Job, objects_hash: &str, versions: InSyncVersions) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(
+                Self::key(job),
+                InSyncEntry {
+                    valid_for: Self::valid_for(job, objects_hash),
+                    versions,
+                },
+            );
+        }
+    }
+
+    /// Forgets the KluctlDeployment `namespace/name` (deleted, or after a dry-run deploy).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(&(namespace.to_owned(), name.to_owned()));
+        }
+    }
 }
 
 /// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
@@ -418,6 +487,9 @@ impl Prepared {
     pub fn deploy_full(&self, job: &Job, requested: bool) -> (Ran, CommandResult) {
         let r = if job.spec.deploy_mode == DeployMode::PokeImages {
             let ctx = self.context(job, "poke-images");
+            if Self::dry_run(job) {
+                job.in_sync.forget(&job.namespace, &job.name);
+            }
             self.run(job, "poke-images", ctx.poke_images(Self::dry_run(job)))
                 .unwrap_or_else(|m| self.timed_out(job, "poke-images", m))
         } else {
@@ -427,8 +499,18 @@ impl Prepared {
                 prune: job.spec.prune,
                 wait_prune: false,
             };
-            self.run(job, "deploy", ctx.deploy(&options, &NoProgress, None))
-                .unwrap_or_else(|m| self.timed_out(job, "deploy", m))
+            let r = self
+                .run(job, "deploy", ctx.deploy(&options, &NoProgress, None))
+                .unwrap_or_else(|m| self.timed_out(job, "deploy", m));
+            // What this deploy applied is in sync at the versions the apiserver returned; a
+            // dry run changed nothing, so what was known before no longer counts (Kluctl's rule).
+            if options.apply.dry_run {
+                job.in_sync.forget(&job.namespace, &job.name);
+            } else {
+                job.in_sync
+                    .set(job, &self.objects_hash, in_sync_versions(&r, false));
+            }
+            r
         };
         let r = self.finish(job, r);
         (self.store(job, &r, requested), r)
@@ -504,9 +586,17 @@ impl Prepared {
             dry_run: true,
             ..Self::apply_options(job)
         };
+        let known = job.in_sync.get(job, &self.objects_hash);
         let r = self
-            .run(job, "drift detection", ctx.diff(&options))
+            .run(job, "drift detection", ctx.diff_in_sync(&options, &known))
             .unwrap_or_else(|m| self.timed_out(job, "diff", m));
+        let versions = in_sync_versions(&r, true);
+        tracing::debug!(
+            known = known.len(),
+            in_sync = versions.len(),
+            "drift detection: objects known in sync before and after"
+        );
+        job.in_sync.set(job, &self.objects_hash, versions);
         let objects = r
             .objects
             .iter()

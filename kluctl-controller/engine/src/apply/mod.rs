@@ -11,6 +11,8 @@
 //!   CRDs of the same run, dry-run simulation.
 //! - [`conflicts`]: what to do with fields another manager owns.
 //! - [`noop`]: skip objects whose apply would change nothing (no request).
+//! - [`InSyncVersions`]: in a dry run, skip objects whose live resourceVersion an earlier
+//!   deploy or dry run found in sync (Kluctl's drift-detection shortcut; no request).
 //! - hooks: `kluctl.io/hook` (and Helm hooks) by weight, delete policies, waits.
 //!
 //! Errors are recorded per object and never stop other items, unless `abort_on_error`. The
@@ -48,6 +50,70 @@ use crate::validate::hooks::HookInfo;
 pub const FIELD_MANAGER: &str = gitops_api::constants::KLUCTL_FIELD_MANAGER;
 /// Items applied at the same time between barriers (Kluctl's).
 pub const ITEM_CONCURRENCY: usize = 8;
+
+/// Objects known to be in sync with their rendered form, by reference without version
+/// ([`versionless`]), at the live `resourceVersion` where that was seen: what the last deploy
+/// applied or the last dry run found unchanged (see [`in_sync_versions`]).
+///
+/// A dry run that finds an object at exactly that resourceVersion does not send its dry-run
+/// apply: nobody wrote the object since, and the rendered object is the same (the caller keeps
+/// these only while the rendered objects' hash stays the same). It counts as applied with no
+/// change. Real applies never skip on it.
+pub type InSyncVersions = BTreeMap<ObjectRef, String>;
+
+/// The objects `result` shows in sync with their rendered form, with the resourceVersion at
+/// which they were: for a real apply (`dry_run` false) every object applied without error
+/// (the version the apiserver returned); for a dry run every existing object whose dry-run
+/// apply changed nothing (the live version). Hooks, orphans, deleted objects and objects with
+/// errors are left out.
+///
+/// ```
+/// use kluctl_engine::apply::in_sync_versions;
+/// use kluctl_engine::result::{CommandResult, ResultObject};
+/// use gitops_api::kluctl::v1beta1::ObjectRef;
+/// use serde_json::json;
+///
+/// let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+///     "metadata": {"name": "c", "namespace": "ns", "resourceVersion": "7"}});
+/// let object = ObjectRef { version: "v1".into(), kind: "ConfigMap".into(), name: "c".into(),
+///     namespace: "ns".into(), ..ObjectRef::default() };
+/// let r = CommandResult {
+///     objects: vec![ResultObject { object, remote: Some(cm.clone()), applied: Some(cm),
+///         ..ResultObject::default() }],
+///     ..CommandResult::default()
+/// };
+/// let versions = in_sync_versions(&r, true);
+/// assert_eq!(versions.values().collect::<Vec<_>>(), ["7"]);
+/// ```
+pub fn in_sync_versions(result: &crate::result::CommandResult, dry_run: bool) -> InSyncVersions {
+    let failed: BTreeSet<ObjectRef> = result.errors.iter().map(|e| versionless(&e.object_ref)).collect();
+    let mut versions = InSyncVersions::new();
+    for o in &result.objects {
+        if o.hook || o.orphan || o.deleted || o.applied.is_none() {
+            continue;
+        }
+        let seen = if dry_run {
+            if o.new || !o.changes.is_empty() {
+                continue;
+            }
+            o.remote.as_ref()
+        } else {
+            o.applied.as_ref()
+        };
+        let Some(seen) = seen else { continue };
+        let (Some(reference), Some(rv)) = (
+            crate::object_ref(seen),
+            seen.pointer("/metadata/resourceVersion").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let key = versionless(&reference);
+        if !rv.is_empty() && !failed.contains(&key) {
+            versions.insert(key, rv.to_owned());
+        }
+    }
+    versions
+}
 
 /// How to apply (the deploy flags).
 #[derive(Clone, Debug)]
@@ -154,6 +220,8 @@ pub struct Applier<'a> {
     remote: &'a BTreeMap<ObjectRef, Value>,
     options: ApplyOptions,
     progress: &'a dyn Progress,
+    /// Dry runs: objects known to be in sync (see [`InSyncVersions`]).
+    in_sync: Option<&'a InSyncVersions>,
     state: Mutex<State>,
 }
 
@@ -183,8 +251,18 @@ impl<'a> Applier<'a> {
             remote,
             options,
             progress,
+            in_sync: None,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// In a dry run, objects whose live resourceVersion equals the one in `in_sync` are taken
+    /// as applied with no change, without a request (see [`InSyncVersions`]). Ignored by real
+    /// applies.
+    #[must_use]
+    pub fn with_in_sync(mut self, in_sync: &'a InSyncVersions) -> Self {
+        self.in_sync = Some(in_sync);
+        self
     }
 
     /// Applies every item of `rendered`; returns the outcome and, when everything applied
@@ -486,6 +564,18 @@ impl<'a> Applier<'a> {
         self.remote.get(&versionless(reference))
     }
 
+    /// A dry run, and `remote` (the live `reference`) is at the resourceVersion known to be in
+    /// sync.
+    fn known_in_sync(&self, reference: &ObjectRef, remote: &Value) -> bool {
+        let Some(known) = self.in_sync.filter(|_| self.options.dry_run) else {
+            return false;
+        };
+        remote
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|rv| !rv.is_empty() && known.get(&versionless(reference)).is_some_and(|k| k == rv))
+    }
+
     fn aborted(&self) -> bool {
         self.state().outcome.aborted
     }
@@ -600,6 +690,150 @@ fn summary(c: Counts) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::resources::test_support::{index, unreachable_client};
+    use serde_json::json;
+
+    fn cm_ref() -> ObjectRef {
+        ObjectRef {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "c".into(),
+            namespace: "ns".into(),
+        }
+    }
+
+    /// The live ConfigMap at resourceVersion 5. It has no `kluctl` managed fields, so the
+    /// no-op check cannot vouch for it: only the known version can skip its apply.
+    fn live_cm() -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "ns", "resourceVersion": "5", "uid": "u"},
+            "data": {"k": "v"}})
+    }
+
+    fn rendered_cm() -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "ns"}, "data": {"k": "v"}})
+    }
+
+    /// Applies the rendered ConfigMap once against the live one with `known` as the in-sync
+    /// versions; the client cannot connect, so any request ends in an error.
+    async fn apply_with_known(dry_run: bool, known: &InSyncVersions) -> ApplyOutcome {
+        let client = unreachable_client();
+        let remote: BTreeMap<ObjectRef, Value> = [(versionless(&cm_ref()), live_cm())].into();
+        let options = ApplyOptions {
+            dry_run,
+            ..ApplyOptions::default()
+        };
+        let applier = Applier::new(
+            &client,
+            SharedApiIndex::new(index()),
+            &remote,
+            options,
+            &NoProgress,
+        )
+        .with_in_sync(known);
+        applier
+            .apply_object(&[], &cm_ref(), &rendered_cm(), false, false)
+            .await;
+        applier.into_outcome()
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_skips_objects_at_the_version_known_in_sync_without_a_request() {
+        let known: InSyncVersions = [(versionless(&cm_ref()), "5".to_owned())].into();
+        let outcome = apply_with_known(true, &known).await;
+        assert!(
+            outcome.errors.is_empty(),
+            "no request was sent: {:?}",
+            outcome.errors
+        );
+        // As if the dry-run apply changed nothing: the live object is the applied one.
+        assert_eq!(outcome.applied.get(&cm_ref()), Some(&live_cm()));
+        assert!(outcome.new.is_empty());
+    }
+
+    #[tokio::test]
+    async fn another_version_or_a_real_apply_sends_the_request() {
+        let moved: InSyncVersions = [(versionless(&cm_ref()), "4".to_owned())].into();
+        let outcome = apply_with_known(true, &moved).await;
+        assert_eq!(outcome.errors.len(), 1, "the dry-run apply was sent");
+        assert!(outcome.applied.is_empty());
+
+        let known: InSyncVersions = [(versionless(&cm_ref()), "5".to_owned())].into();
+        let outcome = apply_with_known(false, &known).await;
+        assert_eq!(
+            outcome.errors.len(),
+            1,
+            "a real apply never skips on a known version"
+        );
+
+        let outcome = apply_with_known(true, &InSyncVersions::new()).await;
+        assert_eq!(outcome.errors.len(), 1, "unknown objects are dry-run-applied");
+    }
+
+    #[test]
+    fn in_sync_versions_take_what_a_result_shows_unchanged() {
+        use crate::result::{CommandResult, ResultObject};
+        let obj = |name: &str, rv: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}})
+        };
+        let reference = |name: &str| ObjectRef {
+            name: name.into(),
+            ..cm_ref()
+        };
+        let entry = |name: &str, remote: Option<Value>, applied: Option<Value>| ResultObject {
+            object: reference(name),
+            remote,
+            applied,
+            ..ResultObject::default()
+        };
+        let change = crate::result::Change {
+            change_type: crate::result::ChangeType::Update,
+            json_path: "data".into(),
+            old_value: None,
+            new_value: None,
+            unified_diff: String::new(),
+        };
+        let r = CommandResult {
+            objects: vec![
+                entry("same", Some(obj("same", "5")), Some(obj("same", "5"))),
+                ResultObject {
+                    changes: vec![change.clone()],
+                    ..entry("changed", Some(obj("changed", "6")), Some(obj("changed", "9")))
+                },
+                ResultObject {
+                    new: true,
+                    ..entry("new", None, Some(obj("new", "10")))
+                },
+                ResultObject {
+                    hook: true,
+                    ..entry("hook", Some(obj("hook", "7")), Some(obj("hook", "7")))
+                },
+                ResultObject {
+                    orphan: true,
+                    ..entry("orphan", Some(obj("orphan", "8")), None)
+                },
+                entry("failed", Some(obj("failed", "3")), Some(obj("failed", "3"))),
+            ],
+            errors: vec![gitops_api::kluctl::v1beta1::DeploymentError {
+                object_ref: reference("failed"),
+                message: "x".into(),
+            }],
+            ..CommandResult::default()
+        };
+        let key = |name: &str| versionless(&reference(name));
+        let dry: InSyncVersions = [(key("same"), "5".to_owned())].into();
+        assert_eq!(in_sync_versions(&r, true), dry);
+        let applied: InSyncVersions = [
+            (key("same"), "5".to_owned()),
+            (key("changed"), "9".to_owned()),
+            (key("new"), "10".to_owned()),
+        ]
+        .into();
+        assert_eq!(in_sync_versions(&r, false), applied);
+    }
 
     #[test]
     fn item_summaries_read_like_kluctl() {

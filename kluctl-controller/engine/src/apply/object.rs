@@ -2,7 +2,7 @@
 //! fall-backs when that fails.
 //!
 //! ```text
-//! unchanged? (noop) ─► done, no request
+//! unchanged? (dry run at a version known in sync, or noop) ─► done, no request
 //! SSA ─ok─► done
 //!     ├ kind not served ─► refresh discovery, retry (a CRD of this run); dry run: warn
 //!     ├ 409 conflict ─► conflicts::resolve (or --force-apply) ─► SSA with force ─┐
@@ -120,7 +120,7 @@ impl Applier<'_> {
         if !hook
             && !replaced
             && let Some(remote) = remote
-            && apply_is_noop(&object, remote)
+            && (self.known_in_sync(reference, remote) || apply_is_noop(&object, remote))
         {
             self.record_applied(reference, remote.clone(), hook);
             return true;
