@@ -136,7 +136,11 @@ impl CommandContext<'_> {
     /// Lists our objects by discriminator (whole objects for the kinds we render) and GETs
     /// rendered objects the listing did not find. `None` (errors recorded) when the view is
     /// incomplete: then nothing may be applied or deleted.
-    async fn read_remote(&self, r: &mut CommandResult) -> Option<RemoteState> {
+    async fn read_remote(
+        &self,
+        r: &mut CommandResult,
+        only_kinds: Option<&BTreeSet<(String, String)>>,
+    ) -> Option<RemoteState> {
         let rendered = self.rendered_refs();
         let mut objects = BTreeMap::new();
         let listed = if self.rendered.target.discriminator.is_empty() {
@@ -159,6 +163,13 @@ impl CommandContext<'_> {
                     .iter()
                     .map(|x| (x.group.clone(), x.kind.clone()))
                     .collect(),
+                // The rendered kinds are always listed: their objects are read from the list.
+                only_kinds: only_kinds.map(|k| {
+                    k.iter()
+                        .cloned()
+                        .chain(rendered.iter().map(|x| (x.group.clone(), x.kind.clone())))
+                        .collect()
+                }),
                 ..ListOptions::default()
             };
             match remote::list_by_discriminator(self.client, &self.index.current(), &discriminator, &options)
@@ -377,7 +388,7 @@ impl CommandContext<'_> {
                 "no discriminator configured. Orphan object detection will not work".to_owned(),
             ));
         }
-        let Some(remote) = self.read_remote(&mut r).await else {
+        let Some(remote) = self.read_remote(&mut r, None).await else {
             return self.finish(r).await;
         };
         // Neither the rendered objects nor the state read change until the result is built.
@@ -440,16 +451,25 @@ impl CommandContext<'_> {
 
     /// `kluctl diff`: a server-side dry-run apply of everything, diffed against the live state.
     pub async fn diff(&self, apply: &ApplyOptions) -> CommandResult {
-        self.diff_in_sync(apply, &InSyncVersions::new()).await
+        self.diff_in_sync(apply, &InSyncVersions::new(), None).await
     }
 
     /// [`Self::diff`], except that objects whose live resourceVersion (from the listing or GET
     /// this diff starts with) equals the one in `in_sync` are not dry-run-applied: they count as
     /// applied with no change (Kluctl's drift detection; see [`InSyncVersions`]). The caller
     /// vouches that the rendered objects are the ones `in_sync` was recorded for.
-    pub async fn diff_in_sync(&self, apply: &ApplyOptions, in_sync: &InSyncVersions) -> CommandResult {
+    ///
+    /// `only_kinds` (with the rendered kinds) limits the discriminator listing to those kinds:
+    /// for a caller that knows from an earlier full listing where this target's objects are;
+    /// an orphan of another kind is then not seen until the next full listing.
+    pub async fn diff_in_sync(
+        &self,
+        apply: &ApplyOptions,
+        in_sync: &InSyncVersions,
+        only_kinds: Option<&BTreeSet<(String, String)>>,
+    ) -> CommandResult {
         let mut r = self.new_result("diff");
-        let Some(remote) = self.read_remote(&mut r).await else {
+        let Some(remote) = self.read_remote(&mut r, only_kinds).await else {
             return self.finish(r).await;
         };
         let options = ApplyOptions {
@@ -477,7 +497,7 @@ impl CommandContext<'_> {
     pub async fn prune(&self, dry_run: bool, confirm: Option<ConfirmDeletion<'_>>) -> CommandResult {
         let mut r = self.new_result("prune");
         r.command.dry_run = dry_run;
-        let Some(remote) = self.read_remote(&mut r).await else {
+        let Some(remote) = self.read_remote(&mut r, None).await else {
             return self.finish(r).await;
         };
         let Some(listed) = &remote.listed else {
@@ -524,7 +544,7 @@ impl CommandContext<'_> {
             ));
             return self.finish(r).await;
         }
-        let Some(remote) = self.read_remote(&mut r).await else {
+        let Some(remote) = self.read_remote(&mut r, None).await else {
             return self.finish(r).await;
         };
         let Some(listed) = &remote.listed else {
@@ -575,7 +595,7 @@ impl CommandContext<'_> {
     pub async fn poke_images(&self, dry_run: bool) -> CommandResult {
         let mut r = self.new_result("poke-images");
         r.command.dry_run = dry_run;
-        let Some(remote) = self.read_remote(&mut r).await else {
+        let Some(remote) = self.read_remote(&mut r, None).await else {
             return self.finish(r).await;
         };
         let rendered: BTreeSet<ObjectRef> = self.rendered_refs().iter().map(versionless).collect();

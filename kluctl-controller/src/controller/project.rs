@@ -90,6 +90,35 @@ struct InSyncEntry {
     /// What the versions hold for: rendered objects' hash and target cluster URL.
     valid_for: (String, String),
     versions: InSyncVersions,
+    /// The kinds the target's objects were found in (rendered, orphans, kept objects) by the
+    /// last full discriminator listing, and when that was.
+    kinds: KnownKinds,
+}
+
+/// Kinds a full discriminator listing found objects of, and when it ran.
+#[derive(Clone, Debug)]
+struct KnownKinds {
+    kinds: std::collections::BTreeSet<(String, String)>,
+    listed_at: std::time::Instant,
+}
+
+/// How long drift detection lists only the kinds the last full listing found objects of
+/// (plus the rendered ones), instead of every served kind: one LIST per kind is most of what
+/// a reconcile without changes costs. A full listing (every deploy, and drift detection once
+/// this has passed) finds orphans of other kinds, which only appear when someone labels an
+/// object of a new kind with the discriminator.
+pub const FULL_LISTING_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// The `(group, kind)` of every object a result names (objects and warnings, which list the
+/// orphans kept by annotation).
+fn result_kinds(r: &CommandResult) -> std::collections::BTreeSet<(String, String)> {
+    r.objects
+        .iter()
+        .map(|o| &o.object)
+        .chain(r.warnings.iter().map(|w| &w.object_ref))
+        .filter(|x| !x.kind.is_empty())
+        .map(|x| (x.group.clone(), x.kind.clone()))
+        .collect()
 }
 
 impl InSyncCache {
@@ -102,8 +131,16 @@ impl InSyncCache {
     }
 
     /// The versions known in sync for `job`'s objects rendered with `objects_hash` (empty when
-    /// none were recorded for that hash and cluster).
-    fn get(&self, job: &Job, objects_hash: &str) -> InSyncVersions {
+    /// none were recorded for that hash and cluster), and the kinds to list when the last full
+    /// listing is recent enough (`None`: list every kind).
+    fn get(
+        &self,
+        job: &Job,
+        objects_hash: &str,
+    ) -> (
+        InSyncVersions,
+        Option<std::collections::BTreeSet<(String, String)>>,
+    ) {
         let valid_for = Self::valid_for(job, objects_hash);
         self.entries
             .lock()
@@ -111,19 +148,53 @@ impl InSyncCache {
             .and_then(|m| {
                 m.get(&Self::key(job))
                     .filter(|e| e.valid_for == valid_for)
-                    .map(|e| e.versions.clone())
+                    .map(|e| {
+                        let kinds =
+                            (e.kinds.listed_at.elapsed() < FULL_LISTING_EVERY).then(|| e.kinds.kinds.clone());
+                        (e.versions.clone(), kinds)
+                    })
             })
             .unwrap_or_default()
     }
 
-    /// Replaces what is known for `job` (rendered with `objects_hash`) by `versions`.
-    fn set(&self, job: &Job, objects_hash: &str, versions: InSyncVersions) {
+    /// Replaces what is known for `job` (rendered with `objects_hash`) by `versions`; `r` is
+    /// the result they come from, `full_listing` whether it listed every kind (else the kinds
+    /// and time of the last full listing are kept).
+    fn set(
+        &self,
+        job: &Job,
+        objects_hash: &str,
+        versions: InSyncVersions,
+        r: &CommandResult,
+        full_listing: bool,
+    ) {
         if let Ok(mut m) = self.entries.lock() {
+            let key = Self::key(job);
+            let valid_for = Self::valid_for(job, objects_hash);
+            let kinds = match m.get(&key) {
+                Some(e) if !full_listing && e.valid_for == valid_for => KnownKinds {
+                    kinds: e.kinds.kinds.union(&result_kinds(r)).cloned().collect(),
+                    listed_at: e.kinds.listed_at,
+                },
+                // A result that failed as a whole (a timeout, a failed listing) found nothing:
+                // its kinds prove nothing, so the next drift detection lists every kind.
+                _ if r.errors.iter().any(|e| e.object_ref.kind.is_empty()) => KnownKinds {
+                    kinds: result_kinds(r),
+                    listed_at: std::time::Instant::now()
+                        .checked_sub(FULL_LISTING_EVERY)
+                        .unwrap_or_else(std::time::Instant::now),
+                },
+                _ => KnownKinds {
+                    kinds: result_kinds(r),
+                    listed_at: std::time::Instant::now(),
+                },
+            };
             m.insert(
-                Self::key(job),
+                key,
                 InSyncEntry {
-                    valid_for: Self::valid_for(job, objects_hash),
+                    valid_for,
                     versions,
+                    kinds,
                 },
             );
         }
@@ -508,7 +579,7 @@ impl Prepared {
                 job.in_sync.forget(&job.namespace, &job.name);
             } else {
                 job.in_sync
-                    .set(job, &self.objects_hash, in_sync_versions(&r, false));
+                    .set(job, &self.objects_hash, in_sync_versions(&r, false), &r, true);
             }
             r
         };
@@ -586,9 +657,14 @@ impl Prepared {
             dry_run: true,
             ..Self::apply_options(job)
         };
-        let known = job.in_sync.get(job, &self.objects_hash);
+        let (known, kinds) = job.in_sync.get(job, &self.objects_hash);
+        let full_listing = kinds.is_none();
         let r = self
-            .run(job, "drift detection", ctx.diff_in_sync(&options, &known))
+            .run(
+                job,
+                "drift detection",
+                ctx.diff_in_sync(&options, &known, kinds.as_ref()),
+            )
             .unwrap_or_else(|m| self.timed_out(job, "diff", m));
         let versions = in_sync_versions(&r, true);
         tracing::debug!(
@@ -596,7 +672,8 @@ impl Prepared {
             in_sync = versions.len(),
             "drift detection: objects known in sync before and after"
         );
-        job.in_sync.set(job, &self.objects_hash, versions);
+        job.in_sync
+            .set(job, &self.objects_hash, versions, &r, full_listing);
         let objects = r
             .objects
             .iter()

@@ -184,6 +184,10 @@ pub struct ListOptions {
     /// `(group, kind)` of resources listed with whole objects instead of metadata only (deploy
     /// and diff list the kinds they render this way: one list instead of a GET per object).
     pub full_kinds: BTreeSet<(String, String)>,
+    /// `(group, kind)` of the only resources to list; `None` lists every listable resource.
+    /// A caller that knows where the discriminator's objects are (the controller's drift
+    /// detection, from the last full listing) saves one request per other served kind.
+    pub only_kinds: Option<BTreeSet<(String, String)>>,
 }
 
 impl Default for ListOptions {
@@ -192,6 +196,7 @@ impl Default for ListOptions {
             concurrency: DEFAULT_CONCURRENCY,
             fallback_namespaces: BTreeSet::new(),
             full_kinds: BTreeSet::new(),
+            only_kinds: None,
         }
     }
 }
@@ -231,7 +236,13 @@ pub async fn list_by_discriminator(
     let params = ListParams::default()
         .labels_from(&discriminator.selector())
         .limit(PAGE_SIZE);
-    let results: Vec<Listed> = futures::stream::iter(index.listable())
+    let wanted = |entry: &&ApiEntry| {
+        options
+            .only_kinds
+            .as_ref()
+            .is_none_or(|only| only.contains(&(entry.resource.group.clone(), entry.resource.kind.clone())))
+    };
+    let results: Vec<Listed> = futures::stream::iter(index.listable().into_iter().filter(wanted))
         .map(|entry| list_one(client, entry, discriminator, &params, options))
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
