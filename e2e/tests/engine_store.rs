@@ -46,10 +46,17 @@ where
         // Deleted also when the body panics.
         let _results = DeleteOnDrop::namespace(&t.env, &results_ns);
         let outcome = body(t.client.clone(), t.name.clone(), results_ns.clone()).await;
+        // Names, labels and annotations only: the namespace also holds a service-account token,
+        // and secret values never go to logs, not even a test's.
         if outcome.is_err()
-            && let Ok(dump) = t
-                .env
-                .kubectl(&["get", "secrets", "-n", &results_ns, "-o", "yaml"])
+            && let Ok(dump) = t.env.kubectl(&[
+                "get",
+                "secrets",
+                "-n",
+                &results_ns,
+                "-o",
+                "custom-columns=NAME:.metadata.name,TYPE:.type,LABELS:.metadata.labels,ANNOTATIONS:.metadata.annotations",
+            ])
         {
             eprintln!("=== secrets in {results_ns}:\n{dump}");
         }
