@@ -694,7 +694,8 @@ impl Run<'_> {
             let drift = prepared.drift(&job);
             Ok(FullOutcome {
                 objects_hash: prepared.objects_hash.clone(),
-                target_key: prepared.target_key(),
+                // The drift run read the cluster id already: no second read of kube-system.
+                target_key: prepared.target_key(&drift.target_key),
                 decision,
                 deploy,
                 validate,

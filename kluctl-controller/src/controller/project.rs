@@ -715,8 +715,15 @@ impl Prepared {
         }
     }
 
-    /// The target key with the cluster id, for `status.targetKey`.
-    pub fn target_key(&self) -> gitops_api::kluctl::results::TargetKey {
+    /// The target key with the cluster id, for `status.targetKey`: `known` (the key a command
+    /// of this run already reported, cluster id included), else read from the cluster.
+    pub fn target_key(
+        &self,
+        known: &gitops_api::kluctl::results::TargetKey,
+    ) -> gitops_api::kluctl::results::TargetKey {
+        if !known.cluster_id.is_empty() {
+            return known.clone();
+        }
         let cluster_id = self.cluster.block_on(async {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                 kube::Api::all(self.cluster.client().clone());
