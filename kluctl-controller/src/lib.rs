@@ -18,6 +18,7 @@
 pub mod args;
 pub mod controller;
 pub mod metrics;
+pub mod notify;
 pub mod source;
 
 use std::hash::{Hash as _, Hasher as _};

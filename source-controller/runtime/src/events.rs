@@ -16,12 +16,12 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Event severity in Flux's terms.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// Event severity in Flux's terms (`info`, `error`, `trace` on the wire).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Normal event, forwarded to notification receivers.
     Info,
@@ -29,6 +29,64 @@ pub enum Severity {
     Error,
     /// Normal event, Kubernetes only.
     Trace,
+}
+
+impl Severity {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Error => "error",
+            Severity::Trace => "trace",
+        }
+    }
+}
+
+/// One event in Flux's wire format (`event.toolkit.fluxcd.io`), as controllers POST it to a
+/// notification receiver and as the dispatcher hands it to providers.
+///
+/// Field order is Flux's; `timestamp` is RFC 3339 at second precision; `metadata` is omitted when
+/// empty.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxEvent {
+    /// The object the event is about (kind, namespace, name, uid, apiVersion, resourceVersion).
+    pub involved_object: ObjectReference,
+    /// `info` or `error` (`trace` never leaves the emitting controller).
+    pub severity: Severity,
+    /// When it happened, e.g. `2026-12-07T03:00:00Z`.
+    pub timestamp: String,
+    /// Human-readable text.
+    #[serde(default)]
+    pub message: String,
+    /// Machine-readable reason, e.g. `ReconciliationSucceeded`.
+    #[serde(default)]
+    pub reason: String,
+    /// Controller keys (prefixed with the involved object's API group) and copied
+    /// `event.toolkit.fluxcd.io/*` annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// The emitting controller, e.g. `source-controller`.
+    #[serde(default)]
+    pub reporting_controller: String,
+    /// The emitting instance (pod name or host name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reporting_instance: String,
+}
+
+/// Receives events in-process (the notification dispatcher inside kluctl-controller), so a
+/// controller's own events need no HTTP round trip. Must not block: queue and return.
+pub trait EventSink: Send + Sync {
+    /// Takes one event (never `trace`).
+    fn accept(&self, event: FluxEvent);
+}
+
+/// Now as Flux writes event timestamps: RFC 3339, whole seconds, UTC.
+pub fn timestamp_now() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// Where events go.
@@ -115,7 +173,7 @@ impl Events {
         let request = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(serde_json::to_vec(&body).unwrap_or_default());
         match request.send().await {
             Ok(r) if r.status().is_success() || r.status().as_u16() == 429 => {}
             Ok(r) => tracing::warn!(status = %r.status(), reason, "event receiver rejected the event"),
@@ -124,7 +182,7 @@ impl Events {
     }
 }
 
-/// The Flux event JSON (`event.toolkit.fluxcd.io` wire format).
+/// The Flux event (`event.toolkit.fluxcd.io` wire format) of one emit, stamped now.
 pub fn flux_event(
     obj: &ObjectReference,
     severity: Severity,
@@ -133,18 +191,17 @@ pub fn flux_event(
     metadata: &BTreeMap<String, String>,
     controller: &str,
     instance: &str,
-) -> serde_json::Value {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    json!({
-        "involvedObject": obj,
-        "severity": if severity == Severity::Error { "error" } else { "info" },
-        "timestamp": now.to_string(),
-        "message": message,
-        "reason": reason,
-        "metadata": metadata,
-        "reportingController": controller,
-        "reportingInstance": instance,
-    })
+) -> FluxEvent {
+    FluxEvent {
+        involved_object: obj.clone(),
+        severity,
+        timestamp: timestamp_now(),
+        message: message.to_owned(),
+        reason: reason.to_owned(),
+        metadata: metadata.clone(),
+        reporting_controller: controller.to_owned(),
+        reporting_instance: instance.to_owned(),
+    }
 }
 
 /// The event's `action`: the reason plus a short hash of the message.
@@ -197,6 +254,7 @@ mod tests {
             "source-controller",
             "pod-1",
         );
+        let ev = serde_json::to_value(&ev).expect("json");
         assert_eq!(ev["severity"], "info");
         assert_eq!(ev["involvedObject"]["kind"], "GitRepository");
         assert_eq!(
@@ -204,9 +262,10 @@ mod tests {
             "main@sha1:abc"
         );
         assert_eq!(ev["reportingController"], "source-controller");
-        assert!(ev["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        let ts = ev["timestamp"].as_str().expect("timestamp");
+        assert!(ts.ends_with('Z') && !ts.contains('.'), "{ts}");
         let err = flux_event(&obj, Severity::Error, "GitOperationFailed", "x", &md, "c", "i");
-        assert_eq!(err["severity"], "error");
+        assert_eq!(serde_json::to_value(&err).expect("json")["severity"], "error");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod leader;
 pub mod logging;
 pub mod probes;
 
-pub use events::{Events, Severity};
+pub use events::{EventSink, Events, FluxEvent, Severity};
 pub use leader::{Leadership, LeaseConfig};
 pub use logging::LogFormat;
 pub use probes::Probes;

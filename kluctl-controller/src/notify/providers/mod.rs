@@ -1,0 +1,1 @@
+//! Provider destinations: the payload of each provider type and its delivery.

@@ -1,0 +1,1 @@
+//! Receiver webhooks: `status.webhookPath`, request validation per type, reconcile requests.
