@@ -52,6 +52,10 @@ pub mod reasons {
     pub const UNSUPPORTED_CONFIGURATION: &str = "UnsupportedConfiguration";
     /// Credentials were missing or rejected.
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// A Receiver's token Secret or its `token` key is missing (Flux's reason).
+    pub const TOKEN_NOT_FOUND: &str = "TokenNotFound";
+    /// The spec fails a check the CRD schema could not express (Flux's reason).
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
     /// A Git operation failed.
     pub const GIT_OPERATION_FAILED: &str = "GitOperationFailed";
     /// A Git operation succeeded.

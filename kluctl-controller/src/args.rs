@@ -81,6 +81,9 @@ pub struct ControllerArgs {
     /// Address of the health (`/healthz`) and readiness (`/readyz`) probes.
     #[arg(long, default_value = ":8081")]
     pub health_probe_bind_address: String,
+    /// Address of the Receiver webhook server (`/hook/<sha256>`); empty: no webhooks served.
+    #[arg(long, default_value = ":9292")]
+    pub receiver_listen_addr: String,
     /// Reconcile only KluctlDeployments matching this label selector.
     #[arg(long, default_value = "")]
     pub watch_label_selector: String,
@@ -148,6 +151,7 @@ mod tests {
         assert_eq!(a.concurrency, 4);
         assert_eq!(a.metrics_bind_address, ":8080");
         assert_eq!(a.health_probe_bind_address, ":8081");
+        assert_eq!(a.receiver_listen_addr, ":9292");
         assert!(!a.leader_elect && !a.dry_run);
         let a = ControllerArgs::try_parse_from([
             "kluctl-controller",

@@ -5,6 +5,7 @@
 //! ```text
 //!  main ──► run_controller(ControllerArgs)
 //!             ├─ metrics (/metrics) and probes (/healthz, /readyz)
+//!             ├─ Receiver webhooks (--receiver-listen-addr): notify::receiver::run
 //!             ├─ leader election (--leader-elect, Lease kluctl-controller-leader-election)
 //!             └─ KluctlDeployment controller: controller::reconcile
 //!                  triggers: spec changes and request annotations of KluctlDeployments,
@@ -102,6 +103,16 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(metrics_listener, m).await });
     tokio::spawn(async move { axum::serve(health_listener, h).await });
     tracing::info!(%metrics_addr, %health_addr, "serving metrics and probes");
+    if !args.receiver_listen_addr.is_empty() {
+        let listener = bind(&args.receiver_listen_addr).await?;
+        let receiver_addr = listener.local_addr()?;
+        let settings = notify::receiver::Settings {
+            namespace: args.namespace.clone(),
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+        };
+        tokio::spawn(notify::receiver::run(client.clone(), listener, settings));
+        tracing::info!(receiver_addr = %receiver_addr, "serving receiver webhooks");
+    }
 
     let leadership = if args.leader_elect {
         Some(leader(&client, &args, &instance).await?)
