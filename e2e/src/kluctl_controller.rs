@@ -1,6 +1,6 @@
 //! The `kluctl-controller` binary run for one test: watching only the test's namespace, with the
-//! admin kubeconfig, its own cache dir and log file, metrics and probes on port 0 (it logs the
-//! addresses it bound, which this reads), killed when dropped.
+//! admin kubeconfig, its own cache dir and log file, metrics, probes and Receiver webhooks on port 0
+//! (it logs the addresses it bound, which this reads), killed when dropped.
 //!
 //! ```text
 //!  KluctlController::start(env, ns, extra) ─► target/debug/kluctl-controller --namespace ns ...
@@ -18,6 +18,9 @@ use crate::{COUNTER, ChildLog, DEFAULT_STATE_DIR, Env, built_bin};
 
 /// Message of the log line that reports the bound addresses.
 const SERVING_MSG: &str = "serving metrics and probes";
+
+/// Message of the log line that reports the Receiver webhook server's address.
+const RECEIVER_MSG: &str = "serving receiver webhooks";
 
 /// How long the controller may take to log its addresses.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -81,6 +84,7 @@ impl KluctlController {
             .args(["--namespace", ns, "--controller-namespace", ns])
             .args(["--metrics-bind-address", "127.0.0.1:0"])
             .args(["--health-probe-bind-address", "127.0.0.1:0"])
+            .args(["--receiver-listen-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .arg("--log-file")
             .arg(&log_file)
@@ -174,6 +178,19 @@ impl KluctlController {
             self.stderr.path.display(),
             self.stderr.tail(lines)
         )
+    }
+
+    /// `host:port` of its Receiver webhook server (`--receiver-listen-addr`), from its log.
+    ///
+    /// # Errors
+    /// When it has not logged the address within 10 s (it does right after its metrics address).
+    pub fn receiver_addr(&mut self) -> anyhow::Result<String> {
+        self.wait_for_log("its receiver webhook address", Duration::from_secs(10), |v| {
+            if v["msg"].as_str() != Some(RECEIVER_MSG) {
+                return None;
+            }
+            log_value(v, "receiver_addr")
+        })
     }
 
     /// HTTP status of `GET /readyz` (0 when nothing answers).

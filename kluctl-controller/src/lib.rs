@@ -103,16 +103,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(metrics_listener, m).await });
     tokio::spawn(async move { axum::serve(health_listener, h).await });
     tracing::info!(%metrics_addr, %health_addr, "serving metrics and probes");
-    if !args.receiver_listen_addr.is_empty() {
-        let listener = bind(&args.receiver_listen_addr).await?;
-        let receiver_addr = listener.local_addr()?;
-        let settings = notify::receiver::Settings {
-            namespace: args.namespace.clone(),
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
-        };
-        tokio::spawn(notify::receiver::run(client.clone(), listener, settings));
-        tracing::info!(receiver_addr = %receiver_addr, "serving receiver webhooks");
-    }
+    serve_receivers(&client, &args).await?;
 
     let leadership = if args.leader_elect {
         Some(leader(&client, &args, &instance).await?)
@@ -200,6 +191,22 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     futures::join!(v1beta1, legacy);
     metrics.set_ready(false);
     tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Serves Receiver webhooks on `--receiver-listen-addr` (unless empty), with their reconciler.
+async fn serve_receivers(client: &kube::Client, args: &ControllerArgs) -> anyhow::Result<()> {
+    if args.receiver_listen_addr.is_empty() {
+        return Ok(());
+    }
+    let listener = bind(&args.receiver_listen_addr).await?;
+    let receiver_addr = listener.local_addr()?;
+    let settings = notify::receiver::Settings {
+        namespace: args.namespace.clone(),
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+    };
+    tokio::spawn(notify::receiver::run(client.clone(), listener, settings));
+    tracing::info!(receiver_addr = %receiver_addr, "serving receiver webhooks");
     Ok(())
 }
 

@@ -86,7 +86,7 @@ fn alert_crd_matches_upstream() {
     );
     assert_eq!(spec["properties"]["summary"]["maxLength"], json!(255));
     let source = &spec["properties"]["eventSources"]["items"];
-    assert_eq!(source["properties"]["kind"]["enum"].as_array().unwrap().len(), 12);
+    assert_eq!(source["properties"]["kind"]["enum"].as_array().unwrap().len(), 13);
     assert_eq!(source["properties"]["name"]["maxLength"], json!(253));
     assert_eq!(crate::crds::cel_rule_count(&crd), 0);
 }

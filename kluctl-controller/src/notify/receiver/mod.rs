@@ -71,12 +71,14 @@ pub async fn run(client: kube::Client, listener: tokio::net::TcpListener, settin
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(trigger_hash, PredicateConfig::default());
-    let ctx = Arc::new(reconcile::Context { client: client.clone() });
+        .predicate_filter(|r: &Receiver| Some(trigger_hash(r)), PredicateConfig::default());
+    let ctx = Arc::new(reconcile::Context {
+        client: client.clone(),
+    });
     let controller = Controller::for_stream(receivers, reader.clone())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|_| std::future::ready(()));
-    let server = server::serve(
+    let webhooks = server::serve(
         listener,
         server::Server {
             client,
@@ -84,18 +86,20 @@ pub async fn run(client: kube::Client, listener: tokio::net::TcpListener, settin
             no_cross_namespace_refs: settings.no_cross_namespace_refs,
         },
     );
-    let ((), served) = futures::join!(controller, server);
-    if let Err(e) = served {
+    let ((), outcome) = futures::join!(controller, webhooks);
+    if let Err(e) = outcome {
         tracing::error!(error = %e, "the receiver webhook server stopped");
     }
 }
 
 /// What makes a Receiver worth a reconcile: its generation and its reconcile request.
-fn trigger_hash(r: &Receiver) -> Option<u64> {
+fn trigger_hash(r: &Receiver) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     r.metadata.generation.hash(&mut h);
-    r.annotations().get(RECONCILE_REQUESTED_AT_ANNOTATION).hash(&mut h);
-    Some(h.finish())
+    r.annotations()
+        .get(RECONCILE_REQUESTED_AT_ANNOTATION)
+        .hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

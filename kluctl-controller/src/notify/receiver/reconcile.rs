@@ -269,9 +269,9 @@ pub async fn reconcile(obj: Arc<Receiver>, ctx: Arc<Context>) -> Result<Action, 
             &Time(jiff::Timestamp::now()),
         );
         match &outcome {
-            Ok(path) if old.webhook_path != *path => {
-                tracing::info!(webhook_path = %path, "Receiver initialized for path");
-            }
+            // The path itself stays out of the log: it is all a `generic` Receiver asks of a caller
+            // (status shows it to those who may read the Receiver).
+            Ok(path) if old.webhook_path != *path => tracing::info!("Receiver initialized"),
             Ok(_) => {}
             Err(e) => tracing::warn!(reason = e.reason(), error = %new_message(&new), "Receiver not ready"),
         }
@@ -341,7 +341,7 @@ async fn token(client: &kube::Client, receiver: &Receiver) -> Result<String, Rec
 mod tests {
     use super::*;
 
-    fn spec(extra: serde_json::Value) -> ReceiverSpec {
+    fn spec(extra: &serde_json::Value) -> ReceiverSpec {
         let mut v = json!({
             "type": "github",
             "secretRef": {"name": "token"},
@@ -359,31 +359,35 @@ mod tests {
 
     #[test]
     fn supported_specs_pass_with_their_interval() {
-        assert_eq!(check(&spec(json!({}))).unwrap(), Duration::from_secs(600), "default 10m");
         assert_eq!(
-            check(&spec(json!({"type": "generic-hmac", "interval": "1m30s"}))).unwrap(),
+            check(&spec(&json!({}))).unwrap(),
+            Duration::from_secs(600),
+            "default 10m"
+        );
+        assert_eq!(
+            check(&spec(&json!({"type": "generic-hmac", "interval": "1m30s"}))).unwrap(),
             Duration::from_secs(90)
         );
     }
 
     #[test]
     fn unsupported_types_and_cel_filters_are_unsupported_configuration_naming_the_field() {
-        let e = check(&spec(json!({"type": "harbor"}))).unwrap_err();
+        let e = check(&spec(&json!({"type": "harbor"}))).unwrap_err();
         assert_eq!(e.reason(), "UnsupportedConfiguration");
         assert!(e.to_string().contains("spec.type 'harbor'"), "{e}");
-        let e = check(&spec(json!({"resourceFilter": "res.metadata.name == 'a'"}))).unwrap_err();
+        let e = check(&spec(&json!({"resourceFilter": "res.metadata.name == 'a'"}))).unwrap_err();
         assert_eq!(
             e.to_string(),
             "spec.resourceFilter: CEL expressions are not supported by this controller"
         );
-        let e = check(&spec(json!({"resources": [
+        let e = check(&spec(&json!({"resources": [
             {"kind": "GitRepository", "name": "a"},
             {"kind": "GitRepository", "name": "b", "filter": "true"},
         ]})))
         .unwrap_err();
         assert!(e.to_string().starts_with("spec.resources[1].filter:"), "{e}");
         assert!(e.is_terminal());
-        let e = check(&spec(json!({"secretRef": null}))).unwrap_err();
+        let e = check(&spec(&json!({"secretRef": null}))).unwrap_err();
         assert_eq!(
             (e.reason(), e.to_string().as_str()),
             ("ValidationFailed", "spec.secretRef is required for type 'github'")
@@ -405,8 +409,16 @@ mod tests {
         assert_eq!(s.last_handled_reconcile_at, "now");
         let ready = conditions::find(&s.conditions, types::READY).unwrap();
         assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str(), ready.message.clone()),
-            ("True", "Succeeded", format!("Receiver initialized for path: {path}"))
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.clone()
+            ),
+            (
+                "True",
+                "Succeeded",
+                format!("Receiver initialized for path: {path}")
+            )
         );
         let again = next_status(&s, Some(3), &Ok(path), None, &at(20));
         assert_eq!(again, s, "an unchanged outcome changes nothing (no status write)");
@@ -431,7 +443,11 @@ mod tests {
         let c = conditions::find(&s.conditions, types::READY).unwrap();
         assert_eq!(
             (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
-            ("False", "TokenNotFound", "Secret 'n/token' of spec.secretRef not found")
+            (
+                "False",
+                "TokenNotFound",
+                "Secret 'n/token' of spec.secretRef not found"
+            )
         );
         assert!(conditions::find(&s.conditions, types::STALLED).is_none());
 

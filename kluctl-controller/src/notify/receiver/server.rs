@@ -58,9 +58,7 @@ pub struct Server {
 /// # Errors
 /// When accepting connections fails for good.
 pub async fn serve(listener: tokio::net::TcpListener, server: Server) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(server));
+    let app = axum::Router::new().fallback(handle).with_state(Arc::new(server));
     axum::serve(listener, app).await
 }
 
@@ -77,7 +75,10 @@ async fn handle(State(server): State<Arc<Server>>, request: Request) -> StatusCo
         Ok(body) => body,
         Err(e) => {
             let code = StatusCode::from(e);
-            tracing::info!(status = code.as_u16(), "webhook request refused before a Receiver was looked up");
+            tracing::info!(
+                status = code.as_u16(),
+                "webhook request refused before a Receiver was looked up"
+            );
             return code;
         }
     };
@@ -187,7 +188,8 @@ impl Server {
         // Every entry is tried, whatever the earlier ones did: one broken reference must not keep
         // the others from reconciling.
         for (index, resource) in receiver.spec.resources.iter().enumerate() {
-            let target = match trigger::resolve(&resource.reference, &namespace, self.no_cross_namespace_refs) {
+            let target = match trigger::resolve(&resource.reference, &namespace, self.no_cross_namespace_refs)
+            {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(resource = index, error = %e, "unable to request a reconcile");

@@ -4,8 +4,11 @@
 //!  resources[i] ─► resolve (pure: kind, apiVersion, namespace, name or matchLabels)
 //!               ─► request: JSON merge patch of metadata.annotations on the object(s)
 //!                     GitRepository, Bucket   reconcile.fluxcd.io/requestedAt: <now>
-//!                     KluctlDeployment        kluctl.io/request-reconcile: <now>
+//!                     KluctlDeployment        kluctl.io/request-reconcile: {"requestValue": <now>}
 //! ```
+//!
+//! The KluctlDeployment value is Kluctl's manual request JSON, as `kluctl gitops reconcile`
+//! writes it: a bare timestamp there would be refused as an invalid request.
 //!
 //! Only the kinds this product reconciles are accepted: a request for any other kind would
 //! annotate an object no controller of ours reads.
@@ -98,9 +101,7 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     /// `--no-cross-namespace-refs` and the entry names another namespace.
-    #[error(
-        "cross-namespace reference to {kind} '{namespace}/{name}' refused (--no-cross-namespace-refs)"
-    )]
+    #[error("cross-namespace reference to {kind} '{namespace}/{name}' refused (--no-cross-namespace-refs)")]
     CrossNamespace {
         /// The kind named.
         kind: ReferencedKind,
@@ -149,7 +150,7 @@ pub enum TriggerError {
         labels: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Patching the annotation failed.
     #[error("failed to annotate {kind} '{namespace}/{name}'")]
@@ -162,7 +163,7 @@ pub enum TriggerError {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -224,9 +225,13 @@ pub fn resolve(
     })
 }
 
-/// The merge patch setting the kind's reconcile annotation to `now`.
+/// The merge patch setting the kind's reconcile annotation to a request made at `now`.
 pub fn annotation_patch(kind: TargetKind, now: &str) -> serde_json::Value {
-    json!({"metadata": {"annotations": {kind.annotation(): now}}})
+    let value = match kind {
+        TargetKind::GitRepository | TargetKind::Bucket => now.to_owned(),
+        TargetKind::KluctlDeployment => json!({ "requestValue": now }).to_string(),
+    };
+    json!({"metadata": {"annotations": {kind.annotation(): value}}})
 }
 
 /// `k=v,k2=v2`.
@@ -265,7 +270,7 @@ pub async fn request(
                     kind: kind.kind(),
                     namespace: target.namespace.clone(),
                     labels: selector.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let names: Vec<String> = list.items.into_iter().filter_map(|o| o.metadata.name).collect();
             if names.is_empty() {
@@ -299,7 +304,7 @@ pub async fn request(
                     kind: kind.kind(),
                     namespace: target.namespace.clone(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -349,9 +354,22 @@ mod tests {
             (t.kind, t.version.as_str(), t.namespace.as_str()),
             (TargetKind::KluctlDeployment, "v1beta1", "apps")
         );
+        let patch = annotation_patch(t.kind, "2026-01-01T00:00:00.5Z");
+        let value = patch["metadata"]["annotations"]["kluctl.io/request-reconcile"]
+            .as_str()
+            .unwrap();
         assert_eq!(
-            annotation_patch(t.kind, "2026-01-01T00:00:00.5Z"),
-            json!({"metadata": {"annotations": {"kluctl.io/request-reconcile": "2026-01-01T00:00:00.5Z"}}})
+            serde_json::from_str::<serde_json::Value>(value).unwrap(),
+            json!({"requestValue": "2026-01-01T00:00:00.5Z"}),
+            "Kluctl's manual request JSON"
+        );
+        let parsed =
+            crate::controller::requests::parse(crate::controller::requests::RequestKind::Reconcile, value)
+                .expect("the KluctlDeployment controller takes the request");
+        assert_eq!(parsed.request.request_value, "2026-01-01T00:00:00.5Z");
+        assert_eq!(
+            annotation_patch(TargetKind::Bucket, "2026-01-01T00:00:00.5Z"),
+            json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-01-01T00:00:00.5Z"}}})
         );
     }
 
@@ -367,7 +385,9 @@ mod tests {
         .unwrap();
         assert_eq!(ok.version, "v1beta2");
         let err = resolve(
-            &reference(json!({"kind": "GitRepository", "name": "a", "apiVersion": "gitops.kluctl.io/v1beta1"})),
+            &reference(
+                json!({"kind": "GitRepository", "name": "a", "apiVersion": "gitops.kluctl.io/v1beta1"}),
+            ),
             "n",
             false,
         )
@@ -386,7 +406,10 @@ mod tests {
         assert!(matches!(err, TriggerError::CrossNamespace { .. }), "{err}");
         assert!(err.to_string().contains("'other/a'"), "{err}");
         let same = reference(json!({"kind": "GitRepository", "name": "a", "namespace": "n"}));
-        assert!(resolve(&same, "n", true).is_ok(), "naming its own namespace is fine");
+        assert!(
+            resolve(&same, "n", true).is_ok(),
+            "naming its own namespace is fine"
+        );
     }
 
     #[test]
@@ -407,8 +430,16 @@ mod tests {
 
     #[test]
     fn kinds_we_do_not_reconcile_are_refused() {
-        let err = resolve(&reference(json!({"kind": "Kustomization", "name": "a"})), "n", false).unwrap_err();
-        assert!(matches!(err, TriggerError::UnsupportedKind(ReferencedKind::Kustomization)));
+        let err = resolve(
+            &reference(json!({"kind": "Kustomization", "name": "a"})),
+            "n",
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            TriggerError::UnsupportedKind(ReferencedKind::Kustomization)
+        ));
         assert!(err.to_string().contains("'Kustomization'"), "{err}");
     }
 }

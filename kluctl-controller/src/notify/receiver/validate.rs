@@ -123,9 +123,8 @@ pub fn validate(
     match receiver_type {
         ReceiverType::Generic => Ok(Verdict::Trigger { event: None }),
         ReceiverType::GenericHmac => {
-            let signature = header(headers, X_SIGNATURE).ok_or(ValidateError::MissingHeader {
-                header: X_SIGNATURE,
-            })?;
+            let signature =
+                header(headers, X_SIGNATURE).ok_or(ValidateError::MissingHeader { header: X_SIGNATURE })?;
             verify_signature(X_SIGNATURE, signature, token, body)?;
             Ok(Verdict::Trigger { event: None })
         }
@@ -177,7 +176,12 @@ fn verify_hub_signature(headers: &HeaderMap, token: &str, body: &[u8]) -> Result
 }
 
 /// Verifies `<algorithm>=<hex>` (header `name`) as the HMAC of `body` keyed by `token`.
-fn verify_signature(name: &'static str, signature: &str, token: &str, body: &[u8]) -> Result<(), ValidateError> {
+fn verify_signature(
+    name: &'static str,
+    signature: &str,
+    token: &str,
+    body: &[u8],
+) -> Result<(), ValidateError> {
     let (algorithm, hex) = signature
         .split_once('=')
         .ok_or(ValidateError::MalformedSignature { header: name })?;
@@ -208,20 +212,24 @@ fn verify_signature(name: &'static str, signature: &str, token: &str, body: &[u8
 
 /// Lower- or upper-case hex to bytes.
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()
         .chunks_exact(2)
         .map(|pair| {
             let digit = |c: u8| char::from(c).to_digit(16);
-            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?)
+            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
         })
         .collect()
 }
 
 /// `spec.events` compared case-insensitively, as Flux does; an empty list accepts every event.
-fn accept_event(events: &[String], name: &'static str, event: Option<&str>) -> Result<Verdict, ValidateError> {
+fn accept_event(
+    events: &[String],
+    name: &'static str,
+    event: Option<&str>,
+) -> Result<Verdict, ValidateError> {
     let event = event.unwrap_or_default();
     if events.is_empty() || events.iter().any(|e| e.eq_ignore_ascii_case(event)) {
         return Ok(Verdict::Trigger {
@@ -250,32 +258,35 @@ mod tests {
         h
     }
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     fn sign(algorithm: &str, key: &str, body: &[u8]) -> String {
+        let key = key.as_bytes();
         let mac = match algorithm {
-            "sha1" => Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes())
-                .unwrap()
-                .chain_update(body)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
-            "sha256" => Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
-                .unwrap()
-                .chain_update(body)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
-            _ => Hmac::<sha2::Sha512>::new_from_slice(key.as_bytes())
-                .unwrap()
-                .chain_update(body)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
+            "sha1" => format!(
+                "{:x}",
+                Hmac::<sha1::Sha1>::new_from_slice(key)
+                    .unwrap()
+                    .chain_update(body)
+                    .finalize()
+                    .into_bytes()
+            ),
+            "sha256" => format!(
+                "{:x}",
+                Hmac::<sha2::Sha256>::new_from_slice(key)
+                    .unwrap()
+                    .chain_update(body)
+                    .finalize()
+                    .into_bytes()
+            ),
+            _ => format!(
+                "{:x}",
+                Hmac::<sha2::Sha512>::new_from_slice(key)
+                    .unwrap()
+                    .chain_update(body)
+                    .finalize()
+                    .into_bytes()
+            ),
         };
-        format!("{algorithm}={}", hex(&mac))
+        format!("{algorithm}={mac}")
     }
 
     fn events(list: &[&str]) -> Vec<String> {
@@ -311,8 +322,19 @@ mod tests {
                 "{algorithm}"
             );
         }
-        let upper = sign("sha256", TOKEN, BODY).to_uppercase().replace("SHA256", "sha256");
-        assert!(validate(ReceiverType::GenericHmac, TOKEN, &[], &headers(&[(X_SIGNATURE, &upper)]), BODY).is_ok());
+        let upper = sign("sha256", TOKEN, BODY)
+            .to_uppercase()
+            .replace("SHA256", "sha256");
+        assert!(
+            validate(
+                ReceiverType::GenericHmac,
+                TOKEN,
+                &[],
+                &headers(&[(X_SIGNATURE, &upper)]),
+                BODY
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -334,13 +356,25 @@ mod tests {
         );
         for bad in ["sha256", "sha256=xyz", "sha256=abc"] {
             assert_eq!(
-                validate(ReceiverType::GenericHmac, TOKEN, &[], &headers(&[(X_SIGNATURE, bad)]), BODY),
+                validate(
+                    ReceiverType::GenericHmac,
+                    TOKEN,
+                    &[],
+                    &headers(&[(X_SIGNATURE, bad)]),
+                    BODY
+                ),
                 Err(ValidateError::MalformedSignature { header: X_SIGNATURE }),
                 "{bad}"
             );
         }
         assert_eq!(
-            validate(ReceiverType::GenericHmac, TOKEN, &[], &headers(&[(X_SIGNATURE, "md5=00")]), BODY),
+            validate(
+                ReceiverType::GenericHmac,
+                TOKEN,
+                &[],
+                &headers(&[(X_SIGNATURE, "md5=00")]),
+                BODY
+            ),
             Err(ValidateError::UnsupportedHash {
                 header: X_SIGNATURE,
                 algorithm: "md5".into()
@@ -372,10 +406,19 @@ mod tests {
                 header: X_HUB_SIGNATURE_256
             })
         );
-        let sha1 = headers(&[(X_HUB_SIGNATURE, &sign("sha1", TOKEN, BODY)), (X_GITHUB_EVENT, "push")]);
+        let sha1 = headers(&[
+            (X_HUB_SIGNATURE, &sign("sha1", TOKEN, BODY)),
+            (X_GITHUB_EVENT, "push"),
+        ]);
         assert!(validate(ReceiverType::Github, TOKEN, &[], &sha1, BODY).is_ok());
         assert_eq!(
-            validate(ReceiverType::Github, TOKEN, &[], &headers(&[(X_GITHUB_EVENT, "push")]), BODY),
+            validate(
+                ReceiverType::Github,
+                TOKEN,
+                &[],
+                &headers(&[(X_GITHUB_EVENT, "push")]),
+                BODY
+            ),
             Err(ValidateError::MissingHeader {
                 header: X_HUB_SIGNATURE_256
             })
@@ -429,7 +472,13 @@ mod tests {
         let h = |token: &str, event: &str| headers(&[(X_GITLAB_TOKEN, token), (X_GITLAB_EVENT, event)]);
         let tags = events(&["tag push hook"]);
         assert_eq!(
-            validate(ReceiverType::Gitlab, TOKEN, &tags, &h(TOKEN, "Tag Push Hook"), b""),
+            validate(
+                ReceiverType::Gitlab,
+                TOKEN,
+                &tags,
+                &h(TOKEN, "Tag Push Hook"),
+                b""
+            ),
             Ok(Verdict::Trigger {
                 event: Some("Tag Push Hook".into())
             })
@@ -451,7 +500,13 @@ mod tests {
             );
         }
         assert_eq!(
-            validate(ReceiverType::Gitlab, TOKEN, &[], &headers(&[(X_GITLAB_EVENT, "Push Hook")]), b""),
+            validate(
+                ReceiverType::Gitlab,
+                TOKEN,
+                &[],
+                &headers(&[(X_GITLAB_EVENT, "Push Hook")]),
+                b""
+            ),
             Err(ValidateError::MissingHeader {
                 header: X_GITLAB_TOKEN
             })
@@ -501,7 +556,13 @@ mod tests {
             })
         );
         assert_eq!(
-            validate(ReceiverType::Bitbucket, TOKEN, &[], &headers(&[(X_EVENT_KEY, "x")]), BODY),
+            validate(
+                ReceiverType::Bitbucket,
+                TOKEN,
+                &[],
+                &headers(&[(X_EVENT_KEY, "x")]),
+                BODY
+            ),
             Err(ValidateError::MissingHeader {
                 header: X_HUB_SIGNATURE_256
             })
@@ -525,7 +586,9 @@ mod tests {
             .to_string();
         assert!(!text.contains(TOKEN) && !text.contains(&signature[7..]), "{text}");
         let h = headers(&[(X_GITLAB_TOKEN, "guess")]);
-        let text = validate(ReceiverType::Gitlab, TOKEN, &[], &h, b"").unwrap_err().to_string();
+        let text = validate(ReceiverType::Gitlab, TOKEN, &[], &h, b"")
+            .unwrap_err()
+            .to_string();
         assert!(!text.contains(TOKEN) && !text.contains("guess"), "{text}");
     }
 }
