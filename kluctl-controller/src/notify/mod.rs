@@ -18,3 +18,5 @@
 
 pub mod providers;
 pub mod receiver;
+pub mod dedup;
+pub mod matching;
