@@ -20,3 +20,4 @@ pub mod providers;
 pub mod receiver;
 pub mod dedup;
 pub mod matching;
+pub mod status;
