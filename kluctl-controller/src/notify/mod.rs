@@ -21,3 +21,6 @@ pub mod receiver;
 pub mod dedup;
 pub mod matching;
 pub mod status;
+pub mod dispatch;
+pub mod intake;
+pub mod reconcile;

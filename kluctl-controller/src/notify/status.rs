@@ -115,8 +115,11 @@ pub fn status_patch(state: &State, now: &Time) -> (serde_json::Value, Vec<Condit
     (json!({ "status": status }), conditions)
 }
 
+/// Everything of a state but the dispatch time.
+type Fingerprint = (Option<i64>, (&'static str, String, String), Option<Option<String>>);
+
 /// What decides whether a write is due: everything but the dispatch time.
-fn fingerprint(state: &State) -> (Option<i64>, (&'static str, String, String), Option<Option<String>>) {
+fn fingerprint(state: &State) -> Fingerprint {
     (
         state.generation,
         ready(state),
