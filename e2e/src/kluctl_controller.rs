@@ -117,16 +117,17 @@ impl KluctlController {
             health_addr: String::new(),
             events_addr: String::new(),
         };
-        let (metrics, health, events) = ctl.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
-            if v["msg"].as_str() != Some(SERVING_MSG) {
-                return None;
-            }
-            Some((
-                log_value(v, "metrics_addr")?,
-                log_value(v, "health_addr")?,
-                log_value(v, "events_addr").unwrap_or_default(),
-            ))
-        })?;
+        let (metrics, health, events) =
+            ctl.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
+                if v["msg"].as_str() != Some(SERVING_MSG) {
+                    return None;
+                }
+                Some((
+                    log_value(v, "metrics_addr")?,
+                    log_value(v, "health_addr")?,
+                    log_value(v, "events_addr").unwrap_or_default(),
+                ))
+            })?;
         ctl.metrics_addr = metrics;
         ctl.health_addr = health;
         ctl.events_addr = events;
