@@ -67,7 +67,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let k = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[k.clamp(1, sorted.len()) - 1]
 }
@@ -77,7 +81,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let events_url = arg(&args, "--events", "");
-    anyhow::ensure!(!events_url.is_empty(), "--events URL of the controller's event endpoint is required");
+    anyhow::ensure!(
+        !events_url.is_empty(),
+        "--events URL of the controller's event endpoint is required"
+    );
     let ns = arg(&args, "--namespace", "default");
     let objects: u64 = arg(&args, "--objects", "100").parse()?;
     let total: u64 = arg(&args, "--events-total", "50000").parse()?;
@@ -105,7 +112,9 @@ async fn main() -> anyhow::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let codes = Arc::new(Mutex::new(HashMap::<u16, u64>::new()));
     let post = |body: String| {
         let (client, url, codes) = (client.clone(), events_url.clone(), codes.clone());
@@ -142,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let deadline = Instant::now() + drain;
             loop {
-                let missing = sink.seen.lock().map_or(want.len(), |s| want.iter().filter(|i| !s.contains_key(i)).count());
+                let missing = sink
+                    .seen
+                    .lock()
+                    .map_or(want.len(), |s| want.iter().filter(|i| !s.contains_key(i)).count());
                 if missing == 0 || Instant::now() >= deadline {
                     return missing;
                 }
@@ -152,18 +164,32 @@ async fn main() -> anyhow::Result<()> {
     };
     wait_delivered(accepted.clone()).await;
     // Flux's dedup: every 10th event again, byte for byte, within the interval: 429, not sent.
-    let repeats: Vec<String> = (0..total).step_by(10).map(|i| bodies[usize::try_from(i).unwrap_or(0)].clone()).collect();
-    let repeat_codes: Vec<u16> = futures::stream::iter(repeats).map(post).buffered(concurrency).collect().await;
+    let repeats: Vec<String> = (0..total)
+        .step_by(10)
+        .map(|i| bodies[usize::try_from(i).unwrap_or(0)].clone())
+        .collect();
+    let repeat_codes: Vec<u16> = futures::stream::iter(repeats)
+        .map(post)
+        .buffered(concurrency)
+        .collect()
+        .await;
     let repeats_refused = repeat_codes.iter().filter(|&&c| c == 429).count();
     // A last fresh event: once it arrived, anything the repeats caused would have too.
     let barrier = total;
     post(event(&ns, objects, barrier)).await;
     wait_delivered(vec![barrier]).await;
     let (delivered, twice, mut latencies) = {
-        let seen = sink.seen.lock().map_err(|_| anyhow::anyhow!("sink lock poisoned"))?;
+        let seen = sink
+            .seen
+            .lock()
+            .map_err(|_| anyhow::anyhow!("sink lock poisoned"))?;
         let delivered = accepted.iter().filter(|i| seen.contains_key(i)).count();
         let twice = seen.values().filter(|(n, _)| *n > 1).count();
-        let lat: Vec<u64> = accepted.iter().filter_map(|i| seen.get(i)).map(|(_, l)| *l).collect();
+        let lat: Vec<u64> = accepted
+            .iter()
+            .filter_map(|i| seen.get(i))
+            .map(|(_, l)| *l)
+            .collect();
         (delivered, twice, lat)
     };
     latencies.sort_unstable();

@@ -224,7 +224,10 @@ fn notifications<S>(
     instance: &str,
     events_listener: Option<tokio::net::TcpListener>,
     shutdown: S,
-) -> (Option<notify::dispatch::Dispatcher>, futures::future::BoxFuture<'static, ()>)
+) -> (
+    Option<notify::dispatch::Dispatcher>,
+    futures::future::BoxFuture<'static, ()>,
+)
 where
     S: Future<Output = ()> + Send + Sync + Clone + 'static,
 {

@@ -33,7 +33,8 @@ impl RateLimiter {
         }
         if now >= self.next_sweep {
             let keep = self.interval * 2;
-            self.passed.retain(|_, t| now.saturating_duration_since(*t) < keep);
+            self.passed
+                .retain(|_, t| now.saturating_duration_since(*t) < keep);
             self.next_sweep = now + self.interval;
         }
         match self.passed.get_mut(key) {

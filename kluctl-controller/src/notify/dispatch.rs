@@ -232,7 +232,8 @@ impl Dispatcher {
                     event.involved_object.name.as_deref().unwrap_or_default()
                 );
                 self.inner.status.dispatched(alert_key, Err(message.clone()));
-                self.alert_event(&alert, super::status::DISPATCH_FAILED, &message).await;
+                self.alert_event(&alert, super::status::DISPATCH_FAILED, &message)
+                    .await;
                 continue;
             }
             let provider_ref = ObjectRef::<Provider>::new(&alert.spec.provider_ref.name).within(&alert_ns);
@@ -243,7 +244,8 @@ impl Dispatcher {
                     alert.name_any()
                 );
                 self.inner.status.dispatched(alert_key, Err(message.clone()));
-                self.alert_event(&alert, super::status::DISPATCH_FAILED, &message).await;
+                self.alert_event(&alert, super::status::DISPATCH_FAILED, &message)
+                    .await;
                 continue;
             };
             if provider.spec.suspend || !matching::provider_accepts(provider.spec.provider_type, &event) {
@@ -290,11 +292,14 @@ impl Dispatcher {
             Ok(d) => d,
             Err(message) => {
                 self.inner.status.dispatched(alert_key, Err(message.clone()));
-                self.alert_event(alert, super::status::DISPATCH_FAILED, &message).await;
+                self.alert_event(alert, super::status::DISPATCH_FAILED, &message)
+                    .await;
                 return;
             }
         };
-        let Ok(_slot) = slots.acquire_owned().await else { return };
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return;
+        };
         match destination.send(event).await {
             Ok(()) => {
                 self.inner.status.dispatched(alert_key, Ok(()));
@@ -312,7 +317,8 @@ impl Dispatcher {
                 );
                 self.inner.status.dispatched(alert_key, Err(message.clone()));
                 self.inner.status.dispatched(provider_key, Err(message.clone()));
-                self.alert_event(alert, super::status::DISPATCH_FAILED, &message).await;
+                self.alert_event(alert, super::status::DISPATCH_FAILED, &message)
+                    .await;
             }
         }
     }
@@ -333,16 +339,21 @@ impl Dispatcher {
         Ok(self.cache_destination(provider, Arc::new(destination)))
     }
 
-    fn cache_destination(&self, provider: &Provider, destination: Arc<Destination>) -> (Arc<Destination>, Arc<Semaphore>) {
+    fn cache_destination(
+        &self,
+        provider: &Provider,
+        destination: Arc<Destination>,
+    ) -> (Arc<Destination>, Arc<Semaphore>) {
         let key = (provider.namespace().unwrap_or_default(), provider.name_any());
         let version = provider.resource_version().unwrap_or_default();
         let Ok(mut cache) = self.inner.destinations.lock() else {
             return (destination, Arc::new(Semaphore::new(SENDS_PER_PROVIDER)));
         };
         // Keep the slots across re-resolves: the bound is per Provider, not per resolve.
-        let slots = cache
-            .get(&key)
-            .map_or_else(|| Arc::new(Semaphore::new(SENDS_PER_PROVIDER)), |c| c.slots.clone());
+        let slots = cache.get(&key).map_or_else(
+            || Arc::new(Semaphore::new(SENDS_PER_PROVIDER)),
+            |c| c.slots.clone(),
+        );
         cache.insert(
             key,
             Cached {
@@ -374,7 +385,13 @@ impl Dispatcher {
     async fn alert_event(&self, alert: &Alert, reason: &str, message: &str) {
         self.inner
             .events
-            .emit(&alert.object_ref(&()), Severity::Error, reason, message, BTreeMap::new())
+            .emit(
+                &alert.object_ref(&()),
+                Severity::Error,
+                reason,
+                message,
+                BTreeMap::new(),
+            )
             .await;
     }
 }

@@ -22,7 +22,10 @@ pub fn router(dispatcher: Dispatcher) -> axum::Router {
 
 async fn handle(State(dispatcher): State<Dispatcher>, body: Body) -> impl IntoResponse {
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "event body larger than 3 MiB\n".to_owned());
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event body larger than 3 MiB\n".to_owned(),
+        );
     };
     let event: gitops_runtime::FluxEvent = match serde_json::from_slice(&bytes) {
         Ok(e) => e,

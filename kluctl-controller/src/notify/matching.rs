@@ -141,8 +141,9 @@ impl Filters {
             list.iter()
                 .enumerate()
                 .map(|(i, re)| {
-                    regex::Regex::new(re)
-                        .map_err(|e| format!("spec.{field}[{i}] '{re}' is not a valid regular expression: {e}"))
+                    regex::Regex::new(re).map_err(|e| {
+                        format!("spec.{field}[{i}] '{re}' is not a valid regular expression: {e}")
+                    })
                 })
                 .collect()
         };
@@ -174,7 +175,9 @@ pub fn provider_accepts(provider: ProviderType, event: &FluxEvent) -> bool {
         return false;
     }
     if provider.is_commit_status() {
-        let has_commit = event.metadata.contains_key(&format!("{EVENT_GROUP_PREFIX}commit"));
+        let has_commit = event
+            .metadata
+            .contains_key(&format!("{EVENT_GROUP_PREFIX}commit"));
         if !has_commit && !commit_status_update && event.severity != Severity::Error {
             return false;
         }
@@ -233,10 +236,12 @@ pub fn merge_metadata(event: &FluxEvent, alert: &AlertSpec) -> (BTreeMap<String,
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -259,7 +264,10 @@ mod tests {
             timestamp: "2026-12-07T03:00:00Z".into(),
             message: "deployed".into(),
             reason: "ReconciliationSucceeded".into(),
-            metadata: md.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            metadata: md
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             reporting_controller: "kluctl-controller".into(),
             reporting_instance: String::new(),
         }
@@ -282,13 +290,21 @@ mod tests {
         }
     }
 
-    fn source(kind: ReferencedKind, name: &str, ns: &str, labels: &[(&str, &str)]) -> CrossNamespaceObjectReference {
+    fn source(
+        kind: ReferencedKind,
+        name: &str,
+        ns: &str,
+        labels: &[(&str, &str)],
+    ) -> CrossNamespaceObjectReference {
         CrossNamespaceObjectReference {
             api_version: String::new(),
             kind,
             name: name.into(),
             namespace: ns.into(),
-            match_labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            match_labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
@@ -309,7 +325,13 @@ mod tests {
 
     #[test]
     fn core_group_objects_keep_only_event_keys() {
-        let mut e = event("Secret", "v1", "s", "ns", &[("/revision", "x"), ("event.toolkit.fluxcd.io/a", "b")]);
+        let mut e = event(
+            "Secret",
+            "v1",
+            "s",
+            "ns",
+            &[("/revision", "x"), ("event.toolkit.fluxcd.io/a", "b")],
+        );
         cleanup_metadata(&mut e);
         assert_eq!(e.metadata.len(), 1, "{:?}", e.metadata);
     }
@@ -329,27 +351,51 @@ mod tests {
         let mut other = a.clone();
         other.involved_object.name = Some("other".into());
         assert_ne!(dedup_key(&a), dedup_key(&other));
-        let tok = kd_event(&[("gitops.kluctl.io/revision", "main@sha1:a"), ("gitops.kluctl.io/token", "t")]);
+        let tok = kd_event(&[
+            ("gitops.kluctl.io/revision", "main@sha1:a"),
+            ("gitops.kluctl.io/token", "t"),
+        ]);
         assert_ne!(dedup_key(&a), dedup_key(&tok));
         assert_eq!(dedup_key(&a).len(), 64);
     }
 
     #[test]
     fn token_is_removed_after_dedup() {
-        let mut e = kd_event(&[("gitops.kluctl.io/token", "t"), ("gitops.kluctl.io/revision", "r")]);
+        let mut e = kd_event(&[
+            ("gitops.kluctl.io/token", "t"),
+            ("gitops.kluctl.io/revision", "r"),
+        ]);
         strip_token(&mut e);
-        assert_eq!(e.metadata.keys().collect::<Vec<_>>(), ["gitops.kluctl.io/revision"]);
+        assert_eq!(
+            e.metadata.keys().collect::<Vec<_>>(),
+            ["gitops.kluctl.io/revision"]
+        );
     }
 
     #[test]
     fn sources_match_by_namespace_kind_and_name() {
         let e = kd_event(&[]);
         let kd = ReferencedKind::KluctlDeployment;
-        assert_eq!(source_match("apps", &source(kd, "app", "", &[]), &e), SourceMatch::Yes);
-        assert_eq!(source_match("other", &source(kd, "app", "", &[]), &e), SourceMatch::No);
-        assert_eq!(source_match("other", &source(kd, "app", "apps", &[]), &e), SourceMatch::Yes);
-        assert_eq!(source_match("apps", &source(kd, "*", "", &[]), &e), SourceMatch::Yes);
-        assert_eq!(source_match("apps", &source(kd, "web", "", &[]), &e), SourceMatch::No);
+        assert_eq!(
+            source_match("apps", &source(kd, "app", "", &[]), &e),
+            SourceMatch::Yes
+        );
+        assert_eq!(
+            source_match("other", &source(kd, "app", "", &[]), &e),
+            SourceMatch::No
+        );
+        assert_eq!(
+            source_match("other", &source(kd, "app", "apps", &[]), &e),
+            SourceMatch::Yes
+        );
+        assert_eq!(
+            source_match("apps", &source(kd, "*", "", &[]), &e),
+            SourceMatch::Yes
+        );
+        assert_eq!(
+            source_match("apps", &source(kd, "web", "", &[]), &e),
+            SourceMatch::No
+        );
         assert_eq!(
             source_match("apps", &source(ReferencedKind::GitRepository, "app", "", &[]), &e),
             SourceMatch::No
@@ -363,8 +409,14 @@ mod tests {
     #[test]
     fn labels_and_severity() {
         let sel = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
-        assert!(labels_match(&sel, &BTreeMap::from([("team".into(), "a".into()), ("x".into(), "y".into())])));
-        assert!(!labels_match(&sel, &BTreeMap::from([("team".into(), "b".into())])));
+        assert!(labels_match(
+            &sel,
+            &BTreeMap::from([("team".into(), "a".into()), ("x".into(), "y".into())])
+        ));
+        assert!(!labels_match(
+            &sel,
+            &BTreeMap::from([("team".into(), "b".into())])
+        ));
         assert!(!labels_match(&sel, &BTreeMap::new()));
         assert!(severity_matches(EventSeverity::Info, Severity::Info));
         assert!(severity_matches(EventSeverity::Info, Severity::Error));
@@ -390,7 +442,10 @@ mod tests {
         let mut spec = alert();
         spec.exclusion_list = vec!["ok".into(), "(".into()];
         let err = Filters::compile(&spec).expect_err("invalid");
-        assert!(err.contains("spec.exclusionList[1]") && err.contains("'('"), "{err}");
+        assert!(
+            err.contains("spec.exclusionList[1]") && err.contains("'('"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -422,7 +477,8 @@ mod tests {
             ("gitops.kluctl.io/env", "from-controller"),
         ]);
         let mut spec = alert();
-        spec.event_metadata = BTreeMap::from([("cluster".into(), "prod-1".into()), ("team".into(), "a".into())]);
+        spec.event_metadata =
+            BTreeMap::from([("cluster".into(), "prod-1".into()), ("team".into(), "a".into())]);
         spec.summary = "prod cluster".into();
         let (md, conflicts) = merge_metadata(&e, &spec);
         assert_eq!(md["revision"], "main@sha1:abc");

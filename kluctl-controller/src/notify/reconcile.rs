@@ -187,7 +187,9 @@ where
                 alert_store
                     .state()
                     .into_iter()
-                    .filter(|a| a.namespace().as_deref() == Some(ns.as_str()) && a.spec.provider_ref.name == name)
+                    .filter(|a| {
+                        a.namespace().as_deref() == Some(ns.as_str()) && a.spec.provider_ref.name == name
+                    })
                     .map(|a| ObjectRef::from_obj(a.as_ref()))
                     .collect::<Vec<_>>()
             },

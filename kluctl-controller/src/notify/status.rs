@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use gitops_api::conditions::{self, reasons, status, types};
 use gitops_api::meta::{Condition, Time};
 use gitops_api::notification::v1beta3::{Alert, Provider};
-use kube::api::{Patch, PatchParams};
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 /// Ready reason after a failed send.
@@ -86,8 +86,16 @@ pub fn ready(state: &State) -> (&'static str, String, String) {
             reasons::SUCCEEDED.to_owned(),
             "Last dispatch succeeded".to_owned(),
         ),
-        (Some(Ok(())), None) => (status::TRUE, reasons::SUCCEEDED.to_owned(), "Initialized".to_owned()),
-        (None, None) => (status::UNKNOWN, reasons::PROGRESSING.to_owned(), "Initializing".to_owned()),
+        (Some(Ok(())), None) => (
+            status::TRUE,
+            reasons::SUCCEEDED.to_owned(),
+            "Initialized".to_owned(),
+        ),
+        (None, None) => (
+            status::UNKNOWN,
+            reasons::PROGRESSING.to_owned(),
+            "Initializing".to_owned(),
+        ),
     }
 }
 
@@ -116,7 +124,11 @@ pub fn status_patch(state: &State, now: &Time) -> (serde_json::Value, Vec<Condit
 }
 
 /// Everything of a state but the dispatch time.
-type Fingerprint = (Option<i64>, (&'static str, String, String), Option<Option<String>>);
+type Fingerprint = (
+    Option<i64>,
+    (&'static str, String, String),
+    Option<Option<String>>,
+);
 
 /// What decides whether a write is due: everything but the dispatch time.
 fn fingerprint(state: &State) -> Fingerprint {
@@ -164,7 +176,13 @@ impl Recorder {
 
     /// Records the configuration check of the object at `generation`; `existing` are the
     /// conditions on the object (kept for transition times when this process first sees it).
-    pub fn configured(&self, key: Key, generation: Option<i64>, existing: &[Condition], check: Result<(), Problem>) {
+    pub fn configured(
+        &self,
+        key: Key,
+        generation: Option<i64>,
+        existing: &[Condition],
+        check: Result<(), Problem>,
+    ) {
         self.update(key, |s| {
             if s.conditions.is_empty() {
                 s.conditions = existing.to_vec();
@@ -193,7 +211,9 @@ impl Recorder {
     }
 
     fn update(&self, key: Key, f: impl FnOnce(&mut State)) {
-        let Ok(mut entries) = self.inner.entries.lock() else { return };
+        let Ok(mut entries) = self.inner.entries.lock() else {
+            return;
+        };
         let entry = entries.entry(key.clone()).or_default();
         f(&mut entry.state);
         drop(entries);
@@ -236,8 +256,12 @@ impl Recorder {
     }
 
     fn due(&self, key: &Key) -> Due {
-        let Ok(entries) = self.inner.entries.lock() else { return Due::Never };
-        let Some(entry) = entries.get(key) else { return Due::Never };
+        let Ok(entries) = self.inner.entries.lock() else {
+            return Due::Never;
+        };
+        let Some(entry) = entries.get(key) else {
+            return Due::Never;
+        };
         if entry.state.config.is_none() && entry.state.last_dispatch.is_none() {
             return Due::Never;
         }
@@ -315,9 +339,15 @@ mod tests {
         let mut s = State::default();
         assert_eq!(ready(&s).0, status::UNKNOWN);
         s.config = Some(Ok(()));
-        assert_eq!(ready(&s), (status::TRUE, "Succeeded".into(), "Initialized".into()));
+        assert_eq!(
+            ready(&s),
+            (status::TRUE, "Succeeded".into(), "Initialized".into())
+        );
         s.last_dispatch = Some(("t".into(), Some("POST failed: 500".into())));
-        assert_eq!(ready(&s), (status::FALSE, DISPATCH_FAILED.into(), "POST failed: 500".into()));
+        assert_eq!(
+            ready(&s),
+            (status::FALSE, DISPATCH_FAILED.into(), "POST failed: 500".into())
+        );
         s.config = Some(Err(Problem {
             reason: INVALID_CONFIG.into(),
             message: "spec.inclusionList[0] ...".into(),
