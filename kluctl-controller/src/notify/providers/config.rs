@@ -71,13 +71,27 @@ pub(crate) fn settings(provider: &Provider, secrets: &ProviderSecrets) -> Result
     let spec = &provider.spec;
     let name = super::provider_name(provider);
     let namespace = provider.metadata.namespace.as_deref().unwrap_or("default");
-    let mut masks = Masks::default();
 
     let timeout_text = spec.timeout.as_deref().unwrap_or(DEFAULT_PROVIDER_TIMEOUT);
     let timeout = gitops_api::duration::parse(timeout_text).map_err(|e| ProviderError::InvalidTimeout {
         provider: name.clone(),
         why: e.to_string(),
     })?;
+    let mut s = Settings {
+        address: spec.address.trim().to_string(),
+        address_source: "spec.address".to_string(),
+        token: None,
+        password: None,
+        username: spec.username.clone(),
+        headers: HeaderMap::new(),
+        github_app: false,
+        secret_name: None,
+        proxy: None,
+        ca: None,
+        identity: None,
+        timeout,
+        masks: Masks::default(),
+    };
 
     let secret = match &spec.secret_ref {
         Some(r) => Some((
@@ -92,60 +106,19 @@ pub(crate) fn settings(provider: &Provider, secrets: &ProviderSecrets) -> Result
         )),
         None => None,
     };
-    let key_error = |key: &str, why: &str| ProviderError::InvalidSecretValue {
-        provider: name.clone(),
-        secret: secret.as_ref().map(|(n, _)| n.clone()).unwrap_or_default(),
-        field: "spec.secretRef".into(),
-        key: key.into(),
-        why: why.into(),
-    };
-
-    let mut address = spec.address.trim().to_string();
-    let mut address_source = "spec.address".to_string();
-    let mut token = None;
-    let mut password = None;
-    let mut username = spec.username.clone();
-    let mut headers = HeaderMap::new();
+    // Later sources win: spec.proxy, then the Secret's `proxy`, then proxySecretRef.
     let mut proxy_address =
         (!spec.proxy.is_empty()).then(|| ("spec.proxy".to_string(), spec.proxy.trim().to_string()));
-    if let Some((secret_name, data)) = &secret {
-        if let Some(a) = data.get("address") {
-            if a.len() > 2048 {
-                return Err(key_error("address", "it is longer than 2048 bytes"));
-            }
-            address = text(a).trim().to_string();
-            address_source = format!("key 'address' of Secret '{secret_name}'");
-            masks.add(&address);
-        }
-        if let Some(t) = data.get("token") {
-            masks.add(&text(t));
-            token = Some(t.clone());
-        }
-        if let Some(p) = data.get("password") {
-            let p = text(p);
-            masks.add(&p);
-            password = Some(p);
-        }
-        if let Some(u) = data.get("username").map(|u| text(u)).filter(|u| !u.is_empty()) {
-            username = u;
-        }
-        if let Some(h) = data.get("headers") {
-            headers = parse_headers(h, &mut masks).map_err(|why| key_error("headers", &why))?;
-        }
-        if let Some(p) = data.get("proxy") {
-            proxy_address = Some((
-                format!("key 'proxy' of Secret '{secret_name}'"),
-                text(p).trim().to_string(),
-            ));
-        }
+    if let Some((secret_name, data)) = &secret
+        && let Some(p) = apply_secret(&mut s, &name, secret_name, data)?
+    {
+        proxy_address = Some(p);
     }
-    if let Ok(url) = Url::parse(&address) {
-        masks.add_userinfo(&url);
+    if let Ok(url) = Url::parse(&s.address) {
+        s.masks.add_userinfo(&url);
     }
-
-    let mut proxy = None;
     if let Some((source, address)) = &proxy_address {
-        proxy = Some(proxy_from(&name, source, address, None, None, &mut masks)?);
+        s.proxy = Some(proxy_from(&name, source, address, None, None, &mut s.masks)?);
     }
     if let Some(r) = &spec.proxy_secret_ref {
         let data = required(
@@ -155,74 +128,121 @@ pub(crate) fn settings(provider: &Provider, secrets: &ProviderSecrets) -> Result
             &r.name,
             secrets.proxy.as_ref(),
         )?;
-        let secret_name = format!("{namespace}/{}", r.name);
-        let address = data
-            .get("address")
-            .map(|a| text(a).trim().to_string())
-            .unwrap_or_default();
-        if address.is_empty() {
-            return Err(ProviderError::MissingSecretKey {
-                provider: name.clone(),
-                secret: secret_name,
-                field: "spec.proxySecretRef".into(),
-                key: "address".into(),
-                why: "it holds the proxy URL".into(),
-            });
-        }
-        let user = data.get("username").map(|u| text(u));
-        let pass = data.get("password").map(|p| text(p));
-        let source = format!("key 'address' of Secret '{secret_name}'");
-        proxy = Some(proxy_from(
+        s.proxy = Some(proxy_secret(
             &name,
-            &source,
-            &address,
-            user.as_deref(),
-            pass.as_deref(),
-            &mut masks,
+            &format!("{namespace}/{}", r.name),
+            data,
+            &mut s.masks,
         )?);
     }
 
-    let (tls_data, tls_source) = match (&spec.cert_secret_ref, &secret) {
-        (Some(r), _) => (
-            Some(required(
+    let tls = match (&spec.cert_secret_ref, &secret) {
+        (Some(r), _) => Some((
+            required(
                 &name,
                 "spec.certSecretRef.name",
                 namespace,
                 &r.name,
                 secrets.cert.as_ref(),
-            )?),
+            )?,
             format!("Secret '{namespace}/{}' (spec.certSecretRef)", r.name),
-        ),
+        )),
+        // Commit-status types also read TLS from secretRef when certSecretRef is absent.
         (None, Some((secret_name, data)))
             if spec.provider_type.is_commit_status()
                 && (data.contains_key("ca.crt") || data.contains_key("caFile")) =>
         {
-            (Some(*data), format!("Secret '{secret_name}' (spec.secretRef)"))
+            Some((*data, format!("Secret '{secret_name}' (spec.secretRef)")))
         }
-        _ => (None, String::new()),
+        _ => None,
     };
-    let (ca, identity) = match tls_data {
-        Some(data) => tls_from(&name, &tls_source, data)?,
-        None => (None, None),
-    };
+    if let Some((data, source)) = tls {
+        (s.ca, s.identity) = tls_from(&name, &source, data)?;
+    }
+    s.github_app = secret
+        .as_ref()
+        .is_some_and(|(_, d)| d.contains_key("githubAppID"));
+    s.secret_name = secret.map(|(n, _)| n);
+    Ok(s)
+}
 
-    Ok(Settings {
-        address,
-        address_source,
-        token,
-        password,
-        username,
-        headers,
-        github_app: secret
-            .as_ref()
-            .is_some_and(|(_, d)| d.contains_key("githubAppID")),
-        secret_name: secret.map(|(n, _)| n),
-        proxy,
-        ca,
-        identity,
-        timeout,
+/// Takes `address`, `token`, `password`, `username` and `headers` from the secretRef Secret;
+/// returns its deprecated `proxy` key, if set, with where it came from.
+fn apply_secret(
+    s: &mut Settings,
+    provider: &str,
+    secret_name: &str,
+    data: &SecretData,
+) -> Result<Option<(String, String)>, ProviderError> {
+    let key_error = |key: &str, why: &str| ProviderError::InvalidSecretValue {
+        provider: provider.to_string(),
+        secret: secret_name.to_string(),
+        field: "spec.secretRef".into(),
+        key: key.into(),
+        why: why.into(),
+    };
+    if let Some(a) = data.get("address") {
+        if a.len() > 2048 {
+            return Err(key_error("address", "it is longer than 2048 bytes"));
+        }
+        s.address = text(a).trim().to_string();
+        s.address_source = format!("key 'address' of Secret '{secret_name}'");
+        s.masks.add(&s.address);
+    }
+    if let Some(t) = data.get("token") {
+        s.masks.add(&text(t));
+        s.token = Some(t.clone());
+    }
+    if let Some(p) = data.get("password") {
+        let p = text(p);
+        s.masks.add(&p);
+        s.password = Some(p);
+    }
+    if let Some(u) = data.get("username").map(|u| text(u)).filter(|u| !u.is_empty()) {
+        s.username = u;
+    }
+    if let Some(h) = data.get("headers") {
+        s.headers = parse_headers(h, &mut s.masks).map_err(|why| key_error("headers", &why))?;
+    }
+    Ok(data.get("proxy").map(|p| {
+        (
+            format!("key 'proxy' of Secret '{secret_name}'"),
+            text(p).trim().to_string(),
+        )
+    }))
+}
+
+/// The proxy of `spec.proxySecretRef`: `address` (required), `username`, `password`.
+fn proxy_secret(
+    provider: &str,
+    secret_name: &str,
+    data: &SecretData,
+    masks: &mut Masks,
+) -> Result<reqwest::Proxy, ProviderError> {
+    let address = data
+        .get("address")
+        .map(|a| text(a).trim().to_string())
+        .unwrap_or_default();
+    if address.is_empty() {
+        return Err(ProviderError::MissingSecretKey {
+            provider: provider.to_string(),
+            secret: secret_name.to_string(),
+            field: "spec.proxySecretRef".into(),
+            key: "address".into(),
+            why: "it holds the proxy URL".into(),
+        });
+    }
+    let user = data.get("username").map(|u| text(u));
+    let pass = data.get("password").map(|p| text(p));
+    let source = format!("key 'address' of Secret '{secret_name}'");
+    proxy_from(
+        provider,
+        &source,
+        &address,
+        user.as_deref(),
+        pass.as_deref(),
         masks,
-    })
+    )
 }
 
 /// The data of a referenced Secret, or the error of one that could not be read.

@@ -57,6 +57,8 @@ pub(crate) struct Progress {
     pub attempts: u32,
     /// How the last failed attempt failed (not yet masked).
     pub last_error: Option<String>,
+    /// What the request under way does (set by the caller, for a timeout's message).
+    pub action: Option<&'static str>,
 }
 
 /// A `2xx` answer.

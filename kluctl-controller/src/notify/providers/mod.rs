@@ -109,6 +109,11 @@ pub const SUPPORTED_TYPES: &[ProviderType] = &[
     ProviderType::Alertmanager,
 ];
 
+/// What a request does, for messages ("failed to <action> for Provider ...").
+const POST_EVENT: &str = "post the event";
+const LIST_STATUSES: &str = "list the commit statuses";
+const CREATE_STATUS: &str = "create the commit status";
+
 /// `User-Agent` of every request (GitHub's API refuses requests without one).
 const USER_AGENT: &str = concat!("kluctl-controller/", env!("CARGO_PKG_VERSION"));
 
@@ -589,14 +594,12 @@ impl Destination {
     /// timeout (with the last attempt's error), or why the event does not fit the type.
     pub async fn send(&self, event: &FluxEvent) -> Result<Sent, SendError> {
         let mut progress = Progress::default();
-        let mut action = "post the event";
-        let outcome =
-            tokio::time::timeout(self.timeout, self.deliver(event, &mut progress, &mut action)).await;
+        let outcome = tokio::time::timeout(self.timeout, self.deliver(event, &mut progress)).await;
         match outcome {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout {
                 provider: self.provider.clone(),
-                action,
+                action: progress.action.unwrap_or(POST_EVENT),
                 target: self.origin(),
                 timeout: self.timeout,
                 attempts: progress.attempts,
@@ -605,12 +608,7 @@ impl Destination {
         }
     }
 
-    async fn deliver(
-        &self,
-        event: &FluxEvent,
-        progress: &mut Progress,
-        action: &mut &'static str,
-    ) -> Result<Sent, SendError> {
+    async fn deliver(&self, event: &FluxEvent, progress: &mut Progress) -> Result<Sent, SendError> {
         match &self.target {
             Target::Generic {
                 url,
@@ -634,7 +632,7 @@ impl Destination {
                     }
                 }
                 let request = self.client.post(url.clone()).headers(all).body(body);
-                self.execute(request, *action, progress).await?;
+                self.execute(request, POST_EVENT, progress).await?;
             }
             Target::Slack {
                 url,
@@ -649,11 +647,11 @@ impl Destination {
                 if let Some(t) = token {
                     request = request.header(AUTHORIZATION, sensitive(&format!("Bearer {t}")));
                 }
-                let answer = self.execute(request, *action, progress).await?;
+                let answer = self.execute(request, POST_EVENT, progress).await?;
                 if url.as_str() == slack::CHAT_POST_MESSAGE
                     && let Some(error) = slack::api_error(&answer)
                 {
-                    return Err(self.failed(*action, progress.attempts, None, &error));
+                    return Err(self.failed(POST_EVENT, progress.attempts, None, &error));
                 }
             }
             Target::Discord { url, username } => {
@@ -661,21 +659,21 @@ impl Destination {
                     .client
                     .post(url.clone())
                     .json_body(&discord::payload(event, username));
-                self.execute(request, *action, progress).await?;
+                self.execute(request, POST_EVENT, progress).await?;
             }
             Target::MsTeams { url, legacy } => {
                 let request = self
                     .client
                     .post(url.clone())
                     .json_body(&msteams::payload(event, *legacy));
-                self.execute(request, *action, progress).await?;
+                self.execute(request, POST_EVENT, progress).await?;
             }
             Target::GoogleChat { url } => {
                 let request = self
                     .client
                     .post(url.clone())
                     .json_body(&googlechat::payload(event));
-                self.execute(request, *action, progress).await?;
+                self.execute(request, POST_EVENT, progress).await?;
             }
             Target::Alertmanager { url, token, basic } => {
                 let mut request = self
@@ -688,10 +686,10 @@ impl Destination {
                 if let Some((user, password)) = basic {
                     request = request.basic_auth(user, Some(password));
                 }
-                self.execute(request, *action, progress).await?;
+                self.execute(request, POST_EVENT, progress).await?;
             }
             Target::GitHub(forge) | Target::Gitea(forge) | Target::GitLab(forge) => {
-                return self.commit_status(forge, event, progress, action).await;
+                return self.commit_status(forge, event, progress).await;
             }
         }
         Ok(Sent::Delivered)
@@ -703,7 +701,6 @@ impl Destination {
         forge: &Forge,
         event: &FluxEvent,
         progress: &mut Progress,
-        action: &mut &'static str,
     ) -> Result<Sent, SendError> {
         let kind = self.provider_type;
         // GitHub and GitLab skip progress events (a status per step would flap the commit's
@@ -711,7 +708,7 @@ impl Destination {
         if event.reason == reasons::PROGRESSING && kind != ProviderType::Gitea {
             return Ok(Sent::Skipped("Progressing events do not set commit statuses"));
         }
-        let sha = commit_sha(event).map_err(|message| self.event_error(event, message))?;
+        let sha = commit_sha(event).map_err(|message| self.event_error(event, &message))?;
         let status = Status {
             state: match kind {
                 ProviderType::Github => github::state(event.severity),
@@ -738,17 +735,16 @@ impl Destination {
                 gitea::payload(&status),
             ),
         };
-        *action = "list the commit statuses";
         let listed = self
             .execute(
                 self.forge_auth(forge, self.client.get(list_url)),
-                *action,
+                LIST_STATUSES,
                 progress,
             )
             .await?;
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&listed).map_err(|e| {
             self.failed(
-                *action,
+                LIST_STATUSES,
                 progress.attempts,
                 None,
                 &format!("the answer is not a JSON list: {e}"),
@@ -762,11 +758,10 @@ impl Destination {
         if duplicate {
             return Ok(Sent::Skipped("the commit already has this status"));
         }
-        *action = "create the commit status";
         let request = self
             .forge_auth(forge, self.client.post(create_url))
             .json_body(&body);
-        self.execute(request, *action, progress).await?;
+        self.execute(request, CREATE_STATUS, progress).await?;
         Ok(Sent::Delivered)
     }
 
@@ -789,6 +784,7 @@ impl Destination {
         action: &'static str,
         progress: &mut Progress,
     ) -> Result<Vec<u8>, SendError> {
+        progress.action = Some(action);
         let request = request.build().map_err(|e| {
             self.failed(
                 action,
@@ -820,7 +816,7 @@ impl Destination {
         }
     }
 
-    fn event_error(&self, event: &FluxEvent, message: String) -> SendError {
+    fn event_error(&self, event: &FluxEvent, message: &str) -> SendError {
         let o = &event.involved_object;
         SendError::Event {
             provider: self.provider.clone(),
@@ -830,7 +826,7 @@ impl Destination {
                 o.namespace.as_deref().unwrap_or_default(),
                 o.name.as_deref().unwrap_or_default()
             ),
-            message: self.masks.apply(&message),
+            message: self.masks.apply(message),
         }
     }
 
@@ -988,20 +984,19 @@ fn forge_target(
         repo,
         token: token.clone(),
     };
-    Ok(match kind {
-        ProviderType::Gitlab => Target::GitLab(forge(id, String::new(), gitlab::api_base(&base))),
-        _ => {
-            let mut parts = id.split('/');
-            let (Some(owner), Some(repo), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(invalid("the repository path must be '<owner>/<repo>'"));
-            };
-            let (owner, repo) = (owner.to_string(), repo.to_string());
-            if kind == ProviderType::Github {
-                Target::GitHub(forge(owner, repo, github::api_base(&base)))
-            } else {
-                Target::Gitea(forge(owner, repo, gitea::api_base(&base)))
-            }
-        }
+    if kind == ProviderType::Gitlab {
+        // GitLab takes the whole path (groups nest) or a numeric project id.
+        return Ok(Target::GitLab(forge(id, String::new(), gitlab::api_base(&base))));
+    }
+    let mut parts = id.split('/');
+    let (Some(owner), Some(repo), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid("the repository path must be '<owner>/<repo>'"));
+    };
+    let (owner, repo) = (owner.to_string(), repo.to_string());
+    Ok(if kind == ProviderType::Github {
+        Target::GitHub(forge(owner, repo, github::api_base(&base)))
+    } else {
+        Target::Gitea(forge(owner, repo, gitea::api_base(&base)))
     })
 }
 
