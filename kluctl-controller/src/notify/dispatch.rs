@@ -301,7 +301,10 @@ impl Dispatcher {
             return;
         };
         match destination.send(event).await {
-            Ok(()) => {
+            Ok(sent) => {
+                if let super::providers::Sent::Skipped(why) = sent {
+                    tracing::debug!(alert = %alert.name_any(), reason = %event.reason, "not sent: {why}");
+                }
                 self.inner.status.dispatched(alert_key, Ok(()));
                 self.inner.status.dispatched(provider_key, Ok(()));
             }
