@@ -403,7 +403,7 @@ impl Run<'_> {
         }
         self.ctx
             .events
-            .emit(&self.kd.object_ref(&()), severity, reason, message, metadata)
+            .emit(&self.kd, severity, reason, message, metadata)
             .await;
     }
 

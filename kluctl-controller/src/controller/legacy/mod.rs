@@ -333,7 +333,7 @@ impl Run<'_> {
         }
         self.ctx
             .events
-            .emit(&self.kd.object_ref(&()), severity, reason, message, metadata)
+            .emit(&self.kd, severity, reason, message, metadata)
             .await;
     }
 
