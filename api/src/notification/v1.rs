@@ -72,6 +72,8 @@ string_enum! {
         ArtifactGenerator = "ArtifactGenerator",
         /// `source.toolkit.fluxcd.io` `ExternalArtifact`.
         ExternalArtifact = "ExternalArtifact",
+        /// `gitops.kluctl.io` `KluctlDeployment`.
+        KluctlDeployment = "KluctlDeployment",
     }
 }
 
