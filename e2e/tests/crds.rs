@@ -129,6 +129,7 @@ async fn kubectl_get_shows_printer_columns() -> anyhow::Result<()> {
 /// status through the status subresource only (a write of the main resource leaves it alone),
 /// and `kubectl get` shows it in the Ready and Status columns.
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario told start to finish
 async fn an_alert_on_kluctl_deployments_is_accepted_and_keeps_a_dispatch_status() -> anyhow::Result<()> {
     TestNs::run("alert_status", |t| async move {
         let ns = &t.name;

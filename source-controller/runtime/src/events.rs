@@ -181,6 +181,7 @@ impl Events {
 
     /// Also hands every `info` and `error` event to `sink`, synchronously inside `emit` (the sink
     /// queues): the in-process path of kluctl-controller's notification dispatcher.
+    #[must_use]
     pub fn with_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.sink = Some(sink);
         self

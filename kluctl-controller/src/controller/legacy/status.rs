@@ -9,6 +9,7 @@ use gitops_api::kluctl::results::{CommandResultSummary, DeploymentError, Validat
 use gitops_api::meta::Time;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use gitops_api::constants::{FLUX_KLUCTL_COMMIT_STATUS_KEY, FLUX_KLUCTL_EVENT_REVISION_KEY};
 
@@ -93,7 +94,7 @@ pub fn command_event(command: &str, r: &CommandResultSummary) -> String {
     let mut message = format!("{command} succeeded.{}", plural_counts(r));
     for (n, what) in [(r.errors.len(), "errors"), (r.warnings.len(), "warnings")] {
         if n > 0 {
-            message.push_str(&format!(" {n} {what}."));
+            let _ = write!(message, " {n} {what}.");
         }
     }
     message
