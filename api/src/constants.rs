@@ -49,8 +49,17 @@ pub const SKIP_DELETE_ANNOTATION: &str = "kluctl.io/skip-delete";
 pub const FORCE_MANAGED_ANNOTATION: &str = "kluctl.io/force-managed";
 /// Event annotation asking notification providers to update a commit status.
 pub const COMMIT_STATUS_ANNOTATION: &str = "gitops.kluctl.io/commit_status";
+/// Event metadata key carrying the source revision of a `gitops.kluctl.io` KluctlDeployment
+/// (keys are prefixed with the involved object's API group: Flux's notification-controller
+/// drops other groups' keys).
+pub const KLUCTL_EVENT_REVISION_KEY: &str = "gitops.kluctl.io/revision";
+/// Event metadata key carrying the source revision of a legacy `flux.kluctl.io` KluctlDeployment.
+pub const FLUX_KLUCTL_EVENT_REVISION_KEY: &str = "flux.kluctl.io/revision";
+/// Event metadata key asking notification providers to update a commit status, for a legacy
+/// `flux.kluctl.io` KluctlDeployment.
+pub const FLUX_KLUCTL_COMMIT_STATUS_KEY: &str = "flux.kluctl.io/commit_status";
 
-/// Event metadata key carrying the artifact revision (Flux event wire format).
+/// Event metadata key carrying the artifact revision of a source (Flux event wire format).
 pub const EVENT_REVISION_KEY: &str = "source.toolkit.fluxcd.io/revision";
 /// Event metadata key carrying the artifact digest (Flux event wire format).
 pub const EVENT_DIGEST_KEY: &str = "source.toolkit.fluxcd.io/digest";

@@ -20,6 +20,8 @@
 #         requests (b7.py) vs goals and Flux's published figures. Needs the e2e cluster.
 #   B8  latency git push -> changed object in the apiserver, 50 pushes triggered by
 #         reconcile.fluxcd.io/requestedAt (b8.py): p50 < 1 s, p99 < 3 s. Needs the e2e cluster.
+#   B9  notification dispatcher: 50,000 Flux events through 100 Alerts to a local sink (b9.py +
+#         examples/notify_load): >= 5,000 events/s, p99 < 50 ms, none lost, Flux's dedup.
 #
 # Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
 # servers run (started here if none was, and then stopped at the end); generate the B1 repo and the
@@ -30,7 +32,7 @@
 # command failing, a wrong artifact, a server answering badly) exits non-zero.
 #
 # Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
-#      BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7,B8 (subset), BENCH_WORK (scratch dir, default a new temp dir),
+#      BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9 (subset), BENCH_WORK (scratch dir, default a new temp dir),
 #      B7_N (objects of each kind in B7, default 1000), B7_INTERVAL (their spec.interval, default 5m).
 set -euo pipefail
 
@@ -189,19 +191,19 @@ PY
 }
 
 # ------------------------------------------------------------------------------------ main
-ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7,B8}
-SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 -e b7 -e b8 | paste -sd, - || true)
+ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7,B8,B9}
+SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 -e b7 -e b8 -e b9 | paste -sd, - || true)
 want() { grep -q -i -w "$1" <<<"${ONLY//,/ }"; }
 
-# B6, B7 and B8 talk to the e2e cluster: check it first, so a missing cluster fails before minutes
+# B6 to B9 talk to the e2e cluster: check it first, so a missing cluster fails before minutes
 # of builds.
-if want b6 || want b7 || want b8; then
+if want b6 || want b7 || want b8 || want b9; then
   [ -f "$E2E_STATE/env.sh" ] \
-    || die "B6/B7/B8 need the local cluster, but $E2E_STATE/env.sh is missing: start it with 'make e2e-up' (then re-run)"
+    || die "B6-B9 need the local cluster, but $E2E_STATE/env.sh is missing: start it with 'make e2e-up' (then re-run)"
   # shellcheck disable=SC1091
   . "$E2E_STATE/env.sh"
   kubectl get --raw /readyz >/dev/null 2>&1 \
-    || die "B6/B7/B8 need the local cluster, but the kube-apiserver (${E2E_APISERVER_URL:-?}) does not answer /readyz: start it with 'make e2e-up' (then re-run)"
+    || die "B6-B9 need the local cluster, but the kube-apiserver (${E2E_APISERVER_URL:-?}) does not answer /readyz: start it with 'make e2e-up' (then re-run)"
 fi
 
 install_tools
@@ -275,6 +277,12 @@ fi
 if want b8; then
   log "B8: git push -> object latency on the cluster of make e2e-up"
   python3 "$HERE/b8.py" "${CONTROLLERS[@]}" --work "$WORK"
+fi
+if want b9; then
+  log "B9: building kluctl-controller and the notify_load example (release); the cluster of make e2e-up"
+  (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl-controller --example notify_load) \
+    || die "cargo build --release of kluctl-controller / notify_load failed"
+  python3 "$HERE/b9.py" --kluctl-controller "$TARGET_DIR/release/kluctl-controller" --load "$BIN/notify_load" --work "$WORK"
 fi
 echo
 echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"

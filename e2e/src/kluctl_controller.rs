@@ -1,6 +1,7 @@
 //! The `kluctl-controller` binary run for one test: watching only the test's namespace, with the
-//! admin kubeconfig, its own cache dir and log file, metrics, probes and Receiver webhooks on port 0
-//! (it logs the addresses it bound, which this reads), killed when dropped.
+//! admin kubeconfig, its own cache dir and log file, metrics, probes, the event endpoint and
+//! Receiver webhooks on port 0 (it logs the addresses it bound, which this reads), killed when
+//! dropped.
 //!
 //! ```text
 //!  KluctlController::start(env, ns, extra) ─► target/debug/kluctl-controller --namespace ns ...
@@ -38,6 +39,8 @@ pub struct KluctlController {
     pub metrics_addr: String,
     /// `host:port` of its health endpoints.
     pub health_addr: String,
+    /// `host:port` of its Flux event endpoint (empty with `--notification-dispatch=false`).
+    pub events_addr: String,
 }
 
 /// The `kluctl-controller` binary under test: `$E2E_KLUCTL_CONTROLLER_BIN`, or
@@ -84,6 +87,7 @@ impl KluctlController {
             .args(["--namespace", ns, "--controller-namespace", ns])
             .args(["--metrics-bind-address", "127.0.0.1:0"])
             .args(["--health-probe-bind-address", "127.0.0.1:0"])
+            .args(["--events-listen-addr", "127.0.0.1:0"])
             .args(["--receiver-listen-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .arg("--log-file")
@@ -116,15 +120,22 @@ impl KluctlController {
             stderr,
             metrics_addr: String::new(),
             health_addr: String::new(),
+            events_addr: String::new(),
         };
-        let (metrics, health) = ctl.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
-            if v["msg"].as_str() != Some(SERVING_MSG) {
-                return None;
-            }
-            Some((log_value(v, "metrics_addr")?, log_value(v, "health_addr")?))
-        })?;
+        let (metrics, health, events) =
+            ctl.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
+                if v["msg"].as_str() != Some(SERVING_MSG) {
+                    return None;
+                }
+                Some((
+                    log_value(v, "metrics_addr")?,
+                    log_value(v, "health_addr")?,
+                    log_value(v, "events_addr").unwrap_or_default(),
+                ))
+            })?;
         ctl.metrics_addr = metrics;
         ctl.health_addr = health;
+        ctl.events_addr = events;
         Ok(ctl)
     }
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 mod kluctl_controller;
 pub mod kluctl_deployment;
+pub mod sink;
 pub use kluctl_controller::{KluctlController, kluctl_controller_bin, log_value};
 
 /// Default location of the env file written by `e2e/scripts/up.sh`.

@@ -1,11 +1,15 @@
 //! Every CRD installs and becomes Established; every served version is discoverable through the
-//! main endpoint with our short names and categories; `kubectl get` shows the printer columns.
+//! main endpoint with our short names and categories; `kubectl get` shows the printer columns;
+//! an Alert may name KluctlDeployments and Alerts and Providers keep a dispatch status.
 
 use e2e::{Env, TestNs, api_for, parse_manifest, wait_for};
+use gitops_api::notification::v1::ReferencedKind;
+use gitops_api::notification::v1beta3::{Alert, Provider};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::conditions;
+use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
@@ -115,6 +119,152 @@ async fn kubectl_get_shows_printer_columns() -> anyhow::Result<()> {
         let out = t.env.kubectl(&["get", "kluctldeployments.flux.kluctl.io", "-A"])?;
         println!("{out}");
         assert_eq!(header_of(&out, "cols-legacy"), ["NAMESPACE", "NAME", "DRYRUN", "DEPLOYED", "PRUNED", "VALIDATED", "READY", "STATUS", "AGE"]);
+        Ok(())
+    })
+    .await
+}
+
+/// The seed 004 pipeline written down: an Alert whose `eventSources` name KluctlDeployments (by
+/// name, and `*` with `matchLabels`) is accepted next to Flux's kinds; Alert and Provider take a
+/// status through the status subresource only (a write of the main resource leaves it alone),
+/// and `kubectl get` shows it in the Ready and Status columns.
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario told start to finish
+async fn an_alert_on_kluctl_deployments_is_accepted_and_keeps_a_dispatch_status() -> anyhow::Result<()> {
+    TestNs::run("alert_status", |t| async move {
+        let ns = &t.name;
+        let ssa = PatchParams::apply("e2e").force();
+        let providers: Api<Provider> = Api::namespaced(t.client.clone(), ns);
+        let alerts: Api<Alert> = Api::namespaced(t.client.clone(), ns);
+        providers
+            .patch(
+                "hook",
+                &ssa,
+                &Patch::Apply(json!({
+                    "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+                    "kind": "Provider",
+                    "metadata": {"name": "hook", "namespace": ns},
+                    "spec": {"type": "generic", "address": "http://127.0.0.1:1/"},
+                })),
+            )
+            .await?;
+        let alert = alerts
+            .patch(
+                "deploys",
+                &ssa,
+                &Patch::Apply(json!({
+                    "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+                    "kind": "Alert",
+                    "metadata": {"name": "deploys", "namespace": ns},
+                    "spec": {
+                        "providerRef": {"name": "hook"},
+                        "eventSeverity": "error",
+                        "eventSources": [
+                            {"kind": "KluctlDeployment", "name": "*", "matchLabels": {"team": "payments"}},
+                            {"kind": "KluctlDeployment", "name": "app", "namespace": "apps"},
+                            {"kind": "GitRepository", "name": "*"},
+                        ],
+                    },
+                })),
+            )
+            .await?;
+        let kinds: Vec<ReferencedKind> = alert.spec.event_sources.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ReferencedKind::KluctlDeployment,
+                ReferencedKind::KluctlDeployment,
+                ReferencedKind::GitRepository
+            ]
+        );
+        assert_eq!(alert.spec.event_sources[0].match_labels["team"], "payments");
+        assert!(
+            alert.status.is_none(),
+            "a new Alert has no status: {:?}",
+            alert.status
+        );
+
+        // The dispatcher's write after a failed send.
+        let failed = json!({"status": {
+            "observedGeneration": 1,
+            "conditions": [{
+                "type": "Ready", "status": "False", "reason": "NotificationDispatchFailed",
+                "message": "failed to send to http://127.0.0.1:1/: connection refused",
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1,
+            }],
+            "lastDispatchTime": "2026-01-01T00:00:00Z",
+            "lastDispatchError": "failed to send to http://127.0.0.1:1/: connection refused",
+        }});
+        alerts
+            .patch_status("deploys", &PatchParams::default(), &Patch::Merge(&failed))
+            .await?;
+        providers
+            .patch_status("hook", &PatchParams::default(), &Patch::Merge(&failed))
+            .await?;
+        let status = alerts.get("deploys").await?.status.unwrap_or_default();
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.last_dispatch_time.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert!(
+            status.last_dispatch_error.contains("connection refused"),
+            "{status:?}"
+        );
+        let ready = status
+            .conditions
+            .first()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()));
+        assert_eq!(ready, Some(("Ready", "False", "NotificationDispatchFailed")));
+        let provider_status = providers.get("hook").await?.status.unwrap_or_default();
+        assert_eq!(provider_status.last_dispatch_error, status.last_dispatch_error);
+
+        // Status is a subresource: a write of the main resource does not reach it.
+        alerts
+            .patch(
+                "deploys",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"lastDispatchError": "from the main resource"}})),
+            )
+            .await?;
+        let status = alerts.get("deploys").await?.status.unwrap_or_default();
+        assert!(
+            status.last_dispatch_error.contains("connection refused"),
+            "{status:?}"
+        );
+
+        for resource in ["alerts", "providers"] {
+            let out = t.env.kubectl(&["get", resource, "-A"])?;
+            println!("{out}");
+            assert_eq!(
+                header_of(&out, ns),
+                ["NAMESPACE", "NAME", "AGE", "READY", "STATUS"]
+            );
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(ns.as_str()))
+                .unwrap_or_default();
+            assert!(
+                row.contains("False") && row.contains("connection refused"),
+                "Ready and Status columns: {row}"
+            );
+        }
+
+        // After a successful send the error is gone.
+        alerts
+            .patch_status(
+                "deploys",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "conditions": [{
+                        "type": "Ready", "status": "True", "reason": "Succeeded", "message": "",
+                        "lastTransitionTime": "2026-01-01T00:01:00Z",
+                    }],
+                    "lastDispatchTime": "2026-01-01T00:01:00Z",
+                    "lastDispatchError": null,
+                }})),
+            )
+            .await?;
+        let status = alerts.get("deploys").await?.status.unwrap_or_default();
+        assert_eq!(status.last_dispatch_error, "");
+        assert_eq!(status.last_dispatch_time.as_deref(), Some("2026-01-01T00:01:00Z"));
         Ok(())
     })
     .await

@@ -24,8 +24,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use e2e::source::apply;
 use e2e::{
-    DeleteOnDrop, GitRepo, KluctlController, TestNs, make_deployment_ready, poll_for, project_root, wait_for,
-    wait_gone,
+    DeleteOnDrop, GitRepo, KluctlController, TestNs, WebhookSink, make_deployment_ready, poll_for,
+    project_root, wait_for, wait_gone,
 };
 use gitops_api::kluctl::v1beta1::{CommandResultSummary, KluctlDeployment, KluctlDeploymentStatus};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -77,6 +77,11 @@ struct Demo {
 impl Demo {
     /// Pushes the fixture to a new repository and starts a controller for `t`'s namespace.
     fn start(t: &TestNs) -> anyhow::Result<Self> {
+        Self::start_with(t, &[])
+    }
+
+    /// [`Demo::start`] with `extra_args` for the controller.
+    fn start_with(t: &TestNs, extra_args: &[&str]) -> anyhow::Result<Self> {
         let prefix = t.name.clone();
         // Declared before anything can create them.
         let namespaces = [
@@ -88,7 +93,7 @@ impl Demo {
         let repo = GitRepo::create(&t.env, &t.name)?;
         let sha = repo.commit(&files, "ms-demo")?;
         let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
-        let ctl = KluctlController::start(&t.env, &t.name, &[])?;
+        let ctl = KluctlController::start(&t.env, &t.name, extra_args)?;
         Ok(Demo {
             ctl,
             api: Api::namespaced(t.client.clone(), &t.name),
@@ -856,6 +861,104 @@ async fn a_suspended_deployment_does_not_deploy_but_observes_its_generation() ->
         })
         .await?;
         assert_eq!(found, "hello from test");
+        Ok(())
+    }))
+    .await
+}
+
+/// `--events-addr` receives the KluctlDeployment's events in Flux's format, with metadata keys
+/// prefixed by the KluctlDeployment's own API group (Flux's notification-controller drops the
+/// keys of other groups), the object's `event.toolkit.fluxcd.io/*` annotations, and messages
+/// worded as Kluctl's: the scheduled deploy named by its deployMode, then "Reconciliation
+/// finished" with `commit_status: update`; a failure is an `error` event with the new revision.
+#[tokio::test]
+async fn events_go_to_the_events_address_with_the_kluctl_group_metadata() -> anyhow::Result<()> {
+    Box::pin(TestNs::run("kd_events", |t| async move {
+        let sink = WebhookSink::start()?;
+        let demo = Demo::start_with(&t, &["--events-addr", &sink.url])?;
+        let ns = demo.api_namespace()?;
+        apply(
+            &demo.api,
+            &json!({
+                "apiVersion": "gitops.kluctl.io/v1beta1",
+                "kind": "KluctlDeployment",
+                "metadata": {
+                    "name": "ms-demo-test",
+                    "namespace": ns,
+                    "annotations": {"event.toolkit.fluxcd.io/team": "payments", "other": "not sent"},
+                },
+                "spec": {
+                    "interval": "10m",
+                    "source": {"git": {"url": demo.url, "ref": {"branch": "main"}}},
+                    "target": "test",
+                    "args": {"prefix": demo.prefix},
+                    "validate": false,
+                },
+            }),
+        )
+        .await?;
+        let revision = format!("main@sha1:{}", demo.sha);
+        let message = |e: &serde_json::Value| e["message"].as_str().unwrap_or_default().to_string();
+        let deployed = sink
+            .wait_for(WAIT, |e| message(e).starts_with("full-deploy succeeded."))
+            .await?;
+        assert_eq!(deployed["severity"], "info", "{deployed}");
+        assert_eq!(deployed["reason"], "ReconciliationSucceeded", "{deployed}");
+        assert_eq!(deployed["reportingController"], "kluctl-controller");
+        assert_eq!(
+            deployed["involvedObject"]["apiVersion"], "gitops.kluctl.io/v1beta1",
+            "{deployed}"
+        );
+        assert_eq!(deployed["involvedObject"]["kind"], "KluctlDeployment");
+        assert_eq!(deployed["involvedObject"]["name"], "ms-demo-test");
+        assert!(message(&deployed).contains("new objects."), "{deployed}");
+        assert_eq!(
+            deployed["metadata"],
+            json!({
+                "gitops.kluctl.io/revision": revision,
+                "event.toolkit.fluxcd.io/team": "payments",
+            }),
+            "no commit_status on the command's own event"
+        );
+        let finished = sink
+            .wait_for(WAIT, |e| message(e).starts_with("Reconciliation finished in "))
+            .await?;
+        assert_eq!(finished["severity"], "info", "{finished}");
+        assert_eq!(finished["reason"], "ReconciliationSucceeded");
+        assert_eq!(
+            finished["metadata"],
+            json!({
+                "gitops.kluctl.io/revision": revision,
+                "gitops.kluctl.io/commit_status": "update",
+                "event.toolkit.fluxcd.io/team": "payments",
+            })
+        );
+
+        // A broken template: an error event about the new commit.
+        let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frontend-config\ndata:\n  message: \"{{ services.frontend.message ) }}\"\n";
+        let sha = demo.push(&[("services/frontend/configmap.yml", broken)], "broken template")?;
+        demo.request_reconcile("ms-demo-test", "broken-1").await?;
+        let failed = sink
+            .wait_for(WAIT, |e| e["reason"] == "PrepareFailed")
+            .await?;
+        assert_eq!(failed["severity"], "error", "{failed}");
+        assert!(
+            message(&failed).contains("services/frontend/configmap.yml"),
+            "the error names the file: {failed}"
+        );
+        assert_eq!(
+            failed["metadata"]["gitops.kluctl.io/revision"],
+            format!("main@sha1:{sha}")
+        );
+        for e in sink.received() {
+            let keys = e["metadata"].as_object().cloned().unwrap_or_default();
+            assert!(
+                keys.keys().all(|k| k.starts_with("gitops.kluctl.io/")
+                    || k.starts_with("event.toolkit.fluxcd.io/")),
+                "only the KluctlDeployment's group and copied annotations: {e}"
+            );
+            assert_ne!(e["severity"], "trace", "{e}");
+        }
         Ok(())
     }))
     .await

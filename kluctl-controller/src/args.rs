@@ -93,6 +93,18 @@ pub struct ControllerArgs {
     /// Where Flux-format events are POSTed (a notification receiver); empty: Kubernetes events only.
     #[arg(long, env = "EVENTS_ADDR", default_value = "")]
     pub events_addr: String,
+    /// Address of the Flux event endpoint (`source-controller --events-addr` points here);
+    /// empty: no endpoint (this controller's own events are still dispatched in-process).
+    #[arg(long, default_value = ":9090")]
+    pub events_listen_addr: String,
+    /// Dispatch the Alerts of the watched namespaces through their Providers. Set it to false when
+    /// Flux's notification-controller serves the cluster's Alerts (then point `--events-addr` at
+    /// it), so no event is sent twice.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = parse_bool)]
+    pub notification_dispatch: bool,
+    /// One delivery per event (object, message, revision) per interval; repeats are dropped.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub rate_limit_interval: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,

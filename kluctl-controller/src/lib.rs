@@ -95,14 +95,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "kluctl-controller".into());
     let metrics = metrics::Metrics::new();
-    let metrics_listener = bind(&args.metrics_bind_address).await?;
-    let health_listener = bind(&args.health_probe_bind_address).await?;
-    let metrics_addr = metrics_listener.local_addr()?;
-    let health_addr = health_listener.local_addr()?;
-    let (m, h) = (metrics.metrics_router(), metrics.health_router());
-    tokio::spawn(async move { axum::serve(metrics_listener, m).await });
-    tokio::spawn(async move { axum::serve(health_listener, h).await });
-    tracing::info!(%metrics_addr, %health_addr, "serving metrics and probes");
+    let events_listener = serve_endpoints(&args, &metrics).await?;
     serve_receivers(&client, &args).await?;
 
     let leadership = if args.leader_elect {
@@ -110,6 +103,23 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut leadership = leadership;
+    tokio::spawn(async move {
+        match leadership.as_mut() {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+        let _ = lost_tx.send(());
+    });
+    // Every controller stops when leadership is lost.
+    let lost = futures::FutureExt::shared(async move {
+        let _ = lost_rx.await;
+    });
+
+    let (dispatcher, dispatch) = notifications(&client, &args, &instance, events_listener, lost.clone());
+    let _ = &dispatcher;
 
     let ctx = Arc::new(controller::Context {
         client: client.clone(),
@@ -150,19 +160,6 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let buckets = source_watch::<Bucket>(&client, &args.namespace);
     let (store_g, store_b) = (reader.clone(), reader.clone());
 
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut leadership = leadership;
-    tokio::spawn(async move {
-        match leadership.as_mut() {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
-        }
-        let _ = lost_tx.send(());
-    });
-    // Both controllers stop when leadership is lost.
-    let lost = futures::FutureExt::shared(async move {
-        let _ = lost_rx.await;
-    });
     let legacy = controller::legacy::run(ctx.clone(), &args, lost.clone());
     metrics.set_ready(true);
     tracing::info!(namespace = %args.namespace, concurrency = args.concurrency, "reconciling KluctlDeployments");
@@ -188,7 +185,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .shutdown_on_signal()
         .run(controller::reconcile, controller::error_policy, ctx)
         .for_each(|_| std::future::ready(()));
-    futures::join!(v1beta1, legacy);
+    futures::join!(v1beta1, legacy, dispatch);
     metrics.set_ready(false);
     tracing::info!("shutting down");
     Ok(())
@@ -208,6 +205,69 @@ async fn serve_receivers(client: &kube::Client, args: &ControllerArgs) -> anyhow
     tokio::spawn(notify::receiver::run(client.clone(), listener, settings));
     tracing::info!(receiver_addr = %receiver_addr, "serving receiver webhooks");
     Ok(())
+}
+
+/// Serves metrics and probes, binds the event endpoint (served once the dispatcher runs), and
+/// logs the bound addresses (tests start the controller on port 0 and read them).
+async fn serve_endpoints(
+    args: &ControllerArgs,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let metrics_listener = bind(&args.metrics_bind_address).await?;
+    let health_listener = bind(&args.health_probe_bind_address).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let health_addr = health_listener.local_addr()?;
+    let events_listener = if args.notification_dispatch && !args.events_listen_addr.is_empty() {
+        Some(bind(&args.events_listen_addr).await?)
+    } else {
+        None
+    };
+    let events_addr = events_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (m, h) = (metrics.metrics_router(), metrics.health_router());
+    tokio::spawn(async move { axum::serve(metrics_listener, m).await });
+    tokio::spawn(async move { axum::serve(health_listener, h).await });
+    tracing::info!(%metrics_addr, %health_addr, %events_addr, "serving metrics and probes");
+    Ok(events_listener)
+}
+
+/// The notification dispatcher (Alert and Provider controllers, event endpoint) when
+/// `--notification-dispatch`, and the future that runs it until `shutdown`.
+fn notifications<S>(
+    client: &kube::Client,
+    args: &ControllerArgs,
+    instance: &str,
+    events_listener: Option<tokio::net::TcpListener>,
+    shutdown: S,
+) -> (
+    Option<notify::dispatch::Dispatcher>,
+    futures::future::BoxFuture<'static, ()>,
+)
+where
+    S: Future<Output = ()> + Send + Sync + Clone + 'static,
+{
+    if !args.notification_dispatch {
+        return (None, Box::pin(std::future::ready(())));
+    }
+    let n = notify::reconcile::start(
+        client,
+        &args.namespace,
+        notify::dispatch::Settings {
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+            rate_limit_interval: args.rate_limit_interval,
+        },
+        // Events about Alerts go to Kubernetes only: forwarding them would loop.
+        gitops_runtime::events::Events::new(client.clone(), "kluctl-controller", instance, ""),
+        shutdown,
+    );
+    if let Some(listener) = events_listener {
+        let router = notify::intake::router(n.dispatcher.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+    (Some(n.dispatcher), n.run)
 }
 
 /// Waits for the `kluctl-controller-leader-election` Lease.

@@ -1,7 +1,8 @@
 //! `notification.toolkit.fluxcd.io`: Alert and Provider (`v1beta3`), Receiver (`v1`).
 //!
-//! Alert and Provider are plain configuration objects: no status, no conditions. The Receiver has a
-//! status with the webhook path it is served under.
+//! Alert and Provider have a status subresource (beyond Flux, where they are static objects):
+//! `Ready`, the last dispatch time and error ([`v1beta3::DispatchStatus`]), with `Ready` and
+//! `Status` printer columns. The Receiver has a status with the webhook path it is served under.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -56,23 +57,23 @@ mod tests;
 
 /// The `alerts.notification.toolkit.fluxcd.io` CRD.
 pub fn alert_crd() -> CustomResourceDefinition {
-    finish(&v1beta3::Alert::crd(), true)
+    finish(&v1beta3::Alert::crd())
 }
 
 /// The `providers.notification.toolkit.fluxcd.io` CRD.
 pub fn provider_crd() -> CustomResourceDefinition {
-    finish(&v1beta3::Provider::crd(), true)
+    finish(&v1beta3::Provider::crd())
 }
 
 /// The `receivers.notification.toolkit.fluxcd.io` CRD; a new status starts with `observedGeneration: -1`.
 pub fn receiver_crd() -> CustomResourceDefinition {
-    let crd = finish(&v1::Receiver::crd(), false);
+    let crd = finish(&v1::Receiver::crd());
     crds::with_status_default(&crd, &json!({ "observedGeneration": -1 }))
 }
 
 /// What every notification CRD has upstream: the controller-gen root shape and the annotation that
 /// keeps Flux's kustomize-controller from substituting variables inside the CRD.
-fn finish(crd: &CustomResourceDefinition, static_object: bool) -> CustomResourceDefinition {
-    let crd = controller_gen_shape(crd, static_object);
+fn finish(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
+    let crd = controller_gen_shape(crd, false);
     crds::with_annotation(&crd, SUBSTITUTE_ANNOTATION, "disabled")
 }

@@ -4,9 +4,7 @@ use super::v1::*;
 use super::v1beta3::*;
 use super::{alert_crd, provider_crd, receiver_crd};
 use crate::constants::{NOTIFICATION_GROUP, SUBSTITUTE_ANNOTATION};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, CustomResourceSubresources,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 fn spec_schema(crd: &CustomResourceDefinition) -> Value {
     let v = serde_json::to_value(crd).unwrap();
@@ -26,6 +24,57 @@ fn columns(crd: &CustomResourceDefinition) -> Vec<(String, String, String)> {
 
 fn age() -> (String, String, String) {
     ("Age".into(), "date".into(), ".metadata.creationTimestamp".into())
+}
+
+/// Age, Ready and Status (the Ready message), as Flux's Receiver has.
+fn age_ready_status() -> [(String, String, String); 3] {
+    [
+        age(),
+        (
+            "Ready".into(),
+            "string".into(),
+            ".status.conditions[?(@.type==\"Ready\")].status".into(),
+        ),
+        (
+            "Status".into(),
+            "string".into(),
+            ".status.conditions[?(@.type==\"Ready\")].message".into(),
+        ),
+    ]
+}
+
+/// Beyond Flux (static objects there): a status subresource with Ready and the last dispatch.
+fn assert_dispatch_status(crd: &CustomResourceDefinition) {
+    let subresources = crd.spec.versions[0].subresources.as_ref().unwrap();
+    assert!(subresources.status.is_some(), "status subresource");
+    assert!(subresources.scale.is_none());
+    assert_eq!(columns(crd), age_ready_status());
+    let v = serde_json::to_value(crd).unwrap();
+    let status = v
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status")
+        .unwrap();
+    let props = status["properties"].as_object().unwrap();
+    let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "conditions",
+            "lastDispatchError",
+            "lastDispatchTime",
+            "observedGeneration"
+        ]
+    );
+    assert_eq!(props["observedGeneration"]["type"], json!("integer"));
+    assert_eq!(props["observedGeneration"]["format"], json!("int64"));
+    assert_eq!(props["lastDispatchTime"]["type"], json!("string"));
+    assert_eq!(props["lastDispatchError"]["type"], json!("string"));
+    assert_eq!(props["conditions"]["type"], json!("array"));
+    assert_eq!(
+        props["conditions"]["items"]["required"],
+        json!(["lastTransitionTime", "message", "reason", "status", "type"])
+    );
+    assert!(status.get("default").is_none(), "no status default");
 }
 
 fn assert_common(crd: &CustomResourceDefinition, kind: &str, plural: &str, version: &str) {
@@ -66,17 +115,7 @@ fn assert_common(crd: &CustomResourceDefinition, kind: &str, plural: &str, versi
 fn alert_crd_matches_upstream() {
     let crd = alert_crd();
     assert_common(&crd, "Alert", "alerts", "v1beta3");
-    // A static object: an empty subresources object, no status.
-    assert_eq!(
-        crd.spec.versions[0].subresources,
-        Some(CustomResourceSubresources::default())
-    );
-    assert_eq!(columns(&crd), [age()]);
-    let v = serde_json::to_value(&crd).unwrap();
-    assert!(
-        v.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status")
-            .is_none()
-    );
+    assert_dispatch_status(&crd);
     let spec = spec_schema(&crd);
     assert_eq!(spec["required"], json!(["eventSources", "providerRef"]));
     assert_eq!(spec["properties"]["eventSeverity"]["default"], json!("info"));
@@ -86,7 +125,12 @@ fn alert_crd_matches_upstream() {
     );
     assert_eq!(spec["properties"]["summary"]["maxLength"], json!(255));
     let source = &spec["properties"]["eventSources"]["items"];
-    assert_eq!(source["properties"]["kind"]["enum"].as_array().unwrap().len(), 13);
+    // Flux's twelve kinds, then ours.
+    let kinds = source["properties"]["kind"]["enum"].as_array().unwrap();
+    assert_eq!(kinds.len(), 13);
+    assert_eq!(kinds[0], json!("Bucket"));
+    assert_eq!(kinds[11], json!("ExternalArtifact"));
+    assert_eq!(kinds[12], json!("KluctlDeployment"));
     assert_eq!(source["properties"]["name"]["maxLength"], json!(253));
     assert_eq!(crate::crds::cel_rule_count(&crd), 0);
 }
@@ -95,11 +139,7 @@ fn alert_crd_matches_upstream() {
 fn provider_crd_matches_upstream() {
     let crd = provider_crd();
     assert_common(&crd, "Provider", "providers", "v1beta3");
-    assert_eq!(
-        crd.spec.versions[0].subresources,
-        Some(CustomResourceSubresources::default())
-    );
-    assert_eq!(columns(&crd), [age()]);
+    assert_dispatch_status(&crd);
     let spec = spec_schema(&crd);
     assert_eq!(spec["required"], json!(["type"]));
     let types: Vec<&str> = ProviderType::ALL.iter().map(|t| t.as_str()).collect();
@@ -137,22 +177,7 @@ fn receiver_crd_matches_upstream() {
             .status
             .is_some()
     );
-    assert_eq!(
-        columns(&crd),
-        [
-            age(),
-            (
-                "Ready".into(),
-                "string".into(),
-                ".status.conditions[?(@.type==\"Ready\")].status".into()
-            ),
-            (
-                "Status".into(),
-                "string".into(),
-                ".status.conditions[?(@.type==\"Ready\")].message".into()
-            ),
-        ]
-    );
+    assert_eq!(columns(&crd), age_ready_status());
     let v = serde_json::to_value(&crd).unwrap();
     let status = v
         .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status")
@@ -200,6 +225,10 @@ spec:
     - kind: OCIRepository
       name: app
       namespace: apps
+    - kind: KluctlDeployment
+      name: '*'
+      matchLabels:
+        team: a
   exclusionList:
     - ".*no changes.*"
   eventMetadata:
@@ -215,6 +244,31 @@ spec:
     assert_eq!(alert.spec.event_metadata["cluster"], "prod");
     let v = serde_json::to_value(&alert).unwrap();
     assert_eq!(v["spec"]["eventSources"][1]["kind"], json!("OCIRepository"));
+    assert_eq!(alert.spec.event_sources[2].kind, ReferencedKind::KluctlDeployment);
+    assert_eq!(v["spec"]["eventSources"][2]["kind"], json!("KluctlDeployment"));
+    assert!(alert.status.is_none() && v.get("status").is_none());
+
+    let status: AlertStatus = serde_json::from_value(json!({
+        "observedGeneration": 2,
+        "conditions": [{
+            "type": "Ready", "status": "False", "reason": "NotificationDispatchFailed",
+            "message": "POST failed", "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }],
+        "lastDispatchTime": "2026-01-01T00:00:00Z",
+        "lastDispatchError": "POST failed",
+    }))
+    .unwrap();
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(status.conditions[0].reason, "NotificationDispatchFailed");
+    assert_eq!(
+        serde_json::to_value(DispatchStatus {
+            last_dispatch_time: Some("2026-01-01T00:00:01Z".into()),
+            ..DispatchStatus::default()
+        })
+        .unwrap(),
+        json!({"lastDispatchTime": "2026-01-01T00:00:01Z"}),
+        "the error is omitted after a success"
+    );
 
     let provider: Provider = serde_saphyr::from_str(
         r#"

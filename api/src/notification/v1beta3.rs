@@ -2,15 +2,21 @@
 //!
 //! An Alert selects events (by source object, severity and message) and forwards them to a Provider,
 //! which describes the destination: a chat service, a Git forge commit status, a generic webhook, ...
+//!
+//! Beyond Flux (whose Alert and Provider have no status): both have a status subresource,
+//! [`DispatchStatus`], with `Ready` and the last dispatch time and error, so a broken destination
+//! shows in `kubectl get alerts,providers`.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::v1::CrossNamespaceObjectReference;
 use crate::meta::LocalObjectReference;
-use crate::schema::DURATION_PATTERN;
+use crate::schema::{DURATION_PATTERN, conditions};
 
 /// Kind name of the Alert resource.
 pub const ALERT_KIND: &str = "Alert";
@@ -54,7 +60,10 @@ string_enum! {
     category = "all",
     category = "fluxcd",
     category = "fluxcd-notifications",
-    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    status = "DispatchStatus",
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AlertSpec {
@@ -194,7 +203,10 @@ impl ProviderType {
     category = "all",
     category = "fluxcd",
     category = "fluxcd-notifications",
-    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    status = "DispatchStatus",
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new(PROVIDER_COMMIT_STATUS_RULE).message(PROVIDER_COMMIT_STATUS_MESSAGE))]
 #[serde(rename_all = "camelCase")]
@@ -259,3 +271,30 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit_status_expr: String,
 }
+
+/// Observed state of an Alert or a Provider (beyond Flux, where both are static objects): whether
+/// events reach the destination, written by the dispatcher through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchStatus {
+    /// Generation handled by the last reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions, `Ready` first of all: `False` while the configuration is unusable or the last
+    /// dispatch failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Vec<Condition>,
+    /// When an event was last dispatched (RFC 3339), successfully or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_dispatch_time: Option<String>,
+    /// Error of the last dispatch; omitted after a successful one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_dispatch_error: String,
+}
+
+/// Observed state of an Alert.
+pub type AlertStatus = DispatchStatus;
+
+/// Observed state of a Provider.
+pub type ProviderStatus = DispatchStatus;

@@ -33,6 +33,9 @@ pub struct Fetched {
     pub revision: String,
     /// `status.observedCommit`: the commit (for artifacts: the sha of a `<ref>@sha1:<sha>` revision).
     pub commit: String,
+    /// The revision in Flux's form, as events carry it: the artifact's revision, or for git
+    /// `<branch|tag>@sha1:<commit>` (`sha1:<commit>` for a commit reference).
+    pub source_revision: String,
     /// Repository key and sub directory.
     pub project_key: ProjectKey,
     /// Git state for the results.
@@ -362,6 +365,7 @@ async fn fetch_artifact(
             project_dir,
             revision: fetched.revision.clone(),
             commit: commit.clone(),
+            source_revision: fetched.revision.clone(),
             project_key: ProjectKey {
                 repo_key,
                 sub_dir: sub_dir.clone(),
@@ -419,6 +423,7 @@ async fn fetch_git(
         project_dir,
         revision: commit.clone(),
         commit: commit.clone(),
+        source_revision: git_revision(checkout.reference.as_deref(), &commit),
         project_key: ProjectKey {
             repo_key: kluctl_engine::source::repo_key(&git.url).unwrap_or_default(),
             sub_dir: sub_dir.clone(),
@@ -433,6 +438,18 @@ async fn fetch_git(
         rules,
         _hold: checkout,
     })
+}
+
+/// A checked-out commit as Flux's source-controller words the revision of a GitRepository:
+/// branches and tags by their short name (`main@sha1:<sha>`), other refs in full
+/// (`refs/pull/1/head@sha1:<sha>`), a commit alone as `sha1:<sha>`.
+fn git_revision(reference: Option<&str>, commit: &str) -> String {
+    let reference = reference.map(|r| {
+        r.strip_prefix("refs/heads/")
+            .or_else(|| r.strip_prefix("refs/tags/"))
+            .unwrap_or(r)
+    });
+    gitops_api::revision::Revision::git(reference, commit).to_string()
 }
 
 /// The commit of an artifact revision (`main@sha1:<sha>` → `<sha>`); the revision itself when
@@ -470,6 +487,17 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().starts_with("spec.credentials.oci/helm"), "{e}");
+    }
+
+    #[test]
+    fn git_revisions_use_flux_form() {
+        assert_eq!(git_revision(Some("refs/heads/main"), "abc"), "main@sha1:abc");
+        assert_eq!(git_revision(Some("refs/tags/v1.0"), "abc"), "v1.0@sha1:abc");
+        assert_eq!(
+            git_revision(Some("refs/pull/1/head"), "abc"),
+            "refs/pull/1/head@sha1:abc"
+        );
+        assert_eq!(git_revision(None, "abc"), "sha1:abc");
     }
 
     #[test]

@@ -275,6 +275,9 @@ struct Run<'a> {
     namespace: String,
     reconcile_id: String,
     started: Instant,
+    /// The source revision this run fetched (Flux's form), for the events' `revision`; empty
+    /// until the source is fetched.
+    revision: std::sync::Mutex<String>,
 }
 
 /// Reconciles one KluctlDeployment (kube-runtime entry point).
@@ -304,6 +307,7 @@ pub async fn reconcile(obj: Arc<KluctlDeployment>, ctx: Arc<Context>) -> Result<
             namespace,
             reconcile_id,
             started: Instant::now(),
+            revision: std::sync::Mutex::default(),
         };
         Box::pin(run.reconcile()).await
     }
@@ -386,24 +390,14 @@ impl Run<'_> {
         }
     }
 
+    /// Emits an event about the KluctlDeployment with the fetched source revision; `success`
+    /// marks the end of a successful reconcile (`commit_status: update`, as Kluctl sends it).
     async fn emit(&self, severity: Severity, reason: &str, message: &str, success: bool) {
-        let mut metadata = std::collections::BTreeMap::new();
-        let status = self.status();
-        if !status.observed_commit.is_empty() {
-            metadata.insert(
-                gitops_api::constants::EVENT_REVISION_KEY.to_owned(),
-                status.observed_commit.clone(),
-            );
-        }
-        if success {
-            metadata.insert(
-                gitops_api::constants::COMMIT_STATUS_ANNOTATION.to_owned(),
-                "update".to_owned(),
-            );
-        }
+        let revision = self.revision.lock().map(|r| r.clone()).unwrap_or_default();
+        let metadata = status::event_metadata(&revision, success);
         self.ctx
             .events
-            .emit(&self.kd.object_ref(&()), severity, reason, message, metadata)
+            .emit(&self.kd, severity, reason, message, metadata)
             .await;
     }
 
@@ -477,6 +471,9 @@ impl Run<'_> {
             no_cross_namespace_refs: s.no_cross_namespace_refs,
         };
         let fetched = fetch::fetch(&fetch_cx, &self.namespace, &spec).await?;
+        if let Ok(mut r) = self.revision.lock() {
+            r.clone_from(&fetched.source_revision);
+        }
         let (config, context) = target::target_config(
             &self.ctx.client,
             &self.ctx.base_config,
@@ -567,9 +564,12 @@ impl Run<'_> {
         }
         self.patch_status(patch).await?;
 
-        // events: per result, then per reconcile
+        // Events as Kluctl sends them: one per command result (a scheduled deploy is named by
+        // its deployMode; validate results have none of their own), then one per reconcile: on
+        // success "Reconciliation finished ..." with commit_status, else the Ready message.
         if let Some(d) = &outcome.deploy {
-            let message = status::command_event("deploy", &d.summary);
+            let command = status::scheduled_deploy_command(self.kd.spec.deploy_mode);
+            let message = status::command_event(command, &d.summary);
             let ok = d.summary.errors.is_empty();
             self.emit(
                 if ok { Severity::Info } else { Severity::Error },
@@ -579,7 +579,7 @@ impl Run<'_> {
                     reasons::DEPLOY_FAILED
                 },
                 &message,
-                ok,
+                false,
             )
             .await;
             if let Some(e) = &d.store_error {
@@ -589,45 +589,20 @@ impl Run<'_> {
                 tracing::warn!(note = %note, "the deploy result was reduced to fit the result store");
             }
         }
-        if let Some((v, store_error)) = &outcome.validate {
-            let ok = v.ready && v.errors.is_empty();
-            if !ok || outcome.deploy.is_some() {
-                self.emit(
-                    if ok { Severity::Info } else { Severity::Error },
-                    if ok {
-                        reasons::RECONCILIATION_SUCCEEDED
-                    } else {
-                        reasons::VALIDATE_FAILED
-                    },
-                    &status::validate_message(v),
-                    false,
-                )
-                .await;
-            }
-            if let Some(e) = store_error {
-                tracing::warn!(error = %e, "failed to store the validate result");
-            }
+        if let Some((_, Some(e))) = &outcome.validate {
+            tracing::warn!(error = %e, "failed to store the validate result");
         }
         if let DeployDecision::AwaitingApproval(why) = outcome.decision {
             tracing::info!(reason = why.as_str(), objects_hash = %outcome.objects_hash, "deploy awaits manual approval");
         }
-        let message = format!(
-            "Reconciliation finished in {}, next run in {}",
-            gitops_api::duration::format(round_ms(self.started.elapsed())),
-            gitops_api::duration::format(round_ms(requeue))
-        );
-        tracing::info!(decision = ?outcome.decision, "{message}");
-        self.emit(
-            if ready.ok {
-                Severity::Trace
-            } else {
-                Severity::Error
-            },
-            ready.reason,
-            &message,
-            false,
-        )
-        .await;
+        let finished = status::finished_message(round_ms(self.started.elapsed()), round_ms(requeue));
+        tracing::info!(decision = ?outcome.decision, ready = ready.ok, "{finished}");
+        if ready.ok {
+            self.emit(Severity::Info, ready.reason, &finished, true).await;
+        } else {
+            self.emit(Severity::Error, ready.reason, &ready.message, false)
+                .await;
+        }
         self.ctx.metrics.observe(
             &self.namespace,
             &self.name,
@@ -916,7 +891,7 @@ impl Run<'_> {
             if ok { Severity::Info } else { Severity::Error },
             reason,
             &message,
-            ok && kind == RequestKind::Deploy,
+            false,
         )
         .await;
         if let Some(e) = &store_error {

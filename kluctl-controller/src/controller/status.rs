@@ -2,11 +2,14 @@
 //! and message (Kluctl's wording, word for word, so dashboards and `kubectl get` match), and
 //! the condition list written at the start and at the end of a reconcile.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use gitops_api::constants::{COMMIT_STATUS_ANNOTATION, KLUCTL_EVENT_REVISION_KEY};
 
 use gitops_api::conditions::{self, reasons, status as cstatus, types};
 use gitops_api::kluctl::results::{CommandResultSummary, ValidateResult};
-use gitops_api::kluctl::v1beta1::{KluctlDeploymentSpec, KluctlDeploymentStatus};
+use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec, KluctlDeploymentStatus};
 use gitops_api::meta::{Condition, Time};
 
 /// Kluctl caps condition messages at this many characters.
@@ -23,7 +26,9 @@ pub struct Ready {
     pub message: String,
 }
 
-fn plural_counts(r: &CommandResultSummary) -> String {
+/// The object counts Kluctl appends to a command message: ` 2 new objects. 1 changed
+/// objects.` (zero counts omitted).
+pub fn plural_counts(r: &CommandResultSummary) -> String {
     let mut s = String::new();
     for (n, what) in [
         (r.new_objects, "new objects"),
@@ -39,36 +44,33 @@ fn plural_counts(r: &CommandResultSummary) -> String {
     s
 }
 
-fn errors_and_warnings(errors: usize, warnings: usize) -> String {
-    if warnings > 0 {
-        format!("{errors} errors and {warnings} warnings")
-    } else {
-        format!("{errors} errors")
+/// Kluctl's base result message (`buildBaseResultMessage`): `deploy succeeded.`, `deploy
+/// succeeded with 2 warnings.`, `deploy failed with 1 errors.`, `deploy failed with 1 errors and
+/// 2 warnings.`
+pub fn base_message(command: &str, errors: usize, warnings: usize) -> String {
+    match (errors, warnings) {
+        (0, 0) => format!("{command} succeeded."),
+        (0, w) => format!("{command} succeeded with {w} warnings."),
+        (e, 0) => format!("{command} failed with {e} errors."),
+        (e, w) => format!("{command} failed with {e} errors and {w} warnings."),
     }
 }
 
-/// The message of a deploy (or poke-images, or prune) result: `deploy succeeded. 2 new
-/// objects.`, `deploy failed with 1 errors.`, `deploy succeeded with 2 warnings.`
+/// The message of a command result (Kluctl's `buildResultMessage`): the base message, then the
+/// object counts, on failure too: `deploy succeeded. 2 new objects.`, `deploy failed with 1
+/// errors. 1 changed objects.`
+///
+/// `command` is Kluctl's command name: `deploy` (a deploy request and the Ready message),
+/// `full-deploy`/`poke-images` (a scheduled deploy: the `spec.deployMode`), `prune`, `diff`,
+/// `delete`.
 pub fn command_message(command: &str, r: &CommandResultSummary) -> String {
-    if !r.errors.is_empty() {
-        format!(
-            "{command} failed with {}.",
-            errors_and_warnings(r.errors.len(), r.warnings.len())
-        )
-    } else if !r.warnings.is_empty() {
-        format!(
-            "{command} succeeded with {} warnings.{}",
-            r.warnings.len(),
-            plural_counts(r)
-        )
-    } else {
-        format!("{command} succeeded.{}", plural_counts(r))
-    }
+    base_message(command, r.errors.len(), r.warnings.len()) + &plural_counts(r)
 }
 
 /// [`command_message`] plus, for a failed command, its first error with the object it names:
 /// the event text, so `kubectl describe` and notifications say what went wrong and where
-/// (the Ready message keeps Kluctl's counts only).
+/// (the Ready message keeps Kluctl's counts only). Kluctl's text stays the prefix, so alert
+/// regexes written for Kluctl match.
 pub fn command_event(command: &str, r: &CommandResultSummary) -> String {
     let mut message = command_message(command, r);
     if let Some(first) = r.errors.first() {
@@ -82,16 +84,43 @@ pub fn command_event(command: &str, r: &CommandResultSummary) -> String {
     message
 }
 
-/// The message of a validate result.
-pub fn validate_message(v: &ValidateResult) -> String {
-    if v.ready && v.errors.is_empty() {
-        "validate succeeded.".to_owned()
-    } else {
-        format!(
-            "validate failed with {}.",
-            errors_and_warnings(v.errors.len(), v.warnings.len())
-        )
+/// The command name Kluctl gives a scheduled deploy in its event: the `spec.deployMode`.
+pub fn scheduled_deploy_command(mode: DeployMode) -> &'static str {
+    match mode {
+        DeployMode::FullDeploy => "full-deploy",
+        DeployMode::PokeImages => "poke-images",
     }
+}
+
+/// The message of a validate result: `validate succeeded.`, `validate failed with 1 errors.`,
+/// ... ([`base_message`]). Kluctl counts the last *deploy's* warnings here (a slip in its
+/// `buildFinalStatus`); we count the validate result's own.
+pub fn validate_message(v: &ValidateResult) -> String {
+    base_message("validate", v.errors.len(), v.warnings.len())
+}
+
+/// The metadata of a KluctlDeployment event, keys prefixed with its API group as Flux's
+/// notification-controller expects: `gitops.kluctl.io/revision` (the fetched source revision,
+/// when known) and, on the event ending a successful reconcile, `gitops.kluctl.io/commit_status:
+/// update` (what commit-status providers act on).
+pub fn event_metadata(revision: &str, success: bool) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::new();
+    if !revision.is_empty() {
+        metadata.insert(KLUCTL_EVENT_REVISION_KEY.to_owned(), revision.to_owned());
+    }
+    if success {
+        metadata.insert(COMMIT_STATUS_ANNOTATION.to_owned(), "update".to_owned());
+    }
+    metadata
+}
+
+/// The message of the event that ends a successful reconcile (Kluctl's and Flux's wording).
+pub fn finished_message(took: std::time::Duration, next: std::time::Duration) -> String {
+    format!(
+        "Reconciliation finished in {}, next run in {}",
+        gitops_api::duration::format(took),
+        gitops_api::duration::format(next)
+    )
 }
 
 /// Ready after a full reconcile, from the last deploy and validate results.
@@ -124,7 +153,8 @@ pub fn ready_from_results(spec: &KluctlDeploymentSpec, status: &KluctlDeployment
             Some(v) => {
                 ready.message.push(' ');
                 ready.message.push_str(&validate_message(v));
-                if ready.ok && !(v.ready && v.errors.is_empty()) {
+                // Kluctl: the validate errors decide (a not-ready object is an error there).
+                if ready.ok && !v.errors.is_empty() {
                     ready.ok = false;
                     ready.reason = reasons::VALIDATE_FAILED;
                 }
@@ -313,7 +343,98 @@ mod tests {
         r.errors = vec![err()];
         assert_eq!(
             command_message("deploy", &r),
-            "deploy failed with 1 errors and 2 warnings."
+            "deploy failed with 1 errors and 2 warnings. 2 new objects. 1 orphan objects.",
+            "Kluctl appends the counts to failures too"
+        );
+        r.warnings.clear();
+        assert_eq!(
+            command_message("full-deploy", &r),
+            "full-deploy failed with 1 errors. 2 new objects. 1 orphan objects."
+        );
+        let r = CommandResultSummary {
+            changed_objects: 3,
+            applied_hook_objects: 1,
+            deleted_objects: 2,
+            ..CommandResultSummary::default()
+        };
+        assert_eq!(
+            command_message("prune", &r),
+            "prune succeeded. 3 changed objects. 1 hooks run. 2 deleted objects."
+        );
+    }
+
+    #[test]
+    fn base_messages_have_kluctls_four_forms() {
+        assert_eq!(base_message("deploy", 0, 0), "deploy succeeded.");
+        assert_eq!(base_message("deploy", 0, 2), "deploy succeeded with 2 warnings.");
+        assert_eq!(base_message("prune", 1, 0), "prune failed with 1 errors.");
+        assert_eq!(
+            base_message("diff", 3, 1),
+            "diff failed with 3 errors and 1 warnings."
+        );
+    }
+
+    #[test]
+    fn a_scheduled_deploy_is_named_by_its_deploy_mode() {
+        assert_eq!(scheduled_deploy_command(DeployMode::FullDeploy), "full-deploy");
+        assert_eq!(scheduled_deploy_command(DeployMode::PokeImages), "poke-images");
+        let r = CommandResultSummary {
+            new_objects: 1,
+            ..CommandResultSummary::default()
+        };
+        assert_eq!(
+            command_event(scheduled_deploy_command(DeployMode::FullDeploy), &r),
+            "full-deploy succeeded. 1 new objects."
+        );
+    }
+
+    #[test]
+    fn validate_messages_count_the_validate_results_own_entries() {
+        let mut v = ValidateResult {
+            ready: true,
+            ..ValidateResult::default()
+        };
+        assert_eq!(validate_message(&v), "validate succeeded.");
+        v.warnings = vec![err()];
+        assert_eq!(validate_message(&v), "validate succeeded with 1 warnings.");
+        v.errors = vec![err(), err()];
+        v.ready = false;
+        assert_eq!(
+            validate_message(&v),
+            "validate failed with 2 errors and 1 warnings."
+        );
+    }
+
+    #[test]
+    fn event_metadata_keys_carry_the_kluctl_group() {
+        assert_eq!(
+            event_metadata("main@sha1:abc", true),
+            BTreeMap::from([
+                ("gitops.kluctl.io/commit_status".to_string(), "update".to_string()),
+                (
+                    "gitops.kluctl.io/revision".to_string(),
+                    "main@sha1:abc".to_string()
+                ),
+            ])
+        );
+        assert_eq!(
+            event_metadata("sha1:abc", false),
+            BTreeMap::from([("gitops.kluctl.io/revision".to_string(), "sha1:abc".to_string())])
+        );
+        assert!(
+            event_metadata("", false).is_empty(),
+            "no revision before the fetch"
+        );
+    }
+
+    #[test]
+    fn the_finished_message_uses_go_durations() {
+        assert_eq!(
+            finished_message(
+                std::time::Duration::from_millis(1500),
+                std::time::Duration::from_secs(300)
+            ),
+            "Reconciliation finished in 1.5s, next run in 5m0s"
         );
     }
 
@@ -334,6 +455,12 @@ mod tests {
         assert_eq!(
             command_event("deploy", &r),
             "deploy failed with 1 errors. First error: ns/ConfigMap/a: configmaps \"a\" is forbidden"
+        );
+        let r = CommandResultSummary { new_objects: 1, ..r };
+        assert_eq!(
+            command_event("deploy", &r),
+            "deploy failed with 1 errors. 1 new objects. First error: ns/ConfigMap/a: configmaps \"a\" is forbidden",
+            "Kluctl's message stays the prefix"
         );
         assert_eq!(
             command_event("deploy", &CommandResultSummary::default()),

@@ -16,5 +16,11 @@
 //! The pure parts (matching, dedup keys, payloads, signature checks) are functions with unit
 //! tests; the HTTP edges and Kubernetes reads stay thin around them.
 
+pub mod dedup;
+pub mod dispatch;
+pub mod intake;
+pub mod matching;
 pub mod providers;
 pub mod receiver;
+pub mod reconcile;
+pub mod status;

@@ -177,7 +177,7 @@ async fn finish<K: SourceKind>(
     }
     for note in notes {
         ctx.events
-            .emit(&obj_ref, note.severity, note.reason, &note.message, note.metadata)
+            .emit(obj, note.severity, note.reason, &note.message, note.metadata)
             .await;
     }
     ctx.next_run(&obj.state_key(), next, interval)

@@ -28,10 +28,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use gitops_api::conditions::{self, reasons, types};
 use gitops_api::constants::{
-    EVENT_REVISION_KEY, FLUX_KLUCTL_DEPLOY_REQUESTED_AT_ANNOTATION, FLUX_KLUCTL_FINALIZER,
-    RECONCILE_REQUESTED_AT_ANNOTATION,
+    FLUX_KLUCTL_DEPLOY_REQUESTED_AT_ANNOTATION, FLUX_KLUCTL_FINALIZER, RECONCILE_REQUESTED_AT_ANNOTATION,
 };
-use gitops_api::flux_kluctl::v1alpha1::{KluctlDeployment, KluctlDeploymentStatus};
+use gitops_api::flux_kluctl::v1alpha1::{KluctlDeployment, KluctlDeploymentSpec, KluctlDeploymentStatus};
 use gitops_api::kluctl::v1beta1::{DeployMode, KluctlDeploymentSpec as EngineSpec, ValidateResult};
 use gitops_api::meta::Time;
 use gitops_api::source::v1::GitRepository;
@@ -326,14 +325,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn emit(&self, severity: Severity, reason: &str, message: &str, revision: &str) {
-        let mut metadata = std::collections::BTreeMap::new();
-        if !revision.is_empty() {
-            metadata.insert(EVENT_REVISION_KEY.to_owned(), revision.to_owned());
-        }
+    /// Emits an event about the KluctlDeployment with the source `revision` (when known);
+    /// `success` marks the end of a successful reconcile (`commit_status: update`).
+    async fn emit(&self, severity: Severity, reason: &str, message: &str, revision: &str, success: bool) {
+        let metadata = status::event_metadata(revision, success);
         self.ctx
             .events
-            .emit(&self.kd.object_ref(&()), severity, reason, message, metadata)
+            .emit(&self.kd, severity, reason, message, metadata)
             .await;
     }
 
@@ -576,32 +574,32 @@ impl Run<'_> {
         }
         self.patch_status(patch).await?;
 
-        self.emit_results(&outcome).await;
-        let message = format!(
-            "Reconciliation finished in {}, next run in {}",
-            gitops_api::duration::format(round_ms(self.started.elapsed())),
-            gitops_api::duration::format(round_ms(requeue))
-        );
-        tracing::info!(ready = ready.ok, reason = ready.reason, "{message}");
-        self.emit(
-            if ready.ok {
-                Severity::Trace
-            } else {
-                Severity::Error
-            },
-            ready.reason,
-            &message,
-            &revision,
-        )
-        .await;
+        self.emit_results(&spec, &outcome).await;
+        let finished = super::status::finished_message(round_ms(self.started.elapsed()), round_ms(requeue));
+        tracing::info!(ready = ready.ok, reason = ready.reason, "{finished}");
+        // flux-kluctl-controller: "Reconciliation finished ..." with commit_status on success,
+        // the Ready message on failure.
+        if ready.ok {
+            self.emit(Severity::Info, ready.reason, &finished, &revision, true)
+                .await;
+        } else {
+            self.emit(Severity::Error, ready.reason, &ready.message, &revision, false)
+                .await;
+        }
         Ok(Action::requeue(requeue))
     }
 
-    /// The events of this reconcile's deploy and validate results.
-    async fn emit_results(&self, outcome: &Outcome) {
+    /// The event of this reconcile's deploy (flux-kluctl-controller has none for validate
+    /// results: a failed validate shows in the reconcile's own event).
+    async fn emit_results(&self, spec: &KluctlDeploymentSpec, outcome: &Outcome) {
         if let Some((why, ran, _)) = &outcome.deploy {
             let ok = ran.summary.errors.is_empty();
-            let message = super::status::command_message("deploy", &ran.summary);
+            let command = if spec.deploy_mode == DeployMode::PokeImages {
+                "poke-images"
+            } else {
+                "deploy"
+            };
+            let message = status::command_event(command, &ran.summary);
             tracing::info!(reason = why.as_str(), ok, "{message}");
             self.emit(
                 if ok { Severity::Info } else { Severity::Error },
@@ -612,30 +610,15 @@ impl Run<'_> {
                 },
                 &message,
                 &outcome.revision,
+                false,
             )
             .await;
             if let Some(e) = &ran.store_error {
                 tracing::warn!(error = %e, "failed to store the deploy result");
             }
         }
-        if let Some((v, store_error)) = &outcome.validate {
-            let ok = v.ready && v.errors.is_empty();
-            if !ok || outcome.deploy.is_some() {
-                self.emit(
-                    if ok { Severity::Info } else { Severity::Error },
-                    if ok {
-                        reasons::RECONCILIATION_SUCCEEDED
-                    } else {
-                        reasons::VALIDATE_FAILED
-                    },
-                    &super::status::validate_message(v),
-                    &outcome.revision,
-                )
-                .await;
-            }
-            if let Some(e) = store_error {
-                tracing::warn!(error = %e, "failed to store the validate result");
-            }
+        if let Some((_, Some(e))) = &outcome.validate {
+            tracing::warn!(error = %e, "failed to store the validate result");
         }
     }
 
@@ -673,7 +656,7 @@ impl Run<'_> {
             patch["lastHandledReconcileAt"] = Value::String(v);
         }
         self.patch_status(patch).await?;
-        self.emit(Severity::Error, reason, &text, revision).await;
+        self.emit(Severity::Error, reason, &text, revision, false).await;
         if e.stalled() {
             return Ok(Action::await_change());
         }
@@ -749,7 +732,7 @@ impl Run<'_> {
             .ctx
             .delete_target(job, target_name, discriminator.to_owned())
             .await?;
-        let message = super::status::command_message("delete", &ran.summary);
+        let message = status::command_event("delete", &ran.summary);
         let ok = ran.summary.errors.is_empty();
         self.emit(
             if ok { Severity::Info } else { Severity::Error },
@@ -760,6 +743,7 @@ impl Run<'_> {
             },
             &message,
             "",
+            false,
         )
         .await;
         Ok(())

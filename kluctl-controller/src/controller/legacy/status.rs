@@ -8,7 +8,12 @@ use gitops_api::flux_kluctl::v1alpha1::{KluctlDeploymentSpec, KluctlDeploymentSt
 use gitops_api::kluctl::results::{CommandResultSummary, DeploymentError, ValidateResult};
 use gitops_api::meta::Time;
 
-use crate::controller::status::{Ready, command_message, validate_message};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use gitops_api::constants::{FLUX_KLUCTL_COMMIT_STATUS_KEY, FLUX_KLUCTL_EVENT_REVISION_KEY};
+
+use crate::controller::status::{Ready, base_message, plural_counts, validate_message};
 
 /// `rawResult` larger than this is written with reduced objects (identity, labels and
 /// annotations only, Kluctl's stored `reducedResult`): the whole status must fit in one etcd
@@ -74,8 +79,39 @@ pub fn command_error(command: &str, r: &CommandResultSummary) -> String {
     if r.errors.is_empty() {
         String::new()
     } else {
-        format!("{} {}", command_message(command, r), listed(&r.errors))
+        format!(
+            "{} {}",
+            base_message(command, r.errors.len(), r.warnings.len()),
+            listed(&r.errors)
+        )
     }
+}
+
+/// The event of a command result in flux-kluctl-controller's wording (its
+/// `handleCommandResult`): `deploy succeeded. 2 new objects. 1 errors. 3 warnings.` It says
+/// "succeeded" and counts the errors even when there are some; the event's severity tells.
+pub fn command_event(command: &str, r: &CommandResultSummary) -> String {
+    let mut message = format!("{command} succeeded.{}", plural_counts(r));
+    for (n, what) in [(r.errors.len(), "errors"), (r.warnings.len(), "warnings")] {
+        if n > 0 {
+            let _ = write!(message, " {n} {what}.");
+        }
+    }
+    message
+}
+
+/// The metadata of a legacy KluctlDeployment event, keys prefixed with its API group
+/// (`flux.kluctl.io`): the source revision when known, and `commit_status: update` on the
+/// event ending a successful reconcile.
+pub fn event_metadata(revision: &str, success: bool) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::new();
+    if !revision.is_empty() {
+        metadata.insert(FLUX_KLUCTL_EVENT_REVISION_KEY.to_owned(), revision.to_owned());
+    }
+    if success {
+        metadata.insert(FLUX_KLUCTL_COMMIT_STATUS_KEY.to_owned(), "update".to_owned());
+    }
+    metadata
 }
 
 /// The `error` of a validate result: empty when every object is ready.
@@ -83,7 +119,14 @@ pub fn validate_error(v: &ValidateResult) -> String {
     if v.ready && v.errors.is_empty() {
         String::new()
     } else if v.errors.is_empty() {
-        format!("{} not all objects are ready", validate_message(v))
+        // Not ready without errors (a not-ready object is an error in Kluctl's validate): the
+        // base message would say "succeeded".
+        let warnings = if v.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} warnings", v.warnings.len())
+        };
+        format!("validate failed with 0 errors{warnings}. not all objects are ready")
     } else {
         format!("{} {}", validate_message(v), listed(&v.errors))
     }
@@ -225,6 +268,46 @@ mod tests {
             validate_error(&v),
             "validate failed with 1 errors. ns/ConfigMap/cm: object not found"
         );
+    }
+
+    #[test]
+    fn command_events_use_flux_kluctl_controllers_wording() {
+        let mut r = CommandResultSummary {
+            new_objects: 2,
+            deleted_objects: 1,
+            ..CommandResultSummary::default()
+        };
+        assert_eq!(
+            command_event("deploy", &r),
+            "deploy succeeded. 2 new objects. 1 deleted objects."
+        );
+        r.errors = vec![error("ConfigMap", "forbidden")];
+        r.warnings = vec![error("", "w"), error("", "w")];
+        assert_eq!(
+            command_event("poke-images", &r),
+            "poke-images succeeded. 2 new objects. 1 deleted objects. 1 errors. 2 warnings.",
+            "upstream says succeeded and counts the errors; the severity tells"
+        );
+        assert_eq!(
+            command_event("delete", &CommandResultSummary::default()),
+            "delete succeeded."
+        );
+    }
+
+    #[test]
+    fn event_metadata_keys_carry_the_legacy_group() {
+        assert_eq!(
+            event_metadata("main@sha1:abc", true),
+            BTreeMap::from([
+                ("flux.kluctl.io/commit_status".to_string(), "update".to_string()),
+                ("flux.kluctl.io/revision".to_string(), "main@sha1:abc".to_string()),
+            ])
+        );
+        assert_eq!(
+            event_metadata("main@sha1:abc", false),
+            BTreeMap::from([("flux.kluctl.io/revision".to_string(), "main@sha1:abc".to_string())])
+        );
+        assert!(event_metadata("", false).is_empty());
     }
 
     #[test]
