@@ -119,17 +119,16 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     });
 
     let (dispatcher, dispatch) = notifications(&client, &args, &instance, events_listener, lost.clone());
-    let _ = &dispatcher;
+    let mut events = gitops_runtime::events::Events::new(client.clone(), "kluctl-controller", &instance, &args.events_addr);
+    if let Some(dispatcher) = dispatcher {
+        // Our own events reach our Alerts without an HTTP round trip.
+        events = events.with_sink(Arc::new(dispatcher));
+    }
 
     let ctx = Arc::new(controller::Context {
         client: client.clone(),
         base_config,
-        events: gitops_runtime::events::Events::new(
-            client.clone(),
-            "kluctl-controller",
-            &instance,
-            &args.events_addr,
-        ),
+        events,
         metrics: metrics.clone(),
         sources: source::cache::SourceCache::new(args.cache_dir().join("sources"), args.cache_max_size),
         settings: settings(&args)?,

@@ -389,7 +389,7 @@ impl Dispatcher {
         self.inner
             .events
             .emit(
-                &alert.object_ref(&()),
+                alert,
                 Severity::Error,
                 reason,
                 message,
