@@ -119,7 +119,12 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     });
 
     let (dispatcher, dispatch) = notifications(&client, &args, &instance, events_listener, lost.clone());
-    let mut events = gitops_runtime::events::Events::new(client.clone(), "kluctl-controller", &instance, &args.events_addr);
+    let mut events = gitops_runtime::events::Events::new(
+        client.clone(),
+        "kluctl-controller",
+        &instance,
+        &args.events_addr,
+    );
     if let Some(dispatcher) = dispatcher {
         // Our own events reach our Alerts without an HTTP round trip.
         events = events.with_sink(Arc::new(dispatcher));

@@ -388,13 +388,7 @@ impl Dispatcher {
     async fn alert_event(&self, alert: &Alert, reason: &str, message: &str) {
         self.inner
             .events
-            .emit(
-                alert,
-                Severity::Error,
-                reason,
-                message,
-                BTreeMap::new(),
-            )
+            .emit(alert, Severity::Error, reason, message, BTreeMap::new())
             .await;
     }
 }
