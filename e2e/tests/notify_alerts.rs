@@ -523,7 +523,7 @@ async fn kluctl_deployment_events_are_dispatched_in_process() -> anyhow::Result<
         )
         .await?;
         let got = sink
-            .wait_for(WAIT, |r| r.json()["reason"] == "ReconciliationSucceeded" && r.json()["message"].as_str().is_some_and(|m| m.starts_with("deploy")))
+            .wait_for(WAIT, |r| r.json()["reason"] == "ReconciliationSucceeded" && r.json()["message"].as_str().is_some_and(|m| m.contains("deploy succeeded")))
             .await?;
         let body = got.json();
         assert_eq!(body["involvedObject"]["kind"], "KluctlDeployment", "{body}");

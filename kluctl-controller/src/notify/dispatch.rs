@@ -224,14 +224,13 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let alert_key = super::status::key_of(Kind::Alert, alert.as_ref());
             if self.inner.settings.no_cross_namespace_refs && event_ns != alert_ns {
                 let message = format!(
                     "Alert '{alert_ns}/{}' selects an event of '{event_ns}/{}', but cross-namespace references are disabled (--no-cross-namespace-refs)",
                     alert.name_any(),
                     event.involved_object.name.as_deref().unwrap_or_default()
                 );
-                self.inner.status.dispatched(alert_key, Err(message.clone()));
+                // The Alert's configuration check reports this in Ready (InvalidConfig).
                 self.alert_event(&alert, super::status::DISPATCH_FAILED, &message)
                     .await;
                 continue;
@@ -243,7 +242,7 @@ impl Dispatcher {
                     alert.spec.provider_ref.name,
                     alert.name_any()
                 );
-                self.inner.status.dispatched(alert_key, Err(message.clone()));
+                // The Alert's configuration check reports this in Ready (ProviderNotFound).
                 self.alert_event(&alert, super::status::DISPATCH_FAILED, &message)
                     .await;
                 continue;

@@ -187,6 +187,13 @@ impl Recorder {
             if s.conditions.is_empty() {
                 s.conditions = existing.to_vec();
             }
+            // A changed spec is a fresh start: the last failure was about the old one.
+            if s.generation.is_some()
+                && s.generation != generation
+                && let Some((_, error)) = &mut s.last_dispatch
+            {
+                *error = None;
+            }
             s.generation = generation;
             s.config = Some(check);
         });
