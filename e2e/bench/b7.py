@@ -253,7 +253,7 @@ def start_controllers(a, ns, tag, work, source_kc, kluctl_kc):
     kluctl = Process("kluctl-controller", [
         a.kluctl_controller, "--kubeconfig", kluctl_kc, "--namespace", ns,
         "--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0",
-        "--receiver-listen-addr", "127.0.0.1:0",
+        "--receiver-listen-addr", "127.0.0.1:0", "--events-listen-addr", "127.0.0.1:0",
         "--cache-dir", os.path.join(work, "kluctl-cache"), "--log-format", "json", "--concurrency", "4",
         "--command-result-namespace", ns + "-results",
     ], os.path.join(work, "kluctl-controller.log"), env={"KLUCTL_KUSTOMIZE": a.kustomize} if a.kustomize else None)

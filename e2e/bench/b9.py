@@ -72,7 +72,7 @@ def main():
     ctl = Process("kluctl-controller", [
         a.kluctl_controller, "--namespace", ns, "--controller-namespace", ns,
         "--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0",
-        "--events-listen-addr", "127.0.0.1:0", "--cache-dir", os.path.join(a.work, "b9-cache"),
+        "--events-listen-addr", "127.0.0.1:0", "--receiver-listen-addr", "127.0.0.1:0", "--cache-dir", os.path.join(a.work, "b9-cache"),
         "--log-format", "json",
     ], log_path)
     load = None

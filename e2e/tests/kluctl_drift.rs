@@ -167,6 +167,7 @@ impl KluctlController {
             .args(["--metrics-bind-address", "127.0.0.1:0"])
             .args(["--health-probe-bind-address", "127.0.0.1:0"])
             .args(["--receiver-listen-addr", "127.0.0.1:0"])
+            .args(["--events-listen-addr", "127.0.0.1:0"])
             .arg("--cache-dir")
             .arg(dir.join("cache"))
             .args(["--command-result-namespace", &format!("{ns}-results")])
