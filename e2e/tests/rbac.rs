@@ -20,6 +20,8 @@ fn apply_rbac(env: &Env) -> anyhow::Result<()> {
         env.kubectl(&[
             "apply",
             "--server-side",
+            // `make run` applies the same files as manager `kubectl`: these are the files to test.
+            "--force-conflicts",
             "--field-manager",
             "e2e-rbac",
             "-f",
