@@ -2,8 +2,8 @@
 //! push signed with the Receiver's token makes the GitRepository fetch at once and the
 //! KluctlDeployment on it deploy the new commit; bad signatures, pings, filtered events and
 //! unknown paths request nothing; a Receiver without its Secret or with a CEL filter is not Ready
-//! (and recovers when the Secret appears); a reconcile request reaches a KluctlDeployment in the
-//! JSON Kluctl's controller takes.
+//! (and recovers when the Secret appears); a generic Receiver naming a KluctlDeployment makes it
+//! reconcile and deploy the new commit (the request in the JSON Kluctl's controller takes).
 //!
 //! Every test starts its own controllers for its own namespace. GitRepositories and
 //! KluctlDeployments use `interval: 1h`: a fetch or deploy the test sees was requested.
@@ -485,7 +485,7 @@ async fn a_receiver_without_its_secret_is_not_ready_until_the_secret_appears() -
 }
 
 #[tokio::test]
-async fn a_reconcile_request_for_a_kluctldeployment_is_the_json_its_controller_takes() -> anyhow::Result<()> {
+async fn a_receiver_naming_a_kluctldeployment_makes_it_deploy_the_new_commit() -> anyhow::Result<()> {
     use kluctl_controller::notify::receiver::trigger;
 
     TestNs::run("notify_receiver_kd", |t| {
@@ -494,7 +494,7 @@ async fn a_reconcile_request_for_a_kluctldeployment_is_the_json_its_controller_t
             let repo = GitRepo::create(&t.env, &ns)?;
             commit(&repo, "one")?;
             let url = format!("{}/{}.git", t.env.get("E2E_GIT_HTTP_URL")?, repo.name);
-            let ctl = KluctlController::start(&t.env, &ns, &["--command-result-namespace", &ns])?;
+            let mut ctl = KluctlController::start(&t.env, &ns, &["--command-result-namespace", &ns])?;
             let kd_api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
             kd::apply(
                 &kd_api,
@@ -510,23 +510,42 @@ async fn a_reconcile_request_for_a_kluctldeployment_is_the_json_its_controller_t
             kd::wait_ready(&kd_api, &ctl, "app", "True", "ReconciliationSucceeded").await?;
             let second = commit(&repo, "two")?;
 
-            // What a Receiver entry `{kind: KluctlDeployment, name: app}` resolves to and does.
-            // (Through a Receiver object once the cluster's Receiver CRD lists the kind.)
-            let reference = serde_json::from_value(json!({"kind": "KluctlDeployment", "name": "app"}))?;
-            let target = trigger::resolve(&reference, &ns, true)?;
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let annotated = trigger::request(&t.client, &target, &now, "kluctl-controller").await?;
-            assert_eq!(annotated, vec!["app".to_owned()]);
-            let want = second.clone();
-            let at = now.clone();
-            let done = kd::wait(&kd_api, &ctl, "app", "the requested reconcile", move |k| {
-                kd::request_result(k, "reconcile")
-                    .is_some_and(|r| r.request.request_value == at && r.end_time.is_some())
-                    && kd::status(k)
-                        .last_deploy_result
-                        .is_some_and(|d| d.git_info.commit == want)
-            })
+            // A generic Receiver naming the KluctlDeployment: its request is Kluctl's reconcile
+            // request, which the controller takes and answers by deploying the new commit.
+            let token = "kd-receiver-token";
+            token_secret(&t, "kd-token", token).await?;
+            let receivers: Api<Receiver> = Api::namespaced(t.client.clone(), &ns);
+            receiver(
+                &receivers,
+                "kd",
+                json!({
+                    "type": "generic",
+                    "secretRef": {"name": "kd-token"},
+                    "resources": [{"kind": "KluctlDeployment", "name": "app"}],
+                }),
+            )
             .await?;
+            let ready_receiver = wait_for(&receivers, "kd", "Receiver Ready=True", WAIT, ready_is("True"))
+                .await
+                .with_context(|| ctl.log_tail(30))?;
+            let path = webhook_path(&ready_receiver);
+            assert_eq!(path, expected_path(token, "kd", &ns));
+            assert_eq!(post(&ctl.receiver_addr()?, &path, &[], b"{}").await?, 200);
+            let want = second.clone();
+            let done = kd::wait(
+                &kd_api,
+                &ctl,
+                "app",
+                "the reconcile the Receiver requested",
+                move |k| {
+                    kd::request_result(k, "reconcile").is_some_and(|r| r.end_time.is_some())
+                        && kd::status(k)
+                            .last_deploy_result
+                            .is_some_and(|d| d.git_info.commit == want)
+                },
+            )
+            .await?;
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
             assert!(kd::ready_is(&done, "True", "ReconciliationSucceeded"));
             assert_eq!(message(&t.client, &ns).await?.as_deref(), Some("two"));
 
