@@ -224,17 +224,7 @@ pub fn objects_hash<'a>(objects: impl Iterator<Item = &'a serde_json::Value>) ->
         let json = serde_json::to_vec(o).unwrap_or_default();
         outer.update(Sha256::digest(&json));
     }
-    hex(&outer.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    format!("{:x}", outer.finalize())
 }
 
 #[cfg(test)]

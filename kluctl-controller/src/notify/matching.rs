@@ -62,7 +62,7 @@ pub fn dedup_key(event: &FluxEvent) -> String {
             parts.push(format!("{key}={v}"));
         }
     }
-    hex(&Sha256::digest(parts.join("/").as_bytes()))
+    format!("{:x}", Sha256::digest(parts.join("/").as_bytes()))
 }
 
 /// Removes the internal `<group>/token` key (it only feeds the dedup key).
@@ -232,16 +232,6 @@ pub fn merge_metadata(event: &FluxEvent, alert: &AlertSpec) -> (BTreeMap<String,
     conflicts.sort();
     conflicts.dedup();
     (out, conflicts)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

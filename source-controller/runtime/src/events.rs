@@ -415,7 +415,8 @@ fn action_for(reason: &str, message: &str) -> String {
     format!("{reason}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` bytes of `s`, cut on a character boundary, `...` marking a cut.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -78,17 +78,7 @@ pub(crate) fn strip_userinfo(text: &str) -> String {
     out
 }
 
-/// At most `max` bytes of `s` (cut on a character boundary), `...` marking a cut.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max.saturating_sub(3);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
+pub(crate) use gitops_runtime::events::truncate;
 
 #[cfg(test)]
 mod tests {
