@@ -10,9 +10,12 @@ event endpoint (64 connections), each about `app-<n mod alerts>` with a unique m
 matches exactly one Alert; then every 10th event again byte for byte, which Flux's rules
 (`--rate-limit-interval`, 5m) answer 429 and never deliver.
 
-Measured: events accepted per second (202s over the wall time of the stream), p50/p99 latency from
-the POST to the sink receiving it, events lost (accepted but not delivered within 60 s), repeats
-refused and delivered twice, and the controller's peak RSS (VmHWM) and RSS after the run.
+Measured: p50/p99 latency from the POST to the sink receiving it while events arrive at 5,000/s
+(paced, 25,000 events); then a burst of --events as fast as 64 connections go: events accepted per
+second (202s over the wall time of the burst) and delivered per second (until the last arrived);
+events lost (accepted but not delivered within 60 s), repeats refused and delivered twice, the
+controller's RSS (before, after, peak VmHWM) and CPU-seconds, and the CPU-seconds of the load
+driver and sink (they share the 2 cores).
 Goals: >= 5,000 events/s accepted on this machine, p99 < 50 ms, zero lost; the reference column of
 the dedup rows is Flux's documented behaviour (every repeat refused, none delivered).
 
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import string
 import subprocess
 import sys
@@ -110,10 +114,15 @@ def main():
             ctl.check()
             time.sleep(0.5)
         rss_before = vm(ctl.proc.pid, "VmRSS")
+        cpu_before = ctl.cpu_seconds()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         log("B9: %d Alerts Ready; streaming %d events" % (a.alerts, a.events))
         out, _ = load.communicate("go\n", timeout=900)
         result = json.loads(out.strip().splitlines()[-1])
         peak, rss_after = vm(ctl.proc.pid, "VmHWM"), vm(ctl.proc.pid, "VmRSS")
+        cpu_ctl = ctl.cpu_seconds() - cpu_before
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_load = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
         ctl.check()
     finally:
         if load and load.poll() is None:
@@ -123,8 +132,11 @@ def main():
 
     table = Table()
     rate, p99 = result["accepted_per_s"], result["p99_ms"]
-    table.add("B9", "events accepted per second", rate, GOAL_RATE, rate / GOAL_RATE, ">= 5000/s", rate >= GOAL_RATE, "%.0f")
-    table.add("B9", "  event -> sink p99, ms", p99, GOAL_P99_MS, p99 / GOAL_P99_MS, "< 50 ms", p99 < GOAL_P99_MS, "%.1f")
+    table.add("B9", "events accepted per second (burst)", rate, GOAL_RATE, rate / GOAL_RATE, ">= 5000/s", rate >= GOAL_RATE, "%.0f")
+    delivered = result["delivered_per_s"]
+    table.add("B9", "  events delivered per second (burst)", delivered, GOAL_RATE, delivered / GOAL_RATE, "-", None, "%.0f")
+    table.add("B9", "  POST -> sink p99 at %d/s, ms" % result["paced_rate"], p99, GOAL_P99_MS, p99 / GOAL_P99_MS, "< 50 ms",
+              p99 < GOAL_P99_MS, "%.1f")
     lost = result["lost"]
     table.add("B9", "  events lost (sink up)", lost, 0, 0 if lost == 0 else float(lost), "0", lost == 0, "%d")
     refused, repeats = result["repeats_refused_429"], result["repeats"]
@@ -134,10 +146,12 @@ def main():
     print()
     table.print()
     print()
-    print("B9 %d events, %d Alerts: %.2fs stream, codes %s, accepted %d, delivered %d; latency p50 %.1f ms p99 %.1f ms "
-          "max %.1f ms; kluctl-controller RSS %.1f MiB before, %.1f MiB after, peak %.1f MiB" % (
-              result["events"], a.alerts, result["seconds"], result["codes"], result["accepted"], result["delivered"],
-              result["p50_ms"], p99, result["max_ms"], rss_before, rss_after, peak))
+    print("B9 %d Alerts; paced %d events at %d/s in %.2fs: latency p50 %.1f ms p99 %.1f ms max %.1f ms; burst %d events "
+          "in %.2fs: %.0f accepted/s, %.0f delivered/s; codes %s; kluctl-controller RSS %.1f MiB before, %.1f MiB after, "
+          "peak %.1f MiB; CPU %.1f s for the run (controller), %.1f s (load driver and sink)" % (
+              a.alerts, result["paced_events"], result["paced_rate"], result["paced_seconds"], result["p50_ms"], p99,
+              result["max_ms"], result["burst_events"], result["burst_seconds"], rate, delivered, result["codes"],
+              rss_before, rss_after, peak, cpu_ctl, cpu_load))
     print("B9 reference column: the goal, or Flux's documented dedup (every repeat within --rate-limit-interval refused)")
 
 

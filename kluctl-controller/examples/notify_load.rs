@@ -1,15 +1,19 @@
 //! B9 load driver: a webhook sink and an event generator for kluctl-controller's dispatcher.
 //!
 //! ```text
-//!  notify_load --events http://127.0.0.1:P/ --namespace NS --objects 100 --events-total 50000
+//!  notify_load --events http://127.0.0.1:P/ --namespace NS --objects 100
+//!              [--rate 5000 --paced-events 25000] [--events-total 50000 --concurrency 64]
 //!    1. binds the sink on 127.0.0.1:0, prints `SINK http://127.0.0.1:S`
 //!    2. waits for a line on stdin (b9.py creates the Providers/Alerts pointing at the sink)
-//!    3. POSTs the events (`--concurrency` connections): event i is about KluctlDeployment
-//!       `app-<i % objects>`, with a unique message carrying i and its send time
-//!    4. POSTs a repeat of every 10th event (the same key: Flux answers 429 and sends nothing)
-//!    5. waits until every accepted unique event arrived at the sink (or `--drain-timeout`)
-//!    6. prints one JSON line: rate, status codes, delivered, lost, duplicates delivered,
-//!       p50/p99 event-to-delivery latency
+//!    3. paced: --paced-events events at --rate per second, each POSTed at its time; the latency
+//!       of each from its POST to the sink
+//!    4. burst: --events-total events over --concurrency connections as fast as they go: the
+//!       intake rate (202s per second) and the delivery rate (until the last one arrived)
+//!       (event i is about KluctlDeployment `app-<i % objects>`, its message unique: i and the
+//!       time it was built, right before its POST)
+//!    5. every 10th event of both phases again, byte for byte (Flux: 429, nothing sent), then
+//!       one fresh event as a barrier
+//!    6. prints one JSON line
 //! ```
 //!
 //! A Python sink or generator would measure Python; this one keeps the measuring side cheaper
@@ -23,8 +27,8 @@ use futures::StreamExt as _;
 
 #[derive(Default)]
 struct Sink {
-    /// event index -> (count delivered, latency of the first delivery in µs)
-    seen: Mutex<HashMap<u64, (u32, u64)>>,
+    /// event index -> (count delivered, latency of the first delivery in µs, its arrival in µs)
+    seen: Mutex<HashMap<u64, (u32, u64, u64)>>,
 }
 
 fn now_us() -> u64 {
@@ -88,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
     let ns = arg(&args, "--namespace", "default");
     let objects: u64 = arg(&args, "--objects", "100").parse()?;
     let total: u64 = arg(&args, "--events-total", "50000").parse()?;
+    let rate: u64 = arg(&args, "--rate", "5000").parse()?;
+    let paced: u64 = arg(&args, "--paced-events", "25000").parse()?;
     let concurrency: usize = arg(&args, "--concurrency", "64").parse()?;
     let drain = Duration::from_secs(arg(&args, "--drain-timeout", "60").parse()?);
 
@@ -100,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some((seq, sent)) = parse_message(&body)
                 && let Ok(mut seen) = state.seen.lock()
             {
-                let e = seen.entry(seq).or_insert((0, at.saturating_sub(sent)));
+                let e = seen.entry(seq).or_insert((0, at.saturating_sub(sent), at));
                 e.0 += 1;
             }
             axum::http::StatusCode::OK
@@ -135,17 +141,15 @@ async fn main() -> anyhow::Result<()> {
             code
         }
     };
-    let bodies: Vec<String> = (0..total).map(|i| event(&ns, objects, i)).collect();
-    let started = Instant::now();
-    let unique: Vec<u16> = futures::stream::iter(bodies.iter().cloned())
-        .map(post)
-        .buffered(concurrency)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    let accepted: Vec<u64> = (0..total)
-        .filter(|&i| unique[usize::try_from(i).unwrap_or(usize::MAX)] == 202)
-        .collect();
+    let sent: Arc<Mutex<HashMap<u64, String>>> = Arc::default();
+    // The event is built when it is sent: its message carries the send time.
+    let make = |i: u64| {
+        let body = event(&ns, objects, i);
+        if let Ok(mut s) = sent.lock() {
+            s.insert(i, body.clone());
+        }
+        body
+    };
     let wait_delivered = |want: Vec<u64>| {
         let sink = sink.clone();
         async move {
@@ -162,12 +166,54 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    wait_delivered(accepted.clone()).await;
+    let accepted_of = |codes: &[(u64, u16)]| -> Vec<u64> {
+        codes.iter().filter(|(_, c)| *c == 202).map(|(i, _)| *i).collect()
+    };
+
+    // Phase 1, paced: `rate` events per second, each POSTed at its time; latency POST -> sink.
+    let slots = Arc::new(tokio::sync::Semaphore::new(1024));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..paced {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let at = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let permit = slots.clone().acquire_owned().await?;
+        let request = post(make(i));
+        tasks.push(tokio::spawn(async move {
+            let code = request.await;
+            drop(permit);
+            (i, code)
+        }));
+    }
+    let mut paced_codes = Vec::new();
+    for t in tasks {
+        paced_codes.push(t.await?);
+    }
+    let paced_elapsed = started.elapsed();
+    let paced_accepted = accepted_of(&paced_codes);
+    let paced_missing = wait_delivered(paced_accepted.clone()).await;
+
+    // Phase 2, as fast as `concurrency` connections go: intake rate and delivery rate.
+    let burst_start_us = now_us();
+    let started = Instant::now();
+    let burst_codes: Vec<(u64, u16)> = futures::stream::iter(paced..paced + total)
+        .map(|i| {
+            let request = post(make(i));
+            async move { (i, request.await) }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let burst_elapsed = started.elapsed();
+    let burst_accepted = accepted_of(&burst_codes);
+    let burst_missing = wait_delivered(burst_accepted.clone()).await;
+
     // Flux's dedup: every 10th event again, byte for byte, within the interval: 429, not sent.
-    let repeats: Vec<String> = (0..total)
-        .step_by(10)
-        .map(|i| bodies[usize::try_from(i).unwrap_or(0)].clone())
-        .collect();
+    let repeats: Vec<String> = sent
+        .lock()
+        .map(|s| (0..paced + total).step_by(10).filter_map(|i| s.get(&i).cloned()).collect())
+        .unwrap_or_default();
     let repeat_codes: Vec<u16> = futures::stream::iter(repeats)
         .map(post)
         .buffered(concurrency)
@@ -175,42 +221,47 @@ async fn main() -> anyhow::Result<()> {
         .await;
     let repeats_refused = repeat_codes.iter().filter(|&&c| c == 429).count();
     // A last fresh event: once it arrived, anything the repeats caused would have too.
-    let barrier = total;
-    post(event(&ns, objects, barrier)).await;
+    let barrier = paced + total;
+    post(make(barrier)).await;
     wait_delivered(vec![barrier]).await;
-    let (delivered, twice, mut latencies) = {
-        let seen = sink
-            .seen
-            .lock()
-            .map_err(|_| anyhow::anyhow!("sink lock poisoned"))?;
-        let delivered = accepted.iter().filter(|i| seen.contains_key(i)).count();
-        let twice = seen.values().filter(|(n, _)| *n > 1).count();
-        let lat: Vec<u64> = accepted
-            .iter()
-            .filter_map(|i| seen.get(i))
-            .map(|(_, l)| *l)
-            .collect();
-        (delivered, twice, lat)
+
+    let seen = sink
+        .seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("sink lock poisoned"))?
+        .clone();
+    let latencies = |ids: &[u64]| {
+        let mut l: Vec<u64> = ids.iter().filter_map(|i| seen.get(i)).map(|e| e.1).collect();
+        l.sort_unstable();
+        l
     };
-    latencies.sort_unstable();
+    let paced_lat = latencies(&paced_accepted);
+    let burst_last_us = burst_accepted.iter().filter_map(|i| seen.get(i)).map(|e| e.2).max().unwrap_or(0);
+    let burst_delivery_s = burst_last_us.saturating_sub(burst_start_us) as f64 / 1e6;
+    let twice = seen.values().filter(|e| e.0 > 1).count();
     let codes = codes.lock().map(|c| c.clone()).unwrap_or_default();
-    let rate = total as f64 / elapsed.as_secs_f64();
+    let ms = |us: u64| us as f64 / 1000.0;
     println!(
         "{}",
         serde_json::json!({
-            "events": total,
-            "seconds": elapsed.as_secs_f64(),
-            "accepted_per_s": rate,
+            "paced_rate": rate,
+            "paced_events": paced,
+            "paced_seconds": paced_elapsed.as_secs_f64(),
+            "paced_accepted": paced_accepted.len(),
+            "paced_lost": paced_missing,
+            "p50_ms": ms(percentile(&paced_lat, 50.0)),
+            "p99_ms": ms(percentile(&paced_lat, 99.0)),
+            "max_ms": ms(paced_lat.last().copied().unwrap_or(0)),
+            "burst_events": total,
+            "burst_seconds": burst_elapsed.as_secs_f64(),
+            "accepted_per_s": burst_accepted.len() as f64 / burst_elapsed.as_secs_f64(),
+            "delivered_per_s": if burst_delivery_s > 0.0 { burst_accepted.len() as f64 / burst_delivery_s } else { 0.0 },
+            "burst_lost": burst_missing,
+            "lost": paced_missing + burst_missing,
             "codes": codes.iter().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>(),
-            "accepted": accepted.len(),
-            "delivered": delivered,
-            "lost": accepted.len() - delivered,
             "delivered_twice": twice,
             "repeats": repeat_codes.len(),
             "repeats_refused_429": repeats_refused,
-            "p50_ms": percentile(&latencies, 50.0) as f64 / 1000.0,
-            "p99_ms": percentile(&latencies, 99.0) as f64 / 1000.0,
-            "max_ms": latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
         })
     );
     Ok(())
