@@ -10,8 +10,8 @@ event endpoint (64 connections), each about `app-<n mod alerts>` with a unique m
 matches exactly one Alert; then every 10th event again byte for byte, which Flux's rules
 (`--rate-limit-interval`, 5m) answer 429 and never deliver.
 
-Measured: p50/p99 latency from the POST to the sink receiving it while events arrive at 5,000/s
-(paced, 25,000 events); then a burst of --events as fast as 64 connections go: events accepted per
+Measured: p50/p99 latency from the POST to the sink receiving it while events arrive at 1,000/s
+(5,000 events) and at 5,000/s (25,000 events); then a burst of --events as fast as 64 connections go: events accepted per
 second (202s over the wall time of the burst) and delivered per second (until the last arrived);
 events lost (accepted but not delivered within 60 s), repeats refused and delivered twice, the
 controller's RSS (before, after, peak VmHWM) and CPU-seconds, and the CPU-seconds of the load
@@ -137,6 +137,9 @@ def main():
     table.add("B9", "  events delivered per second (burst)", delivered, GOAL_RATE, delivered / GOAL_RATE, "-", None, "%.0f")
     table.add("B9", "  POST -> sink p99 at %d/s, ms" % result["paced_rate"], p99, GOAL_P99_MS, p99 / GOAL_P99_MS, "< 50 ms",
               p99 < GOAL_P99_MS, "%.1f")
+    light = result["light_p99_ms"]
+    table.add("B9", "  POST -> sink p99 at %d/s, ms" % result["light_rate"], light, GOAL_P99_MS, light / GOAL_P99_MS,
+              "< 50 ms", light < GOAL_P99_MS, "%.1f")
     lost = result["lost"]
     table.add("B9", "  events lost (sink up)", lost, 0, 0 if lost == 0 else float(lost), "0", lost == 0, "%d")
     refused, repeats = result["repeats_refused_429"], result["repeats"]
@@ -146,6 +149,8 @@ def main():
     print()
     table.print()
     print()
+    print("B9 at %d/s: %d events, latency p50 %.1f ms p99 %.1f ms" % (
+        result["light_rate"], result["light_events"], result["light_p50_ms"], light))
     print("B9 %d Alerts; paced %d events at %d/s in %.2fs: latency p50 %.1f ms p99 %.1f ms max %.1f ms; burst %d events "
           "in %.2fs: %.0f accepted/s, %.0f delivered/s; codes %s; kluctl-controller RSS %.1f MiB before, %.1f MiB after, "
           "peak %.1f MiB; CPU %.1f s for the run (controller), %.1f s (load driver and sink)" % (

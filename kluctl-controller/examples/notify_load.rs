@@ -5,8 +5,9 @@
 //!              [--rate 5000 --paced-events 25000] [--events-total 50000 --concurrency 64]
 //!    1. binds the sink on 127.0.0.1:0, prints `SINK http://127.0.0.1:S`
 //!    2. waits for a line on stdin (b9.py creates the Providers/Alerts pointing at the sink)
-//!    3. paced: --paced-events events at --rate per second, each POSTed at its time; the latency
-//!       of each from its POST to the sink
+//!    3. paced: --paced-events / 5 events at --light-rate (1,000) per second, then --paced-events
+//!       at --rate per second, each POSTed at its time; the latency of each from its POST to the
+//!       sink
 //!    4. burst: --events-total events over --concurrency connections as fast as they go: the
 //!       intake rate (202s per second) and the delivery rate (until the last one arrived)
 //!       (event i is about KluctlDeployment `app-<i % objects>`, its message unique: i and the
@@ -93,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     let objects: u64 = arg(&args, "--objects", "100").parse()?;
     let total: u64 = arg(&args, "--events-total", "50000").parse()?;
     let rate: u64 = arg(&args, "--rate", "5000").parse()?;
+    let light_rate: u64 = arg(&args, "--light-rate", "1000").parse()?;
     let paced: u64 = arg(&args, "--paced-events", "25000").parse()?;
     let concurrency: usize = arg(&args, "--concurrency", "64").parse()?;
     let drain = Duration::from_secs(arg(&args, "--drain-timeout", "60").parse()?);
@@ -170,29 +172,43 @@ async fn main() -> anyhow::Result<()> {
         codes.iter().filter(|(_, c)| *c == 202).map(|(i, _)| *i).collect()
     };
 
-    // Phase 1, paced: `rate` events per second, each POSTed at its time; latency POST -> sink.
+    // Paced phases: `rate` events per second, each POSTed at its time; latency POST -> sink.
+    // First a light load (the path's own latency), then the goal's rate.
     let slots = Arc::new(tokio::sync::Semaphore::new(1024));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..paced {
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let at = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(at.into()).await;
-        let permit = slots.clone().acquire_owned().await?;
-        let request = post(make(i));
-        tasks.push(tokio::spawn(async move {
-            let code = request.await;
-            drop(permit);
-            (i, code)
-        }));
+    macro_rules! paced_phase {
+        ($first:expr, $n:expr, $rate:expr) => {{
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for (k, i) in ($first..$first + $n).enumerate() {
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let at = started + Duration::from_secs_f64(k as f64 / $rate as f64);
+                tokio::time::sleep_until(at.into()).await;
+                let permit = slots.clone().acquire_owned().await?;
+                let request = post(make(i));
+                tasks.push(tokio::spawn(async move {
+                    let code = request.await;
+                    drop(permit);
+                    (i, code)
+                }));
+            }
+            let mut codes = Vec::new();
+            for t in tasks {
+                codes.push(t.await?);
+            }
+            let elapsed = started.elapsed();
+            let accepted = accepted_of(&codes);
+            let missing = wait_delivered(accepted.clone()).await;
+            (elapsed, accepted, missing)
+        }};
     }
-    let mut paced_codes = Vec::new();
-    for t in tasks {
-        paced_codes.push(t.await?);
-    }
-    let paced_elapsed = started.elapsed();
-    let paced_accepted = accepted_of(&paced_codes);
-    let paced_missing = wait_delivered(paced_accepted.clone()).await;
+    let light = paced / 5;
+    let (_, light_accepted, light_missing) = paced_phase!(0u64, light, light_rate);
+    let (paced_elapsed, paced_accepted, paced_missing) = paced_phase!(light, paced, rate);
+    let paced = light + paced;
 
     // Phase 2, as fast as `concurrency` connections go: intake rate and delivery rate.
     let burst_start_us = now_us();
@@ -212,7 +228,12 @@ async fn main() -> anyhow::Result<()> {
     // Flux's dedup: every 10th event again, byte for byte, within the interval: 429, not sent.
     let repeats: Vec<String> = sent
         .lock()
-        .map(|s| (0..paced + total).step_by(10).filter_map(|i| s.get(&i).cloned()).collect())
+        .map(|s| {
+            (0..paced + total)
+                .step_by(10)
+                .filter_map(|i| s.get(&i).cloned())
+                .collect()
+        })
         .unwrap_or_default();
     let repeat_codes: Vec<u16> = futures::stream::iter(repeats)
         .map(post)
@@ -236,7 +257,13 @@ async fn main() -> anyhow::Result<()> {
         l
     };
     let paced_lat = latencies(&paced_accepted);
-    let burst_last_us = burst_accepted.iter().filter_map(|i| seen.get(i)).map(|e| e.2).max().unwrap_or(0);
+    let light_lat = latencies(&light_accepted);
+    let burst_last_us = burst_accepted
+        .iter()
+        .filter_map(|i| seen.get(i))
+        .map(|e| e.2)
+        .max()
+        .unwrap_or(0);
     let burst_delivery_s = burst_last_us.saturating_sub(burst_start_us) as f64 / 1e6;
     let twice = seen.values().filter(|e| e.0 > 1).count();
     let codes = codes.lock().map(|c| c.clone()).unwrap_or_default();
@@ -244,8 +271,12 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
+            "light_rate": light_rate,
+            "light_events": light_accepted.len(),
+            "light_p50_ms": ms(percentile(&light_lat, 50.0)),
+            "light_p99_ms": ms(percentile(&light_lat, 99.0)),
             "paced_rate": rate,
-            "paced_events": paced,
+            "paced_events": paced_accepted.len(),
             "paced_seconds": paced_elapsed.as_secs_f64(),
             "paced_accepted": paced_accepted.len(),
             "paced_lost": paced_missing,
@@ -257,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             "accepted_per_s": burst_accepted.len() as f64 / burst_elapsed.as_secs_f64(),
             "delivered_per_s": if burst_delivery_s > 0.0 { burst_accepted.len() as f64 / burst_delivery_s } else { 0.0 },
             "burst_lost": burst_missing,
-            "lost": paced_missing + burst_missing,
+            "lost": light_missing + paced_missing + burst_missing,
             "codes": codes.iter().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>(),
             "delivered_twice": twice,
             "repeats": repeat_codes.len(),

@@ -7,7 +7,8 @@
 //!  worker ─► per Alert in the reflector store: suspend, sources (matchLabels: one metadata GET
 //!            per event), severity, inclusion/exclusion, cross-namespace, Provider (store),
 //!            provider_accepts, merge_metadata
-//!         └─► spawn send: Destination (cached per Provider resourceVersion for 60 s) .send()
+//!         └─► spawn send: Destination (cached per Provider generation; the Provider reconciler
+//!             resolves it again every minute for Secret changes) .send()
 //!             ─► Alert and Provider status (Recorder), Warning event on the Alert on failure
 //! ```
 //!
@@ -39,8 +40,6 @@ pub const QUEUE: usize = 16_384;
 pub const SENDS_PER_PROVIDER: usize = 32;
 /// Send tasks alive at once (running or waiting for their Provider's slot).
 pub const MAX_PENDING: usize = 10_000;
-/// How long a resolved Provider (its Secrets read, its HTTP client built) is reused.
-pub const DESTINATION_TTL: Duration = Duration::from_secs(60);
 
 /// Dispatcher settings from the flags.
 #[derive(Clone, Debug)]
@@ -88,8 +87,9 @@ type CompiledFilters = Arc<Result<Filters, String>>;
 type GenerationFilters = (Option<i64>, CompiledFilters);
 
 struct Cached {
-    version: String,
-    at: Instant,
+    /// `metadata.generation` of the Provider it was resolved from (status writes do not
+    /// change it; a spec change does).
+    generation: Option<i64>,
     destination: Arc<Destination>,
     slots: Arc<Semaphore>,
 }
@@ -327,11 +327,10 @@ impl Dispatcher {
 
     async fn destination(&self, provider: &Provider) -> Result<(Arc<Destination>, Arc<Semaphore>), String> {
         let key = (provider.namespace().unwrap_or_default(), provider.name_any());
-        let version = provider.resource_version().unwrap_or_default();
+        let generation = provider.metadata.generation;
         if let Ok(cache) = self.inner.destinations.lock()
             && let Some(c) = cache.get(&key)
-            && c.version == version
-            && c.at.elapsed() < DESTINATION_TTL
+            && c.generation == generation
         {
             return Ok((c.destination.clone(), c.slots.clone()));
         }
@@ -347,7 +346,7 @@ impl Dispatcher {
         destination: Arc<Destination>,
     ) -> (Arc<Destination>, Arc<Semaphore>) {
         let key = (provider.namespace().unwrap_or_default(), provider.name_any());
-        let version = provider.resource_version().unwrap_or_default();
+        let generation = provider.metadata.generation;
         let Ok(mut cache) = self.inner.destinations.lock() else {
             return (destination, Arc::new(Semaphore::new(SENDS_PER_PROVIDER)));
         };
@@ -359,8 +358,7 @@ impl Dispatcher {
         cache.insert(
             key,
             Cached {
-                version,
-                at: Instant::now(),
+                generation,
                 destination: destination.clone(),
                 slots: slots.clone(),
             },

@@ -24,7 +24,7 @@ use super::providers::Destination;
 use super::status::{INVALID_CONFIG, Kind, PROVIDER_NOT_FOUND, Problem, Recorder, key_of};
 
 /// How often a Provider's Secrets are read again.
-pub const PROVIDER_RECHECK: Duration = Duration::from_secs(300);
+pub const PROVIDER_RECHECK: Duration = Duration::from_secs(60);
 
 /// What both reconcilers share.
 pub struct Ctx {
