@@ -1,0 +1,436 @@
+//! `kluctl trace <kind> <name>`: which KluctlDeployment and which source manage an object.
+//!
+//! ```text
+//! kind (discovery) ─► object ─► label kluctl.io/discriminator
+//!   ─► KluctlDeployments (all namespaces) whose status.targetKey has that discriminator
+//!   ─► spec.sourceRef ─► the GitRepository / Bucket and its artifact revision
+//!      or spec.source   ─► the Git / OCI URL and ref
+//! ```
+//!
+//! The sections are printed as `flux trace` prints them (Object, KluctlDeployment, source),
+//! separated by `---`. Resolution and formatting are pure functions of the objects.
+
+use anyhow::Context as _;
+use gitops_api::constants::DISCRIMINATOR_LABEL;
+use gitops_api::kluctl::v1beta1::{KluctlDeployment, SourceKind};
+use gitops_api::meta::Condition;
+use gitops_api::source::v1::{Bucket, GitRepository};
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::discovery::{ApiCapabilities, Discovery, Scope};
+use kube::{Api, Resource as _, ResourceExt as _};
+
+use super::connect;
+use super::deployments::deployed_revision;
+use crate::flags::get::TraceCmd;
+
+/// Finds the served resource a kubectl-style kind names: `configmap`, `ConfigMap`,
+/// `configmaps`, or qualified by group (`deployments.apps`, `kluctldeployment.gitops.kluctl.io`).
+/// The core group wins over others, then the first group discovery lists.
+pub(super) fn find_resource<'a>(
+    resources: &'a [(ApiResource, ApiCapabilities)],
+    arg: &str,
+) -> Option<&'a (ApiResource, ApiCapabilities)> {
+    let lower = arg.to_lowercase();
+    let (name, group) = match lower.split_once('.') {
+        Some((n, g)) => (n.to_owned(), Some(g.to_owned())),
+        None => (lower.clone(), None),
+    };
+    let matches = |ar: &ApiResource| {
+        (ar.kind.to_lowercase() == name || ar.plural == name)
+            && group.as_deref().is_none_or(|g| ar.group == g)
+    };
+    resources
+        .iter()
+        .filter(|(ar, _)| matches(ar))
+        .min_by_key(|(ar, _)| !ar.group.is_empty())
+}
+
+/// Every resource the apiserver serves, one version per group (the preferred one).
+pub(super) async fn served_resources(
+    client: &kube::Client,
+) -> anyhow::Result<Vec<(ApiResource, ApiCapabilities)>> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .context("failed to discover the served API resources")?;
+    Ok(discovery
+        .groups()
+        .flat_map(kube::discovery::ApiGroup::recommended_resources)
+        .collect())
+}
+
+/// The KluctlDeployments whose last deploy used `discriminator` (`status.targetKey`, else the
+/// target key of `status.lastDeployResult`).
+pub(super) fn managing<'a>(
+    discriminator: &str,
+    deployments: &'a [KluctlDeployment],
+) -> Vec<&'a KluctlDeployment> {
+    deployments
+        .iter()
+        .filter(|kd| discriminator_of(kd).as_deref() == Some(discriminator))
+        .collect()
+}
+
+/// The discriminator a KluctlDeployment's objects carry, once it has rendered its target.
+pub(super) fn discriminator_of(kd: &KluctlDeployment) -> Option<String> {
+    let status = kd.status.as_ref()?;
+    status
+        .target_key
+        .as_ref()
+        .map(|t| t.discriminator.clone())
+        .or_else(|| {
+            status
+                .last_deploy_result
+                .as_ref()
+                .map(|r| r.target_key.discriminator.clone())
+        })
+        .filter(|d| !d.is_empty())
+}
+
+/// Where a KluctlDeployment's project comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Source {
+    /// `spec.sourceRef`: a GitRepository or Bucket (namespace defaulted to the deployment's).
+    Ref {
+        kind: SourceKind,
+        name: String,
+        namespace: String,
+    },
+    /// `spec.source.git` (or the older `spec.source.url`).
+    Git {
+        url: String,
+        git_ref: String,
+        path: String,
+    },
+    /// `spec.source.oci`.
+    Oci {
+        url: String,
+        oci_ref: String,
+        path: String,
+    },
+    /// No source in the spec.
+    None,
+}
+
+/// The source of `kd`.
+pub(super) fn source_of(kd: &KluctlDeployment) -> Source {
+    let ns = kd.meta().namespace.clone().unwrap_or_default();
+    if let Some(r) = &kd.spec.source_ref {
+        return Source::Ref {
+            kind: r.kind,
+            name: r.name.clone(),
+            namespace: r.namespace.clone().filter(|n| !n.is_empty()).unwrap_or(ns),
+        };
+    }
+    let Some(src) = &kd.spec.source else {
+        return Source::None;
+    };
+    let describe = |r: Option<&gitops_api::kluctl::v1beta1::GitRef>| {
+        r.map(|r| {
+            [("branch", &r.branch), ("tag", &r.tag), ("commit", &r.commit)]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    if let Some(git) = &src.git {
+        return Source::Git {
+            url: git.url.clone(),
+            git_ref: describe(git.git_ref.as_ref()),
+            path: git.path.clone(),
+        };
+    }
+    if let Some(oci) = &src.oci {
+        let oci_ref = oci
+            .oci_ref
+            .as_ref()
+            .map(|r| {
+                if r.digest.is_empty() {
+                    r.tag.clone()
+                } else {
+                    r.digest.clone()
+                }
+            })
+            .unwrap_or_default();
+        return Source::Oci {
+            url: oci.url.clone(),
+            oci_ref,
+            path: oci.path.clone(),
+        };
+    }
+    match &src.url {
+        Some(url) => Source::Git {
+            url: url.clone(),
+            git_ref: describe(src.git_ref.as_ref()),
+            path: src.path.clone(),
+        },
+        None => Source::None,
+    }
+}
+
+/// One section of the output: `Key:` / value lines.
+pub(super) type Section = Vec<(&'static str, String)>;
+
+/// The sections, keys padded to one column, separated by `---`.
+pub(super) fn render(sections: &[Section]) -> String {
+    let width = sections
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.len() + 1)
+        .max()
+        .unwrap_or(0)
+        + 2;
+    sections
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|(k, v)| format!("{:<width$}{v}\n", format!("{k}:")))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// `Status` and `Message` lines of an object with conditions, like `flux trace`.
+fn status_lines(conditions: &[Condition], suspended: bool) -> Section {
+    let ready = gitops_api::conditions::find(conditions, "Ready");
+    let status = match ready {
+        _ if suspended => "Suspended".to_owned(),
+        Some(c) if c.status == "True" => format!("Last reconciled at {}", c.last_transition_time.0),
+        Some(c) => format!(
+            "Ready={} ({}) since {}",
+            c.status, c.reason, c.last_transition_time.0
+        ),
+        None => "Waiting to be reconciled".to_owned(),
+    };
+    let mut lines = vec![("Status", status)];
+    if let Some(c) = ready {
+        lines.push(("Message", super::table::one_line(&c.message, 300)));
+    }
+    lines
+}
+
+/// The Object section.
+pub(super) fn object_section(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    discriminator: &str,
+) -> Section {
+    let mut s = vec![("Object", format!("{}/{name}", kind.to_lowercase()))];
+    if let Some(ns) = namespace {
+        s.push(("Namespace", ns.to_owned()));
+    }
+    s.push(("Discriminator", discriminator.to_owned()));
+    s.push(("Status", "Managed by kluctl-controller".to_owned()));
+    s
+}
+
+/// The KluctlDeployment section.
+pub(super) fn deployment_section(kd: &KluctlDeployment) -> Section {
+    let status = kd.status.clone().unwrap_or_default();
+    let mut s = vec![
+        ("KluctlDeployment", kd.meta().name.clone().unwrap_or_default()),
+        ("Namespace", kd.meta().namespace.clone().unwrap_or_default()),
+    ];
+    if let Some(t) = kd.spec.target.as_ref().filter(|t| !t.is_empty()) {
+        s.push(("Target", t.clone()));
+    }
+    if let Some(p) = kd.spec.path.as_ref().filter(|p| !p.is_empty()) {
+        s.push(("Path", p.clone()));
+    }
+    let revision = deployed_revision(kd);
+    if !revision.is_empty() {
+        s.push(("Revision", revision));
+    }
+    s.extend(status_lines(&status.conditions, kd.spec.suspend));
+    s
+}
+
+/// The section of an inline source, or `None` for a `sourceRef` (its object is read).
+pub(super) fn inline_source_section(source: &Source) -> Option<Section> {
+    let with_path = |mut s: Section, path: &str| {
+        if !path.is_empty() {
+            s.push(("Path", path.to_owned()));
+        }
+        s
+    };
+    match source {
+        Source::Git { url, git_ref, path } => {
+            let mut s = vec![("Source", "spec.source.git".to_owned()), ("URL", url.clone())];
+            if !git_ref.is_empty() {
+                s.push(("Ref", git_ref.clone()));
+            }
+            Some(with_path(s, path))
+        }
+        Source::Oci { url, oci_ref, path } => {
+            let mut s = vec![("Source", "spec.source.oci".to_owned()), ("URL", url.clone())];
+            if !oci_ref.is_empty() {
+                s.push(("Ref", oci_ref.clone()));
+            }
+            Some(with_path(s, path))
+        }
+        Source::None => Some(vec![("Source", "none in the spec".to_owned())]),
+        Source::Ref { .. } => None,
+    }
+}
+
+/// The section of a GitRepository.
+pub(super) fn git_repository_section(o: &GitRepository) -> Section {
+    let status = o.status.clone().unwrap_or_default();
+    let mut s = vec![
+        ("GitRepository", o.meta().name.clone().unwrap_or_default()),
+        ("Namespace", o.meta().namespace.clone().unwrap_or_default()),
+        ("URL", o.spec.url.clone()),
+    ];
+    if let Some(r) = &o.spec.reference {
+        for (key, value) in [
+            ("Branch", &r.branch),
+            ("Tag", &r.tag),
+            ("Semver", &r.semver),
+            ("Ref", &r.name),
+            ("Commit", &r.commit),
+        ] {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                s.push((key, v.clone()));
+            }
+        }
+    }
+    if let Some(a) = &status.artifact {
+        s.push(("Revision", a.revision.clone()));
+    }
+    s.extend(status_lines(
+        &status.conditions.unwrap_or_default(),
+        o.spec.suspend,
+    ));
+    s
+}
+
+/// The section of a Bucket.
+pub(super) fn bucket_section(o: &Bucket) -> Section {
+    let status = o.status.clone().unwrap_or_default();
+    let mut s = vec![
+        ("Bucket", o.meta().name.clone().unwrap_or_default()),
+        ("Namespace", o.meta().namespace.clone().unwrap_or_default()),
+        ("Endpoint", o.spec.endpoint.clone()),
+        ("Bucket Name", o.spec.bucket_name.clone()),
+    ];
+    if let Some(a) = &status.artifact {
+        s.push(("Revision", a.revision.clone()));
+    }
+    s.extend(status_lines(
+        &status.conditions.unwrap_or_default(),
+        o.spec.suspend,
+    ));
+    s
+}
+
+pub(super) async fn run(cmd: &TraceCmd) -> anyhow::Result<()> {
+    let (client, default_ns) = connect(&cmd.cluster).await?;
+    let resources = served_resources(&client).await?;
+    let (ar, caps) = find_resource(&resources, &cmd.kind)
+        .with_context(|| format!("the server does not serve a kind named '{}'", cmd.kind))?;
+    let namespace = match caps.scope {
+        Scope::Namespaced => Some(cmd.namespace.clone().unwrap_or(default_ns)),
+        Scope::Cluster => None,
+    };
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    };
+    let shown = match &namespace {
+        Some(ns) => format!("{} '{ns}/{}'", ar.kind, cmd.name),
+        None => format!("{} '{}'", ar.kind, cmd.name),
+    };
+    let object = api
+        .get_opt(&cmd.name)
+        .await
+        .with_context(|| format!("failed to get {shown}"))?
+        .with_context(|| format!("{shown} not found"))?;
+    let Some(discriminator) = object
+        .labels()
+        .get(DISCRIMINATOR_LABEL)
+        .filter(|d| !d.is_empty())
+        .cloned()
+    else {
+        anyhow::bail!("{shown} has no '{DISCRIMINATOR_LABEL}' label: no KluctlDeployment manages it");
+    };
+    let all: Api<KluctlDeployment> = Api::all(client.clone());
+    let deployments = all
+        .list(&ListParams::default())
+        .await
+        .context("failed to list KluctlDeployments")?
+        .items;
+    let managing = managing(&discriminator, &deployments);
+    if managing.is_empty() {
+        anyhow::bail!(
+            "{shown} has discriminator '{discriminator}', but no KluctlDeployment deployed it \
+             (it was deployed with the kluctl CLI, or its KluctlDeployment is gone)"
+        );
+    }
+    let mut out = Vec::new();
+    for kd in managing {
+        let mut sections = vec![
+            object_section(&ar.kind, &cmd.name, namespace.as_deref(), &discriminator),
+            deployment_section(kd),
+        ];
+        let source = source_of(kd);
+        if let Some(s) = inline_source_section(&source) {
+            sections.push(s);
+        } else if let Source::Ref {
+            kind,
+            name,
+            namespace,
+        } = &source
+        {
+            sections.push(source_ref_section(&client, *kind, name, namespace).await?);
+        }
+        out.push(render(&sections));
+    }
+    print!("{}", out.join("\n"));
+    Ok(())
+}
+
+/// The section of the GitRepository or Bucket a `sourceRef` names (or why it is missing).
+async fn source_ref_section(
+    client: &kube::Client,
+    kind: SourceKind,
+    name: &str,
+    namespace: &str,
+) -> anyhow::Result<Section> {
+    let missing = || {
+        vec![
+            (kind.as_str(), name.to_owned()),
+            ("Namespace", namespace.to_owned()),
+            ("Status", "Not found".to_owned()),
+        ]
+    };
+    let what = format!("{} '{namespace}/{name}'", kind.as_str());
+    Ok(match kind {
+        SourceKind::GitRepository => {
+            let api: Api<GitRepository> = Api::namespaced(client.clone(), namespace);
+            match api
+                .get_opt(name)
+                .await
+                .with_context(|| format!("failed to get {what}"))?
+            {
+                Some(o) => git_repository_section(&o),
+                None => missing(),
+            }
+        }
+        SourceKind::Bucket => {
+            let api: Api<Bucket> = Api::namespaced(client.clone(), namespace);
+            match api
+                .get_opt(name)
+                .await
+                .with_context(|| format!("failed to get {what}"))?
+            {
+                Some(o) => bucket_section(&o),
+                None => missing(),
+            }
+        }
+    })
+}
