@@ -174,20 +174,17 @@ pub(super) fn source_of(kd: &KluctlDeployment) -> Source {
 /// One section of the output: `Key:` / value lines.
 pub(super) type Section = Vec<(&'static str, String)>;
 
+/// Width of the key column: the longest key (`KluctlDeployment:`) and two spaces, so every
+/// section and every trace lines up.
+const KEY_WIDTH: usize = 19;
+
 /// The sections, keys padded to one column, separated by `---`.
 pub(super) fn render(sections: &[Section]) -> String {
-    let width = sections
-        .iter()
-        .flatten()
-        .map(|(k, _)| k.len() + 1)
-        .max()
-        .unwrap_or(0)
-        + 2;
     sections
         .iter()
         .map(|s| {
             s.iter()
-                .map(|(k, v)| format!("{:<width$}{v}\n", format!("{k}:")))
+                .map(|(k, v)| format!("{:<KEY_WIDTH$}{v}\n", format!("{k}:")))
                 .collect::<String>()
         })
         .collect::<Vec<_>>()
@@ -433,4 +430,191 @@ async fn source_ref_section(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kd(name: &str, spec: serde_json::Value, status: serde_json::Value) -> KluctlDeployment {
+        serde_json::from_value(json!({
+            "apiVersion": "gitops.kluctl.io/v1beta1",
+            "kind": "KluctlDeployment",
+            "metadata": {"name": name, "namespace": "flux"},
+            "spec": spec,
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn ready(message: &str) -> serde_json::Value {
+        json!([{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+            "message": message, "lastTransitionTime": "2026-01-01T00:00:00Z"}])
+    }
+
+    #[test]
+    fn the_deployment_with_the_objects_discriminator_manages_it() {
+        let deployments = vec![
+            kd(
+                "other",
+                json!({"interval": "5m", "sourceRef": {"kind": "GitRepository", "name": "r"}}),
+                json!({"targetKey": {"clusterId": "c", "discriminator": "d-other"}}),
+            ),
+            kd(
+                "app",
+                json!({"interval": "5m", "sourceRef": {"kind": "GitRepository", "name": "repo"}, "target": "test"}),
+                json!({"targetKey": {"clusterId": "c", "discriminator": "d-app"}, "observedCommit": "abc",
+                    "conditions": ready("deploy: ok")}),
+            ),
+            kd("never", json!({"interval": "5m"}), json!({})),
+        ];
+        let found = managing("d-app", &deployments);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].meta().name.as_deref(), Some("app"));
+        assert!(managing("d-none", &deployments).is_empty());
+        assert!(
+            managing("", &deployments).is_empty(),
+            "an empty discriminator matches nothing"
+        );
+        assert_eq!(
+            source_of(found[0]),
+            Source::Ref {
+                kind: SourceKind::GitRepository,
+                name: "repo".into(),
+                namespace: "flux".into()
+            }
+        );
+        let section = deployment_section(found[0]);
+        assert!(
+            section.contains(&("KluctlDeployment", "app".into())),
+            "{section:?}"
+        );
+        assert!(section.contains(&("Target", "test".into())));
+        assert!(section.contains(&("Revision", "abc".into())));
+        assert!(section.contains(&("Status", "Last reconciled at 2026-01-01T00:00:00Z".into())));
+        assert!(section.contains(&("Message", "deploy: ok".into())));
+    }
+
+    #[test]
+    fn inline_and_cross_namespace_sources_are_described() {
+        let git = kd(
+            "g",
+            json!({"interval": "5m", "source": {"git": {"url": "http://git/p.git",
+            "ref": {"branch": "main"}, "path": "deploy"}}}),
+            json!({}),
+        );
+        assert_eq!(
+            source_of(&git),
+            Source::Git {
+                url: "http://git/p.git".into(),
+                git_ref: "branch main".into(),
+                path: "deploy".into()
+            }
+        );
+        let section = inline_source_section(&source_of(&git)).unwrap();
+        assert_eq!(section[1], ("URL", "http://git/p.git".to_owned()));
+        let old = kd(
+            "u",
+            json!({"interval": "5m", "source": {"url": "http://git/q.git", "ref": {"tag": "v1"}}}),
+            json!({}),
+        );
+        assert!(matches!(source_of(&old), Source::Git { git_ref, .. } if git_ref == "tag v1"));
+        let cross = kd(
+            "x",
+            json!({"interval": "5m", "sourceRef": {"kind": "Bucket", "name": "b", "namespace": "src"}}),
+            json!({}),
+        );
+        assert_eq!(
+            source_of(&cross),
+            Source::Ref {
+                kind: SourceKind::Bucket,
+                name: "b".into(),
+                namespace: "src".into()
+            }
+        );
+        assert!(inline_source_section(&source_of(&cross)).is_none());
+    }
+
+    #[test]
+    fn sections_are_aligned_and_separated_like_flux_trace() {
+        let repo: GitRepository = serde_json::from_value(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "repo", "namespace": "flux"},
+            "spec": {"interval": "1m", "url": "http://git/p.git", "ref": {"branch": "main"}},
+            "status": {"artifact": {"revision": "main@sha1:abc", "path": "p", "url": "u",
+                "digest": "sha256:x", "lastUpdateTime": "2026-01-01T00:00:00Z"},
+                "conditions": ready("stored artifact")},
+        }))
+        .unwrap();
+        let out = render(&[
+            object_section("ConfigMap", "app", Some("apps"), "d-app"),
+            git_repository_section(&repo),
+        ]);
+        assert_eq!(
+            out,
+            "Object:            configmap/app
+Namespace:         apps
+Discriminator:     d-app
+Status:            Managed by kluctl-controller
+---
+GitRepository:     repo
+Namespace:         flux
+URL:               http://git/p.git
+Branch:            main
+Revision:          main@sha1:abc
+Status:            Last reconciled at 2026-01-01T00:00:00Z
+Message:           stored artifact
+"
+        );
+    }
+
+    #[test]
+    fn kinds_resolve_like_kubectl_with_the_core_group_first() {
+        let res = |group: &str, kind: &str, plural: &str| {
+            (
+                ApiResource {
+                    group: group.into(),
+                    version: "v1".into(),
+                    api_version: if group.is_empty() {
+                        "v1".into()
+                    } else {
+                        format!("{group}/v1")
+                    },
+                    kind: kind.into(),
+                    plural: plural.into(),
+                },
+                ApiCapabilities {
+                    scope: Scope::Namespaced,
+                    subresources: vec![],
+                    operations: vec![],
+                },
+            )
+        };
+        let served = vec![
+            res("events.k8s.io", "Event", "events"),
+            res("", "Event", "events"),
+            res("", "ConfigMap", "configmaps"),
+            res("apps", "Deployment", "deployments"),
+            res("gitops.kluctl.io", "KluctlDeployment", "kluctldeployments"),
+        ];
+        let kind_of =
+            |arg: &str| find_resource(&served, arg).map(|(ar, _)| (ar.group.clone(), ar.kind.clone()));
+        assert_eq!(kind_of("configmap"), Some((String::new(), "ConfigMap".into())));
+        assert_eq!(kind_of("ConfigMaps"), Some((String::new(), "ConfigMap".into())));
+        assert_eq!(kind_of("events"), Some((String::new(), "Event".into())));
+        assert_eq!(
+            kind_of("events.events.k8s.io"),
+            Some(("events.k8s.io".into(), "Event".into()))
+        );
+        assert_eq!(
+            kind_of("deployments.apps"),
+            Some(("apps".into(), "Deployment".into()))
+        );
+        assert_eq!(
+            kind_of("kluctldeployment"),
+            Some(("gitops.kluctl.io".into(), "KluctlDeployment".into()))
+        );
+        assert_eq!(kind_of("pods"), None);
+    }
 }
