@@ -75,14 +75,14 @@ mod tests {
     use serde_json::json;
 
     fn kd(status: serde_json::Value) -> KluctlDeployment {
-        serde_json::from_value(json!({
+        let mut o = json!({
             "apiVersion": "gitops.kluctl.io/v1beta1",
             "kind": "KluctlDeployment",
             "metadata": {"name": "app", "namespace": "ns"},
             "spec": {"interval": "5m", "sourceRef": {"kind": "Bucket", "name": "b"}},
-            "status": status,
-        }))
-        .unwrap()
+        });
+        o["status"] = status;
+        serde_json::from_value(o).unwrap()
     }
 
     #[test]

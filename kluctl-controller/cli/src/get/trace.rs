@@ -10,6 +10,8 @@
 //! The sections are printed as `flux trace` prints them (Object, KluctlDeployment, source),
 //! separated by `---`. Resolution and formatting are pure functions of the objects.
 
+use std::fmt::Write as _;
+
 use anyhow::Context as _;
 use gitops_api::constants::DISCRIMINATOR_LABEL;
 use gitops_api::kluctl::v1beta1::{KluctlDeployment, SourceKind};
@@ -46,17 +48,35 @@ pub(super) fn find_resource<'a>(
 }
 
 /// Every resource the apiserver serves, one version per group (the preferred one).
+///
+/// One unavailable group (an aggregated API whose backend is down) fails a whole discovery run,
+/// so then each group is discovered alone and the unavailable ones are named on stderr and
+/// skipped: the objects of the others can still be traced.
 pub(super) async fn served_resources(
     client: &kube::Client,
 ) -> anyhow::Result<Vec<(ApiResource, ApiCapabilities)>> {
-    let discovery = Discovery::new(client.clone())
-        .run()
+    let collect = |d: &Discovery| -> Vec<(ApiResource, ApiCapabilities)> {
+        d.groups()
+            .flat_map(kube::discovery::ApiGroup::recommended_resources)
+            .collect()
+    };
+    if let Ok(discovery) = Discovery::new(client.clone()).run().await {
+        return Ok(collect(&discovery));
+    }
+    let groups = client
+        .list_api_groups()
         .await
-        .context("failed to discover the served API resources")?;
-    Ok(discovery
-        .groups()
-        .flat_map(kube::discovery::ApiGroup::recommended_resources)
-        .collect())
+        .context("failed to discover the served API groups")?;
+    let mut names: Vec<String> = groups.groups.into_iter().map(|g| g.name).collect();
+    names.push(String::new());
+    let mut resources = Vec::new();
+    for name in names {
+        match Discovery::new(client.clone()).filter(&[&name]).run().await {
+            Ok(d) => resources.extend(collect(&d)),
+            Err(e) => eprintln!("warning: skipping API group '{name}': {e}"),
+        }
+    }
+    Ok(resources)
 }
 
 /// The KluctlDeployments whose last deploy used `discriminator` (`status.targetKey`, else the
@@ -183,9 +203,10 @@ pub(super) fn render(sections: &[Section]) -> String {
     sections
         .iter()
         .map(|s| {
-            s.iter()
-                .map(|(k, v)| format!("{:<KEY_WIDTH$}{v}\n", format!("{k}:")))
-                .collect::<String>()
+            s.iter().fold(String::new(), |mut out, (k, v)| {
+                let _ = writeln!(out, "{:<KEY_WIDTH$}{v}", format!("{k}:"));
+                out
+            })
         })
         .collect::<Vec<_>>()
         .join("---\n")
@@ -438,14 +459,14 @@ mod tests {
     use serde_json::json;
 
     fn kd(name: &str, spec: serde_json::Value, status: serde_json::Value) -> KluctlDeployment {
-        serde_json::from_value(json!({
+        let mut o = json!({
             "apiVersion": "gitops.kluctl.io/v1beta1",
             "kind": "KluctlDeployment",
             "metadata": {"name": name, "namespace": "flux"},
-            "spec": spec,
-            "status": status,
-        }))
-        .unwrap()
+        });
+        o["spec"] = spec;
+        o["status"] = status;
+        serde_json::from_value(o).unwrap()
     }
 
     fn ready(message: &str) -> serde_json::Value {

@@ -3,6 +3,7 @@
 //! namespace, kind and name.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use gitops_api::constants::DISCRIMINATOR_LABEL;
@@ -51,13 +52,13 @@ pub(super) fn render(root: &str, objects: &[Managed]) -> String {
         } else {
             format!("Namespace/{ns}")
         };
-        out.push_str(&format!("{mark}{heading}\n"));
+        let _ = writeln!(out, "{mark}{heading}");
         for (j, (kind, names)) in kinds.iter().enumerate() {
             let (mark, indent2) = branch(j + 1 == kinds.len());
-            out.push_str(&format!("{indent}{mark}{kind}\n"));
+            let _ = writeln!(out, "{indent}{mark}{kind}");
             for (k, name) in names.iter().enumerate() {
                 let (mark, _) = branch(k + 1 == names.len());
-                out.push_str(&format!("{indent}{indent2}{mark}{name}\n"));
+                let _ = writeln!(out, "{indent}{indent2}{mark}{name}");
             }
         }
     }
