@@ -149,7 +149,36 @@ fn parse_kind_name(s: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_kind_name;
+    use super::{GetCommand, TreeCommand, parse_kind_name};
+    use crate::{KluctlArgs, KluctlCommand};
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<KluctlCommand, clap::Error> {
+        KluctlArgs::try_parse_from(std::iter::once("kluctl").chain(args.iter().copied())).map(|a| a.command)
+    }
+
+    #[test]
+    fn aliases_parse_and_namespace_excludes_all_namespaces() {
+        let Ok(KluctlCommand::Get(g)) = parse(&["get", "kd", "-A", "-w"]) else {
+            panic!("get kd");
+        };
+        let GetCommand::Deployments(d) = g.command else {
+            panic!("kd is deployments");
+        };
+        assert!(d.list.all_namespaces && d.watch);
+        assert!(matches!(
+            parse(&["tree", "kd", "app", "-n", "ns"]),
+            Ok(KluctlCommand::Tree(t)) if matches!(&t.command, TreeCommand::Deployment(c) if c.name == "app")
+        ));
+        for bad in [
+            &["get", "sources", "-n", "a", "-A"][..],
+            &["get", "sources", "oci"],
+            &["events", "--for", "app"],
+            &["trace", "configmap"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
 
     #[test]
     fn for_takes_kind_slash_name() {
