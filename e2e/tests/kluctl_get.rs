@@ -43,7 +43,12 @@ fn project() -> Vec<(&'static str, &'static str)> {
 
 /// Runs `kluctl <args>` to its end: exit code, stdout, stderr.
 fn kluctl(args: &[&str]) -> anyhow::Result<(Option<i32>, String, String)> {
-    let out = e2e::run_kluctl(Path::new("."), args, &[])?;
+    kluctl_in(Path::new("."), args)
+}
+
+/// Runs `kluctl <args>` in `dir` to its end: exit code, stdout, stderr.
+fn kluctl_in(dir: &Path, args: &[&str]) -> anyhow::Result<(Option<i32>, String, String)> {
+    let out = e2e::run_kluctl(dir, args, &[])?;
     Ok((
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -175,6 +180,32 @@ async fn get_events_trace_and_tree_show_the_controllers_objects() -> anyhow::Res
                 )),
                 "{stderr}"
             );
+            // An object the kluctl CLI deployed: its newest stored deploy result names it.
+            let cli = tempfile::tempdir()?;
+            for (path, content) in [
+                (".kluctl.yaml", format!("discriminator: e2e-{ns}-cli\ntargets:\n  - name: test\n")),
+                ("deployment.yaml", "deployments:\n  - path: app\n".to_owned()),
+                (
+                    "app/configmap.yaml",
+                    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cli-cm\n  namespace: {ns}\n"),
+                ),
+            ] {
+                let file = cli.path().join(path);
+                fs_err::create_dir_all(file.parent().context("parent")?)?;
+                fs_err::write(&file, content)?;
+            }
+            let (code, stdout, stderr) =
+                kluctl_in(cli.path(), &["deploy", "-y", "-t", "test", "--command-result-namespace", &ns])?;
+            assert_eq!(code, Some(0), "kluctl deploy: {stdout}{stderr}");
+            let out = kluctl_ok(&["trace", "configmap", "cli-cm", "-n", &ns, "--command-result-namespace", &ns])?;
+            for want in [
+                "Status:            Managed by the kluctl CLI",
+                "Command:           deploy",
+                "Initiator:         kluctl CLI",
+                "Target:            test",
+            ] {
+                assert!(out.lines().any(|l| l == want), "missing '{want}' in:\n{out}");
+            }
             let (code, _, stderr) = kluctl(&["trace", "nosuchkind", "x", "-n", &ns])?;
             assert_eq!(code, Some(1));
             assert!(stderr.contains("does not serve a kind named 'nosuchkind'"), "{stderr}");
@@ -187,7 +218,10 @@ async fn get_events_trace_and_tree_show_the_controllers_objects() -> anyhow::Res
             );
             assert!(out.contains(&format!("Namespace/{ns}\n")), "{out}");
             assert!(out.contains("── ConfigMap\n") && out.contains("── app-main\n"), "{out}");
-            assert!(!out.contains("plain"), "an object of another owner: {out}");
+            assert!(
+                !out.contains("plain") && !out.contains("cli-cm"),
+                "objects of other owners: {out}"
+            );
 
             // get deployments -w: the table, then a line per change (here: suspended).
             let mut command = Command::new(kluctl_bin()?);

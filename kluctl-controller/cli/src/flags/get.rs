@@ -104,6 +104,10 @@ pub struct TraceCmd {
     /// ignored for cluster-scoped kinds)
     #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// Look for results of the kluctl CLI in this namespace when no KluctlDeployment manages
+    /// the object
+    #[arg(long = "command-result-namespace", value_name = "NAMESPACE", default_value = kluctl_engine::store::DEFAULT_RESULTS_NAMESPACE)]
+    pub command_result_namespace: String,
     #[command(flatten)]
     pub(crate) cluster: ClusterFlags,
 }

@@ -17,6 +17,7 @@ use gitops_api::constants::DISCRIMINATOR_LABEL;
 use gitops_api::kluctl::v1beta1::{KluctlDeployment, SourceKind};
 use gitops_api::meta::Condition;
 use gitops_api::source::v1::{Bucket, GitRepository};
+use kluctl_engine::result::{CommandInitiator, CommandResultSummary};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::discovery::{ApiCapabilities, Discovery, Scope};
 use kube::{Api, Resource as _, ResourceExt as _};
@@ -231,19 +232,20 @@ fn status_lines(conditions: &[Condition], suspended: bool) -> Section {
     lines
 }
 
-/// The Object section.
+/// The Object section; `managed_by` names the controller or the CLI.
 pub(super) fn object_section(
     kind: &str,
     name: &str,
     namespace: Option<&str>,
     discriminator: &str,
+    managed_by: &str,
 ) -> Section {
     let mut s = vec![("Object", format!("{}/{name}", kind.to_lowercase()))];
     if let Some(ns) = namespace {
         s.push(("Namespace", ns.to_owned()));
     }
     s.push(("Discriminator", discriminator.to_owned()));
-    s.push(("Status", "Managed by kluctl-controller".to_owned()));
+    s.push(("Status", format!("Managed by {managed_by}")));
     s
 }
 
@@ -266,6 +268,51 @@ pub(super) fn deployment_section(kd: &KluctlDeployment) -> Section {
     }
     s.extend(status_lines(&status.conditions, kd.spec.suspend));
     s
+}
+
+/// The newest of `summaries` (newest first, as the store lists them) whose target has
+/// `discriminator` and that changed the cluster (not a diff or a dry run).
+pub(super) fn newest_with<'a>(
+    discriminator: &str,
+    summaries: &'a [CommandResultSummary],
+) -> Option<&'a CommandResultSummary> {
+    summaries.iter().find(|s| {
+        s.target_key.discriminator == discriminator && !s.command.dry_run && s.command.command != "diff"
+    })
+}
+
+/// The section of a stored command result: who ran which command on which project and commit.
+pub(super) fn command_result_section(s: &CommandResultSummary) -> Section {
+    let mut section = vec![
+        ("Command", s.command.command.clone()),
+        (
+            "Initiator",
+            match s.command.initiator {
+                CommandInitiator::CommandLine => "kluctl CLI",
+                CommandInitiator::KluctlDeployment => "KluctlDeployment",
+            }
+            .to_owned(),
+        ),
+    ];
+    if let Some(end) = &s.command.end_time {
+        section.push(("Finished", end.to_string()));
+    }
+    let project = match (s.project_key.repo_key.as_str(), s.project_key.sub_dir.as_str()) {
+        ("", "") => String::new(),
+        (repo, "") => repo.to_owned(),
+        (repo, dir) => format!("{repo} {dir}"),
+    };
+    if !project.is_empty() {
+        section.push(("Project", project));
+    }
+    if !s.target_key.target_name.is_empty() {
+        section.push(("Target", s.target_key.target_name.clone()));
+    }
+    if !s.git_info.commit.is_empty() {
+        section.push(("Revision", s.git_info.commit.clone()));
+    }
+    section.push(("Result", s.id.clone()));
+    section
 }
 
 /// The section of an inline source, or `None` for a `sourceRef` (its object is read).
@@ -384,15 +431,40 @@ pub(super) async fn run(cmd: &TraceCmd) -> anyhow::Result<()> {
         .items;
     let managing = managing(&discriminator, &deployments);
     if managing.is_empty() {
-        anyhow::bail!(
-            "{shown} has discriminator '{discriminator}', but no KluctlDeployment deployed it \
-             (it was deployed with the kluctl CLI, or its KluctlDeployment is gone)"
+        // Not a KluctlDeployment's: the newest stored result of a CLI command says who deployed it.
+        let summaries =
+            kluctl_engine::store::list_command_result_summaries(&client, &cmd.command_result_namespace, None)
+                .await
+                // A store that cannot be read (no permission) is a store without the answer.
+                .unwrap_or_default();
+        let Some(last) = newest_with(&discriminator, &summaries) else {
+            anyhow::bail!(
+                "{shown} has discriminator '{discriminator}', but no KluctlDeployment deployed it and \
+                 no command result in namespace '{}' has it (its KluctlDeployment is gone, or the \
+                 result was not written)",
+                cmd.command_result_namespace
+            );
+        };
+        let object = object_section(
+            &ar.kind,
+            &cmd.name,
+            namespace.as_deref(),
+            &discriminator,
+            "the kluctl CLI",
         );
+        print!("{}", render(&[object, command_result_section(last)]));
+        return Ok(());
     }
     let mut out = Vec::new();
     for kd in managing {
         let mut sections = vec![
-            object_section(&ar.kind, &cmd.name, namespace.as_deref(), &discriminator),
+            object_section(
+                &ar.kind,
+                &cmd.name,
+                namespace.as_deref(),
+                &discriminator,
+                "kluctl-controller",
+            ),
             deployment_section(kd),
         ];
         let source = source_of(kd);
@@ -569,7 +641,7 @@ mod tests {
         }))
         .unwrap();
         let out = render(&[
-            object_section("ConfigMap", "app", Some("apps"), "d-app"),
+            object_section("ConfigMap", "app", Some("apps"), "d-app", "kluctl-controller"),
             git_repository_section(&repo),
         ]);
         assert_eq!(
@@ -637,5 +709,45 @@ Message:           stored artifact
             Some(("gitops.kluctl.io".into(), "KluctlDeployment".into()))
         );
         assert_eq!(kind_of("pods"), None);
+    }
+
+    #[test]
+    fn an_object_of_the_cli_is_traced_to_its_newest_stored_deploy() {
+        let summary = |id: &str, d: &str, command: &str, dry_run: bool| {
+            let mut s = CommandResultSummary {
+                id: id.into(),
+                ..CommandResultSummary::default()
+            };
+            s.target_key.discriminator = d.into();
+            s.target_key.target_name = "prod".into();
+            s.command.command = command.into();
+            s.command.dry_run = dry_run;
+            s.project_key.repo_key = "git.example.com/org/app".into();
+            s.git_info.commit = "abc".into();
+            s
+        };
+        // Newest first, as the store lists them.
+        let stored = vec![
+            summary("diff", "d", "diff", false),
+            summary("dry", "d", "deploy", true),
+            summary("other", "x", "deploy", false),
+            summary("deploy", "d", "deploy", false),
+            summary("older", "d", "deploy", false),
+        ];
+        let last = newest_with("d", &stored).unwrap();
+        assert_eq!(last.id, "deploy");
+        assert!(newest_with("none", &stored).is_none());
+        let section = command_result_section(last);
+        assert_eq!(
+            section,
+            [
+                ("Command", "deploy".to_owned()),
+                ("Initiator", "kluctl CLI".to_owned()),
+                ("Project", "git.example.com/org/app".to_owned()),
+                ("Target", "prod".to_owned()),
+                ("Revision", "abc".to_owned()),
+                ("Result", "deploy".to_owned()),
+            ]
+        );
     }
 }
