@@ -17,6 +17,7 @@ use gitops_api::constants::DISCRIMINATOR_LABEL;
 use gitops_api::kluctl::v1beta1::{KluctlDeployment, SourceKind};
 use gitops_api::meta::Condition;
 use gitops_api::source::v1::{Bucket, GitRepository};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kluctl_engine::result::{CommandInitiator, CommandResultSummary};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::discovery::{ApiCapabilities, Discovery, Scope};
@@ -46,6 +47,50 @@ pub(super) fn find_resource<'a>(
         .iter()
         .filter(|(ar, _)| matches(ar))
         .min_by_key(|(ar, _)| !ar.group.is_empty())
+}
+
+/// The `plural.group` (or plural for the core group) of the resource whose short name is `arg`
+/// (`cm`, `deploy`, `kd`), from the raw resource lists: kube's discovery drops short names.
+pub(super) fn by_short_name(lists: &[APIResourceList], arg: &str) -> Option<String> {
+    let lower = arg.to_lowercase();
+    lists.iter().find_map(|list| {
+        let group = list.group_version.rsplit_once('/').map_or("", |(g, _)| g);
+        list.resources
+            .iter()
+            .filter(|r| !r.name.contains('/'))
+            .find(|r| r.short_names.as_ref().is_some_and(|s| s.contains(&lower)))
+            .map(|r| {
+                if group.is_empty() {
+                    r.name.clone()
+                } else {
+                    format!("{}.{group}", r.name)
+                }
+            })
+    })
+}
+
+/// The resource lists of the core group and of every group's preferred version; groups whose
+/// list fails are left out (as in [`served_resources`]).
+async fn resource_lists(client: &kube::Client) -> anyhow::Result<Vec<APIResourceList>> {
+    let mut lists = vec![
+        client
+            .list_core_api_resources("v1")
+            .await
+            .context("failed to list the core API resources")?,
+    ];
+    let groups = client
+        .list_api_groups()
+        .await
+        .context("failed to discover the served API groups")?;
+    for g in groups.groups {
+        let Some(version) = g.preferred_version.or_else(|| g.versions.into_iter().next()) else {
+            continue;
+        };
+        if let Ok(list) = client.list_api_group_resources(&version.group_version).await {
+            lists.push(list);
+        }
+    }
+    Ok(lists)
 }
 
 /// Every resource the apiserver serves, one version per group (the preferred one).
@@ -396,8 +441,13 @@ pub(super) fn bucket_section(o: &Bucket) -> Section {
 pub(super) async fn run(cmd: &TraceCmd) -> anyhow::Result<()> {
     let (client, default_ns) = connect(&cmd.cluster).await?;
     let resources = served_resources(&client).await?;
-    let (ar, caps) = find_resource(&resources, &cmd.kind)
-        .with_context(|| format!("the server does not serve a kind named '{}'", cmd.kind))?;
+    let found = match find_resource(&resources, &cmd.kind) {
+        Some(found) => Some(found),
+        None => by_short_name(&resource_lists(&client).await?, &cmd.kind)
+            .and_then(|name| find_resource(&resources, &name)),
+    };
+    let (ar, caps) =
+        found.with_context(|| format!("the server does not serve a kind named '{}'", cmd.kind))?;
     let namespace = match caps.scope {
         Scope::Namespaced => Some(cmd.namespace.clone().unwrap_or(default_ns)),
         Scope::Cluster => None,
@@ -749,5 +799,27 @@ Message:           stored artifact
                 ("Result", "deploy".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn short_names_name_their_plural_and_group() {
+        let lists: Vec<APIResourceList> = serde_json::from_value(json!([
+            {"groupVersion": "v1", "resources": [
+                {"name": "configmaps", "singularName": "", "namespaced": true, "kind": "ConfigMap",
+                    "verbs": ["get"], "shortNames": ["cm"]},
+                {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+            ]},
+            {"groupVersion": "gitops.kluctl.io/v1beta1", "resources": [
+                {"name": "kluctldeployments", "singularName": "", "namespaced": true,
+                    "kind": "KluctlDeployment", "verbs": ["get"], "shortNames": ["kd"]},
+            ]},
+        ]))
+        .unwrap();
+        assert_eq!(by_short_name(&lists, "CM").as_deref(), Some("configmaps"));
+        assert_eq!(
+            by_short_name(&lists, "kd").as_deref(),
+            Some("kluctldeployments.gitops.kluctl.io")
+        );
+        assert_eq!(by_short_name(&lists, "po"), None);
     }
 }
