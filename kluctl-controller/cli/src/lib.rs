@@ -8,6 +8,7 @@
 //! cluster   deploy, diff, prune, delete, poke-images, validate (one module per runner)
 //! gitops    gitops suspend/resume/reconcile/deploy/diff/prune/validate/logs: the controller's
 //!           KluctlDeployments, through the Kubernetes API
+//! install   install, check, uninstall: the controllers' own CRDs, RBAC and Deployments
 //! output    -o values and the writers for stdout and files
 //! progress  the progress lines on stderr
 //! prompt    the questions asked before changing a cluster
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod env;
 pub mod flags;
 pub mod gitops;
+pub mod install;
 pub mod output;
 mod prepare;
 mod progress;
@@ -74,6 +76,12 @@ pub enum KluctlCommand {
     /// Drive the kluctl-controller's KluctlDeployments: suspend, resume, request a reconcile,
     /// deploy, diff, prune or validate and print its result, show the controller's logs
     Gitops(flags::gitops::GitopsCmd),
+    /// Install the controllers (CRDs, RBAC, Deployments), or with --export print the manifests
+    Install(flags::install::InstallCmd),
+    /// Check the prerequisites (--pre) or the health of an installation
+    Check(flags::install::CheckCmd),
+    /// Remove the controllers (never what KluctlDeployments deployed; CRDs only with --delete-crds)
+    Uninstall(flags::install::UninstallCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
@@ -96,6 +104,9 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Validate(cmd) => cluster::run_validate(cmd),
         KluctlCommand::PokeImages(cmd) => cluster::run_poke_images(cmd),
         KluctlCommand::Gitops(cmd) => gitops::run_gitops(cmd),
+        KluctlCommand::Install(cmd) => install::run_install(cmd),
+        KluctlCommand::Check(cmd) => install::run_check(cmd),
+        KluctlCommand::Uninstall(cmd) => install::run_uninstall(cmd),
     }
 }
 

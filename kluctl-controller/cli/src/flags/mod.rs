@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod gitops;
+pub mod install;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -160,7 +160,10 @@ async fn connect(flags: &GitopsFlags) -> anyhow::Result<Connection> {
     Ok(Connection { client, namespace })
 }
 
-async fn load_config(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow::Result<kube::Config> {
+pub(crate) async fn load_config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Config> {
     let options = kube::config::KubeConfigOptions {
         context: context.map(str::to_owned),
         ..Default::default()

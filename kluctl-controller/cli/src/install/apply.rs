@@ -1,0 +1,163 @@
+//! `kluctl install` without `--export`: server-side apply (field manager `kluctl-install`,
+//! forced) of the CRDs, a wait until each is Established, then the rest, one object at a time.
+//! Each object is reported as created, configured or unchanged, so a second run says that
+//! nothing changed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use super::manifests::{Manifests, describe, kind, name, namespace};
+
+/// The field manager of everything `kluctl install` applies.
+pub const FIELD_MANAGER: &str = "kluctl-install";
+
+/// How often the CRDs are read while waiting for them to be Established.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What applying one object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did not exist.
+    Created,
+    /// It existed and changed.
+    Configured,
+    /// It existed and nothing changed.
+    Unchanged,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Configured => "configured",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// The API of the kind of `o` (every kind the installation contains, without discovery).
+///
+/// # Errors
+/// A kind the manifests are not expected to contain.
+pub(crate) fn api_for(client: &Client, o: &Value) -> anyhow::Result<Api<DynamicObject>> {
+    let (group, version, plural, namespaced) = match kind(o) {
+        "CustomResourceDefinition" => ("apiextensions.k8s.io", "v1", "customresourcedefinitions", false),
+        "Namespace" => ("", "v1", "namespaces", false),
+        "ServiceAccount" => ("", "v1", "serviceaccounts", true),
+        "Service" => ("", "v1", "services", true),
+        "Deployment" => ("apps", "v1", "deployments", true),
+        "ClusterRole" => ("rbac.authorization.k8s.io", "v1", "clusterroles", false),
+        "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", false),
+        "Role" => ("rbac.authorization.k8s.io", "v1", "roles", true),
+        "RoleBinding" => ("rbac.authorization.k8s.io", "v1", "rolebindings", true),
+        other => anyhow::bail!("{}: kind '{other}' is not part of an installation", describe(o)),
+    };
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind(o)), plural);
+    Ok(match (namespaced, namespace(o)) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        (true, None) => anyhow::bail!("{}: metadata.namespace is missing", describe(o)),
+        (false, _) => Api::all_with(client.clone(), &ar),
+    })
+}
+
+/// Applies the manifests and prints one line per object; the last line says whether anything
+/// changed.
+///
+/// # Errors
+/// The first object the server refuses, or a CRD that is not Established within `timeout`.
+pub async fn apply(client: &Client, m: &Manifests, timeout: Duration) -> anyhow::Result<()> {
+    let mut changed = 0;
+    for o in &m.crds {
+        changed += usize::from(apply_one(client, o).await? != Outcome::Unchanged);
+    }
+    for o in &m.crds {
+        wait_established(client, o, timeout).await?;
+    }
+    for o in &m.objects {
+        changed += usize::from(apply_one(client, o).await? != Outcome::Unchanged);
+    }
+    if changed == 0 {
+        println!("nothing changed: the installation is up to date");
+    } else {
+        println!("{changed} of {} objects changed", m.crds.len() + m.objects.len());
+    }
+    Ok(())
+}
+
+async fn apply_one(client: &Client, o: &Value) -> anyhow::Result<Outcome> {
+    let api = api_for(client, o)?;
+    let what = describe(o);
+    let before = api
+        .get_opt(name(o))
+        .await
+        .with_context(|| format!("failed to read {what}"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let after = api
+        .patch(name(o), &params, &Patch::Apply(o))
+        .await
+        .with_context(|| format!("failed to apply {what}"))?;
+    let outcome = match before {
+        None => Outcome::Created,
+        Some(b) if comparable(&b) == comparable(&after) => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
+    };
+    println!("{what} {}", outcome.word());
+    Ok(outcome)
+}
+
+/// An object without what every write changes (resourceVersion, the managedFields' times), so
+/// that a no-op apply compares equal even where the server records it as a write.
+fn comparable(o: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        if let Some(fields) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+            for f in fields.iter_mut().filter_map(Value::as_object_mut) {
+                f.remove("time");
+            }
+        }
+    }
+    v
+}
+
+/// Waits until the CRD `o` has the condition Established=True.
+async fn wait_established(client: &Client, o: &Value, timeout: Duration) -> anyhow::Result<()> {
+    let api = api_for(client, o)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let crd = api
+            .get(name(o))
+            .await
+            .with_context(|| format!("failed to read CustomResourceDefinition {}", name(o)))?;
+        if established(&crd.data) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "CustomResourceDefinition {} is not Established after {}s (its conditions: {})",
+                name(o),
+                timeout.as_secs(),
+                crd.data["status"]["conditions"]
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether a CRD's `status.conditions` hold Established=True.
+pub(crate) fn established(crd: &Value) -> bool {
+    condition_true(crd, "Established")
+}
+
+/// Whether `status.conditions` hold `type`=True.
+pub(crate) fn condition_true(o: &Value, type_: &str) -> bool {
+    o["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == type_ && c["status"] == "True")
+}
