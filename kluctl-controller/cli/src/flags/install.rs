@@ -48,6 +48,10 @@ pub struct InstallCmd {
         value_parser = super::parse_bool_flag,
     )]
     pub watch_all_namespaces: bool,
+    /// Write the manifests for this Kubernetes version (before 1.25 without the CRDs' CEL
+    /// validation rules) instead of the server's; without --export the server's version is used
+    #[arg(long = "kubernetes-version", value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
     /// Wait this long for each CRD to become Established
     #[arg(long = "timeout", value_name = "DURATION", default_value = "1m", value_parser = super::parse_duration)]
     pub timeout: Duration,

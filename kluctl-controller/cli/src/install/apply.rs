@@ -3,10 +3,12 @@
 //! Each object is reported as created, configured or unchanged, so a second run says that
 //! nothing changed.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -71,10 +73,17 @@ pub(crate) fn api_for(client: &Client, o: &Value) -> anyhow::Result<Api<DynamicO
 /// The first object the server refuses, or a CRD that is not Established within `timeout`.
 pub async fn apply(client: &Client, m: &Manifests, timeout: Duration) -> anyhow::Result<()> {
     let mut changed = 0;
+    let aggregated = aggregated_apis(client).await?;
+    let mut applied = Vec::new();
     for o in &m.crds {
+        if let Some(service) = served_elsewhere(o, &aggregated) {
+            println!("{} skipped: its API is served by {service}", describe(o));
+            continue;
+        }
         changed += usize::from(apply_one(client, o).await? != Outcome::Unchanged);
+        applied.push(o);
     }
-    for o in &m.crds {
+    for o in applied {
         wait_established(client, o, timeout).await?;
     }
     for o in &m.objects {
@@ -86,6 +95,43 @@ pub async fn apply(client: &Client, m: &Manifests, timeout: Duration) -> anyhow:
         println!("{changed} of {} objects changed", m.crds.len() + m.objects.len());
     }
     Ok(())
+}
+
+/// `version.group` ─► `APIService name (service ns/name)` of every API an aggregated server
+/// (not kube-apiserver itself) serves. A CRD for such a group/version would have kube-apiserver
+/// register a local APIService over it and take the API away from that server.
+pub(crate) async fn aggregated_apis(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
+    let api: Api<APIService> = Api::all(client.clone());
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        // Without the right to list them, nothing can be told apart: apply as usual.
+        Err(kube::Error::Api(e)) if e.code == 403 => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).context("failed to list the APIServices"),
+    };
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.metadata.name?;
+            let svc = s.spec?.service?;
+            let desc = format!(
+                "APIService {name} (Service {}/{})",
+                svc.namespace.unwrap_or_default(),
+                svc.name.unwrap_or_default()
+            );
+            Some((name, desc))
+        })
+        .collect())
+}
+
+/// The aggregated server that serves one of the CRD's versions, if any.
+pub(crate) fn served_elsewhere(crd: &Value, aggregated: &BTreeMap<String, String>) -> Option<String> {
+    let group = crd["spec"]["group"].as_str()?;
+    crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .find_map(|v| aggregated.get(&format!("{v}.{group}")).cloned())
 }
 
 async fn apply_one(client: &Client, o: &Value) -> anyhow::Result<Outcome> {

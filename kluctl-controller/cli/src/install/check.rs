@@ -13,8 +13,8 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
-use super::apply::{api_for, condition_true, established};
-use super::manifests::{LEGACY_CRD, Manifests, PART_OF, name};
+use super::apply::{aggregated_apis, api_for, condition_true, established, served_elsewhere};
+use super::manifests::{LEGACY_CRD, Manifests, PART_OF, name, parse_minor};
 
 /// The oldest Kubernetes minor version (1.x) the controllers support.
 pub const MIN_MINOR: u32 = 20;
@@ -76,17 +76,6 @@ async fn server_version(client: &Client) -> anyhow::Result<Row> {
         ok,
         message,
     })
-}
-
-/// The minor version when the major is 1 (`"20+"` as some providers report it counts as 20); a
-/// later major counts as new enough.
-fn parse_minor(major: &str, minor: &str) -> Option<u32> {
-    let digits = |s: &str| s.trim_end_matches('+').parse::<u32>().ok();
-    match digits(major)? {
-        1 => digits(minor),
-        0 => Some(0),
-        _ => Some(u32::MAX),
-    }
 }
 
 /// Whether the current identity may create every kind of object the installation applies.
@@ -171,11 +160,21 @@ fn group_resource(o: &serde_json::Value) -> (String, String) {
     (group, resource.to_owned())
 }
 
-/// Every CRD of the installation: present, Established, with stored versions. The legacy CRD is
-/// optional: reported only when present.
+/// Every CRD of the installation: present, Established, with stored versions, or its API served
+/// by an aggregated server. The legacy CRD is optional: reported only when present.
 async fn crds(client: &Client, m: &Manifests) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let aggregated = aggregated_apis(client).await?;
     for o in &m.crds {
+        if let Some(service) = served_elsewhere(o, &aggregated) {
+            rows.push(Row {
+                check: "CRD".into(),
+                object: name(o).to_owned(),
+                ok: true,
+                message: format!("served by {service}"),
+            });
+            continue;
+        }
         let api = api_for(client, o)?;
         let crd = api
             .get_opt(name(o))

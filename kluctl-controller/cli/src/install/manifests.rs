@@ -146,6 +146,50 @@ impl Manifests {
     }
 }
 
+impl Manifests {
+    /// Removes the CEL validation rules (`x-kubernetes-validations`) from the CRDs, for servers
+    /// that do not know the field (before 1.25 it was off by default; a 1.20 server refuses it
+    /// under server-side apply). Returns how many rule lists were removed.
+    pub fn strip_cel(&mut self) -> usize {
+        fn strip(v: &mut Value) -> usize {
+            match v {
+                Value::Object(m) => {
+                    let here = usize::from(m.remove("x-kubernetes-validations").is_some());
+                    here + m.values_mut().map(strip).sum::<usize>()
+                }
+                Value::Array(a) => a.iter_mut().map(strip).sum(),
+                _ => 0,
+            }
+        }
+        self.crds.iter_mut().map(strip).sum()
+    }
+}
+
+/// The oldest Kubernetes minor version (1.x) that validates CEL rules by default.
+pub const CEL_MINOR: u32 = 25;
+
+/// The minor version of a `major.minor` pair when the major is 1 (`"20+"` as some providers
+/// report it counts as 20); a later major counts as newer than every 1.x.
+pub fn parse_minor(major: &str, minor: &str) -> Option<u32> {
+    let digits = |s: &str| s.trim_end_matches('+').parse::<u32>().ok();
+    match digits(major)? {
+        1 => digits(minor),
+        0 => Some(0),
+        _ => Some(u32::MAX),
+    }
+}
+
+/// The minor version of `1.20`, `v1.20.2`, `1.33+`.
+///
+/// # Errors
+/// Not a `major.minor[.patch]` version.
+pub fn parse_version(v: &str) -> anyhow::Result<u32> {
+    let mut parts = v.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    parse_minor(major, minor)
+        .with_context(|| format!("invalid Kubernetes version '{v}': expected MAJOR.MINOR, e.g. 1.20"))
+}
+
 /// Assembles the manifests for `opts`.
 ///
 /// # Errors
@@ -413,6 +457,20 @@ mod tests {
         );
         let crb = find(&m, "ClusterRoleBinding", "kluctl-gitops:source-controller");
         assert_eq!(crb["subjects"][0]["namespace"], DEFAULT_NAMESPACE);
+    }
+
+    #[test]
+    fn cel_rules_are_stripped_for_old_servers() {
+        let mut m = assemble(&Options::default()).unwrap();
+        assert!(m.to_yaml().unwrap().contains("x-kubernetes-validations"));
+        assert!(m.strip_cel() > 0);
+        assert!(!m.to_yaml().unwrap().contains("x-kubernetes-validations"));
+        assert_eq!(m.strip_cel(), 0);
+        assert_eq!(parse_version("v1.20.2").unwrap(), 20);
+        assert_eq!(parse_version("1.33").unwrap(), 33);
+        assert_eq!(parse_minor("1", "33+"), Some(33));
+        assert!(parse_minor("2", "0").unwrap() >= CEL_MINOR);
+        assert!(parse_version("one").is_err());
     }
 
     #[test]

@@ -25,17 +25,41 @@ use manifests::{Manifests, Options};
 /// An invalid namespace, a failed connection, an object the server refuses, or a CRD that does
 /// not become Established in time.
 pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
-    let m = manifests::assemble(&Options {
+    let mut m = manifests::assemble(&Options {
         namespace: cmd.cluster.namespace.clone(),
         legacy: cmd.legacy,
         watch_all_namespaces: cmd.watch_all_namespaces,
     })?;
+    let minor = cmd
+        .kubernetes_version
+        .as_deref()
+        .map(manifests::parse_version)
+        .transpose()?;
     if cmd.export {
+        if minor.is_some_and(|m| m < manifests::CEL_MINOR) {
+            m.strip_cel();
+        }
         print!("{}", m.to_yaml()?);
         return Ok(());
     }
     block_on(async {
         let client = connect(&cmd.cluster).await?;
+        let minor = match minor {
+            Some(m) => m,
+            None => {
+                let v = client
+                    .apiserver_version()
+                    .await
+                    .context("failed to read the server version")?;
+                manifests::parse_minor(&v.major, &v.minor).unwrap_or(u32::MAX)
+            }
+        };
+        if minor < manifests::CEL_MINOR && m.strip_cel() > 0 {
+            println!(
+                "Kubernetes 1.{minor} does not validate CEL rules: the CRDs are applied without their \
+                 x-kubernetes-validations"
+            );
+        }
         apply::apply(&client, &m, cmd.timeout).await
     })
 }
