@@ -155,13 +155,20 @@ async fn apply_one(client: &Client, o: &Value) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// An object without what every write changes (resourceVersion, the managedFields' times), so
-/// that a no-op apply compares equal even where the server records it as a write.
+/// What an apply by [`FIELD_MANAGER`] can change: the object without its status and without
+/// what every write changes (resourceVersion, the managedFields' times), with only our own
+/// managedFields entry. So a no-op apply compares equal even where the server records it as a
+/// write or a controller updates the status meanwhile, and taking fields over from another
+/// manager still counts as a change.
 fn comparable(o: &DynamicObject) -> Value {
     let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         if let Some(fields) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+            fields.retain(|f| f["manager"] == FIELD_MANAGER && f["subresource"].is_null());
             for f in fields.iter_mut().filter_map(Value::as_object_mut) {
                 f.remove("time");
             }
