@@ -112,126 +112,223 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
 #[tokio::test]
 async fn install_check_and_uninstall_in_a_namespace() -> anyhow::Result<()> {
     TestNs::run("install_cycle", |t| async move {
-        let ns = t.name.clone();
-        let _guards = guards(&t.env, &ns);
-        let hybrid = t.env.get("E2E_CRD_MODE").is_ok_and(|m| m == "hybrid");
-
-        // A KluctlDeployment and an object it deployed, there before the installation.
-        let kds: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
-        let kd: KluctlDeployment = serde_json::from_value(json!({
-            "apiVersion": "gitops.kluctl.io/v1beta1",
-            "kind": "KluctlDeployment",
-            "metadata": {"name": "app", "namespace": ns},
-            "spec": {
-                "interval": "5m",
-                "source": {"git": {"url": "http://127.0.0.1:1/none.git"}},
-                "target": "test",
-                "prune": true,
-            },
-        }))?;
-        kds.create(&PostParams::default(), &kd).await.context("creating the KluctlDeployment")?;
-        let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "deployed", "labels": {"kluctl.io/discriminator": "app"}},
-            "data": {"a": "b"},
-        }))?;
-        cms.create(&PostParams::default(), &cm).await?;
-
-        let (code, out, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
-        ensure!(code == Some(0), "install failed: {err}\n{out}");
-        for line in [
-            format!("Deployment {ns}/kluctl-controller created"),
-            format!("Deployment {ns}/source-controller created"),
-            format!("Service {ns}/webhook-receiver created"),
-            format!("ClusterRole kluctl-gitops:kluctl-controller-{ns} created"),
-            format!("RoleBinding {RESULTS_NS}/kluctl-controller-results-{ns} created"),
-        ] {
-            ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
-        }
-        if hybrid {
-            ensure!(
-                out.contains("CustomResourceDefinition kluctldeployments.gitops.kluctl.io skipped: its API is served by APIService v1beta1.gitops.kluctl.io"),
-                "{out}"
-            );
-        }
-        let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &ns);
-        let d = deployments.get("kluctl-controller").await?;
-        let labels = d.metadata.labels.unwrap_or_default();
-        ensure!(labels.get("app.kubernetes.io/part-of").map(String::as_str) == Some("kluctl-gitops"));
-        ensure!(labels.get("app.kubernetes.io/instance") == Some(&ns));
-        let args = d.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].args.clone().unwrap_or_default()).unwrap_or_default();
-        ensure!(args.contains(&"--namespace=$(KLUCTL_CONTROLLER_NAMESPACE)".to_owned()), "{args:?}");
-        let crb: Api<ClusterRoleBinding> = Api::all(t.client.clone());
-        let b = crb.get(&format!("kluctl-gitops:source-controller-{ns}")).await?;
-        ensure!(b.subjects.unwrap_or_default()[0].namespace.as_deref() == Some(ns.as_str()));
-
-        let (code, again, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
-        ensure!(code == Some(0), "second install failed: {err}");
-        ensure!(again.contains("nothing changed: the installation is up to date"), "{again}");
-        ensure!(!again.contains(" created") && !again.contains(" configured"), "{again}");
-
-        // No kubelet: the Deployments exist but never become available.
-        let (code, table, err) = kluctl(&["check", "--namespace", &ns])?;
-        ensure!(code == Some(1), "check passed without running controllers:\n{table}");
-        for c in ["kluctl-controller", "source-controller"] {
-            let row = table
-                .lines()
-                .find(|l| l.starts_with("Deployment") && l.contains(&format!("{ns}/{c} ")))
-                .with_context(|| format!("no row for {c}:\n{table}"))?;
-            ensure!(row.contains("FAILED") && row.contains("not available (0/1 replicas available)"), "{row}");
-            ensure!(err.contains(&format!("Deployment {ns}/{c}: not available")), "{err}");
-        }
-        let crd_row = table
-            .lines()
-            .find(|l| l.contains("kluctldeployments.gitops.kluctl.io"))
-            .with_context(|| format!("no CRD row:\n{table}"))?;
-        ensure!(crd_row.contains(" ok "), "{crd_row}");
-        ensure!(table.lines().next().is_some_and(|h| h.starts_with("CHECK")), "{table}");
-        let (code, pre, err) = kluctl(&["check", "--pre", "--namespace", &ns])?;
-        ensure!(code == Some(0), "check --pre failed: {err}\n{pre}");
-        ensure!(pre.contains("server version") && pre.contains("(>= 1.20)"), "{pre}");
-        ensure!(pre.contains("may create"), "{pre}");
-
-        // Without --yes and without a terminal nothing is removed.
-        let (code, _, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace"])?;
-        ensure!(code == Some(1) && err.contains("without confirmation"), "{err}");
-        deployments.get("kluctl-controller").await.context("removed without confirmation")?;
-
-        let (code, out, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace", "--yes"])?;
-        ensure!(code == Some(0), "uninstall failed: {err}\n{out}");
-        ensure!(out.contains(&format!("KluctlDeployment {ns}/app suspended")), "{out}");
-        let gone = |there: bool, name: &str| -> anyhow::Result<()> {
-            ensure!(!there, "{name} is still there");
-            Ok(())
-        };
-        gone(deployments.get_opt("kluctl-controller").await?.is_some(), "Deployment kluctl-controller")?;
-        gone(deployments.get_opt("source-controller").await?.is_some(), "Deployment source-controller")?;
-        let services: Api<Service> = Api::namespaced(t.client.clone(), &ns);
-        for s in ["kluctl-controller", "webhook-receiver", "source-controller"] {
-            gone(services.get_opt(s).await?.is_some(), s)?;
-        }
-        let sas: Api<ServiceAccount> = Api::namespaced(t.client.clone(), &ns);
-        gone(sas.get_opt("kluctl-controller").await?.is_some(), "ServiceAccount kluctl-controller")?;
-        let roles: Api<Role> = Api::namespaced(t.client.clone(), &ns);
-        gone(roles.get_opt("kluctl-controller-leader-election").await?.is_some(), "Role")?;
-        let results: Api<RoleBinding> = Api::namespaced(t.client.clone(), RESULTS_NS);
-        gone(results.get_opt(&format!("kluctl-controller-results-{ns}")).await?.is_some(), "results RoleBinding")?;
-        let crs: Api<ClusterRole> = Api::all(t.client.clone());
-        gone(crs.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}")).await?.is_some(), "ClusterRole")?;
-        gone(crb.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}")).await?.is_some(), "ClusterRoleBinding")?;
-
-        // What the KluctlDeployment deployed, the KluctlDeployment (suspended), its CRD and the
-        // namespace stay.
-        let kd = kds.get("app").await.context("the KluctlDeployment was deleted")?;
-        ensure!(kd.spec.suspend, "the KluctlDeployment was not suspended");
-        cms.get("deployed").await.context("a deployed object was deleted")?;
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(t.client.clone());
-        namespaces.get(&ns).await.context("--keep-namespace did not keep it")?;
-
-        let (code, again, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace", "--yes"])?;
-        ensure!(code == Some(0), "{err}");
-        ensure!(again.contains("nothing to remove"), "{again}");
-        Ok(())
+        let _guards = guards(&t.env, &t.name);
+        Box::pin(create_app(&t)).await?;
+        Box::pin(install_twice(&t)).await?;
+        check_reports_unavailable_deployments(&t)?;
+        Box::pin(uninstall_keeps_the_app(&t)).await
     })
     .await
+}
+
+/// A KluctlDeployment and an object it deployed, there before the installation.
+async fn create_app(t: &TestNs) -> anyhow::Result<()> {
+    let ns = t.name.clone();
+    let kds: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
+    let kd: KluctlDeployment = serde_json::from_value(json!({
+        "apiVersion": "gitops.kluctl.io/v1beta1",
+        "kind": "KluctlDeployment",
+        "metadata": {"name": "app", "namespace": ns},
+        "spec": {
+            "interval": "5m",
+            "source": {"git": {"url": "http://127.0.0.1:1/none.git"}},
+            "target": "test",
+            "prune": true,
+        },
+    }))?;
+    kds.create(&PostParams::default(), &kd)
+        .await
+        .context("creating the KluctlDeployment")?;
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "deployed", "labels": {"kluctl.io/discriminator": "app"}},
+        "data": {"a": "b"},
+    }))?;
+    cms.create(&PostParams::default(), &cm).await?;
+
+    Ok(())
+}
+
+async fn install_twice(t: &TestNs) -> anyhow::Result<()> {
+    let ns = t.name.clone();
+    let hybrid = t.env.get("E2E_CRD_MODE").is_ok_and(|m| m == "hybrid");
+    let (code, out, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
+    ensure!(code == Some(0), "install failed: {err}\n{out}");
+    for line in [
+        format!("Deployment {ns}/kluctl-controller created"),
+        format!("Deployment {ns}/source-controller created"),
+        format!("Service {ns}/webhook-receiver created"),
+        format!("ClusterRole kluctl-gitops:kluctl-controller-{ns} created"),
+        format!("RoleBinding {RESULTS_NS}/kluctl-controller-results-{ns} created"),
+    ] {
+        ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
+    }
+    if hybrid {
+        ensure!(
+            out.contains("CustomResourceDefinition kluctldeployments.gitops.kluctl.io skipped: its API is served by APIService v1beta1.gitops.kluctl.io"),
+            "{out}"
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &ns);
+    let d = deployments.get("kluctl-controller").await?;
+    let labels = d.metadata.labels.unwrap_or_default();
+    ensure!(labels.get("app.kubernetes.io/part-of").map(String::as_str) == Some("kluctl-gitops"));
+    ensure!(labels.get("app.kubernetes.io/instance") == Some(&ns));
+    let args = d
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    ensure!(
+        args.contains(&"--namespace=$(KLUCTL_CONTROLLER_NAMESPACE)".to_owned()),
+        "{args:?}"
+    );
+    let crb: Api<ClusterRoleBinding> = Api::all(t.client.clone());
+    let b = crb.get(&format!("kluctl-gitops:source-controller-{ns}")).await?;
+    ensure!(b.subjects.unwrap_or_default()[0].namespace.as_deref() == Some(ns.as_str()));
+
+    let (code, again, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
+    ensure!(code == Some(0), "second install failed: {err}");
+    ensure!(
+        again.contains("nothing changed: the installation is up to date"),
+        "{again}"
+    );
+    ensure!(
+        !again.contains(" created") && !again.contains(" configured"),
+        "{again}"
+    );
+
+    Ok(())
+}
+
+/// No kubelet: the Deployments exist but never become available.
+fn check_reports_unavailable_deployments(t: &TestNs) -> anyhow::Result<()> {
+    let ns = t.name.clone();
+    let (code, table, err) = kluctl(&["check", "--namespace", &ns])?;
+    ensure!(
+        code == Some(1),
+        "check passed without running controllers:\n{table}"
+    );
+    for c in ["kluctl-controller", "source-controller"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("Deployment") && l.contains(&format!("{ns}/{c} ")))
+            .with_context(|| format!("no row for {c}:\n{table}"))?;
+        ensure!(
+            row.contains("FAILED") && row.contains("not available (0/1 replicas available)"),
+            "{row}"
+        );
+        ensure!(
+            err.contains(&format!("Deployment {ns}/{c}: not available")),
+            "{err}"
+        );
+    }
+    let crd_row = table
+        .lines()
+        .find(|l| l.contains("kluctldeployments.gitops.kluctl.io"))
+        .with_context(|| format!("no CRD row:\n{table}"))?;
+    ensure!(crd_row.contains(" ok "), "{crd_row}");
+    ensure!(
+        table.lines().next().is_some_and(|h| h.starts_with("CHECK")),
+        "{table}"
+    );
+    let (code, pre, err) = kluctl(&["check", "--pre", "--namespace", &ns])?;
+    ensure!(code == Some(0), "check --pre failed: {err}\n{pre}");
+    ensure!(
+        pre.contains("server version") && pre.contains("(>= 1.20)"),
+        "{pre}"
+    );
+    ensure!(pre.contains("may create"), "{pre}");
+
+    Ok(())
+}
+
+async fn uninstall_keeps_the_app(t: &TestNs) -> anyhow::Result<()> {
+    let ns = t.name.clone();
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &ns);
+    let crb: Api<ClusterRoleBinding> = Api::all(t.client.clone());
+    let kds: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
+    // Without --yes and without a terminal nothing is removed.
+    let (code, _, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace"])?;
+    ensure!(code == Some(1) && err.contains("without confirmation"), "{err}");
+    deployments
+        .get("kluctl-controller")
+        .await
+        .context("removed without confirmation")?;
+
+    let (code, out, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace", "--yes"])?;
+    ensure!(code == Some(0), "uninstall failed: {err}\n{out}");
+    ensure!(
+        out.contains(&format!("KluctlDeployment {ns}/app suspended")),
+        "{out}"
+    );
+    let gone = |there: bool, name: &str| -> anyhow::Result<()> {
+        ensure!(!there, "{name} is still there");
+        Ok(())
+    };
+    gone(
+        deployments.get_opt("kluctl-controller").await?.is_some(),
+        "Deployment kluctl-controller",
+    )?;
+    gone(
+        deployments.get_opt("source-controller").await?.is_some(),
+        "Deployment source-controller",
+    )?;
+    let services: Api<Service> = Api::namespaced(t.client.clone(), &ns);
+    for s in ["kluctl-controller", "webhook-receiver", "source-controller"] {
+        gone(services.get_opt(s).await?.is_some(), s)?;
+    }
+    let sas: Api<ServiceAccount> = Api::namespaced(t.client.clone(), &ns);
+    gone(
+        sas.get_opt("kluctl-controller").await?.is_some(),
+        "ServiceAccount kluctl-controller",
+    )?;
+    let roles: Api<Role> = Api::namespaced(t.client.clone(), &ns);
+    gone(
+        roles
+            .get_opt("kluctl-controller-leader-election")
+            .await?
+            .is_some(),
+        "Role",
+    )?;
+    let results: Api<RoleBinding> = Api::namespaced(t.client.clone(), RESULTS_NS);
+    gone(
+        results
+            .get_opt(&format!("kluctl-controller-results-{ns}"))
+            .await?
+            .is_some(),
+        "results RoleBinding",
+    )?;
+    let crs: Api<ClusterRole> = Api::all(t.client.clone());
+    gone(
+        crs.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}"))
+            .await?
+            .is_some(),
+        "ClusterRole",
+    )?;
+    gone(
+        crb.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}"))
+            .await?
+            .is_some(),
+        "ClusterRoleBinding",
+    )?;
+
+    // What the KluctlDeployment deployed, the KluctlDeployment (suspended), its CRD and the
+    // namespace stay.
+    let kd = kds.get("app").await.context("the KluctlDeployment was deleted")?;
+    ensure!(kd.spec.suspend, "the KluctlDeployment was not suspended");
+    cms.get("deployed")
+        .await
+        .context("a deployed object was deleted")?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(t.client.clone());
+    namespaces
+        .get(&ns)
+        .await
+        .context("--keep-namespace did not keep it")?;
+
+    let (code, again, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace", "--yes"])?;
+    ensure!(code == Some(0), "{err}");
+    ensure!(again.contains("nothing to remove"), "{again}");
+    Ok(())
 }

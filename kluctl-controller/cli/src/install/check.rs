@@ -5,6 +5,8 @@
 //! The result is a table, one row per check naming its object; any failed row makes the command
 //! fail (exit status 1) with the failed rows repeated as its error.
 
+use std::fmt::Write as _;
+
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
@@ -266,10 +268,11 @@ pub fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         let status = if r.ok { "ok" } else { "FAILED" };
-        out.push_str(&format!(
-            "{:w_check$}  {:w_object$}  {status:6}  {}\n",
+        let _ = writeln!(
+            out,
+            "{:w_check$}  {:w_object$}  {status:6}  {}",
             r.check, r.object, r.message
-        ));
+        );
     }
     out
 }

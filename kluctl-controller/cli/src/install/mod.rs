@@ -44,15 +44,14 @@ pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
     }
     block_on(async {
         let client = connect(&cmd.cluster).await?;
-        let minor = match minor {
-            Some(m) => m,
-            None => {
-                let v = client
-                    .apiserver_version()
-                    .await
-                    .context("failed to read the server version")?;
-                manifests::parse_minor(&v.major, &v.minor).unwrap_or(u32::MAX)
-            }
+        let minor = if let Some(m) = minor {
+            m
+        } else {
+            let v = client
+                .apiserver_version()
+                .await
+                .context("failed to read the server version")?;
+            manifests::parse_minor(&v.major, &v.minor).unwrap_or(u32::MAX)
         };
         if minor < manifests::CEL_MINOR && m.strip_cel() > 0 {
             println!(
