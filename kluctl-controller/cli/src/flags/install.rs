@@ -48,8 +48,8 @@ pub struct InstallCmd {
         value_parser = super::parse_bool_flag,
     )]
     pub watch_all_namespaces: bool,
-    /// Write the manifests for this Kubernetes version (before 1.25 without the CRDs' CEL
-    /// validation rules) instead of the server's; without --export the server's version is used
+    /// Assume this Kubernetes version instead of asking the server (before 1.25 the CRDs' CEL
+    /// validation rules are left out; --export without it keeps them)
     #[arg(long = "kubernetes-version", value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
     /// Wait this long for each CRD to become Established
