@@ -91,3 +91,42 @@ pub struct CheckCmd {
     #[arg(long = "pre")]
     pub pre: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::KluctlArgs;
+    use crate::KluctlCommand;
+    use clap::Parser;
+
+    #[test]
+    fn install_flags_parse_with_kluctl_defaults() {
+        let parse =
+            |a: &[&str]| KluctlArgs::try_parse_from(std::iter::once("kluctl").chain(a.iter().copied()));
+        let KluctlCommand::Install(i) = parse(&["install"]).unwrap().command else {
+            panic!("not install");
+        };
+        assert_eq!(i.cluster.namespace, "kluctl-system");
+        assert!(i.watch_all_namespaces && !i.export && !i.legacy);
+        let KluctlCommand::Install(i) =
+            parse(&["install", "-n", "ops", "--watch-all-namespaces=false", "--export"])
+                .unwrap()
+                .command
+        else {
+            panic!("not install");
+        };
+        assert_eq!(i.cluster.namespace, "ops");
+        assert!(!i.watch_all_namespaces && i.export);
+        let KluctlCommand::Uninstall(u) = parse(&["uninstall", "--keep-namespace", "-y"]).unwrap().command
+        else {
+            panic!("not uninstall");
+        };
+        assert!(u.keep_namespace && u.yes && !u.delete_crds);
+        for bad in [
+            &["install", "--timeout", "soon"][..],
+            &["install", "--watch-all-namespaces=maybe"],
+            &["check", "--yes"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+}

@@ -214,3 +214,34 @@ pub(crate) fn condition_true(o: &Value, type_: &str) -> bool {
         .flatten()
         .any(|c| c["type"] == type_ && c["status"] == "True")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_crd_is_served_elsewhere_when_an_aggregated_api_serves_one_of_its_versions() {
+        let crd = json!({"spec": {"group": "gitops.kluctl.io", "versions": [{"name": "v1alpha1"}, {"name": "v1beta1"}]}});
+        let mut aggregated = BTreeMap::new();
+        assert_eq!(served_elsewhere(&crd, &aggregated), None);
+        aggregated.insert("v1beta1.other.io".to_owned(), "APIService x".to_owned());
+        assert_eq!(served_elsewhere(&crd, &aggregated), None);
+        aggregated.insert("v1beta1.gitops.kluctl.io".to_owned(), "APIService y".to_owned());
+        assert_eq!(
+            served_elsewhere(&crd, &aggregated).as_deref(),
+            Some("APIService y")
+        );
+    }
+
+    #[test]
+    fn established_reads_the_condition() {
+        assert!(established(
+            &json!({"status": {"conditions": [{"type": "Established", "status": "True"}]}})
+        ));
+        assert!(!established(
+            &json!({"status": {"conditions": [{"type": "Established", "status": "False"}]}})
+        ));
+        assert!(!established(&json!({})));
+    }
+}
