@@ -82,14 +82,23 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
         ensure!(code == Some(0), "install --export failed: {err}");
         ensure!(
             !yaml.contains("x-kubernetes-validations"),
-            "CEL rules left for 1.20"
+            "CEL rules left in the manifests for 1.20"
         );
         let objects = yaml.matches("\nkind: ").count();
         ensure!(objects >= 20, "{objects} objects exported");
         let out = t
             .env
+            // As kluctl install's field manager: the shared kluctl-results Namespace carries the
+            // labels of the installations other tests made.
             .kubectl_with_input(
-                &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kluctl-install",
+                    "--dry-run=server",
+                    "-f",
+                    "-",
+                ],
                 Some(&yaml),
             )
             .context("the server refused the exported manifests")?;

@@ -147,14 +147,19 @@ impl Manifests {
 }
 
 impl Manifests {
-    /// Removes the CEL validation rules (`x-kubernetes-validations`) from the CRDs, for servers
-    /// that do not know the field (before 1.25 it was off by default; a 1.20 server refuses it
-    /// under server-side apply). Returns how many rule lists were removed.
-    pub fn strip_cel(&mut self) -> usize {
+    /// Removes from the CRDs what servers before 1.25 refuse under server-side apply: the CEL
+    /// validation rules (`x-kubernetes-validations`, unknown to 1.20 and off by default until
+    /// 1.25) and empty-string defaults (1.20 reads `default: ""` as null and rejects it; the
+    /// field is then simply left unset). Returns how many were removed.
+    pub fn strip_for_old_servers(&mut self) -> usize {
         fn strip(v: &mut Value) -> usize {
             match v {
                 Value::Object(m) => {
-                    let here = usize::from(m.remove("x-kubernetes-validations").is_some());
+                    let mut here = usize::from(m.remove("x-kubernetes-validations").is_some());
+                    if m.get("default") == Some(&json!("")) {
+                        m.remove("default");
+                        here += 1;
+                    }
                     here + m.values_mut().map(strip).sum::<usize>()
                 }
                 Value::Array(a) => a.iter_mut().map(strip).sum(),
@@ -460,12 +465,18 @@ mod tests {
     }
 
     #[test]
-    fn cel_rules_are_stripped_for_old_servers() {
+    fn cel_rules_and_empty_defaults_are_stripped_for_old_servers() {
         let mut m = assemble(&Options::default()).unwrap();
         assert!(m.to_yaml().unwrap().contains("x-kubernetes-validations"));
-        assert!(m.strip_cel() > 0);
-        assert!(!m.to_yaml().unwrap().contains("x-kubernetes-validations"));
-        assert_eq!(m.strip_cel(), 0);
+        assert!(
+            m.to_yaml().unwrap().contains("default: ''") || m.to_yaml().unwrap().contains("default: \"\"")
+        );
+        assert!(m.strip_for_old_servers() > 0);
+        let yaml = m.to_yaml().unwrap();
+        assert!(!yaml.contains("x-kubernetes-validations"));
+        assert!(!yaml.contains("default: ''") && !yaml.contains("default: \"\""));
+        assert!(yaml.contains("default: false"), "other defaults stay");
+        assert_eq!(m.strip_for_old_servers(), 0);
         assert_eq!(parse_version("v1.20.2").unwrap(), 20);
         assert_eq!(parse_version("1.33").unwrap(), 33);
         assert_eq!(parse_minor("1", "33+"), Some(33));

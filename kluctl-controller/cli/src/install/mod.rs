@@ -37,7 +37,7 @@ pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
         .transpose()?;
     if cmd.export {
         if minor.is_some_and(|m| m < manifests::CEL_MINOR) {
-            m.strip_cel();
+            m.strip_for_old_servers();
         }
         print!("{}", m.to_yaml()?);
         return Ok(());
@@ -53,10 +53,10 @@ pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
                 .context("failed to read the server version")?;
             manifests::parse_minor(&v.major, &v.minor).unwrap_or(u32::MAX)
         };
-        if minor < manifests::CEL_MINOR && m.strip_cel() > 0 {
+        if minor < manifests::CEL_MINOR && m.strip_for_old_servers() > 0 {
             println!(
-                "Kubernetes 1.{minor} does not validate CEL rules: the CRDs are applied without their \
-                 x-kubernetes-validations"
+                "Kubernetes 1.{minor}: the CRDs are applied without their CEL rules \
+                 (x-kubernetes-validations) and empty-string defaults, which it refuses"
             );
         }
         apply::apply(&client, &m, cmd.timeout).await
