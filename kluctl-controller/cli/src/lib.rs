@@ -8,6 +8,8 @@
 //! cluster   deploy, diff, prune, delete, poke-images, validate (one module per runner)
 //! gitops    gitops suspend/resume/reconcile/deploy/diff/prune/validate/logs: the controller's
 //!           KluctlDeployments, through the Kubernetes API
+//! get       get sources/deployments, events, trace, tree: read-only views of the
+//!           controllers' objects, like flux get/events/trace/tree
 //! install   install, check, uninstall: the controllers' own CRDs, RBAC and Deployments
 //! output    -o values and the writers for stdout and files
 //! progress  the progress lines on stderr
@@ -18,6 +20,7 @@
 pub mod cluster;
 pub mod env;
 pub mod flags;
+pub mod get;
 pub mod gitops;
 pub mod install;
 pub mod output;
@@ -76,6 +79,14 @@ pub enum KluctlCommand {
     /// Drive the kluctl-controller's KluctlDeployments: suspend, resume, request a reconcile,
     /// deploy, diff, prune or validate and print its result, show the controller's logs
     Gitops(flags::gitops::GitopsCmd),
+    /// List sources or KluctlDeployments with their revision and Ready status, like `flux get`
+    Get(flags::get::GetCmd),
+    /// List the Kubernetes Events of the sources, KluctlDeployments, Alerts, Providers, Receivers
+    Events(flags::get::EventsCmd),
+    /// Show which KluctlDeployment and source manage an object (from its discriminator label)
+    Trace(flags::get::TraceCmd),
+    /// Show the objects a KluctlDeployment manages, grouped by namespace and kind
+    Tree(flags::get::TreeCmd),
     /// Install the controllers (CRDs, RBAC, Deployments), or with --export print the manifests
     Install(flags::install::InstallCmd),
     /// Check the prerequisites (--pre) or the health of an installation
@@ -104,6 +115,10 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Validate(cmd) => cluster::run_validate(cmd),
         KluctlCommand::PokeImages(cmd) => cluster::run_poke_images(cmd),
         KluctlCommand::Gitops(cmd) => gitops::run_gitops(cmd),
+        KluctlCommand::Get(cmd) => get::run_get(cmd),
+        KluctlCommand::Events(cmd) => get::run_events(cmd),
+        KluctlCommand::Trace(cmd) => get::run_trace(cmd),
+        KluctlCommand::Tree(cmd) => get::run_tree(cmd),
         KluctlCommand::Install(cmd) => install::run_install(cmd),
         KluctlCommand::Check(cmd) => install::run_check(cmd),
         KluctlCommand::Uninstall(cmd) => install::run_uninstall(cmd),

@@ -8,6 +8,7 @@
 //! `kluctl` do.
 
 pub mod commands;
+pub mod get;
 pub mod gitops;
 pub mod install;
 
