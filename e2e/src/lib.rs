@@ -252,6 +252,20 @@ impl DeleteOnDrop {
             args: vec![resource.to_string(), name.to_string()],
         }
     }
+
+    /// Deletes `resource/name` in namespace `ns` (for objects in a namespace the test does not
+    /// own, such as a shared one).
+    pub fn namespaced(env: &Env, resource: &str, ns: &str, name: &str) -> Self {
+        DeleteOnDrop {
+            env: env.clone(),
+            args: vec![
+                resource.to_string(),
+                name.to_string(),
+                "-n".to_string(),
+                ns.to_string(),
+            ],
+        }
+    }
 }
 
 impl Drop for DeleteOnDrop {

@@ -10,6 +10,7 @@
 //!           KluctlDeployments, through the Kubernetes API
 //! get       get sources/deployments, events, trace, tree: read-only views of the
 //!           controllers' objects, like flux get/events/trace/tree
+//! install   install, check, uninstall: the controllers' own CRDs, RBAC and Deployments
 //! output    -o values and the writers for stdout and files
 //! progress  the progress lines on stderr
 //! prompt    the questions asked before changing a cluster
@@ -21,6 +22,7 @@ pub mod env;
 pub mod flags;
 pub mod get;
 pub mod gitops;
+pub mod install;
 pub mod output;
 mod prepare;
 mod progress;
@@ -85,6 +87,12 @@ pub enum KluctlCommand {
     Trace(flags::get::TraceCmd),
     /// Show the objects a KluctlDeployment manages, grouped by namespace and kind
     Tree(flags::get::TreeCmd),
+    /// Install the controllers (CRDs, RBAC, Deployments), or with --export print the manifests
+    Install(flags::install::InstallCmd),
+    /// Check the prerequisites (--pre) or the health of an installation
+    Check(flags::install::CheckCmd),
+    /// Remove the controllers (never what KluctlDeployments deployed; CRDs only with --delete-crds)
+    Uninstall(flags::install::UninstallCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
@@ -111,6 +119,9 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Events(cmd) => get::run_events(cmd),
         KluctlCommand::Trace(cmd) => get::run_trace(cmd),
         KluctlCommand::Tree(cmd) => get::run_tree(cmd),
+        KluctlCommand::Install(cmd) => install::run_install(cmd),
+        KluctlCommand::Check(cmd) => install::run_check(cmd),
+        KluctlCommand::Uninstall(cmd) => install::run_uninstall(cmd),
     }
 }
 

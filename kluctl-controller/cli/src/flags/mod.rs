@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod get;
 pub mod gitops;
+pub mod install;
 
 use std::path::PathBuf;
 use std::time::Duration;
