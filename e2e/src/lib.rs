@@ -762,6 +762,22 @@ impl GitRepo {
             fs_err::write(p, content)?;
         }
         git(&self.work, &["add", "-A"])?;
+        self.commit_and_push(message)
+    }
+
+    /// Deletes files (paths in the work tree) and commits that with `message`, as a user's
+    /// `git rm` + commit + push; returns the commit sha.
+    ///
+    /// # Errors
+    /// When git fails (a path that is not committed, too).
+    pub fn remove(&self, paths: &[&str], message: &str) -> anyhow::Result<String> {
+        let mut args = vec!["rm", "-q", "--"];
+        args.extend_from_slice(paths);
+        git(&self.work, &args)?;
+        self.commit_and_push(message)
+    }
+
+    fn commit_and_push(&self, message: &str) -> anyhow::Result<String> {
         git(
             &self.work,
             &[
