@@ -1,4 +1,4 @@
-# Entry points. `make run` brings up a local control plane with our CRDs and samples;
+# Entry points. `make run` shows the product deploying a demo repository by GitOps on a local control plane;
 # `make test` runs every check CI runs, installing what is missing.
 
 SHELL := /usr/bin/env bash
@@ -68,11 +68,5 @@ test: ## everything CI checks: format, clippy, unit tests, generated files, e2e 
 bench: e2e-up ## benchmarks vs reference tools (B1-B6; starts the local cluster and servers): release build, prints ratios and goals
 	CARGO="$(CARGO)" e2e/bench/run.sh
 
-run: e2e-up ## start the local control plane with CRDs, RBAC and the sample objects, and say how to reach it
-	source $(E2E_STATE)/env.sh; \
-	kubectl apply --server-side -f config/rbac/namespaces.yaml -f config/rbac/source-controller.yaml -f config/rbac/kluctl-controller.yaml >/dev/null; \
-	for f in config/samples/*_*.yaml; do kubectl apply --server-side -f $$f; done; \
-	echo; echo "Local control plane is up (apiserver $$E2E_KUBE_VERSION, CEL enforced: $$E2E_CEL)."; \
-	echo "  source $(E2E_STATE)/env.sh      # sets KUBECONFIG and PATH"; \
-	echo "  kubectl get gitrepo,buckets,kluctldeployments -A"; \
-	echo "  make e2e-down                      # stop it"
+run: e2e-up ## the demo: local control plane + git server + both controllers deploying a demo repo by GitOps, until Ctrl-C
+	CARGO="$(CARGO)" e2e/scripts/run.sh

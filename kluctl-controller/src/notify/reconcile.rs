@@ -136,7 +136,8 @@ pub struct Notifications {
     pub run: futures::future::BoxFuture<'static, ()>,
 }
 
-/// Builds the notification side of kluctl-controller, watching `namespace` (all when empty).
+/// Builds the notification side of kluctl-controller, watching `namespace` (all when empty). Its
+/// future ends with `shutdown` or on SIGTERM/SIGINT, like the KluctlDeployment controllers.
 pub fn start<S>(
     client: &kube::Client,
     namespace: &str,
@@ -195,13 +196,16 @@ where
             },
         )
         .graceful_shutdown_on(shutdown.clone())
+        .shutdown_on_signal()
         .run(reconcile_alert, error_policy::<Alert>, ctx.clone())
         .for_each(|_| std::future::ready(()));
     let providers = providers_ctrl
         .graceful_shutdown_on(shutdown.clone())
+        .shutdown_on_signal()
         .run(reconcile_provider, error_policy::<Provider>, ctx)
         .for_each(|_| std::future::ready(()));
     let run = async move {
+        // The controllers end on the shutdown future or SIGTERM/SIGINT; the worker goes with them.
         tokio::select! {
             () = async { futures::join!(alerts, providers); } => {}
             () = worker => {}
