@@ -18,8 +18,9 @@ help: ## list targets
 build: ## build every crate and binary
 	$(CARGO) build --workspace --all-targets
 
-generate: ## regenerate config/crd/bases and docs/api from the API types
+generate: ## regenerate config/crd/bases and docs/api from the API types, docs/cli/reference.md from the CLI
 	$(CARGO) run -q -p gitops-api --bin crdgen
+	UPDATE_CLI_REFERENCE=1 $(CARGO) test -q -p kluctl --test cli_reference
 
 check-generated: ## fail when generated CRDs or API docs are stale
 	$(CARGO) run -q -p gitops-api --bin crdgen -- --check
