@@ -91,10 +91,10 @@ fn the_cli_reference_is_up_to_date() {
     let want = reference();
     let path = reference_path();
     if std::env::var_os("UPDATE_CLI_REFERENCE").is_some() {
-        std::fs::write(&path, &want).expect("write docs/cli/reference.md");
+        fs_err::write(&path, &want).expect("write docs/cli/reference.md");
         return;
     }
-    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    let have = fs_err::read_to_string(&path).unwrap_or_default();
     assert!(
         have == want,
         "{} is stale: run `make generate` (UPDATE_CLI_REFERENCE=1 cargo test -p kluctl --test cli_reference)",
