@@ -4,6 +4,7 @@
 //! `app1` (project `simple`) and `app2` (project `simple-helm`); removing `app2` from Git prunes it
 //! and, as it has `delete: true`, the objects it deployed, while `app1`'s stay.
 //!
+//! `app2` points at `simple-helm`, so that project (with its pre-pulled chart) is pushed as well.
 //! The projects are the unchanged copies of `e2e/fixtures/kluctl-examples`, pushed to one
 //! repository of the local git server in the layout of kluctl-examples; only the repository URL
 //! `https://github.com/kluctl/kluctl-examples.git` is replaced by the local one. The example
@@ -13,9 +14,6 @@
 //!
 //! Needs `cargo build -p kluctl-controller --bin kluctl-controller -p kluctl --bin kluctl` and the
 //! environment of `make e2e-up`.
-
-// The seed's workflow told start to finish; splitting it would hide the story.
-#![allow(clippy::too_many_lines)]
 
 use std::path::Path;
 use std::time::Duration;
@@ -166,8 +164,8 @@ async fn seed_000_gitops_deployment_manages_itself_and_prunes_a_child_removed_fr
     // overflow it.
     Box::pin(preflight(&client)).await?;
     // Dropped in reverse order: controller stopped, finalizers released, then the namespaces.
-    let _namespaces = [GITOPS_NS, APP1_NS, APP2_NS].map(|ns| DeleteOnDrop::namespace(&env, ns));
-    let _finalizers = ReleaseFinalizers(env.clone());
+    let namespaces_guard = [GITOPS_NS, APP1_NS, APP2_NS].map(|ns| DeleteOnDrop::namespace(&env, ns));
+    let finalizers = ReleaseFinalizers(env.clone());
 
     let repo = GitRepo::create(&env, &unique_name("seed-000-kluctl-examples"))?;
     let url = format!("{}/{}.git", env.get("E2E_GIT_HTTP_URL")?, repo.name);
@@ -179,7 +177,18 @@ async fn seed_000_gitops_deployment_manages_itself_and_prunes_a_child_removed_fr
     Box::pin(bootstrap(&api, &url)).await?;
     let ctl = KluctlController::start(&env, GITOPS_NS, &["--command-result-namespace", GITOPS_NS])?;
     let app1_before = Box::pin(all_ready(&client, &api, &ctl, &first)).await?;
-    Box::pin(prune_app2(&client, &api, &ctl, &repo, app1_before)).await
+    Box::pin(prune_app2(&client, &api, &ctl, &repo, app1_before)).await?;
+
+    // Clean up now rather than in the background: `seeds.rs` applies objects to `kluctl-gitops`
+    // next, which a namespace still terminating would refuse.
+    drop(ctl);
+    drop(finalizers);
+    drop(namespaces_guard);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [GITOPS_NS, APP1_NS, APP2_NS] {
+        Box::pin(wait_gone(&namespaces, ns, WAIT)).await?;
+    }
+    Ok(())
 }
 
 /// An earlier run's namespaces may still be terminating: waits until they have gone. An active
