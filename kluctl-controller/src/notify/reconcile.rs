@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use gitops_api::meta::Condition;
-use gitops_api::notification::v1beta3::{Alert, Provider};
+use gitops_api::notification::v1beta3::{Alert, DispatchStatus, Provider};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -45,12 +45,9 @@ pub struct Ctx {
 #[error("unreachable")]
 pub struct Never;
 
-/// The conditions already on an object, whatever its status struct looks like.
-fn existing_conditions<K: serde::Serialize>(obj: &K) -> Vec<Condition> {
-    serde_json::to_value(obj)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["status"]["conditions"].clone()).ok())
-        .unwrap_or_default()
+/// The conditions already on an Alert or Provider.
+fn existing_conditions(status: Option<&DispatchStatus>) -> &[Condition] {
+    status.map_or(&[], |s| s.conditions.as_slice())
 }
 
 /// The configuration check of an Alert.
@@ -98,7 +95,7 @@ async fn reconcile_alert(alert: Arc<Alert>, ctx: Arc<Ctx>) -> Result<Action, Nev
     ctx.status.configured(
         key_of(Kind::Alert, alert.as_ref()),
         alert.metadata.generation,
-        &existing_conditions(alert.as_ref()),
+        existing_conditions(alert.status.as_ref()),
         check,
     );
     Ok(Action::await_change())
@@ -118,7 +115,7 @@ async fn reconcile_provider(provider: Arc<Provider>, ctx: Arc<Ctx>) -> Result<Ac
     ctx.status.configured(
         key_of(Kind::Provider, provider.as_ref()),
         provider.metadata.generation,
-        &existing_conditions(provider.as_ref()),
+        existing_conditions(provider.status.as_ref()),
         check,
     );
     Ok(Action::requeue(PROVIDER_RECHECK))

@@ -124,11 +124,14 @@ pub struct Events {
     sink: Option<Arc<dyn EventSink>>,
 }
 
-/// Wait before retry `n` (0-based): `min · 2ⁿ`, at most `max`.
-#[derive(Copy, Clone, Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
+/// Wait before retry `n` (0-based): `min · 2ⁿ`, at most `max`. Shared with kluctl-controller's
+/// notification delivery, which retries the same way with other bounds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Wait before the first retry.
+    pub min: Duration,
+    /// Longest wait.
+    pub max: Duration,
 }
 
 impl Backoff {
@@ -138,7 +141,8 @@ impl Backoff {
         max: Duration::from_secs(30),
     };
 
-    fn wait(self, retry: u32) -> Duration {
+    /// The wait before retry number `retry` (0 for the first).
+    pub fn wait(self, retry: u32) -> Duration {
         self.min
             .checked_mul(2u32.saturating_pow(retry))
             .map_or(self.max, |d| d.min(self.max))

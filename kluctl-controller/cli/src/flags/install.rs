@@ -1,7 +1,6 @@
 //! Flags of `kluctl install`, `kluctl uninstall` and `kluctl check`: the controllers' own
 //! installation (CRDs, RBAC, Deployments), not a Kluctl project.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -15,12 +14,9 @@ pub struct InstallClusterFlags {
     /// Run the controllers in this namespace
     #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Use this kube context instead of the current one
-    #[arg(long = "context", value_name = "CONTEXT")]
-    pub context: Option<String>,
-    /// Use this kubeconfig instead of $KUBECONFIG or ~/.kube/config
-    #[arg(long = "kubeconfig", value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    /// `--context`, `--kubeconfig`, as `kluctl get` takes them.
+    #[command(flatten)]
+    pub connection: super::get::ClusterFlags,
 }
 
 /// `kluctl install`.

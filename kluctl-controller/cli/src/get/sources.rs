@@ -31,22 +31,8 @@ pub(super) async fn run(cmd: &GetSourcesCmd) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for kind in kinds {
         match kind {
-            SourceKindArg::Git => {
-                let list = conn
-                    .api::<GitRepository>()
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("failed to list GitRepositories: {e}"))?;
-                rows.extend(list.items.iter().map(|o| git_row(o, prefixed)));
-            }
-            SourceKindArg::Bucket => {
-                let list = conn
-                    .api::<Bucket>()
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("failed to list Buckets: {e}"))?;
-                rows.extend(list.items.iter().map(|o| bucket_row(o, prefixed)));
-            }
+            SourceKindArg::Git => rows.extend(list_rows(&conn, "GitRepositories", git_row, prefixed).await?),
+            SourceKindArg::Bucket => rows.extend(list_rows(&conn, "Buckets", bucket_row, prefixed).await?),
         }
     }
     if rows.is_empty() {
@@ -58,6 +44,27 @@ pub(super) async fn run(cmd: &GetSourcesCmd) -> anyhow::Result<()> {
     }
     print!("{}", table::status_table(&rows, all, Timestamp::now()));
     Ok(())
+}
+
+/// One row per object of kind `K` (`what`: the kind's plural, for the error).
+async fn list_rows<K>(
+    conn: &super::Connection,
+    what: &str,
+    row: fn(&K, bool) -> StatusRow,
+    prefixed: bool,
+) -> anyhow::Result<Vec<StatusRow>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let list = conn
+        .api::<K>()
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to list {what}: {e}"))?;
+    Ok(list.items.iter().map(|o| row(o, prefixed)).collect())
 }
 
 fn name_of<K: kube::Resource<DynamicType = ()>>(o: &K, prefixed: bool) -> String {

@@ -93,7 +93,8 @@ async fn resource_lists(client: &kube::Client) -> anyhow::Result<Vec<APIResource
     Ok(lists)
 }
 
-/// Every resource the apiserver serves, one version per group (the preferred one).
+/// Every resource the apiserver serves, one version per group (the preferred one), through the
+/// engine's discovery (aggregated where the server has it).
 ///
 /// One unavailable group (an aggregated API whose backend is down) fails a whole discovery run,
 /// so then each group is discovered alone and the unavailable ones are named on stderr and
@@ -106,7 +107,7 @@ pub(super) async fn served_resources(
             .flat_map(kube::discovery::ApiGroup::recommended_resources)
             .collect()
     };
-    if let Ok(discovery) = Discovery::new(client.clone()).run().await {
+    if let Ok(discovery) = kluctl_engine::cluster::discover(client).await {
         return Ok(collect(&discovery));
     }
     let groups = client

@@ -16,7 +16,6 @@ pub mod uninstall;
 use anyhow::Context as _;
 
 use crate::flags::install::{CheckCmd, InstallClusterFlags, InstallCmd, UninstallCmd};
-use crate::report::Hinted;
 use manifests::{Manifests, Options};
 
 /// Runs `kluctl install`.
@@ -128,8 +127,5 @@ fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> 
 }
 
 async fn connect(flags: &InstallClusterFlags) -> anyhow::Result<kube::Client> {
-    let config = crate::gitops::load_config(flags.kubeconfig.as_deref(), flags.context.as_deref())
-        .await
-        .map_err(|e| Hinted::new(e, "pass --kubeconfig or --context to choose the cluster"))?;
-    kube::Client::try_from(config).context("failed to create a Kubernetes client")
+    Ok(crate::get::connect(&flags.connection).await?.0)
 }

@@ -42,11 +42,11 @@ impl RetryPolicy {
         if let Some(wait) = retry_after {
             return wait.min(self.max_backoff);
         }
-        let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
-        self.min_backoff
-            .checked_mul(factor)
-            .unwrap_or(self.max_backoff)
-            .min(self.max_backoff)
+        gitops_runtime::events::Backoff {
+            min: self.min_backoff,
+            max: self.max_backoff,
+        }
+        .wait(retry)
     }
 }
 
