@@ -57,6 +57,13 @@ pub fn ready_is(k: &KluctlDeployment, status: &str, reason: &str) -> bool {
     ready(k).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
+/// The last deploy result is of `commit`.
+pub fn deployed_commit(k: &KluctlDeployment, commit: &str) -> bool {
+    status(k)
+        .last_deploy_result
+        .is_some_and(|d| d.git_info.commit == commit)
+}
+
 /// The controller has finished a reconcile of the object's current generation.
 pub fn reconciled(k: &KluctlDeployment) -> bool {
     k.status.as_ref().and_then(|s| s.observed_generation) == k.metadata.generation

@@ -383,11 +383,7 @@ async fn a_manual_deployment_applies_a_pushed_change_only_once_its_hash_is_appro
                 &s.ctl,
                 "app",
                 "the deploy of the approved hash",
-                move |k| {
-                    kd::status(k)
-                        .last_deploy_result
-                        .is_some_and(|d| d.git_info.commit == want)
-                },
+                move |k| kd::deployed_commit(k, &want),
             )
             .await?;
             let st = kd::status(&deployed);

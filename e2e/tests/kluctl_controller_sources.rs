@@ -191,10 +191,7 @@ async fn a_gitrepository_artifact_deploys_and_its_next_revision_redeploys_throug
             assert_eq!(revision, Some(format!("main@sha1:{second}")), "the new artifact");
             let want = second.clone();
             let redeployed = kd::wait(&api, &ctl, "app", "the deploy of the second commit", move |k| {
-                kd::status(k)
-                    .last_deploy_result
-                    .is_some_and(|d| d.git_info.commit == want)
-                    && kd::ready_is(k, "True", "ReconciliationSucceeded")
+                kd::deployed_commit(k, &want) && kd::ready_is(k, "True", "ReconciliationSucceeded")
             })
             .await?;
             assert_eq!(

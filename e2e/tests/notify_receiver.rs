@@ -341,12 +341,7 @@ async fn a_signed_github_push_makes_the_gitrepository_fetch_at_once_and_the_kluc
                 &ctl,
                 "app",
                 "the deploy of the second commit",
-                move |k| {
-                    kd::status(k)
-                        .last_deploy_result
-                        .is_some_and(|d| d.git_info.commit == want)
-                        && kd::ready_is(k, "True", "ReconciliationSucceeded")
-                },
+                move |k| kd::deployed_commit(k, &want) && kd::ready_is(k, "True", "ReconciliationSucceeded"),
             )
             .await?;
             assert_eq!(message(&t.client, &ns).await?.as_deref(), Some("two"));
@@ -539,9 +534,7 @@ async fn a_receiver_naming_a_kluctldeployment_makes_it_deploy_the_new_commit() -
                 "the reconcile the Receiver requested",
                 move |k| {
                     kd::request_result(k, "reconcile").is_some_and(|r| r.end_time.is_some())
-                        && kd::status(k)
-                            .last_deploy_result
-                            .is_some_and(|d| d.git_info.commit == want)
+                        && kd::deployed_commit(k, &want)
                 },
             )
             .await?;

@@ -132,11 +132,7 @@ async fn wait_deployed_and_valid(
         ctl,
         name,
         &format!("the deploy of commit {commit}"),
-        move |k| {
-            kd::status(k)
-                .last_deploy_result
-                .is_some_and(|d| d.git_info.commit == want)
-        },
+        move |k| kd::deployed_commit(k, &want),
     )
     .await?;
     Box::pin(kd::request(
@@ -351,12 +347,7 @@ async fn prune_app2(
         ctl,
         "gitops",
         &format!("the deploy of commit {second}"),
-        move |k| {
-            kd::status(k)
-                .last_deploy_result
-                .is_some_and(|d| d.git_info.commit == want)
-                && kd::ready_is(k, "True", "ReconciliationSucceeded")
-        },
+        move |k| kd::deployed_commit(k, &want) && kd::ready_is(k, "True", "ReconciliationSucceeded"),
     ))
     .await?;
     let summary = kd::status(&pruned)

@@ -122,12 +122,7 @@ async fn wait_deployed(
         ctl,
         name,
         &format!("the deploy of commit {commit}"),
-        move |k| {
-            kd::status(k)
-                .last_deploy_result
-                .is_some_and(|d| d.git_info.commit == want)
-                && kd::ready_is(k, "True", "ReconciliationSucceeded")
-        },
+        move |k| kd::deployed_commit(k, &want) && kd::ready_is(k, "True", "ReconciliationSucceeded"),
     )
     .await
 }
