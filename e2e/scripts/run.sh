@@ -7,8 +7,10 @@
 #      your pushes survive a restart (RUN_RESET=1 starts it over)
 #   3. source-controller and kluctl-controller as local processes (this machine has no kubelet, so
 #      they cannot run as the Deployments of the install manifests), logs under $E2E_STATE/run/
-#   4. the sync: GitRepository kluctl-demo (interval 5s) and KluctlDeployments demo-test and
-#      demo-prod (sourceRef to it, prune) in namespace kluctl-demo
+#   4. the sync: `kluctl bootstrap git --path clusters/local` pushes the installation manifests and
+#      a GitRepository + KluctlDeployment kluctl-demo over clusters/local, which deploys the
+#      KluctlDeployments demo-test and demo-prod of clusters/local/demo (the root project's two
+#      targets), all in namespace kluctl-demo
 #   5. prints the sources, the deployments and the deployed objects, then follows the deployments
 #      (`kluctl get deployments -w`) until Ctrl-C, which stops the two controllers it started
 #
@@ -92,46 +94,19 @@ done
 
 "$TARGET/source-controller" --kubeconfig "$E2E_KUBECONFIG_ADMIN" --storage-path "$RUN/storage" \
   --storage-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
-  --watch-label-selector kluctl-gitops/run=demo --events-addr "http://$events_addr/" \
+  --watch-all-namespaces=false --runtime-namespace "$NS" --events-addr "http://$events_addr/" \
   --log-encoding json 2>"$RUN/source-controller.log" &
 echo $! > "$RUN/source-controller.pid"
 log "controllers running: kluctl-controller (events on $events_addr), source-controller; logs in $RUN/"
 
-# ------------------------------------------------------------------ the sync
-kubectl apply --server-side --field-manager make-run -f - >/dev/null <<EOF
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: $REPO
-  namespace: $NS
-  labels: {kluctl-gitops/run: demo}
-spec:
-  url: $URL
-  ref: {branch: main}
-  interval: 5s
----
-apiVersion: gitops.kluctl.io/v1beta1
-kind: KluctlDeployment
-metadata: {name: demo-test, namespace: $NS}
-spec:
-  sourceRef: {kind: GitRepository, name: $REPO}
-  target: test
-  interval: 5m
-  retryInterval: 20s
-  prune: true
-  delete: true
----
-apiVersion: gitops.kluctl.io/v1beta1
-kind: KluctlDeployment
-metadata: {name: demo-prod, namespace: $NS}
-spec:
-  sourceRef: {kind: GitRepository, name: $REPO}
-  target: prod
-  interval: 5m
-  retryInterval: 20s
-  prune: true
-  delete: true
-EOF
+# ------------------------------------------------------------------ the sync, by bootstrap
+# The same command as on a real cluster, but without the controller Deployments (no kubelet here:
+# the controllers above are their stand-ins) and watching only this namespace.
+log "bootstrapping $REPO.git (path clusters/local) into namespace $NS"
+"$KLUCTL" bootstrap git --kubeconfig "$E2E_KUBECONFIG_ADMIN" -n "$NS" --url "$URL" --branch main \
+  --path clusters/local --interval 5s --watch-all-namespaces=false --without-controller-deployments \
+  --author-name make-run --author-email make-run@example.invalid \
+  || die "kluctl bootstrap git failed (controller logs: $RUN/)"
 log "waiting for the demo to be deployed"
 kubectl -n "$NS" wait --for=condition=Ready gitrepository/$REPO --timeout=120s >/dev/null \
   || die "GitRepository $NS/$REPO not Ready: $(kubectl -n "$NS" get gitrepository $REPO -o jsonpath='{.status.conditions}')"
@@ -155,7 +130,8 @@ The demo is deployed by GitOps. In another terminal, change it and push:
 
 Within seconds source-controller fetches the commit and kluctl-controller deploys it. Deleting a
 file prunes its objects. Also: kluctl events -n $NS, kluctl trace configmap greeting -n demo-test.
-Not here: bootstrap (the controllers as Deployments managed from Git) needs a cluster with nodes.
+The cluster manages itself from clusters/local of the repository (kluctl bootstrap git); on a
+cluster with nodes the controllers' Deployments are part of it too (here they run as processes).
 Ctrl-C stops the two controllers; the control plane stays up (make e2e-down stops it).
 
 Following the deployments (Ctrl-C to stop):

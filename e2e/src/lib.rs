@@ -268,6 +268,27 @@ impl DeleteOnDrop {
     }
 }
 
+/// The drop guards for what an installation of the controllers into `ns` (`kluctl install`,
+/// `kluctl bootstrap git`) creates outside of `ns`: the cluster-scoped RBAC, named with the
+/// namespace as a suffix, and the Role of the shared results namespace `kluctl-results`.
+pub fn installation_guards(env: &Env, ns: &str) -> Vec<DeleteOnDrop> {
+    let mut g = Vec::new();
+    for c in ["kluctl-controller", "source-controller"] {
+        let name = format!("kluctl-gitops:{c}-{ns}");
+        g.push(DeleteOnDrop::object(env, "clusterrolebinding", &name));
+        g.push(DeleteOnDrop::object(env, "clusterrole", &name));
+    }
+    let results = format!("kluctl-controller-results-{ns}");
+    g.push(DeleteOnDrop::namespaced(
+        env,
+        "rolebinding",
+        "kluctl-results",
+        &results,
+    ));
+    g.push(DeleteOnDrop::namespaced(env, "role", "kluctl-results", &results));
+    g
+}
+
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
         let mut args = vec!["delete"];
@@ -645,7 +666,17 @@ impl SourceController {
             .args(["--storage-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(["--health-addr", "127.0.0.1:0"])
-            .args(["--watch-label-selector", &format!("e2e.kluctl-gitops/ns={ns}")])
+            .args(
+                // `--watch-all-namespaces=false` in `extra_args` selects by namespace instead.
+                if extra_args.iter().any(|a| a.starts_with("--watch-all-namespaces")) {
+                    vec![]
+                } else {
+                    vec![
+                        "--watch-label-selector".to_owned(),
+                        format!("e2e.kluctl-gitops/ns={ns}"),
+                    ]
+                },
+            )
             .args(["--log-encoding", "console", "--min-retry-delay", "500ms"])
             .args(extra_args)
             // The machine presets CA bundles for child processes; the controller must not rely on them.
@@ -793,6 +824,17 @@ impl GitRepo {
         )?;
         git(&self.work, &["push", "-q", "origin", "HEAD:refs/heads/main"])?;
         git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Moves the work tree to the branch as someone else pushed it (`kluctl bootstrap git`, say),
+    /// so the next commit goes on top.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn pull(&self) -> anyhow::Result<()> {
+        git(&self.work, &["fetch", "-q", "origin", "main"])?;
+        git(&self.work, &["reset", "-q", "--hard", "FETCH_HEAD"])?;
+        Ok(())
     }
 
     /// Tags the last commit as `name` (lightweight) and pushes the tag.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 
 use anyhow::{Context as _, ensure};
-use e2e::{DeleteOnDrop, Env, TestNs, ensure_namespace, run_kluctl};
+use e2e::{TestNs, ensure_namespace, installation_guards, run_kluctl};
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -33,36 +33,6 @@ fn kluctl(args: &[&str]) -> anyhow::Result<(Option<i32>, String, String)> {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
-}
-
-/// The drop guards for what an installation into `ns` creates outside of `ns`.
-fn guards(env: &Env, ns: &str) -> Vec<DeleteOnDrop> {
-    let mut g = Vec::new();
-    for c in ["kluctl-controller", "source-controller"] {
-        g.push(DeleteOnDrop::object(
-            env,
-            "clusterrolebinding",
-            &format!("kluctl-gitops:{c}-{ns}"),
-        ));
-        g.push(DeleteOnDrop::object(
-            env,
-            "clusterrole",
-            &format!("kluctl-gitops:{c}-{ns}"),
-        ));
-    }
-    g.push(DeleteOnDrop::namespaced(
-        env,
-        "rolebinding",
-        RESULTS_NS,
-        &format!("kluctl-controller-results-{ns}"),
-    ));
-    g.push(DeleteOnDrop::namespaced(
-        env,
-        "role",
-        RESULTS_NS,
-        &format!("kluctl-controller-results-{ns}"),
-    ));
-    g
 }
 
 #[tokio::test]
@@ -121,7 +91,7 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
 #[tokio::test]
 async fn install_check_and_uninstall_in_a_namespace() -> anyhow::Result<()> {
     TestNs::run("install_cycle", |t| async move {
-        let _guards = guards(&t.env, &t.name);
+        let _guards = installation_guards(&t.env, &t.name);
         Box::pin(create_app(&t)).await?;
         Box::pin(install_twice(&t)).await?;
         check_reports_unavailable_deployments(&t)?;

@@ -17,6 +17,7 @@
 //! report    a failure ─► stderr lines (error, first error, hint) and the exit status
 //! ```
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod env;
 pub mod flags;
@@ -93,6 +94,9 @@ pub enum KluctlCommand {
     Check(flags::install::CheckCmd),
     /// Remove the controllers (never what KluctlDeployments deployed; CRDs only with --delete-crds)
     Uninstall(flags::install::UninstallCmd),
+    /// Push the controllers and a sync to a Git repository, install them, and wait until the
+    /// cluster deploys itself from it
+    Bootstrap(flags::bootstrap::BootstrapCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
@@ -122,6 +126,7 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Install(cmd) => install::run_install(cmd),
         KluctlCommand::Check(cmd) => install::run_check(cmd),
         KluctlCommand::Uninstall(cmd) => install::run_uninstall(cmd),
+        KluctlCommand::Bootstrap(cmd) => bootstrap::run_bootstrap(cmd),
     }
 }
 

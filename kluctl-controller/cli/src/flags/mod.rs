@@ -7,6 +7,7 @@
 //! Help texts are imperative, like clap's own ("Print help"): they say what the flag makes
 //! `kluctl` do.
 
+pub mod bootstrap;
 pub mod commands;
 pub mod get;
 pub mod gitops;

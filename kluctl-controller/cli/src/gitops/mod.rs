@@ -15,7 +15,7 @@
 
 mod logs;
 mod overrides;
-mod request;
+pub(crate) mod request;
 mod select;
 
 use std::path::Path;

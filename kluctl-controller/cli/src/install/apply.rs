@@ -72,6 +72,20 @@ pub(crate) fn api_for(client: &Client, o: &Value) -> anyhow::Result<Api<DynamicO
 /// # Errors
 /// The first object the server refuses, or a CRD that is not Established within `timeout`.
 pub async fn apply(client: &Client, m: &Manifests, timeout: Duration) -> anyhow::Result<()> {
+    apply_as(client, m, timeout, FIELD_MANAGER).await
+}
+
+/// [`apply`] with another field manager (bootstrap applies as the Kluctl engine does, so the
+/// sync's later deploys own the same fields).
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_as(
+    client: &Client,
+    m: &Manifests,
+    timeout: Duration,
+    manager: &str,
+) -> anyhow::Result<()> {
     let mut changed = 0;
     let aggregated = aggregated_apis(client).await?;
     let mut applied = Vec::new();
@@ -80,14 +94,14 @@ pub async fn apply(client: &Client, m: &Manifests, timeout: Duration) -> anyhow:
             println!("{} skipped: its API is served by {service}", describe(o));
             continue;
         }
-        changed += usize::from(apply_one(client, o).await? != Outcome::Unchanged);
+        changed += usize::from(apply_one(client, o, manager).await? != Outcome::Unchanged);
         applied.push(o);
     }
     for o in applied {
         wait_established(client, o, timeout).await?;
     }
     for o in &m.objects {
-        changed += usize::from(apply_one(client, o).await? != Outcome::Unchanged);
+        changed += usize::from(apply_one(client, o, manager).await? != Outcome::Unchanged);
     }
     if changed == 0 {
         println!("nothing changed: the installation is up to date");
@@ -134,21 +148,21 @@ pub(crate) fn served_elsewhere(crd: &Value, aggregated: &BTreeMap<String, String
         .find_map(|v| aggregated.get(&format!("{v}.{group}")).cloned())
 }
 
-async fn apply_one(client: &Client, o: &Value) -> anyhow::Result<Outcome> {
+async fn apply_one(client: &Client, o: &Value, manager: &str) -> anyhow::Result<Outcome> {
     let api = api_for(client, o)?;
     let what = describe(o);
     let before = api
         .get_opt(name(o))
         .await
         .with_context(|| format!("failed to read {what}"))?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(manager).force();
     let after = api
         .patch(name(o), &params, &Patch::Apply(o))
         .await
         .with_context(|| format!("failed to apply {what}"))?;
     let outcome = match before {
         None => Outcome::Created,
-        Some(b) if comparable(&b) == comparable(&after) => Outcome::Unchanged,
+        Some(b) if comparable(&b, manager) == comparable(&after, manager) => Outcome::Unchanged,
         Some(_) => Outcome::Configured,
     };
     println!("{what} {}", outcome.word());
@@ -160,7 +174,7 @@ async fn apply_one(client: &Client, o: &Value) -> anyhow::Result<Outcome> {
 /// managedFields entry. So a no-op apply compares equal even where the server records it as a
 /// write or a controller updates the status meanwhile, and taking fields over from another
 /// manager still counts as a change.
-fn comparable(o: &DynamicObject) -> Value {
+fn comparable(o: &DynamicObject, manager: &str) -> Value {
     let mut v = serde_json::to_value(o).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
         obj.remove("status");
@@ -168,7 +182,7 @@ fn comparable(o: &DynamicObject) -> Value {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         if let Some(fields) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
-            fields.retain(|f| f["manager"] == FIELD_MANAGER && f["subresource"].is_null());
+            fields.retain(|f| f["manager"] == manager && f["subresource"].is_null());
             for f in fields.iter_mut().filter_map(Value::as_object_mut) {
                 f.remove("time");
             }

@@ -208,7 +208,7 @@ async fn crds(client: &Client, m: &Manifests) -> anyhow::Result<Vec<Row>> {
 }
 
 /// The Deployments labelled as part of the installation in `namespace`: available or not.
-async fn deployments(client: &Client, namespace: &str) -> anyhow::Result<Vec<Row>> {
+pub(crate) async fn deployments(client: &Client, namespace: &str) -> anyhow::Result<Vec<Row>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let list = api
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/part-of={PART_OF}")))
