@@ -733,6 +733,13 @@ impl FaultReport {
         }
     }
 
+    /// Adds a finding that is none of the counted invariants (a leftover, an overlap): the run
+    /// did not recover cleanly.
+    pub fn finding(&mut self, what: String) {
+        self.recovered = false;
+        self.findings.push(what);
+    }
+
     /// Appends the row to the results file ([`results_file`]) and fails when an invariant broke.
     ///
     /// # Errors
@@ -877,4 +884,56 @@ mod tests {
         proxy.set(Mode::Pass);
         assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
     }
+}
+
+/// A Kluctl project (target `test`, discriminator `faults-<ns>`) deploying into `ns` the
+/// ConfigMaps `cm-<i>` for each `i` of `items` (`data.value: <value>`) and the Secret `planted`
+/// holding `secret`: the files to commit.
+pub fn project(
+    ns: &str,
+    items: impl IntoIterator<Item = usize>,
+    value: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    let mut objects = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: {ns}\nstringData:\n  token: {secret}\n"
+    );
+    for i in items {
+        let _ = write!(
+            objects,
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\ndata:\n  value: \"{value}\"\n"
+        );
+    }
+    vec![
+        (
+            ".kluctl.yaml".to_owned(),
+            format!("discriminator: faults-{ns}\ntargets:\n  - name: test\n"),
+        ),
+        (
+            "deployment.yaml".to_owned(),
+            "deployments:\n  - path: app\n".to_owned(),
+        ),
+        ("app/objects.yaml".to_owned(), objects),
+    ]
+}
+
+/// The names `cm-<i>` of `items`.
+pub fn cm_names(items: impl IntoIterator<Item = usize>) -> BTreeSet<String> {
+    items.into_iter().map(|i| format!("cm-{i}")).collect()
+}
+
+/// The `cm-*` ConfigMaps that exist in `ns`.
+///
+/// # Errors
+/// On API errors.
+pub async fn deployed_cms(client: &Client, ns: &str) -> anyhow::Result<BTreeSet<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .filter(|n| n.starts_with("cm-"))
+        .collect())
 }
