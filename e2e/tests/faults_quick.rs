@@ -332,7 +332,7 @@ fn file_digest(path: &std::path::Path) -> anyhow::Result<String> {
     ))
 }
 
-/// kill -9 of source-controller while it writes an artifact (a commit of 24 MB of random bytes):
+/// kill -9 of source-controller while it writes an artifact (a commit of 3 MB of random bytes):
 /// every artifact answer seen during the fault matches its advertised digest, the previous
 /// artifact stays on disk intact, the temp file left behind is gone once the restarted controller
 /// has started, and the new revision then becomes the artifact.
@@ -357,9 +357,9 @@ async fn source_controller_killed_while_writing_an_artifact_serves_no_partial_ar
             // Random (incompressible) content, so packaging it takes a while.
             let mut files = Vec::new();
             let mut seed = u64::from(std::process::id());
-            for i in 0..24 {
-                let mut data = String::with_capacity(1 << 20);
-                while data.len() < 1 << 20 {
+            for i in 0..6 {
+                let mut data = String::with_capacity(1 << 19);
+                while data.len() < 1 << 19 {
                     seed = seed
                         .wrapping_mul(6_364_136_223_846_793_005)
                         .wrapping_add(1_442_695_040_888_963_407);
