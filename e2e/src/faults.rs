@@ -518,11 +518,11 @@ impl LossWatch {
             loop {
                 tick.tick().await;
                 // An unreachable apiserver (a fault of its own) proves nothing either way.
-                let Ok(list) = api.list_metadata(&ListParams::default()).await else {
+                let Ok(listed) = api.list_metadata(&ListParams::default()).await else {
                     continue;
                 };
                 let present: BTreeSet<String> =
-                    list.items.into_iter().filter_map(|o| o.metadata.name).collect();
+                    listed.items.into_iter().filter_map(|o| o.metadata.name).collect();
                 let want = want.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let mut gone = gone.lock().unwrap_or_else(PoisonError::into_inner);
                 gone.extend(want.difference(&present).cloned());
@@ -724,12 +724,11 @@ impl FaultReport {
             .extend(touched.iter().map(|t| format!("foreign touched: {t}")));
         self.findings
             .extend(leaked.iter().map(|l| format!("secret leaked: {l}")));
-        match recovered {
-            Some(d) => self.recover_secs = self.recover_secs.max(d.as_secs_f64()),
-            None => {
-                self.recovered = false;
-                self.findings.push("did not recover".into());
-            }
+        if let Some(d) = recovered {
+            self.recover_secs = self.recover_secs.max(d.as_secs_f64());
+        } else {
+            self.recovered = false;
+            self.findings.push("did not recover".into());
         }
     }
 

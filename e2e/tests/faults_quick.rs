@@ -13,6 +13,7 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -167,11 +168,11 @@ async fn kluctl_controller_killed_mid_deploy_prune_and_delete_converges() -> any
             eprintln!("killed mid-delete with {} objects left", seen.len());
             let restarted = Instant::now();
             ctl.restart()?;
-            let gone = async {
-                e2e::wait_gone(&api, "app", WAIT).await?;
+            let gone = Box::pin(async {
+                Box::pin(e2e::wait_gone(&api, "app", WAIT)).await?;
                 wait_count(&t, "every object deleted", |n| n == 0).await?;
                 anyhow::Ok(restarted.elapsed())
-            }
+            })
             .await;
             let (touched, leaked) = checks(&t, &foreign, &scan).await?;
             report.run(&watch.lost(), &touched, &leaked, gone.ok());
@@ -316,7 +317,9 @@ fn temp_files(dir: &std::path::Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+                .filter(|n| {
+                    n.starts_with('.') && std::path::Path::new(n).extension().is_some_and(|e| e == "tmp")
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -363,7 +366,7 @@ async fn source_controller_killed_while_writing_an_artifact_serves_no_partial_ar
                     seed = seed
                         .wrapping_mul(6_364_136_223_846_793_005)
                         .wrapping_add(1_442_695_040_888_963_407);
-                    data.push_str(&format!("{seed:016x}"));
+                    let _ = write!(data, "{seed:016x}");
                 }
                 files.push((format!("blob-{i}.txt"), data));
             }
@@ -432,7 +435,7 @@ async fn source_controller_killed_while_writing_an_artifact_serves_no_partial_ar
                 "temp files after the kill: {leftovers_after_kill:?}; after the restart: {:?}",
                 temp_files(&object_dir)
             );
-            let took = async {
+            let took = Box::pin(async {
                 let new = poll_for("the big revision's artifact", WAIT, || async {
                     let g = git_api.get("big").await?;
                     Ok(e2e::source::artifact(&g)
@@ -441,7 +444,7 @@ async fn source_controller_killed_while_writing_an_artifact_serves_no_partial_ar
                 .await?;
                 e2e::fetch_artifact_files(&new.url, &new.digest).await?;
                 anyhow::Ok(restarted.elapsed())
-            }
+            })
             .await;
             checker.abort();
             findings.extend(mismatches.lock().map(|m| m.clone()).unwrap_or_default());
@@ -557,10 +560,14 @@ async fn failing_sources_keep_the_last_artifact_and_prune_nothing() -> anyhow::R
             items -= 1;
             let next = repo.commit(&refs(&faults::project(&ns, 0..items, "one", &secret)), "unreachable")?;
             poke(&git_api, "project", "artifact-fault").await?;
-            let failed = kd::wait(&api, &ctl, "app", "Ready=False ArtifactFailed", |k| {
-                kd::ready_is(k, "False", "ArtifactFailed")
+            // Polled, not watched: the download retries with backoff for a while, and a watch
+            // with no event for 30 s times out on the test's side.
+            let failed = poll_for("Ready=False ArtifactFailed", Duration::from_secs(240), || async {
+                let k = api.get("app").await?;
+                Ok(kd::ready_is(&k, "False", "ArtifactFailed").then_some(k))
             })
-            .await?;
+            .await
+            .with_context(|| ctl.log_tail(20))?;
             eprintln!("artifact server unreachable: {:?}", kd::ready(&failed).map(|c| &c.message));
             artifacts.set(Mode::Pass);
             let back = Instant::now();
