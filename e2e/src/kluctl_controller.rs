@@ -41,6 +41,48 @@ pub struct KluctlController {
     pub health_addr: String,
     /// `host:port` of its Flux event endpoint (empty with `--notification-dispatch=false`).
     pub events_addr: String,
+    env: Env,
+    /// `$E2E_STATE/controllers/<ns>`: its log files.
+    dir: PathBuf,
+    args: Vec<std::ffi::OsString>,
+}
+
+/// Starts the binary with `args` (the log file named with a fresh number in `dir`).
+fn spawn(env: &Env, dir: &Path, args: &[std::ffi::OsString]) -> anyhow::Result<(Child, PathBuf, ChildLog)> {
+    let bin = kluctl_controller_bin()?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let log_file = dir.join(format!("kluctl-controller-{n}.log"));
+    let mut command = Command::new(&bin);
+    // Every KLUCTL_* variable may be read as a flag: one left in the caller's shell must not
+    // steer the controller under test.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KLUCTL_") {
+            command.env_remove(&key);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .arg("--log-file")
+        .arg(&log_file)
+        // The pinned tools, as `kluctl` gets them in the CLI tests.
+        .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
+        .env("KLUCTL_HELM", env.get("E2E_HELM")?)
+        // The machine presets CA bundles for child processes; the controller must not rely on them.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("SSL_CERT_FILE")
+        // Read as --events-addr: the caller's must not send the tests' events anywhere.
+        .env_remove("EVENTS_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .context("kluctl-controller has no stderr pipe")?;
+    let stderr = ChildLog::follow(stderr, &dir.join(format!("kluctl-controller-{n}.stderr")))?;
+    Ok((child, log_file, stderr))
 }
 
 /// The `kluctl-controller` binary under test: `$E2E_KLUCTL_CONTROLLER_BIN`, or
@@ -65,54 +107,44 @@ impl KluctlController {
     /// When the binary is missing (the message says how to build it), does not start, or exits or
     /// stays silent for 60 s before logging its addresses (with the end of its logs).
     pub fn start(env: &Env, ns: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let bin = kluctl_controller_bin()?;
+        Self::start_via(env, ns, Path::new(env.get("E2E_KUBECONFIG_ADMIN")?), extra_args)
+    }
+
+    /// As [`KluctlController::start`], talking to the apiserver through `kubeconfig` (a proxy's,
+    /// see [`crate::faults`]).
+    ///
+    /// # Errors
+    /// As [`KluctlController::start`].
+    pub fn start_via(env: &Env, ns: &str, kubeconfig: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
         let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
         let dir = PathBuf::from(state).join("controllers").join(ns);
         fs_err::create_dir_all(&dir)?;
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let log_file = dir.join(format!("kluctl-controller-{n}.log"));
         let cache_dir = tempfile::Builder::new()
             .prefix("kluctl-controller-cache-")
             .tempdir()?;
-        let mut command = Command::new(&bin);
-        // Every KLUCTL_* variable may be read as a flag: one left in the caller's shell must not
-        // steer the controller under test.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("KLUCTL_") {
-                command.env_remove(&key);
-            }
+        let mut args: Vec<std::ffi::OsString> = vec!["--kubeconfig".into(), kubeconfig.into()];
+        for a in [
+            "--namespace",
+            ns,
+            "--controller-namespace",
+            ns,
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+            "--health-probe-bind-address",
+            "127.0.0.1:0",
+            "--events-listen-addr",
+            "127.0.0.1:0",
+            "--receiver-listen-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--cache-dir",
+        ] {
+            args.push(a.into());
         }
-        let mut child = command
-            .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
-            .args(["--namespace", ns, "--controller-namespace", ns])
-            .args(["--metrics-bind-address", "127.0.0.1:0"])
-            .args(["--health-probe-bind-address", "127.0.0.1:0"])
-            .args(["--events-listen-addr", "127.0.0.1:0"])
-            .args(["--receiver-listen-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .arg("--log-file")
-            .arg(&log_file)
-            .arg("--cache-dir")
-            .arg(cache_dir.path())
-            .args(extra_args)
-            // The pinned tools, as `kluctl` gets them in the CLI tests.
-            .env("KLUCTL_KUSTOMIZE", env.get("E2E_KUSTOMIZE")?)
-            .env("KLUCTL_HELM", env.get("E2E_HELM")?)
-            // The machine presets CA bundles for child processes; the controller must not rely on them.
-            .env_remove("GIT_SSL_CAINFO")
-            .env_remove("SSL_CERT_FILE")
-            // Read as --events-addr: the caller's must not send the tests' events anywhere.
-            .env_remove("EVENTS_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .context("kluctl-controller has no stderr pipe")?;
-        let stderr = ChildLog::follow(stderr, &dir.join(format!("kluctl-controller-{n}.stderr")))?;
+        args.push(cache_dir.path().into());
+        args.extend(extra_args.iter().map(Into::into));
+        let (child, log_file, stderr) = spawn(env, &dir, &args)?;
         let mut ctl = KluctlController {
             child,
             cache_dir,
@@ -121,9 +153,17 @@ impl KluctlController {
             metrics_addr: String::new(),
             health_addr: String::new(),
             events_addr: String::new(),
+            env: env.clone(),
+            dir,
+            args,
         };
+        ctl.wait_serving()?;
+        Ok(ctl)
+    }
+
+    fn wait_serving(&mut self) -> anyhow::Result<()> {
         let (metrics, health, events) =
-            ctl.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
+            self.wait_for_log("its metrics and health addresses", START_TIMEOUT, |v| {
                 if v["msg"].as_str() != Some(SERVING_MSG) {
                     return None;
                 }
@@ -133,10 +173,35 @@ impl KluctlController {
                     log_value(v, "events_addr").unwrap_or_default(),
                 ))
             })?;
-        ctl.metrics_addr = metrics;
-        ctl.health_addr = health;
-        ctl.events_addr = events;
-        Ok(ctl)
+        self.metrics_addr = metrics;
+        self.health_addr = health;
+        self.events_addr = events;
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no cleanup of any kind runs) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the process (SIGKILL) if it still runs and starts it again with the same arguments
+    /// and cache dir, a new log file; returns once it has logged its addresses again.
+    ///
+    /// # Errors
+    /// As [`KluctlController::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let (child, log_file, stderr) = spawn(&self.env, &self.dir, &self.args)?;
+        self.child = child;
+        self.log_file = log_file;
+        self.stderr = stderr;
+        self.wait_serving()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits up to `timeout` for a JSON log line (of the log file, or of stderr) that `pick` takes

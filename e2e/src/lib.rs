@@ -24,6 +24,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub mod faults;
 mod kluctl_controller;
 pub mod kluctl_deployment;
 pub mod sink;
@@ -638,6 +639,39 @@ pub struct SourceController {
     pub health_addr: String,
     /// Its log (stderr).
     pub log: ChildLog,
+    /// `$E2E_STATE/controllers/<ns>`: its storage and log files.
+    dir: PathBuf,
+    args: Vec<std::ffi::OsString>,
+}
+
+/// Starts the built `source-controller` with `args`, its stderr copied to a new log in `dir`.
+fn spawn_source_controller(
+    dir: &Path,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<(std::process::Child, ChildLog)> {
+    let bin = built_bin(
+        "E2E_SOURCE_CONTROLLER_BIN",
+        "source-controller",
+        "cargo build -p source-controller",
+    )?;
+    let mut child = Command::new(&bin)
+        .args(args)
+        // The machine presets CA bundles for child processes; the controller must not rely on them.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("SSL_CERT_FILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .context("source-controller has no stderr pipe")?;
+    let log = dir.join(format!(
+        "source-controller-{}.log",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    Ok((child, ChildLog::follow(stderr, &log)?))
 }
 
 impl SourceController {
@@ -650,62 +684,83 @@ impl SourceController {
     /// When the binary is missing (the message says how to build it), does not start, or exits or
     /// stays silent for 60 s before logging its addresses (with the end of its log).
     pub fn start(env: &Env, ns: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let bin = built_bin(
-            "E2E_SOURCE_CONTROLLER_BIN",
-            "source-controller",
-            "cargo build -p source-controller",
-        )?;
+        Self::start_via(ns, Path::new(env.get("E2E_KUBECONFIG_ADMIN")?), extra_args)
+    }
+
+    /// As [`SourceController::start`], talking to the apiserver through `kubeconfig` (a proxy's,
+    /// see [`faults`]).
+    ///
+    /// # Errors
+    /// As [`SourceController::start`].
+    pub fn start_via(ns: &str, kubeconfig: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
         let state = std::env::var("E2E_STATE").unwrap_or_else(|_| DEFAULT_STATE_DIR.to_string());
         let dir = PathBuf::from(state).join("controllers").join(ns);
         let storage_dir = dir.join("storage");
         fs_err::create_dir_all(&storage_dir)?;
-        let mut child = Command::new(&bin)
-            .args(["--kubeconfig", env.get("E2E_KUBECONFIG_ADMIN")?])
-            .args(["--storage-path", &storage_dir.to_string_lossy()])
+        let mut args: Vec<std::ffi::OsString> = vec!["--kubeconfig".into(), kubeconfig.into()];
+        let selector = format!("e2e.kluctl-gitops/ns={ns}");
+        let storage = storage_dir.to_string_lossy().into_owned();
+        for a in [
+            "--storage-path",
+            &storage,
             // No --storage-adv-addr: the controller advertises the port it bound.
-            .args(["--storage-addr", "127.0.0.1:0"])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(["--health-addr", "127.0.0.1:0"])
-            .args(
-                // `--watch-all-namespaces=false` in `extra_args` selects by namespace instead.
-                if extra_args.iter().any(|a| a.starts_with("--watch-all-namespaces")) {
-                    vec![]
-                } else {
-                    vec![
-                        "--watch-label-selector".to_owned(),
-                        format!("e2e.kluctl-gitops/ns={ns}"),
-                    ]
-                },
-            )
-            .args(["--log-encoding", "console", "--min-retry-delay", "500ms"])
-            .args(extra_args)
-            // The machine presets CA bundles for child processes; the controller must not rely on them.
-            .env_remove("GIT_SSL_CAINFO")
-            .env_remove("SSL_CERT_FILE")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .context("source-controller has no stderr pipe")?;
-        let log = dir.join(format!(
-            "source-controller-{}.log",
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+            "--storage-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--log-encoding",
+            "console",
+            "--min-retry-delay",
+            "500ms",
+        ] {
+            args.push(a.into());
+        }
+        // `--watch-all-namespaces=false` in `extra_args` selects by namespace instead.
+        if !extra_args.iter().any(|a| a.starts_with("--watch-all-namespaces")) {
+            args.extend(["--watch-label-selector".into(), selector.into()]);
+        }
+        args.extend(extra_args.iter().map(Into::into));
+        let (child, log) = spawn_source_controller(&dir, &args)?;
         let mut ctl = SourceController {
             child,
             storage_dir,
             health_addr: String::new(),
-            log: ChildLog::follow(stderr, &log)?,
+            log,
+            dir,
+            args,
         };
-        ctl.health_addr = ctl
+        ctl.wait_health()?;
+        Ok(ctl)
+    }
+
+    fn wait_health(&mut self) -> anyhow::Result<()> {
+        self.health_addr = self
             .log
             .wait_for("its health address", Duration::from_secs(60), |l| {
                 log_field(l, "health_addr").map(str::to_string)
             })?;
-        Ok(ctl)
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no cleanup of any kind runs) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the process (SIGKILL) if it still runs and starts it again with the same arguments
+    /// and storage dir, a new log; returns once it has logged its health address again.
+    ///
+    /// # Errors
+    /// As [`SourceController::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let (child, log) = spawn_source_controller(&self.dir, &self.args)?;
+        self.child = child;
+        self.log = log;
+        self.wait_health()
     }
 
     /// `host:port` of its artifact server, waiting up to 10 s for it to be logged (a standby of a

@@ -101,6 +101,23 @@ async fn client(args: &Args) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// A process killed while writing an artifact left its temp file: give the space back before
+/// anything is written (a full volume is a common reason the last one died).
+async fn remove_leftovers(storage: &storage::Storage) -> anyhow::Result<()> {
+    let sweep = storage.clone();
+    match tokio::task::spawn_blocking(move || sweep.remove_leftovers()).await? {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(
+                count = removed.len(),
+                "removed temp files of interrupted artifact writes"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "removing temp files of interrupted artifact writes failed"),
+    }
+    Ok(())
+}
+
 async fn run_async(args: Args) -> anyhow::Result<()> {
     fs_err::create_dir_all(&args.storage_path)?;
     let storage =
@@ -157,6 +174,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         };
         leadership = Some(leader::acquire(client.clone(), lease, &instance).await?);
     }
+    remove_leftovers(&storage).await?;
 
     let artifact_listener = server::bind(&args.storage_addr).await?;
     let storage_addr = artifact_listener.local_addr()?;

@@ -24,6 +24,7 @@
 mod address;
 mod error;
 mod gc;
+mod leftovers;
 mod path;
 mod verify;
 mod write;
