@@ -69,6 +69,12 @@ for name in kluctl-controller source-controller; do
   if alive "$RUN" "$name"; then die "$name of an earlier make run is still running (pid $(cat "$RUN/$name.pid")): stop it first"; fi
 done
 
+# A namespace still terminating (an earlier run's, or a test's cleanup) refuses new objects.
+if [ "$(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null)" = Terminating ]; then
+  log "waiting for namespace $NS of an earlier run to be deleted"
+  kubectl wait --for=delete "namespace/$NS" --timeout=180s >/dev/null \
+    || die "namespace $NS is stuck in Terminating: $(kubectl get namespace "$NS" -o jsonpath='{.status.conditions}')"
+fi
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 : > "$RUN/kluctl-controller.log"
 KLUCTL_HELM=$E2E_HELM KLUCTL_KUSTOMIZE=$E2E_KUSTOMIZE "$TARGET/kluctl-controller" \
