@@ -802,6 +802,48 @@ async fn a_broken_template_fails_prepare_and_prunes_nothing() -> anyhow::Result<
     .await
 }
 
+fn stalled_is(k: &KluctlDeployment) -> bool {
+    status(k)
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True")
+}
+
+/// A stall (a field this build does not implement) ends with the spec change that removes the
+/// field, even when the next reconcile fails for another, retryable, reason: Stalled=True must
+/// not outlive its generation.
+#[tokio::test]
+async fn a_stall_is_cleared_when_the_fixed_spec_fails_for_a_retryable_reason() -> anyhow::Result<()> {
+    Box::pin(TestNs::run("kd_stall_clear", |t| async move {
+        let demo = Demo::start(&t)?;
+        demo.apply_kd(
+            "ms-demo-test",
+            "test",
+            &json!({"decryption": {"provider": "sops"}}),
+        )
+        .await?;
+        demo.wait_kd("ms-demo-test", "Stalled=True (UnsupportedConfiguration)", |k| {
+            ready_is(k, "False", "UnsupportedConfiguration") && stalled_is(k)
+        })
+        .await?;
+        // The field goes; the target does not exist: a prepare failure, retried, not a stall.
+        demo.apply_kd("ms-demo-test", "no-such-target", &json!({}))
+            .await?;
+        let failed = demo
+            .wait_kd("ms-demo-test", "Ready=False (PrepareFailed)", |k| {
+                ready_is(k, "False", "PrepareFailed") && reconciled(k)
+            })
+            .await?;
+        assert!(
+            !stalled_is(&failed),
+            "Stalled of the previous generation stays: {:?}",
+            status(&failed).conditions
+        );
+        Ok(())
+    }))
+    .await
+}
+
 #[tokio::test]
 async fn a_suspended_deployment_does_not_deploy_but_observes_its_generation() -> anyhow::Result<()> {
     Box::pin(TestNs::run("kd_suspend", |t| async move {

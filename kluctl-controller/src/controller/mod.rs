@@ -438,6 +438,9 @@ impl Run<'_> {
                 generation,
                 &now,
             );
+        } else {
+            // A stall of an earlier generation is over: this failure is retried.
+            conds = conditions::remove(&conds, types::STALLED);
         }
         let mut patch = json!({"conditions": conds, "observedGeneration": generation});
         if reason == reasons::PREPARE_FAILED {
