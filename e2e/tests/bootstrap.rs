@@ -242,3 +242,54 @@ async fn bootstrap_refuses_bad_credentials_and_a_protected_branch_before_changin
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn components_only_over_ssh_pushes_and_installs_the_components_without_a_sync() -> anyhow::Result<()> {
+    TestNs::run("bootstrap_components", |t| async move {
+        let ns = t.name.clone();
+        let _guards = installation_guards(&t.env, &ns);
+        let repo = GitRepo::create(&t.env, &format!("bootstrap-{ns}"))?;
+        repo.commit(&[("README.md", "fleet\n")], "start")?;
+        let url = format!("{}/{}.git", t.env.get("E2E_GIT_SSH_URL")?, repo.name);
+        let identity = t.env.get("E2E_SSH_IDENTITY")?.to_owned();
+        // No --known-hosts-file: the host keys come from ssh-keyscan.
+        let (ok, out, err) = bootstrap(
+            &ns,
+            &url,
+            "clusters/c1",
+            None,
+            &["--components-only", "--private-key-file", &identity],
+        )?;
+        anyhow::ensure!(ok, "bootstrap --components-only failed:\n{out}\n{err}");
+        assert!(out.contains("--components-only: no sync"), "{out}");
+        let files = repo_files(&t.env, &repo)?;
+        assert!(
+            files.contains(&format!("clusters/c1/{ns}/components.yaml")),
+            "{files:?}"
+        );
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.ends_with("sync.yaml") || f.ends_with("deployment.yaml")),
+            "no sync with --components-only: {files:?}"
+        );
+        let history = git(&bare(&t.env, &repo)?, &["log", "-p", "main"])?;
+        assert!(
+            !history.contains("PRIVATE KEY"),
+            "the SSH key is in the repository"
+        );
+        Api::<ServiceAccount>::namespaced(t.client.clone(), &ns)
+            .get("kluctl-controller")
+            .await
+            .context("the components were not applied")?;
+        assert!(
+            Api::<Secret>::namespaced(t.client.clone(), &ns)
+                .get_opt(&ns)
+                .await?
+                .is_none(),
+            "no credentials Secret without a sync"
+        );
+        Ok(())
+    })
+    .await
+}
