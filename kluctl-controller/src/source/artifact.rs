@@ -870,6 +870,17 @@ fn extract(
     Ok(unpacked)
 }
 
+/// For the `artifact_untar` fuzz target only (not an API): [`extract`] of the tar.gz bytes
+/// `archive` into the existing directory `root`; the files and bytes written.
+#[doc(hidden)]
+pub fn fuzz_extract(
+    archive: &[u8],
+    root: &Path,
+    limits: UnpackLimits,
+) -> Result<(usize, u64), ArtifactError> {
+    extract(archive, root, limits, "fuzz").map(|u| (u.files, u.bytes))
+}
+
 /// A reader that fails once more than `cap` bytes come out of `inner`. Stopping quietly would
 /// not do: tar reads a stream that ends at a block boundary as a complete archive.
 struct Capped<R> {

@@ -182,25 +182,7 @@ impl Received {
         let objects = self.git_dir.join("objects");
         fs_err::create_dir_all(&objects)?;
         let kept = self.resolve(&objects, interrupt)?;
-        let commit = kept
-            .commits
-            .get(&want)
-            .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
-        let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
-            .tree_id()
-            .map_err(|e| invalid(format!("commit {want} cannot be parsed: {e}")))?;
-        let message = gix::objs::CommitRef::from_bytes(commit, HASH)
-            .map(|c| c.message.to_vec())
-            .unwrap_or_default();
-        let mut place = Place {
-            trees: &kept.trees,
-            objects: &objects,
-            placed: HashMap::new(),
-            interrupt,
-        };
-        let tree = place.tree(root)?;
-        place.dir(tree, dest, 0)?;
-        Ok(CheckedOut { message })
+        place_commit(&kept, &objects, want, dest, interrupt)
     }
 
     /// Inflates and hashes every entry once, family by family.
@@ -357,6 +339,66 @@ impl Received {
         }
         Ok((kind, content))
     }
+}
+
+/// Writes the tree of commit `want` (resolved into `kept`, blobs in `objects`) into `dest`.
+fn place_commit(
+    kept: &Kept,
+    objects: &Path,
+    want: ObjectId,
+    dest: &Path,
+    interrupt: &AtomicBool,
+) -> Result<CheckedOut> {
+    let commit = kept
+        .commits
+        .get(&want)
+        .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
+    let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
+        .tree_id()
+        .map_err(|e| invalid(format!("commit {want} cannot be parsed: {e}")))?;
+    let message = gix::objs::CommitRef::from_bytes(commit, HASH)
+        .map(|c| c.message.to_vec())
+        .unwrap_or_default();
+    let mut place = Place {
+        trees: &kept.trees,
+        objects,
+        placed: HashMap::new(),
+        interrupt,
+    };
+    let tree = place.tree(root)?;
+    place.dir(tree, dest, 0)?;
+    Ok(CheckedOut { message })
+}
+
+/// For the `pack_unpack` fuzz target only (not an API): receives `pack` (its checksum included)
+/// into the empty directory `git_dir`, resolves it and checks out commit `want` (by default the
+/// smallest commit id the pack holds) into the empty directory `dest`.
+#[doc(hidden)]
+pub fn fuzz_unpack(
+    pack: &[u8],
+    git_dir: &Path,
+    dest: &Path,
+    want: Option<[u8; 20]>,
+) -> std::result::Result<(), String> {
+    let interrupt = AtomicBool::new(false);
+    let message = |e: UnpackError| match e {
+        UnpackError::Io(e) => e.to_string(),
+        UnpackError::Invalid(m) => m,
+        UnpackError::Interrupted => "interrupted".into(),
+    };
+    let received = receive(&mut &pack[..], git_dir, &interrupt).map_err(message)?;
+    let objects = git_dir.join("objects");
+    fs_err::create_dir_all(&objects).map_err(|e| e.to_string())?;
+    let kept = received.resolve(&objects, &interrupt).map_err(message)?;
+    let Some(want) = want
+        .map(ObjectId::from)
+        .or_else(|| kept.commits.keys().min().copied())
+    else {
+        return Err("the pack holds no commit".into());
+    };
+    place_commit(&kept, &objects, want, dest, &interrupt)
+        .map(drop)
+        .map_err(message)
 }
 
 /// One delta family's shared context.
