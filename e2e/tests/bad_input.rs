@@ -69,7 +69,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use e2e::kluctl_deployment as kd;
 use e2e::source::{apply, artifact, event_messages};
-use e2e::{GitRepo, KluctlController, SourceController, TestNs, wait_for};
+use e2e::{GitRepo, KluctlController, SourceController, TestNs, poll_until};
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
 use gitops_api::source::v1::GitRepository;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -122,7 +122,7 @@ fn cases() -> Vec<Case> {
             id: "yaml-deployment",
             bad: Files(&[("deployment.yaml", "deployments:\n  - path: app\n   oops: [\n")]),
             reason: "PrepareFailed",
-            names: &["deployment.yaml", "line"],
+            names: &["deployment.yaml", "line 3"],
         },
         Case {
             id: "yaml-manifest",
@@ -131,7 +131,7 @@ fn cases() -> Vec<Case> {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n",
             )]),
             reason: "PrepareFailed",
-            names: &["app/configmap.yaml"],
+            names: &["'app'", "configmap.yaml", "line 2"],
         },
         Case {
             id: "json-vars",
@@ -143,13 +143,13 @@ fn cases() -> Vec<Case> {
                 ("vars.json", "{\"a\": 1,, }"),
             ]),
             reason: "PrepareFailed",
-            names: &["vars.json"],
+            names: &["deployment.yaml", "vars[0]", "vars.json"],
         },
         Case {
             id: "jinja-syntax",
             bad: Files(&[("deployment.yaml", "deployments:\n{% if %}\n  - path: app\n")]),
             reason: "PrepareFailed",
-            names: &["deployment.yaml"],
+            names: &["deployment.yaml", "line 2"],
         },
         Case {
             id: "jinja-undefined",
@@ -158,7 +158,7 @@ fn cases() -> Vec<Case> {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-{{ args.id }}\n  namespace: {{ args.ns }}\ndata:\n  message: {{ nope.deeper }}\n",
             )]),
             reason: "PrepareFailed",
-            names: &["app/configmap.yaml", "nope"],
+            names: &["app/configmap.yaml", "line 7", "nope"],
         },
         Case {
             id: "jinja-filter",
@@ -173,7 +173,7 @@ fn cases() -> Vec<Case> {
             id: "unknown-target",
             bad: Spec(json!({"target": "nope"})),
             reason: "PrepareFailed",
-            names: &["nope"],
+            names: &["target nope"],
         },
         Case {
             id: "missing-include",
@@ -182,13 +182,13 @@ fn cases() -> Vec<Case> {
                 "deployments:\n  - path: app\n  - include: missing\n",
             )]),
             reason: "PrepareFailed",
-            names: &["deployment.yaml", "missing"],
+            names: &["deployment.yaml", "deployments[1].include", "missing"],
         },
         Case {
             id: "missing-path",
             bad: Files(&[("deployment.yaml", "deployments:\n  - path: app\n  - path: gone\n")]),
             reason: "PrepareFailed",
-            names: &["gone"],
+            names: &["deployment.yaml", "deployments[1].path", "gone"],
         },
         Case {
             id: "kustomize-resource",
@@ -197,13 +197,13 @@ fn cases() -> Vec<Case> {
                 "resources:\n  - configmap.yaml\n  - missing.yaml\n",
             )]),
             reason: "PrepareFailed",
-            names: &["app", "missing.yaml"],
+            names: &["'app'", "missing.yaml"],
         },
         Case {
             id: "kustomize-invalid",
             bad: Files(&[("app/kustomization.yaml", "resources: 5\n")]),
             reason: "PrepareFailed",
-            names: &["app/kustomization.yaml"],
+            names: &["'app'", "Kustomization.resources"],
         },
         Case {
             id: "helm-chart",
@@ -215,7 +215,7 @@ fn cases() -> Vec<Case> {
                 ("chart/helm-chart.yaml", "helmChart:\n  releaseName: x\n"),
             ]),
             reason: "PrepareFailed",
-            names: &["chart/helm-chart.yaml"],
+            names: &["'chart'", "helm-chart.yaml", "helmChart.repo"],
         },
         Case {
             id: "helm-values",
@@ -231,13 +231,13 @@ fn cases() -> Vec<Case> {
                 ("chart/helm-values.yaml", "a: [\n"),
             ]),
             reason: "PrepareFailed",
-            names: &["chart/helm-values.yaml"],
+            names: &["'chart'", "helm-values.yaml"],
         },
         Case {
             id: "unknown-field",
             bad: Files(&[("deployment.yaml", "deployments:\n  - path: app\n    nosuch: 1\n")]),
             reason: "PrepareFailed",
-            names: &["deployment.yaml", "nosuch"],
+            names: &["deployment.yaml", "line 3", "nosuch"],
         },
         Case {
             id: "duplicate-target",
@@ -252,19 +252,19 @@ fn cases() -> Vec<Case> {
             id: "not-a-mapping",
             bad: Files(&[("app/list.yaml", "- a\n- b\n")]),
             reason: "PrepareFailed",
-            names: &["app/list.yaml"],
+            names: &["'app'", "list.yaml"],
         },
         Case {
             id: "no-kind",
             bad: Files(&[("app/nokind.yaml", "apiVersion: v1\nmetadata:\n  name: nokind\n")]),
             reason: "PrepareFailed",
-            names: &["app/nokind.yaml"],
+            names: &["'app'", "nokind.yaml", "missing kind"],
         },
         Case {
             id: "spec-path",
             bad: Spec(json!({"path": "nothere"})),
             reason: "PrepareFailed",
-            names: &["nothere"],
+            names: &["spec.path", "nothere"],
         },
         Case {
             id: "missing-arg",
@@ -282,7 +282,7 @@ fn cases() -> Vec<Case> {
                 "vars:\n  - file: missing-vars.yaml\ndeployments:\n  - path: app\n",
             )]),
             reason: "PrepareFailed",
-            names: &["missing-vars.yaml"],
+            names: &["deployment.yaml", "vars[0]", "missing-vars.yaml"],
         },
         Case {
             id: "spec-context",
@@ -294,19 +294,24 @@ fn cases() -> Vec<Case> {
             id: "kubeconfig-garbage",
             bad: Spec(json!({"kubeConfig": {"secretRef": {"name": "kc-garbage"}}})),
             reason: "PrepareFailed",
-            names: &["kc-garbage", "value"],
+            names: &[
+                "spec.kubeConfig.secretRef",
+                "kc-garbage",
+                "key 'value'",
+                "line 1 column",
+            ],
         },
         Case {
             id: "kubeconfig-missing",
             bad: Spec(json!({"kubeConfig": {"secretRef": {"name": "kc-missing"}}})),
             reason: "PrepareFailed",
-            names: &["kc-missing"],
+            names: &["spec.kubeConfig.secretRef", "kc-missing"],
         },
         Case {
             id: "tar-dotdot",
             bad: Archive(|| tar_gz_with(&[special("../escape.yaml", tar::EntryType::Regular, None)])),
             reason: "ArtifactFailed",
-            names: &["../escape.yaml"],
+            names: &["../escape.yaml", "escapes"],
         },
         Case {
             id: "tar-absolute",
@@ -329,7 +334,7 @@ fn cases() -> Vec<Case> {
                 )
             }),
             reason: "PrepareFailed",
-            names: &["app"],
+            names: &["deployment.yaml", "deployments[0].path", "app"],
         },
         Case {
             id: "tar-hardlink",
@@ -341,19 +346,19 @@ fn cases() -> Vec<Case> {
                 )])
             }),
             reason: "ArtifactFailed",
-            names: &["project/app/link.yaml"],
+            names: &["project/app/link.yaml", "type Link"],
         },
         Case {
             id: "tar-device",
             bad: Archive(|| tar_gz_with(&[special("project/app/tty", tar::EntryType::Char, None)])),
             reason: "ArtifactFailed",
-            names: &["project/app/tty"],
+            names: &["project/app/tty", "type Char"],
         },
         Case {
             id: "tar-fifo",
             bad: Archive(|| tar_gz_with(&[special("project/app/fifo", tar::EntryType::Fifo, None)])),
             reason: "ArtifactFailed",
-            names: &["project/app/fifo"],
+            names: &["project/app/fifo", "type Fifo"],
         },
         Case {
             id: "tar-duplicate",
@@ -365,7 +370,7 @@ fn cases() -> Vec<Case> {
                 )])
             }),
             reason: "ArtifactFailed",
-            names: &["project/deployment.yaml"],
+            names: &["project/deployment.yaml", "File exists"],
         },
         Case {
             id: "gzip-bomb",
@@ -385,7 +390,7 @@ fn cases() -> Vec<Case> {
                 Ok(gz.finish()?)
             }),
             reason: "ArtifactFailed",
-            names: &["project/bomb"],
+            names: &["project/bomb", "104857600"],
         },
         Case {
             id: "file-too-large",
@@ -402,7 +407,7 @@ fn cases() -> Vec<Case> {
             id: "not-gzip",
             bad: Archive(|| Ok(b"PK\x03\x04 this is a zip, not a tar.gz".to_vec())),
             reason: "ArtifactFailed",
-            names: &["gzip"],
+            names: &["not gzip-compressed"],
         },
         Case {
             id: "truncated-gzip",
@@ -411,7 +416,7 @@ fn cases() -> Vec<Case> {
                 Ok(full[..full.len() / 2].to_vec())
             }),
             reason: "ArtifactFailed",
-            names: &["truncated-gzip"],
+            names: &["unreadable archive", "incomplete deflate stream"],
         },
     ]
 }
@@ -544,6 +549,49 @@ async fn publish(
     Ok(())
 }
 
+/// Polls `name` until `pred` holds (up to [`WAIT`]); polling, not a watch, so a dropped
+/// connection to the shared apiserver only delays the check.
+async fn poll<K>(api: &Api<K>, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let last: Mutex<Option<K>> = Mutex::new(None);
+    let waited = poll_until(&format!("{name}: {what}"), WAIT, || async {
+        let Ok(Some(obj)) = api.get_opt(name).await else {
+            return false;
+        };
+        let ok = pred(&obj);
+        if let Ok(mut l) = last.lock() {
+            *l = Some(obj);
+        }
+        ok
+    })
+    .await;
+    let last = last.into_inner().ok().flatten();
+    match (waited, last) {
+        (Ok(()), Some(obj)) => Ok(obj),
+        (Err(e), last) => Err(e.context(format!("last state: {last:#?}"))),
+        (Ok(()), None) => bail!("{name}: {what}: never read"),
+    }
+}
+
+/// Polls until an event with `reason` about `name` exists; its messages.
+async fn wait_event(t: &TestNs, name: &str, reason: &str) -> anyhow::Result<Vec<String>> {
+    let found: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    poll_until(&format!("an event {reason} about {name}"), WAIT, || async {
+        let messages = event_messages(&t.client, &t.name, name, reason)
+            .await
+            .unwrap_or_default();
+        let any = !messages.is_empty();
+        if let Ok(mut f) = found.lock() {
+            *f = messages;
+        }
+        any
+    })
+    .await?;
+    Ok(found.into_inner().unwrap_or_default())
+}
+
 /// One case: deploy the good project, break it, check the failure and that nothing was deleted.
 async fn run_case(t: &TestNs, ctl: &KluctlController, server: &Server, case: Case) -> anyhow::Result<()> {
     let ns = &t.name;
@@ -578,9 +626,14 @@ async fn run_case(t: &TestNs, ctl: &KluctlController, server: &Server, case: Cas
         }),
     )
     .await?;
-    kd::wait_ready(&kds, ctl, id, "True", "ReconciliationSucceeded")
-        .await
-        .with_context(|| format!("case {id}: the good project"))?;
+    poll(
+        &kds,
+        id,
+        "Ready=True for its generation (the good project)",
+        |k| kd::reconciled(k) && kd::ready_is(k, "True", "ReconciliationSucceeded"),
+    )
+    .await
+    .map_err(|e| e.context(ctl.log_tail(20)))?;
     let cm = format!("app-{id}");
     cms.get(&cm)
         .await
@@ -609,20 +662,36 @@ async fn run_case(t: &TestNs, ctl: &KluctlController, server: &Server, case: Cas
         }
     }
     let reason = case.reason;
-    let failed = kd::wait(&kds, ctl, id, &format!("Ready=False ({reason})"), move |k| {
-        kd::reconciled(k) && kd::ready_is(k, "False", reason)
-    })
+    let failed = poll(
+        &kds,
+        id,
+        &format!("Ready=False ({reason}) for its generation"),
+        |k| kd::reconciled(k) && kd::ready_is(k, "False", reason),
+    )
     .await
-    .with_context(|| format!("case {id}"))?;
-    let message = kd::ready(&failed).map(|c| c.message.clone()).unwrap_or_default();
+    .map_err(|e| e.context(ctl.log_tail(20)))?;
+    let ready = kd::ready(&failed).map(|c| c.message.clone()).unwrap_or_default();
+    // Kluctl's Ready message for prepare failures is fixed and points at lastPrepareError, which
+    // holds the full text; other failures carry it in the Ready message itself.
+    let text = if reason == "PrepareFailed" {
+        if !ready.starts_with("prepare failed") {
+            bail!("case {id}: Ready message {ready:?}");
+        }
+        kd::status(&failed).last_prepare_error
+    } else {
+        ready
+    };
     for want in case.names {
-        if !message.contains(want) {
-            bail!("case {id}: the Ready message does not name {want:?}: {message:?}");
+        if !text.contains(want) {
+            bail!("case {id}: the message does not name {want:?}: {text:?}");
         }
     }
-    let events = event_messages(&t.client, ns, id, reason).await?;
-    if events.is_empty() {
-        bail!("case {id}: no event with reason {reason}");
+    let events = wait_event(t, id, reason).await?;
+    if !events
+        .iter()
+        .any(|m| case.names.iter().all(|want| m.contains(want)))
+    {
+        bail!("case {id}: no {reason} event names {:?}: {events:?}", case.names);
     }
     if cms.get_opt(&cm).await?.is_none() {
         bail!("case {id}: ConfigMap {cm} was deleted");
@@ -650,13 +719,13 @@ async fn provider_case(t: &TestNs, ctl: &KluctlController) -> anyhow::Result<()>
     });
     api.create(&PostParams::default(), &serde_json::from_value(obj)?)
         .await?;
-    let got = wait_for(
+    let got = poll(
         &api,
         "not-a-url",
         "Provider Ready=False",
-        WAIT,
-        |o: Option<&kube::api::DynamicObject>| {
-            o.and_then(|o| o.data["status"]["conditions"].as_array().cloned())
+        |o: &kube::api::DynamicObject| {
+            o.data["status"]["conditions"]
+                .as_array()
                 .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "False"))
         },
     )
@@ -668,15 +737,10 @@ async fn provider_case(t: &TestNs, ctl: &KluctlController) -> anyhow::Result<()>
         .context("Provider Ready")?;
     let reason = ready["reason"].as_str().unwrap_or_default().to_owned();
     let message = ready["message"].as_str().unwrap_or_default();
-    if reason != "InvalidProviderConfiguration" || !message.contains("spec.address") {
+    if reason != "InvalidAddress" || !message.contains("spec.address") || !message.contains("not-a-url") {
         bail!("case provider-address: Ready is {reason}: {message:?}");
     }
-    if event_messages(&t.client, ns, "not-a-url", &reason)
-        .await?
-        .is_empty()
-    {
-        bail!("case provider-address: no event with reason {reason}");
-    }
+    wait_event(t, "not-a-url", &reason).await?;
     Ok(())
 }
 
@@ -743,24 +807,24 @@ async fn git_case(
         })
     };
     apply(&api, &object(&json!({"branch": "main"}))).await?;
-    let good = wait_for(&api, name, "Ready=True", WAIT, e2e::source::ready_is("True"))
-        .await
-        .map_err(|e| e.context(ctl.log_tail(30)))?;
+    let good = poll(&api, name, "Ready=True", |o| {
+        e2e::source::ready_is("True")(Some(o))
+    })
+    .await
+    .map_err(|e| e.context(ctl.log_tail(30)))?;
     let kept = artifact(&good).context("no artifact")?;
     apply(&api, &object(&bad_ref)).await?;
-    let failed = wait_for(
+    let failed = poll(
         &api,
         name,
         "Ready=False for the new generation",
-        WAIT,
-        |o: Option<&GitRepository>| {
-            o.is_some_and(|o| {
-                let s = o.status.clone().unwrap_or_default();
-                s.observed_generation == o.metadata.generation
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "False")
-            })
+        |o: &GitRepository| {
+            let s = o.status.clone().unwrap_or_default();
+            s.observed_generation == o.metadata.generation
+                && s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "False")
         },
     )
     .await
@@ -769,6 +833,7 @@ async fn git_case(
     let ready = status
         .conditions
         .iter()
+        .flatten()
         .find(|c| c.type_ == "Ready")
         .context("Ready")?;
     if ready.reason != "GitOperationFailed" {
@@ -782,12 +847,7 @@ async fn git_case(
             );
         }
     }
-    if event_messages(&t.client, ns, name, &ready.reason)
-        .await?
-        .is_empty()
-    {
-        bail!("{name}: no event with reason {}", ready.reason);
-    }
+    wait_event(t, name, &ready.reason).await?;
     if artifact(&failed).as_ref() != Some(&kept) {
         bail!("{name}: the last good artifact was not kept");
     }
@@ -810,7 +870,7 @@ async fn every_bad_git_reference_fails_with_a_reason_naming_the_field_and_keeps_
                 &url,
                 "git-semver",
                 json!({"semver": "not a range >< 1"}),
-                &["spec.ref.semver", "not a range >< 1"]
+                &["spec.ref", "semver", "not a range >< 1"]
             ),
             git_case(
                 &t,
