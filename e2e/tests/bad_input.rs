@@ -10,46 +10,46 @@
 //! artifact reaches the controller. All KluctlDeployments have `prune: true`, so a deploy of a
 //! partial render would delete.
 //!
-//! | case | input | reason | the message names |
+//! | case | input | reason | the message (or lastPrepareError) says |
 //! |------|-------|--------|-------------------|
-//! | `yaml-deployment` | deployment.yaml is not YAML | PrepareFailed | `deployment.yaml`, line |
-//! | `yaml-manifest` | a manifest is not YAML | PrepareFailed | `app/configmap.yaml` |
-//! | `json-vars` | a vars file is malformed JSON | PrepareFailed | `vars.json` |
-//! | `jinja-syntax` | `{% if %}` in deployment.yaml | PrepareFailed | `deployment.yaml` |
-//! | `jinja-undefined` | undefined variable in a manifest | PrepareFailed | `app/configmap.yaml`, `nope` |
-//! | `jinja-filter` | unknown filter in .kluctl.yaml | PrepareFailed | `.kluctl.yaml`, `nosuchfilter` |
-//! | `unknown-target` | `spec.target` not in .kluctl.yaml | PrepareFailed | `nope` |
-//! | `missing-include` | `include:` of a missing dir | PrepareFailed | `deployment.yaml`, `missing` |
-//! | `missing-path` | `path:` of a missing dir | PrepareFailed | `gone` |
-//! | `kustomize-resource` | kustomization lists a missing file | PrepareFailed | `app`, `missing.yaml` |
-//! | `kustomize-invalid` | kustomization.yaml of the wrong shape | PrepareFailed | `kustomization.yaml` |
-//! | `helm-chart` | helm-chart.yaml without a chart | PrepareFailed | `helm-chart.yaml` |
-//! | `helm-values` | helm-values.yaml is not YAML | PrepareFailed | `helm-values.yaml` |
-//! | `unknown-field` | an unknown field in deployment.yaml | PrepareFailed | `deployment.yaml`, `nosuch` |
-//! | `duplicate-target` | two targets of one name | PrepareFailed | `.kluctl.yaml`, `targets[1].name` |
-//! | `not-a-mapping` | a manifest document is a list | PrepareFailed | `app/list.yaml` |
-//! | `no-kind` | a manifest without kind | PrepareFailed | `app/nokind.yaml` |
-//! | `spec-path` | `spec.path` not in the artifact | PrepareFailed | `nothere` |
-//! | `missing-arg` | a required arg not given | PrepareFailed | `needed` |
-//! | `missing-vars-file` | `vars: - file:` of a missing file | PrepareFailed | `missing-vars.yaml` |
-//! | `spec-context` | `spec.context` not in the kubeconfig | PrepareFailed | `nosuchcontext` |
-//! | `kubeconfig-garbage` | kubeconfig Secret holds garbage | PrepareFailed | Secret `kc-garbage`, key `value` |
-//! | `kubeconfig-missing` | kubeconfig Secret does not exist | PrepareFailed | Secret `kc-missing` |
-//! | `tar-dotdot` | artifact entry `../x` | ArtifactFailed | the entry |
-//! | `tar-absolute` | artifact entry `/tmp/x` | ArtifactFailed | the entry |
-//! | `tar-symlink` | `app` is a symlink out of the tree (skipped) | PrepareFailed | `app` |
-//! | `tar-hardlink` | a hard link entry | ArtifactFailed | the entry |
-//! | `tar-device` | a character device entry | ArtifactFailed | the entry |
-//! | `tar-fifo` | a FIFO entry | ArtifactFailed | the entry |
-//! | `tar-duplicate` | a file, then a directory of the same name | ArtifactFailed | the entry |
-//! | `gzip-bomb` | 1 GiB of zeros in 1 MiB of gzip | ArtifactFailed | the limit |
-//! | `file-too-large` | one file over the unpack limit | ArtifactFailed | the entry, the limit |
-//! | `not-gzip` | the artifact is not gzip | ArtifactFailed | the URL |
-//! | `truncated-gzip` | the gzip stream is cut short | ArtifactFailed | the URL |
-//! | `provider-address` | Provider `spec.address` not a URL | (Provider) InvalidProviderConfiguration | `spec.address` |
-//! | `git-semver` | `spec.ref.semver` not a range | (GitRepository) GitOperationFailed | `spec.ref.semver` |
-//! | `git-branch` | `spec.ref.branch` does not exist | (GitRepository) GitOperationFailed | the branch |
-//! | `git-tag` | `spec.ref.tag` does not exist | (GitRepository) GitOperationFailed | the tag |
+//! | `yaml-deployment` | deployment.yaml is not YAML | PrepareFailed | failed to parse 'deployment.yaml': error: line 3 column 4: … |
+//! | `yaml-manifest` | a manifest is not YAML | PrepareFailed | building kustomize objects for 'app' failed: … MalformedYAMLError: yaml: line 2 … in File: configmap.yaml |
+//! | `json-vars` | a vars file is malformed JSON | PrepareFailed | failed to load vars[0] (file) of 'deployment.yaml': failed to load vars from vars.json: … line 1 column 9 … |
+//! | `jinja-syntax` | `{% if %}` in deployment.yaml | PrepareFailed | failed to render 'deployment.yaml': … line 2: syntax error … |
+//! | `jinja-undefined` | undefined variable in a manifest | PrepareFailed | … failed to render template "app/configmap.yaml": line 7: undefined value: `nope` is undefined |
+//! | `jinja-filter` | unknown filter in .kluctl.yaml | PrepareFailed | names `.kluctl.yaml` and `nosuchfilter` |
+//! | `unknown-target` | `spec.target` not in .kluctl.yaml | PrepareFailed | target nope not existent in kluctl project config (Kluctl's words) |
+//! | `missing-include` | `include:` of a missing dir | PrepareFailed | invalid 'deployment.yaml': deployments[1].include: missing does not exist or is not a directory |
+//! | `missing-path` | `path:` of a missing dir | PrepareFailed | invalid 'deployment.yaml': deployments[1].path: deployment directory does not exist: gone |
+//! | `kustomize-resource` | kustomization lists a missing file | PrepareFailed | building kustomize objects for 'app' failed: kustomize build failed: … accumulating resources from 'missing.yaml' … |
+//! | `kustomize-invalid` | kustomization.yaml of the wrong shape | PrepareFailed | building kustomize objects for 'app' failed: … invalid Kustomization: … Kustomization.resources … |
+//! | `helm-chart` | helm-chart.yaml without a chart source | PrepareFailed | failed to render helm chart of deployment item 'chart': failed to load helm chart config '…/chart/helm-chart.yaml': field 'helmChart.repo': … |
+//! | `helm-values` | helm-values.yaml is not YAML | PrepareFailed | names item 'chart' and `helm-values.yaml` |
+//! | `unknown-field` | an unknown field in deployment.yaml | PrepareFailed | failed to parse 'deployment.yaml': error: line 3 column 5: unknown field `nosuch` … |
+//! | `duplicate-target` | two targets of one name | PrepareFailed | invalid '.kluctl.yaml': targets[1].name: duplicate target name 'test' |
+//! | `not-a-mapping` | a manifest document is a list | PrepareFailed | building kustomize objects for 'app' failed: … accumulating resources from 'list.yaml': missing Resource metadata … |
+//! | `no-kind` | a manifest without kind | PrepareFailed | building kustomize objects for 'app' failed: … accumulating resources from 'nokind.yaml': missing kind … |
+//! | `spec-path` | `spec.path` not in the artifact | PrepareFailed | kluctlDeployment path not found: spec.path 'nothere' does not exist in the source |
+//! | `missing-arg` | a required arg not given | PrepareFailed | … Failed to load target test: required argument needed not set |
+//! | `missing-vars-file` | `vars: - file:` of a missing file | PrepareFailed | failed to load vars[0] of 'deployment.yaml': failed to find template "missing-vars.yaml" … |
+//! | `spec-context` | `spec.context` not in the kubeconfig Secret's kubeconfig | PrepareFailed | names `nosuchcontext` |
+//! | `kubeconfig-garbage` | kubeconfig Secret holds garbage | PrepareFailed | spec.kubeConfig.secretRef: the kubeconfig in Secret 'ns/kc-garbage' key 'value' is unusable: it does not parse as a kubeconfig (line 1 column 9) |
+//! | `kubeconfig-missing` | kubeconfig Secret does not exist | PrepareFailed | spec.kubeConfig.secretRef: Secret 'ns/kc-missing' not found |
+//! | `tar-dotdot` | artifact entry `../escape.yaml` | ArtifactFailed | failed to unpack artifact of revision '…': entry '../escape.yaml' is not allowed: the path escapes the destination |
+//! | `tar-absolute` | artifact entry `/tmp/escape.yaml` | ArtifactFailed | … entry '/tmp/escape.yaml' is not allowed: … |
+//! | `tar-symlink` | `project/app` is a symlink out of the tree (skipped, as Flux's consumers do) | PrepareFailed | invalid 'deployment.yaml': deployments[0].path: deployment directory does not exist: app |
+//! | `tar-hardlink` | a hard link entry | ArtifactFailed | … entry 'project/app/link.yaml' is not allowed: entries of type Link are not allowed |
+//! | `tar-device` | a character device entry | ArtifactFailed | … entry 'project/app/tty' is not allowed: entries of type Char are not allowed |
+//! | `tar-fifo` | a FIFO entry | ArtifactFailed | … entry 'project/app/fifo' is not allowed: entries of type Fifo are not allowed |
+//! | `tar-duplicate` | a file, then a directory of the same name | ArtifactFailed | … entry 'project/deployment.yaml' cannot be written: entity already exists |
+//! | `gzip-bomb` | 1 GiB of zeros in about 1 MiB of gzip | ArtifactFailed | … entry 'project/bomb' takes the unpacked size over the limit of 104857600 bytes |
+//! | `file-too-large` | one file over the unpack limit | ArtifactFailed | … entry 'project/app/big.txt' takes the unpacked size over the limit of 104857600 bytes |
+//! | `not-gzip` | the artifact is not gzip | ArtifactFailed | failed to unpack artifact of revision '…': it is not gzip-compressed |
+//! | `truncated-gzip` | the gzip stream is cut short | ArtifactFailed | … unreadable archive: incomplete deflate stream |
+//! | `provider-address` | Provider `spec.address` not a URL | InvalidAddress (Provider) | Provider 'ns/not-a-url': invalid address in spec.address: it is not an absolute URL |
+//! | `git-semver` | `spec.ref.semver` not a range | GitOperationFailed (GitRepository) | invalid spec.ref: invalid reference semver 'not a range >< 1': … |
+//! | `git-branch` | `spec.ref.branch` does not exist | GitOperationFailed (GitRepository) | branch 'no-such-branch' not found in '<url>' |
+//! | `git-tag` | `spec.ref.tag` does not exist | GitOperationFailed (GitRepository) | tag 'v9.9.9' not found in '<url>' |
 //!
 //! Covered elsewhere (not repeated): a wrong artifact digest
 //! (`kluctl_controller_sources.rs`), a deleted source (same file), a broken template line
@@ -77,7 +77,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sha2::Digest as _;
 
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(180);
 
 /// Files of the good project (under `project/`): ConfigMap `app-<id>` in the test namespace.
 fn good_files() -> Vec<(String, String)> {
@@ -226,7 +226,11 @@ fn cases() -> Vec<Case> {
                 ),
                 (
                     "chart/helm-chart.yaml",
-                    "helmChart:\n  repo: oci://registry.invalid/charts/x\n  chartVersion: 1.0.0\n  releaseName: x\n",
+                    "helmChart:\n  path: mychart\n  releaseName: x\n",
+                ),
+                (
+                    "chart/mychart/Chart.yaml",
+                    "apiVersion: v2\nname: mychart\nversion: 0.1.0\n",
                 ),
                 ("chart/helm-values.yaml", "a: [\n"),
             ]),
@@ -286,7 +290,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             id: "spec-context",
-            bad: Spec(json!({"context": "nosuchcontext"})),
+            bad: Spec(json!({"kubeConfig": {"secretRef": {"name": "kc-admin"}}, "context": "nosuchcontext"})),
             reason: "PrepareFailed",
             names: &["nosuchcontext"],
         },
@@ -370,7 +374,7 @@ fn cases() -> Vec<Case> {
                 )])
             }),
             reason: "ArtifactFailed",
-            names: &["project/deployment.yaml", "File exists"],
+            names: &["project/deployment.yaml", "already exists"],
         },
         Case {
             id: "gzip-bomb",
@@ -617,7 +621,9 @@ async fn run_case(t: &TestNs, ctl: &KluctlController, server: &Server, case: Cas
         id,
         json!({
             "interval": "1h",
-            "retryInterval": "5s",
+            // No retries: each failure is the one reconcile its change triggers, so 35 failing
+            // objects do not crowd the workers out.
+            "retryInterval": "1h",
             "sourceRef": {"kind": "GitRepository", "name": id},
             "path": "project",
             "target": "test",
@@ -740,7 +746,8 @@ async fn provider_case(t: &TestNs, ctl: &KluctlController) -> anyhow::Result<()>
     if reason != "InvalidAddress" || !message.contains("spec.address") || !message.contains("not-a-url") {
         bail!("case provider-address: Ready is {reason}: {message:?}");
     }
-    wait_event(t, "not-a-url", &reason).await?;
+    // No event: Flux's Provider emits none, and neither does ours (the Ready condition is
+    // the report).
     Ok(())
 }
 
@@ -759,7 +766,22 @@ async fn every_bad_kluctl_input_fails_with_a_reason_naming_the_place_and_deletes
                 }))?,
             )
             .await?;
-        let ctl = KluctlController::start(&t.env, &ns, &["--command-result-namespace", &ns])?;
+        // A working kubeconfig, for the case whose spec.context it does not have.
+        let admin = fs_err::read_to_string(t.env.get("E2E_KUBECONFIG_ADMIN")?)?;
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "kc-admin", "namespace": ns},
+                    "stringData": {"value": admin},
+                }))?,
+            )
+            .await?;
+        let ctl = KluctlController::start(
+            &t.env,
+            &ns,
+            &["--command-result-namespace", &ns, "--concurrency", "8"],
+        )?;
         let server = Server::start()?;
         let all = cases();
         let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
@@ -818,14 +840,8 @@ async fn git_case(
         &api,
         name,
         "Ready=False for the new generation",
-        |o: &GitRepository| {
-            let s = o.status.clone().unwrap_or_default();
-            s.observed_generation == o.metadata.generation
-                && s.conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "False")
-        },
+        // The Ready condition's observedGeneration: status.observedGeneration moves on success.
+        |o: &GitRepository| e2e::source::ready_is("False")(Some(o)),
     )
     .await
     .map_err(|e| e.context(ctl.log_tail(30)))?;

@@ -827,10 +827,7 @@ fn extract(
         let write_err = |source: io::Error| ArtifactError::EntryWrite {
             revision: revision.to_string(),
             entry: name.clone(),
-            problem: source.raw_os_error().map_or_else(
-                || source.kind().to_string(),
-                |code| io::Error::from_raw_os_error(code).to_string(),
-            ),
+            problem: os_error_text(&source),
         };
         let kind = entry.header().entry_type();
         // Symlinks are skipped (Flux's consumers unpack with skip-symlinks); a pax global header
@@ -896,6 +893,13 @@ pub fn fuzz_extract(
     limits: UnpackLimits,
 ) -> Result<(usize, u64), ArtifactError> {
     extract(archive, root, limits, "fuzz").map(|u| (u.files, u.bytes))
+}
+
+/// Words for `e` without a path: the OS error's for a plain io error ("File exists (os error
+/// 17)"), the kind's for fs-err's (which put the temporary path in their text).
+fn os_error_text(e: &io::Error) -> String {
+    e.raw_os_error()
+        .map_or_else(|| e.kind().to_string(), |code| io::Error::from_raw_os_error(code).to_string())
 }
 
 /// A reader that fails once more than `cap` bytes come out of `inner`. Stopping quietly would

@@ -341,7 +341,7 @@ fn unpack_names_the_entry_that_cannot_be_written() {
     );
     let text = e.to_string();
     assert!(
-        text.contains("entry 'real.txt' cannot be written: File exists"),
+        text.contains("entry 'real.txt' cannot be written: entity already exists"),
         "{text}"
     );
     assert!(!text.contains(&tmp.path().display().to_string()), "{text}");
