@@ -10,7 +10,17 @@ CARGO ?= cargo
 NOCEL_DIR := $(E2E_STATE)/crds-nocel
 CRDGEN := target/debug/crdgen
 
-.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults ci-deps
+# Fuzzing (cargo-fuzz, nightly): one crate with every target, its own workspace and target dir.
+# No sanitizer: the code under test is safe Rust (unsafe_code is forbidden), so ASan would mostly
+# slow the runs; debug assertions (overflow checks) stay on.
+FUZZ_DIR := e2e/fuzz
+FUZZ_TARGETS := artifact_untar duration_revision ignore_rules kluctl_yaml pack_unpack
+FUZZ_FLAGS := --fuzz-dir $(FUZZ_DIR) --sanitizer none --debug-assertions
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_RUNS ?= 3000
+
+.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults ci-deps \
+	fuzz-deps fuzz fuzz-smoke
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +48,26 @@ unit: ## unit tests (no cluster needed)
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib
 
+fuzz-deps: ## the nightly toolchain and cargo-fuzz the fuzz targets need (installed when missing)
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+
+fuzz: fuzz-deps ## every fuzz target for FUZZ_SECONDS (default 600) each; corpora grow under $(E2E_STATE)/fuzz
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(E2E_STATE)/fuzz/$$t; \
+		$(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t $(E2E_STATE)/fuzz/$$t $(FUZZ_DIR)/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1; \
+	done
+
+fuzz-smoke: fuzz-deps ## every fuzz target over its seed corpus plus FUZZ_SMOKE_RUNS (3000) inputs (part of make test)
+	$(CARGO) +nightly fuzz build $(FUZZ_FLAGS)
+	for t in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		$(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t $$scratch $(FUZZ_DIR)/seeds/$$t -- \
+			-runs=$(FUZZ_SMOKE_RUNS) -timeout=30 || { rm -rf "$$scratch"; exit 1; }; \
+		rm -rf "$$scratch"; \
+	done
+
 $(CRDGEN): $(shell find api/src -name '*.rs') api/Cargo.toml
 	$(CARGO) build -q -p gitops-api --bin crdgen
 
@@ -62,6 +92,7 @@ test: ## everything CI checks: format, clippy, unit tests, generated files, e2e 
 	$(MAKE) fmt-check; \
 	$(MAKE) clippy; \
 	$(MAKE) unit; \
+	$(MAKE) fuzz-smoke; \
 	$(MAKE) check-generated; \
 	$(MAKE) e2e; \
 	echo "make test: all checks passed in $$(( $$(date +%s) - t0 ))s"

@@ -233,12 +233,14 @@ impl StepError {
     }
 
     /// The Ready message: Kluctl's fixed text for prepare failures (the full text goes to
-    /// `status.lastPrepareError`), the error itself otherwise.
+    /// `status.lastPrepareError`), the error with its causes otherwise.
     fn ready_message(&self) -> String {
         if self.reason() == reasons::PREPARE_FAILED && !matches!(self, Self::Kube(_)) {
             status::prepare_failed_message()
         } else {
-            self.to_string()
+            // The whole chain: the cause (an artifact entry's rule, a truncated stream) is what
+            // names the place.
+            status::capped(&kluctl_engine::error_chain(self))
         }
     }
 }

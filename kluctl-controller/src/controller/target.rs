@@ -36,13 +36,15 @@ pub enum TargetError {
     },
     /// The kubeconfig does not parse or has no usable context.
     #[error(
-        "spec.kubeConfig.secretRef: the kubeconfig in Secret '{namespace}/{name}' is unusable: {message}"
+        "spec.kubeConfig.secretRef: the kubeconfig in Secret '{namespace}/{name}' key '{key}' is unusable: {message}"
     )]
     Invalid {
         /// Namespace of the Secret.
         namespace: String,
         /// Its name.
         name: String,
+        /// The key holding it.
+        key: String,
         /// Why.
         message: String,
     },
@@ -105,9 +107,9 @@ pub async fn target_config(
                 None => vec!["value".to_owned(), "value.yaml".to_owned()],
             };
             let data = secret.data.unwrap_or_default();
-            let bytes = keys
+            let (key, bytes) = keys
                 .iter()
-                .find_map(|k| data.get(k))
+                .find_map(|k| data.get(k).map(|v| (k.clone(), v)))
                 .ok_or_else(|| TargetError::KeyMissing {
                     namespace: ns.clone(),
                     name: name.clone(),
@@ -120,10 +122,12 @@ pub async fn target_config(
             let invalid = |message: String| TargetError::Invalid {
                 namespace: ns.clone(),
                 name: name.clone(),
+                key: key.clone(),
                 message,
             };
             let text = String::from_utf8(bytes.0.clone()).map_err(|_| invalid("not UTF-8".to_owned()))?;
-            let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+            let kc = kube::config::Kubeconfig::from_yaml(&text)
+                .map_err(|e| invalid(parse_error_position(&e.to_string())))?;
             let context = spec
                 .context
                 .clone()
@@ -145,10 +149,49 @@ pub async fn target_config(
     Ok((config, context))
 }
 
+/// Where a kubeconfig failed to parse, without the parser's words: they quote the text (a line of
+/// the Secret, a token say) and go to status and events.
+fn parse_error_position(error: &str) -> String {
+    let position = error.find("line ").and_then(|start| {
+        let rest = &error[start..];
+        let column = rest.find("column ")? + "column ".len();
+        let digits = rest[column..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - column);
+        (digits > 0).then(|| rest[..column + digits].to_owned())
+    });
+    match position {
+        Some(at) => format!("it does not parse as a kubeconfig ({at})"),
+        None => "it does not parse as a kubeconfig".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by the bad-input suite: the parser's message quoted the Secret's text into
+    /// status.lastPrepareError and events.
+    #[test]
+    fn a_kubeconfig_parse_error_names_the_position_not_the_text() {
+        let text = "token: s3cr3t: [";
+        let e = kube::config::Kubeconfig::from_yaml(text).expect_err("not a kubeconfig");
+        assert!(
+            e.to_string().contains("s3cr3t"),
+            "the raw error quotes the text: {e}"
+        );
+        let safe = parse_error_position(&e.to_string());
+        assert!(!safe.contains("s3cr3t"), "{safe}");
+        assert!(
+            safe.starts_with("it does not parse as a kubeconfig (line 1 column "),
+            "{safe}"
+        );
+        assert_eq!(
+            parse_error_position("no position"),
+            "it does not parse as a kubeconfig"
+        );
+    }
 
     #[test]
     fn the_spec_service_account_wins_over_the_default() {

@@ -369,6 +369,19 @@ pub enum ArtifactError {
         #[source]
         source: io::Error,
     },
+    /// Writing an entry into the unpacked tree failed (e.g. a directory entry where a file of
+    /// the same name was unpacked). Names the entry, not the temporary path.
+    #[error(
+        "failed to unpack artifact of revision '{revision}': entry '{entry}' cannot be written: {problem}"
+    )]
+    EntryWrite {
+        /// `status.artifact.revision`.
+        revision: String,
+        /// The entry's name as written in the archive.
+        entry: String,
+        /// The operating system's words for the failure, without the path.
+        problem: String,
+    },
     /// The extraction task panicked or was cancelled.
     #[error("failed to unpack artifact of revision '{revision}': the extraction task failed")]
     Task {
@@ -778,11 +791,6 @@ fn extract(
             source,
         }
     };
-    let io_err = |source| ArtifactError::Io {
-        revision: revision.to_string(),
-        action: "write the unpacked tree",
-        source,
-    };
     let mut reader = io::BufReader::new(reader);
     if !reader
         .fill_buf()
@@ -816,6 +824,11 @@ fn extract(
             entry: name.clone(),
             problem,
         };
+        let write_err = |source: io::Error| ArtifactError::EntryWrite {
+            revision: revision.to_string(),
+            entry: name.clone(),
+            problem: os_error_text(&source),
+        };
         let kind = entry.header().entry_type();
         // Symlinks are skipped (Flux's consumers unpack with skip-symlinks); a pax global header
         // (as `git archive` writes) is metadata of the archive, not an entry of the tree.
@@ -826,8 +839,9 @@ fn extract(
         let mode = entry.header().mode().map_err(corrupt(Some(&name)))? & 0o777;
         let path = root.join(&relative);
         if kind.is_dir() {
-            fs_err::create_dir_all(&path).map_err(io_err)?;
-            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o700)).map_err(io_err)?;
+            fs_err::create_dir_all(&path).map_err(write_err)?;
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o700))
+                .map_err(write_err)?;
         } else if kind.is_file() {
             if relative.as_os_str().is_empty() {
                 return Err(refused(EntryProblem::Empty));
@@ -842,9 +856,9 @@ fn extract(
                 return Err(too_large());
             }
             if let Some(parent) = path.parent() {
-                fs_err::create_dir_all(parent).map_err(io_err)?;
+                fs_err::create_dir_all(parent).map_err(write_err)?;
             }
-            let mut out = fs_err::File::create(&path).map_err(io_err)?;
+            let mut out = fs_err::File::create(&path).map_err(write_err)?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = entry.read(&mut buf).map_err(corrupt(Some(&name)))?;
@@ -853,10 +867,10 @@ fn extract(
                 }
                 // Checked on the bytes read too, not only on the header's size field.
                 budget = budget.checked_sub(n as u64).ok_or_else(too_large)?;
-                out.write_all(&buf[..n]).map_err(io_err)?;
+                out.write_all(&buf[..n]).map_err(write_err)?;
             }
             drop(out);
-            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(write_err)?;
             unpacked.bytes = limits.max_bytes - budget;
             unpacked.files += 1;
         } else {
@@ -868,6 +882,24 @@ fn extract(
     let mut rest = archive.into_inner();
     io::copy(&mut (&mut rest).take(limits.max_bytes), &mut io::sink()).map_err(corrupt(None))?;
     Ok(unpacked)
+}
+
+/// For the `artifact_untar` fuzz target only (not an API): [`extract`] of the tar.gz bytes
+/// `archive` into the existing directory `root`; the files and bytes written.
+#[doc(hidden)]
+pub fn fuzz_extract(
+    archive: &[u8],
+    root: &Path,
+    limits: UnpackLimits,
+) -> Result<(usize, u64), ArtifactError> {
+    extract(archive, root, limits, "fuzz").map(|u| (u.files, u.bytes))
+}
+
+/// Words for `e` without a path: the OS error's for a plain io error ("File exists (os error
+/// 17)"), the kind's for fs-err's (which put the temporary path in their text).
+fn os_error_text(e: &io::Error) -> String {
+    e.raw_os_error()
+        .map_or_else(|| e.kind().to_string(), |code| io::Error::from_raw_os_error(code).to_string())
 }
 
 /// A reader that fails once more than `cap` bytes come out of `inner`. Stopping quietly would

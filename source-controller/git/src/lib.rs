@@ -46,4 +46,6 @@ pub use credentials::{Credentials, KluctlGitEnv, ProxyOptions, Secret, SshMode};
 pub use error::{Error, error_chain};
 pub use remote::{FetchedCommit, RefListing, Remote, RemoteRef};
 pub use rules::{GitCredentialRule, GitCredentialRules, InvalidGlob, KluctlGitSecret};
+#[doc(hidden)]
+pub use unpack::fuzz_unpack;
 pub use url::redact_url;

@@ -182,25 +182,7 @@ impl Received {
         let objects = self.git_dir.join("objects");
         fs_err::create_dir_all(&objects)?;
         let kept = self.resolve(&objects, interrupt)?;
-        let commit = kept
-            .commits
-            .get(&want)
-            .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
-        let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
-            .tree_id()
-            .map_err(|e| invalid(format!("commit {want} cannot be parsed: {e}")))?;
-        let message = gix::objs::CommitRef::from_bytes(commit, HASH)
-            .map(|c| c.message.to_vec())
-            .unwrap_or_default();
-        let mut place = Place {
-            trees: &kept.trees,
-            objects: &objects,
-            placed: HashMap::new(),
-            interrupt,
-        };
-        let tree = place.tree(root)?;
-        place.dir(tree, dest, 0)?;
-        Ok(CheckedOut { message })
+        place_commit(&kept, &objects, want, dest, interrupt)
     }
 
     /// Inflates and hashes every entry once, family by family.
@@ -357,6 +339,66 @@ impl Received {
         }
         Ok((kind, content))
     }
+}
+
+/// Writes the tree of commit `want` (resolved into `kept`, blobs in `objects`) into `dest`.
+fn place_commit(
+    kept: &Kept,
+    objects: &Path,
+    want: ObjectId,
+    dest: &Path,
+    interrupt: &AtomicBool,
+) -> Result<CheckedOut> {
+    let commit = kept
+        .commits
+        .get(&want)
+        .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
+    let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
+        .tree_id()
+        .map_err(|e| invalid(format!("commit {want} cannot be parsed: {e}")))?;
+    let message = gix::objs::CommitRef::from_bytes(commit, HASH)
+        .map(|c| c.message.to_vec())
+        .unwrap_or_default();
+    let mut place = Place {
+        trees: &kept.trees,
+        objects,
+        placed: HashMap::new(),
+        interrupt,
+    };
+    let tree = place.tree(root)?;
+    place.dir(tree, dest, 0)?;
+    Ok(CheckedOut { message })
+}
+
+/// For the `pack_unpack` fuzz target only (not an API): receives `pack` (its checksum included)
+/// into the empty directory `git_dir`, resolves it and checks out commit `want` (by default the
+/// smallest commit id the pack holds) into the empty directory `dest`.
+#[doc(hidden)]
+pub fn fuzz_unpack(
+    pack: &[u8],
+    git_dir: &Path,
+    dest: &Path,
+    want: Option<[u8; 20]>,
+) -> std::result::Result<(), String> {
+    let interrupt = AtomicBool::new(false);
+    let message = |e: UnpackError| match e {
+        UnpackError::Io(e) => e.to_string(),
+        UnpackError::Invalid(m) => m,
+        UnpackError::Interrupted => "interrupted".into(),
+    };
+    let received = receive(&mut &pack[..], git_dir, &interrupt).map_err(message)?;
+    let objects = git_dir.join("objects");
+    fs_err::create_dir_all(&objects).map_err(|e| e.to_string())?;
+    let kept = received.resolve(&objects, &interrupt).map_err(message)?;
+    let Some(want) = want
+        .map(ObjectId::from)
+        .or_else(|| kept.commits.keys().min().copied())
+    else {
+        return Err("the pack holds no commit".into());
+    };
+    place_commit(&kept, &objects, want, dest, &interrupt)
+        .map(drop)
+        .map_err(message)
 }
 
 /// One delta family's shared context.
@@ -566,9 +608,18 @@ impl<'a> Place<'a> {
         if self.interrupt.load(Ordering::Relaxed) {
             return Err(UnpackError::Interrupted);
         }
+        // Git refuses trees naming an entry twice; here a second entry would land on the first
+        // (a symlink, say) and could be written through it.
+        let mut names = std::collections::HashSet::new();
         for entry in gix::objs::TreeRefIter::from_bytes(tree, HASH) {
             let entry = entry.map_err(|e| invalid(format!("a tree cannot be parsed: {e}")))?;
             let name = safe_name(entry.filename)?;
+            if !names.insert(name) {
+                return Err(invalid(format!(
+                    "the tree has two entries named '{}'",
+                    entry.filename.to_str_lossy()
+                )));
+            }
             let path = dir.join(name);
             let id = entry.oid.to_owned();
             match entry.mode.kind() {
@@ -601,8 +652,13 @@ impl<'a> Place<'a> {
 
     fn file(&mut self, id: ObjectId, path: &Path, executable: bool) -> Result<()> {
         if let Some(first) = self.placed.get(&id) {
-            fs_err::copy(first, path)?;
+            // A new file, never an existing path: nothing is written through a symlink.
             let mode = if executable { 0o755 } else { 0o644 };
+            let mut out = fs_err::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            io::copy(&mut fs_err::File::open(first)?, &mut out)?;
             fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         } else {
             fs_err::rename(self.blob(id), path).map_err(missing_blob(id))?;
@@ -904,6 +960,46 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Found by the `pack_unpack` fuzz target: a tree naming a symlink and then, under the same
+    /// name, a blob already placed elsewhere made the copy write through the link, outside the
+    /// destination. Duplicate names are refused, and nothing is written through a link.
+    #[test]
+    fn a_tree_with_a_duplicate_name_cannot_write_through_a_symlink() {
+        let (repo, _) = repo();
+        let d = repo.path();
+        let hash = |kind: &str, content: &[u8]| {
+            let mut args = vec!["hash-object", "-w", "--stdin"];
+            if kind != "blob" {
+                args.extend(["-t", kind, "--literally"]);
+            }
+            let id = String::from_utf8(git(d, &args, content)).unwrap();
+            ObjectId::from_hex(id.trim().as_bytes()).unwrap()
+        };
+        let blob = hash("blob", b"written outside\n");
+        let link = hash("blob", b"../pwn");
+        let mut tree = Vec::new();
+        for (mode, name, id) in [
+            ("100644", "a", blob),
+            ("120000", "b", link),
+            ("100644", "b", blob),
+        ] {
+            tree.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            tree.extend_from_slice(id.as_bytes());
+        }
+        let tree = hash("tree", &tree);
+        let commit =
+            String::from_utf8(git(d, &["commit-tree", &tree.to_string(), "-m", "evil"], b"")).unwrap();
+        let commit = ObjectId::from_hex(commit.trim().as_bytes()).unwrap();
+        let (out, result, _) = unpack(&pack(d, commit, &[]), commit);
+        let err = result.err().expect("a duplicate name");
+        assert!(
+            matches!(&err, UnpackError::Invalid(m) if m.contains("two entries named 'b'")),
+            "{err:?}"
+        );
+        // The link's target, beside the destination: never created.
+        assert!(!out.path().join("pwn").exists(), "written through the symlink");
     }
 
     #[test]

@@ -361,7 +361,9 @@ impl IgnoreRules {
 
     /// Whether some entry below the excluded directory `dir` could still be re-included by a
     /// negated pattern; when not, the walk can skip the directory without changing the result.
-    pub(super) fn may_include_below<S: AsRef<OsStr>>(&self, dir: &[S]) -> bool {
+    /// (Public, hidden, for the `ignore_rules` fuzz target, which checks exactly that promise.)
+    #[doc(hidden)]
+    pub fn may_include_below<S: AsRef<OsStr>>(&self, dir: &[S]) -> bool {
         self.patterns.iter().any(|p| p.include && p.may_match_below(dir))
     }
 }

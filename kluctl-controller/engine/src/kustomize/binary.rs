@@ -122,9 +122,15 @@ impl KustomizeBinary {
             .output()
             .map_err(|e| self.spawn_error(&e))?;
         if !out.status.success() {
+            // kustomize names files by absolute path, which here is a temporary render dir that
+            // changes every reconcile: name them relative to the kustomization instead.
+            let at = dir.display().to_string();
+            let stderr = stderr_text(&out.stderr)
+                .replace(&format!("{at}/"), "")
+                .replace(&at, ".");
             return Err(KustomizeError::BuildFailed {
                 dir: dir.to_path_buf(),
-                stderr: stderr_text(&out.stderr),
+                stderr,
             });
         }
         let text = String::from_utf8_lossy(&out.stdout);

@@ -48,11 +48,13 @@ pub enum KustomizeError {
         message: String,
     },
     /// `kustomize build` ran and failed.
-    #[error("failed to build kustomization in '{}': {stderr}", dir.display())]
+    /// (The message leaves `dir` out: callers name the deployment item, and the directory is a
+    /// temporary render dir.)
+    #[error("kustomize build failed: {stderr}")]
     BuildFailed {
         /// The kustomization directory.
         dir: PathBuf,
-        /// kustomize's stderr.
+        /// kustomize's stderr, paths below `dir` made relative to it.
         stderr: String,
     },
     /// `kustomize build` printed something that is not a stream of YAML objects.

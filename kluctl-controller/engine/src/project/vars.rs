@@ -715,7 +715,9 @@ fn walk_sorted(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<Stri
 }
 
 /// Parses YAML text into a value (`multidoc`: a list of all documents); empty text is `{}`.
-fn parse_yaml(text: &str, multidoc: bool) -> Result<Value, String> {
+/// (Public, hidden, for the `kluctl_yaml` fuzz target.)
+#[doc(hidden)]
+pub fn parse_yaml(text: &str, multidoc: bool) -> Result<Value, String> {
     if multidoc {
         return serde_saphyr::from_multiple::<Value>(text)
             .map(Value::Array)

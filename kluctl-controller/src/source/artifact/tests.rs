@@ -327,6 +327,28 @@ fn unpack_refuses_hardlinks_devices_and_fifos() {
     }
 }
 
+/// Found by the bad-input suite: a directory entry over an unpacked file failed with "failed to
+/// write the unpacked tree", naming neither the entry nor the cause. Now the entry and the
+/// operating system's words, without the temporary path.
+#[test]
+fn unpack_names_the_entry_that_cannot_be_written() {
+    let archive = tar_gz(&[file("real.txt", "r"), dir("real.txt", 0o755)]);
+    let (tmp, dest, result) = unpack(&archive, UnpackLimits::default());
+    let e = result.unwrap_err();
+    assert!(
+        matches!(&e, ArtifactError::EntryWrite { entry, .. } if entry == "real.txt"),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("entry 'real.txt' cannot be written: entity already exists"),
+        "{text}"
+    );
+    assert!(!text.contains(&tmp.path().display().to_string()), "{text}");
+    assert_eq!(e.reason(), "ArtifactFailed");
+    assert_nothing_left(&dest);
+}
+
 #[test]
 fn unpack_enforces_the_size_limit_across_files() {
     let archive = tar_gz(&[file("a", "123456"), file("b", "123456")]);
