@@ -10,7 +10,7 @@ CARGO ?= cargo
 NOCEL_DIR := $(E2E_STATE)/crds-nocel
 CRDGEN := target/debug/crdgen
 
-.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults ci-deps
+.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults soak ci-deps
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: e2e-up ## benchmarks vs reference tools (B1-B6; starts the local cluster 
 
 faults: e2e-up ## fault-injection suite (kills controllers, fails servers through proxies, STOPS the shared apiserver and pauses etcd: needs the env to itself); prints one table
 	CARGO="$(CARGO)" e2e/scripts/faults.sh
+
+soak: e2e-up ## soak: SOAK_N (500) GitRepositories + KluctlDeployments for SOAK_MINUTES (10) under steady pushes, release builds; RSS growth, request rate, error lines, pushes applied, soak.svg
+	CARGO="$(CARGO)" e2e/bench/soak.sh
 
 run: e2e-up ## the demo: local control plane + git server + both controllers deploying a demo repo by GitOps, until Ctrl-C
 	CARGO="$(CARGO)" e2e/scripts/run.sh
