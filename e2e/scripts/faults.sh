@@ -16,7 +16,7 @@ rm -f "$E2E_FAULTS_RESULTS"
 $CARGO build -p source-controller --bin source-controller -p kluctl-controller --bin kluctl-controller \
   -p e2e --bin faults-table
 rc=0
-$CARGO test -p e2e --test faults_quick -- --nocapture --test-threads 3 || rc=$?
+$CARGO test -p e2e --test faults_quick -- --include-ignored --nocapture --test-threads 3 || rc=$?
 $CARGO test -p e2e --test faults_destructive -- --ignored --nocapture --test-threads 1 || rc=$?
 echo
 echo "=== make faults: $( [ "$rc" = 0 ] && echo "every invariant held" || echo "FAILED (see above)" )"
