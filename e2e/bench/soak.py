@@ -20,7 +20,8 @@ At the end it reports, and fails (exit 1) when a goal is missed:
   ones are listed in EXPECTED with the reason, and do not count;
 - every push applied: once the pushes stop, every deployment's ConfigMaps hold the last value
   pushed to its repository (within --converge seconds).
-It writes soak.svg (the time series, SVG by hand) and soak.json (the samples) to --out.
+It writes soak.svg (the time series, SVG by hand), soak.json (the samples) and both controller logs
+to --out.
 
 Needs the cluster and git HTTP server of `make e2e-up` (KUBECONFIG from /tmp/kluctl-gitops-e2e/env.sh).
 """
@@ -30,6 +31,7 @@ import json
 import os
 import random
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -176,7 +178,8 @@ def main():
     tag = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(5))
     ns = "soak-" + tag
     log("soak setup: N=%d, %.1f min, a push every %.0fs, namespace %s" % (n, a.minutes, a.push_every, ns))
-    ids = setup_identities(work, ["source", "kluctl"])
+    # Identities of its own: a B7 run at the same time counts under its own FlowSchemas.
+    ids = setup_identities(work, ["soak-source", "soak-kluctl"])
     repos = [Repo("soak-project-%d" % k) for k in range(REPOS)]
     last_value = {}
     for k, r in enumerate(repos):
@@ -193,10 +196,15 @@ def main():
             c.check()
         t0 = time.time()
         apply_json(objects(ns, tag, repos, n, a.interval, "10m"), verb="create")
+        log("soak: created %d objects in %.1fs" % (2 * n, time.time() - t0))
+        last = None
         while True:
             g, k, waiting = ready_counts(ns)
             for c in controllers:
                 c.check()
+            if (g, k) != last:
+                log("soak ready: %d/%d GitRepositories, %d/%d KluctlDeployments (%.0fs)" % (g, n, k, n, time.time() - t0))
+                last = (g, k)
             if g == n and k == n:
                 break
             if time.time() - t0 > 1800:
@@ -255,6 +263,8 @@ def main():
         for i in ids:
             if os.path.exists(i.kubeconfig):
                 os.remove(i.kubeconfig)
+        for c in controllers:
+            shutil.copy(c.log_path, os.path.join(a.out, os.path.basename(c.log_path)))
 
     # ---- figures
     post = [s for s in samples if s["t"] >= warmup]
@@ -284,7 +294,7 @@ def main():
         if drift >= GOAL_RATE_DRIFT:
             failed.append("%s request rate drifted %.0f%%" % (name, 100 * drift))
     for c in controllers:
-        errs = error_lines(c.log_path)
+        errs = error_lines(os.path.join(a.out, os.path.basename(c.log_path)))
         unexpected, expected = {}, {}
         for msg, _ in errs:
             why = next((why for pat, why in EXPECTED if pat.search(msg)), None)
