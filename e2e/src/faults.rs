@@ -810,81 +810,6 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<FaultReport>> {
     Ok(rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet_with_padding() {
-        assert_eq!(base64_engine(b"hunter2"), "aHVudGVyMg==");
-        assert_eq!(base64_engine(b"abc"), "YWJj");
-        assert_eq!(base64_engine(b"ab"), "YWI=");
-    }
-
-    #[test]
-    fn a_run_with_a_finding_fails_and_the_table_shows_it() {
-        let mut r = FaultReport::new("kill -9 mid-deploy");
-        r.run(&BTreeSet::new(), &[], &[], Some(Duration::from_millis(1500)));
-        assert!(r.findings.is_empty() && r.recovered);
-        r.run(&["app-1".to_owned()].into(), &[], &[], None);
-        assert_eq!((r.runs, r.objects_lost, r.recovered), (2, 1, false));
-        let t = table(&[r]);
-        assert!(t.contains("kill -9 mid-deploy |    2 |            1 |"), "{t}");
-        assert!(t.contains("NO"), "{t}");
-    }
-
-    #[tokio::test]
-    async fn the_proxy_passes_refuses_resets_answers_and_drops() {
-        // A server that answers every connection with 100 bytes and closes.
-        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = server.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = server.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = s.read(&mut buf).await;
-                    let _ = s.write_all(&[b'x'; 100]).await;
-                });
-            }
-        });
-        let proxy = FaultProxy::start(Some(&target)).await.unwrap();
-        let fetch = |addr: SocketAddr| async move {
-            let mut s = TcpStream::connect(addr).await?;
-            s.write_all(b"GET / HTTP/1.1\r\n\r\n").await?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).await?;
-            Ok::<_, std::io::Error>(out)
-        };
-        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
-        proxy.set(Mode::DropAfter(10));
-        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 10);
-        proxy.set(Mode::Http(503));
-        let got = String::from_utf8(fetch(proxy.addr).await.unwrap()).unwrap();
-        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
-        proxy.set(Mode::Refuse);
-        let refused = crate::poll_until("the listener to close", Duration::from_secs(5), || async {
-            TcpStream::connect(proxy.addr).await.is_err()
-        })
-        .await;
-        assert!(refused.is_ok());
-        proxy.set(Mode::Reset);
-        crate::poll_until("the listener to reopen", Duration::from_secs(5), || async {
-            TcpStream::connect(proxy.addr).await.is_ok()
-        })
-        .await
-        .unwrap();
-        assert!(
-            fetch(proxy.addr).await.map_or(true, |b| b.is_empty()),
-            "reset: no bytes"
-        );
-        proxy.set(Mode::Hang);
-        let hung = tokio::time::timeout(Duration::from_millis(300), fetch(proxy.addr)).await;
-        assert!(hung.is_err(), "hang: no answer");
-        proxy.set(Mode::Pass);
-        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
-    }
-}
-
 /// A Kluctl project (target `test`, discriminator `faults-<ns>`) deploying into `ns` the
 /// ConfigMaps `cm-<i>` for each `i` of `items` (`data.value: <value>`) and the Secret `planted`
 /// holding `secret`: the files to commit.
@@ -985,7 +910,10 @@ impl S3 {
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("s3ctl.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "s3ctl.py {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -1051,7 +979,9 @@ impl TmpfsMount {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(TmpfsMount { dir: dir.to_path_buf() })
+        Ok(TmpfsMount {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Bytes free on it.
@@ -1106,5 +1036,80 @@ impl Drop for TmpfsMount {
         if !ok {
             eprintln!("warning: umount -l {} failed", self.dir.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64_engine(b"hunter2"), "aHVudGVyMg==");
+        assert_eq!(base64_engine(b"abc"), "YWJj");
+        assert_eq!(base64_engine(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn a_run_with_a_finding_fails_and_the_table_shows_it() {
+        let mut r = FaultReport::new("kill -9 mid-deploy");
+        r.run(&BTreeSet::new(), &[], &[], Some(Duration::from_millis(1500)));
+        assert!(r.findings.is_empty() && r.recovered);
+        r.run(&["app-1".to_owned()].into(), &[], &[], None);
+        assert_eq!((r.runs, r.objects_lost, r.recovered), (2, 1, false));
+        let t = table(&[r]);
+        assert!(t.contains("kill -9 mid-deploy |    2 |            1 |"), "{t}");
+        assert!(t.contains("NO"), "{t}");
+    }
+
+    #[tokio::test]
+    async fn the_proxy_passes_refuses_resets_answers_and_drops() {
+        // A server that answers every connection with 100 bytes and closes.
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = server.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = server.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(&[b'x'; 100]).await;
+                });
+            }
+        });
+        let proxy = FaultProxy::start(Some(&target)).await.unwrap();
+        let fetch = |addr: SocketAddr| async move {
+            let mut s = TcpStream::connect(addr).await?;
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").await?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await?;
+            Ok::<_, std::io::Error>(out)
+        };
+        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
+        proxy.set(Mode::DropAfter(10));
+        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 10);
+        proxy.set(Mode::Http(503));
+        let got = String::from_utf8(fetch(proxy.addr).await.unwrap()).unwrap();
+        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        proxy.set(Mode::Refuse);
+        let refused = crate::poll_until("the listener to close", Duration::from_secs(5), || async {
+            TcpStream::connect(proxy.addr).await.is_err()
+        })
+        .await;
+        assert!(refused.is_ok());
+        proxy.set(Mode::Reset);
+        crate::poll_until("the listener to reopen", Duration::from_secs(5), || async {
+            TcpStream::connect(proxy.addr).await.is_ok()
+        })
+        .await
+        .unwrap();
+        assert!(
+            fetch(proxy.addr).await.map_or(true, |b| b.is_empty()),
+            "reset: no bytes"
+        );
+        proxy.set(Mode::Hang);
+        let hung = tokio::time::timeout(Duration::from_millis(300), fetch(proxy.addr)).await;
+        assert!(hung.is_err(), "hang: no answer");
+        proxy.set(Mode::Pass);
+        assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
     }
 }

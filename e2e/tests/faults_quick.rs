@@ -516,14 +516,23 @@ async fn sources(t: &TestNs, secret_no: u32) -> anyhow::Result<Sources> {
     let items = 8usize;
     let commit = repo.commit(&refs(&faults::project(&ns, 0..items, "one", &secret)), "first")?;
     let foreign = ForeignObjects::plant(&t.client, &[&ns]).await?;
-    let git_addr = t.env.get("E2E_GIT_HTTP_URL")?.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned();
+    let git_addr = t
+        .env
+        .get("E2E_GIT_HTTP_URL")?
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let git = FaultProxy::start(Some(&git_addr)).await?;
     let artifacts = FaultProxy::start(None).await?;
     let source = SourceController::start(&t.env, &ns, &["--storage-adv-addr", &artifacts.addr.to_string()])?;
     artifacts.set_target(&source.storage_addr()?);
     let url = format!("{}/git/{}.git", git.url(), repo.name);
     let git_api = git_repository(t, "project", &url, json!({"timeout": "3s"})).await?;
-    wait_git_ready(&git_api, "project", "True", None).await.with_context(|| source.log_tail(30))?;
+    wait_git_ready(&git_api, "project", "True", None)
+        .await
+        .with_context(|| source.log_tail(30))?;
     let ctl = KluctlController::start(&t.env, &ns, &["--command-result-namespace", &ns])?;
     let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
     kd::apply(
@@ -533,9 +542,31 @@ async fn sources(t: &TestNs, secret_no: u32) -> anyhow::Result<Sources> {
                "target": "test", "prune": true}),
     )
     .await?;
-    converged(t, &api, &ctl, &commit, &faults::cm_names(0..items), Instant::now()).await?;
+    converged(
+        t,
+        &api,
+        &ctl,
+        &commit,
+        &faults::cm_names(0..items),
+        Instant::now(),
+    )
+    .await?;
     let watch = LossWatch::start(&t.client, &ns, faults::cm_names(0..items));
-    Ok(Sources { repo, items, commit, secret, scan, foreign, git, artifacts, git_api, api, ctl, _source: source, watch })
+    Ok(Sources {
+        repo,
+        items,
+        commit,
+        secret,
+        scan,
+        foreign,
+        git,
+        artifacts,
+        git_api,
+        api,
+        ctl,
+        _source: source,
+        watch,
+    })
 }
 
 /// The git server down, answering 500, hanging past the GitRepository's timeout: each time the
@@ -548,14 +579,22 @@ async fn failing_git_server_keeps_the_last_artifact_and_prunes_nothing() -> anyh
         Box::pin(async move {
             let ns = t.name.clone();
             let mut s = sources(&t, 3).await?;
-            for (label, mode) in [("down", Mode::Refuse), ("answering 500", Mode::Http(500)), ("hanging past the timeout", Mode::Hang)] {
+            for (label, mode) in [
+                ("down", Mode::Refuse),
+                ("answering 500", Mode::Http(500)),
+                ("hanging past the timeout", Mode::Hang),
+            ] {
                 let mut report = FaultReport::new(&format!("git server {label}"));
-                let before = e2e::source::artifact(&s.git_api.get("project").await?).context("no artifact")?;
+                let before =
+                    e2e::source::artifact(&s.git_api.get("project").await?).context("no artifact")?;
                 s.git.set(mode);
                 s.items -= 1;
-                let next = s.repo.commit(&refs(&faults::project(&ns, 0..s.items, "one", &s.secret)), label)?;
+                let next = s
+                    .repo
+                    .commit(&refs(&faults::project(&ns, 0..s.items, "one", &s.secret)), label)?;
                 poke(&s.git_api, "project", &format!("{label}-fault")).await?;
-                let failed = wait_git_ready(&s.git_api, "project", "False", Some("GitOperationFailed")).await?;
+                let failed =
+                    wait_git_ready(&s.git_api, "project", "False", Some("GitOperationFailed")).await?;
                 eprintln!("git server {label}: {:?}", ready(&failed));
                 let kept = e2e::source::artifact(&failed).context("the artifact is gone")?;
                 if kept.revision != before.revision {
@@ -598,7 +637,10 @@ async fn unreachable_artifact_server_prunes_nothing_and_recovers() -> anyhow::Re
             let mut report = FaultReport::new("artifact server unreachable from kluctl-controller");
             s.artifacts.set(Mode::Refuse);
             s.items -= 1;
-            let next = s.repo.commit(&refs(&faults::project(&ns, 0..s.items, "one", &s.secret)), "unreachable")?;
+            let next = s.repo.commit(
+                &refs(&faults::project(&ns, 0..s.items, "one", &s.secret)),
+                "unreachable",
+            )?;
             poke(&s.git_api, "project", "artifact-fault").await?;
             // Polled, not watched: the download retries with backoff for a while, and a watch
             // with no event for 30 s times out on the test's side.
@@ -608,7 +650,10 @@ async fn unreachable_artifact_server_prunes_nothing_and_recovers() -> anyhow::Re
             })
             .await
             .with_context(|| s.ctl.log_tail(20))?;
-            eprintln!("artifact server unreachable: {:?}", kd::ready(&failed).map(|c| &c.message));
+            eprintln!(
+                "artifact server unreachable: {:?}",
+                kd::ready(&failed).map(|c| &c.message)
+            );
             s.artifacts.set(Mode::Pass);
             let back = Instant::now();
             s.watch.expect(faults::cm_names(0..s.items));
