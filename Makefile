@@ -19,7 +19,7 @@ FUZZ_FLAGS := --fuzz-dir $(FUZZ_DIR) --sanitizer none --debug-assertions
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_RUNS ?= 3000
 
-.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults ci-deps \
+.PHONY: help build generate check-generated fmt fmt-check clippy unit e2e-up e2e-down e2e-test e2e test run bench faults soak ci-deps \
 	fuzz-deps fuzz fuzz-smoke
 
 help: ## list targets
@@ -102,6 +102,9 @@ bench: e2e-up ## benchmarks vs reference tools (B1-B6; starts the local cluster 
 
 faults: e2e-up ## fault-injection suite (kills controllers, fails servers through proxies, STOPS the shared apiserver and pauses etcd: needs the env to itself); prints one table
 	CARGO="$(CARGO)" e2e/scripts/faults.sh
+
+soak: e2e-up ## soak: SOAK_N (500) GitRepositories + KluctlDeployments for SOAK_MINUTES (10) under steady pushes, release builds; RSS growth, request rate, error lines, pushes applied, soak.svg
+	CARGO="$(CARGO)" e2e/bench/soak.sh
 
 run: e2e-up ## the demo: local control plane + git server + both controllers deploying a demo repo by GitOps, until Ctrl-C
 	CARGO="$(CARGO)" e2e/scripts/run.sh

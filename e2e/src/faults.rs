@@ -810,6 +810,235 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<FaultReport>> {
     Ok(rows)
 }
 
+/// A Kluctl project (target `test`, discriminator `faults-<ns>`) deploying into `ns` the
+/// ConfigMaps `cm-<i>` for each `i` of `items` (`data.value: <value>`) and the Secret `planted`
+/// holding `secret`: the files to commit.
+pub fn project(
+    ns: &str,
+    items: impl IntoIterator<Item = usize>,
+    value: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    let mut objects = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: {ns}\nstringData:\n  token: {secret}\n"
+    );
+    for i in items {
+        let _ = write!(
+            objects,
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\ndata:\n  value: \"{value}\"\n"
+        );
+    }
+    vec![
+        (
+            ".kluctl.yaml".to_owned(),
+            format!("discriminator: faults-{ns}\ntargets:\n  - name: test\n"),
+        ),
+        (
+            "deployment.yaml".to_owned(),
+            "deployments:\n  - path: app\n".to_owned(),
+        ),
+        ("app/objects.yaml".to_owned(), objects),
+    ]
+}
+
+/// The names `cm-<i>` of `items`.
+pub fn cm_names(items: impl IntoIterator<Item = usize>) -> BTreeSet<String> {
+    items.into_iter().map(|i| format!("cm-{i}")).collect()
+}
+
+/// The `cm-*` ConfigMaps that exist in `ns`.
+///
+/// # Errors
+/// On API errors.
+pub async fn deployed_cms(client: &Client, ns: &str) -> anyhow::Result<BTreeSet<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .filter(|n| n.starts_with("cm-"))
+        .collect())
+}
+
+/// boto3 through `e2e/scripts/s3ctl.py` with the environment's S3 endpoint and keys: puts objects
+/// of a fault scenario under a prefix of the shared scratch bucket.
+pub struct S3 {
+    python: String,
+    vars: Vec<(String, String)>,
+}
+
+impl S3 {
+    /// For the environment's S3 server.
+    ///
+    /// # Errors
+    /// When a variable is missing.
+    pub fn new(env: &Env) -> anyhow::Result<Self> {
+        let mut vars = Vec::new();
+        for k in ["E2E_S3_ENDPOINT", "E2E_S3_ACCESS_KEY", "E2E_S3_SECRET_KEY"] {
+            vars.push((k.to_owned(), env.get(k)?.to_owned()));
+        }
+        Ok(S3 {
+            python: env.get("E2E_PYTHON")?.to_owned(),
+            vars,
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.python);
+        cmd.arg(crate::project_root().join("e2e/scripts/s3ctl.py"))
+            .args(args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("REQUESTS_CA_BUNDLE");
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} (boto3 venv from 'make e2e-up')", self.python))?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin)?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "s3ctl.py {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts `files` (path, content) under `prefix` of `bucket`, and removes `gone` (paths).
+    ///
+    /// # Errors
+    /// When a put fails.
+    pub fn put_files(&self, bucket: &str, prefix: &str, files: &[(String, String)]) -> anyhow::Result<()> {
+        for (path, content) in files {
+            self.run(&["put", bucket, &format!("{prefix}{path}")], content.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A guard removing every key under `prefix` of `bucket` when dropped.
+    pub fn remove_on_drop(&self, bucket: &str, prefix: &str) -> RemovePrefix {
+        RemovePrefix(self.command(&["rmprefix", bucket, prefix]))
+    }
+}
+
+/// Removes the keys under a prefix of a bucket when dropped (see [`S3::remove_on_drop`]).
+pub struct RemovePrefix(std::process::Command);
+
+impl Drop for RemovePrefix {
+    fn drop(&mut self) {
+        use std::process::Stdio;
+        let ok = self
+            .0
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("warning: cleanup {:?} failed", self.0);
+        }
+    }
+}
+
+/// A tmpfs of a given size mounted on a directory (a small volume to fill: "storage full");
+/// unmounted when dropped. Needs root (`mount -t tmpfs`).
+pub struct TmpfsMount {
+    /// Where it is mounted.
+    pub dir: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Creates `dir` and mounts a tmpfs of `size` (as `mount -o size=`: `4m`) on it.
+    ///
+    /// # Errors
+    /// When `mount` fails (not root, no tmpfs).
+    pub fn mount(dir: &Path, size: &str) -> anyhow::Result<Self> {
+        fs_err::create_dir_all(dir)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .context("running mount")?;
+        if !out.status.success() {
+            bail!(
+                "mount -t tmpfs -o size={size} on {} failed (needs root): {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(TmpfsMount {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Bytes free on it.
+    ///
+    /// # Errors
+    /// When `df` fails.
+    pub fn free_bytes(&self) -> anyhow::Result<u64> {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.dir)
+            .output()
+            .context("running df")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("df of {}: {text}", self.dir.display()))
+    }
+
+    /// Writes `filler` until about `leave` bytes are free (ENOSPC ends it too); returns the bytes
+    /// written.
+    ///
+    /// # Errors
+    /// When the file cannot be created or `df` fails.
+    pub fn fill(&self, filler: &str, leave: u64) -> anyhow::Result<u64> {
+        use std::io::Write as _;
+        let mut file = fs_err::File::create(self.dir.join(filler))?;
+        let mut left = self.free_bytes()?.saturating_sub(leave);
+        let chunk = vec![0x5au8; 64 << 10];
+        let mut written = 0u64;
+        while left > 0 {
+            let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+            if file.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            written += n as u64;
+            left -= n as u64;
+        }
+        let _ = file.flush();
+        Ok(written)
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        // Lazy: a process still holding a file there must not keep the mount forever.
+        let ok = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("warning: umount -l {} failed", self.dir.display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,56 +1112,4 @@ mod tests {
         proxy.set(Mode::Pass);
         assert_eq!(fetch(proxy.addr).await.unwrap().len(), 100);
     }
-}
-
-/// A Kluctl project (target `test`, discriminator `faults-<ns>`) deploying into `ns` the
-/// ConfigMaps `cm-<i>` for each `i` of `items` (`data.value: <value>`) and the Secret `planted`
-/// holding `secret`: the files to commit.
-pub fn project(
-    ns: &str,
-    items: impl IntoIterator<Item = usize>,
-    value: &str,
-    secret: &str,
-) -> Vec<(String, String)> {
-    let mut objects = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: {ns}\nstringData:\n  token: {secret}\n"
-    );
-    for i in items {
-        let _ = write!(
-            objects,
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\ndata:\n  value: \"{value}\"\n"
-        );
-    }
-    vec![
-        (
-            ".kluctl.yaml".to_owned(),
-            format!("discriminator: faults-{ns}\ntargets:\n  - name: test\n"),
-        ),
-        (
-            "deployment.yaml".to_owned(),
-            "deployments:\n  - path: app\n".to_owned(),
-        ),
-        ("app/objects.yaml".to_owned(), objects),
-    ]
-}
-
-/// The names `cm-<i>` of `items`.
-pub fn cm_names(items: impl IntoIterator<Item = usize>) -> BTreeSet<String> {
-    items.into_iter().map(|i| format!("cm-{i}")).collect()
-}
-
-/// The `cm-*` ConfigMaps that exist in `ns`.
-///
-/// # Errors
-/// On API errors.
-pub async fn deployed_cms(client: &Client, ns: &str) -> anyhow::Result<BTreeSet<String>> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    Ok(api
-        .list_metadata(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .filter(|n| n.starts_with("cm-"))
-        .collect())
 }

@@ -466,6 +466,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_source_without_an_artifact_yet_is_waited_for_not_an_error() {
+        let waiting = crate::controller::StepError::Fetch(FetchError::NoArtifact {
+            kind: "GitRepository",
+            namespace: "ns".into(),
+            name: "app".into(),
+        });
+        assert!(waiting.is_waiting());
+        let failed = crate::controller::StepError::Fetch(FetchError::CrossNamespace {
+            kind: "GitRepository",
+            namespace: "other".into(),
+            name: "app".into(),
+        });
+        assert!(!failed.is_waiting());
+    }
+
+    #[test]
     fn fields_that_would_change_what_is_deployed_stop_the_reconcile() {
         let spec = |extra: serde_json::Value| -> KluctlDeploymentSpec {
             let mut v = serde_json::json!({"interval": "1m", "source": {"git": {"url": "https://h/r"}}});

@@ -232,6 +232,14 @@ impl StepError {
         }
     }
 
+    /// A state that ends by itself rather than a failure: the source has no artifact yet (a
+    /// KluctlDeployment created together with its GitRepository), and the source watch triggers
+    /// the next reconcile once it has one. Logged at info, as Flux's kustomize-controller does, so
+    /// error lines stay real errors (the soak counts them).
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::Fetch(fetch::FetchError::NoArtifact { .. }))
+    }
+
     /// The Ready message: Kluctl's fixed text for prepare failures (the full text goes to
     /// `status.lastPrepareError`), the error with its causes otherwise.
     fn ready_message(&self) -> String {
@@ -421,7 +429,11 @@ impl Run<'_> {
     async fn fail(mut self, e: &StepError, timing: Option<&Timing>) -> Result<Action, Error> {
         let reason = e.reason();
         let text = kluctl_engine::error_chain(e);
-        tracing::error!(reason, error = %text, "reconcile failed");
+        if e.is_waiting() {
+            tracing::info!(reason, error = %text, "reconcile waiting for the source");
+        } else {
+            tracing::error!(reason, error = %text, "reconcile failed");
+        }
         let generation = self.kd.meta().generation;
         let ready = status::Ready {
             ok: false,
