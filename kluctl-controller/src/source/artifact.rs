@@ -898,8 +898,10 @@ pub fn fuzz_extract(
 /// Words for `e` without a path: the OS error's for a plain io error ("File exists (os error
 /// 17)"), the kind's for fs-err's (which put the temporary path in their text).
 fn os_error_text(e: &io::Error) -> String {
-    e.raw_os_error()
-        .map_or_else(|| e.kind().to_string(), |code| io::Error::from_raw_os_error(code).to_string())
+    e.raw_os_error().map_or_else(
+        || e.kind().to_string(),
+        |code| io::Error::from_raw_os_error(code).to_string(),
+    )
 }
 
 /// A reader that fails once more than `cap` bytes come out of `inner`. Stopping quietly would
