@@ -155,9 +155,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(
-            names
-                .iter()
-                .any(|n| n.starts_with(".ccc.tar.gz.") && n.ends_with(".tmp")),
+            names.iter().any(
+                |n| n.starts_with(".ccc.tar.gz.") && Path::new(n).extension().is_some_and(|e| e == "tmp")
+            ),
             "the live writer's temp file stays: {names:?}"
         );
         drop(writer);
