@@ -313,8 +313,9 @@ pub struct Audited {
 
 /// An HTTP proxy on 127.0.0.1:0 that forwards every request to the apiserver with the admin client
 /// and records when each arrived (method, path): the audit of what one controller instance sent.
-/// Optionally waits `delay` before each mutating request (a slow apply, to stop a process in the
-/// middle of a deploy). Stops when dropped.
+/// Optionally waits `delay` before each mutating request, one at a time (a slow apply or prune,
+/// to stop a process in the middle of it: parallel writes would all wait the same `delay` and
+/// land together, leaving no middle to stop in). Stops when dropped.
 pub struct AuditProxy {
     /// The address it listens on.
     pub addr: SocketAddr,
@@ -330,9 +331,10 @@ impl AuditProxy {
     pub async fn start(client: Client, delay: Duration) -> anyhow::Result<Self> {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let writes = Arc::new(tokio::sync::Mutex::new(()));
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, seen) = (client.clone(), seen.clone());
-            async move { forward(&client, &seen, delay, req).await }
+            let (client, seen, writes) = (client.clone(), seen.clone(), writes.clone());
+            async move { forward(&client, &seen, (delay, &writes), req).await }
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -374,7 +376,7 @@ impl Drop for AuditProxy {
 async fn forward(
     client: &Client,
     seen: &Mutex<Vec<Audited>>,
-    delay: Duration,
+    (delay, writes): (Duration, &tokio::sync::Mutex<()>),
     req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::http;
@@ -384,6 +386,7 @@ async fn forward(
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     if parts.method != http::Method::GET && !delay.is_zero() {
+        let _one_at_a_time = writes.lock().await;
         tokio::time::sleep(delay).await;
     }
     if let Ok(mut s) = seen.lock() {
