@@ -58,6 +58,29 @@ fn apiserver_ready(env: &Env) -> bool {
         .is_ok_and(|s| s.trim() == "ok")
 }
 
+/// Stops the kube-apiserver (SIGTERM, as `cluster.sh stop` does) and waits until its process is
+/// gone: its graceful shutdown takes seconds, and `cluster.sh start` skips a process still alive.
+fn stop_apiserver() -> anyhow::Result<()> {
+    let pid = pid_of("kube-apiserver")?;
+    signal("-TERM", &pid)?;
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let deadline = Instant::now() + WAIT;
+    while alive() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "kube-apiserver (pid {pid}) still running {WAIT:?} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// Starts what of the control plane is not running (`cluster.sh start` skips live processes).
 fn start_control_plane() -> anyhow::Result<()> {
     let script = e2e::project_root().join("e2e/scripts/cluster.sh");
@@ -218,7 +241,7 @@ async fn the_real_apiserver_stopped_and_started() -> anyhow::Result<()> {
             control_plane_fault(
                 &t,
                 "kube-apiserver stopped and started",
-                || signal("-TERM", &pid_of("kube-apiserver")?),
+                stop_apiserver,
                 start_control_plane,
             )
             .await
