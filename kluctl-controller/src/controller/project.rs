@@ -208,14 +208,22 @@ impl InSyncCache {
     }
 }
 
-/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
-/// without it every reconcile would repeat discovery, one request per API group version on
-/// servers without aggregated discovery (Kubernetes before 1.26). A kind that a deploy's CRD
-/// adds is read into the shared index by the engine when it is first needed.
+/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`] by every
+/// reconcile: without it every reconcile would repeat discovery, one request per API group
+/// version on servers without aggregated discovery (Kubernetes before 1.26). A kind that a
+/// deploy's CRD adds is read into the shared index by the engine when it is first needed, and
+/// every reconcile holding the index sees it.
+///
+/// One discovery per cluster at a time: when the entry is missing or expired, the first
+/// reconcile discovers while the others for that cluster wait for its result (with
+/// `--concurrency` N, N reconciles starting together would otherwise run N discoveries).
 #[derive(Debug, Default)]
 pub struct DiscoveryCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Discovered)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<DiscoverySlot>>>,
 }
+
+/// One cluster's entry; its lock is held while discovering.
+type DiscoverySlot = std::sync::Mutex<Option<(std::time::Instant, Discovered)>>;
 
 /// How long discovery results are reused.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
@@ -229,18 +237,21 @@ impl DiscoveryCache {
         context: &str,
     ) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
         let key = config.cluster_url.to_string();
-        let cached = self.entries.lock().ok().and_then(|m| {
-            m.get(&key)
-                .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
-                .map(|(_, d)| d.clone())
-        });
-        if let Some(d) = cached {
-            return Cluster::from_config_discovered(config.clone(), context, d);
+        let slot = {
+            let mut m = self
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::sync::Arc::clone(m.entry(key).or_default())
+        };
+        let mut entry = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, d)) = entry.as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Cluster::from_config_discovered(config.clone(), context, d.clone());
         }
         let cluster = Cluster::from_config(config.clone(), context)?;
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(key, (std::time::Instant::now(), cluster.discovered()));
-        }
+        *entry = Some((std::time::Instant::now(), cluster.discovered()));
         Ok(cluster)
     }
 }

@@ -132,6 +132,10 @@ pub struct RemoteObjects {
     pub full: BTreeMap<ObjectRef, Object>,
     /// Resources that could only be read partly or not at all (permissions).
     pub warnings: Vec<DeploymentError>,
+    /// Resources whose listing answered 404: no longer served since discovery (a CRD deleted).
+    /// The caller forgets them in its shared index, so a discovery cache written back from it
+    /// does not list them again.
+    pub gone: Vec<kube::core::ApiResource>,
 }
 
 impl RemoteObjects {
@@ -142,6 +146,7 @@ impl RemoteObjects {
             objects: BTreeMap::new(),
             full: BTreeMap::new(),
             warnings: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -204,7 +209,7 @@ impl Default for ListOptions {
 /// What happened to the list of one resource.
 enum Listed {
     Objects(Vec<Found>),
-    Skipped,
+    Gone(kube::core::ApiResource),
     Warning(DeploymentError, Vec<Found>),
 }
 
@@ -251,7 +256,10 @@ pub async fn list_by_discriminator(
     for listed in results {
         let found = match listed {
             Listed::Objects(found) => found,
-            Listed::Skipped => continue,
+            Listed::Gone(resource) => {
+                remote.gone.push(resource);
+                continue;
+            }
             Listed::Warning(warning, found) => {
                 remote.warnings.push(warning);
                 found
@@ -290,7 +298,7 @@ async fn list_one(
         // The resource went away since discovery (a CRD deleted meanwhile): nothing to find.
         Err(kube::Error::Api(s)) if s.code == 404 => {
             tracing::debug!(resource = %entry.resource.api_version, plural = %entry.resource.plural, "resource no longer served, skipped");
-            Ok(Listed::Skipped)
+            Ok(Listed::Gone(entry.resource.clone()))
         }
         Err(kube::Error::Api(s)) if s.code == 405 => Ok(Listed::Warning(
             DeploymentError {
