@@ -64,9 +64,13 @@ VARIANTS = ("loopback", "delay")
 WRITE_VERBS = ("create", "patch", "update", "delete")
 
 # Verb -> FlowSchema; order is matching precedence (lower first). Non-resource requests
-# (discovery: /api, /apis, /openapi, /version) get their own.
+# (discovery: /api, /apis, /openapi, /version) get their own, and so do the Secrets of Kluctl's
+# command-result store (namespace kluctl-results: one result written per deploy, old ones
+# expired), so that "writes" are those of the deployed objects.
+RESULTS_NS = "kluctl-results"
 VERBS = [
     ("discovery", None),
+    ("result", "secrets in " + RESULTS_NS),
     ("get", ["get"]),
     ("list", ["list", "watch"]),
     ("create", ["create"]),
@@ -85,6 +89,9 @@ def flowschemas():
         }
         if verbs is None:
             rule["nonResourceRules"] = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+        elif verb == "result":
+            rule["resourceRules"] = [{"verbs": ["*"], "apiGroups": [""], "resources": ["secrets"],
+                                      "namespaces": [RESULTS_NS]}]
         else:
             rule["resourceRules"] = [{"verbs": verbs, "apiGroups": ["*"], "resources": ["*"],
                                       "clusterScope": True, "namespaces": ["*"]}]
