@@ -599,10 +599,9 @@ impl ClusterReader for Cluster {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Discovery through the disk cache against a fake API server: a thread answering fixed
-    //! JSON by path (404 otherwise) and recording every path asked, so the tests assert which
-    //! requests a connection makes.
+pub(crate) mod test_server {
+    //! A fake API server for unit tests: a thread answering fixed JSON by path (a 404 Status
+    //! otherwise) and recording every path asked, so tests assert which requests were made.
     use std::collections::HashMap;
     use std::io::{BufRead as _, BufReader, Write as _};
     use std::net::TcpListener;
@@ -610,17 +609,14 @@ mod tests {
 
     use serde_json::json;
 
-    use super::*;
-    use crate::remote::resources::test_support::entry;
-
     /// A fake API server; `paths` holds every request path in order.
-    struct FakeServer {
+    pub(crate) struct FakeServer {
         url: String,
         paths: Arc<Mutex<Vec<String>>>,
     }
 
     impl FakeServer {
-        fn start(answers: HashMap<String, serde_json::Value>) -> Self {
+        pub(crate) fn start(answers: HashMap<String, serde_json::Value>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let url = format!("http://{}", listener.local_addr().expect("addr"));
             let paths = Arc::new(Mutex::new(Vec::new()));
@@ -664,14 +660,28 @@ mod tests {
             Self { url, paths }
         }
 
-        fn take_paths(&self) -> Vec<String> {
+        pub(crate) fn take_paths(&self) -> Vec<String> {
             std::mem::take(&mut *self.paths.lock().expect("lock"))
         }
 
-        fn config(&self) -> kube::Config {
+        pub(crate) fn config(&self) -> kube::Config {
             kube::Config::new(self.url.parse().expect("url"))
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Discovery through the disk cache against a [`FakeServer`], asserting which requests a
+    //! connection makes.
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::test_server::FakeServer;
+    use super::*;
+    use crate::remote::resources::test_support::entry;
 
     fn group_json(name: &str, versions: &[&str]) -> serde_json::Value {
         json!({

@@ -642,4 +642,41 @@ mod tests {
             vec![absent]
         );
     }
+
+    #[test]
+    fn a_listing_answering_404_is_reported_gone_and_forgotten_by_the_shared_index() {
+        use crate::cluster::test_server::FakeServer;
+        use crate::remote::resources::test_support::entry;
+        // The server knows no path: the CRD of `widgets` was deleted since discovery.
+        let server = FakeServer::start(std::collections::HashMap::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = {
+            let _entered = runtime.enter();
+            kube::Client::try_from(server.config()).expect("client")
+        };
+        let shared = SharedApiIndex::new(ApiIndex::from_entries(
+            vec![entry("example.com", "v1", "Widget", "widgets", true)],
+            BTreeMap::new(),
+        ));
+        let listed = runtime
+            .block_on(list_by_discriminator(
+                &client,
+                &shared.current(),
+                &Discriminator::new("d").expect("discriminator"),
+                &ListOptions::default(),
+            ))
+            .expect("a 404 is no error");
+        assert!(listed.objects.is_empty());
+        assert!(listed.warnings.is_empty());
+        assert_eq!(
+            listed.gone.iter().map(|r| r.plural.as_str()).collect::<Vec<_>>(),
+            ["widgets"]
+        );
+        assert_eq!(server.take_paths().len(), 1);
+        shared.forget(&listed.gone);
+        assert!(shared.current().listable().is_empty());
+    }
 }
