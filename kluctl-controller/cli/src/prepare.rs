@@ -122,7 +122,9 @@ pub(crate) fn prepare(
             Some(ctx) => Some(ctx.clone()),
             None => target::target_context(&project_dir, c.target.target.as_deref(), &external_args)?,
         };
-        let cluster = Cluster::connect(c.target.kubeconfig.as_deref(), context.as_deref()).map_err(|e| {
+        let cache = c.discovery_cache.options();
+        let cluster = Cluster::connect(c.target.kubeconfig.as_deref(), context.as_deref(), cache.as_ref())
+            .map_err(|e| {
             Hinted::new(
                 e,
                 "pass --context to choose another context, or --offline-kubernetes to render without a cluster",

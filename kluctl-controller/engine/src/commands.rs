@@ -176,6 +176,7 @@ impl CommandContext<'_> {
                 .await
             {
                 Ok(mut l) => {
+                    self.index.forget(&l.gone);
                     r.warnings.extend(l.warnings.iter().cloned());
                     for (k, v) in std::mem::take(&mut l.full) {
                         objects.insert(versionless(&k), Value::Object(v));

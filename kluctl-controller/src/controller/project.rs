@@ -208,14 +208,22 @@ impl InSyncCache {
     }
 }
 
-/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`]:
-/// without it every reconcile would repeat discovery, one request per API group version on
-/// servers without aggregated discovery (Kubernetes before 1.26). A kind that a deploy's CRD
-/// adds is read into the shared index by the engine when it is first needed.
+/// What API discovery found, per cluster (API server URL), reused for [`DISCOVERY_TTL`] by every
+/// reconcile: without it every reconcile would repeat discovery, one request per API group
+/// version on servers without aggregated discovery (Kubernetes before 1.26). A kind that a
+/// deploy's CRD adds is read into the shared index by the engine when it is first needed, and
+/// every reconcile holding the index sees it.
+///
+/// One discovery per cluster at a time: when the entry is missing or expired, the first
+/// reconcile discovers while the others for that cluster wait for its result (with
+/// `--concurrency` N, N reconciles starting together would otherwise run N discoveries).
 #[derive(Debug, Default)]
 pub struct DiscoveryCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Discovered)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<DiscoverySlot>>>,
 }
+
+/// One cluster's entry; its lock is held while discovering.
+type DiscoverySlot = std::sync::Mutex<Option<(std::time::Instant, Discovered)>>;
 
 /// How long discovery results are reused.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
@@ -229,18 +237,21 @@ impl DiscoveryCache {
         context: &str,
     ) -> Result<Cluster, kluctl_engine::cluster::ClusterError> {
         let key = config.cluster_url.to_string();
-        let cached = self.entries.lock().ok().and_then(|m| {
-            m.get(&key)
-                .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
-                .map(|(_, d)| d.clone())
-        });
-        if let Some(d) = cached {
-            return Cluster::from_config_discovered(config.clone(), context, d);
+        let slot = {
+            let mut m = self
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::sync::Arc::clone(m.entry(key).or_default())
+        };
+        let mut entry = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, d)) = entry.as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Cluster::from_config_discovered(config.clone(), context, d.clone());
         }
         let cluster = Cluster::from_config(config.clone(), context)?;
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(key, (std::time::Instant::now(), cluster.discovered()));
-        }
+        *entry = Some((std::time::Instant::now(), cluster.discovered()));
         Ok(cluster)
     }
 }
@@ -738,5 +749,96 @@ impl Prepared {
             cluster_id,
             discriminator: self.discriminator.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`DiscoveryCache`] against a fake API server (a thread answering fixed JSON by path and
+    //! counting `/version` requests, one per discovery).
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn fake_server() -> (kube::Config, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let versions = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&versions);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let count = Arc::clone(&count);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                        }
+                        let body = match path.as_str() {
+                            "/version" => {
+                                count.fetch_add(1, Ordering::SeqCst);
+                                // Slow enough that concurrent connects overlap.
+                                std::thread::sleep(Duration::from_millis(100));
+                                r#"{"major":"1","minor":"20","gitVersion":"v1.20.2","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#
+                            }
+                            "/api" => {
+                                r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
+                            }
+                            "/apis" => r#"{"kind":"APIGroupList","groups":[]}"#,
+                            "/api/v1" => {
+                                r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"configmaps","singularName":"","namespaced":true,"kind":"ConfigMap","verbs":["get","list"]}]}"#
+                            }
+                            _ => r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}"#,
+                        };
+                        let status = if body.contains(r#""code":404"#) {
+                            "404 Not Found"
+                        } else {
+                            "200 OK"
+                        };
+                        let reply = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (kube::Config::new(url.parse().expect("url")), versions)
+    }
+
+    #[test]
+    fn concurrent_reconciles_of_one_cluster_share_a_single_discovery() {
+        let (config, discoveries) = fake_server();
+        let cache = Arc::new(DiscoveryCache::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (cache, config) = (Arc::clone(&cache), config.clone());
+                std::thread::spawn(move || {
+                    let cluster = cache.connect(&config, "").expect("connect");
+                    cluster.index().current().is_namespaced("", "ConfigMap")
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("thread"), Some(true));
+        }
+        assert_eq!(discoveries.load(Ordering::SeqCst), 1);
+        // Later reconciles within the TTL: still one.
+        let _again = cache.connect(&config, "").expect("connect");
+        assert_eq!(discoveries.load(Ordering::SeqCst), 1);
     }
 }

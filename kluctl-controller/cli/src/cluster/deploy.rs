@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use super::{cluster_of, conclude, context, output_options, prepared};
+use super::{conclude, context, output_options, prepared};
 use crate::flags::commands::DeployCmd;
 use crate::progress::LineProgress;
 use crate::prompt::{Prompt, interactive, no_terminal};
@@ -25,8 +25,13 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
             "pass -y (--yes) to deploy without asking, or --dry-run to only see the changes",
         ));
     }
-    let p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
-    let cluster = cluster_of(&p)?;
+    let mut p = prepared(&cmd.flags, cmd.discriminator.as_ref())?;
+    // A field borrow (not `cluster_of(&p)`): the rendered objects are dropped below while the
+    // cluster is still needed.
+    let cluster = p
+        .cluster
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("this command needs a cluster connection"))?;
     let ctx = context(&p, cluster);
     let options = DeployOptions {
         apply: ApplyOptions {
@@ -63,6 +68,11 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         &progress,
         if ask_first { Some(&mut confirm) } else { None },
     ));
+    // The result holds its own copy of every rendered object: the rendered target's are not
+    // needed any more, and storing and printing the result is where the command peaks.
+    for item in &mut p.rendered.items {
+        item.objects = Vec::new();
+    }
     conclude(
         "deploy",
         cluster,

@@ -97,19 +97,21 @@ fn conclude(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     prompt.finish()?;
-    let stored = store(cluster, &mut r, results, dry_run);
+    let stored = store(cluster, &mut r, results, dry_run, !output.no_obfuscate);
     finish(command, r, output, stored)
 }
 
 /// Writes the result to the command-result store when the flags ask for it (Kluctl: not for
 /// dry runs unless forced); the store obfuscates Secret values itself. A result the store had
 /// to cut to fit one Secret is stored all the same; a `warning:` line on stderr says what was
-/// cut.
+/// cut. With `obfuscated_output` (no `--no-obfuscate`) the result is obfuscated in place, as it
+/// will be printed, instead of the store copying every object to obfuscate the copy.
 fn store(
     cluster: &Cluster,
     r: &mut CommandResult,
     flags: &CommandResultFlags,
     dry_run: bool,
+    obfuscated_output: bool,
 ) -> Option<anyhow::Error> {
     if !flags.should_write(dry_run) {
         return None;
@@ -121,12 +123,25 @@ fn store(
         });
     }
     cluster
-        .block_on(kluctl_engine::store::write_command_result(
-            cluster.client(),
-            &flags.command_result_namespace,
-            r,
-            flags.keep_command_results_count,
-        ))
+        .block_on(async {
+            if obfuscated_output {
+                kluctl_engine::store::write_command_result_obfuscating(
+                    cluster.client(),
+                    &flags.command_result_namespace,
+                    r,
+                    flags.keep_command_results_count,
+                )
+                .await
+            } else {
+                kluctl_engine::store::write_command_result(
+                    cluster.client(),
+                    &flags.command_result_namespace,
+                    r,
+                    flags.keep_command_results_count,
+                )
+                .await
+            }
+        })
         .map_or_else(
             |e| Some(anyhow::anyhow!("failed to write result to result store: {e}")),
             |stored| {

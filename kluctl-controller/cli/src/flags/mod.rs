@@ -46,6 +46,35 @@ pub struct TargetFlags {
     pub kubeconfig: Option<PathBuf>,
 }
 
+/// `--discovery-cache-dir`, `--no-discovery-cache`: where API discovery is cached between runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DiscoveryCacheFlags {
+    /// Cache API discovery in DIR (default: $XDG_CACHE_HOME/kluctl/discovery, else ~/.cache/kluctl/discovery)
+    #[arg(long = "discovery-cache-dir", value_name = "DIR")]
+    pub discovery_cache_dir: Option<PathBuf>,
+    /// Discover the cluster's API resources afresh, without reading or writing the cache
+    #[arg(long = "no-discovery-cache", conflicts_with = "discovery_cache_dir")]
+    pub no_discovery_cache: bool,
+}
+
+impl DiscoveryCacheFlags {
+    /// The cache to use: `None` with `--no-discovery-cache` or when no default directory can
+    /// be found (neither `XDG_CACHE_HOME` nor `HOME` set).
+    pub fn options(&self) -> Option<kluctl_engine::cluster::DiscoveryCacheOptions> {
+        if self.no_discovery_cache {
+            return None;
+        }
+        let dir = self
+            .discovery_cache_dir
+            .clone()
+            .or_else(kluctl_engine::cluster::DiscoveryCacheOptions::default_dir)?;
+        Some(kluctl_engine::cluster::DiscoveryCacheOptions {
+            dir,
+            ttl: kluctl_engine::cluster::disk_cache::DEFAULT_TTL,
+        })
+    }
+}
+
 /// `-a`, `--args-from-file`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ArgsFlags {
@@ -129,6 +158,8 @@ pub struct ClusterRenderFlags {
     pub(crate) inclusion: InclusionFlags,
     #[command(flatten)]
     pub(crate) render_output: RenderOutputFlags,
+    #[command(flatten)]
+    pub(crate) discovery_cache: DiscoveryCacheFlags,
 }
 
 /// The flags of the commands that only render (they may also run without a cluster).

@@ -132,6 +132,10 @@ pub struct RemoteObjects {
     pub full: BTreeMap<ObjectRef, Object>,
     /// Resources that could only be read partly or not at all (permissions).
     pub warnings: Vec<DeploymentError>,
+    /// Resources whose listing answered 404: no longer served since discovery (a CRD deleted).
+    /// The caller forgets them in its shared index, so a discovery cache written back from it
+    /// does not list them again.
+    pub gone: Vec<kube::core::ApiResource>,
 }
 
 impl RemoteObjects {
@@ -142,6 +146,7 @@ impl RemoteObjects {
             objects: BTreeMap::new(),
             full: BTreeMap::new(),
             warnings: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -204,7 +209,7 @@ impl Default for ListOptions {
 /// What happened to the list of one resource.
 enum Listed {
     Objects(Vec<Found>),
-    Skipped,
+    Gone(kube::core::ApiResource),
     Warning(DeploymentError, Vec<Found>),
 }
 
@@ -251,7 +256,10 @@ pub async fn list_by_discriminator(
     for listed in results {
         let found = match listed {
             Listed::Objects(found) => found,
-            Listed::Skipped => continue,
+            Listed::Gone(resource) => {
+                remote.gone.push(resource);
+                continue;
+            }
             Listed::Warning(warning, found) => {
                 remote.warnings.push(warning);
                 found
@@ -290,7 +298,7 @@ async fn list_one(
         // The resource went away since discovery (a CRD deleted meanwhile): nothing to find.
         Err(kube::Error::Api(s)) if s.code == 404 => {
             tracing::debug!(resource = %entry.resource.api_version, plural = %entry.resource.plural, "resource no longer served, skipped");
-            Ok(Listed::Skipped)
+            Ok(Listed::Gone(entry.resource.clone()))
         }
         Err(kube::Error::Api(s)) if s.code == 405 => Ok(Listed::Warning(
             DeploymentError {
@@ -633,5 +641,42 @@ mod tests {
             remote.missing(&[rendered_other_version, absent.clone(), absent.clone()]),
             vec![absent]
         );
+    }
+
+    #[test]
+    fn a_listing_answering_404_is_reported_gone_and_forgotten_by_the_shared_index() {
+        use crate::cluster::test_server::FakeServer;
+        use crate::remote::resources::test_support::entry;
+        // The server knows no path: the CRD of `widgets` was deleted since discovery.
+        let server = FakeServer::start(std::collections::HashMap::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = {
+            let _entered = runtime.enter();
+            kube::Client::try_from(server.config()).expect("client")
+        };
+        let shared = SharedApiIndex::new(ApiIndex::from_entries(
+            vec![entry("example.com", "v1", "Widget", "widgets", true)],
+            BTreeMap::new(),
+        ));
+        let listed = runtime
+            .block_on(list_by_discriminator(
+                &client,
+                &shared.current(),
+                &Discriminator::new("d").expect("discriminator"),
+                &ListOptions::default(),
+            ))
+            .expect("a 404 is no error");
+        assert!(listed.objects.is_empty());
+        assert!(listed.warnings.is_empty());
+        assert_eq!(
+            listed.gone.iter().map(|r| r.plural.as_str()).collect::<Vec<_>>(),
+            ["widgets"]
+        );
+        assert_eq!(server.take_paths().len(), 1);
+        shared.forget(&listed.gone);
+        assert!(shared.current().listable().is_empty());
     }
 }

@@ -32,7 +32,8 @@ use kube::discovery::{Discovery, Scope, verbs};
 const SKIPPED_RESOURCES: &[(&str, &str)] = &[("extensions", "ingresses"), ("", "componentstatuses")];
 
 /// One served resource at one version.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiEntry {
     /// Group, version, kind and plural.
     pub resource: ApiResource,
@@ -44,8 +45,10 @@ pub struct ApiEntry {
     pub status_subresource: bool,
 }
 
-/// The served API resources, every version, plus each group's preferred version.
-#[derive(Clone, Debug, Default)]
+/// The served API resources, every version, plus each group's preferred version. Serializable
+/// for the CLI's discovery cache on disk (`cluster::disk_cache`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiIndex {
     entries: Vec<ApiEntry>,
     preferred_versions: BTreeMap<String, String>,
@@ -74,6 +77,65 @@ impl ApiIndex {
             })
             .collect();
         self.set_group(group.name(), group.preferred_version(), entries);
+    }
+
+    /// Adds (or replaces) API group `group` from the resource lists of its versions (the
+    /// answers of `/apis/<group>/<version>`, or `/api/v1` for the core group), the way kube's
+    /// discovery reads them: a name with a `/` is a sub-resource of the resource before it.
+    pub fn add_resource_lists(
+        &mut self,
+        group: &str,
+        preferred_version: Option<&str>,
+        lists: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList],
+    ) {
+        let mut entries = Vec::new();
+        for list in lists {
+            let version = list
+                .group_version
+                .rsplit_once('/')
+                .map_or(list.group_version.as_str(), |(_, v)| v);
+            for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
+                let status = format!("{}/status", r.name);
+                entries.push(ApiEntry {
+                    resource: ApiResource {
+                        group: group.to_owned(),
+                        version: version.to_owned(),
+                        api_version: list.group_version.clone(),
+                        kind: r.kind.clone(),
+                        plural: r.name.clone(),
+                    },
+                    namespaced: r.namespaced,
+                    listable: r.verbs.iter().any(|v| v == verbs::LIST),
+                    status_subresource: list.resources.iter().any(|s| s.name == status),
+                });
+            }
+        }
+        self.set_group(group, preferred_version, entries);
+    }
+
+    /// Removes API group `group` (no longer served).
+    pub fn remove_group(&mut self, group: &str) {
+        self.entries.retain(|e| e.resource.group != group);
+        self.preferred_versions.remove(group);
+    }
+
+    /// Removes the entry of `resource` (its group, version and plural): a listing answered 404.
+    pub fn forget(&mut self, resource: &ApiResource) {
+        self.entries.retain(|e| {
+            !(e.resource.group == resource.group
+                && e.resource.version == resource.version
+                && e.resource.plural == resource.plural)
+        });
+    }
+
+    /// The preferred version of API group `group`, when known.
+    pub fn preferred_version(&self, group: &str) -> Option<&str> {
+        self.preferred_versions.get(group).map(String::as_str)
+    }
+
+    /// Every entry (all versions, as discovered).
+    pub fn entries(&self) -> &[ApiEntry] {
+        &self.entries
     }
 
     /// Replaces every entry of API group `group` with `entries` (which must belong to it) and
@@ -170,6 +232,11 @@ impl SharedApiIndex {
         Self(Arc::new(RwLock::new(Arc::new(index))))
     }
 
+    /// Shares an index already behind an `Arc` (its snapshot stays pointer-equal).
+    pub fn from_arc(index: Arc<ApiIndex>) -> Self {
+        Self(Arc::new(RwLock::new(index)))
+    }
+
     /// The index as it is now; later refreshes do not change this snapshot, so it may be kept
     /// across awaits.
     pub fn current(&self) -> Arc<ApiIndex> {
@@ -190,8 +257,26 @@ impl SharedApiIndex {
         }
     }
 
+    /// Forgets `resources` (their listing answered 404: gone since discovery) for every holder,
+    /// so a cached discovery written back later no longer has them.
+    pub fn forget(&self, resources: &[ApiResource]) {
+        if resources.is_empty() {
+            return;
+        }
+        self.update(|index| {
+            for r in resources {
+                index.forget(r);
+            }
+        });
+    }
+
+    /// Replaces the whole index for every holder.
+    pub fn replace(&self, index: ApiIndex) {
+        self.update(|current| *current = index);
+    }
+
     /// Changes the index for every holder (snapshots taken before keep the old version).
-    fn update(&self, change: impl FnOnce(&mut ApiIndex)) {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut ApiIndex)) {
         let mut guard = self.0.write().unwrap_or_else(PoisonError::into_inner);
         change(Arc::make_mut(&mut guard));
     }

@@ -140,40 +140,40 @@ pub fn reduced_object(o: &Value) -> Value {
 /// Compacts objects: per object the first present of rendered/remote/applied as `full: <json>`,
 /// each later one as `delta: ` against the previous when that is shorter.
 pub fn compact_objects(objects: &[ResultObject]) -> Vec<CompactedObject> {
-    objects
-        .iter()
-        .map(|o| {
-            let mut prev = String::new();
-            let mut next = |v: &Option<Value>| -> String {
-                let Some(v) = v else { return String::new() };
-                let json = v.to_string();
-                if prev.is_empty() {
-                    let s = format!("full: {json}");
-                    prev = json;
-                    return s;
-                }
-                let delta = encode_delta(&prev, &json);
-                let s = if delta.len() < json.len() {
-                    format!("delta: {delta}")
-                } else {
-                    format!("full: {json}")
-                };
-                prev = json;
-                s
-            };
-            CompactedObject {
-                object: o.object.clone(),
-                changes: o.changes.clone(),
-                new: o.new,
-                orphan: o.orphan,
-                deleted: o.deleted,
-                hook: o.hook,
-                rendered: next(&o.rendered),
-                remote: next(&o.remote),
-                applied: next(&o.applied),
-            }
-        })
-        .collect()
+    objects.iter().map(compact_object).collect()
+}
+
+/// Compacts one object (see [`compact_objects`]).
+pub fn compact_object(o: &ResultObject) -> CompactedObject {
+    let mut prev = String::new();
+    let mut next = |v: &Option<Value>| -> String {
+        let Some(v) = v else { return String::new() };
+        let json = v.to_string();
+        if prev.is_empty() {
+            let s = format!("full: {json}");
+            prev = json;
+            return s;
+        }
+        let delta = encode_delta(&prev, &json);
+        let s = if delta.len() < json.len() {
+            format!("delta: {delta}")
+        } else {
+            format!("full: {json}")
+        };
+        prev = json;
+        s
+    };
+    CompactedObject {
+        object: o.object.clone(),
+        changes: o.changes.clone(),
+        new: o.new,
+        orphan: o.orphan,
+        deleted: o.deleted,
+        hook: o.hook,
+        rendered: next(&o.rendered),
+        remote: next(&o.remote),
+        applied: next(&o.applied),
+    }
 }
 
 /// Restores objects from their compacted form.

@@ -28,7 +28,9 @@ use serde_json::Value;
 
 pub use builder::ResultBuilder;
 pub(crate) use builder::push_unique;
-pub use compact::{CompactedCommandResult, CompactedObject, compact_objects, expand_objects, reduced_object};
+pub use compact::{
+    CompactedCommandResult, CompactedObject, compact_object, compact_objects, expand_objects, reduced_object,
+};
 pub use dmp::{decode_delta, encode_delta};
 pub use gitops_api::kluctl::results::{
     ClusterInfo, DeploymentError, GitInfo, KluctlDeploymentInfo, ProjectKey, TargetKey,

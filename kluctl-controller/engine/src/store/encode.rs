@@ -31,7 +31,7 @@ use super::{
     VALIDATE_RESULT_KEY, VALIDATE_RESULT_SUMMARY_ANNOTATION,
 };
 use crate::diff::{DiffError, obfuscate, obfuscate_result};
-use crate::result::{CommandResult, CommandResultSummary, CompactedObject, compact_objects, expand_objects};
+use crate::result::{CommandResult, CommandResultSummary, CompactedObject, compact_object, expand_objects};
 
 /// Longest Kubernetes object name the store builds.
 const MAX_NAME_LEN: usize = 63;
@@ -146,7 +146,18 @@ pub fn is_label_value(s: &str) -> bool {
 /// A Secret whose `data` or `stringData` is not a map.
 pub fn obfuscated_for_store(result: &CommandResult) -> Result<CommandResult, DiffError> {
     let mut stored = result.clone();
-    obfuscate_result(&mut stored)?;
+    obfuscate_for_store(&mut stored)?;
+    Ok(stored)
+}
+
+/// [`obfuscated_for_store`] in place: for callers that print the result obfuscated anyway (the
+/// CLI without `--no-obfuscate`), so the store needs no copy of every object (on a large deploy
+/// that copy was the largest single allocation of the command). Idempotent.
+///
+/// # Errors
+/// A Secret whose `data` or `stringData` is not a map.
+pub fn obfuscate_for_store(stored: &mut CommandResult) -> Result<(), DiffError> {
+    obfuscate_result(stored)?;
     for o in &mut stored.objects {
         for v in [&mut o.rendered, &mut o.remote, &mut o.applied]
             .into_iter()
@@ -162,7 +173,7 @@ pub fn obfuscated_for_store(result: &CommandResult) -> Result<CommandResult, Dif
             }
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
 fn mask_last_applied(o: &mut Value) {
@@ -203,7 +214,9 @@ pub(super) fn command_result_secret_with_summary(
     };
     let summary = enc.json("the summary annotation", summary)?;
     let reduced = enc.gzip_json(REDUCED_RESULT_KEY, &stored.to_reduced_objects())?;
-    let compacted = enc.gzip_json(COMPACTED_OBJECTS_KEY, &compact_objects(&stored.objects))?;
+    // Compacted one object at a time while gzip consumes the JSON: neither every compacted
+    // object nor the whole JSON text is held at once.
+    let compacted = enc.gzip_json(COMPACTED_OBJECTS_KEY, &CompactedObjects(&stored.objects))?;
     let mut annotations = BTreeMap::from([(COMMAND_RESULT_SUMMARY_ANNOTATION.to_owned(), summary)]);
     project_annotations(
         &mut annotations,
@@ -305,9 +318,21 @@ impl Encoder<'_> {
         serde_json::to_string(v).map_err(|e| self.err(what, e.to_string()))
     }
 
+    /// `v` as JSON, gzipped while it is serialised (the JSON text is never whole in memory).
     fn gzip_json<T: Serialize>(&self, what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
-        let json = serde_json::to_vec(v).map_err(|e| self.err(what, e.to_string()))?;
-        gzip(&json).map_err(|e| self.err(what, e.to_string()))
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        serde_json::to_writer(&mut enc, v).map_err(|e| self.err(what, e.to_string()))?;
+        enc.finish().map_err(|e| self.err(what, e.to_string()))
+    }
+}
+
+/// Serialises like `compact_objects(objects)` (a JSON list of compacted objects), compacting
+/// each object only when the serializer reaches it.
+struct CompactedObjects<'a>(&'a [crate::result::ResultObject]);
+
+impl Serialize for CompactedObjects<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(compact_object))
     }
 }
 
@@ -418,6 +443,7 @@ mod tests {
     use super::*;
     use crate::diff::diff_objects;
     use crate::result::ResultObject;
+    use crate::result::compact_objects;
     use gitops_api::kluctl::results::DeploymentError;
     use gitops_api::kluctl::v1beta1::ObjectRef;
     use serde_json::json;
@@ -740,5 +766,28 @@ mod tests {
         // Best compression: repetitive JSON shrinks a lot.
         let big = "{\"a\":1}".repeat(1000);
         assert!(gzip(big.as_bytes()).unwrap().len() < 200);
+    }
+
+    #[test]
+    fn obfuscating_in_place_equals_the_copy_and_a_second_time_changes_nothing() {
+        let copy = obfuscated_for_store(&sample()).unwrap();
+        let mut in_place = sample();
+        obfuscate_for_store(&mut in_place).unwrap();
+        assert_eq!(in_place, copy);
+        obfuscate_for_store(&mut in_place).unwrap();
+        assert_eq!(in_place, copy);
+        let json = serde_json::to_string(&in_place).unwrap();
+        assert!(!json.contains(SECRET_VALUE), "{json}");
+    }
+
+    #[test]
+    fn compacted_objects_streamed_into_gzip_equal_the_whole_list() {
+        let stored = obfuscated_for_store(&sample()).unwrap();
+        let s = command_result_secret("ns", &stored).unwrap();
+        let data = s.data.as_ref().unwrap();
+        let streamed = gunzip(&data[COMPACTED_OBJECTS_KEY].0).unwrap();
+        let whole = serde_json::to_vec(&compact_objects(&stored.objects)).unwrap();
+        assert_eq!(streamed, whole);
+        assert!(!stored.objects.is_empty());
     }
 }

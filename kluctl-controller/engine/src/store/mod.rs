@@ -257,7 +257,39 @@ pub async fn write_command_result(
         id: result.id.clone(),
         source,
     })?;
-    let reduce::Fitted { secret, reduction } = reduce::fit_command_result(namespace, &stored)?;
+    write_obfuscated(client, namespace, &stored, keep_count).await
+}
+
+/// [`write_command_result`] without a copy of the result: `result` is obfuscated in place first
+/// (as [`encode::obfuscate_for_store`] does), so it stays obfuscated afterwards. For callers
+/// that would obfuscate it anyway (the CLI prints it obfuscated unless `--no-obfuscate`).
+///
+/// # Errors
+/// As [`write_command_result`].
+pub async fn write_command_result_obfuscating(
+    client: &kube::Client,
+    namespace: &str,
+    result: &mut CommandResult,
+    keep_count: usize,
+) -> Result<Stored, StoreError> {
+    if result.id.is_empty() {
+        return Err(StoreError::MissingId { kind: "command" });
+    }
+    encode::obfuscate_for_store(result).map_err(|source| StoreError::Obfuscate {
+        id: result.id.clone(),
+        source,
+    })?;
+    write_obfuscated(client, namespace, result, keep_count).await
+}
+
+/// The write of an already obfuscated result, its retention after.
+async fn write_obfuscated(
+    client: &kube::Client,
+    namespace: &str,
+    result: &CommandResult,
+    keep_count: usize,
+) -> Result<Stored, StoreError> {
+    let reduce::Fitted { secret, reduction } = reduce::fit_command_result(namespace, result)?;
     let name = secret.metadata.name.clone().unwrap_or_default();
     if let Some(r) = &reduction {
         tracing::warn!(id = %result.id, secret = %name, cut = %r.annotation_value(), "{r}");
