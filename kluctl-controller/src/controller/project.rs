@@ -754,75 +754,48 @@ impl Prepared {
 
 #[cfg(test)]
 mod tests {
-    //! [`DiscoveryCache`] against a fake API server (a thread answering fixed JSON by path and
-    //! counting `/version` requests, one per discovery).
-    use std::io::{BufRead as _, BufReader, Write as _};
+    //! [`DiscoveryCache`] against the engine's fake API server, counting `/version` requests
+    //! (one per discovery).
+    use std::collections::HashMap;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kluctl_engine::cluster::test_server::FakeServer;
+    use serde_json::json;
 
     use super::*;
 
-    fn fake_server() -> (kube::Config, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let versions = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&versions);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let count = Arc::clone(&count);
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                        loop {
-                            let mut h = String::new();
-                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                                break;
-                            }
-                        }
-                        let body = match path.as_str() {
-                            "/version" => {
-                                count.fetch_add(1, Ordering::SeqCst);
-                                // Slow enough that concurrent connects overlap.
-                                std::thread::sleep(Duration::from_millis(100));
-                                r#"{"major":"1","minor":"20","gitVersion":"v1.20.2","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#
-                            }
-                            "/api" => {
-                                r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
-                            }
-                            "/apis" => r#"{"kind":"APIGroupList","groups":[]}"#,
-                            "/api/v1" => {
-                                r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"configmaps","singularName":"","namespaced":true,"kind":"ConfigMap","verbs":["get","list"]}]}"#
-                            }
-                            _ => r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}"#,
-                        };
-                        let status = if body.contains(r#""code":404"#) {
-                            "404 Not Found"
-                        } else {
-                            "200 OK"
-                        };
-                        let reply = format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if stream.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (kube::Config::new(url.parse().expect("url")), versions)
+    /// A server with only ConfigMaps, whose `/version` answers slowly enough that concurrent
+    /// connects overlap.
+    fn fake_server() -> FakeServer {
+        let answers = HashMap::from([
+            (
+                "/version".to_owned(),
+                json!({"major": "1", "minor": "20", "gitVersion": "v1.20.2", "gitCommit": "", "gitTreeState": "",
+                       "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+            ),
+            (
+                "/api".to_owned(),
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ),
+            ("/apis".to_owned(), json!({"kind": "APIGroupList", "groups": []})),
+            (
+                "/api/v1".to_owned(),
+                json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                    {"name": "configmaps", "singularName": "", "namespaced": true, "kind": "ConfigMap", "verbs": ["get", "list"]}]}),
+            ),
+        ]);
+        FakeServer::start_slow(answers, Some(("/version", Duration::from_millis(100))))
+    }
+
+    /// `/version` requests since the last call.
+    fn discoveries(server: &FakeServer) -> usize {
+        server.take_paths().iter().filter(|p| *p == "/version").count()
     }
 
     #[test]
     fn concurrent_reconciles_of_one_cluster_share_a_single_discovery() {
-        let (config, discoveries) = fake_server();
+        let server = fake_server();
+        let config = server.config();
         let cache = Arc::new(DiscoveryCache::default());
         let threads: Vec<_> = (0..4)
             .map(|_| {
@@ -836,9 +809,10 @@ mod tests {
         for t in threads {
             assert_eq!(t.join().expect("thread"), Some(true));
         }
-        assert_eq!(discoveries.load(Ordering::SeqCst), 1);
+        let first = discoveries(&server);
+        assert_eq!(first, 1);
         // Later reconciles within the TTL: still one.
         let _again = cache.connect(&config, "").expect("connect");
-        assert_eq!(discoveries.load(Ordering::SeqCst), 1);
+        assert_eq!(first + discoveries(&server), 1);
     }
 }

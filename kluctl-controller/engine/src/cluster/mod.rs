@@ -598,25 +598,39 @@ impl ClusterReader for Cluster {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_server {
-    //! A fake API server for unit tests: a thread answering fixed JSON by path (a 404 Status
-    //! otherwise) and recording every path asked, so tests assert which requests were made.
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::missing_panics_doc)] // test scaffolding: a failed bind or lock fails the test
+pub mod test_server {
+    //! A fake API server for unit tests (this crate's, and the controller's through the
+    //! `test-support` feature): a thread answering fixed JSON by path (a 404 Status otherwise)
+    //! and recording every path asked, so tests assert which requests were made.
     use std::collections::HashMap;
     use std::io::{BufRead as _, BufReader, Write as _};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use serde_json::json;
 
     /// A fake API server; `paths` holds every request path in order.
-    pub(crate) struct FakeServer {
+    pub struct FakeServer {
         url: String,
         paths: Arc<Mutex<Vec<String>>>,
     }
 
     impl FakeServer {
-        pub(crate) fn start(answers: HashMap<String, serde_json::Value>) -> Self {
+        /// Serves `answers` (path → JSON body).
+        pub fn start(answers: HashMap<String, serde_json::Value>) -> Self {
+            Self::start_slow(answers, None)
+        }
+
+        /// Like [`Self::start`], answering the path of `slow` only after its delay (so
+        /// concurrent clients overlap on it).
+        pub fn start_slow(
+            answers: HashMap<String, serde_json::Value>,
+            slow: Option<(&str, Duration)>,
+        ) -> Self {
+            let slow = slow.map(|(path, delay)| (path.to_owned(), delay));
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let url = format!("http://{}", listener.local_addr().expect("addr"));
             let paths = Arc::new(Mutex::new(Vec::new()));
@@ -624,7 +638,7 @@ pub(crate) mod test_server {
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(mut stream) = stream else { return };
-                    let answers = answers.clone();
+                    let (answers, slow) = (answers.clone(), slow.clone());
                     let seen = Arc::clone(&seen);
                     std::thread::spawn(move || {
                         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -642,6 +656,9 @@ pub(crate) mod test_server {
                                 }
                             }
                             seen.lock().expect("lock").push(path.clone());
+                            if let Some((_, delay)) = slow.as_ref().filter(|(p, _)| *p == path) {
+                                std::thread::sleep(*delay);
+                            }
                             let (status, body) = match answers.get(&path) {
                                 Some(v) => ("200 OK", v.to_string()),
                                 None => ("404 Not Found", json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}).to_string()),
@@ -660,11 +677,13 @@ pub(crate) mod test_server {
             Self { url, paths }
         }
 
-        pub(crate) fn take_paths(&self) -> Vec<String> {
+        /// The paths asked since the last call, in order.
+        pub fn take_paths(&self) -> Vec<String> {
             std::mem::take(&mut *self.paths.lock().expect("lock"))
         }
 
-        pub(crate) fn config(&self) -> kube::Config {
+        /// A client configuration naming the server.
+        pub fn config(&self) -> kube::Config {
             kube::Config::new(self.url.parse().expect("url"))
         }
     }
