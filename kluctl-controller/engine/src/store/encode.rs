@@ -15,7 +15,7 @@
 //! to fit a label; only the Secret name is cut to 63 characters.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
 use gitops_api::kluctl::results::{KluctlDeploymentInfo, ProjectKey, TargetKey, ValidateResult};
 use k8s_openapi::ByteString;
@@ -320,7 +320,7 @@ impl Encoder<'_> {
 
     /// `v` as JSON, gzipped while it is serialised (the JSON text is never whole in memory).
     fn gzip_json<T: Serialize>(&self, what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut enc = gzip_writer();
         serde_json::to_writer(&mut enc, v).map_err(|e| self.err(what, e.to_string()))?;
         enc.finish().map_err(|e| self.err(what, e.to_string()))
     }
@@ -336,15 +336,9 @@ impl Serialize for CompactedObjects<'_> {
     }
 }
 
-/// Gzip at the best compression level, as Kluctl stores results.
-///
-/// # Errors
-/// The encoder failed (it writes to memory, so only on exhaustion).
-pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc =
-        flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::best());
-    enc.write_all(data)?;
-    enc.finish()
+/// A gzip writer at the best compression level, as Kluctl stores results.
+fn gzip_writer() -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best())
 }
 
 /// Decompresses gzip data (all members, as Go's reader does), refusing more than 256 MiB.
@@ -441,6 +435,13 @@ pub fn decode_validate_result(secret: &Secret) -> Result<ValidateResult, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::Write as _;
+        let mut enc = gzip_writer();
+        enc.write_all(data)?;
+        enc.finish()
+    }
     use crate::diff::diff_objects;
     use crate::result::ResultObject;
     use crate::result::compact_objects;
