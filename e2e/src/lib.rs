@@ -1387,6 +1387,20 @@ fn built_bin(var: &str, name: &str, build: &str) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Writes `content` to `path` below `dir`, creating the directories in between (project files
+/// of a test).
+///
+/// # Errors
+/// When a directory or the file cannot be written.
+pub fn write_file(dir: &Path, path: &str, content: &str) -> anyhow::Result<()> {
+    let p = dir.join(path);
+    if let Some(parent) = p.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    fs_err::write(&p, content)?;
+    Ok(())
+}
+
 /// Runs `kluctl <args>` in `dir` as a user would: the pinned kustomize and helm, a private cache
 /// dir, the admin kubeconfig of the test cluster, stdin closed (not a terminal), plus `vars`.
 ///

@@ -15,7 +15,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use e2e::{DeleteOnDrop, Env, make_deployment_ready, run_kluctl, unique_name, wait_for, wait_gone};
+use e2e::{
+    DeleteOnDrop, Env, make_deployment_ready, run_kluctl, unique_name, wait_for, wait_gone, write_file,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -31,20 +33,11 @@ fn project(disc: &str, files: &[(&str, String)]) -> anyhow::Result<tempfile::Tem
     } else {
         format!("discriminator: {disc}\ntargets:\n  - name: test\n")
     };
-    write(dir.path(), ".kluctl.yaml", &kluctl_yaml)?;
+    write_file(dir.path(), ".kluctl.yaml", &kluctl_yaml)?;
     for (path, content) in files {
-        write(dir.path(), path, content)?;
+        write_file(dir.path(), path, content)?;
     }
     Ok(dir)
-}
-
-fn write(dir: &Path, path: &str, content: &str) -> anyhow::Result<()> {
-    let p = dir.join(path);
-    if let Some(parent) = p.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    fs_err::write(&p, content)?;
-    Ok(())
 }
 
 fn text(out: &Output) -> String {
@@ -246,7 +239,7 @@ async fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Resul
 
     // One changed value: diff shows exactly it, deploy applies it.
     for (p, c) in files("2", true) {
-        write(d, p, &c)?;
+        write_file(d, p, &c)?;
     }
     let out = ok(d, &["diff", "-t", "test"])?;
     assert!(out.contains("Changed objects:"), "{out}");
@@ -267,7 +260,7 @@ async fn lifecycle_deploy_redeploy_change_orphan_prune_delete() -> anyhow::Resul
     // Remove an item: it becomes an orphan; deploy --prune deletes it.
     fs_err::remove_dir_all(d.join("extra"))?;
     for (p, c) in files("2", false) {
-        write(d, p, &c)?;
+        write_file(d, p, &c)?;
     }
     let out = ok(d, &["diff", "-t", "test"])?;
     assert!(
@@ -478,7 +471,7 @@ fn crd_and_cr_in_one_deploy_and_dry_run_changes_nothing() -> anyhow::Result<()> 
     );
 
     // A dry run of a change reports it and changes nothing.
-    write(dir.path(), "app/c-cr.yaml", &cr(2))?;
+    write_file(dir.path(), "app/c-cr.yaml", &cr(2))?;
     let before = rv(&env, &ns, &format!("widgets.{group}/w"));
     let out = ok(dir.path(), &["deploy", "-y", "--dry-run", "-t", "test"])?;
     assert!(out.contains("spec.size"), "{out}");
@@ -501,7 +494,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     let dir = app_and_old_project(&ns, &disc)?;
     let d = dir.path();
     // "kept" asks to survive pruning (kluctl#436: such orphans are listed with the reason).
-    write(
+    write_file(
         d,
         "app/kept.yaml",
         &format!(
@@ -514,10 +507,10 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     // discriminator, no discriminator.
     apply_foreign_objects(&env, &ns, &disc)?;
     // "old" becomes an orphan.
-    write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+    write_file(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
 
     // 1. A render error: nothing applied, nothing pruned.
-    write(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
+    write_file(d, "app/broken.yaml", "{{ undefined_variable.x }}")?;
     let out = fails(d, &cmd("deploy", &["--prune"]))?;
     assert!(
         out.contains("broken.yaml"),
@@ -530,7 +523,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     fs_err::remove_file(d.join("app/broken.yaml"))?;
 
     // 2. One object fails to apply: the prune is skipped.
-    write(
+    write_file(
         d,
         "app/bad.yaml",
         &format!(
@@ -546,7 +539,7 @@ fn failed_render_or_apply_never_prunes_and_foreign_objects_are_untouched() -> an
     fs_err::remove_file(d.join("app/bad.yaml"))?;
 
     // 3. A readiness timeout: the prune is skipped.
-    write(
+    write_file(
         d,
         "app/d.yaml",
         &deployment(&ns, "never-ready", "kluctl.io/wait-readiness: \"true\""),
@@ -694,8 +687,8 @@ fn poke_images_changes_only_the_images() -> anyhow::Result<()> {
         Some("nginx:1.0")
     );
     // Other changes in the project are not applied by poke-images.
-    write(dir.path(), "app/d.yaml", &dep(3))?;
-    write(dir.path(), "app/cm.yaml", &configmap(&ns, "cfg", "  a: \"2\""))?;
+    write_file(dir.path(), "app/d.yaml", &dep(3))?;
+    write_file(dir.path(), "app/cm.yaml", &configmap(&ns, "cfg", "  a: \"2\""))?;
     ok(
         dir.path(),
         &[
@@ -738,8 +731,8 @@ fn an_apiserver_500_during_apply_never_prunes() -> anyhow::Result<()> {
     // Dropped before the namespace guard: the webhook fails every labelled write cluster-wide.
     let _webhook = DeleteOnDrop::object(&env, "validatingwebhookconfiguration", &label);
     env.kubectl_with_input(&["apply", "-f", "-"], Some(&webhook))?;
-    write(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
-    write(
+    write_file(d, "deployment.yaml", "deployments:\n  - path: app\n")?;
+    write_file(
         d,
         "app/cm.yaml",
         &format!(
@@ -790,8 +783,8 @@ fn immutable_changes_need_force_replace_and_skip_delete_objects_are_never_replac
     let uid = |name: &str| get(&env, &ns, &format!("deployment/{name}"), "{.metadata.uid}");
     let (web_uid, kept_uid) = (uid("web"), uid("kept"));
     // The selector is immutable: apply and replace fail, only delete + re-create works.
-    write(d, "app/web.yaml", &dep("web", "b", ""))?;
-    write(
+    write_file(d, "app/web.yaml", &dep("web", "b", ""))?;
+    write_file(
         d,
         "app/kept.yaml",
         &dep("kept", "b", "kluctl.io/skip-delete: \"true\""),

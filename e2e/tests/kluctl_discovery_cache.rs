@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use e2e::faults::AuditProxy;
-use e2e::{DeleteOnDrop, TestNs, run_kluctl, unique_name, wait_for};
+use e2e::{DeleteOnDrop, TestNs, run_kluctl, unique_name, wait_for, write_file};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
@@ -41,15 +41,6 @@ fn is_discovery(target: &str) -> bool {
         Some(&"apis") => segments.len() <= 3,
         _ => false,
     }
-}
-
-fn write(dir: &Path, path: &str, content: &str) -> anyhow::Result<()> {
-    let p = dir.join(path);
-    if let Some(parent) = p.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    fs_err::write(&p, content)?;
-    Ok(())
 }
 
 /// Runs `kluctl deploy` with `extra` and requires success; returns every request it made, in
@@ -123,13 +114,13 @@ async fn a_second_deploy_reads_discovery_from_the_disk_cache() -> anyhow::Result
         let proxy = AuditProxy::start(t.client.clone(), Duration::ZERO).await?;
         let kubeconfig = proxy.write_kubeconfig(&work.path().join("kubeconfig"))?;
         let project = work.path().join("project");
-        write(
+        write_file(
             &project,
             ".kluctl.yaml",
             &format!("discriminator: e2e-{ns}\ntargets:\n  - name: test\n"),
         )?;
-        write(&project, "deployment.yaml", "deployments:\n  - path: app\n")?;
-        write(
+        write_file(&project, "deployment.yaml", "deployments:\n  - path: app\n")?;
+        write_file(
             &project,
             "app/configmaps.yaml",
             &format!(
@@ -194,7 +185,7 @@ async fn a_second_deploy_reads_discovery_from_the_disk_cache() -> anyhow::Result
             .await
             .with_context(|| format!("creating CRD {crd_name}"))?;
         wait_for(&crds, &crd_name, "Established", WAIT, conditions::is_crd_established()).await?;
-        write(
+        write_file(
             &project,
             "app/gizmo.yaml",
             &format!("apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: g1\n  namespace: {ns}\nspec:\n  size: 1\n"),
