@@ -62,7 +62,8 @@ pub struct ControllerArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, default_value = "")]
     pub namespace: String,
-    /// KluctlDeployments reconciled at the same time.
+    /// KluctlDeployments reconciled at the same time (of both API versions together), in the
+    /// order they fell due.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
     /// Service account impersonated when a KluctlDeployment names none (default: the

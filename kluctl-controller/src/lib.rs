@@ -149,26 +149,23 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Api::namespaced(client.clone(), &args.namespace)
         }
     };
-    let mut wc = watcher::Config::default();
-    if !args.watch_label_selector.is_empty() {
-        wc = wc.labels(&args.watch_label_selector);
-    }
     let (reader, writer) = reflector::store();
     // Reconcile on spec changes, deletion and request annotations; not on our own status writes.
-    let deployments = watcher(api(&client), wc)
+    let deployments = watcher(api(&client), watch_config(&args.watch_label_selector))
         .default_backoff()
         .reflect(writer)
         .applied_objects()
         .predicate_filter(trigger_hash(), PredicateConfig::default());
     let git_repositories = source_watch::<GitRepository>(&client, &args.namespace);
     let buckets = source_watch::<Bucket>(&client, &args.namespace);
-    let (store_g, store_b) = (reader.clone(), reader.clone());
-
-    let legacy = controller::legacy::run(ctx.clone(), &args, lost.clone());
+    let (store_g, store_b, latest) = (reader.clone(), reader.clone(), reader.clone());
+    // Both API versions share the --concurrency slots.
+    let slots = Arc::new(gitops_runtime::Slots::new(args.concurrency));
+    let legacy = controller::legacy::run(ctx.clone(), &args, Arc::clone(&slots), lost.clone());
     metrics.set_ready(true);
     tracing::info!(namespace = %args.namespace, concurrency = args.concurrency, "reconciling KluctlDeployments");
     let v1beta1 = Controller::for_stream(deployments, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
+        .with_config(gitops_runtime::slots::unbounded())
         .watches_stream(git_repositories, move |g: GitRepository| {
             referencing(
                 &store_g,
@@ -187,7 +184,11 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         })
         .graceful_shutdown_on(lost)
         .shutdown_on_signal()
-        .run(controller::reconcile, controller::error_policy, ctx)
+        .run(
+            gitops_runtime::slots::in_slots(slots, latest, controller::reconcile),
+            controller::error_policy,
+            ctx,
+        )
         .for_each(|_| std::future::ready(()));
     futures::join!(v1beta1, legacy, dispatch);
     metrics.set_ready(false);
@@ -345,6 +346,16 @@ fn trigger_hash() -> impl Fn(&KluctlDeployment) -> Option<u64> + Send + Sync + '
 /// do): its next reconcile reports the missing source instead of waiting for its interval.
 /// (`predicate_filter` cannot do this: a deleted object carries the revision it had, so a
 /// revision predicate drops its delete event.)
+/// The KluctlDeployment watch: every object, or those matching `--watch-label-selector`.
+pub(crate) fn watch_config(label_selector: &str) -> watcher::Config {
+    let wc = watcher::Config::default();
+    if label_selector.is_empty() {
+        wc
+    } else {
+        wc.labels(label_selector)
+    }
+}
+
 fn source_watch<K>(
     client: &kube::Client,
     namespace: &str,

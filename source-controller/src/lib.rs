@@ -268,22 +268,29 @@ async fn run_controllers(
             let _ = rx.wait_for(|l| *l).await;
         }
     };
-    let controller_config = kube::runtime::controller::Config::default().concurrency(args.concurrent);
-    let git = Controller::new(api, wc.clone())
-        .with_config(controller_config.clone())
+    // --concurrent slots per kind, first come first served (see gitops_runtime::slots).
+    let slots = || Arc::new(gitops_runtime::Slots::new(args.concurrent));
+    let git = Controller::new(api, wc.clone()).with_config(gitops_runtime::slots::unbounded());
+    let latest = git.store();
+    let git = git
         .graceful_shutdown_on(lost())
         .shutdown_on_signal()
         .run(
-            reconcile::gitrepository::reconcile,
+            gitops_runtime::slots::in_slots(slots(), latest, reconcile::gitrepository::reconcile),
             error_policy::<GitRepository>,
             ctx.clone(),
         )
         .for_each(count_result(metrics.clone(), "gitrepository"));
-    let buckets = Controller::new(bucket_api, wc)
-        .with_config(controller_config)
+    let buckets = Controller::new(bucket_api, wc).with_config(gitops_runtime::slots::unbounded());
+    let latest = buckets.store();
+    let buckets = buckets
         .graceful_shutdown_on(lost())
         .shutdown_on_signal()
-        .run(reconcile::bucket::reconcile, error_policy::<Bucket>, ctx)
+        .run(
+            gitops_runtime::slots::in_slots(slots(), latest, reconcile::bucket::reconcile),
+            error_policy::<Bucket>,
+            ctx,
+        )
         .for_each(count_result(metrics.clone(), "bucket"));
     futures::join!(git, buckets);
 }

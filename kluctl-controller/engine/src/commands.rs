@@ -72,6 +72,10 @@ pub struct DeployOptions {
     pub prune: bool,
     /// Wait for pruned objects to disappear.
     pub wait_prune: bool,
+    /// List only these kinds (with the rendered ones) for orphans, as [`CommandContext::diff_in_sync`]
+    /// does; `None` lists every served kind. Narrowing can only hide orphans (they are neither
+    /// reported nor pruned until a full listing), never make anything deletable.
+    pub only_kinds: Option<BTreeSet<(String, String)>>,
 }
 
 /// The live state a command starts from.
@@ -389,7 +393,7 @@ impl CommandContext<'_> {
                 "no discriminator configured. Orphan object detection will not work".to_owned(),
             ));
         }
-        let Some(remote) = self.read_remote(&mut r, None).await else {
+        let Some(remote) = self.read_remote(&mut r, options.only_kinds.as_ref()).await else {
             return self.finish(r).await;
         };
         // Neither the rendered objects nor the state read change until the result is built.

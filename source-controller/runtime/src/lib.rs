@@ -4,7 +4,8 @@
 //!  controller main ──► logging::init        controller-runtime JSON / console lines, stderr (+ file)
 //!                  ──► leader::acquire      Lease election; Leadership::lost() ends the process
 //!                  ──► probes::Probes       /metrics of its registry, /healthz, /readyz
-//!  reconciler      ──► events::Events::emit Kubernetes Event + Flux event POST (--events-addr)
+//!  reconciler      ──► slots::Slots         --concurrency, first come first served
+//!                  ──► events::Events::emit Kubernetes Event + Flux event POST (--events-addr)
 //! ```
 //!
 //! It lives under `source-controller/` because that is where it grew; it knows nothing of either
@@ -14,8 +15,10 @@ pub mod events;
 pub mod leader;
 pub mod logging;
 pub mod probes;
+pub mod slots;
 
 pub use events::{EventSink, Events, FluxEvent, Severity};
 pub use leader::{Leadership, LeaseConfig};
 pub use logging::LogFormat;
 pub use probes::Probes;
+pub use slots::Slots;

@@ -45,6 +45,8 @@ pub fn run_deploy(cmd: &DeployCmd) -> anyhow::Result<()> {
         },
         prune: cmd.prune,
         wait_prune: !cmd.no_wait,
+        // A one-off run knows nothing of earlier listings: every kind.
+        only_kinds: None,
     };
     let mut prompt = Prompt::default();
     let mut confirm = |mut preview: CommandResult| -> bool {

@@ -121,6 +121,7 @@ fn params() -> PatchParams {
 pub async fn run(
     ctx: Arc<Context>,
     args: &crate::args::ControllerArgs,
+    slots: Arc<gitops_runtime::Slots>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (namespace, label_selector, concurrency) =
@@ -135,10 +136,7 @@ pub async fn run(
     } else {
         Api::namespaced(client.clone(), namespace)
     };
-    let mut wc = watcher::Config::default();
-    if !label_selector.is_empty() {
-        wc = wc.labels(label_selector);
-    }
+    let wc = crate::watch_config(label_selector);
     let (reader, writer) = reflector::store();
     // Reconcile on spec changes, deletion and the two request annotations; not on status writes.
     let deployments = watcher(api, wc)
@@ -167,10 +165,10 @@ pub async fn run(
             },
             PredicateConfig::default(),
         );
-    let store = reader.clone();
+    let (store, latest) = (reader.clone(), reader.clone());
     tracing::info!(namespace = %namespace, concurrency, "reconciling legacy flux.kluctl.io KluctlDeployments");
     Controller::for_stream(deployments, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(gitops_runtime::slots::unbounded())
         .watches_stream(git_repositories, move |g: GitRepository| {
             referencing(
                 &store,
@@ -181,7 +179,11 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            gitops_runtime::slots::in_slots(slots, latest, reconcile),
+            error_policy,
+            ctx,
+        )
         .for_each(|_| std::future::ready(()))
         .await;
 }
