@@ -161,6 +161,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let (store_g, store_b, latest) = (reader.clone(), reader.clone(), reader.clone());
     // Both API versions share the --concurrency slots.
     let slots = Arc::new(gitops_runtime::Slots::new(args.concurrency));
+    slots.close_on(lost.clone());
     let legacy = controller::legacy::run(ctx.clone(), &args, Arc::clone(&slots), lost.clone());
     metrics.set_ready(true);
     tracing::info!(namespace = %args.namespace, concurrency = args.concurrency, "reconciling KluctlDeployments");

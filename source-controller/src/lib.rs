@@ -269,7 +269,11 @@ async fn run_controllers(
         }
     };
     // --concurrent slots per kind, first come first served (see gitops_runtime::slots).
-    let slots = || Arc::new(gitops_runtime::Slots::new(args.concurrent));
+    let slots = || {
+        let slots = Arc::new(gitops_runtime::Slots::new(args.concurrent));
+        slots.close_on(lost());
+        slots
+    };
     let git = Controller::new(api, wc.clone()).with_config(gitops_runtime::slots::unbounded());
     let latest = git.store();
     let git = git

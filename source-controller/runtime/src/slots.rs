@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -36,13 +37,39 @@ impl Slots {
         }
     }
 
-    /// Waits for a slot; it is given back when the permit drops.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
-        // The semaphore is never closed, so acquiring only ends with a permit.
-        self.semaphore
-            .acquire()
-            .await
-            .unwrap_or_else(|_| unreachable!("the reconcile slots are never closed"))
+    /// Waits for a slot, given back when the permit drops; `None` once the slots are closed.
+    pub async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+        self.semaphore.acquire().await.ok()
+    }
+
+    /// Closes the slots for good: reconciles still waiting for one end without doing
+    /// anything, running ones finish. kube-runtime's graceful shutdown waits for every
+    /// reconcile it started, and here that includes the waiting ones: without this, a
+    /// controller that lost its Lease or got SIGTERM would first work through its whole queue.
+    pub fn close(&self) {
+        self.semaphore.close();
+    }
+
+    /// Closes the slots once `shutdown` resolves or the process gets SIGTERM or SIGINT (the
+    /// signals kube-runtime's `shutdown_on_signal` stops on).
+    pub fn close_on(self: &Arc<Self>, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let slots = Arc::clone(self);
+        tokio::spawn(async move {
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown => {}
+                () = terminate => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            slots.close();
+        });
     }
 
     /// Slots free now.
@@ -60,20 +87,23 @@ pub fn unbounded() -> kube::runtime::controller::Config {
 
 /// `reconcile` as kube-runtime calls it, run in one of `slots` on the newest copy of the object
 /// in `store` (the controller's store; the handed-over copy when the store no longer has it).
-pub fn in_slots<K, C, T, E, Fut>(
+/// Once the slots are closed it ends at once with [`Action::await_change`].
+pub fn in_slots<K, C, E, Fut>(
     slots: Arc<Slots>,
     store: Store<K>,
     reconcile: fn(Arc<K>, Arc<C>) -> Fut,
-) -> impl Fn(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<T, E>>
+) -> impl Fn(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, E>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
 {
     move |obj, ctx| {
         let (slots, store) = (Arc::clone(&slots), store.clone());
         Box::pin(async move {
-            let _slot = slots.acquire().await;
+            let Some(_slot) = slots.acquire().await else {
+                return Ok(Action::await_change());
+            };
             let obj = store.get(&ObjectRef::from_obj(obj.as_ref())).unwrap_or(obj);
             reconcile(obj, ctx).await
         })
@@ -186,6 +216,31 @@ mod tests {
             2,
             "the slots bound the reconciles"
         );
+    }
+
+    #[tokio::test]
+    async fn closing_ends_the_waiting_reconciles_without_running_them() {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(cm(0)));
+        let slots = Arc::new(Slots::new(1));
+        let held = slots.acquire().await.expect("a slot");
+        let ctx = Arc::new(Ctx {
+            runs: Mutex::default(),
+            running: Mutex::new(0),
+            max_running: Mutex::new(0),
+        });
+        let run = in_slots(Arc::clone(&slots), reader, reconcile);
+        let waiting = tokio::spawn(run(Arc::new(cm(0)), Arc::clone(&ctx)));
+        slots.close();
+        let action = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting reconcile ends once the slots close")
+            .expect("task")
+            .expect("reconcile");
+        assert_eq!(action, Action::await_change());
+        assert!(ctx.runs.lock().unwrap().is_empty(), "nothing ran");
+        drop(held);
+        assert!(slots.acquire().await.is_none(), "closed for good");
     }
 
     #[test]
