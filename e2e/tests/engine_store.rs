@@ -199,6 +199,75 @@ async fn retention_keeps_the_newest_five_per_project_and_target_and_nothing_else
     .await
 }
 
+/// Results without the target-hash label (Kluctl's, or ours from before the label) are found
+/// by full listings, which a target's writes do until none of them is left, and expired like
+/// the others; then writes list only the target's label.
+#[tokio::test]
+async fn results_without_the_target_label_are_expired_by_full_listings_until_none_is_left()
+-> anyhow::Result<()> {
+    with_results_ns("store_unlabelled", |client, _ns, results| async move {
+        let api = secret_api(&client, &results);
+        let app = project("git://git.example.com/org/legacy-app");
+        // Another project's write creates the namespace.
+        let other = command_result(
+            "other-0",
+            project("git://git.example.com/org/x"),
+            target("prod"),
+            0,
+        )?;
+        store::write_command_result(&client, &results, &other, 2).await?;
+        // Three old results of app/prod, stored as before the label existed.
+        for i in 0..3 {
+            let r = obfuscated_for_store(&command_result(
+                &format!("old-{i}"),
+                app.clone(),
+                target("prod"),
+                10 + i,
+            )?)?;
+            let mut secret = store::encode::command_result_secret(&results, &r)?;
+            let labels = secret.metadata.labels.get_or_insert_default();
+            ensure!(
+                labels.remove(store::RESULT_TARGET_LABEL).is_some(),
+                "the store labels results with the target hash"
+            );
+            api.create(&PostParams::default(), &secret).await?;
+        }
+        // The first write of app/prod in this process keeps the newest two of all four.
+        let new = command_result("new-0", app.clone(), target("prod"), 20)?;
+        store::write_command_result(&client, &results, &new, 2).await?;
+        let ids: Vec<String> = store::list_command_result_summaries(&client, &results, Some(&app))
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ensure!(
+            ids == ["new-0", "old-2"],
+            "app/prod results after the first write: {ids:?}"
+        );
+        // Later writes list by label and keep expiring.
+        let newer = command_result("new-1", app.clone(), target("prod"), 21)?;
+        store::write_command_result(&client, &results, &newer, 2).await?;
+        let ids: Vec<String> = store::list_command_result_summaries(&client, &results, Some(&app))
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ensure!(
+            ids == ["new-1", "new-0"],
+            "app/prod results after the second write: {ids:?}"
+        );
+        ensure!(
+            store::list_command_result_summaries(&client, &results, None)
+                .await?
+                .len()
+                == 3,
+            "the other project's result stays"
+        );
+        Ok(())
+    })
+    .await
+}
+
 /// A deploy result with a changed Secret (values in `data` and `stringData`) and a new
 /// ConfigMap, built like the engine builds it.
 fn deploy_result(ns: &str) -> anyhow::Result<CommandResult> {

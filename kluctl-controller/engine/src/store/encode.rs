@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! name         <cr|vr>-<last path element of the repo key, [^a-z0-9-] dropped, cut to fit 63>-<id>
-//! labels       kluctl.io/result: "true", kluctl.io/<command|validate>-result-id: <id>
+//! labels       kluctl.io/result: "true", kluctl.io/<command|validate>-result-id: <id>,
+//!              kluctl.io/result-target-hash: <hash of project and target> (ours, for retention)
 //! annotations  kluctl.io/<command|validate>-result-summary: <summary JSON>,
 //!              kluctl.io/result-project-repo-key / -subdir, kluctl.io/result-deployment-name / -namespace
 //! data         reducedResult, compactedObjects (command) | result (validate): gzip (best) of JSON
@@ -227,6 +228,7 @@ pub(super) fn command_result_secret_with_summary(
         name.clone(),
         namespace,
         (COMMAND_RESULT_ID_LABEL, &stored.id),
+        target_label_value(&stored.project_key, &stored.target_key),
         annotations,
         BTreeMap::from([
             (REDUCED_RESULT_KEY.to_owned(), ByteString(reduced)),
@@ -253,6 +255,7 @@ pub fn validate_result_secret(namespace: &str, vr: &ValidateResult) -> Result<Se
         name.clone(),
         namespace,
         (VALIDATE_RESULT_ID_LABEL, &vr.id),
+        target_label_value(&vr.project_key, &vr.target_key),
         annotations,
         BTreeMap::from([(VALIDATE_RESULT_KEY.to_owned(), ByteString(data))]),
     ))
@@ -275,10 +278,38 @@ fn project_annotations(
     }
 }
 
+/// The value of [`super::RESULT_TARGET_LABEL`]: the first 40 hex digits of the SHA-256 of the
+/// project (repository key, subdirectory) and the target key (name, cluster id,
+/// discriminator), NUL-separated; a valid label value whatever the keys hold.
+pub fn target_label_value(project: &ProjectKey, target: &TargetKey) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        &project.repo_key,
+        &project.sub_dir,
+        &target.target_name,
+        &target.cluster_id,
+        &target.discriminator,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest
+        .iter()
+        .take(20)
+        .fold(String::with_capacity(40), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 fn result_secret(
     name: String,
     namespace: &str,
     (id_label, id): (&str, &str),
+    target_hash: String,
     annotations: BTreeMap<String, String>,
     data: BTreeMap<String, ByteString>,
 ) -> Secret {
@@ -289,6 +320,7 @@ fn result_secret(
             labels: Some(BTreeMap::from([
                 (RESULT_LABEL.to_owned(), "true".to_owned()),
                 (id_label.to_owned(), id.to_owned()),
+                (super::RESULT_TARGET_LABEL.to_owned(), target_hash),
             ])),
             annotations: Some(annotations),
             ..ObjectMeta::default()
@@ -565,6 +597,39 @@ mod tests {
     }
 
     #[test]
+    fn the_target_hash_is_a_label_value_that_tells_targets_and_projects_apart() {
+        let project = ProjectKey {
+            repo_key: "git://example.com/org/repo".to_owned(),
+            sub_dir: "apps".to_owned(),
+        };
+        let target = TargetKey {
+            target_name: "prod".to_owned(),
+            cluster_id: "uid-1".to_owned(),
+            discriminator: "d".to_owned(),
+        };
+        let h = target_label_value(&project, &target);
+        assert_eq!(h.len(), 40);
+        assert!(is_label_value(&h), "{h}");
+        assert_eq!(h, target_label_value(&project, &target.clone()), "stable");
+        let other_target = TargetKey {
+            target_name: "test".to_owned(),
+            ..target.clone()
+        };
+        let other_project = ProjectKey {
+            sub_dir: "app".to_owned(),
+            ..project.clone()
+        };
+        // Fields are separated: "apps" + "prod" differs from "app" + "sprod".
+        let shifted = TargetKey {
+            target_name: "sprod".to_owned(),
+            ..target.clone()
+        };
+        assert_ne!(h, target_label_value(&project, &other_target));
+        assert_ne!(h, target_label_value(&other_project, &target));
+        assert_ne!(h, target_label_value(&other_project, &shifted));
+    }
+
+    #[test]
     fn command_result_secret_has_kluctls_labels_annotations_and_keys() {
         let stored = obfuscated_for_store(&sample()).unwrap();
         let s = command_result_secret("kluctl-results", &stored).unwrap();
@@ -580,6 +645,10 @@ mod tests {
                 (
                     "kluctl.io/command-result-id".to_owned(),
                     "0f1e2d3c-aaaa-bbbb-cccc-000000000001".to_owned()
+                ),
+                (
+                    "kluctl.io/result-target-hash".to_owned(),
+                    target_label_value(&stored.project_key, &stored.target_key)
                 ),
             ])
         );
@@ -709,6 +778,10 @@ mod tests {
         let l = labels(&s);
         assert_eq!(l["kluctl.io/validate-result-id"], "v-1");
         assert_eq!(l["kluctl.io/result"], "true");
+        assert_eq!(
+            l["kluctl.io/result-target-hash"],
+            target_label_value(&vr.project_key, &vr.target_key)
+        );
         let a = annotations(&s);
         let summary: Value = serde_json::from_str(&a["kluctl.io/validate-result-summary"]).unwrap();
         assert_eq!(

@@ -60,6 +60,13 @@ pub const RESULT_LABEL: &str = "kluctl.io/result";
 pub const COMMAND_RESULT_ID_LABEL: &str = "kluctl.io/command-result-id";
 /// Label holding a validate result's id.
 pub const VALIDATE_RESULT_ID_LABEL: &str = "kluctl.io/validate-result-id";
+/// Label holding a hash of a result's project and target ([`encode::target_label_value`]), so
+/// that retention lists only that target's results instead of every result in the namespace
+/// (which made every write list and parse them all: megabytes per write with hundreds of
+/// KluctlDeployments). Ours, not Kluctl's: results without it (written by Kluctl, or by us
+/// before it existed) are found by full listings, which a process does for a target until none
+/// of them is left.
+pub const RESULT_TARGET_LABEL: &str = "kluctl.io/result-target-hash";
 /// Annotation holding the command result summary as JSON.
 pub const COMMAND_RESULT_SUMMARY_ANNOTATION: &str = "kluctl.io/command-result-summary";
 /// Annotation holding the validate result summary as JSON.
@@ -218,6 +225,8 @@ struct Listed<S> {
     name: String,
     /// The parsed summary annotation.
     summary: S,
+    /// Carries [`RESULT_TARGET_LABEL`].
+    target_labelled: bool,
 }
 
 /// Writes a command result: obfuscates every Secret value in it, cuts it to fit one Secret
@@ -348,11 +357,33 @@ async fn write_and_expire<S: Summary>(
 ) -> Result<(), StoreError> {
     ensure_namespace(client, namespace).await?;
     apply_secret(client, namespace, secret).await?;
-    // The listing keeps only `project`'s results; retention counts those of `target`.
-    match list_summaries::<S>(client, namespace, Some(project)).await {
+    // The listing keeps only `project`'s results; retention counts those of `target`. A
+    // target's writes list every result of the kind until one finds none of the target's
+    // results without the target label left after expiring (results from before the label);
+    // from then on this process lists only the target's label. (Kluctl's own later results of
+    // the same target are expired by Kluctl, as they would be without us.)
+    let key = (
+        namespace.to_owned(),
+        S::KIND,
+        encode::target_label_value(project, target),
+    );
+    let labelled_only = LABELLED_ONLY.lock().is_ok_and(|m| m.contains(&key));
+    let target_selector = labelled_only.then(|| format!("{RESULT_TARGET_LABEL}={}", key.2));
+    match list_summaries_where::<S>(client, namespace, Some(project), target_selector.as_deref()).await {
         Ok(listed) => {
-            let expired = retention::beyond_keep(&listed, keep_count, |l| l.summary.keys().1 == target);
+            let of_target = |l: &Listed<S>| l.summary.keys().1 == target;
+            let expired = retention::beyond_keep(&listed, keep_count, of_target);
             delete_expired(client, namespace, &expired).await;
+            let unlabelled_left = listed
+                .iter()
+                .filter(|l| of_target(l) && !l.target_labelled)
+                .any(|l| !expired.iter().any(|e| e.name == l.name));
+            if !labelled_only
+                && !unlabelled_left
+                && let Ok(mut m) = LABELLED_ONLY.lock()
+            {
+                m.insert(key);
+            }
         }
         Err(e) => log_retention_list_failure(&e),
     }
@@ -496,13 +527,25 @@ fn id_selector(id_label: &str, id: &str) -> String {
     format!("{RESULT_LABEL},{id_label}={id}")
 }
 
+/// `(namespace, kind, target hash)` whose results without the target label are all gone:
+/// retention lists only the target's label.
+static LABELLED_ONLY: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<TargetOfKind>>> =
+    std::sync::LazyLock::new(std::sync::Mutex::default);
+
+/// `(namespace, kind, target hash)`.
+type TargetOfKind = (String, &'static str, String);
+
 async fn list_annotated(
     client: &kube::Client,
     namespace: &str,
     id_label: &str,
-) -> Result<Vec<(String, std::collections::BTreeMap<String, String>)>, StoreError> {
+    extra_selector: Option<&str>,
+) -> Result<Vec<(String, std::collections::BTreeMap<String, String>, bool)>, StoreError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let selector = kind_selector(id_label);
+    let mut selector = kind_selector(id_label);
+    if let Some(extra) = extra_selector {
+        selector = format!("{selector},{extra}");
+    }
     let list = api
         .list_metadata(&ListParams::default().labels(&selector))
         .await
@@ -515,9 +558,15 @@ async fn list_annotated(
         .items
         .into_iter()
         .map(|m| {
+            let labelled = m
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(RESULT_TARGET_LABEL));
             (
                 m.metadata.name.unwrap_or_default(),
                 m.metadata.annotations.unwrap_or_default(),
+                labelled,
             )
         })
         .collect())
@@ -579,12 +628,26 @@ async fn list_summaries<S: Summary>(
     namespace: &str,
     project: Option<&ProjectKey>,
 ) -> Result<Vec<Listed<S>>, StoreError> {
-    let mut out: Vec<Listed<S>> = list_annotated(client, namespace, S::ID_LABEL)
+    list_summaries_where(client, namespace, project, None).await
+}
+
+/// [`list_summaries`] of the Secrets that also match `extra_selector`.
+async fn list_summaries_where<S: Summary>(
+    client: &kube::Client,
+    namespace: &str,
+    project: Option<&ProjectKey>,
+    extra_selector: Option<&str>,
+) -> Result<Vec<Listed<S>>, StoreError> {
+    let mut out: Vec<Listed<S>> = list_annotated(client, namespace, S::ID_LABEL, extra_selector)
         .await?
         .into_iter()
-        .filter_map(|(name, annotations)| {
+        .filter_map(|(name, annotations, target_labelled)| {
             let summary = S::parse(&annotations)?;
-            retention::project_matches(summary.keys().0, project).then_some(Listed { name, summary })
+            retention::project_matches(summary.keys().0, project).then_some(Listed {
+                name,
+                summary,
+                target_labelled,
+            })
         })
         .collect();
     out.sort_by(|a, b| S::order(&a.summary, &b.summary));
