@@ -12,6 +12,11 @@
 //!
 //! Why not just `ServeDir`: it sends every open, stat and 64 KiB read through tokio's blocking
 //! pool; `make bench` (B5) measured that hop as most of the server's CPU time.
+//!
+//! Every new revision is a new file and garbage collection deletes the old ones, so entries of
+//! deleted files are dropped by a sweep (a stat per entry, at most every [`SWEEP_EVERY`], on
+//! insert): without it the cache kept every artifact ever served until the budget was full,
+//! which `make soak` showed as source-controller's RSS rising with every push.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -19,12 +24,14 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Largest file kept in memory.
 pub const MAX_ENTRY: u64 = 1024 * 1024;
 /// Memory budget of the cache.
 pub const BUDGET: u64 = 64 * 1024 * 1024;
+/// How often at most inserting also drops the entries whose file is gone or changed.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 struct Entry {
@@ -37,6 +44,14 @@ struct Entry {
 #[derive(Default)]
 pub struct Cache {
     entries: Mutex<HashMap<PathBuf, Entry>>,
+    /// When the last sweep ran (`None`: not yet).
+    swept: Mutex<Option<Instant>>,
+}
+
+/// The entry still describes the file at `path`.
+fn current(path: &Path, e: &Entry) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.is_file() && m.len() == e.len && m.modified().is_ok_and(|t| t == e.modified))
 }
 
 /// The relative file path of a request this fast path may serve, or `None`.
@@ -110,9 +125,19 @@ impl Cache {
     }
 
     fn insert(&self, path: PathBuf, entry: Entry) {
+        let sweep = self.swept.lock().is_ok_and(|mut swept| {
+            let due = swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+            if due {
+                *swept = Some(Instant::now());
+            }
+            due
+        });
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
+        if sweep {
+            entries.retain(|p, e| current(p, e));
+        }
         let mut used: u64 = entries.values().map(|e| e.len).sum();
         while used + entry.len > BUDGET {
             let Some(victim) = entries.keys().next().cloned() else {
@@ -183,6 +208,39 @@ mod tests {
         ] {
             assert_eq!(plain_path(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn entries_of_deleted_files_are_swept_on_insert() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |path: &Path| {
+            let m = std::fs::metadata(path).unwrap();
+            Entry {
+                modified: m.modified().unwrap(),
+                len: m.len(),
+                body: Bytes::from(fs_err::read(path).unwrap()),
+            }
+        };
+        let (old, kept, new) = (
+            dir.path().join("old"),
+            dir.path().join("kept"),
+            dir.path().join("new"),
+        );
+        for p in [&old, &kept, &new] {
+            fs_err::write(p, b"artifact").unwrap();
+        }
+        let cache = Cache::default();
+        cache.insert(old.clone(), entry(&old));
+        cache.insert(kept.clone(), entry(&kept));
+        fs_err::remove_file(&old).unwrap();
+        // Not yet due: the entry of the deleted file stays until the next sweep.
+        cache.insert(new.clone(), entry(&new));
+        assert_eq!(cache.entries.lock().unwrap().len(), 3);
+        *cache.swept.lock().unwrap() = Instant::now().checked_sub(SWEEP_EVERY);
+        cache.insert(new.clone(), entry(&new));
+        let mut left: Vec<PathBuf> = cache.entries.lock().unwrap().keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, vec![kept, new]);
     }
 
     #[test]
