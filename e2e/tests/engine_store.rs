@@ -199,6 +199,17 @@ async fn retention_keeps_the_newest_five_per_project_and_target_and_nothing_else
     .await
 }
 
+/// The ids of `project`'s command results in `results`, newest first.
+async fn app_ids(client: &kube::Client, results: &str, project: &ProjectKey) -> anyhow::Result<Vec<String>> {
+    Ok(
+        store::list_command_result_summaries(client, results, Some(project))
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect(),
+    )
+}
+
 /// Results without the target-hash label (Kluctl's, or ours from before the label) are found
 /// by full listings, which a target's writes do until none of them is left, and expired like
 /// the others; then writes list only the target's label.
@@ -235,11 +246,7 @@ async fn results_without_the_target_label_are_expired_by_full_listings_until_non
         // The first write of app/prod in this process keeps the newest two of all four.
         let new = command_result("new-0", app.clone(), target("prod"), 20)?;
         store::write_command_result(&client, &results, &new, 2).await?;
-        let ids: Vec<String> = store::list_command_result_summaries(&client, &results, Some(&app))
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let ids = app_ids(&client, &results, &app).await?;
         ensure!(
             ids == ["new-0", "old-2"],
             "app/prod results after the first write: {ids:?}"
@@ -247,11 +254,7 @@ async fn results_without_the_target_label_are_expired_by_full_listings_until_non
         // Later writes list by label and keep expiring.
         let newer = command_result("new-1", app.clone(), target("prod"), 21)?;
         store::write_command_result(&client, &results, &newer, 2).await?;
-        let ids: Vec<String> = store::list_command_result_summaries(&client, &results, Some(&app))
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let ids = app_ids(&client, &results, &app).await?;
         ensure!(
             ids == ["new-1", "new-0"],
             "app/prod results after the second write: {ids:?}"

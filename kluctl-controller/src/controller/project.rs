@@ -885,18 +885,23 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn known_kinds_hold_per_cluster_and_discriminator_across_renders() {
-        let cache = InSyncCache::default();
-        let s = scope("https://a");
-        assert_eq!(cache.kinds(&s, "d"), None, "nothing listed yet: every kind");
+    /// A deploy of render `h1` for discriminator `d` whose full listing found ConfigMaps.
+    fn full_listing_of_configmaps(cache: &InSyncCache, s: &Scope) {
         cache.set(
-            &s,
+            s,
             ("h1", "d"),
             InSyncVersions::new(),
             &result_of(&[("", "ConfigMap")]),
             true,
         );
+    }
+
+    #[test]
+    fn known_kinds_hold_per_cluster_and_discriminator_across_renders() {
+        let cache = InSyncCache::default();
+        let s = scope("https://a");
+        assert_eq!(cache.kinds(&s, "d"), None, "nothing listed yet: every kind");
+        full_listing_of_configmaps(&cache, &s);
         // A new render (another hash) of the same target lists only the known kinds.
         assert_eq!(cache.kinds(&s, "d"), Some(set_of(&[("", "ConfigMap")])));
         assert_eq!(cache.get(&s, "h2", "d").1, Some(set_of(&[("", "ConfigMap")])));
@@ -928,13 +933,7 @@ mod tests {
     fn a_failed_result_or_a_forgotten_deployment_lists_every_kind_next() {
         let cache = InSyncCache::default();
         let s = scope("https://a");
-        cache.set(
-            &s,
-            ("h1", "d"),
-            InSyncVersions::new(),
-            &result_of(&[("", "ConfigMap")]),
-            true,
-        );
+        full_listing_of_configmaps(&cache, &s);
         let mut failed = result_of(&[]);
         failed.errors.push(gitops_api::kluctl::results::DeploymentError {
             object_ref: gitops_api::kluctl::v1beta1::ObjectRef::default(),
@@ -942,13 +941,7 @@ mod tests {
         });
         cache.set(&s, ("h1", "d"), InSyncVersions::new(), &failed, false);
         assert_eq!(cache.kinds(&s, "d"), None, "after a failed listing");
-        cache.set(
-            &s,
-            ("h1", "d"),
-            InSyncVersions::new(),
-            &result_of(&[("", "ConfigMap")]),
-            true,
-        );
+        full_listing_of_configmaps(&cache, &s);
         cache.forget("ns", "kd");
         assert_eq!(cache.kinds(&s, "d"), None, "after forget");
     }
