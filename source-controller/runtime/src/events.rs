@@ -25,7 +25,7 @@
 //! and the sink; Kubernetes events have no place for it.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use crate::recorder::{Event, EventType, Recorder};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,15 +167,11 @@ impl Events {
         events_addr: &str,
         backoff: Backoff,
     ) -> Self {
-        let reporter = Reporter {
-            controller: controller.to_string(),
-            instance: Some(instance.to_string()),
-        };
         let http = (!events_addr.is_empty())
             .then(|| Delivery::spawn(events_addr, backoff))
             .flatten();
         Events {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client, controller, instance),
             controller: controller.to_string(),
             instance: instance.to_string(),
             http,
@@ -225,12 +221,13 @@ impl Events {
         } else {
             EventType::Normal
         };
+        let note = truncate(message, 1024);
+        let action = action_for(reason, message);
         let ev = Event {
             type_,
-            reason: reason.to_string(),
-            note: Some(truncate(message, 1024)),
-            action: action_for(reason, message),
-            secondary: None,
+            reason,
+            action: &action,
+            note: &note,
         };
         if let Err(e) = self.recorder.publish(&ev, &obj_ref).await {
             tracing::warn!(error = %e, reason, "failed to record Kubernetes event");
@@ -408,10 +405,9 @@ pub fn flux_event(
 
 /// The event's `action`: the reason plus a short hash of the message.
 ///
-/// kube-runtime's recorder folds events with the same (type, reason, action, object) into one series
-/// that keeps the first note, so "stored artifact for commit 'b'" would vanish behind 'a'. Making
-/// the action depend on the message keeps every distinct message visible, while repeats of the same
-/// message still aggregate into a series.
+/// Events API consumers group events by (type, reason, action, object); making the action depend on
+/// the message keeps "stored artifact for commit 'b'" apart from 'a', while repeats of the same
+/// message still fold into a series (see [`crate::recorder`]).
 fn action_for(reason: &str, message: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

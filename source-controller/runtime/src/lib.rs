@@ -5,7 +5,7 @@
 //!                  ──► leader::acquire      Lease election; Leadership::lost() ends the process
 //!                  ──► probes::Probes       /metrics of its registry, /healthz, /readyz
 //!  reconciler      ──► slots::Slots         --concurrency, first come first served
-//!                  ──► events::Events::emit Kubernetes Event + Flux event POST (--events-addr)
+//!                  ──► events::Events::emit Kubernetes Event (recorder) + Flux event POST (--events-addr)
 //! ```
 //!
 //! It lives under `source-controller/` because that is where it grew; it knows nothing of either
@@ -15,6 +15,7 @@ pub mod events;
 pub mod leader;
 pub mod logging;
 pub mod probes;
+pub mod recorder;
 pub mod slots;
 
 pub use events::{EventSink, Events, FluxEvent, Severity};
