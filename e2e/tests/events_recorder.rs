@@ -10,8 +10,8 @@ use e2e::TestNs;
 use gitops_runtime::{Events, Severity};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
 #[tokio::test]
 async fn a_repeated_event_folds_into_a_series_across_status_changes() -> anyhow::Result<()> {
@@ -23,7 +23,13 @@ async fn a_repeated_event_folds_into_a_series_across_status_changes() -> anyhow:
         let cm = cms.create(&PostParams::default(), &cm).await?;
         let events = Events::new(t.client.clone(), "e2e-controller", "e2e-instance", "");
         events
-            .emit(&cm, Severity::Info, "Stored", "stored artifact for revision a", BTreeMap::new())
+            .emit(
+                &cm,
+                Severity::Info,
+                "Stored",
+                "stored artifact for revision a",
+                BTreeMap::new(),
+            )
             .await;
         // The object changes between two events, as a status patch does.
         let cm = cms
@@ -34,7 +40,13 @@ async fn a_repeated_event_folds_into_a_series_across_status_changes() -> anyhow:
             )
             .await?;
         events
-            .emit(&cm, Severity::Info, "Stored", "stored artifact for revision a", BTreeMap::new())
+            .emit(
+                &cm,
+                Severity::Info,
+                "Stored",
+                "stored artifact for revision a",
+                BTreeMap::new(),
+            )
             .await;
         events
             .emit(&cm, Severity::Error, "Failed", "fetch failed", BTreeMap::new())
@@ -45,7 +57,13 @@ async fn a_repeated_event_folds_into_a_series_across_status_changes() -> anyhow:
         listed.sort_by_key(|e| e.reason.clone());
         let seen: Vec<(Option<String>, Option<String>, Option<i32>)> = listed
             .iter()
-            .map(|e| (e.reason.clone(), e.type_.clone(), e.series.as_ref().map(|s| s.count)))
+            .map(|e| {
+                (
+                    e.reason.clone(),
+                    e.type_.clone(),
+                    e.series.as_ref().map(|s| s.count),
+                )
+            })
             .collect();
         assert_eq!(
             seen,
@@ -58,7 +76,10 @@ async fn a_repeated_event_folds_into_a_series_across_status_changes() -> anyhow:
         let stored = &listed[1];
         assert_eq!(stored.note.as_deref(), Some("stored artifact for revision a"));
         assert_eq!(stored.reporting_controller.as_deref(), Some("e2e-controller"));
-        assert_eq!(stored.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("subject"));
+        assert_eq!(
+            stored.regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("subject")
+        );
         Ok(())
     })
     .await

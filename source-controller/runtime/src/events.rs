@@ -24,8 +24,8 @@
 //! own `event.toolkit.fluxcd.io/*` annotations (copied as Flux's recorder does) into the HTTP body
 //! and the sink; Kubernetes events have no place for it.
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use crate::recorder::{Event, EventType, Recorder};
+use k8s_openapi::api::core::v1::ObjectReference;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

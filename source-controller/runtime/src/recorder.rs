@@ -108,9 +108,14 @@ impl Cache {
     /// recently seen one.
     fn remember(&mut self, key: Key, name: String, namespace: String, now: Instant) {
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, e| now.duration_since(e.first) < SERIES_WINDOW);
+            self.entries
+                .retain(|_, e| now.duration_since(e.first) < SERIES_WINDOW);
             if self.entries.len() >= CAPACITY
-                && let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| k.clone())
+                && let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.last)
+                    .map(|(k, _)| k.clone())
             {
                 self.entries.remove(&oldest);
             }
@@ -183,7 +188,9 @@ impl Recorder {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Publishes `ev` about `regarding` (in its namespace; cluster-scoped objects in `default`).
@@ -200,17 +207,28 @@ impl Recorder {
         };
         let now = Instant::now();
         let observed = self.cache().observe(&key, now);
-        if let Observed::Repeat { name, namespace, count } = observed {
+        if let Observed::Repeat {
+            name,
+            namespace,
+            count,
+        } = observed
+        {
             let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
             let patch = serde_json::json!({"series": {"count": count, "lastObservedTime": micro_now()}});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 // Expired or deleted on the server: start a new event.
                 Err(kube::Error::Api(s)) if s.code == 404 => self.cache().forget(&key),
                 Err(e) => return Err(e),
             }
         }
-        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let event_time = micro_now();
         let name = format!(
             "{}.{:x}",
@@ -268,8 +286,16 @@ mod tests {
         };
         assert_eq!(c.observe(&key("a"), t0 + Duration::from_secs(10)), repeat(2));
         assert_eq!(c.observe(&key("a"), t0 + Duration::from_secs(20)), repeat(3));
-        assert_eq!(c.observe(&key("b"), t0 + Duration::from_secs(20)), Observed::New, "another note");
-        assert_eq!(c.observe(&key("a"), t0 + SERIES_WINDOW), Observed::New, "window over");
+        assert_eq!(
+            c.observe(&key("b"), t0 + Duration::from_secs(20)),
+            Observed::New,
+            "another note"
+        );
+        assert_eq!(
+            c.observe(&key("a"), t0 + SERIES_WINDOW),
+            Observed::New,
+            "window over"
+        );
     }
 
     #[test]
@@ -281,12 +307,22 @@ mod tests {
             let k = key(&format!("stored artifact for revision {i}"));
             assert_eq!(c.observe(&k, now), Observed::New);
             c.remember(k, format!("obj.{i}"), "ns".to_owned(), now);
-            assert!(c.entries.len() <= CAPACITY, "{} entries after {i} events", c.entries.len());
+            assert!(
+                c.entries.len() <= CAPACITY,
+                "{} entries after {i} events",
+                c.entries.len()
+            );
         }
         // The first events went, the newest are still folded.
-        assert_eq!(c.observe(&key("stored artifact for revision 0"), t0), Observed::New);
+        assert_eq!(
+            c.observe(&key("stored artifact for revision 0"), t0),
+            Observed::New
+        );
         let newest = key(&format!("stored artifact for revision {}", CAPACITY * 4 - 1));
-        assert!(matches!(c.observe(&newest, t0 + Duration::from_secs(1)), Observed::Repeat { count: 2, .. }));
+        assert!(matches!(
+            c.observe(&newest, t0 + Duration::from_secs(1)),
+            Observed::Repeat { count: 2, .. }
+        ));
     }
 
     #[test]
@@ -299,9 +335,16 @@ mod tests {
             resource_version: Some("1".to_owned()),
             ..ObjectReference::default()
         };
-        assert_eq!(object_key(&r), "source.toolkit.fluxcd.io/v1/GitRepository/ns/repo");
+        assert_eq!(
+            object_key(&r),
+            "source.toolkit.fluxcd.io/v1/GitRepository/ns/repo"
+        );
         r.resource_version = Some("2".to_owned());
-        assert_eq!(object_key(&r), "source.toolkit.fluxcd.io/v1/GitRepository/ns/repo", "resourceVersion ignored");
+        assert_eq!(
+            object_key(&r),
+            "source.toolkit.fluxcd.io/v1/GitRepository/ns/repo",
+            "resourceVersion ignored"
+        );
         r.uid = Some("u-1".to_owned());
         assert_eq!(object_key(&r), "u-1");
     }
