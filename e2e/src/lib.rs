@@ -24,6 +24,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub mod browser;
 pub mod faults;
 mod kluctl_controller;
 pub mod kluctl_deployment;

@@ -15,6 +15,7 @@
 //! progress  the progress lines on stderr
 //! prompt    the questions asked before changing a cluster
 //! report    a failure ─► stderr lines (error, first error, hint) and the exit status
+//! webui     webui run: the kluctl-webui server with this command line's cluster connection
 //! ```
 
 pub mod bootstrap;
@@ -30,6 +31,7 @@ mod progress;
 mod prompt;
 pub mod render;
 pub mod report;
+pub mod webui;
 
 use clap::{Parser, Subcommand};
 
@@ -97,6 +99,8 @@ pub enum KluctlCommand {
     /// Push the controllers and a sync to a Git repository, install them, and wait until the
     /// cluster deploys itself from it
     Bootstrap(flags::bootstrap::BootstrapCmd),
+    /// Serve the web UI: watch and steer every KluctlDeployment from a browser
+    Webui(flags::webui::WebuiCmd),
 }
 
 /// Runs `kluctl` with parsed arguments.
@@ -127,6 +131,7 @@ pub fn run_kluctl(args: &KluctlArgs) -> anyhow::Result<()> {
         KluctlCommand::Check(cmd) => install::run_check(cmd),
         KluctlCommand::Uninstall(cmd) => install::run_uninstall(cmd),
         KluctlCommand::Bootstrap(cmd) => bootstrap::run_bootstrap(cmd),
+        KluctlCommand::Webui(cmd) => webui::run_webui(cmd),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod get;
 pub mod gitops;
 pub mod install;
+pub mod webui;
 
 use std::path::PathBuf;
 use std::time::Duration;

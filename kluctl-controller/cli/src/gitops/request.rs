@@ -24,84 +24,17 @@ use serde_json::{Map, Value, json};
 use super::logs::{LogFilter, LogSource};
 use super::select::key_of;
 use crate::report::Hinted;
-use gitops_api::constants::{
-    KLUCTL_FIELD_MANAGER, KLUCTL_REQUEST_DEPLOY_ANNOTATION, KLUCTL_REQUEST_DIFF_ANNOTATION,
-    KLUCTL_REQUEST_PRUNE_ANNOTATION, KLUCTL_REQUEST_RECONCILE_ANNOTATION, KLUCTL_REQUEST_VALIDATE_ANNOTATION,
-};
-use gitops_api::kluctl::v1beta1::{
-    KluctlDeployment, KluctlDeploymentStatus, ManualRequest, ManualRequestResult,
-};
+use gitops_api::constants::KLUCTL_FIELD_MANAGER;
+use gitops_api::kluctl::v1beta1::{KluctlDeployment, ManualRequest, ManualRequestResult};
 
 /// How often the object is read while waiting (Kluctl's CLI: every second).
 const POLL: Duration = Duration::from_secs(1);
 
-/// The five requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RequestKind {
-    /// A full reconciliation (also when suspended).
-    Reconcile,
-    /// A deploy.
-    Deploy,
-    /// A diff.
-    Diff,
-    /// A prune.
-    Prune,
-    /// A validation.
-    Validate,
-}
-
-impl RequestKind {
-    /// The command's name (`deploy`, ...), as results and messages name it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Reconcile => "reconcile",
-            Self::Deploy => "deploy",
-            Self::Diff => "diff",
-            Self::Prune => "prune",
-            Self::Validate => "validate",
-        }
-    }
-
-    /// The request annotation.
-    pub(crate) fn annotation(self) -> &'static str {
-        match self {
-            Self::Reconcile => KLUCTL_REQUEST_RECONCILE_ANNOTATION,
-            Self::Deploy => KLUCTL_REQUEST_DEPLOY_ANNOTATION,
-            Self::Diff => KLUCTL_REQUEST_DIFF_ANNOTATION,
-            Self::Prune => KLUCTL_REQUEST_PRUNE_ANNOTATION,
-            Self::Validate => KLUCTL_REQUEST_VALIDATE_ANNOTATION,
-        }
-    }
-
-    /// The status field the controller reports this request in.
-    fn result(self, status: &KluctlDeploymentStatus) -> Option<&ManualRequestResult> {
-        match self {
-            Self::Reconcile => status.reconcile_request_result.as_ref(),
-            Self::Deploy => status.deploy_request_result.as_ref(),
-            Self::Diff => status.diff_request_result.as_ref(),
-            Self::Prune => status.prune_request_result.as_ref(),
-            Self::Validate => status.validate_request_result.as_ref(),
-        }
-    }
-}
+pub(crate) use gitops_api::kluctl::request::{RequestKind, annotation_value};
 
 /// A new request value: now, RFC 3339 with nanoseconds (Kluctl's `RFC3339Nano`).
 pub(crate) fn request_value_now() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-/// The annotation value of a request: `overridesPatch` only when there are overrides. The patch
-/// is a merge patch of the whole object (Kluctl's CLI builds it by diffing the object with its
-/// overridden copy, and its controller merges it over the object), so the spec fields go under
-/// `spec`.
-pub(crate) fn annotation_value(request_value: &str, overrides: &Map<String, Value>) -> String {
-    let request = ManualRequest {
-        request_value: request_value.to_owned(),
-        overrides_patch: (!overrides.is_empty())
-            .then(|| Map::from_iter([("spec".to_owned(), Value::Object(overrides.clone()))])),
-    };
-    // Strings and JSON values only: serializing cannot fail.
-    serde_json::to_string(&request).unwrap_or_default()
 }
 
 /// Where a request stands, as the object shows it.

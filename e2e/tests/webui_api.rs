@@ -1,0 +1,447 @@
+//! The web UI server's API against the real apiserver, for each role: what a caller without a
+//! session, a viewer and an admin may read and do, that a viewer never receives an argument
+//! value, that every action is the merge patch `kluctl gitops` would make, and that the event
+//! stream carries a change without a reload.
+//!
+//! The server runs in-process (`kluctl_webui::start`) with static passwords, its result store in
+//! the test's namespace. No controller runs: the KluctlDeployment's status is written by the test.
+//!
+//! Needs the environment of `make e2e-up`.
+
+// One scenario per role, told start to finish.
+#![allow(clippy::too_many_lines)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use e2e::TestNs;
+use gitops_api::kluctl::results::{KluctlDeploymentInfo, ProjectKey, TargetKey};
+use gitops_api::kluctl::v1beta1::KluctlDeployment;
+use kluctl_engine::result::CommandResult;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const SECRET_ARG: &str = "s3cr3t-arg-value-93f1";
+const ADMIN_PW: &str = "admin-pw-e2e";
+const VIEWER_PW: &str = "viewer-pw-e2e";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _running: kluctl_webui::Running,
+}
+
+impl Server {
+    async fn start(t: &TestNs) -> anyhow::Result<Self> {
+        let running = kluctl_webui::start(
+            t.client.clone(),
+            kluctl_webui::Options {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                path_prefix: "/ui".to_owned(),
+                results_namespace: t.name.clone(),
+                auth: kluctl_webui::Auth::Passwords {
+                    admin: Some(ADMIN_PW.to_owned()),
+                    viewer: Some(VIEWER_PW.to_owned()),
+                    key: kluctl_webui::auth::random_key(),
+                },
+            },
+        )
+        .await?;
+        Ok(Self {
+            base: format!("http://{}/ui", running.addr),
+            http: reqwest::Client::new(),
+            _running: running,
+        })
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+}
+
+/// Status and body text of a request.
+async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(u16, String)> {
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    Ok((status, res.text().await?))
+}
+
+fn json_of(text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("not JSON: {text}"))
+}
+
+/// The KluctlDeployment `app` (manual, an argument holding a secret) and its status as a
+/// controller would have written it; returns the project and target keys.
+async fn create_deployment(t: &TestNs) -> anyhow::Result<(ProjectKey, TargetKey)> {
+    let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &t.name);
+    let kd: KluctlDeployment = serde_json::from_value(json!({
+        "apiVersion": "gitops.kluctl.io/v1beta1", "kind": "KluctlDeployment",
+        "metadata": {"name": "app", "namespace": t.name},
+        "spec": {
+            "interval": "1h", "target": "prod", "manual": true,
+            "args": {"password": SECRET_ARG, "replicas": 2},
+            "source": {"git": {"url": "https://git.example.invalid/app.git", "ref": {"branch": "main"}}},
+        },
+    }))?;
+    api.create(&PostParams::default(), &kd).await?;
+    let project = ProjectKey {
+        repo_key: "git.example.invalid/app".to_owned(),
+        sub_dir: String::new(),
+    };
+    let target = TargetKey {
+        target_name: "prod".to_owned(),
+        cluster_id: "e2e".to_owned(),
+        discriminator: format!("e2e-{}", t.name),
+    };
+    api.patch_status(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {
+            "projectKey": project, "targetKey": target,
+            "lastObjectsHash": "hash-1",
+            "observedCommit": "main@sha1:0123456789abcdef",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ManualApprovalRequired",
+                            "message": "waiting for approval", "lastTransitionTime": "2026-12-07T10:00:00Z"}],
+        }})),
+    )
+    .await?;
+    Ok((project, target))
+}
+
+/// A deploy result of `app` with the secret argument in its target, stored as the controller
+/// stores it.
+async fn store_result(t: &TestNs, project: &ProjectKey, target: &TargetKey) -> anyhow::Result<String> {
+    let id = uuid_like(&t.name);
+    let mut r = CommandResult {
+        id: id.clone(),
+        project_key: project.clone(),
+        target_key: target.clone(),
+        ..CommandResult::default()
+    };
+    r.command.command = "deploy".into();
+    r.command.initiator = kluctl_engine::result::CommandInitiator::KluctlDeployment;
+    r.command.start_time = Some("2026-12-07T10:00:00Z".parse()?);
+    r.command.end_time = Some("2026-12-07T10:00:05Z".parse()?);
+    r.target.name = "prod".into();
+    r.target.args = Some(serde_json::from_value(json!({"password": SECRET_ARG}))?);
+    r.kluctl_deployment = Some(KluctlDeploymentInfo {
+        name: "app".into(),
+        namespace: t.name.clone(),
+        ..KluctlDeploymentInfo::default()
+    });
+    kluctl_engine::store::write_command_result(&t.client, &t.name, &r, 5).await?;
+    Ok(id)
+}
+
+fn uuid_like(seed: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(seed.as_bytes());
+    let hex = h.iter().fold(String::new(), |mut s, b| {
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+        s
+    });
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Polls the overview (as admin, from the server's memory) until `check` holds.
+async fn wait_overview(s: &Server, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = send(s.get("/api/overview").basic_auth("admin", Some(ADMIN_PW))).await?;
+        anyhow::ensure!(status == 200, "overview: {status} {body}");
+        let v = json_of(&body)?;
+        if check(&v) {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "overview never matched; last: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn has_deployment(v: &Value, ns: &str) -> bool {
+    v["deployments"]
+        .as_array()
+        .is_some_and(|ds| ds.iter().any(|d| d["namespace"] == ns && d["name"] == "app"))
+}
+
+fn has_result(v: &Value, id: &str) -> bool {
+    v["results"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["id"] == id))
+}
+
+/// The first SSE event of `kind` whose data satisfies `check`, reading `res` until `timeout`.
+async fn next_event(
+    res: &mut reqwest::Response,
+    buf: &mut String,
+    kind: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut event = "message";
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = if e.trim() == kind { kind } else { "other" };
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if event == kind {
+                let v = json_of(&data)?;
+                if check(&v) {
+                    return Ok(v);
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .with_context(|| format!("no '{kind}' event in time; unread: {buf}"))??
+            .context("the event stream ended")?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn callers_without_a_session_get_nothing_and_viewers_see_no_argument_values_and_cannot_act()
+-> anyhow::Result<()> {
+    e2e::init_logging();
+    TestNs::run("webui_viewer", |t| async move {
+        let s = Server::start(&t).await?;
+        let (project, target) = create_deployment(&t).await?;
+        let id = store_result(&t, &project, &target).await?;
+        wait_overview(&s, |v| has_deployment(v, &t.name) && has_result(v, &id)).await?;
+
+        // No session: every API path is refused, the page itself loads (it shows the login).
+        for path in [
+            "/api/overview".to_owned(),
+            "/api/events".to_owned(),
+            format!("/api/deployments/{}/app", t.name),
+            format!("/api/results/{id}"),
+        ] {
+            let (status, body) = send(s.get(&path)).await?;
+            assert_eq!(status, 401, "{path}: {body}");
+        }
+        let (status, page) = send(s.get("/")).await?;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains("<base href=\"/ui/\">"),
+            "path prefix in the page: {page}"
+        );
+        let (status, _) = send(s.get("/api/overview").basic_auth("viewer", Some("wrong"))).await?;
+        assert_eq!(status, 401, "a wrong password");
+
+        // A viewer reads everything, with argument values replaced.
+        let viewer = |r: reqwest::RequestBuilder| r.basic_auth("viewer", Some(VIEWER_PW));
+        let (status, body) = send(viewer(s.get(&format!("/api/deployments/{}/app", t.name)))).await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body.contains(SECRET_ARG),
+            "viewer got the argument value: {body}"
+        );
+        let v = json_of(&body)?;
+        assert_eq!(
+            v["object"]["spec"]["args"],
+            json!({"password": "*****", "replicas": "*****"})
+        );
+        assert_eq!(v["deployment"]["pendingApproval"], "hash-1");
+        assert_eq!(
+            v["results"][0]["id"],
+            id.as_str(),
+            "its result in the history: {v:#}"
+        );
+        let (status, body) = send(viewer(s.get(&format!("/api/results/{id}")))).await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body.contains(SECRET_ARG),
+            "viewer got the argument value: {body}"
+        );
+        assert_eq!(json_of(&body)?["result"]["target"]["args"]["password"], "*****");
+        let (status, body) = send(viewer(s.get("/api/overview"))).await?;
+        assert_eq!(status, 200);
+        assert!(!body.contains(SECRET_ARG));
+        let mut events = viewer(s.get("/api/events")).send().await?;
+        assert_eq!(events.status().as_u16(), 200);
+        let mut buf = String::new();
+        let snapshot = next_event(&mut events, &mut buf, "snapshot", |_| true).await?;
+        assert!(!snapshot.to_string().contains(SECRET_ARG));
+
+        // ... and cannot act, whatever the action.
+        for action in ["deploy", "suspend", "approve", "revoke", "reconcile"] {
+            let (status, body) = send(
+                viewer(s.post(&format!("/api/deployments/{}/app/actions/{action}", t.name)))
+                    .header("x-kluctl-webui", "1")
+                    .json(&json!({"objectsHash": "hash-1"})),
+            )
+            .await?;
+            assert_eq!(status, 403, "{action}: {body}");
+        }
+        let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &t.name);
+        let kd = api.get("app").await?;
+        assert!(!kd.spec.suspend);
+        assert_eq!(kd.spec.manual_objects_hash, None);
+        assert!(
+            kd.metadata.annotations.unwrap_or_default().is_empty(),
+            "no request annotation"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn admins_act_through_the_same_patches_as_the_cli_and_the_stream_shows_changes() -> anyhow::Result<()> {
+    e2e::init_logging();
+    TestNs::run("webui_admin", |t| async move {
+        let s = Server::start(&t).await?;
+        let (project, target) = create_deployment(&t).await?;
+        store_result(&t, &project, &target).await?;
+        wait_overview(&s, |v| has_deployment(v, &t.name)).await?;
+
+        // Log in: a session cookie, no password on later requests.
+        let (status, _) = send(
+            s.post("/auth/login")
+                .json(&json!({"user": "admin", "password": "nope"})),
+        )
+        .await?;
+        assert_eq!(status, 401);
+        let res = s
+            .post("/auth/login")
+            .json(&json!({"user": "admin", "password": ADMIN_PW}))
+            .send()
+            .await?;
+        assert_eq!(res.status().as_u16(), 200);
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("no session cookie")?
+            .to_owned();
+        let admin = |r: reqwest::RequestBuilder| r.header("cookie", cookie.clone());
+        let (_, who) = send(admin(s.get("/api/whoami"))).await?;
+        assert_eq!(json_of(&who)?["role"], "admin");
+        let (_, body) = send(admin(s.get(&format!("/api/deployments/{}/app", t.name)))).await?;
+        assert_eq!(
+            json_of(&body)?["object"]["spec"]["args"]["password"],
+            SECRET_ARG,
+            "admins see values"
+        );
+
+        let mut events = admin(s.get("/api/events")).send().await?;
+        let mut buf = String::new();
+        next_event(&mut events, &mut buf, "snapshot", |_| true).await?;
+
+        let act = |action: &str, body: Value, header: bool| {
+            let mut r =
+                admin(s.post(&format!("/api/deployments/{}/app/actions/{action}", t.name))).json(&body);
+            if header {
+                r = r.header("x-kluctl-webui", "1");
+            }
+            send(r)
+        };
+        let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &t.name);
+
+        let (status, body) = act("suspend", json!({}), false).await?;
+        assert_eq!(
+            status, 403,
+            "an action without the header (a cross-site form): {body}"
+        );
+        assert!(!api.get("app").await?.spec.suspend);
+
+        let (status, body) = act("suspend", json!({}), true).await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(api.get("app").await?.spec.suspend);
+        // The stream shows it without a reload.
+        let ns = t.name.clone();
+        next_event(&mut events, &mut buf, "deployment", |v| {
+            v["key"]["namespace"] == ns.as_str() && v["deployment"]["suspend"] == true
+        })
+        .await?;
+        let (status, _) = act("resume", json!({}), true).await?;
+        assert_eq!(status, 200);
+        assert!(!api.get("app").await?.spec.suspend);
+
+        let (status, body) = act("deploy", json!({}), true).await?;
+        assert_eq!(status, 200, "{body}");
+        let sent = json_of(&body)?["requestValue"]
+            .as_str()
+            .context("no requestValue")?
+            .to_owned();
+        let annotations = api.get("app").await?.metadata.annotations.unwrap_or_default();
+        let request: Value = serde_json::from_str(
+            annotations
+                .get("kluctl.io/request-deploy")
+                .context("no request annotation")?,
+        )?;
+        assert_eq!(request, json!({"requestValue": sent}));
+
+        let (status, body) = act("approve", json!({"objectsHash": "hash-0"}), true).await?;
+        assert_eq!(status, 409, "approving objects the admin has not seen: {body}");
+        assert!(body.contains("changed"), "{body}");
+        assert_eq!(api.get("app").await?.spec.manual_objects_hash, None);
+        let (status, body) = act("approve", json!({"objectsHash": "hash-1"}), true).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            api.get("app").await?.spec.manual_objects_hash.as_deref(),
+            Some("hash-1")
+        );
+        let (status, _) = act("revoke", json!({}), true).await?;
+        assert_eq!(status, 200);
+        assert_eq!(api.get("app").await?.spec.manual_objects_hash, None);
+        let (status, body) = act("explode", json!({}), true).await?;
+        assert_eq!(status, 400, "{body}");
+
+        // A new stored result reaches the open stream.
+        let second = {
+            let mut t2 = t.name.clone();
+            t2.push_str("-2");
+            let id = uuid_like(&t2);
+            let mut r = CommandResult {
+                id: id.clone(),
+                project_key: project.clone(),
+                target_key: target.clone(),
+                ..CommandResult::default()
+            };
+            r.command.command = "diff".into();
+            r.command.start_time = Some("2026-12-07T11:00:00Z".parse()?);
+            kluctl_engine::store::write_command_result(&t.client, &t.name, &r, 5).await?;
+            id
+        };
+        next_event(&mut events, &mut buf, "result", |v| {
+            v["id"] == second.as_str() && v["result"]["command"] == "diff"
+        })
+        .await?;
+
+        // Logging out ends the session cookie's use in the browser (the server answers with an
+        // expired cookie).
+        let res = admin(s.post("/auth/logout")).send().await?;
+        let cleared = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,32 @@
+//! The web UI of `kluctl webui run`: every KluctlDeployment of a cluster grouped by project and
+//! target, the history of stored command and validate results (the controller's and the CLI's),
+//! drift, validation, and for admins the same buttons as `kluctl gitops` (deploy, diff, prune,
+//! validate, reconcile, suspend/resume, approve/revoke a manual deployment).
+//!
+//! ```text
+//!  apiserver ──watch KluctlDeployments──┐
+//!            ──watch result Secrets ────┴─► model (in memory) ─► snapshot + change feed
+//!                 (metadata only)                                   │
+//!  browser ◄── page (built in) · /api/overview · /api/events (SSE) ◄┘
+//!          ──► /api/deployments/NS/NAME/actions/X ─► merge patch (annotation / spec), as the CLI
+//! ```
+//!
+//! - [`model`]: the shared picture and its change feed
+//! - [`watch`]: the two watches feeding it
+//! - [`view`]: slim views for the browser, roles, redaction for viewers
+//! - [`auth`]: local (everyone admin) or static passwords with signed session cookies
+//! - [`actions`]: what each button patches
+//! - [`server`]: routes, the event stream
+//! - [`assets`]: the page
+
+pub mod actions;
+pub mod assets;
+pub mod auth;
+pub mod model;
+pub mod server;
+pub mod view;
+pub mod watch;
+
+pub use auth::Auth;
+pub use server::{Options, Running, start};
+pub use view::Role;

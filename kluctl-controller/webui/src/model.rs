@@ -1,0 +1,314 @@
+//! The server's picture of the cluster: every KluctlDeployment and every stored result summary,
+//! kept current by two watches ([`crate::watch`]) and shared by all browsers. A browser never
+//! causes an apiserver request by looking: the overview, the deployment pages and the live
+//! updates are all served from here; only opening one result reads its Secret.
+//!
+//! Every change is announced on a broadcast channel as a [`Change`] naming what changed; each
+//! browser's event stream reads the current value from the model and renders it for its role.
+//! A stream that falls behind (more than [`CHANGE_BUFFER`] changes unread) is ended; the browser
+//! reconnects and starts from a new snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use gitops_api::kluctl::results::CommandResultSummary;
+use gitops_api::kluctl::v1beta1::KluctlDeployment;
+use kluctl_engine::store::ValidateResultSummary;
+
+use crate::view::{DeploymentView, ObjKey, ResultView};
+
+/// Changes a browser stream may leave unread before it is ended (and reconnects).
+pub const CHANGE_BUFFER: usize = 4096;
+
+/// What changed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A KluctlDeployment was added, changed or deleted.
+    Deployment(ObjKey),
+    /// A command result was stored or deleted (by id).
+    Command(String),
+    /// A validate result was stored or deleted (by id).
+    Validate(String),
+    /// A watch started over (after an error or at start): everything may have changed.
+    Resync,
+}
+
+#[derive(Default)]
+struct State {
+    deployments: BTreeMap<ObjKey, Arc<KluctlDeployment>>,
+    commands: BTreeMap<String, Arc<CommandResultSummary>>,
+    validates: BTreeMap<String, Arc<ValidateResultSummary>>,
+    deployments_synced: bool,
+    results_synced: bool,
+}
+
+/// The shared picture; cheap to clone.
+#[derive(Clone)]
+pub struct Model {
+    state: Arc<RwLock<State>>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The overview: every deployment and every result, slim.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Both watches have listed once.
+    pub synced: bool,
+    /// Every KluctlDeployment.
+    pub deployments: Vec<DeploymentView>,
+    /// Every stored result, newest first.
+    pub results: Vec<ResultView>,
+}
+
+fn newest_first(results: &mut [ResultView]) {
+    results.sort_by(|a, b| b.start_time.cmp(&a.start_time).then_with(|| b.id.cmp(&a.id)));
+}
+
+impl Model {
+    /// An empty model.
+    pub fn new() -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        Self {
+            state: Arc::default(),
+            changes,
+        }
+    }
+
+    /// The change feed; subscribe before taking a snapshot so nothing falls between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn announce(&self, change: Change) {
+        // No receiver is fine: nobody is looking.
+        let _ = self.changes.send(change);
+    }
+
+    /// A KluctlDeployment was added or changed.
+    pub fn put_deployment(&self, kd: KluctlDeployment) {
+        let key = ObjKey::of(&kd);
+        self.write().deployments.insert(key.clone(), Arc::new(kd));
+        self.announce(Change::Deployment(key));
+    }
+
+    /// A KluctlDeployment was deleted.
+    pub fn remove_deployment(&self, key: &ObjKey) {
+        self.write().deployments.remove(key);
+        self.announce(Change::Deployment(key.clone()));
+    }
+
+    /// The deployment watch listed anew: replace all deployments.
+    pub fn reset_deployments(&self, all: Vec<KluctlDeployment>) {
+        {
+            let mut s = self.write();
+            s.deployments = all
+                .into_iter()
+                .map(|kd| (ObjKey::of(&kd), Arc::new(kd)))
+                .collect();
+            s.deployments_synced = true;
+        }
+        self.announce(Change::Resync);
+    }
+
+    /// A command result summary was stored.
+    pub fn put_command(&self, summary: CommandResultSummary) {
+        let id = summary.id.clone();
+        self.write().commands.insert(id.clone(), Arc::new(summary));
+        self.announce(Change::Command(id));
+    }
+
+    /// A validate result summary was stored.
+    pub fn put_validate(&self, summary: ValidateResultSummary) {
+        let id = summary.id.clone();
+        self.write().validates.insert(id.clone(), Arc::new(summary));
+        self.announce(Change::Validate(id));
+    }
+
+    /// A result Secret was deleted (either kind; the id is unique).
+    pub fn remove_result(&self, id: &str) {
+        let (command, validate) = {
+            let mut s = self.write();
+            (s.commands.remove(id).is_some(), s.validates.remove(id).is_some())
+        };
+        if command {
+            self.announce(Change::Command(id.to_owned()));
+        }
+        if validate {
+            self.announce(Change::Validate(id.to_owned()));
+        }
+    }
+
+    /// The result watch listed anew: replace all results.
+    pub fn reset_results(&self, commands: Vec<CommandResultSummary>, validates: Vec<ValidateResultSummary>) {
+        {
+            let mut s = self.write();
+            s.commands = commands
+                .into_iter()
+                .map(|c| (c.id.clone(), Arc::new(c)))
+                .collect();
+            s.validates = validates
+                .into_iter()
+                .map(|v| (v.id.clone(), Arc::new(v)))
+                .collect();
+            s.results_synced = true;
+        }
+        self.announce(Change::Resync);
+    }
+
+    /// One KluctlDeployment.
+    pub fn deployment(&self, key: &ObjKey) -> Option<Arc<KluctlDeployment>> {
+        self.read().deployments.get(key).cloned()
+    }
+
+    /// One command result's summary.
+    pub fn command(&self, id: &str) -> Option<Arc<CommandResultSummary>> {
+        self.read().commands.get(id).cloned()
+    }
+
+    /// One validate result's summary.
+    pub fn validate(&self, id: &str) -> Option<Arc<ValidateResultSummary>> {
+        self.read().validates.get(id).cloned()
+    }
+
+    /// The view of a result by id, whichever kind it is.
+    pub fn result_view(&self, id: &str) -> Option<ResultView> {
+        let s = self.read();
+        s.commands
+            .get(id)
+            .map(|c| ResultView::command(c))
+            .or_else(|| s.validates.get(id).map(|v| ResultView::validate(v)))
+    }
+
+    /// Everything, for a new browser.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.read();
+        let mut results: Vec<ResultView> = s
+            .commands
+            .values()
+            .map(|c| ResultView::command(c))
+            .chain(s.validates.values().map(|v| ResultView::validate(v)))
+            .collect();
+        newest_first(&mut results);
+        Snapshot {
+            synced: s.deployments_synced && s.results_synced,
+            deployments: s.deployments.values().map(|kd| DeploymentView::of(kd)).collect(),
+            results,
+        }
+    }
+
+    /// The results of one KluctlDeployment's target: those it ran, and those of the same project
+    /// and target key run by anyone else (the CLI), newest first.
+    pub fn results_of(&self, kd: &KluctlDeployment) -> Vec<ResultView> {
+        let key = ObjKey::of(kd);
+        let own = format!("{}/{}", key.namespace, key.name);
+        let status = kd.status.as_ref();
+        let project = status.and_then(|s| s.project_key.as_ref());
+        let target = status.and_then(|s| s.target_key.as_ref());
+        let s = self.read();
+        let mut results: Vec<ResultView> = s
+            .commands
+            .values()
+            .map(|c| ResultView::command(c))
+            .chain(s.validates.values().map(|v| ResultView::validate(v)))
+            .filter(|r| {
+                r.deployment.as_deref() == Some(own.as_str())
+                    || (r.deployment.is_none()
+                        && Some(&r.project) == project
+                        && Some(&r.target_key) == target)
+            })
+            .collect();
+        newest_first(&mut results);
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gitops_api::kluctl::results::KluctlDeploymentInfo;
+
+    fn kd(ns: &str, name: &str) -> KluctlDeployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.kluctl.io/v1beta1", "kind": "KluctlDeployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"interval": "5m", "source": {"git": {"url": "https://example.invalid/r.git"}}},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn command(id: &str, start: &str, deployment: Option<(&str, &str)>) -> CommandResultSummary {
+        let mut c = CommandResultSummary {
+            id: id.to_owned(),
+            ..Default::default()
+        };
+        c.command_info.command = "deploy".to_owned();
+        c.command_info.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            start.parse().unwrap_or_default(),
+        ));
+        c.kluctl_deployment = deployment.map(|(ns, name)| KluctlDeploymentInfo {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            ..Default::default()
+        });
+        c
+    }
+
+    #[test]
+    fn every_change_is_announced_after_the_model_holds_it() {
+        let model = Model::new();
+        let mut rx = model.subscribe();
+        model.put_deployment(kd("a", "one"));
+        let key = ObjKey {
+            namespace: "a".to_owned(),
+            name: "one".to_owned(),
+        };
+        assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
+        assert!(model.deployment(&key).is_some());
+        model.put_command(command("c1", "2026-01-01T00:00:00Z", None));
+        assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
+        model.remove_result("c1");
+        assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
+        assert!(model.command("c1").is_none());
+        model.remove_deployment(&key);
+        assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
+        assert!(model.deployment(&key).is_none());
+    }
+
+    #[test]
+    fn a_deployment_page_lists_its_own_results_newest_first_and_not_others() {
+        let model = Model::new();
+        let one = kd("a", "one");
+        model.put_deployment(one.clone());
+        model.put_command(command("old", "2026-01-01T00:00:00Z", Some(("a", "one"))));
+        model.put_command(command("new", "2026-01-02T00:00:00Z", Some(("a", "one"))));
+        model.put_command(command("other", "2026-01-03T00:00:00Z", Some(("a", "two"))));
+        let ids: Vec<String> = model.results_of(&one).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["new", "old"]);
+        let snapshot = model.snapshot();
+        assert!(!snapshot.synced, "no watch has listed yet");
+        assert_eq!(snapshot.results.len(), 3);
+        assert_eq!(snapshot.results[0].id, "other");
+    }
+}

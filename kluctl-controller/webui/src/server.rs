@@ -1,0 +1,421 @@
+//! The HTTP server: the page, the JSON API, the live event stream and the actions.
+//!
+//! ```text
+//!  GET  /                         the page (assets built into the binary)
+//!  POST /auth/login, /auth/logout session cookie (password mode)
+//!  GET  /api/whoami               {role, needsLogin}
+//!  GET  /api/overview             every deployment and result, slim (from memory)
+//!  GET  /api/events               server-sent events: `snapshot`, then `deployment` / `result`
+//!  GET  /api/deployments/NS/NAME  the object (redacted for viewers) and its target's results
+//!  GET  /api/results/ID           one stored result, whole (one Secret read)
+//!  POST /api/deployments/NS/NAME/actions/ACTION   admins only (see crate::actions)
+//! ```
+//!
+//! Everything but opening a result and acting is answered from the [`Model`]; the apiserver
+//! load does not grow with the number of open browsers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde::Deserialize;
+use serde_json::json;
+
+use gitops_api::constants::KLUCTL_FIELD_MANAGER;
+use gitops_api::kluctl::v1beta1::KluctlDeployment;
+use kluctl_engine::store;
+
+use crate::actions::{Action, ActionError};
+use crate::assets;
+use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS};
+use crate::model::{Change, Model};
+use crate::view::{DeploymentView, ObjKey, Role, json_for};
+
+/// How the server runs.
+pub struct Options {
+    /// Where to listen (`127.0.0.1:8080`; port 0 picks one).
+    pub addr: SocketAddr,
+    /// A prefix all paths are served under (`/kluctl` behind a shared ingress); empty for none.
+    pub path_prefix: String,
+    /// The namespace of the result store.
+    pub results_namespace: String,
+    /// How callers are authenticated.
+    pub auth: Auth,
+}
+
+struct Shared {
+    client: kube::Client,
+    model: Model,
+    auth: Auth,
+    results_namespace: String,
+    prefix: String,
+}
+
+type AppState = Arc<Shared>;
+
+/// A running server.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Serves until the server fails (it does not end otherwise).
+    ///
+    /// # Errors
+    /// Accepting connections failed.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await??;
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.watch.abort();
+    }
+}
+
+/// Binds `options.addr`, starts the watches and serves.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn start(client: kube::Client, options: Options) -> anyhow::Result<Running> {
+    let model = Model::new();
+    let watch = tokio::spawn(crate::watch::run(
+        client.clone(),
+        options.results_namespace.clone(),
+        model.clone(),
+    ));
+    let prefix = normalize_prefix(&options.path_prefix);
+    let shared = Arc::new(Shared {
+        client,
+        model,
+        auth: options.auth,
+        results_namespace: options.results_namespace,
+        prefix: prefix.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to listen on {}: {e}", options.addr))?;
+    let addr = listener.local_addr()?;
+    let app = if prefix.is_empty() {
+        router(shared)
+    } else {
+        // A nested "/" answers only the bare prefix; the page's own address ends with a slash.
+        Router::new()
+            .route(&format!("{prefix}/"), get(index).with_state(shared.clone()))
+            .nest(&prefix, router(shared))
+    };
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Running { addr, task, watch })
+}
+
+/// `kluctl` → `/kluctl`, `/` → empty.
+fn normalize_prefix(p: &str) -> String {
+    let p = p.trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", assets::APP_JS) }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset("text/css; charset=utf-8", assets::APP_CSS) }),
+        )
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/api/whoami", get(whoami))
+        .route("/api/overview", get(overview))
+        .route("/api/events", get(events))
+        .route("/api/deployments/{namespace}/{name}", get(deployment))
+        .route("/api/deployments/{namespace}/{name}/actions/{action}", post(act))
+        .route("/api/results/{id}", get(result))
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index(State(s): State<AppState>) -> Response {
+    let base = format!("{}/", s.prefix);
+    let html = assets::INDEX_HTML.replace("<base href=\"/\">", &format!("<base href=\"{base}\">"));
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The caller's role; `None`: answer [`unauthorized`].
+fn role(s: &Shared, headers: &HeaderMap) -> Option<Role> {
+    s.auth.role_of(headers, now())
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "log in first")
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Response {
+    let Some(role) = s.auth.login(&body.user, &body.password) else {
+        tracing::info!(user = %body.user, "webui login refused");
+        return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
+    };
+    let path = if s.prefix.is_empty() {
+        "/"
+    } else {
+        s.prefix.as_str()
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={}",
+        s.auth.session(role, now()),
+        SESSION_HOURS * 3600
+    );
+    let mut res = Json(json!({"role": role})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn logout(State(s): State<AppState>) -> Response {
+    let path = if s.prefix.is_empty() {
+        "/"
+    } else {
+        s.prefix.as_str()
+    };
+    let cookie = format!("{SESSION_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0");
+    let mut res = Json(json!({})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let role = s.auth.role_of(&headers, now());
+    Json(json!({"role": role, "needsLogin": s.auth.needs_login()})).into_response()
+}
+
+async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if role(&s, &headers).is_none() {
+        return unauthorized();
+    }
+    Json(s.model.snapshot()).into_response()
+}
+
+fn key(namespace: String, name: String) -> ObjKey {
+    ObjKey { namespace, name }
+}
+
+async fn deployment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let Some(role) = role(&s, &headers) else {
+        return unauthorized();
+    };
+    let Some(kd) = s.model.deployment(&key(namespace.clone(), name.clone())) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("KluctlDeployment {namespace}/{name} not found"),
+        );
+    };
+    let mut object = (*kd).clone();
+    object.metadata.managed_fields = None;
+    Json(json!({
+        "deployment": DeploymentView::of(&kd),
+        "object": json_for(&object, role),
+        "results": s.model.results_of(&kd),
+    }))
+    .into_response()
+}
+
+async fn result(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Some(role) = role(&s, &headers) else {
+        return unauthorized();
+    };
+    let ns = &s.results_namespace;
+    let read = if s.model.command(&id).is_some() {
+        store::get_command_result(&s.client, ns, &id)
+            .await
+            .map(|r| json_for(&r, role))
+    } else if s.model.validate(&id).is_some() {
+        store::get_validate_result(&s.client, ns, &id)
+            .await
+            .map(|r| json_for(&r, role))
+    } else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no stored result with id {id} in namespace {ns}"),
+        );
+    };
+    match read {
+        Ok(v) => Json(json!({"summary": s.model.result_view(&id), "result": v})).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, kluctl_engine::error_chain(&e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ActionBody {
+    objects_hash: Option<String>,
+}
+
+async fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((namespace, name, action)): Path<(String, String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> Response {
+    match role(&s, &headers) {
+        Some(Role::Admin) => {}
+        Some(Role::Viewer) => return error(StatusCode::FORBIDDEN, "viewers cannot act; log in as admin"),
+        None => return unauthorized(),
+    }
+    if !headers.contains_key(ACTION_HEADER) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("actions must carry the {ACTION_HEADER} header"),
+        );
+    }
+    let objects_hash = body.and_then(|Json(b)| b.objects_hash);
+    let action = match Action::parse(&action, objects_hash) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let api: Api<KluctlDeployment> = Api::namespaced(s.client.clone(), &namespace);
+    // The newest copy, not the model's: approval compares hashes against what is there now.
+    let kd = match api.get_opt(&name).await {
+        Ok(Some(kd)) => kd,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("KluctlDeployment {namespace}/{name} not found"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("failed to read KluctlDeployment {namespace}/{name}: {e}"),
+            );
+        }
+    };
+    let request_value = jiff::Timestamp::now().to_string();
+    let patch = match action.patch(&kd, &request_value) {
+        Ok(p) => p,
+        Err(e @ ActionError::HashChanged { .. }) => return error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let params = PatchParams {
+        field_manager: Some(KLUCTL_FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    if let Err(e) = api.patch(&name, &params, &Patch::Merge(&patch)).await {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("failed to patch KluctlDeployment {namespace}/{name}: {e}"),
+        );
+    }
+    tracing::info!(namespace, name, ?action, "webui action");
+    let request = matches!(action, Action::Request(_)).then_some(request_value);
+    Json(json!({"requestValue": request})).into_response()
+}
+
+/// One browser's stream: a snapshot, then every change rendered for its role.
+fn stream(model: Model) -> impl Stream<Item = Result<Event, Infallible>> {
+    let rx = model.subscribe();
+    let first = Event::default()
+        .event("snapshot")
+        .data(json_string(&model.snapshot()));
+    // A receive error is falling behind (Lagged) or the model gone (Closed): the stream ends and
+    // the browser reconnects for a new snapshot.
+    let changes = futures::stream::unfold((rx, model), |(mut rx, model)| async move {
+        let change = rx.recv().await.ok()?;
+        Some((Ok(render(&model, &change)), (rx, model)))
+    });
+    futures::StreamExt::chain(futures::stream::once(async move { Ok(first) }), changes)
+}
+
+fn json_string<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// The event of one change. The slim views carry no argument values, so viewers and admins get
+/// the same events.
+fn render(model: &Model, change: &Change) -> Event {
+    match change {
+        Change::Deployment(key) => {
+            let view = model.deployment(key).map(|kd| DeploymentView::of(&kd));
+            Event::default()
+                .event("deployment")
+                .data(json_string(&json!({"key": key, "deployment": view})))
+        }
+        Change::Command(id) | Change::Validate(id) => {
+            let view = model.result_view(id);
+            Event::default()
+                .event("result")
+                .data(json_string(&json!({"id": id, "result": view})))
+        }
+        Change::Resync => Event::default()
+            .event("snapshot")
+            .data(json_string(&model.snapshot())),
+    }
+}
+
+async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if role(&s, &headers).is_none() {
+        return unauthorized();
+    }
+    Sse::new(stream(s.model.clone()))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
