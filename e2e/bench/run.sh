@@ -24,6 +24,9 @@
 #         reconcile.fluxcd.io/requestedAt (b8.py): p50 < 1 s, p99 < 3 s. Needs the e2e cluster.
 #   B9  notification dispatcher: 50,000 Flux events through 100 Alerts to a local sink (b9.py +
 #         examples/notify_load): >= 5,000 events/s, p99 < 50 ms, none lost, Flux's dedup.
+#   B10 web UI (kluctl webui run, release) with 1,000 KluctlDeployments and 5,000 stored results in
+#         headless Chromium (b10.py): first paint and a deployment page < 1 s, RSS <= 50 MiB,
+#         apiserver requests the same with 1 and 20 tabs open. Needs the e2e cluster.
 #
 # Steps: install wrk + nginx-light (+ python3) from Debian if missing; make sure the git test
 # servers run (started here if none was, and then stopped at the end); generate the B1 repo and the
@@ -34,8 +37,9 @@
 # command failing, a wrong artifact, a server answering badly) exits non-zero.
 #
 # Env: E2E_STATE (default /tmp/kluctl-gitops-e2e), CARGO (default cargo),
-#      BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9 (subset), BENCH_WORK (scratch dir, default a new temp dir),
-#      B7_N (objects of each kind in B7, default 1000), B7_INTERVAL (their spec.interval, default 5m).
+#      BENCH_ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9,B10 (subset), BENCH_WORK (scratch dir, default a new temp dir),
+#      B7_N (objects of each kind in B7, default 1000), B7_INTERVAL (their spec.interval, default 5m),
+#      B10_DEPLOYMENTS / B10_RESULTS (default 1000 / 5000).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -193,13 +197,13 @@ PY
 }
 
 # ------------------------------------------------------------------------------------ main
-ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7,B8,B9}
-SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 -e b7 -e b8 -e b9 | paste -sd, - || true)
+ONLY=${BENCH_ONLY:-B1,B2,B3,B4,B5,B6,B7,B8,B9,B10}
+SOURCE_ONLY=$(tr ',' '\n' <<<"$ONLY" | grep -v -x -i -e b3 -e b6 -e b7 -e b8 -e b9 -e b10 | paste -sd, - || true)
 want() { grep -q -i -w "$1" <<<"${ONLY//,/ }"; }
 
-# B6 to B9 talk to the e2e cluster: check it first, so a missing cluster fails before minutes
+# B6 to B10 talk to the e2e cluster: check it first, so a missing cluster fails before minutes
 # of builds.
-if want b6 || want b7 || want b8 || want b9; then
+if want b6 || want b7 || want b8 || want b9 || want b10; then
   [ -f "$E2E_STATE/env.sh" ] \
     || die "B6-B9 need the local cluster, but $E2E_STATE/env.sh is missing: start it with 'make e2e-up' (then re-run)"
   # shellcheck disable=SC1091
@@ -285,6 +289,12 @@ if want b9; then
   (cd "$ROOT" && $CARGO build -q --release -p kluctl-controller --bin kluctl-controller --example notify_load) \
     || die "cargo build --release of kluctl-controller / notify_load failed"
   python3 "$HERE/b9.py" --kluctl-controller "$TARGET_DIR/release/kluctl-controller" --load "$BIN/notify_load" --work "$WORK"
+fi
+if want b10; then
+  log "B10: building kluctl (release); chromium + chromium-driver from servers.sh install; the cluster of make e2e-up"
+  "$SERVERS" install >/dev/null || die "servers.sh install failed"
+  (cd "$ROOT" && $CARGO build -q --release -p kluctl --bin kluctl) || die "cargo build --release of kluctl failed"
+  python3 "$HERE/b10.py" --kluctl "$TARGET_DIR/release/kluctl" --work "$WORK"
 fi
 echo
 echo "scratch: $WORK ($(stat -f -c %T "$WORK")); git repo: $E2E_STATE/git/repos/$REPO_NAME.git via lighttpd + git http-backend"

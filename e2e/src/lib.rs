@@ -270,24 +270,26 @@ impl DeleteOnDrop {
     }
 }
 
-/// The drop guards for what an installation of the controllers into `ns` (`kluctl install`,
-/// `kluctl bootstrap git`) creates outside of `ns`: the cluster-scoped RBAC, named with the
-/// namespace as a suffix, and the Role of the shared results namespace `kluctl-results`.
+/// The drop guards for what an installation of the controllers into `ns` (`kluctl install
+/// [--webui]`, `kluctl bootstrap git`) creates outside of `ns`: the cluster-scoped RBAC, named
+/// with the namespace as a suffix, and the Roles of the shared results namespace `kluctl-results`.
 pub fn installation_guards(env: &Env, ns: &str) -> Vec<DeleteOnDrop> {
     let mut g = Vec::new();
-    for c in ["kluctl-controller", "source-controller"] {
+    for c in ["kluctl-controller", "source-controller", "kluctl-webui"] {
         let name = format!("kluctl-gitops:{c}-{ns}");
         g.push(DeleteOnDrop::object(env, "clusterrolebinding", &name));
         g.push(DeleteOnDrop::object(env, "clusterrole", &name));
     }
-    let results = format!("kluctl-controller-results-{ns}");
-    g.push(DeleteOnDrop::namespaced(
-        env,
-        "rolebinding",
-        "kluctl-results",
-        &results,
-    ));
-    g.push(DeleteOnDrop::namespaced(env, "role", "kluctl-results", &results));
+    for c in ["kluctl-controller", "kluctl-webui"] {
+        let results = format!("{c}-results-{ns}");
+        g.push(DeleteOnDrop::namespaced(
+            env,
+            "rolebinding",
+            "kluctl-results",
+            &results,
+        ));
+        g.push(DeleteOnDrop::namespaced(env, "role", "kluctl-results", &results));
+    }
     g
 }
 

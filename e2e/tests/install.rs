@@ -5,7 +5,8 @@
 //! environment already serves: in the hybrid environment an aggregated apiextensions-apiserver
 //! serves their APIs and `install` must leave them alone (a CRD in kube-apiserver would take the
 //! APIs over); in the plain environment they are applied unchanged. No kubelet runs, so the
-//! controller Deployments never become available: `check` must say so.
+//! controller Deployments never become available: `check` must say so. The cycle installs the
+//! web UI too (`--webui`), so `check` and `uninstall` are shown to cover it.
 //!
 //! Needs the `kluctl` binary (`cargo build -p kluctl --bin kluctl`) and the cluster of
 //! `make e2e-up` (with the CRDs).
@@ -41,21 +42,41 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
         ensure_namespace(&t.client, RESULTS_NS).await?;
         // kube-apiserver 1.20 refuses CEL rules under server-side apply: export for its version.
         let version = t.env.get("E2E_KUBE_VERSION")?.to_owned();
-        let (code, yaml, err) = kluctl(&[
-            "install",
-            "--export",
-            "--namespace",
-            &t.name,
-            "--kubernetes-version",
-            &version,
-        ])?;
-        ensure!(code == Some(0), "install --export failed: {err}");
+        let export = |webui: &[&str]| -> anyhow::Result<String> {
+            let mut args = vec![
+                "install",
+                "--export",
+                "--namespace",
+                &t.name,
+                "--kubernetes-version",
+                &version,
+            ];
+            args.extend(webui);
+            let (code, yaml, err) = kluctl(&args)?;
+            ensure!(code == Some(0), "install {args:?} failed: {err}");
+            Ok(yaml)
+        };
+        let plain = export(&[])?;
+        ensure!(
+            !plain.contains("kluctl-webui"),
+            "the web UI exported without --webui"
+        );
+        // The web UI's objects come after the others: one dry run checks both exports.
+        let yaml = export(&["--webui"])?;
+        ensure!(
+            yaml.starts_with(&plain),
+            "--webui changed the other objects:\n{yaml}"
+        );
         ensure!(
             !yaml.contains("x-kubernetes-validations"),
             "CEL rules left in the manifests for 1.20"
         );
         let objects = yaml.matches("\nkind: ").count();
-        ensure!(objects >= 20, "{objects} objects exported");
+        let webui_objects = objects - plain.matches("\nkind: ").count();
+        ensure!(
+            objects >= 20 && webui_objects == 9,
+            "{objects} objects exported, {webui_objects} of them the web UI's"
+        );
         let out = t
             .env
             // As kluctl install's field manager: the shared kluctl-results Namespace carries the
@@ -77,11 +98,17 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
             accepted == objects,
             "{accepted} of {objects} objects accepted:\n{out}"
         );
+        let ns = &t.name;
         for line in [
-            "deployment.apps/kluctl-controller serverside-applied",
-            "service/webhook-receiver serverside-applied",
+            "deployment.apps/kluctl-controller serverside-applied".to_owned(),
+            "service/webhook-receiver serverside-applied".to_owned(),
+            "deployment.apps/kluctl-webui serverside-applied".to_owned(),
+            "service/kluctl-webui serverside-applied".to_owned(),
+            format!("clusterrolebinding.rbac.authorization.k8s.io/kluctl-gitops:kluctl-webui-{ns} serverside-applied"),
+            format!("rolebinding.rbac.authorization.k8s.io/kluctl-webui-results-{ns} serverside-applied"),
+            "role.rbac.authorization.k8s.io/kluctl-webui-auth serverside-applied".to_owned(),
         ] {
-            ensure!(out.contains(line), "missing '{line}' in:\n{out}");
+            ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
         }
         Ok(())
     })
@@ -131,7 +158,14 @@ async fn create_app(t: &TestNs) -> anyhow::Result<()> {
 async fn install_twice(t: &TestNs) -> anyhow::Result<()> {
     let ns = t.name.clone();
     let hybrid = t.env.get("E2E_CRD_MODE").is_ok_and(|m| m == "hybrid");
-    let (code, out, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
+    let install = [
+        "install",
+        "--namespace",
+        &ns,
+        "--watch-all-namespaces=false",
+        "--webui",
+    ];
+    let (code, out, err) = kluctl(&install)?;
     ensure!(code == Some(0), "install failed: {err}\n{out}");
     for line in [
         format!("Deployment {ns}/kluctl-controller created"),
@@ -139,6 +173,11 @@ async fn install_twice(t: &TestNs) -> anyhow::Result<()> {
         format!("Service {ns}/webhook-receiver created"),
         format!("ClusterRole kluctl-gitops:kluctl-controller-{ns} created"),
         format!("RoleBinding {RESULTS_NS}/kluctl-controller-results-{ns} created"),
+        format!("Deployment {ns}/kluctl-webui created"),
+        format!("Service {ns}/kluctl-webui created"),
+        format!("ClusterRoleBinding kluctl-gitops:kluctl-webui-{ns} created"),
+        format!("RoleBinding {RESULTS_NS}/kluctl-webui-results-{ns} created"),
+        format!("RoleBinding {ns}/kluctl-webui-auth created"),
     ] {
         ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
     }
@@ -166,7 +205,7 @@ async fn install_twice(t: &TestNs) -> anyhow::Result<()> {
     let b = crb.get(&format!("kluctl-gitops:source-controller-{ns}")).await?;
     ensure!(b.subjects.unwrap_or_default()[0].namespace.as_deref() == Some(ns.as_str()));
 
-    let (code, again, err) = kluctl(&["install", "--namespace", &ns, "--watch-all-namespaces=false"])?;
+    let (code, again, err) = kluctl(&install)?;
     ensure!(code == Some(0), "second install failed: {err}");
     ensure!(
         again.contains("nothing changed: the installation is up to date"),
@@ -188,7 +227,7 @@ fn check_reports_unavailable_deployments(t: &TestNs) -> anyhow::Result<()> {
         code == Some(1),
         "check passed without running controllers:\n{table}"
     );
-    for c in ["kluctl-controller", "source-controller"] {
+    for c in ["kluctl-controller", "source-controller", "kluctl-webui"] {
         let row = table
             .lines()
             .find(|l| l.starts_with("Deployment") && l.contains(&format!("{ns}/{c} ")))
@@ -254,44 +293,36 @@ async fn uninstall_keeps_the_app(t: &TestNs) -> anyhow::Result<()> {
         deployments.get_opt("source-controller").await?.is_some(),
         "Deployment source-controller",
     )?;
+    gone(
+        deployments.get_opt("kluctl-webui").await?.is_some(),
+        "Deployment kluctl-webui",
+    )?;
     let services: Api<Service> = Api::namespaced(t.client.clone(), &ns);
-    for s in ["kluctl-controller", "webhook-receiver", "source-controller"] {
+    for s in [
+        "kluctl-controller",
+        "webhook-receiver",
+        "source-controller",
+        "kluctl-webui",
+    ] {
         gone(services.get_opt(s).await?.is_some(), s)?;
     }
     let sas: Api<ServiceAccount> = Api::namespaced(t.client.clone(), &ns);
-    gone(
-        sas.get_opt("kluctl-controller").await?.is_some(),
-        "ServiceAccount kluctl-controller",
-    )?;
+    for sa in ["kluctl-controller", "kluctl-webui"] {
+        gone(sas.get_opt(sa).await?.is_some(), sa)?;
+    }
     let roles: Api<Role> = Api::namespaced(t.client.clone(), &ns);
-    gone(
-        roles
-            .get_opt("kluctl-controller-leader-election")
-            .await?
-            .is_some(),
-        "Role",
-    )?;
+    for r in ["kluctl-controller-leader-election", "kluctl-webui-auth"] {
+        gone(roles.get_opt(r).await?.is_some(), r)?;
+    }
     let results: Api<RoleBinding> = Api::namespaced(t.client.clone(), RESULTS_NS);
-    gone(
-        results
-            .get_opt(&format!("kluctl-controller-results-{ns}"))
-            .await?
-            .is_some(),
-        "results RoleBinding",
-    )?;
     let crs: Api<ClusterRole> = Api::all(t.client.clone());
-    gone(
-        crs.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}"))
-            .await?
-            .is_some(),
-        "ClusterRole",
-    )?;
-    gone(
-        crb.get_opt(&format!("kluctl-gitops:kluctl-controller-{ns}"))
-            .await?
-            .is_some(),
-        "ClusterRoleBinding",
-    )?;
+    for c in ["kluctl-controller", "kluctl-webui"] {
+        let binding = format!("{c}-results-{ns}");
+        gone(results.get_opt(&binding).await?.is_some(), &binding)?;
+        let cluster = format!("kluctl-gitops:{c}-{ns}");
+        gone(crs.get_opt(&cluster).await?.is_some(), &cluster)?;
+        gone(crb.get_opt(&cluster).await?.is_some(), &cluster)?;
+    }
 
     // What the KluctlDeployment deployed, the KluctlDeployment (suspended), its CRD and the
     // namespace stay.

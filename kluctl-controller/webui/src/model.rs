@@ -39,8 +39,9 @@ pub enum Change {
 #[derive(Default)]
 struct State {
     deployments: BTreeMap<ObjKey, Arc<KluctlDeployment>>,
-    commands: BTreeMap<String, Arc<CommandResultSummary>>,
-    validates: BTreeMap<String, Arc<ValidateResultSummary>>,
+    /// Stored results by id, only their slim views: 5,000 full summaries would cost about ten
+    /// times as much memory, and nothing but the views is read.
+    results: BTreeMap<String, ResultView>,
     deployments_synced: bool,
     results_synced: bool,
 }
@@ -72,6 +73,16 @@ pub struct Snapshot {
 
 fn newest_first(results: &mut [ResultView]) {
     results.sort_by(|a, b| b.start_time.cmp(&a.start_time).then_with(|| b.id.cmp(&a.id)));
+}
+
+/// `kd` without what no page shows: managed fields and `kubectl apply`'s copy of the object
+/// (together often more than the rest of the object).
+fn slim(mut kd: KluctlDeployment) -> KluctlDeployment {
+    kd.metadata.managed_fields = None;
+    if let Some(a) = kd.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    kd
 }
 
 impl Model {
@@ -108,6 +119,7 @@ impl Model {
 
     /// A KluctlDeployment was added or changed.
     pub fn put_deployment(&self, kd: KluctlDeployment) {
+        let kd = slim(kd);
         let key = ObjKey::of(&kd);
         self.write().deployments.insert(key.clone(), Arc::new(kd));
         self.announce(Change::Deployment(key));
@@ -133,45 +145,38 @@ impl Model {
     }
 
     /// A command result summary was stored.
-    pub fn put_command(&self, summary: CommandResultSummary) {
+    pub fn put_command(&self, summary: &CommandResultSummary) {
         let id = summary.id.clone();
-        self.write().commands.insert(id.clone(), Arc::new(summary));
+        self.write()
+            .results
+            .insert(id.clone(), ResultView::command(summary));
         self.announce(Change::Command(id));
     }
 
     /// A validate result summary was stored.
-    pub fn put_validate(&self, summary: ValidateResultSummary) {
+    pub fn put_validate(&self, summary: &ValidateResultSummary) {
         let id = summary.id.clone();
-        self.write().validates.insert(id.clone(), Arc::new(summary));
+        self.write()
+            .results
+            .insert(id.clone(), ResultView::validate(summary));
         self.announce(Change::Validate(id));
     }
 
     /// A result Secret was deleted (either kind; the id is unique).
     pub fn remove_result(&self, id: &str) {
-        let (command, validate) = {
-            let mut s = self.write();
-            (s.commands.remove(id).is_some(), s.validates.remove(id).is_some())
-        };
-        if command {
-            self.announce(Change::Command(id.to_owned()));
-        }
-        if validate {
-            self.announce(Change::Validate(id.to_owned()));
+        let removed = self.write().results.remove(id);
+        match removed.map(|r| r.kind) {
+            Some("validate") => self.announce(Change::Validate(id.to_owned())),
+            Some(_) => self.announce(Change::Command(id.to_owned())),
+            None => {}
         }
     }
 
     /// The result watch listed anew: replace all results.
-    pub fn reset_results(&self, commands: Vec<CommandResultSummary>, validates: Vec<ValidateResultSummary>) {
+    pub fn reset_results(&self, results: Vec<ResultView>) {
         {
             let mut s = self.write();
-            s.commands = commands
-                .into_iter()
-                .map(|c| (c.id.clone(), Arc::new(c)))
-                .collect();
-            s.validates = validates
-                .into_iter()
-                .map(|v| (v.id.clone(), Arc::new(v)))
-                .collect();
+            s.results = results.into_iter().map(|r| (r.id.clone(), r)).collect();
             s.results_synced = true;
         }
         self.announce(Change::Resync);
@@ -182,34 +187,15 @@ impl Model {
         self.read().deployments.get(key).cloned()
     }
 
-    /// One command result's summary.
-    pub fn command(&self, id: &str) -> Option<Arc<CommandResultSummary>> {
-        self.read().commands.get(id).cloned()
-    }
-
-    /// One validate result's summary.
-    pub fn validate(&self, id: &str) -> Option<Arc<ValidateResultSummary>> {
-        self.read().validates.get(id).cloned()
-    }
-
-    /// The view of a result by id, whichever kind it is.
+    /// The view of a stored result by id, whichever kind it is.
     pub fn result_view(&self, id: &str) -> Option<ResultView> {
-        let s = self.read();
-        s.commands
-            .get(id)
-            .map(|c| ResultView::command(c))
-            .or_else(|| s.validates.get(id).map(|v| ResultView::validate(v)))
+        self.read().results.get(id).cloned()
     }
 
     /// Everything, for a new browser.
     pub fn snapshot(&self) -> Snapshot {
         let s = self.read();
-        let mut results: Vec<ResultView> = s
-            .commands
-            .values()
-            .map(|c| ResultView::command(c))
-            .chain(s.validates.values().map(|v| ResultView::validate(v)))
-            .collect();
+        let mut results: Vec<ResultView> = s.results.values().cloned().collect();
         newest_first(&mut results);
         Snapshot {
             synced: s.deployments_synced && s.results_synced,
@@ -228,16 +214,15 @@ impl Model {
         let target = status.and_then(|s| s.target_key.as_ref());
         let s = self.read();
         let mut results: Vec<ResultView> = s
-            .commands
+            .results
             .values()
-            .map(|c| ResultView::command(c))
-            .chain(s.validates.values().map(|v| ResultView::validate(v)))
             .filter(|r| {
                 r.deployment.as_deref() == Some(own.as_str())
                     || (r.deployment.is_none()
                         && Some(&r.project) == project
                         && Some(&r.target_key) == target)
             })
+            .cloned()
             .collect();
         newest_first(&mut results);
         results
@@ -286,11 +271,11 @@ mod tests {
         };
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
         assert!(model.deployment(&key).is_some());
-        model.put_command(command("c1", "2026-01-01T00:00:00Z", None));
+        model.put_command(&command("c1", "2026-01-01T00:00:00Z", None));
         assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
         model.remove_result("c1");
         assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
-        assert!(model.command("c1").is_none());
+        assert!(model.result_view("c1").is_none());
         model.remove_deployment(&key);
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
         assert!(model.deployment(&key).is_none());
@@ -301,9 +286,9 @@ mod tests {
         let model = Model::new();
         let one = kd("a", "one");
         model.put_deployment(one.clone());
-        model.put_command(command("old", "2026-01-01T00:00:00Z", Some(("a", "one"))));
-        model.put_command(command("new", "2026-01-02T00:00:00Z", Some(("a", "one"))));
-        model.put_command(command("other", "2026-01-03T00:00:00Z", Some(("a", "two"))));
+        model.put_command(&command("old", "2026-01-01T00:00:00Z", Some(("a", "one"))));
+        model.put_command(&command("new", "2026-01-02T00:00:00Z", Some(("a", "one"))));
+        model.put_command(&command("other", "2026-01-03T00:00:00Z", Some(("a", "two"))));
         let ids: Vec<String> = model.results_of(&one).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["new", "old"]);
         let snapshot = model.snapshot();

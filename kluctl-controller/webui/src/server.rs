@@ -284,19 +284,19 @@ async fn result(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<St
         return unauthorized();
     };
     let ns = &s.results_namespace;
-    let read = if s.model.command(&id).is_some() {
-        store::get_command_result(&s.client, ns, &id)
+    let read = match s.model.result_view(&id).map(|r| r.kind) {
+        Some("validate") => store::get_validate_result(&s.client, ns, &id)
             .await
-            .map(|r| json_for(&r, role))
-    } else if s.model.validate(&id).is_some() {
-        store::get_validate_result(&s.client, ns, &id)
+            .map(|r| json_for(&r, role)),
+        Some(_) => store::get_command_result(&s.client, ns, &id)
             .await
-            .map(|r| json_for(&r, role))
-    } else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no stored result with id {id} in namespace {ns}"),
-        );
+            .map(|r| json_for(&r, role)),
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no stored result with id {id} in namespace {ns}"),
+            );
+        }
     };
     match read {
         Ok(v) => Json(json!({"summary": s.model.result_view(&id), "result": v})).into_response(),

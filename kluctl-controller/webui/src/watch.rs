@@ -21,7 +21,7 @@ use kluctl_engine::store::{
 };
 
 use crate::model::Model;
-use crate::view::ObjKey;
+use crate::view::{ObjKey, ResultView};
 
 /// Runs both watches until the task is dropped.
 pub async fn run(client: Client, results_namespace: String, model: Model) {
@@ -88,26 +88,20 @@ async fn results(client: Client, namespace: String, model: Model) {
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().labels(RESULT_LABEL);
     let mut events = watcher(api, config).default_backoff().boxed();
-    let mut commands = Vec::new();
-    let mut validates = Vec::new();
+    let mut listed = Vec::new();
     loop {
         match events.try_next().await {
             Ok(Some(event)) => match event {
-                watcher::Event::Init => {
-                    commands.clear();
-                    validates.clear();
-                }
+                watcher::Event::Init => listed.clear(),
                 watcher::Event::InitApply(meta) => match summary(&meta) {
-                    Some(Summary::Command(c)) => commands.push(*c),
-                    Some(Summary::Validate(v)) => validates.push(*v),
+                    Some(Summary::Command(c)) => listed.push(ResultView::command(&c)),
+                    Some(Summary::Validate(v)) => listed.push(ResultView::validate(&v)),
                     None => {}
                 },
-                watcher::Event::InitDone => {
-                    model.reset_results(std::mem::take(&mut commands), std::mem::take(&mut validates));
-                }
+                watcher::Event::InitDone => model.reset_results(std::mem::take(&mut listed)),
                 watcher::Event::Apply(meta) => match summary(&meta) {
-                    Some(Summary::Command(c)) => model.put_command(*c),
-                    Some(Summary::Validate(v)) => model.put_validate(*v),
+                    Some(Summary::Command(c)) => model.put_command(&c),
+                    Some(Summary::Validate(v)) => model.put_validate(&v),
                     None => {}
                 },
                 watcher::Event::Delete(meta) => {

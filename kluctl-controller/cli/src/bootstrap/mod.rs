@@ -140,6 +140,7 @@ async fn components(
         namespace: cmd.cluster.namespace.clone(),
         legacy: cmd.legacy,
         watch_all_namespaces: cmd.watch_all_namespaces,
+        webui: false,
     })?;
     let mut notes = Vec::new();
     let aggregated = apply::aggregated_apis(client).await?;

@@ -44,6 +44,10 @@ pub struct InstallCmd {
         value_parser = super::parse_bool_flag,
     )]
     pub watch_all_namespaces: bool,
+    /// Also install the web UI (`kluctl webui run --in-cluster`: Deployment and Service
+    /// kluctl-webui); it needs the Secret webui-secret with its passwords, created separately
+    #[arg(long = "webui")]
+    pub webui: bool,
     /// Assume this Kubernetes version instead of asking the server (before 1.25 the CRDs' CEL
     /// validation rules are left out; --export without it keeps them)
     #[arg(long = "kubernetes-version", value_name = "VERSION")]
@@ -102,16 +106,22 @@ mod tests {
             panic!("not install");
         };
         assert_eq!(i.cluster.namespace, "kluctl-system");
-        assert!(i.watch_all_namespaces && !i.export && !i.legacy);
-        let KluctlCommand::Install(i) =
-            parse(&["install", "-n", "ops", "--watch-all-namespaces=false", "--export"])
-                .unwrap()
-                .command
+        assert!(i.watch_all_namespaces && !i.export && !i.legacy && !i.webui);
+        let KluctlCommand::Install(i) = parse(&[
+            "install",
+            "-n",
+            "ops",
+            "--watch-all-namespaces=false",
+            "--export",
+            "--webui",
+        ])
+        .unwrap()
+        .command
         else {
             panic!("not install");
         };
         assert_eq!(i.cluster.namespace, "ops");
-        assert!(!i.watch_all_namespaces && i.export);
+        assert!(!i.watch_all_namespaces && i.export && i.webui);
         let KluctlCommand::Uninstall(u) = parse(&["uninstall", "--keep-namespace", "-y"]).unwrap().command
         else {
             panic!("not uninstall");

@@ -1,12 +1,13 @@
 //! The installation manifests: the YAML files of `config/` embedded at build time and assembled
-//! here the way `config/default` (and `config/legacy`) assemble them, for the namespace chosen.
-//! Pure: nothing is fetched or read at run time.
+//! here the way `config/default` (and the opt-in `config/legacy` and `config/webui`) assemble
+//! them, for the namespace chosen. Pure: nothing is fetched or read at run time.
 //!
 //! ```text
 //! config/crd/bases/*.yaml ─► CRDs (the legacy flux.kluctl.io one only with --legacy)
 //! config/rbac/*.yaml      ─┐  flux-system and kluctl-system ─► NS (Namespace, metadata, subjects)
-//! config/manager/*.yaml   ─┴► cluster-scoped names and kluctl-results' Role/RoleBinding get
-//!                             "-NS" appended when NS is not kluctl-system (two installs don't clash)
+//! config/manager/*.yaml   ─┤► cluster-scoped names and kluctl-results' Role/RoleBinding get
+//! config/webui/*.yaml     ─┘  "-NS" appended when NS is not kluctl-system (two installs don't
+//!   (only with --webui)       clash)
 //! every object            ─► labels part-of, component, version, instance (pod templates too)
 //! ```
 
@@ -89,6 +90,21 @@ const OTHER_FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// (file, component label, text) of the web UI's objects (`config/webui`), after the others, only
+/// with `--webui`. They need the namespaces of `rbac/namespaces.yaml`.
+const WEBUI_FILES: &[(&str, &str, &str)] = &[
+    (
+        "webui/rbac.yaml",
+        "kluctl-webui",
+        include_str!("../../../../config/webui/rbac.yaml"),
+    ),
+    (
+        "webui/deployment.yaml",
+        "kluctl-webui",
+        include_str!("../../../../config/webui/deployment.yaml"),
+    ),
+];
+
 /// What to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -98,6 +114,8 @@ pub struct Options {
     pub legacy: bool,
     /// The controllers reconcile every namespace (else only their own).
     pub watch_all_namespaces: bool,
+    /// Include the web UI (`config/webui`: its Deployment, Service, ServiceAccount and RBAC).
+    pub webui: bool,
 }
 
 impl Default for Options {
@@ -106,6 +124,7 @@ impl Default for Options {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             legacy: false,
             watch_all_namespaces: true,
+            webui: false,
         }
     }
 }
@@ -220,7 +239,8 @@ pub fn assemble(opts: &Options) -> anyhow::Result<Manifests> {
         }
     }
     let mut objects = Vec::new();
-    for (file, component, text) in OTHER_FILES {
+    let webui: &[_] = if opts.webui { WEBUI_FILES } else { &[] };
+    for (file, component, text) in OTHER_FILES.iter().chain(webui) {
         for mut o in parse(file, text)? {
             if !relocate(&mut o, &opts.namespace) {
                 continue;
@@ -389,6 +409,14 @@ mod tests {
             namespace: ns.to_owned(),
             legacy,
             watch_all_namespaces: true,
+            webui: false,
+        }
+    }
+
+    fn with_webui(ns: &str) -> Options {
+        Options {
+            webui: true,
+            ..opts(ns, false)
         }
     }
 
@@ -493,7 +521,7 @@ mod tests {
 
     #[test]
     fn another_namespace_moves_everything_and_renames_what_is_shared() {
-        let m = assemble(&opts("e2e-inst", false)).unwrap();
+        let m = assemble(&with_webui("e2e-inst")).unwrap();
         let namespaces: Vec<&str> = m
             .objects
             .iter()
@@ -538,8 +566,8 @@ mod tests {
 
     #[test]
     fn the_deployments_run_non_root_on_a_read_only_filesystem() {
-        let m = assemble(&Options::default()).unwrap();
-        for name_ in ["source-controller", "kluctl-controller"] {
+        let m = assemble(&with_webui(DEFAULT_NAMESPACE)).unwrap();
+        for name_ in ["source-controller", "kluctl-controller", "kluctl-webui"] {
             let d = find(&m, "Deployment", name_);
             let pod = &d["spec"]["template"]["spec"];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name_}");
@@ -608,6 +636,134 @@ mod tests {
         let svc = find(&m, "Service", "webhook-receiver");
         assert_eq!(svc["spec"]["ports"][0]["port"], 80);
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http-webhook");
+    }
+
+    #[test]
+    fn the_webui_comes_only_with_webui_labelled_in_the_chosen_namespace() {
+        let without = assemble(&opts("e2e-inst", false)).unwrap();
+        let m = assemble(&with_webui("e2e-inst")).unwrap();
+        let component = |o: &Value| o["metadata"]["labels"]["app.kubernetes.io/component"].clone();
+        assert!(
+            without
+                .all()
+                .all(|o| component(o) != "kluctl-webui" && !name(o).contains("webui")),
+            "the web UI only with --webui"
+        );
+        assert_eq!(m.crds, without.crds);
+        // The web UI's objects come last, after the namespaces they live in.
+        let (others, webui) = m.objects.split_at(without.objects.len());
+        assert_eq!(others, &without.objects[..]);
+        let described: Vec<String> = webui.iter().map(describe).collect();
+        assert_eq!(
+            described,
+            [
+                "ServiceAccount e2e-inst/kluctl-webui",
+                "ClusterRole kluctl-gitops:kluctl-webui-e2e-inst",
+                "ClusterRoleBinding kluctl-gitops:kluctl-webui-e2e-inst",
+                "Role kluctl-results/kluctl-webui-results-e2e-inst",
+                "RoleBinding kluctl-results/kluctl-webui-results-e2e-inst",
+                "Role e2e-inst/kluctl-webui-auth",
+                "RoleBinding e2e-inst/kluctl-webui-auth",
+                "Deployment e2e-inst/kluctl-webui",
+                "Service e2e-inst/kluctl-webui",
+            ],
+            "no Secret: users create webui-secret themselves"
+        );
+        for o in webui {
+            let l = &o["metadata"]["labels"];
+            assert_eq!(l["app.kubernetes.io/part-of"], PART_OF, "{}", describe(o));
+            assert_eq!(
+                l["app.kubernetes.io/component"],
+                "kluctl-webui",
+                "{}",
+                describe(o)
+            );
+            assert_eq!(l["app.kubernetes.io/instance"], "e2e-inst", "{}", describe(o));
+            assert_eq!(l["app.kubernetes.io/version"], env!("CARGO_PKG_VERSION"));
+            for s in o["subjects"].as_array().into_iter().flatten() {
+                assert_eq!(
+                    s,
+                    &json!({"kind": "ServiceAccount", "name": "kluctl-webui", "namespace": "e2e-inst"})
+                );
+            }
+        }
+        let rules = |kind_: &str, name_: &str| find(&m, kind_, name_)["rules"].clone();
+        assert_eq!(
+            rules("ClusterRole", "kluctl-gitops:kluctl-webui-e2e-inst"),
+            json!([{"apiGroups": ["gitops.kluctl.io"], "resources": ["kluctldeployments"],
+                    "verbs": ["get", "list", "watch", "patch"]}])
+        );
+        assert_eq!(
+            rules("Role", "kluctl-webui-results-e2e-inst"),
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+        );
+        assert_eq!(
+            rules("Role", "kluctl-webui-auth"),
+            json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["webui-secret"],
+                    "verbs": ["get"]}])
+        );
+        let default = assemble(&with_webui(DEFAULT_NAMESPACE)).unwrap();
+        find(&default, "ClusterRoleBinding", "kluctl-gitops:kluctl-webui");
+        find(&default, "RoleBinding", "kluctl-webui-results");
+    }
+
+    #[test]
+    fn the_webui_serves_port_80_reading_its_passwords_in_its_own_namespace() {
+        let m = assemble(&with_webui("e2e-inst")).unwrap();
+        let d = find(&m, "Deployment", "kluctl-webui");
+        let pod = &d["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["labels"]["app.kubernetes.io/component"],
+            "kluctl-webui"
+        );
+        assert_eq!(
+            pod["metadata"]["labels"]["app.kubernetes.io/instance"],
+            "e2e-inst"
+        );
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(c["command"], json!(["/usr/local/bin/kluctl"]));
+        assert_eq!(
+            c["args"],
+            json!([
+                "webui",
+                "run",
+                "--in-cluster",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8080",
+                "--auth-secret-namespace=$(KLUCTL_WEBUI_NAMESPACE)"
+            ]),
+            "the password Secret is read from the installation's namespace"
+        );
+        assert_eq!(
+            c["env"][0],
+            json!({"name": "KLUCTL_WEBUI_NAMESPACE",
+                   "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+        );
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(
+                c[probe]["httpGet"],
+                json!({"path": "/api/whoami", "port": "http"})
+            );
+        }
+        assert_eq!(c["ports"][0]["containerPort"], 8080);
+        let svc = find(&m, "Service", "kluctl-webui");
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}])
+        );
+        assert_eq!(svc["spec"]["selector"]["app"], pod["metadata"]["labels"]["app"]);
+        let own = assemble(&Options {
+            watch_all_namespaces: false,
+            ..with_webui("e2e-inst")
+        })
+        .unwrap();
+        assert_eq!(
+            find(&own, "Deployment", "kluctl-webui"),
+            d,
+            "the web UI has no namespace restriction"
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `kluctl install`, `kluctl check`, `kluctl uninstall`: the controllers' own installation
-//! (CRDs, RBAC, Deployments and Services of source-controller and kluctl-controller).
+//! (CRDs, RBAC, Deployments and Services of source-controller and kluctl-controller, and with
+//! `install --webui` those of the web UI).
 //!
 //! ```text
 //! manifests  config/ embedded at build time ─► assembled for --namespace (pure)
 //! apply      install: server-side apply, CRDs first and Established, then the rest
 //! check      check [--pre]: server version, rights; CRDs and Deployments (a table)
-//! uninstall  suspend the KluctlDeployments ─► delete controllers/RBAC (─► namespace, CRDs)
+//! uninstall  suspend the KluctlDeployments ─► delete controllers/web UI/RBAC (─► namespace, CRDs)
 //! ```
 
 pub mod apply;
@@ -28,6 +29,7 @@ pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
         namespace: cmd.cluster.namespace.clone(),
         legacy: cmd.legacy,
         watch_all_namespaces: cmd.watch_all_namespaces,
+        webui: cmd.webui,
     })?;
     let minor = cmd
         .kubernetes_version
@@ -67,7 +69,9 @@ pub fn run_install(cmd: &InstallCmd) -> anyhow::Result<()> {
 /// # Errors
 /// A failed check (exit status 1), or a failed connection.
 pub fn run_check(cmd: &CheckCmd) -> anyhow::Result<()> {
-    let m = assemble(&cmd.cluster, true)?;
+    // The web UI's objects add no kind or namespace to the rights `--pre` asks for; its
+    // Deployment, when installed, is one of the labelled Deployments the health check lists.
+    let m = assemble(&cmd.cluster, true, false)?;
     block_on(async {
         let client = connect(&cmd.cluster).await?;
         check::check(&client, &m, &cmd.cluster.namespace, cmd.pre).await
@@ -79,11 +83,13 @@ pub fn run_check(cmd: &CheckCmd) -> anyhow::Result<()> {
 /// # Errors
 /// No confirmation, a failed connection or API call.
 pub fn run_uninstall(cmd: &UninstallCmd) -> anyhow::Result<()> {
-    let m = assemble(&cmd.cluster, cmd.legacy)?;
+    // With the web UI's objects whether or not `--webui` installed them: those absent are skipped.
+    let m = assemble(&cmd.cluster, cmd.legacy, true)?;
     let ns = &cmd.cluster.namespace;
     if !cmd.yes {
         let mut question = format!(
-            "Remove the kluctl-gitops controllers, their Services and RBAC from namespace {ns}{}?",
+            "Remove the kluctl-gitops controllers (and the web UI, if installed), their Services \
+             and RBAC from namespace {ns}{}?",
             if cmd.keep_namespace {
                 ""
             } else {
@@ -110,11 +116,12 @@ pub fn run_uninstall(cmd: &UninstallCmd) -> anyhow::Result<()> {
     })
 }
 
-fn assemble(cluster: &InstallClusterFlags, legacy: bool) -> anyhow::Result<Manifests> {
+fn assemble(cluster: &InstallClusterFlags, legacy: bool, webui: bool) -> anyhow::Result<Manifests> {
     manifests::assemble(&Options {
         namespace: cluster.namespace.clone(),
         legacy,
         watch_all_namespaces: true,
+        webui,
     })
 }
 

@@ -8,6 +8,8 @@
 //! ─► delete the CRDs (only with --delete-crds: that deletes every object of those kinds)
 //! ```
 //!
+//! The web UI's objects are always among those deleted (`kluctl install --webui` may have applied
+//! them; those absent are skipped), but never the Secret with its passwords, which the user made.
 //! The kluctl-results namespace stays: it holds the command results of the local `kluctl` too.
 
 use std::time::{Duration, Instant};
