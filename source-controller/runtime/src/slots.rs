@@ -141,15 +141,26 @@ mod tests {
         max_running: Mutex<usize>,
     }
 
+    /// Counts a running reconcile until dropped, so a reconcile future dropped mid-run (kube-runtime
+    /// may drop one) is uncounted as surely as its slot is released.
+    struct Running(Arc<Ctx>);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            *self.0.running.lock().unwrap() -= 1;
+        }
+    }
+
     async fn reconcile(obj: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
-        {
+        let running = {
             let mut running = ctx.running.lock().unwrap();
             *running += 1;
             let mut max = ctx.max_running.lock().unwrap();
             *max = (*max).max(*running);
-        }
+            Running(Arc::clone(&ctx))
+        };
         tokio::time::sleep(Duration::from_millis(3)).await;
-        *ctx.running.lock().unwrap() -= 1;
+        drop(running);
         *ctx.runs
             .lock()
             .unwrap()
