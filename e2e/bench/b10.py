@@ -38,7 +38,7 @@ import urllib.request
 import uuid
 
 from b7 import Process, dispatched, kubectl, setup_identities
-from bench import Broken, log
+from bench import Broken, log, median
 
 NS = "kluctl-bench-b10"
 RESULTS_NS = NS + "-results"
@@ -194,11 +194,6 @@ class Driver:
                 pass
         self.proc.terminate()
         self.proc.wait()
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
 
 
 def rss(pid, key):

@@ -114,19 +114,30 @@ async fn create_deployment(t: &TestNs) -> anyhow::Result<(ProjectKey, TargetKey)
     Ok((project, target))
 }
 
-/// A deploy result of `app` with the secret argument in its target, stored as the controller
-/// stores it.
-async fn store_result(t: &TestNs, project: &ProjectKey, target: &TargetKey) -> anyhow::Result<String> {
-    let id = uuid_like(&t.name);
+/// A `command` result started at `start`, with `id` from `seed`.
+fn command_result(
+    seed: &str,
+    project: &ProjectKey,
+    target: &TargetKey,
+    command: &str,
+    start: &str,
+) -> anyhow::Result<CommandResult> {
     let mut r = CommandResult {
-        id: id.clone(),
+        id: uuid_like(seed),
         project_key: project.clone(),
         target_key: target.clone(),
         ..CommandResult::default()
     };
-    r.command.command = "deploy".into();
+    r.command.command = command.into();
+    r.command.start_time = Some(start.parse()?);
+    Ok(r)
+}
+
+/// A deploy result of `app` with the secret argument in its target, stored as the controller
+/// stores it.
+async fn store_result(t: &TestNs, project: &ProjectKey, target: &TargetKey) -> anyhow::Result<String> {
+    let mut r = command_result(&t.name, project, target, "deploy", "2026-12-07T10:00:00Z")?;
     r.command.initiator = kluctl_engine::result::CommandInitiator::KluctlDeployment;
-    r.command.start_time = Some("2026-12-07T10:00:00Z".parse()?);
     r.command.end_time = Some("2026-12-07T10:00:05Z".parse()?);
     r.target.name = "prod".into();
     r.target.args = Some(serde_json::from_value(json!({"password": SECRET_ARG}))?);
@@ -136,7 +147,7 @@ async fn store_result(t: &TestNs, project: &ProjectKey, target: &TargetKey) -> a
         ..KluctlDeploymentInfo::default()
     });
     kluctl_engine::store::write_command_result(&t.client, &t.name, &r, 5).await?;
-    Ok(id)
+    Ok(r.id)
 }
 
 fn uuid_like(seed: &str) -> String {
@@ -412,21 +423,15 @@ async fn admins_act_through_the_same_patches_as_the_cli_and_the_stream_shows_cha
         assert_eq!(status, 400, "{body}");
 
         // A new stored result reaches the open stream.
-        let second = {
-            let mut t2 = t.name.clone();
-            t2.push_str("-2");
-            let id = uuid_like(&t2);
-            let mut r = CommandResult {
-                id: id.clone(),
-                project_key: project.clone(),
-                target_key: target.clone(),
-                ..CommandResult::default()
-            };
-            r.command.command = "diff".into();
-            r.command.start_time = Some("2026-12-07T11:00:00Z".parse()?);
-            kluctl_engine::store::write_command_result(&t.client, &t.name, &r, 5).await?;
-            id
-        };
+        let diff = command_result(
+            &format!("{}-2", t.name),
+            &project,
+            &target,
+            "diff",
+            "2026-12-07T11:00:00Z",
+        )?;
+        kluctl_engine::store::write_command_result(&t.client, &t.name, &diff, 5).await?;
+        let second = diff.id;
         next_event(&mut events, &mut buf, "result", |v| {
             v["id"] == second.as_str() && v["result"]["command"] == "diff"
         })

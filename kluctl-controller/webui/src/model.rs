@@ -14,9 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use gitops_api::kluctl::results::CommandResultSummary;
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
-use kluctl_engine::store::ValidateResultSummary;
 
 use crate::view::{DeploymentView, ObjKey, ResultView};
 
@@ -28,10 +26,8 @@ pub const CHANGE_BUFFER: usize = 4096;
 pub enum Change {
     /// A KluctlDeployment was added, changed or deleted.
     Deployment(ObjKey),
-    /// A command result was stored or deleted (by id).
-    Command(String),
-    /// A validate result was stored or deleted (by id).
-    Validate(String),
+    /// A command or validate result was stored or deleted (by id).
+    Result(String),
     /// A watch started over (after an error or at start): everything may have changed.
     Resync,
 }
@@ -144,31 +140,17 @@ impl Model {
         self.announce(Change::Resync);
     }
 
-    /// A command result summary was stored.
-    pub fn put_command(&self, summary: &CommandResultSummary) {
-        let id = summary.id.clone();
-        self.write()
-            .results
-            .insert(id.clone(), ResultView::command(summary));
-        self.announce(Change::Command(id));
-    }
-
-    /// A validate result summary was stored.
-    pub fn put_validate(&self, summary: &ValidateResultSummary) {
-        let id = summary.id.clone();
-        self.write()
-            .results
-            .insert(id.clone(), ResultView::validate(summary));
-        self.announce(Change::Validate(id));
+    /// A command or validate result was stored.
+    pub fn put_result(&self, view: ResultView) {
+        let id = view.id.clone();
+        self.write().results.insert(id.clone(), view);
+        self.announce(Change::Result(id));
     }
 
     /// A result Secret was deleted (either kind; the id is unique).
     pub fn remove_result(&self, id: &str) {
-        let removed = self.write().results.remove(id);
-        match removed.map(|r| r.kind) {
-            Some("validate") => self.announce(Change::Validate(id.to_owned())),
-            Some(_) => self.announce(Change::Command(id.to_owned())),
-            None => {}
+        if self.write().results.remove(id).is_some() {
+            self.announce(Change::Result(id.to_owned()));
         }
     }
 
@@ -232,7 +214,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gitops_api::kluctl::results::KluctlDeploymentInfo;
+    use gitops_api::kluctl::results::{CommandResultSummary, KluctlDeploymentInfo};
 
     fn kd(ns: &str, name: &str) -> KluctlDeployment {
         serde_json::from_value(serde_json::json!({
@@ -271,10 +253,10 @@ mod tests {
         };
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
         assert!(model.deployment(&key).is_some());
-        model.put_command(&command("c1", "2026-01-01T00:00:00Z", None));
-        assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
+        model.put_result(ResultView::command(&command("c1", "2026-01-01T00:00:00Z", None)));
+        assert_eq!(rx.try_recv().ok(), Some(Change::Result("c1".to_owned())));
         model.remove_result("c1");
-        assert_eq!(rx.try_recv().ok(), Some(Change::Command("c1".to_owned())));
+        assert_eq!(rx.try_recv().ok(), Some(Change::Result("c1".to_owned())));
         assert!(model.result_view("c1").is_none());
         model.remove_deployment(&key);
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
@@ -286,9 +268,21 @@ mod tests {
         let model = Model::new();
         let one = kd("a", "one");
         model.put_deployment(one.clone());
-        model.put_command(&command("old", "2026-01-01T00:00:00Z", Some(("a", "one"))));
-        model.put_command(&command("new", "2026-01-02T00:00:00Z", Some(("a", "one"))));
-        model.put_command(&command("other", "2026-01-03T00:00:00Z", Some(("a", "two"))));
+        model.put_result(ResultView::command(&command(
+            "old",
+            "2026-01-01T00:00:00Z",
+            Some(("a", "one")),
+        )));
+        model.put_result(ResultView::command(&command(
+            "new",
+            "2026-01-02T00:00:00Z",
+            Some(("a", "one")),
+        )));
+        model.put_result(ResultView::command(&command(
+            "other",
+            "2026-01-03T00:00:00Z",
+            Some(("a", "two")),
+        )));
         let ids: Vec<String> = model.results_of(&one).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["new", "old"]);
         let snapshot = model.snapshot();

@@ -269,11 +269,10 @@ async fn deployment(
             format!("KluctlDeployment {namespace}/{name} not found"),
         );
     };
-    let mut object = (*kd).clone();
-    object.metadata.managed_fields = None;
+    // The model holds objects without managed fields already.
     Json(json!({
         "deployment": DeploymentView::of(&kd),
-        "object": json_for(&object, role),
+        "object": json_for(&*kd, role),
         "results": s.model.results_of(&kd),
     }))
     .into_response()
@@ -399,7 +398,7 @@ fn render(model: &Model, change: &Change) -> Event {
                 .event("deployment")
                 .data(json_string(&json!({"key": key, "deployment": view})))
         }
-        Change::Command(id) | Change::Validate(id) => {
+        Change::Result(id) => {
             let view = model.result_view(id);
             Event::default()
                 .event("result")

@@ -17,7 +17,6 @@ use gitops_api::kluctl::v1beta1::KluctlDeployment;
 use kluctl_engine::store::encode::parse_validate_summary;
 use kluctl_engine::store::{
     COMMAND_RESULT_ID_LABEL, COMMAND_RESULT_SUMMARY_ANNOTATION, RESULT_LABEL, VALIDATE_RESULT_ID_LABEL,
-    ValidateResultSummary,
 };
 
 use crate::model::Model;
@@ -50,12 +49,6 @@ async fn deployments(client: Client, model: Model) {
     }
 }
 
-/// A result Secret's summary, by kind.
-enum Summary {
-    Command(Box<CommandResultSummary>),
-    Validate(Box<ValidateResultSummary>),
-}
-
 /// The result id of a result Secret (from its id label).
 fn result_id(meta: &PartialObjectMeta<Secret>) -> Option<String> {
     let labels = meta.metadata.labels.as_ref()?;
@@ -65,19 +58,18 @@ fn result_id(meta: &PartialObjectMeta<Secret>) -> Option<String> {
         .cloned()
 }
 
-/// The summary of a result Secret; `None` for Secrets without a readable one (skipped, as the
-/// store's listing skips them).
-fn summary(meta: &PartialObjectMeta<Secret>) -> Option<Summary> {
+/// The view of a result Secret, from its summary annotation; `None` for Secrets without a
+/// readable one (skipped, as the store's listing skips them).
+fn view(meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
     let labels = meta.metadata.labels.as_ref()?;
     let annotations = meta.metadata.annotations.as_ref()?;
     if labels.contains_key(COMMAND_RESULT_ID_LABEL) {
         // The status fields' summary type (the one KluctlDeployments carry), read from the same JSON.
         let text = annotations.get(COMMAND_RESULT_SUMMARY_ANNOTATION)?;
-        serde_json::from_str(text)
-            .ok()
-            .map(|c| Summary::Command(Box::new(c)))
+        let summary: CommandResultSummary = serde_json::from_str(text).ok()?;
+        Some(ResultView::command(&summary))
     } else if labels.contains_key(VALIDATE_RESULT_ID_LABEL) {
-        parse_validate_summary(annotations).map(|v| Summary::Validate(Box::new(v)))
+        parse_validate_summary(annotations).map(|v| ResultView::validate(&v))
     } else {
         None
     }
@@ -93,17 +85,13 @@ async fn results(client: Client, namespace: String, model: Model) {
         match events.try_next().await {
             Ok(Some(event)) => match event {
                 watcher::Event::Init => listed.clear(),
-                watcher::Event::InitApply(meta) => match summary(&meta) {
-                    Some(Summary::Command(c)) => listed.push(ResultView::command(&c)),
-                    Some(Summary::Validate(v)) => listed.push(ResultView::validate(&v)),
-                    None => {}
-                },
+                watcher::Event::InitApply(meta) => listed.extend(view(&meta)),
                 watcher::Event::InitDone => model.reset_results(std::mem::take(&mut listed)),
-                watcher::Event::Apply(meta) => match summary(&meta) {
-                    Some(Summary::Command(c)) => model.put_command(&c),
-                    Some(Summary::Validate(v)) => model.put_validate(&v),
-                    None => {}
-                },
+                watcher::Event::Apply(meta) => {
+                    if let Some(v) = view(&meta) {
+                        model.put_result(v);
+                    }
+                }
                 watcher::Event::Delete(meta) => {
                     if let Some(id) = result_id(&meta) {
                         model.remove_result(&id);
