@@ -74,7 +74,7 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
         let objects = yaml.matches("\nkind: ").count();
         let webui_objects = objects - plain.matches("\nkind: ").count();
         ensure!(
-            objects >= 20 && webui_objects == 9,
+            objects >= 20 && webui_objects == 11,
             "{objects} objects exported, {webui_objects} of them the web UI's"
         );
         let out = t
@@ -107,6 +107,8 @@ async fn the_export_passes_a_server_side_dry_run() -> anyhow::Result<()> {
             format!("clusterrolebinding.rbac.authorization.k8s.io/kluctl-gitops:kluctl-webui-{ns} serverside-applied"),
             format!("rolebinding.rbac.authorization.k8s.io/kluctl-webui-results-{ns} serverside-applied"),
             "role.rbac.authorization.k8s.io/kluctl-webui-auth serverside-applied".to_owned(),
+            "role.rbac.authorization.k8s.io/kluctl-webui-logs serverside-applied".to_owned(),
+            "rolebinding.rbac.authorization.k8s.io/kluctl-webui-logs serverside-applied".to_owned(),
         ] {
             ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
         }
@@ -178,6 +180,8 @@ async fn install_twice(t: &TestNs) -> anyhow::Result<()> {
         format!("ClusterRoleBinding kluctl-gitops:kluctl-webui-{ns} created"),
         format!("RoleBinding {RESULTS_NS}/kluctl-webui-results-{ns} created"),
         format!("RoleBinding {ns}/kluctl-webui-auth created"),
+        format!("Role {ns}/kluctl-webui-logs created"),
+        format!("RoleBinding {ns}/kluctl-webui-logs created"),
     ] {
         ensure!(out.contains(&line), "missing '{line}' in:\n{out}");
     }
@@ -311,7 +315,11 @@ async fn uninstall_keeps_the_app(t: &TestNs) -> anyhow::Result<()> {
         gone(sas.get_opt(sa).await?.is_some(), sa)?;
     }
     let roles: Api<Role> = Api::namespaced(t.client.clone(), &ns);
-    for r in ["kluctl-controller-leader-election", "kluctl-webui-auth"] {
+    for r in [
+        "kluctl-controller-leader-election",
+        "kluctl-webui-auth",
+        "kluctl-webui-logs",
+    ] {
         gone(roles.get_opt(r).await?.is_some(), r)?;
     }
     let results: Api<RoleBinding> = Api::namespaced(t.client.clone(), RESULTS_NS);

@@ -4,7 +4,9 @@
 //! stream carries a change without a reload.
 //!
 //! The server runs in-process (`kluctl_webui::start`) with static passwords, its result store in
-//! the test's namespace. No controller runs: the KluctlDeployment's status is written by the test.
+//! the test's namespace. No controller runs: the KluctlDeployment's status is written by the test,
+//! and the controller's log is a file the test writes (`LogSource::File`, as for a controller
+//! running with `--log-file`).
 //!
 //! Needs the environment of `make e2e-up`.
 
@@ -18,6 +20,7 @@ use anyhow::Context as _;
 use e2e::TestNs;
 use gitops_api::kluctl::results::{KluctlDeploymentInfo, ProjectKey, TargetKey};
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
+use kluctl_engine::controller_logs::LogSource;
 use kluctl_engine::result::CommandResult;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -35,6 +38,10 @@ struct Server {
 
 impl Server {
     async fn start(t: &TestNs) -> anyhow::Result<Self> {
+        Self::start_with_logs(t, None).await
+    }
+
+    async fn start_with_logs(t: &TestNs, logs: Option<LogSource>) -> anyhow::Result<Self> {
         let running = kluctl_webui::start(
             t.client.clone(),
             kluctl_webui::Options {
@@ -46,6 +53,7 @@ impl Server {
                     viewer: Some(VIEWER_PW.to_owned()),
                     key: kluctl_webui::auth::random_key(),
                 },
+                logs,
             },
         )
         .await?;
@@ -446,6 +454,89 @@ async fn admins_act_through_the_same_patches_as_the_cli_and_the_stream_shows_cha
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         assert!(cleared.contains("Max-Age=0"), "{cleared}");
+        Ok(())
+    })
+    .await
+}
+
+/// A controller log line (the controller's JSON layout) of the KluctlDeployment `ns`/`name`.
+fn log_line(ns: &str, name: &str, msg: &str, ts: Option<&str>) -> String {
+    let mut v = json!({"level": "info", "msg": msg, "namespace": ns, "name": name,
+                       "controller": "kluctldeployment", "reconcileID": "r-1"});
+    if let Some(ts) = ts {
+        v["ts"] = json!(ts);
+    }
+    format!("{v}\n")
+}
+
+#[tokio::test]
+async fn the_log_stream_shows_this_deployments_controller_lines_buffered_then_live() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    e2e::init_logging();
+    TestNs::run("webui_logs", |t| async move {
+        let ns = t.name.clone();
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("kluctl-controller.log");
+        fs_err::write(
+            &file,
+            [
+                log_line(&ns, "app", "an hour-old line", Some("2020-01-01T00:00:00Z")),
+                log_line(&ns, "other", "buffered line of other", None),
+                log_line(&ns, "app", "buffered line of app", None),
+            ]
+            .concat(),
+        )?;
+        let s = Server::start_with_logs(&t, Some(LogSource::File(file.clone()))).await?;
+        let path = format!("/api/deployments/{ns}/app/logs");
+
+        let (status, body) = send(s.get(&path)).await?;
+        assert_eq!(status, 401, "no session: {body}");
+
+        // A viewer reads them: the buffered line first, ...
+        let mut res = s.get(&path).basic_auth("viewer", Some(VIEWER_PW)).send().await?;
+        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(
+            res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        let mut buf = String::new();
+        let first = next_event(&mut res, &mut buf, "log", |_| true).await?;
+        assert_eq!(
+            first["line"], "info buffered line of app",
+            "neither the old line nor another deployment's: {first}"
+        );
+
+        // ... then a line appended after subscribing; the other deployment's line before it is
+        // not sent.
+        let mut f = fs_err::OpenOptions::new().append(true).open(&file)?;
+        f.write_all(log_line(&ns, "other", "live line of other", None).as_bytes())?;
+        f.write_all(log_line(&ns, "app", "live line of app", None).as_bytes())?;
+        f.flush()?;
+        let live = next_event(&mut res, &mut buf, "log", |_| true).await?;
+        assert_eq!(live["line"], "info live line of app", "{live}");
+
+        // An admin opening the page later gets the buffered lines of app too.
+        let mut admin = s.get(&path).basic_auth("admin", Some(ADMIN_PW)).send().await?;
+        let mut abuf = String::new();
+        next_event(&mut admin, &mut abuf, "log", |v| {
+            v["line"] == "info buffered line of app"
+        })
+        .await?;
+        next_event(&mut admin, &mut abuf, "log", |v| {
+            v["line"] == "info live line of app"
+        })
+        .await?;
+
+        // A server without a log source says so.
+        let plain = Server::start(&t).await?;
+        let (status, body) = send(plain.get(&path).basic_auth("viewer", Some(VIEWER_PW))).await?;
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            json_of(&body)?["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("logs are not configured")),
+            "{body}"
+        );
         Ok(())
     })
     .await

@@ -1,9 +1,10 @@
 //! The web UI in a real browser (headless Chromium through ChromeDriver) against the real
 //! control plane, the kluctl-controller and `kluctl webui run` (the built CLI, as a user starts
 //! it): a deployment appears, a push shows a new result without a reload, a drift made behind the
-//! controller's back shows as pending changes, suspend shows and takes effect, and the approve
-//! button deploys a manual deployment. Screenshots of the overview, a deployment page and a
-//! result page go to `target/webui-screenshots/`.
+//! controller's back shows as pending changes, the deployment page shows the controller's log
+//! lines of that deployment (`--controller-log-file`), suspend shows and takes effect, and the
+//! approve button deploys a manual deployment. Screenshots of the overview, a deployment page (and
+//! its log panel) and a result page go to `target/webui-screenshots/`.
 //!
 //! Needs `cargo build -p kluctl-controller --bin kluctl-controller -p kluctl --bin kluctl`, the
 //! environment of `make e2e-up`, and Debian's chromium + chromium-driver (installed by it).
@@ -59,7 +60,7 @@ struct Webui {
 }
 
 impl Webui {
-    fn start(t: &TestNs) -> anyhow::Result<Self> {
+    fn start(t: &TestNs, controller_log: &std::path::Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(kluctl_bin()?)
             .args([
@@ -71,6 +72,8 @@ impl Webui {
                 &t.name,
             ])
             .args(["--kubeconfig", t.env.get("E2E_KUBECONFIG_ADMIN")?])
+            .arg("--controller-log-file")
+            .arg(controller_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -148,7 +151,7 @@ async fn the_ui_shows_deployments_live_and_its_buttons_act() -> anyhow::Result<(
             kd::apply(&api, "app", spec(&app_repo, json!({}))).await?;
             kd::apply(&api, "gated", spec(&gated_repo, json!({"manual": true}))).await?;
 
-            let webui = Webui::start(&t)?;
+            let webui = Webui::start(&t, &ctl.log_file)?;
             let browser = Browser::start(1400, 900).await?;
             browser.goto(&webui.url).await?;
 
@@ -185,6 +188,23 @@ async fn the_ui_shows_deployments_live_and_its_buttons_act() -> anyhow::Result<(
                 )
                 .await?;
             assert_eq!(message(&t.client, &ns, "app").await?.as_deref(), Some("two"));
+
+            // The page's log panel shows the controller's lines of app (every full reconcile logs
+            // "Reconciliation finished"), not those of gated (which awaits approval).
+            let panel = browser
+                .wait_for(
+                    "a reconcile of app in the controller log panel",
+                    "const p = document.querySelector('[data-testid=controller-logs]'); return p && p.innerText.includes('Reconciliation finished') ? p.innerText : null",
+                    &[],
+                )
+                .await?;
+            let panel = panel.as_str().unwrap_or_default();
+            assert!(!panel.contains("awaits manual approval"), "gated's lines on app's page:\n{panel}");
+            browser
+                .eval("document.querySelector('[data-testid=controller-logs]').scrollIntoView(); return true", &[])
+                .await?;
+            let logs = browser.screenshot(&shots.join("deployment-logs.png")).await?;
+            eprintln!("screenshot: {}", logs.display());
 
             // 3. A change made with kubectl behind the controller's back shows as drift.
             t.env.kubectl(&["-n", &ns, "patch", "configmap", "app", "--type=merge", "-p", r#"{"data":{"message":"drifted"}}"#])?;

@@ -1,11 +1,14 @@
 //! `kluctl webui run`: the web UI server of the `kluctl-webui` crate, connected with the user's
 //! kubeconfig (every caller is an admin, the server listens on loopback) or, with `--in-cluster`
-//! / `--auth-secret-name`, behind the static passwords of a Secret.
+//! / `--auth-secret-name`, behind the static passwords of a Secret. The deployment pages show
+//! the kluctl-controller's log lines: from its pods in `--controller-namespace` (also in the
+//! cluster), or from `--controller-log-file`.
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Secret;
+use kluctl_engine::controller_logs::LogSource;
 use kube::Api;
 
 use crate::flags::webui::{WebuiCmd, WebuiCommand, WebuiRunCmd};
@@ -86,6 +89,13 @@ async fn run_server(cmd: &WebuiRunCmd) -> anyhow::Result<()> {
         path_prefix: cmd.path_prefix.clone(),
         results_namespace: cmd.results_namespace.clone(),
         auth,
+        logs: Some(match &cmd.controller_log_file {
+            Some(path) => LogSource::File(path.clone()),
+            None => LogSource::Pods {
+                client: client.clone(),
+                namespace: cmd.controller_namespace.clone(),
+            },
+        }),
     };
     let running = kluctl_webui::start(client, options).await?;
     let prefix = cmd.path_prefix.trim_matches('/');

@@ -6,6 +6,7 @@
 //! ```text
 //! apply      server-side apply: field-manager conflict resolution
 //! commands   deploy, diff, prune, delete, validate: remote read ─► apply ─► diff ─► prune
+//! controller_logs  the kluctl-controller's log lines (pods or --log-file), filtered per object
 //! cluster    kubeconfig context, server version, discovery, reads for cluster vars
 //! remote     our objects on the cluster: discriminator lists (metadata only), GETs by ref
 //! prune      orphans, deletable rules, ordered deletion; prune needs an Applied token
@@ -27,6 +28,7 @@
 pub mod apply;
 pub mod cluster;
 pub mod commands;
+pub mod controller_logs;
 pub mod diff;
 pub mod helm;
 pub mod kustomize;

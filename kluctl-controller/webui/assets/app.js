@@ -2,7 +2,8 @@
 //
 // State: one snapshot from /api/events (every deployment and result, slim), kept current by the
 // same stream's `deployment` and `result` events. Pages: #/ (overview), #/d/NS/NAME (deployment),
-// #/r/ID (one stored result). Every element built from data goes through el() / text nodes,
+// #/r/ID (one stored result). The deployment page also follows the controller's log lines of its
+// KluctlDeployment (a second stream, open only while that page shows in a visible tab). Every element built from data goes through el() / text nodes,
 // never innerHTML, so nothing from the cluster is ever parsed as HTML.
 'use strict';
 
@@ -147,7 +148,65 @@ document.addEventListener('visibilitychange', () => {
   } else if (!es) {
     connect();
   }
+  syncLogs();
 });
+
+// ---------------------------------------------------------------- controller logs
+
+// The log panel of the open deployment page: one element kept across re-renders (render() builds
+// the page anew, the panel is moved into it), fed by its own EventSource. The stream is open only
+// while a deployment page shows in a visible tab, for the same six-connection reason as above.
+const MAX_LOG_LINES = 500;
+const logs = { es: null, key: null, panel: null, status: null };
+
+function logsWanted() {
+  const r = route();
+  return S.role && !document.hidden && r.kind === 'deployment' ? r.key : null;
+}
+
+function setLogStatus(text) { if (logs.status) logs.status.textContent = text; }
+
+function closeLogs() {
+  if (logs.es) { logs.es.close(); logs.es = null; }
+  logs.key = null;
+}
+
+// Opens, keeps or closes the log stream for what is shown now (called on every render and when
+// the tab is hidden or shown).
+function syncLogs() {
+  const want = logsWanted();
+  if (want === logs.key && (logs.es || !want)) return;
+  closeLogs();
+  if (!want) return;
+  if (!logs.panel || logs.panel.dataset.key !== want) {
+    logs.status = el('span', { class: 'muted', 'data-testid': 'controller-logs-status' }, 'connecting…');
+    logs.panel = el('div', { class: 'logs', 'data-testid': 'controller-logs', 'data-key': want });
+  }
+  logs.key = want;
+  const [ns, name] = want.split('/');
+  const es = new EventSource(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/logs`);
+  logs.es = es;
+  // Each (re)connection replays the server's buffered lines: start from an empty panel.
+  es.onopen = () => { logs.panel.replaceChildren(); setLogStatus('live'); };
+  es.addEventListener('log', (ev) => appendLog(JSON.parse(ev.data).line));
+  es.onerror = () => {
+    // CLOSED: the server refused (logs not configured, logged out); else it reconnects itself.
+    setLogStatus(es.readyState === EventSource.CLOSED ? 'not available on this server' : 'reconnecting…');
+  };
+}
+
+function appendLog(line) {
+  const p = logs.panel;
+  const atBottom = p.scrollTop + p.clientHeight >= p.scrollHeight - 8;
+  p.append(el('div', { class: line.startsWith('error:') ? 'logline bad' : 'logline' }, line));
+  while (p.childElementCount > MAX_LOG_LINES) p.firstElementChild.remove();
+  if (atBottom) p.scrollTop = p.scrollHeight;
+}
+
+function logsPanel(key) {
+  if (!logs.panel || logs.panel.dataset.key !== key) return el('span', { class: 'muted' }, 'connecting…');
+  return el('div', {}, el('h2', {}, 'Controller logs ', logs.status), logs.panel);
+}
 
 // ---------------------------------------------------------------- routing
 
@@ -194,6 +253,9 @@ function render() {
   const r = route();
   let view;
   crumbs.replaceChildren();
+  // Before the page is built: the panel it moves in loses its scroll position on the way.
+  syncLogs();
+  const logScroll = logs.panel ? logs.panel.scrollTop : 0;
   if (S.page && S.page.kind === 'error') {
     view = el('div', { class: 'card' }, el('b', {}, 'Error: '), S.page.error);
   } else if (r.kind === 'deployment') {
@@ -207,6 +269,7 @@ function render() {
   }
   const focused = document.activeElement && document.activeElement.id;
   main.replaceChildren(view);
+  if (logs.panel) logs.panel.scrollTop = logScroll;
   // When a page first shows its data (make bench reads these; one mark each until cleared).
   const shown = r.kind === 'overview' ? S.synced : S.page && S.page.kind === r.kind;
   const mark = `kluctl:${r.kind}`;
@@ -368,6 +431,7 @@ function deploymentPage(p) {
         [el('div', {}, el('span', { class: validate.ready ? 'badge ok' : 'badge bad' }, validate.ready ? 'ready' : 'not ready'), ' ', el('span', { class: 'muted' }, ago(validate.endTime))),
           errorList('Errors', validate.errors, 'errors'), errorList('Warnings', validate.warnings, 'warnings'),
           (validate.results || []).length ? el('ul', {}, validate.results.map((r) => el('li', {}, refName(r.ref), ': ', r.annotation ? `${r.annotation}: ` : '', r.message))) : null]),
+    logsPanel(p.key),
     el('h2', {}, 'History'),
     el('div', { class: 'card' }, p.results.length ? el('ul', { class: 'timeline', 'data-testid': 'history' }, p.results.map((r) => el('li', { 'data-result-id': r.id, 'data-command': r.command },
       el('span', { class: 'when', title: r.startTime }, ago(r.startTime)),
@@ -412,6 +476,7 @@ function resultPage(p) {
 
 function showLogin() {
   if (es) { es.close(); es = null; }
+  closeLogs();
   const user = el('input', { id: 'login-user', value: 'admin', autocomplete: 'username' });
   const pass = el('input', { id: 'login-password', type: 'password', autocomplete: 'current-password' });
   const submit = async (ev) => {

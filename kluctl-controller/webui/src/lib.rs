@@ -8,6 +8,8 @@
 //!            ──watch result Secrets ────┴─► model (in memory) ─► snapshot + change feed
 //!                 (metadata only)                                   │
 //!  browser ◄── page (built in) · /api/overview · /api/events (SSE) ◄┘
+//!          ◄── /api/deployments/NS/NAME/logs (SSE) ◄── logs hub ◄── controller's log
+//!                                                      (pods/log or --log-file, read once)
 //!          ──► /api/deployments/NS/NAME/actions/X ─► merge patch (annotation / spec), as the CLI
 //! ```
 //!
@@ -16,12 +18,14 @@
 //! - [`view`]: slim views for the browser, roles, redaction for viewers
 //! - [`auth`]: local (everyone admin) or static passwords with signed session cookies
 //! - [`actions`]: what each button patches
+//! - [`logs`]: the shared reader of the controller's log lines
 //! - [`server`]: routes, the event stream
 //! - [`assets`]: the page
 
 pub mod actions;
 pub mod assets;
 pub mod auth;
+pub mod logs;
 pub mod model;
 pub mod server;
 pub mod view;

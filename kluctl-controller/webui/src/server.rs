@@ -8,10 +8,13 @@
 //!  GET  /api/events               server-sent events: `snapshot`, then `deployment` / `result`
 //!  GET  /api/deployments/NS/NAME  the object (redacted for viewers) and its target's results
 //!  GET  /api/results/ID           one stored result, whole (one Secret read)
+//!  GET  /api/deployments/NS/NAME/logs   server-sent events `log`: the controller's lines of
+//!                                       this KluctlDeployment (buffered, then live)
 //!  POST /api/deployments/NS/NAME/actions/ACTION   admins only (see crate::actions)
 //! ```
 //!
-//! Everything but opening a result and acting is answered from the [`Model`]; the apiserver
+//! Everything but opening a result and acting is answered from the [`Model`] and the
+//! [`LogHub`] (one reader of the controller's log, however many pages follow it); the apiserver
 //! load does not grow with the number of open browsers.
 
 use std::convert::Infallible;
@@ -33,11 +36,13 @@ use serde_json::json;
 
 use gitops_api::constants::KLUCTL_FIELD_MANAGER;
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
+use kluctl_engine::controller_logs::{LogFilter, LogSource};
 use kluctl_engine::store;
 
 use crate::actions::{Action, ActionError};
 use crate::assets;
 use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS};
+use crate::logs::{LogHub, SINCE, Subscription};
 use crate::model::{Change, Model};
 use crate::view::{DeploymentView, ObjKey, Role, json_for};
 
@@ -51,6 +56,9 @@ pub struct Options {
     pub results_namespace: String,
     /// How callers are authenticated.
     pub auth: Auth,
+    /// Where the kluctl-controller's log lines come from (the deployment pages' log panel);
+    /// `None`: no log panel (`/logs` answers 404).
+    pub logs: Option<LogSource>,
 }
 
 struct Shared {
@@ -59,6 +67,13 @@ struct Shared {
     auth: Auth,
     results_namespace: String,
     prefix: String,
+    logs: Option<Logs>,
+}
+
+/// The log hub and its source (whose [`LogSource::not_before`] each page's filter applies).
+struct Logs {
+    hub: LogHub,
+    source: LogSource,
 }
 
 type AppState = Arc<Shared>;
@@ -107,6 +122,10 @@ pub async fn start(client: kube::Client, options: Options) -> anyhow::Result<Run
         auth: options.auth,
         results_namespace: options.results_namespace,
         prefix: prefix.clone(),
+        logs: options.logs.map(|source| Logs {
+            hub: LogHub::for_source(source.clone()),
+            source,
+        }),
     });
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
@@ -151,6 +170,7 @@ fn router(state: AppState) -> Router {
         .route("/api/overview", get(overview))
         .route("/api/events", get(events))
         .route("/api/deployments/{namespace}/{name}", get(deployment))
+        .route("/api/deployments/{namespace}/{name}/logs", get(logs))
         .route("/api/deployments/{namespace}/{name}/actions/{action}", post(act))
         .route("/api/results/{id}", get(result))
         .with_state(state)
@@ -417,4 +437,53 @@ async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
     Sse::new(stream(s.model.clone()))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// How long a browser waits before it reconnects a log stream that ended (the source failed or
+/// ended): each reconnect opens the source again.
+const LOG_RETRY: Duration = Duration::from_secs(15);
+
+async fn logs(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    if role(&s, &headers).is_none() {
+        return unauthorized();
+    }
+    let Some(logs) = &s.logs else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "controller logs are not configured on this server; kluctl webui run reads them from \
+             the pods of --controller-namespace or from --controller-log-file",
+        );
+    };
+    // Both roles read them: the controller keeps secrets out of its log (a rule of this project),
+    // and what it does is what a viewer is there to follow.
+    let filter = LogFilter {
+        objects: Some(vec![(namespace, name)]),
+        not_before: logs.source.not_before(SINCE),
+        ..LogFilter::default()
+    };
+    Sse::new(log_stream(logs.hub.subscribe(), filter))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// One page's log stream: a `retry` hint, then a `log` event per line `filter` keeps. Ends when
+/// the source failed or ended (the browser then reconnects, which opens it again).
+fn log_stream(sub: Subscription, filter: LogFilter) -> impl Stream<Item = Result<Event, Infallible>> {
+    let retry = Event::default().retry(LOG_RETRY).comment("controller logs");
+    let lines = futures::stream::unfold((sub, filter), |(mut sub, filter)| async move {
+        loop {
+            let raw = sub.next().await?;
+            if let Some(line) = filter.render(&raw) {
+                let event = Event::default()
+                    .event("log")
+                    .data(json_string(&json!({ "line": line })));
+                return Some((Ok(event), (sub, filter)));
+            }
+        }
+    });
+    futures::StreamExt::chain(futures::stream::once(async move { Ok(retry) }), lines)
 }

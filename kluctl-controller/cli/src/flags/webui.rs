@@ -1,6 +1,7 @@
 //! Flags of `kluctl webui run`.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -49,4 +50,15 @@ pub struct WebuiRunCmd {
     /// The namespace of the stored command results
     #[arg(long = "command-result-namespace", value_name = "NAMESPACE", default_value = kluctl_engine::store::DEFAULT_RESULTS_NAMESPACE)]
     pub results_namespace: String,
+    /// The namespace the kluctl-controller runs in (the deployment pages show its pods' logs)
+    #[arg(
+        long = "controller-namespace",
+        value_name = "NAMESPACE",
+        default_value = "kluctl-system"
+    )]
+    pub controller_namespace: String,
+    /// Read the controller's log from FILE (its --log-file) instead of from its pods, for a
+    /// controller running as a local process
+    #[arg(long = "controller-log-file", value_name = "FILE")]
+    pub controller_log_file: Option<PathBuf>,
 }

@@ -425,14 +425,9 @@ async fn run_logs(cmd: &GitopsLogsCmd) -> anyhow::Result<()> {
         objects,
         reconcile_id: cmd.reconcile_id.clone(),
         // The pods' API applies --log-since itself (sinceSeconds); a file has every line.
-        not_before: match source {
-            LogSource::File(_) => jiff::Timestamp::now()
-                .checked_sub(jiff::SignedDuration::try_from(cmd.logs.log_since).unwrap_or_default())
-                .ok(),
-            LogSource::Pods { .. } => None,
-        },
+        not_before: source.not_before(cmd.logs.log_since),
     };
-    let mut lines = source.open(cmd.logs.log_since, cmd.follow).await?;
+    let mut lines = logs::open(&source, cmd.logs.log_since, cmd.follow).await?;
     while let Some(line) = lines.recv().await {
         if let Some(l) = filter.render(&line) {
             println!("{l}");

@@ -184,7 +184,7 @@ pub(crate) async fn wait(
                     kind.name()
                 );
                 if let Some(logs) = &logs {
-                    match logs.source.open(logs.since, true).await {
+                    match super::logs::open(logs.source, logs.since, true).await {
                         Ok(rx) => {
                             let filter = LogFilter {
                                 objects: Some(vec![(namespace.clone(), name.clone())]),

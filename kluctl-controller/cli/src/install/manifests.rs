@@ -664,6 +664,8 @@ mod tests {
                 "RoleBinding kluctl-results/kluctl-webui-results-e2e-inst",
                 "Role e2e-inst/kluctl-webui-auth",
                 "RoleBinding e2e-inst/kluctl-webui-auth",
+                "Role e2e-inst/kluctl-webui-logs",
+                "RoleBinding e2e-inst/kluctl-webui-logs",
                 "Deployment e2e-inst/kluctl-webui",
                 "Service e2e-inst/kluctl-webui",
             ],
@@ -702,6 +704,12 @@ mod tests {
             json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["webui-secret"],
                     "verbs": ["get"]}])
         );
+        assert_eq!(
+            rules("Role", "kluctl-webui-logs"),
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+                   {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]),
+            "the controller's logs: its pods, in the installation's namespace only"
+        );
         let default = assemble(&with_webui(DEFAULT_NAMESPACE)).unwrap();
         find(&default, "ClusterRoleBinding", "kluctl-gitops:kluctl-webui");
         find(&default, "RoleBinding", "kluctl-webui-results");
@@ -732,9 +740,10 @@ mod tests {
                 "0.0.0.0",
                 "--port",
                 "8080",
-                "--auth-secret-namespace=$(KLUCTL_WEBUI_NAMESPACE)"
+                "--auth-secret-namespace=$(KLUCTL_WEBUI_NAMESPACE)",
+                "--controller-namespace=$(KLUCTL_WEBUI_NAMESPACE)"
             ]),
-            "the password Secret is read from the installation's namespace"
+            "the password Secret and the controller's logs are read from the installation's namespace"
         );
         assert_eq!(
             c["env"][0],
