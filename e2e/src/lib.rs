@@ -28,6 +28,7 @@ pub mod browser;
 pub mod faults;
 mod kluctl_controller;
 pub mod kluctl_deployment;
+pub mod oidc;
 pub mod sink;
 pub use kluctl_controller::{KluctlController, kluctl_controller_bin, log_value};
 

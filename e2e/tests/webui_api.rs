@@ -3,16 +3,18 @@
 //! value, that every action is the merge patch `kluctl gitops` would make, and that the event
 //! stream carries a change without a reload.
 //!
-//! The server runs in-process (`kluctl_webui::start`) with static passwords, its result store in
-//! the test's namespace. No controller runs: the KluctlDeployment's status is written by the test,
-//! and the controller's log is a file the test writes (`LogSource::File`, as for a controller
-//! running with `--log-file`).
+//! The server runs in-process (`kluctl_webui::start`) with static passwords (and, for the OIDC
+//! logins, the fake provider of `e2e::oidc`), its result store in the test's namespace. No
+//! controller runs: the KluctlDeployment's status is written by the test, and the controller's
+//! log is a file the test writes (`LogSource::File`, as for a controller running with
+//! `--log-file`).
 //!
 //! Needs the environment of `make e2e-up`.
 
 // One scenario per role, told start to finish.
 #![allow(clippy::too_many_lines)]
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use kluctl_engine::controller_logs::LogSource;
 use kluctl_engine::result::CommandResult;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 const SECRET_ARG: &str = "s3cr3t-arg-value-93f1";
@@ -36,23 +39,39 @@ struct Server {
     _running: kluctl_webui::Running,
 }
 
+fn passwords() -> kluctl_webui::Passwords {
+    kluctl_webui::Passwords {
+        admin: Some(ADMIN_PW.to_owned()),
+        viewer: Some(VIEWER_PW.to_owned()),
+    }
+}
+
 impl Server {
     async fn start(t: &TestNs) -> anyhow::Result<Self> {
-        Self::start_with_logs(t, None).await
+        Self::start_with(t, Some(passwords()), None, None).await
     }
 
     async fn start_with_logs(t: &TestNs, logs: Option<LogSource>) -> anyhow::Result<Self> {
+        Self::start_with(t, Some(passwords()), None, logs).await
+    }
+
+    async fn start_with(
+        t: &TestNs,
+        passwords: Option<kluctl_webui::Passwords>,
+        oidc: Option<kluctl_webui::oidc::Oidc>,
+        logs: Option<LogSource>,
+    ) -> anyhow::Result<Self> {
         let running = kluctl_webui::start(
             t.client.clone(),
             kluctl_webui::Options {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 path_prefix: "/ui".to_owned(),
                 results_namespace: t.name.clone(),
-                auth: kluctl_webui::Auth::Passwords {
-                    admin: Some(ADMIN_PW.to_owned()),
-                    viewer: Some(VIEWER_PW.to_owned()),
+                auth: kluctl_webui::Auth::Login(kluctl_webui::Logins {
+                    passwords,
+                    oidc: oidc.map(Box::new),
                     key: kluctl_webui::auth::random_key(),
-                },
+                }),
                 logs,
             },
         )
@@ -537,6 +556,273 @@ async fn the_log_stream_shows_this_deployments_controller_lines_buffered_then_li
                 .is_some_and(|e| e.contains("logs are not configured")),
             "{body}"
         );
+        Ok(())
+    })
+    .await
+}
+
+const CLIENT_ID: &str = "kluctl-webui-e2e";
+const CLIENT_SECRET: &str = "oidc-client-s3cr3t-7c41";
+/// The public address the provider sends browsers back to; the test forwards to the server, as
+/// an ingress would.
+const PUBLIC_CALLBACK: &str = "https://kluctl.example.test/ui/auth/callback";
+
+async fn oidc_server(t: &TestNs, idp: &e2e::oidc::FakeOidc) -> anyhow::Result<Server> {
+    oidc_server_with_secret(t, idp, CLIENT_SECRET).await
+}
+
+async fn oidc_server_with_secret(
+    t: &TestNs,
+    idp: &e2e::oidc::FakeOidc,
+    secret: &str,
+) -> anyhow::Result<Server> {
+    let oidc = kluctl_webui::oidc::Oidc::discover(kluctl_webui::oidc::OidcConfig {
+        issuer_url: idp.issuer.clone(),
+        display_name: "Fake IdP".to_owned(),
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: kluctl_webui::oidc::ClientSecret::new(secret.to_owned()),
+        redirect_url: PUBLIC_CALLBACK.to_owned(),
+        scopes: vec!["email".to_owned()],
+        params: vec![("prompt".to_owned(), "login".to_owned())],
+        user_claim: "email".to_owned(),
+        group_claim: "groups".to_owned(),
+        admins_groups: vec!["kluctl-admins".to_owned()],
+        viewers_groups: vec!["kluctl-viewers".to_owned(), "devs".to_owned()],
+    })
+    .await?;
+    let mut s = Server::start_with(t, Some(passwords()), Some(oidc), None).await?;
+    s.http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok(s)
+}
+
+/// Every status line, header and body the browser saw, to search for leaks.
+#[derive(Default)]
+struct Transcript(String);
+
+impl Transcript {
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> anyhow::Result<(u16, HeaderMap, String)> {
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.text().await?;
+        let _ = writeln!(self.0, "{status} {headers:?}\n{body}");
+        Ok((status, headers, body))
+    }
+}
+
+fn location(headers: &HeaderMap) -> anyhow::Result<String> {
+    Ok(headers
+        .get("location")
+        .context("no Location header")?
+        .to_str()?
+        .to_owned())
+}
+
+/// The `name=value` of cookie `name` among the Set-Cookie headers, with its attributes.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            (pair.to_owned(), attrs.to_owned())
+        })
+}
+
+/// The callback a browser would reach: the provider's redirect, sent to the server.
+fn to_server(s: &Server, redirect: &str) -> anyhow::Result<String> {
+    let rest = redirect
+        .strip_prefix("https://kluctl.example.test/ui")
+        .with_context(|| format!("the provider redirected elsewhere: {redirect}"))?;
+    Ok(format!("{}{rest}", s.base))
+}
+
+/// Starts a login: the login-state cookie and the provider's redirect back to the web UI.
+async fn start_login(s: &Server, tr: &mut Transcript) -> anyhow::Result<(String, String)> {
+    let (status, headers, _) = tr.send(s.get("/auth/oidc/login")).await?;
+    assert_eq!(status, 303, "login redirects to the provider");
+    let (state_cookie, attrs) =
+        set_cookie(&headers, "kluctl-webui-oidc-login").context("no login-state cookie")?;
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/ui/auth", "Secure"] {
+        assert!(attrs.contains(attr), "login-state cookie lacks {attr}: {attrs}");
+    }
+    let (status, headers, body) = tr.send(s.http.get(location(&headers)?)).await?;
+    assert_eq!(status, 303, "the provider logs in at once: {body}");
+    Ok((state_cookie, to_server(s, &location(&headers)?)?))
+}
+
+/// A whole login as `user` in `groups`: the callback's status, body and session cookie.
+async fn oidc_login(
+    s: &Server,
+    idp: &e2e::oidc::FakeOidc,
+    tr: &mut Transcript,
+    user: &str,
+    groups: &[&str],
+) -> anyhow::Result<(u16, String, Option<String>)> {
+    idp.log_in_as(user, groups);
+    let (state_cookie, callback) = start_login(s, tr).await?;
+    let (status, headers, body) = tr
+        .send(s.http.get(callback).header("cookie", state_cookie))
+        .await?;
+    let cleared =
+        set_cookie(&headers, "kluctl-webui-oidc-login").context("the login state is not cleared")?;
+    assert!(cleared.1.contains("Max-Age=0"), "{cleared:?}");
+    let session = set_cookie(&headers, "kluctl-webui-session").map(|(pair, attrs)| {
+        assert!(
+            attrs.contains("HttpOnly") && attrs.contains("SameSite=Strict"),
+            "{attrs}"
+        );
+        pair
+    });
+    if status == 303 {
+        assert_eq!(location(&headers)?, "/ui/", "back to the page");
+    }
+    Ok((status, body, session))
+}
+
+#[tokio::test]
+async fn oidc_groups_give_admin_or_viewer_or_nothing_and_the_client_secret_never_leaves() -> anyhow::Result<()>
+{
+    e2e::init_logging();
+    TestNs::run("webui_oidc", |t| async move {
+        let idp = e2e::oidc::FakeOidc::start(CLIENT_ID, CLIENT_SECRET).await?;
+        let s = oidc_server(&t, &idp).await?;
+        create_deployment(&t).await?;
+        wait_overview(&s, |v| has_deployment(v, &t.name)).await?;
+        let mut tr = Transcript::default();
+
+        // The page learns which logins exist.
+        let (_, _, who) = tr.send(s.get("/api/whoami")).await?;
+        let who = json_of(&who)?;
+        assert_eq!(who["role"], Value::Null);
+        assert_eq!(
+            (who["oidc"].clone(), who["staticLogin"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(who["oidcName"], "Fake IdP");
+
+        // An admin: the provider saw PKCE S256, state, nonce, openid and the extra parameter.
+        let (status, body, session) =
+            oidc_login(&s, &idp, &mut tr, "alice@example.com", &["devs", "kluctl-admins"]).await?;
+        assert_eq!(status, 303, "{body}");
+        let admin = session.context("no session for the admin")?;
+        let asked = idp.authorize_requests().pop().context("no authorize request")?;
+        assert_eq!(asked["code_challenge_method"], "S256");
+        assert_eq!(asked["scope"], "openid email");
+        assert_eq!(asked["prompt"], "login");
+        assert_eq!(asked["redirect_uri"], PUBLIC_CALLBACK);
+        assert!(!asked["nonce"].is_empty() && !asked["state"].is_empty());
+        let (_, _, who) = tr.send(s.get("/api/whoami").header("cookie", &admin)).await?;
+        let who = json_of(&who)?;
+        assert_eq!(
+            (who["role"].clone(), who["user"].clone()),
+            (json!("admin"), json!("alice@example.com"))
+        );
+        let act = |cookie: &str, action: &str| {
+            s.post(&format!("/api/deployments/{}/app/actions/{action}", t.name))
+                .header("cookie", cookie.to_owned())
+                .header("x-kluctl-webui", "1")
+                .json(&json!({}))
+        };
+        let (status, _, body) = tr.send(act(&admin, "suspend")).await?;
+        assert_eq!(status, 200, "admins act: {body}");
+        let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &t.name);
+        assert!(api.get("app").await?.spec.suspend);
+
+        // A viewer reads but cannot act.
+        let (status, body, session) = oidc_login(&s, &idp, &mut tr, "bob@example.com", &["devs"]).await?;
+        assert_eq!(status, 303, "{body}");
+        let viewer = session.context("no session for the viewer")?;
+        let (_, _, who) = tr.send(s.get("/api/whoami").header("cookie", &viewer)).await?;
+        assert_eq!(json_of(&who)?["role"], "viewer");
+        let (status, _, _) = tr.send(s.get("/api/overview").header("cookie", &viewer)).await?;
+        assert_eq!(status, 200);
+        let (status, _, body) = tr.send(act(&viewer, "resume")).await?;
+        assert_eq!(status, 403, "viewers cannot act: {body}");
+        assert!(api.get("app").await?.spec.suspend);
+
+        // Neither group: refused, naming the user and the groups that would do.
+        let (status, body, session) = oidc_login(&s, &idp, &mut tr, "eve@example.com", &["ops"]).await?;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(session, None);
+        for needed in ["eve@example.com", "kluctl-admins", "kluctl-viewers"] {
+            assert!(body.contains(needed), "the refusal names {needed}: {body}");
+        }
+
+        assert!(
+            idp.refusals().is_empty(),
+            "every code, secret and verifier checked out: {:?}",
+            idp.refusals()
+        );
+        assert!(!tr.0.is_empty());
+        assert!(
+            !tr.0.contains(CLIENT_SECRET),
+            "the client secret reached the browser"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn oidc_callbacks_with_a_tampered_state_or_without_the_login_cookie_are_refused() -> anyhow::Result<()>
+{
+    e2e::init_logging();
+    TestNs::run("webui_oidc_state", |t| async move {
+        let idp = e2e::oidc::FakeOidc::start(CLIENT_ID, CLIENT_SECRET).await?;
+        let s = oidc_server(&t, &idp).await?;
+        idp.log_in_as("alice@example.com", &["kluctl-admins"]);
+        let mut tr = Transcript::default();
+
+        let (state_cookie, callback) = start_login(&s, &mut tr).await?;
+        let mut url = reqwest::Url::parse(&callback)?;
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        url.query_pairs_mut().clear().extend_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), if k == "state" { "forged-state" } else { v.as_str() })),
+        );
+        let (status, headers, body) = tr.send(s.http.get(url).header("cookie", &state_cookie)).await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("state parameter does not match"), "{body}");
+        assert_eq!(set_cookie(&headers, "kluctl-webui-session"), None);
+
+        let (_, callback) = start_login(&s, &mut tr).await?;
+        let (status, headers, body) = tr.send(s.http.get(&callback)).await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("no login-state cookie"), "{body}");
+        assert_eq!(set_cookie(&headers, "kluctl-webui-session"), None);
+
+        // A login-state cookie of another login does not fit this callback's state either.
+        let (other_cookie, _) = start_login(&s, &mut tr).await?;
+        let (_, callback) = start_login(&s, &mut tr).await?;
+        let (status, _, body) = tr
+            .send(s.http.get(&callback).header("cookie", &other_cookie))
+            .await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(!tr.0.contains(CLIENT_SECRET));
+
+        // The provider rotates its keys: the server reads the key set again for the new kid.
+        idp.rotate_key()?;
+        let (status, body, session) =
+            oidc_login(&s, &idp, &mut tr, "alice@example.com", &["kluctl-admins"]).await?;
+        assert_eq!(status, 303, "a token signed with the new key: {body}");
+        assert!(session.is_some());
+
+        // A wrong client secret: the provider refuses the code, the page hears why, not the secret.
+        let wrong = "wrong-client-s3cr3t-19ad";
+        let s = oidc_server_with_secret(&t, &idp, wrong).await?;
+        let (status, body, session) =
+            oidc_login(&s, &idp, &mut tr, "alice@example.com", &["kluctl-admins"]).await?;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("invalid_client"), "{body}");
+        assert_eq!(session, None);
+        assert_eq!(idp.refusals(), ["wrong client credentials"]);
+        assert!(!tr.0.contains(wrong));
         Ok(())
     })
     .await

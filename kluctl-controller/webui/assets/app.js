@@ -9,7 +9,11 @@
 
 const S = {
   role: null,
+  user: null,
   needsLogin: false,
+  staticLogin: false, // password logins on
+  oidc: false, // OIDC logins on
+  oidcName: '',
   deployments: new Map(), // "ns/name" -> view
   results: new Map(), // id -> view
   synced: false,
@@ -477,31 +481,39 @@ function resultPage(p) {
 function showLogin() {
   if (es) { es.close(); es = null; }
   closeLogs();
-  const user = el('input', { id: 'login-user', value: 'admin', autocomplete: 'username' });
-  const pass = el('input', { id: 'login-password', type: 'password', autocomplete: 'current-password' });
-  const submit = async (ev) => {
-    ev.preventDefault();
-    try {
-      const res = await api('auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: user.value, password: pass.value }) });
-      S.role = res.role;
-      showWho();
-      connect();
-      refreshPage();
-    } catch (e) { toast(e.message, true); }
-  };
-  document.getElementById('main').replaceChildren(el('form', { class: 'card login', onsubmit: submit },
-    el('h1', {}, 'Log in'),
-    el('label', { for: 'login-user' }, 'User (admin or viewer)'), user,
-    el('label', { for: 'login-password' }, 'Password'), pass,
-    el('button', { class: 'primary', type: 'submit', id: 'login-submit' }, 'Log in')));
+  const card = el('div', { class: 'card login' }, el('h1', {}, 'Log in'));
+  if (S.oidc) {
+    // Relative to the page's <base>, so it works under --path-prefix.
+    card.append(el('a', { class: 'button primary', id: 'login-oidc', href: 'auth/oidc/login' }, `Log in with ${S.oidcName || 'OIDC'}`));
+  }
+  if (S.staticLogin) {
+    const user = el('input', { id: 'login-user', value: 'admin', autocomplete: 'username' });
+    const pass = el('input', { id: 'login-password', type: 'password', autocomplete: 'current-password' });
+    const submit = async (ev) => {
+      ev.preventDefault();
+      try {
+        const res = await api('auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: user.value, password: pass.value }) });
+        S.role = res.role;
+        S.user = res.user;
+        showWho();
+        connect();
+        refreshPage();
+      } catch (e) { toast(e.message, true); }
+    };
+    card.append(el('form', { onsubmit: submit },
+      el('label', { for: 'login-user' }, 'User (admin or viewer)'), user,
+      el('label', { for: 'login-password' }, 'Password'), pass,
+      el('button', { class: 'primary', type: 'submit', id: 'login-submit' }, 'Log in')));
+  }
+  document.getElementById('main').replaceChildren(card);
 }
 
 function showWho() {
   const who = document.getElementById('who');
-  who.replaceChildren(S.role ? `${S.role}` : '');
+  who.replaceChildren(S.role ? (S.user && S.user !== S.role ? `${S.user} (${S.role})` : `${S.role}`) : '');
   who.dataset.role = S.role || '';
   if (S.needsLogin && S.role) {
-    who.append(el('button', { onclick: async () => { await api('auth/logout', { method: 'POST' }); S.role = null; showWho(); showLogin(); } }, 'log out'));
+    who.append(el('button', { onclick: async () => { await api('auth/logout', { method: 'POST' }); S.role = null; S.user = null; showWho(); showLogin(); } }, 'log out'));
   }
 }
 
@@ -509,7 +521,11 @@ async function start() {
   try {
     const me = await api('api/whoami');
     S.role = me.role;
+    S.user = me.user;
     S.needsLogin = me.needsLogin;
+    S.staticLogin = me.staticLogin;
+    S.oidc = me.oidc;
+    S.oidcName = me.oidcName;
   } catch (e) {
     toast(e.message, true);
   }

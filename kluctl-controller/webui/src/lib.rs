@@ -16,7 +16,9 @@
 //! - [`model`]: the shared picture and its change feed
 //! - [`watch`]: the two watches feeding it
 //! - [`view`]: slim views for the browser, roles, redaction for viewers
-//! - [`auth`]: local (everyone admin) or static passwords with signed session cookies
+//! - [`auth`]: local (everyone admin), or logins (static passwords, OIDC) with signed session
+//!   cookies
+//! - [`oidc`]: OIDC logins (authorization code flow with PKCE)
 //! - [`actions`]: what each button patches
 //! - [`logs`]: the shared reader of the controller's log lines
 //! - [`server`]: routes, the event stream
@@ -27,10 +29,11 @@ pub mod assets;
 pub mod auth;
 pub mod logs;
 pub mod model;
+pub mod oidc;
 pub mod server;
 pub mod view;
 pub mod watch;
 
-pub use auth::Auth;
+pub use auth::{Auth, Logins, Passwords};
 pub use server::{Options, Running, start};
 pub use view::Role;

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //!  GET  /                         the page (assets built into the binary)
-//!  POST /auth/login, /auth/logout session cookie (password mode)
-//!  GET  /api/whoami               {role, needsLogin}
+//!  POST /auth/login, /auth/logout session cookie (password logins)
+//!  GET  /auth/oidc/login          303 to the OIDC provider (also GET /auth/login, as Kluctl)
+//!  GET  /auth/oidc/callback       back from the provider: 303 to the page with a session
+//!                                 (also /auth/callback, the path Kluctl users registered)
+//!  GET  /api/whoami               {role, user, needsLogin, staticLogin, oidc, oidcName}
 //!  GET  /api/overview             every deployment and result, slim (from memory)
 //!  GET  /api/events               server-sent events: `snapshot`, then `deployment` / `result`
 //!  GET  /api/deployments/NS/NAME  the object (redacted for viewers) and its target's results
@@ -22,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -41,9 +44,10 @@ use kluctl_engine::store;
 
 use crate::actions::{Action, ActionError};
 use crate::assets;
-use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS};
+use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS, cookie};
 use crate::logs::{LogHub, SINCE, Subscription};
 use crate::model::{Change, Model};
+use crate::oidc::{CallbackQuery, LOGIN_STATE_SECONDS, LoginState, STATE_COOKIE};
 use crate::view::{DeploymentView, ObjKey, Role, json_for};
 
 /// How the server runs.
@@ -164,8 +168,11 @@ fn router(state: AppState) -> Router {
             "/app.css",
             get(|| async { asset("text/css; charset=utf-8", assets::APP_CSS) }),
         )
-        .route("/auth/login", post(login))
+        .route("/auth/login", post(login).get(oidc_login))
         .route("/auth/logout", post(logout))
+        .route("/auth/oidc/login", get(oidc_login))
+        .route("/auth/oidc/callback", get(oidc_callback))
+        .route("/auth/callback", get(oidc_callback))
         .route("/api/whoami", get(whoami))
         .route("/api/overview", get(overview))
         .route("/api/events", get(events))
@@ -223,45 +230,154 @@ struct LoginBody {
     password: String,
 }
 
+/// The path cookies are scoped to: the prefix, or `/`.
+fn cookie_path(s: &Shared) -> &str {
+    if s.prefix.is_empty() {
+        "/"
+    } else {
+        s.prefix.as_str()
+    }
+}
+
+fn set_cookie(res: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn session_cookie(s: &Shared, value: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        cookie_path(s)
+    )
+}
+
+/// The login-state cookie: `SameSite=Lax`, or it would not come back from the provider.
+fn state_cookie(s: &Shared, value: &str, max_age: i64) -> String {
+    let secure = if s.auth.oidc().is_some_and(crate::oidc::Oidc::secure) {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{STATE_COOKIE}={value}; Path={}/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        s.prefix
+    )
+}
+
 async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Response {
+    if !s.auth.static_login() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "password logins are off (--auth-static-login-enabled=false); log in through OIDC",
+        );
+    }
     let Some(role) = s.auth.login(&body.user, &body.password) else {
         tracing::info!(user = %body.user, "webui login refused");
         return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
     };
-    let path = if s.prefix.is_empty() {
-        "/"
-    } else {
-        s.prefix.as_str()
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={}",
-        s.auth.session(role, now()),
-        SESSION_HOURS * 3600
-    );
-    let mut res = Json(json!({"role": role})).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    let value = s.auth.session(role, &body.user, now());
+    let mut res = Json(json!({"role": role, "user": body.user})).into_response();
+    set_cookie(&mut res, &session_cookie(&s, &value, SESSION_HOURS * 3600, false));
     res
 }
 
 async fn logout(State(s): State<AppState>) -> Response {
-    let path = if s.prefix.is_empty() {
-        "/"
-    } else {
-        s.prefix.as_str()
-    };
-    let cookie = format!("{SESSION_COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0");
     let mut res = Json(json!({})).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    set_cookie(&mut res, &session_cookie(&s, "", 0, false));
     res
 }
 
 async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let role = s.auth.role_of(&headers, now());
-    Json(json!({"role": role, "needsLogin": s.auth.needs_login()})).into_response()
+    let caller = s.auth.caller_of(&headers, now());
+    let oidc = s.auth.oidc();
+    Json(json!({
+        "role": caller.as_ref().map(|c| c.role),
+        "user": caller.map(|c| c.user),
+        "needsLogin": s.auth.needs_login(),
+        "staticLogin": s.auth.static_login(),
+        "oidc": oidc.is_some(),
+        "oidcName": oidc.map(crate::oidc::Oidc::display_name),
+    }))
+    .into_response()
+}
+
+fn redirect(location: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+async fn oidc_login(State(s): State<AppState>) -> Response {
+    let (Some(oidc), Some(key)) = (s.auth.oidc(), s.auth.key()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "OIDC logins are off (no --auth-oidc-issuer-url)",
+        );
+    };
+    let login = LoginState::new(now());
+    let mut res = redirect(&oidc.authorize_url(&login));
+    set_cookie(&mut res, &state_cookie(&s, &login.seal(key), LOGIN_STATE_SECONDS));
+    res
+}
+
+async fn oidc_callback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let (Some(oidc), Some(key)) = (s.auth.oidc(), s.auth.key()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "OIDC logins are off (no --auth-oidc-issuer-url)",
+        );
+    };
+    let state = cookie(&headers, STATE_COOKIE);
+    let mut res = match oidc.finish(&query, state.as_deref(), key, now()).await {
+        Ok(id) => {
+            tracing::info!(user = %id.user, role = ?id.role, "webui OIDC login");
+            let mut res = redirect(&format!("{}/", s.prefix));
+            let value = s.auth.session(id.role, &id.user, now());
+            set_cookie(
+                &mut res,
+                &session_cookie(&s, &value, SESSION_HOURS * 3600, oidc.secure()),
+            );
+            res
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "webui OIDC login refused");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            login_failed(&s, &headers, status, &e.to_string())
+        }
+    };
+    // One use only.
+    set_cookie(&mut res, &state_cookie(&s, "", 0));
+    res
+}
+
+/// A refused login: a small page for browsers, JSON for everyone else.
+fn login_failed(s: &Shared, headers: &HeaderMap, status: StatusCode, message: &str) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return error(status, message);
+    }
+    let escaped = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let html = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>Login refused</title>\
+         <h1>Login refused</h1><p id=\"login-error\">{escaped}</p><p><a href=\"{}/\">Back to the web UI</a></p>",
+        s.prefix
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {

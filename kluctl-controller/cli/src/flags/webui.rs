@@ -44,9 +44,23 @@ pub struct WebuiRunCmd {
     /// (default with --in-cluster: webui-secret)
     #[arg(long = "auth-secret-name", value_name = "NAME")]
     pub auth_secret_name: Option<String>,
-    /// The namespace of the --auth-secret-name Secret
+    /// The namespace of the --auth-secret-name and --auth-oidc-client-secret-name Secrets
     #[arg(long = "auth-secret-namespace", value_name = "NAMESPACE", default_value = super::install::DEFAULT_NAMESPACE)]
     pub auth_secret_namespace: String,
+    /// Allow logins with the static admin/viewer passwords (as Kluctl's; pass
+    /// --auth-static-login-enabled=false to allow OIDC logins only)
+    #[arg(
+        long = "auth-static-login-enabled",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub auth_static_login_enabled: bool,
+    /// `--auth-oidc-*`.
+    #[command(flatten)]
+    pub oidc: OidcFlags,
     /// The namespace of the stored command results
     #[arg(long = "command-result-namespace", value_name = "NAMESPACE", default_value = kluctl_engine::store::DEFAULT_RESULTS_NAMESPACE)]
     pub results_namespace: String,
@@ -61,4 +75,63 @@ pub struct WebuiRunCmd {
     /// controller running as a local process
     #[arg(long = "controller-log-file", value_name = "FILE")]
     pub controller_log_file: Option<PathBuf>,
+}
+
+/// The OIDC login flags of `kluctl webui run` (Kluctl's names and defaults; lists also take
+/// comma-separated values, as Kluctl's do).
+#[derive(Args, Debug, Clone)]
+pub struct OidcFlags {
+    /// The OIDC provider's issuer URL; turns OIDC logins on
+    #[arg(long = "auth-oidc-issuer-url", value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// The provider's name on the login button
+    #[arg(
+        long = "auth-oidc-display-name",
+        value_name = "NAME",
+        default_value = "OpenID Connect"
+    )]
+    pub display_name: String,
+    /// The OIDC client id
+    #[arg(long = "auth-oidc-client-id", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// The Secret (in --auth-secret-namespace) holding the OIDC client secret
+    #[arg(
+        long = "auth-oidc-client-secret-name",
+        value_name = "NAME",
+        default_value = "webui-secret"
+    )]
+    pub client_secret_name: String,
+    /// The key of the client secret in that Secret
+    #[arg(
+        long = "auth-oidc-client-secret-key",
+        value_name = "KEY",
+        default_value = "oidc-client-secret"
+    )]
+    pub client_secret_key: String,
+    /// The redirect URL registered with the provider: the web UI's address with
+    /// /auth/callback (Kluctl's) or /auth/oidc/callback, after the --path-prefix
+    #[arg(long = "auth-oidc-redirect-url", value_name = "URL")]
+    pub redirect_url: Option<String>,
+    /// A scope to request (repeatable; openid is always requested)
+    #[arg(long = "auth-oidc-scope", value_name = "SCOPE", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// An extra parameter for the authorization request, KEY=VALUE (repeatable)
+    #[arg(long = "auth-oidc-param", value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub params: Vec<String>,
+    /// The ID token claim holding the user name
+    #[arg(long = "auth-oidc-user-claim", value_name = "CLAIM", default_value = "email")]
+    pub user_claim: String,
+    /// The ID token claim holding the user's groups
+    #[arg(
+        long = "auth-oidc-group-claim",
+        value_name = "CLAIM",
+        default_value = "groups"
+    )]
+    pub group_claim: String,
+    /// Members of this group are admins (repeatable)
+    #[arg(long = "auth-oidc-admins-group", value_name = "GROUP", value_delimiter = ',')]
+    pub admins_groups: Vec<String>,
+    /// Members of this group are viewers (repeatable)
+    #[arg(long = "auth-oidc-viewers-group", value_name = "GROUP", value_delimiter = ',')]
+    pub viewers_groups: Vec<String>,
 }
