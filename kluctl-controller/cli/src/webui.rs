@@ -25,8 +25,9 @@ pub const DEFAULT_AUTH_SECRET: &str = "webui-secret";
 /// No cluster connection, an unreadable password Secret, or the address cannot be bound.
 pub fn run_webui(cmd: &WebuiCmd) -> anyhow::Result<()> {
     match &cmd.command {
-        WebuiCommand::Run(run) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        // One thread: the server waits on the network and serves from memory, and a single
+        // thread keeps a single malloc arena (two worker threads cost B10 a fifth more peak RSS).
+        WebuiCommand::Run(run) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("failed to start the server runtime")?

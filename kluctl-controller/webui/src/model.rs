@@ -32,14 +32,46 @@ pub enum Change {
     Resync,
 }
 
+/// One KluctlDeployment as the model keeps it: its overview view and the object as compact JSON
+/// (without managed fields). 1,000 deserialized objects with their statuses cost several times
+/// their JSON; only the deployment page reads the object, and it sends it as JSON anyway.
+#[derive(Debug)]
+pub struct Stored {
+    /// The overview's view.
+    pub view: DeploymentView,
+    /// The slimmed object, compact JSON.
+    pub object: Box<str>,
+}
+
+impl Stored {
+    /// Slims `kd` and keeps its view and JSON.
+    pub fn of(kd: KluctlDeployment) -> Self {
+        let kd = slim(kd);
+        Self {
+            view: DeploymentView::of(&kd),
+            object: serde_json::to_string(&kd).unwrap_or_default().into_boxed_str(),
+        }
+    }
+
+    /// Its key.
+    pub fn key(&self) -> ObjKey {
+        ObjKey {
+            namespace: self.view.namespace.clone(),
+            name: self.view.name.clone(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    deployments: BTreeMap<ObjKey, Arc<KluctlDeployment>>,
+    deployments: BTreeMap<ObjKey, Arc<Stored>>,
     /// Stored results by id, only their slim views: 5,000 full summaries would cost about ten
     /// times as much memory, and nothing but the views is read.
     results: BTreeMap<String, ResultView>,
     deployments_synced: bool,
     results_synced: bool,
+    /// The snapshot as JSON, made once for every browser asking until the next change.
+    snapshot: Option<Arc<str>>,
 }
 
 /// The shared picture; cheap to clone.
@@ -55,25 +87,29 @@ impl Default for Model {
     }
 }
 
-/// The overview: every deployment and every result, slim.
+/// The overview: every deployment and every result, slim. Borrowed from the model while it is
+/// written as JSON, so a snapshot copies nothing.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct Snapshot {
+struct Snapshot<'a> {
     /// Both watches have listed once.
-    pub synced: bool,
+    synced: bool,
     /// Every KluctlDeployment.
-    pub deployments: Vec<DeploymentView>,
+    deployments: Vec<&'a DeploymentView>,
     /// Every stored result, newest first.
-    pub results: Vec<ResultView>,
+    results: Vec<&'a ResultView>,
 }
 
-fn newest_first(results: &mut [ResultView]) {
-    results.sort_by(|a, b| b.start_time.cmp(&a.start_time).then_with(|| b.id.cmp(&a.id)));
+fn newest_first<R: std::borrow::Borrow<ResultView>>(results: &mut [R]) {
+    results.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
+        b.start_time.cmp(&a.start_time).then_with(|| b.id.cmp(&a.id))
+    });
 }
 
 /// `kd` without what no page shows: managed fields and `kubectl apply`'s copy of the object
 /// (together often more than the rest of the object).
-fn slim(mut kd: KluctlDeployment) -> KluctlDeployment {
+pub fn slim(mut kd: KluctlDeployment) -> KluctlDeployment {
     kd.metadata.managed_fields = None;
     if let Some(a) = kd.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -102,10 +138,14 @@ impl Model {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The state for a change: the cached snapshot is dropped.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state
+        let mut s = self
+            .state
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.snapshot = None;
+        s
     }
 
     fn announce(&self, change: Change) {
@@ -115,9 +155,9 @@ impl Model {
 
     /// A KluctlDeployment was added or changed.
     pub fn put_deployment(&self, kd: KluctlDeployment) {
-        let kd = slim(kd);
-        let key = ObjKey::of(&kd);
-        self.write().deployments.insert(key.clone(), Arc::new(kd));
+        let stored = Stored::of(kd);
+        let key = stored.key();
+        self.write().deployments.insert(key.clone(), Arc::new(stored));
         self.announce(Change::Deployment(key));
     }
 
@@ -128,13 +168,10 @@ impl Model {
     }
 
     /// The deployment watch listed anew: replace all deployments.
-    pub fn reset_deployments(&self, all: Vec<KluctlDeployment>) {
+    pub fn reset_deployments(&self, all: Vec<Stored>) {
         {
             let mut s = self.write();
-            s.deployments = all
-                .into_iter()
-                .map(|kd| (ObjKey::of(&kd), Arc::new(kd)))
-                .collect();
+            s.deployments = all.into_iter().map(|d| (d.key(), Arc::new(d))).collect();
             s.deployments_synced = true;
         }
         self.announce(Change::Resync);
@@ -165,7 +202,7 @@ impl Model {
     }
 
     /// One KluctlDeployment.
-    pub fn deployment(&self, key: &ObjKey) -> Option<Arc<KluctlDeployment>> {
+    pub fn deployment(&self, key: &ObjKey) -> Option<Arc<Stored>> {
         self.read().deployments.get(key).cloned()
     }
 
@@ -174,26 +211,38 @@ impl Model {
         self.read().results.get(id).cloned()
     }
 
-    /// Everything, for a new browser.
-    pub fn snapshot(&self) -> Snapshot {
-        let s = self.read();
-        let mut results: Vec<ResultView> = s.results.values().cloned().collect();
-        newest_first(&mut results);
-        Snapshot {
-            synced: s.deployments_synced && s.results_synced,
-            deployments: s.deployments.values().map(|kd| DeploymentView::of(kd)).collect(),
-            results,
+    /// Everything, for a new browser, as JSON: `{synced, deployments, results}` with the results
+    /// newest first. Made once per change, whatever the number of browsers asking.
+    pub fn snapshot_json(&self) -> Arc<str> {
+        if let Some(json) = self.read().snapshot.clone() {
+            return json;
         }
+        let mut s = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(json) = s.snapshot.clone() {
+            return json;
+        }
+        let mut results: Vec<&ResultView> = s.results.values().collect();
+        newest_first(&mut results);
+        let snapshot = Snapshot {
+            synced: s.deployments_synced && s.results_synced,
+            deployments: s.deployments.values().map(|d| &d.view).collect(),
+            results,
+        };
+        let json: Arc<str> = serde_json::to_string(&snapshot)
+            .unwrap_or_else(|_| "null".to_owned())
+            .into();
+        s.snapshot = Some(json.clone());
+        json
     }
 
     /// The results of one KluctlDeployment's target: those it ran, and those of the same project
     /// and target key run by anyone else (the CLI), newest first.
-    pub fn results_of(&self, kd: &KluctlDeployment) -> Vec<ResultView> {
-        let key = ObjKey::of(kd);
-        let own = format!("{}/{}", key.namespace, key.name);
-        let status = kd.status.as_ref();
-        let project = status.and_then(|s| s.project_key.as_ref());
-        let target = status.and_then(|s| s.target_key.as_ref());
+    pub fn results_of(&self, kd: &DeploymentView) -> Vec<ResultView> {
+        let own = format!("{}/{}", kd.namespace, kd.name);
+        let (project, target) = (kd.project.as_ref(), kd.target_key.as_ref());
         let s = self.read();
         let mut results: Vec<ResultView> = s
             .results
@@ -283,11 +332,20 @@ mod tests {
             "2026-01-03T00:00:00Z",
             Some(("a", "two")),
         )));
-        let ids: Vec<String> = model.results_of(&one).into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = model
+            .results_of(&DeploymentView::of(&one))
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["new", "old"]);
-        let snapshot = model.snapshot();
-        assert!(!snapshot.synced, "no watch has listed yet");
-        assert_eq!(snapshot.results.len(), 3);
-        assert_eq!(snapshot.results[0].id, "other");
+        let snapshot: serde_json::Value =
+            serde_json::from_str(&model.snapshot_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(snapshot["synced"], false, "no watch has listed yet");
+        assert_eq!(snapshot["deployments"][0]["name"], "one");
+        let ids: Vec<&str> = snapshot["results"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, ["other", "new", "old"]);
     }
 }

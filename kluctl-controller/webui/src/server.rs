@@ -48,7 +48,7 @@ use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS, cookie};
 use crate::logs::{LogHub, SINCE, Subscription};
 use crate::model::{Change, Model};
 use crate::oidc::{CallbackQuery, LOGIN_STATE_SECONDS, LoginState, STATE_COOKIE};
-use crate::view::{DeploymentView, ObjKey, Role, json_for};
+use crate::view::{ObjKey, Role, json_for, redact_for_viewer};
 
 /// How the server runs.
 pub struct Options {
@@ -205,6 +205,11 @@ async fn index(State(s): State<AppState>) -> Response {
         html,
     )
         .into_response()
+}
+
+/// A body that is JSON already.
+fn json_response(body: &str) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body.to_owned()).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -384,7 +389,7 @@ async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if role(&s, &headers).is_none() {
         return unauthorized();
     }
-    Json(s.model.snapshot()).into_response()
+    json_response(&s.model.snapshot_json())
 }
 
 fn key(namespace: String, name: String) -> ObjKey {
@@ -399,17 +404,21 @@ async fn deployment(
     let Some(role) = role(&s, &headers) else {
         return unauthorized();
     };
-    let Some(kd) = s.model.deployment(&key(namespace.clone(), name.clone())) else {
+    let Some(stored) = s.model.deployment(&key(namespace.clone(), name.clone())) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("KluctlDeployment {namespace}/{name} not found"),
         );
     };
     // The model holds objects without managed fields already.
+    let mut object: serde_json::Value = serde_json::from_str(&stored.object).unwrap_or_default();
+    if role == Role::Viewer {
+        redact_for_viewer(&mut object);
+    }
     Json(json!({
-        "deployment": DeploymentView::of(&kd),
-        "object": json_for(&*kd, role),
-        "results": s.model.results_of(&kd),
+        "deployment": stored.view,
+        "object": object,
+        "results": s.model.results_of(&stored.view),
     }))
     .into_response()
 }
@@ -508,9 +517,7 @@ async fn act(
 /// One browser's stream: a snapshot, then every change rendered for its role.
 fn stream(model: Model) -> impl Stream<Item = Result<Event, Infallible>> {
     let rx = model.subscribe();
-    let first = Event::default()
-        .event("snapshot")
-        .data(json_string(&model.snapshot()));
+    let first = Event::default().event("snapshot").data(&*model.snapshot_json());
     // A receive error is falling behind (Lagged) or the model gone (Closed): the stream ends and
     // the browser reconnects for a new snapshot.
     let changes = futures::stream::unfold((rx, model), |(mut rx, model)| async move {
@@ -529,7 +536,8 @@ fn json_string<T: serde::Serialize>(v: &T) -> String {
 fn render(model: &Model, change: &Change) -> Event {
     match change {
         Change::Deployment(key) => {
-            let view = model.deployment(key).map(|kd| DeploymentView::of(&kd));
+            let stored = model.deployment(key);
+            let view = stored.as_ref().map(|d| &d.view);
             Event::default()
                 .event("deployment")
                 .data(json_string(&json!({"key": key, "deployment": view})))
@@ -540,9 +548,7 @@ fn render(model: &Model, change: &Change) -> Event {
                 .event("result")
                 .data(json_string(&json!({"id": id, "result": view})))
         }
-        Change::Resync => Event::default()
-            .event("snapshot")
-            .data(json_string(&model.snapshot())),
+        Change::Resync => Event::default().event("snapshot").data(&*model.snapshot_json()),
     }
 }
 

@@ -19,7 +19,11 @@ use kluctl_engine::store::{
     COMMAND_RESULT_ID_LABEL, COMMAND_RESULT_SUMMARY_ANNOTATION, RESULT_LABEL, VALIDATE_RESULT_ID_LABEL,
 };
 
-use crate::model::Model;
+use crate::model::{Model, Stored};
+
+/// Objects per page when listing: a page is held whole in memory while it is read, and
+/// KluctlDeployments with their statuses run to several kilobytes each.
+const LIST_PAGE: u32 = 100;
 use crate::view::{ObjKey, ResultView};
 
 /// Runs both watches until the task is dropped.
@@ -32,13 +36,15 @@ pub async fn run(client: Client, results_namespace: String, model: Model) {
 
 async fn deployments(client: Client, model: Model) {
     let api: Api<KluctlDeployment> = Api::all(client);
-    let mut listing: Vec<KluctlDeployment> = Vec::new();
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    // Each listed object is slimmed as it arrives; small pages keep the listing's buffers small.
+    let mut listing: Vec<Stored> = Vec::new();
+    let config = watcher::Config::default().page_size(LIST_PAGE);
+    let mut events = watcher(api, config).default_backoff().boxed();
     loop {
         match events.try_next().await {
             Ok(Some(event)) => match event {
                 watcher::Event::Init => listing.clear(),
-                watcher::Event::InitApply(kd) => listing.push(kd),
+                watcher::Event::InitApply(kd) => listing.push(Stored::of(kd)),
                 watcher::Event::InitDone => model.reset_deployments(std::mem::take(&mut listing)),
                 watcher::Event::Apply(kd) => model.put_deployment(kd),
                 watcher::Event::Delete(kd) => model.remove_deployment(&ObjKey::of(&kd)),
@@ -78,7 +84,9 @@ fn view(meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
 async fn results(client: Client, namespace: String, model: Model) {
     // Metadata only: the summaries are annotations, the data stays on the server.
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().labels(RESULT_LABEL);
+    let config = watcher::Config::default()
+        .labels(RESULT_LABEL)
+        .page_size(LIST_PAGE);
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut listed = Vec::new();
     loop {
