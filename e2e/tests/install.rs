@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// The namespace of the command results (shared by every test; never deleted here).
@@ -345,8 +345,21 @@ async fn uninstall_keeps_the_app(t: &TestNs) -> anyhow::Result<()> {
         .await
         .context("--keep-namespace did not keep it")?;
 
+    // Run again, with no controller left to stop: no KluctlDeployment is suspended, here or in
+    // any other namespace of the cluster.
+    kds.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await?;
     let (code, again, err) = kluctl(&["uninstall", "--namespace", &ns, "--keep-namespace", "--yes"])?;
     ensure!(code == Some(0), "{err}");
     ensure!(again.contains("nothing to remove"), "{again}");
+    ensure!(!again.contains("suspended"), "{again}");
+    ensure!(
+        !kds.get("app").await?.spec.suspend,
+        "an uninstall without a controller suspended a KluctlDeployment"
+    );
     Ok(())
 }

@@ -48,8 +48,11 @@ pub async fn uninstall(
     scope: Scope,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let watched = watched_namespace(client, namespace).await?;
-    suspend_all(client, watched.as_deref()).await?;
+    match watched_namespace(client, namespace).await? {
+        Watched::Nothing => {}
+        Watched::All => suspend_all(client, None).await?,
+        Watched::Namespace(ns) => suspend_all(client, Some(&ns)).await?,
+    }
     let mut removed = 0;
     for o in m.objects.iter().rev().filter(|o| kind(o) != "Namespace") {
         removed += usize::from(delete(client, o).await?);
@@ -89,17 +92,26 @@ pub async fn uninstall(
     Ok(())
 }
 
-/// The namespace the installed kluctl-controller watches: its `--namespace` argument, `None`
-/// when it watches every namespace (or when it is not installed: then every KluctlDeployment is
-/// suspended, as no controller can be told apart).
-async fn watched_namespace(client: &Client, namespace: &str) -> anyhow::Result<Option<String>> {
+/// What the kluctl-controller of an installation watches.
+enum Watched {
+    /// No kluctl-controller is installed there: nothing reconciles, nothing to suspend (a
+    /// mistyped `--namespace`, or an uninstall run again, touches no KluctlDeployment).
+    Nothing,
+    /// Every namespace.
+    All,
+    /// One namespace (its `--namespace` argument).
+    Namespace(String),
+}
+
+/// What the kluctl-controller installed in `namespace` watches.
+async fn watched_namespace(client: &Client, namespace: &str) -> anyhow::Result<Watched> {
     let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), namespace);
     let Some(d) = api
         .get_opt("kluctl-controller")
         .await
         .with_context(|| format!("failed to read Deployment {namespace}/kluctl-controller"))?
     else {
-        return Ok(None);
+        return Ok(Watched::Nothing);
     };
     let args = d
         .spec
@@ -107,7 +119,7 @@ async fn watched_namespace(client: &Client, namespace: &str) -> anyhow::Result<O
         .and_then(|p| p.containers.into_iter().next())
         .and_then(|c| c.args)
         .unwrap_or_default();
-    Ok(watch_arg(&args, namespace))
+    Ok(watch_arg(&args, namespace).map_or(Watched::All, Watched::Namespace))
 }
 
 /// The value of `--namespace=X` in `args` (with `$(KLUCTL_CONTROLLER_NAMESPACE)` resolved to the
