@@ -30,6 +30,7 @@ mod kluctl_controller;
 pub mod kluctl_deployment;
 pub mod oidc;
 pub mod sink;
+pub mod webui;
 pub use kluctl_controller::{KluctlController, kluctl_controller_bin, log_value};
 
 /// Default location of the env file written by `e2e/scripts/up.sh`.

@@ -61,8 +61,27 @@ impl Server {
         oidc: Option<kluctl_webui::oidc::Oidc>,
         logs: Option<LogSource>,
     ) -> anyhow::Result<Self> {
+        Self::start_in(t, &["e2e"], passwords, oidc, logs).await
+    }
+
+    /// A server showing `clusters`, each one a client of the test's cluster under another name.
+    async fn start_in(
+        t: &TestNs,
+        clusters: &[&str],
+        passwords: Option<kluctl_webui::Passwords>,
+        oidc: Option<kluctl_webui::oidc::Oidc>,
+        logs: Option<LogSource>,
+    ) -> anyhow::Result<Self> {
+        let clusters = clusters
+            .iter()
+            .map(|name| kluctl_webui::Cluster {
+                name: (*name).to_owned(),
+                client: t.client.clone(),
+                logs: logs.clone(),
+            })
+            .collect();
         let running = kluctl_webui::start(
-            t.client.clone(),
+            clusters,
             kluctl_webui::Options {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 path_prefix: "/ui".to_owned(),
@@ -72,7 +91,6 @@ impl Server {
                     oidc: oidc.map(Box::new),
                     key: kluctl_webui::auth::random_key(),
                 }),
-                logs,
             },
         )
         .await?;
@@ -823,6 +841,130 @@ async fn oidc_callbacks_with_a_tampered_state_or_without_the_login_cookie_are_re
         assert_eq!(session, None);
         assert_eq!(idp.refusals(), ["wrong client credentials"]);
         assert!(!tr.0.contains(wrong));
+        Ok(())
+    })
+    .await
+}
+
+fn in_cluster(v: &Value, list: &str, cluster: &str, check: impl Fn(&Value) -> bool) -> bool {
+    v[list]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i["cluster"] == cluster && check(i)))
+}
+
+#[tokio::test]
+async fn one_server_shows_several_clusters_each_under_its_own_name() -> anyhow::Result<()> {
+    e2e::init_logging();
+    TestNs::run("webui_clusters", |t| async move {
+        let ns = t.name.clone();
+        let (project, target) = create_deployment(&t).await?;
+        let id = store_result(&t, &project, &target).await?;
+        // Two names for the test's cluster: each holds its own copy of every object.
+        let s = Server::start_in(&t, &["east", "west"], Some(passwords()), None, None).await?;
+        let v = wait_overview(&s, |v| {
+            ["east", "west"].iter().all(|c| {
+                in_cluster(v, "deployments", c, |d| {
+                    d["namespace"] == ns.as_str() && d["name"] == "app"
+                }) && in_cluster(v, "results", c, |r| r["id"] == id.as_str())
+            }) && v["synced"] == true
+        })
+        .await?;
+        assert_eq!(v["clusters"], json!(["east", "west"]), "in the order given");
+
+        // A page names its cluster; without one it is the first cluster's.
+        for (query, cluster) in [("?cluster=west", "west"), ("", "east")] {
+            let (status, body) = send(
+                s.get(&format!("/api/deployments/{ns}/app{query}"))
+                    .basic_auth("viewer", Some(VIEWER_PW)),
+            )
+            .await?;
+            assert_eq!(status, 200, "{body}");
+            let page = json_of(&body)?;
+            assert_eq!(page["deployment"]["cluster"], cluster, "{page:#}");
+            assert!(
+                in_cluster(&page, "results", cluster, |r| r["id"] == id.as_str()),
+                "its results are its cluster's: {page:#}"
+            );
+        }
+        let (status, body) = send(
+            s.get(&format!("/api/results/{id}?cluster=west"))
+                .basic_auth("viewer", Some(VIEWER_PW)),
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json_of(&body)?["summary"]["cluster"], "west");
+
+        // A cluster the server does not show: 404 naming the ones it does, nothing patched.
+        for req in [
+            s.get(&format!("/api/deployments/{ns}/app?cluster=north")),
+            s.get(&format!("/api/results/{id}?cluster=north")),
+            s.post(&format!(
+                "/api/deployments/{ns}/app/actions/suspend?cluster=north"
+            ))
+            .header("x-kluctl-webui", "1"),
+        ] {
+            let (status, body) = send(req.basic_auth("admin", Some(ADMIN_PW))).await?;
+            assert_eq!(status, 404, "{body}");
+            assert!(
+                body.contains("unknown cluster \\\"north\\\"") && body.contains("east, west"),
+                "{body}"
+            );
+        }
+        let api: Api<KluctlDeployment> = Api::namespaced(t.client.clone(), &ns);
+        assert!(!api.get("app").await?.spec.suspend, "nothing was patched");
+
+        // An action through the second cluster's client.
+        let (status, body) = send(
+            s.post(&format!("/api/deployments/{ns}/app/actions/suspend?cluster=west"))
+                .header("x-kluctl-webui", "1")
+                .basic_auth("admin", Some(ADMIN_PW)),
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(api.get("app").await?.spec.suspend);
+        wait_overview(&s, |v| {
+            ["east", "west"].iter().all(|c| {
+                in_cluster(v, "deployments", c, |d| {
+                    d["namespace"] == ns.as_str() && d["name"] == "app" && d["suspend"] == true
+                })
+            })
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn kluctl_webui_run_shows_the_contexts_it_is_given() -> anyhow::Result<()> {
+    e2e::init_logging();
+    TestNs::run("webui_contexts", |t| async move {
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = e2e::webui::two_context_kubeconfig(
+            std::path::Path::new(t.env.get("E2E_KUBECONFIG_ADMIN")?),
+            dir.path(),
+        )?;
+        let http = reqwest::Client::new();
+        for (flags, expected) in [
+            (vec!["--all-contexts"], json!(["ctx-a", "ctx-b"])),
+            (
+                vec!["--context", "ctx-b", "--context", "ctx-a"],
+                json!(["ctx-b", "ctx-a"]),
+            ),
+            (vec![], json!(["ctx-a"])),
+        ] {
+            let mut args = vec!["--kubeconfig", kubeconfig.to_str().context("path")?];
+            args.extend(["--command-result-namespace", &t.name]);
+            args.extend(flags.iter().copied());
+            let webui = e2e::webui::Webui::start(&args)?;
+            let v: Value = http
+                .get(format!("{}api/overview", webui.url))
+                .send()
+                .await?
+                .json()
+                .await?;
+            assert_eq!(v["clusters"], expected, "kluctl webui run {args:?}");
+        }
         Ok(())
     })
     .await

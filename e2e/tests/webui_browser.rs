@@ -12,13 +12,13 @@
 // One scenario told start to finish.
 #![allow(clippy::too_many_lines)]
 
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use e2e::browser::Browser;
 use e2e::kluctl_deployment as kd;
-use e2e::{ChildLog, GitRepo, KluctlController, TestNs, kluctl_bin, log_value, project_root};
+use e2e::webui::Webui;
+use e2e::{GitRepo, KluctlController, TestNs, log_value, project_root};
 use gitops_api::kluctl::v1beta1::KluctlDeployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -49,65 +49,6 @@ fn project(name: &str, message: &str) -> Vec<(String, String)> {
 fn push(repo: &GitRepo, files: &[(String, String)], message: &str) -> anyhow::Result<String> {
     let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
     repo.commit(&files, message)
-}
-
-/// `kluctl webui run` on a free port, killed when dropped.
-struct Webui {
-    child: Child,
-    url: String,
-    _log: ChildLog,
-    _dir: tempfile::TempDir,
-}
-
-impl Webui {
-    fn start(t: &TestNs, controller_log: &std::path::Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new(kluctl_bin()?)
-            .args([
-                "webui",
-                "run",
-                "--port",
-                "0",
-                "--command-result-namespace",
-                &t.name,
-            ])
-            .args(["--kubeconfig", t.env.get("E2E_KUBECONFIG_ADMIN")?])
-            .arg("--controller-log-file")
-            .arg(controller_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting kluctl webui run")?;
-        let log = ChildLog::follow(
-            child.stderr.take().context("stderr")?,
-            &dir.path().join("webui.log"),
-        )?;
-        let url = log.wait_for("its address", Duration::from_secs(30), |line| {
-            line.split("Serving the kluctl web UI at ")
-                .nth(1)
-                .map(str::to_owned)
-        });
-        let url = match url {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = child.kill();
-                return Err(e);
-            }
-        };
-        Ok(Self {
-            child,
-            url,
-            _log: log,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Webui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn message(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Option<String>> {
@@ -151,7 +92,14 @@ async fn the_ui_shows_deployments_live_and_its_buttons_act() -> anyhow::Result<(
             kd::apply(&api, "app", spec(&app_repo, json!({}))).await?;
             kd::apply(&api, "gated", spec(&gated_repo, json!({"manual": true}))).await?;
 
-            let webui = Webui::start(&t, &ctl.log_file)?;
+            let webui = Webui::start([
+                OsStr::new("--command-result-namespace"),
+                OsStr::new(&t.name),
+                OsStr::new("--kubeconfig"),
+                OsStr::new(t.env.get("E2E_KUBECONFIG_ADMIN")?),
+                OsStr::new("--controller-log-file"),
+                ctl.log_file.as_os_str(),
+            ])?;
             let browser = Browser::start(1400, 900).await?;
             browser.goto(&webui.url).await?;
 
@@ -269,6 +217,42 @@ async fn the_ui_shows_deployments_live_and_its_buttons_act() -> anyhow::Result<(
                 json!(true),
                 "the page was never reloaded"
             );
+
+            // 7. One server for two contexts (two names for this cluster): a section per
+            // cluster, and a deployment of the second opens its own page.
+            let dir = tempfile::tempdir()?;
+            let kubeconfig = e2e::webui::two_context_kubeconfig(
+                std::path::Path::new(t.env.get("E2E_KUBECONFIG_ADMIN")?),
+                dir.path(),
+            )?;
+            let both = Webui::start([
+                OsStr::new("--all-contexts"),
+                OsStr::new("--kubeconfig"),
+                kubeconfig.as_os_str(),
+                OsStr::new("--command-result-namespace"),
+                OsStr::new(&t.name),
+                OsStr::new("--controller-log-file"),
+                ctl.log_file.as_os_str(),
+            ])?;
+            browser.goto(&both.url).await?;
+            let row_b = format!("section[data-cluster=\"ctx-b\"] [data-testid=deployment-row][data-key=\"{ns}/app\"]");
+            browser
+                .wait_for(
+                    "both clusters' sections with app",
+                    "return document.querySelectorAll('section[data-testid=cluster]').length === 2 && document.querySelector(arguments[0]) !== null",
+                    &[json!(row_b)],
+                )
+                .await?;
+            let clusters = browser.screenshot(&shots.join("clusters.png")).await?;
+            eprintln!("screenshot: {}", clusters.display());
+            browser.click("app of ctx-b", &format!("{row_b} td:nth-child(2) a")).await?;
+            browser
+                .wait_for(
+                    "app's page in ctx-b with its history",
+                    "const h = document.querySelector('h1'); return location.hash.startsWith('#/c/ctx-b/d/') && h && h.innerText.includes('ctx-b') && document.querySelector('[data-testid=history] li') !== null",
+                    &[],
+                )
+                .await?;
             Ok(())
         })
     })

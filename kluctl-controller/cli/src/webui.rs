@@ -3,7 +3,8 @@
 //! / `--auth-secret-name` / `--auth-oidc-issuer-url`, behind logins: the static passwords of a
 //! Secret, OIDC, or both (Kluctl's `--auth-static-login-enabled` and `--auth-oidc-*` flags).
 //! The deployment pages show the kluctl-controller's log lines: from its pods in
-//! `--controller-namespace` (also in the cluster), or from `--controller-log-file`.
+//! `--controller-namespace` (also in the cluster), or from `--controller-log-file`. One server
+//! shows several clusters with `--context a --context b` or `--all-contexts`.
 
 use std::net::SocketAddr;
 
@@ -35,12 +36,68 @@ pub fn run_webui(cmd: &WebuiCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn client(cmd: &WebuiRunCmd) -> anyhow::Result<kube::Client> {
+/// The name of the pod's own cluster with `--in-cluster`, and of the cluster of a kubeconfig
+/// without a current context.
+const IN_CLUSTER: &str = "in-cluster";
+
+/// The clusters to show, each with its client: the pod's own (`--in-cluster`), every context of
+/// the kubeconfig (`--all-contexts`; one that cannot be loaded is skipped with a warning), the
+/// `--context`s given, or the current context.
+async fn clusters(cmd: &WebuiRunCmd) -> anyhow::Result<Vec<(String, kube::Client)>> {
     if cmd.in_cluster {
         let config = kube::Config::incluster().context("--in-cluster: not running in a cluster")?;
-        return kube::Client::try_from(config).context("failed to create a Kubernetes client");
+        let client = kube::Client::try_from(config).context("failed to create a Kubernetes client")?;
+        return Ok(vec![(IN_CLUSTER.to_owned(), client)]);
     }
-    Ok(crate::get::connect(&cmd.cluster).await?.0)
+    let kubeconfig = match &cmd.kubeconfig {
+        Some(path) => Some(
+            kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("failed to read kubeconfig '{}'", path.display()))?,
+        ),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    let contexts: Vec<Option<String>> = if cmd.all_contexts {
+        let names: Vec<Option<String>> = kubeconfig
+            .iter()
+            .flat_map(|kc| kc.contexts.iter().map(|c| Some(c.name.clone())))
+            .collect();
+        if names.is_empty() {
+            return Err(Hinted::new(
+                anyhow::anyhow!("--all-contexts: the kubeconfig has no contexts"),
+                "pass --kubeconfig with the file that has them",
+            )
+            .into());
+        }
+        names
+    } else if cmd.contexts.is_empty() {
+        vec![None]
+    } else {
+        cmd.contexts.iter().cloned().map(Some).collect()
+    };
+    let current = kubeconfig.and_then(|kc| kc.current_context);
+    let mut clusters = Vec::new();
+    for context in contexts {
+        let name = context
+            .clone()
+            .or_else(|| current.clone())
+            .unwrap_or_else(|| IN_CLUSTER.to_owned());
+        let client = crate::gitops::load_config(cmd.kubeconfig.as_deref(), context.as_deref())
+            .await
+            .and_then(|c| kube::Client::try_from(c).context("failed to create a Kubernetes client"));
+        match client {
+            Ok(client) => clusters.push((name, client)),
+            Err(e) if cmd.all_contexts => {
+                eprintln!("warning: --all-contexts: skipping context '{name}': {e:#}");
+            }
+            Err(e) => {
+                return Err(Hinted::new(e, "pass --kubeconfig or --context to choose the cluster").into());
+            }
+        }
+    }
+    if clusters.is_empty() {
+        anyhow::bail!("--all-contexts: no context of the kubeconfig could be loaded");
+    }
+    Ok(clusters)
 }
 
 async fn read_secret(
@@ -185,22 +242,30 @@ async fn auth(client: &kube::Client, cmd: &WebuiRunCmd) -> anyhow::Result<kluctl
 }
 
 async fn run_server(cmd: &WebuiRunCmd) -> anyhow::Result<()> {
-    let client = client(cmd).await?;
-    let auth = auth(&client, cmd).await?;
+    let clusters = clusters(cmd).await?;
+    // Logins are read from the first cluster (the in-cluster server has only its own).
+    let auth = auth(&clusters[0].1, cmd).await?;
     let options = kluctl_webui::Options {
         addr: SocketAddr::new(cmd.host, cmd.port),
         path_prefix: cmd.path_prefix.clone(),
         results_namespace: cmd.results_namespace.clone(),
         auth,
-        logs: Some(match &cmd.controller_log_file {
-            Some(path) => LogSource::File(path.clone()),
-            None => LogSource::Pods {
-                client: client.clone(),
-                namespace: cmd.controller_namespace.clone(),
-            },
-        }),
     };
-    let running = kluctl_webui::start(client, options).await?;
+    let clusters = clusters
+        .into_iter()
+        .map(|(name, client)| kluctl_webui::Cluster {
+            name,
+            logs: Some(match &cmd.controller_log_file {
+                Some(path) => LogSource::File(path.clone()),
+                None => LogSource::Pods {
+                    client: client.clone(),
+                    namespace: cmd.controller_namespace.clone(),
+                },
+            }),
+            client,
+        })
+        .collect();
+    let running = kluctl_webui::start(clusters, options).await?;
     let prefix = cmd.path_prefix.trim_matches('/');
     let shown = if prefix.is_empty() {
         String::new()

@@ -2,7 +2,8 @@
 //
 // State: one snapshot from /api/events (every deployment and result, slim), kept current by the
 // same stream's `deployment` and `result` events. Pages: #/ (overview), #/d/NS/NAME (deployment),
-// #/r/ID (one stored result). The deployment page also follows the controller's log lines of its
+// #/r/ID (one stored result); with several clusters #/c/CLUSTER/d/NS/NAME and #/c/CLUSTER/r/ID
+// (without #/c/CLUSTER: the first cluster). The deployment page also follows the controller's log lines of its
 // KluctlDeployment (a second stream, open only while that page shows in a visible tab). Every element built from data goes through el() / text nodes,
 // never innerHTML, so nothing from the cluster is ever parsed as HTML.
 'use strict';
@@ -14,8 +15,9 @@ const S = {
   staticLogin: false, // password logins on
   oidc: false, // OIDC logins on
   oidcName: '',
-  deployments: new Map(), // "ns/name" -> view
-  results: new Map(), // id -> view
+  clusters: [], // names, in the server's order
+  deployments: new Map(), // "cluster|ns/name" -> view
+  results: new Map(), // "cluster|id" -> view
   synced: false,
   page: null, // data of the open deployment / result page
   filter: '',
@@ -65,6 +67,15 @@ async function api(path, opts) {
 }
 
 function keyOf(d) { return `${d.namespace}/${d.name}`; }
+
+// Several clusters: every link and API call names its cluster.
+function multi() { return S.clusters.length > 1; }
+function clusterOr(c) { return c || S.clusters[0] || ''; }
+function mapKey(cluster, rest) { return `${clusterOr(cluster)}|${rest}`; }
+function at(cluster) { return cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''; }
+function prefix(cluster) { return multi() ? `#/c/${encodeURIComponent(clusterOr(cluster))}` : '#'; }
+function dHref(cluster, key) { return `${prefix(cluster)}/d/${key}`; }
+function rHref(cluster, id) { return `${prefix(cluster)}/r/${id}`; }
 
 function counts(r) {
   if (!r) return null;
@@ -120,23 +131,25 @@ function connect() {
   es = new EventSource('api/events');
   es.addEventListener('snapshot', (ev) => {
     const snap = JSON.parse(ev.data);
-    S.deployments = new Map(snap.deployments.map((d) => [keyOf(d), d]));
-    S.results = new Map(snap.results.map((r) => [r.id, r]));
+    S.clusters = snap.clusters || [];
+    S.deployments = new Map(snap.deployments.map((d) => [mapKey(d.cluster, keyOf(d)), d]));
+    S.results = new Map(snap.results.map((r) => [mapKey(r.cluster, r.id), r]));
     S.synced = snap.synced;
     setConn('live', snap.synced ? 'live' : 'syncing');
     refreshPage();
   });
   es.addEventListener('deployment', (ev) => {
     const { key, deployment } = JSON.parse(ev.data);
-    const k = `${key.namespace}/${key.name}`;
+    const k = mapKey(key.cluster, `${key.namespace}/${key.name}`);
     if (deployment) S.deployments.set(k, deployment); else S.deployments.delete(k);
-    if (S.page && S.page.kind === 'deployment' && S.page.key === k) refreshPage();
+    if (S.page && S.page.kind === 'deployment' && mapKey(S.page.cluster, S.page.key) === k) refreshPage();
     else queueRender();
   });
   es.addEventListener('result', (ev) => {
-    const { id, result } = JSON.parse(ev.data);
-    if (result) S.results.set(id, result); else S.results.delete(id);
-    if (S.page && S.page.kind === 'deployment' && result && result.deployment === S.page.key) refreshPage();
+    const { cluster, id, result } = JSON.parse(ev.data);
+    const k = mapKey(cluster, id);
+    if (result) S.results.set(k, result); else S.results.delete(k);
+    if (S.page && S.page.kind === 'deployment' && result && mapKey(cluster, result.deployment) === mapKey(S.page.cluster, S.page.key)) refreshPage();
     else queueRender();
   });
   es.onopen = () => setConn('live', 'live');
@@ -165,7 +178,7 @@ const logs = { es: null, key: null, panel: null, status: null };
 
 function logsWanted() {
   const r = route();
-  return S.role && !document.hidden && r.kind === 'deployment' ? r.key : null;
+  return S.role && !document.hidden && r.kind === 'deployment' ? mapKey(r.cluster, r.key) : null;
 }
 
 function setLogStatus(text) { if (logs.status) logs.status.textContent = text; }
@@ -187,8 +200,9 @@ function syncLogs() {
     logs.panel = el('div', { class: 'logs', 'data-testid': 'controller-logs', 'data-key': want });
   }
   logs.key = want;
-  const [ns, name] = want.split('/');
-  const es = new EventSource(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/logs`);
+  const r = route();
+  const [ns, name] = r.key.split('/');
+  const es = new EventSource(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/logs${at(r.cluster)}`);
   logs.es = es;
   // Each (re)connection replays the server's buffered lines: start from an empty panel.
   es.onopen = () => { logs.panel.replaceChildren(); setLogStatus('live'); };
@@ -215,10 +229,11 @@ function logsPanel(key) {
 // ---------------------------------------------------------------- routing
 
 function route() {
-  const h = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
-  let m;
-  if ((m = h.match(/^\/d\/([^/]+)\/([^/]+)$/))) return { kind: 'deployment', key: `${m[1]}/${m[2]}` };
-  if ((m = h.match(/^\/r\/([^/]+)$/))) return { kind: 'result', id: m[1] };
+  let parts = location.hash.replace(/^#\/?/, '').split('/').map((p) => { try { return decodeURIComponent(p); } catch (_) { return p; } });
+  let cluster = null;
+  if (parts[0] === 'c' && parts.length > 2) { cluster = parts[1]; parts = parts.slice(2); }
+  if (parts[0] === 'd' && parts.length === 3) return { kind: 'deployment', cluster, key: `${parts[1]}/${parts[2]}` };
+  if (parts[0] === 'r' && parts.length === 2) return { kind: 'result', cluster, id: parts[1] };
   return { kind: 'overview' };
 }
 
@@ -230,12 +245,12 @@ async function refreshPage() {
   try {
     if (r.kind === 'deployment') {
       const [ns, name] = r.key.split('/');
-      const data = await api(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
-      if (seq === pageSeq) S.page = Object.assign({ kind: 'deployment', key: r.key }, data);
+      const data = await api(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}${at(r.cluster)}`);
+      if (seq === pageSeq) S.page = Object.assign({ kind: 'deployment', cluster: r.cluster, key: r.key }, data);
     } else if (r.kind === 'result') {
-      if (!(S.page && S.page.kind === 'result' && S.page.id === r.id)) {
-        const data = await api(`api/results/${encodeURIComponent(r.id)}`);
-        if (seq === pageSeq) S.page = Object.assign({ kind: 'result', id: r.id }, data);
+      if (!(S.page && S.page.kind === 'result' && S.page.id === r.id && S.page.cluster === r.cluster)) {
+        const data = await api(`api/results/${encodeURIComponent(r.id)}${at(r.cluster)}`);
+        if (seq === pageSeq) S.page = Object.assign({ kind: 'result', cluster: r.cluster, id: r.id }, data);
       }
     } else {
       S.page = null;
@@ -263,10 +278,10 @@ function render() {
   if (S.page && S.page.kind === 'error') {
     view = el('div', { class: 'card' }, el('b', {}, 'Error: '), S.page.error);
   } else if (r.kind === 'deployment') {
-    crumbs.append(el('a', { href: '#/' }, 'overview'), ' / ', r.key);
+    crumbs.append(el('a', { href: '#/' }, 'overview'), ' / ', multi() ? `${clusterOr(r.cluster)} / ` : '', r.key);
     view = S.page && S.page.kind === 'deployment' ? deploymentPage(S.page) : el('p', { class: 'muted' }, 'Loading…');
   } else if (r.kind === 'result') {
-    crumbs.append(el('a', { href: '#/' }, 'overview'), ' / result ', r.id.slice(0, 8));
+    crumbs.append(el('a', { href: '#/' }, 'overview'), ' / ', multi() ? `${clusterOr(r.cluster)} / ` : '', 'result ', r.id.slice(0, 8));
     view = S.page && S.page.kind === 'result' ? resultPage(S.page) : el('p', { class: 'muted' }, 'Loading…');
   } else {
     view = overviewPage();
@@ -287,9 +302,12 @@ function projectName(p) {
 }
 
 function overviewPage() {
-  const groups = new Map(); // project -> target -> {deployments, results}
-  const group = (p, t) => {
+  const clusters = new Map(S.clusters.map((c) => [c, new Map()])); // cluster -> project -> target -> {deployments, cli}
+  const group = (c, p, t) => {
     const pk = projectName(p);
+    const cl = clusterOr(c);
+    if (!clusters.has(cl)) clusters.set(cl, new Map());
+    const groups = clusters.get(cl);
     if (!groups.has(pk)) groups.set(pk, new Map());
     const tk = t ? `${t.targetName || '(no target)'}${t.discriminator ? ` · ${t.discriminator}` : ''}` : '(target not known yet)';
     const g = groups.get(pk);
@@ -298,13 +316,13 @@ function overviewPage() {
   };
   const f = S.filter.toLowerCase();
   for (const d of S.deployments.values()) {
-    if (f && !`${keyOf(d)} ${d.source} ${projectName(d.project)}`.toLowerCase().includes(f)) continue;
-    group(d.project, d.targetKey).deployments.push(d);
+    if (f && !`${keyOf(d)} ${d.source} ${projectName(d.project)} ${d.cluster}`.toLowerCase().includes(f)) continue;
+    group(d.cluster, d.project, d.targetKey).deployments.push(d);
   }
   for (const r of S.results.values()) {
     if (r.deployment || r.kind !== 'command') continue;
-    if (f && !projectName(r.project).toLowerCase().includes(f)) continue;
-    group(r.project, r.targetKey).cli.push(r);
+    if (f && !`${projectName(r.project)} ${r.cluster}`.toLowerCase().includes(f)) continue;
+    group(r.cluster, r.project, r.targetKey).cli.push(r);
   }
   const total = S.deployments.size;
   const failing = [...S.deployments.values()].filter((d) => d.ready === 'False').length;
@@ -319,9 +337,19 @@ function overviewPage() {
     el('input', { id: 'filter', class: 'filter', placeholder: 'filter by name, namespace, source…', value: S.filter,
       oninput: (e) => { S.filter = e.target.value; queueRender(); } }));
   if (!total && !S.results.size) {
-    return el('div', {}, head, el('p', { class: 'muted' }, S.synced ? 'No KluctlDeployments and no stored results on this cluster.' : 'Reading the cluster…'));
+    return el('div', {}, head, el('p', { class: 'muted' }, S.synced ? `No KluctlDeployments and no stored results on ${multi() ? 'these clusters' : 'this cluster'}.` : 'Reading the cluster…'));
   }
-  const projects = [...groups.keys()].sort().map((pk) => {
+  const sections = [...clusters.entries()].map(([cl, groups]) => {
+    const projects = projectCards(groups);
+    if (!multi()) return projects;
+    return el('section', { class: 'cluster', 'data-testid': 'cluster', 'data-cluster': cl },
+      el('h2', {}, cl, ' ', el('span', { class: 'muted' }, projects.length ? '' : 'no KluctlDeployments')), projects);
+  });
+  return el('div', {}, head, sections);
+}
+
+function projectCards(groups) {
+  return [...groups.keys()].sort().map((pk) => {
     const targets = [...groups.get(pk).entries()].sort(([a], [b]) => a.localeCompare(b)).map(([tk, g]) => {
       g.deployments.sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
       g.cli.sort((a, b) => b.startTime.localeCompare(a.startTime));
@@ -329,28 +357,27 @@ function overviewPage() {
         el('div', { class: 'tname' }, tk),
         g.deployments.length ? el('table', {},
           el('tr', {}, ['', 'KluctlDeployment', 'source', 'revision', 'last deploy', 'validation', 'drift'].map((t) => el('th', {}, t))),
-          g.deployments.map((d) => el('tr', { 'data-testid': 'deployment-row', 'data-key': keyOf(d), 'data-ready': d.ready },
+          g.deployments.map((d) => el('tr', { 'data-testid': 'deployment-row', 'data-key': keyOf(d), 'data-cluster': d.cluster, 'data-ready': d.ready },
             el('td', {}, dot(d)),
-            el('td', {}, el('a', { href: `#/d/${keyOf(d)}` }, keyOf(d)), ' ', badges(d),
+            el('td', {}, el('a', { href: dHref(d.cluster, keyOf(d)) }, keyOf(d)), ' ', badges(d),
               d.ready === 'False' ? el('div', { class: 'muted msg' }, d.message.slice(0, 200)) : null),
             el('td', { class: 'mono' }, d.source),
             el('td', { class: 'mono' }, short(d.commit)),
-            el('td', {}, d.lastDeploy ? [el('a', { href: `#/r/${d.lastDeploy.id}` }, ago(d.lastDeploy.startTime)), ' ', counts(d.lastDeploy)] : el('span', { class: 'muted' }, 'never')),
+            el('td', {}, d.lastDeploy ? [el('a', { href: rHref(d.cluster, d.lastDeploy.id) }, ago(d.lastDeploy.startTime)), ' ', counts(d.lastDeploy)] : el('span', { class: 'muted' }, 'never')),
             el('td', {}, d.lastValidate ? counts(d.lastValidate) : el('span', { class: 'muted' }, '–')),
             el('td', { 'data-testid': 'drift-cell' }, d.drift || el('span', { class: 'muted' }, '–'))))) : null,
         g.cli.length ? el('div', { class: 'muted' }, 'From the command line: ',
-          el('a', { href: `#/r/${g.cli[0].id}` }, `${g.cli[0].command} ${ago(g.cli[0].startTime)}`), ' ', counts(g.cli[0]),
+          el('a', { href: rHref(g.cli[0].cluster, g.cli[0].id) }, `${g.cli[0].command} ${ago(g.cli[0].startTime)}`), ' ', counts(g.cli[0]),
           g.cli.length > 1 ? ` (and ${g.cli.length - 1} earlier)` : '') : null);
     });
     return el('div', { class: 'card project' }, el('div', { class: 'head' }, el('b', {}, pk)), targets);
   });
-  return el('div', {}, head, projects);
 }
 
-async function act(key, action, body) {
+async function act(cluster, key, action, body) {
   const [ns, name] = key.split('/');
   try {
-    const res = await api(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/actions/${action}`, {
+    const res = await api(`api/deployments/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/actions/${action}${at(cluster)}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-kluctl-webui': '1' },
       body: JSON.stringify(body || {}),
@@ -394,7 +421,7 @@ function deploymentPage(p) {
   const d = p.deployment;
   const st = (p.object && p.object.status) || {};
   const admin = S.role === 'admin';
-  const btn = (action, label, cls, body) => el('button', { class: cls, 'data-action': action, onclick: () => act(p.key, action, body) }, label);
+  const btn = (action, label, cls, body) => el('button', { class: cls, 'data-action': action, onclick: () => act(p.cluster, p.key, action, body) }, label);
   const actions = admin ? el('div', { class: 'actions' },
     btn('reconcile', 'Reconcile now', 'primary'),
     btn('deploy', 'Deploy'),
@@ -407,7 +434,7 @@ function deploymentPage(p) {
   const drift = st.lastDriftDetectionResult;
   const validate = st.lastValidateResult;
   return el('div', {},
-    el('h1', {}, dot(d), keyOf(d), ' ', badges(d)),
+    el('h1', {}, dot(d), keyOf(d), ' ', multi() ? el('span', { class: 'badge' }, d.cluster) : null, ' ', badges(d)),
     actions,
     el('div', { class: 'card' }, el('div', { class: 'grid' },
       el('span', { class: 'k' }, 'Ready'), el('span', { 'data-testid': 'ready' }, `${d.ready}${d.reason ? ` (${d.reason})` : ''}`),
@@ -420,7 +447,7 @@ function deploymentPage(p) {
       d.manual ? [el('span', { class: 'k' }, 'Approval'), el('span', { class: 'mono' }, d.pendingApproval ? `waiting: ${d.pendingApproval.slice(0, 12)}` : d.approvedHash ? `approved: ${d.approvedHash.slice(0, 12)}` : 'nothing waiting')] : null,
       d.requests.length ? [el('span', { class: 'k' }, 'Requests'), el('span', {}, d.requests.map((r) => el('div', { 'data-testid': 'request', 'data-kind': r.kind },
         `${r.kind}: `, r.endTime ? (r.commandError ? el('span', { style: 'color: var(--bad)' }, `failed: ${r.commandError}`) : 'done') : 'running', ' ', el('span', { class: 'muted' }, ago(r.startTime)),
-        r.resultId ? [' ', el('a', { href: `#/r/${r.resultId}` }, 'result')] : null)))] : null)),
+        r.resultId ? [' ', el('a', { href: rHref(d.cluster, r.resultId) }, 'result')] : null)))] : null)),
     el('h2', {}, 'Drift'),
     el('div', { class: 'card', 'data-testid': 'drift' },
       !drift ? el('span', { class: 'muted' }, 'not checked yet') :
@@ -435,11 +462,11 @@ function deploymentPage(p) {
         [el('div', {}, el('span', { class: validate.ready ? 'badge ok' : 'badge bad' }, validate.ready ? 'ready' : 'not ready'), ' ', el('span', { class: 'muted' }, ago(validate.endTime))),
           errorList('Errors', validate.errors, 'errors'), errorList('Warnings', validate.warnings, 'warnings'),
           (validate.results || []).length ? el('ul', {}, validate.results.map((r) => el('li', {}, refName(r.ref), ': ', r.annotation ? `${r.annotation}: ` : '', r.message))) : null]),
-    logsPanel(p.key),
+    logsPanel(mapKey(p.cluster, p.key)),
     el('h2', {}, 'History'),
     el('div', { class: 'card' }, p.results.length ? el('ul', { class: 'timeline', 'data-testid': 'history' }, p.results.map((r) => el('li', { 'data-result-id': r.id, 'data-command': r.command },
       el('span', { class: 'when', title: r.startTime }, ago(r.startTime)),
-      el('span', { class: 'cmd' }, el('a', { href: `#/r/${r.id}` }, r.command)),
+      el('span', { class: 'cmd' }, el('a', { href: rHref(r.cluster, r.id) }, r.command)),
       el('span', { class: 'by' }, r.initiator === 'CommandLine' ? 'command line' : 'controller'),
       el('span', { class: 'mono' }, short(r.commit)),
       counts(r)))) : el('span', { class: 'muted' }, 'no stored results yet')));
@@ -459,7 +486,8 @@ function resultPage(p) {
     el('h1', {}, `${s.command || 'result'} `, el('span', { class: 'muted' }, ago(s.startTime))),
     el('div', { class: 'card' }, el('div', { class: 'grid' },
       el('span', { class: 'k' }, 'Result id'), el('span', { class: 'mono' }, p.id),
-      el('span', { class: 'k' }, 'Run by'), el('span', {}, s.deployment ? ['KluctlDeployment ', el('a', { href: `#/d/${s.deployment}` }, s.deployment)] : 'command line'),
+      multi() ? [el('span', { class: 'k' }, 'Cluster'), el('span', {}, s.cluster)] : null,
+      el('span', { class: 'k' }, 'Run by'), el('span', {}, s.deployment ? ['KluctlDeployment ', el('a', { href: dHref(s.cluster, s.deployment) }, s.deployment)] : 'command line'),
       el('span', { class: 'k' }, 'Project'), el('span', {}, projectName(s.project)),
       el('span', { class: 'k' }, 'Target'), el('span', {}, s.targetKey ? `${s.targetKey.targetName || '(none)'} · ${s.targetKey.discriminator || ''}` : '–'),
       el('span', { class: 'k' }, 'Started'), el('span', {}, s.startTime || ''),

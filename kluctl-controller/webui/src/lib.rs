@@ -35,5 +35,5 @@ pub mod view;
 pub mod watch;
 
 pub use auth::{Auth, Logins, Passwords};
-pub use server::{Options, Running, start};
+pub use server::{Cluster, Options, Running, start};
 pub use view::Role;

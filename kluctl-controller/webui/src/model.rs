@@ -8,7 +8,7 @@
 //! A stream that falls behind (more than [`CHANGE_BUFFER`] changes unread) is ended; the browser
 //! reconnects and starts from a new snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
@@ -26,10 +26,29 @@ pub const CHANGE_BUFFER: usize = 4096;
 pub enum Change {
     /// A KluctlDeployment was added, changed or deleted.
     Deployment(ObjKey),
-    /// A command or validate result was stored or deleted (by id).
-    Result(String),
+    /// A command or validate result was stored or deleted.
+    Result(ResultKey),
     /// A watch started over (after an error or at start): everything may have changed.
     Resync,
+}
+
+/// A stored result: the cluster whose store holds it, and its id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ResultKey {
+    /// The cluster.
+    pub cluster: String,
+    /// The result id.
+    pub id: String,
+}
+
+impl ResultKey {
+    /// The key of `view`.
+    pub fn of(view: &ResultView) -> Self {
+        Self {
+            cluster: view.cluster.clone(),
+            id: view.id.clone(),
+        }
+    }
 }
 
 /// One KluctlDeployment as the model keeps it: its overview view and the object as compact JSON
@@ -44,11 +63,13 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// Slims `kd` and keeps its view and JSON.
-    pub fn of(kd: KluctlDeployment) -> Self {
+    /// Slims `kd` of `cluster` and keeps its view and JSON.
+    pub fn of(cluster: &str, kd: KluctlDeployment) -> Self {
         let kd = slim(kd);
+        let mut view = DeploymentView::of(&kd);
+        cluster.clone_into(&mut view.cluster);
         Self {
-            view: DeploymentView::of(&kd),
+            view,
             object: serde_json::to_string(&kd).unwrap_or_default().into_boxed_str(),
         }
     }
@@ -56,6 +77,7 @@ impl Stored {
     /// Its key.
     pub fn key(&self) -> ObjKey {
         ObjKey {
+            cluster: self.view.cluster.clone(),
             namespace: self.view.namespace.clone(),
             name: self.view.name.clone(),
         }
@@ -67,9 +89,11 @@ struct State {
     deployments: BTreeMap<ObjKey, Arc<Stored>>,
     /// Stored results by id, only their slim views: 5,000 full summaries would cost about ten
     /// times as much memory, and nothing but the views is read.
-    results: BTreeMap<String, ResultView>,
-    deployments_synced: bool,
-    results_synced: bool,
+    results: BTreeMap<ResultKey, ResultView>,
+    /// The clusters shown, in the order given.
+    clusters: Vec<String>,
+    /// Which watches (cluster, `deployments` / `results`) have listed once.
+    synced: BTreeSet<(String, &'static str)>,
     /// The snapshot as JSON, made once for every browser asking until the next change.
     snapshot: Option<Arc<str>>,
 }
@@ -81,19 +105,15 @@ pub struct Model {
     changes: broadcast::Sender<Change>,
 }
 
-impl Default for Model {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The overview: every deployment and every result, slim. Borrowed from the model while it is
 /// written as JSON, so a snapshot copies nothing.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 struct Snapshot<'a> {
-    /// Both watches have listed once.
+    /// Every watch has listed once.
     synced: bool,
+    /// The clusters shown (kube context names), in the order given.
+    clusters: &'a [String],
     /// Every KluctlDeployment.
     deployments: Vec<&'a DeploymentView>,
     /// Every stored result, newest first.
@@ -118,13 +138,22 @@ pub fn slim(mut kd: KluctlDeployment) -> KluctlDeployment {
 }
 
 impl Model {
-    /// An empty model.
-    pub fn new() -> Self {
+    /// An empty model of `clusters` (their names, in the order the overview shows them).
+    pub fn new(clusters: Vec<String>) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let state = State {
+            clusters,
+            ..State::default()
+        };
         Self {
-            state: Arc::default(),
+            state: Arc::new(RwLock::new(state)),
             changes,
         }
+    }
+
+    /// The clusters shown.
+    pub fn clusters(&self) -> Vec<String> {
+        self.read().clusters.clone()
     }
 
     /// The change feed; subscribe before taking a snapshot so nothing falls between.
@@ -153,9 +182,9 @@ impl Model {
         let _ = self.changes.send(change);
     }
 
-    /// A KluctlDeployment was added or changed.
-    pub fn put_deployment(&self, kd: KluctlDeployment) {
-        let stored = Stored::of(kd);
+    /// A KluctlDeployment of `cluster` was added or changed.
+    pub fn put_deployment(&self, cluster: &str, kd: KluctlDeployment) {
+        let stored = Stored::of(cluster, kd);
         let key = stored.key();
         self.write().deployments.insert(key.clone(), Arc::new(stored));
         self.announce(Change::Deployment(key));
@@ -167,36 +196,40 @@ impl Model {
         self.announce(Change::Deployment(key.clone()));
     }
 
-    /// The deployment watch listed anew: replace all deployments.
-    pub fn reset_deployments(&self, all: Vec<Stored>) {
+    /// The deployment watch of `cluster` listed anew: replace all its deployments.
+    pub fn reset_deployments(&self, cluster: &str, all: Vec<Stored>) {
         {
             let mut s = self.write();
-            s.deployments = all.into_iter().map(|d| (d.key(), Arc::new(d))).collect();
-            s.deployments_synced = true;
+            s.deployments.retain(|k, _| k.cluster != cluster);
+            s.deployments
+                .extend(all.into_iter().map(|d| (d.key(), Arc::new(d))));
+            s.synced.insert((cluster.to_owned(), "deployments"));
         }
         self.announce(Change::Resync);
     }
 
-    /// A command or validate result was stored.
+    /// A command or validate result was stored (its view names its cluster).
     pub fn put_result(&self, view: ResultView) {
-        let id = view.id.clone();
-        self.write().results.insert(id.clone(), view);
-        self.announce(Change::Result(id));
+        let key = ResultKey::of(&view);
+        self.write().results.insert(key.clone(), view);
+        self.announce(Change::Result(key));
     }
 
-    /// A result Secret was deleted (either kind; the id is unique).
-    pub fn remove_result(&self, id: &str) {
-        if self.write().results.remove(id).is_some() {
-            self.announce(Change::Result(id.to_owned()));
+    /// A result Secret was deleted (either kind; the id is unique in its cluster).
+    pub fn remove_result(&self, key: &ResultKey) {
+        if self.write().results.remove(key).is_some() {
+            self.announce(Change::Result(key.clone()));
         }
     }
 
-    /// The result watch listed anew: replace all results.
-    pub fn reset_results(&self, results: Vec<ResultView>) {
+    /// The result watch of `cluster` listed anew: replace all its results.
+    pub fn reset_results(&self, cluster: &str, results: Vec<ResultView>) {
         {
             let mut s = self.write();
-            s.results = results.into_iter().map(|r| (r.id.clone(), r)).collect();
-            s.results_synced = true;
+            s.results.retain(|k, _| k.cluster != cluster);
+            s.results
+                .extend(results.into_iter().map(|r| (ResultKey::of(&r), r)));
+            s.synced.insert((cluster.to_owned(), "results"));
         }
         self.announce(Change::Resync);
     }
@@ -206,12 +239,12 @@ impl Model {
         self.read().deployments.get(key).cloned()
     }
 
-    /// The view of a stored result by id, whichever kind it is.
-    pub fn result_view(&self, id: &str) -> Option<ResultView> {
-        self.read().results.get(id).cloned()
+    /// The view of a stored result, whichever kind it is.
+    pub fn result_view(&self, key: &ResultKey) -> Option<ResultView> {
+        self.read().results.get(key).cloned()
     }
 
-    /// Everything, for a new browser, as JSON: `{synced, deployments, results}` with the results
+    /// Everything, for a new browser, as JSON: `{synced, clusters, deployments, results}` with the results
     /// newest first. Made once per change, whatever the number of browsers asking.
     pub fn snapshot_json(&self) -> Arc<str> {
         if let Some(json) = self.read().snapshot.clone() {
@@ -227,7 +260,8 @@ impl Model {
         let mut results: Vec<&ResultView> = s.results.values().collect();
         newest_first(&mut results);
         let snapshot = Snapshot {
-            synced: s.deployments_synced && s.results_synced,
+            synced: s.synced.len() == 2 * s.clusters.len(),
+            clusters: &s.clusters,
             deployments: s.deployments.values().map(|d| &d.view).collect(),
             results,
         };
@@ -247,6 +281,7 @@ impl Model {
         let mut results: Vec<ResultView> = s
             .results
             .values()
+            .filter(|r| r.cluster == kd.cluster)
             .filter(|r| {
                 r.deployment.as_deref() == Some(own.as_str())
                     || (r.deployment.is_none()
@@ -291,22 +326,40 @@ mod tests {
         c
     }
 
+    fn result(cluster: &str, id: &str, start: &str, deployment: Option<(&str, &str)>) -> ResultView {
+        let mut v = ResultView::command(&command(id, start, deployment));
+        v.cluster = cluster.to_owned();
+        v
+    }
+
+    fn key(cluster: &str, ns: &str, name: &str) -> ObjKey {
+        ObjKey {
+            cluster: cluster.to_owned(),
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn rkey(cluster: &str, id: &str) -> ResultKey {
+        ResultKey {
+            cluster: cluster.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
     #[test]
     fn every_change_is_announced_after_the_model_holds_it() {
-        let model = Model::new();
+        let model = Model::new(vec!["c".to_owned()]);
         let mut rx = model.subscribe();
-        model.put_deployment(kd("a", "one"));
-        let key = ObjKey {
-            namespace: "a".to_owned(),
-            name: "one".to_owned(),
-        };
+        model.put_deployment("c", kd("a", "one"));
+        let key = key("c", "a", "one");
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
         assert!(model.deployment(&key).is_some());
-        model.put_result(ResultView::command(&command("c1", "2026-01-01T00:00:00Z", None)));
-        assert_eq!(rx.try_recv().ok(), Some(Change::Result("c1".to_owned())));
-        model.remove_result("c1");
-        assert_eq!(rx.try_recv().ok(), Some(Change::Result("c1".to_owned())));
-        assert!(model.result_view("c1").is_none());
+        model.put_result(result("c", "c1", "2026-01-01T00:00:00Z", None));
+        assert_eq!(rx.try_recv().ok(), Some(Change::Result(rkey("c", "c1"))));
+        model.remove_result(&rkey("c", "c1"));
+        assert_eq!(rx.try_recv().ok(), Some(Change::Result(rkey("c", "c1"))));
+        assert!(model.result_view(&rkey("c", "c1")).is_none());
         model.remove_deployment(&key);
         assert_eq!(rx.try_recv().ok(), Some(Change::Deployment(key.clone())));
         assert!(model.deployment(&key).is_none());
@@ -314,38 +367,58 @@ mod tests {
 
     #[test]
     fn a_deployment_page_lists_its_own_results_newest_first_and_not_others() {
-        let model = Model::new();
-        let one = kd("a", "one");
-        model.put_deployment(one.clone());
-        model.put_result(ResultView::command(&command(
-            "old",
-            "2026-01-01T00:00:00Z",
+        let model = Model::new(vec!["c".to_owned(), "d".to_owned()]);
+        model.put_deployment("c", kd("a", "one"));
+        model.put_result(result("c", "old", "2026-01-01T00:00:00Z", Some(("a", "one"))));
+        model.put_result(result("c", "new", "2026-01-02T00:00:00Z", Some(("a", "one"))));
+        model.put_result(result("c", "other", "2026-01-03T00:00:00Z", Some(("a", "two"))));
+        // The same namespace and name in another cluster is another deployment.
+        model.put_result(result(
+            "d",
+            "elsewhere",
+            "2026-01-04T00:00:00Z",
             Some(("a", "one")),
-        )));
-        model.put_result(ResultView::command(&command(
-            "new",
-            "2026-01-02T00:00:00Z",
-            Some(("a", "one")),
-        )));
-        model.put_result(ResultView::command(&command(
-            "other",
-            "2026-01-03T00:00:00Z",
-            Some(("a", "two")),
-        )));
-        let ids: Vec<String> = model
-            .results_of(&DeploymentView::of(&one))
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
+        ));
+        let one = model
+            .deployment(&key("c", "a", "one"))
+            .unwrap_or_else(|| panic!("deployment c/a/one"));
+        let ids: Vec<String> = model.results_of(&one.view).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["new", "old"]);
         let snapshot: serde_json::Value =
             serde_json::from_str(&model.snapshot_json()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(snapshot["synced"], false, "no watch has listed yet");
+        assert_eq!(snapshot["clusters"], serde_json::json!(["c", "d"]));
         assert_eq!(snapshot["deployments"][0]["name"], "one");
+        assert_eq!(snapshot["deployments"][0]["cluster"], "c");
         let ids: Vec<&str> = snapshot["results"]
             .as_array()
             .map(|r| r.iter().filter_map(|r| r["id"].as_str()).collect())
             .unwrap_or_default();
-        assert_eq!(ids, ["other", "new", "old"]);
+        assert_eq!(ids, ["elsewhere", "other", "new", "old"]);
+    }
+
+    #[test]
+    fn a_clusters_listing_replaces_only_its_own_objects_and_synced_waits_for_every_watch() {
+        let model = Model::new(vec!["c".to_owned(), "d".to_owned()]);
+        model.put_deployment("c", kd("a", "gone"));
+        model.reset_deployments("d", vec![Stored::of("d", kd("a", "one"))]);
+        model.reset_results("d", vec![result("d", "r1", "2026-01-01T00:00:00Z", None)]);
+        assert!(
+            model.deployment(&key("c", "a", "gone")).is_some(),
+            "d's listing left c alone"
+        );
+        model.reset_deployments("c", vec![Stored::of("c", kd("a", "one"))]);
+        assert!(
+            model.deployment(&key("c", "a", "gone")).is_none(),
+            "c's listing replaced c's"
+        );
+        assert!(model.deployment(&key("d", "a", "one")).is_some());
+        let synced = |m: &Model| {
+            serde_json::from_str::<serde_json::Value>(&m.snapshot_json()).map(|v| v["synced"].clone())
+        };
+        assert_eq!(synced(&model).ok(), Some(serde_json::json!(false)));
+        model.reset_results("c", Vec::new());
+        assert_eq!(synced(&model).ok(), Some(serde_json::json!(true)));
+        assert!(model.result_view(&rkey("d", "r1")).is_some());
     }
 }

@@ -16,10 +16,15 @@
 //!  POST /api/deployments/NS/NAME/actions/ACTION   admins only (see crate::actions)
 //! ```
 //!
+//! With several clusters (`--context a --context b`, `--all-contexts`) every deployment and
+//! result in the overview names its `cluster`, and the paths under `/api/deployments` and
+//! `/api/results` take `?cluster=NAME` (without it: the first cluster).
+//!
 //! Everything but opening a result and acting is answered from the [`Model`] and the
 //! [`LogHub`] (one reader of the controller's log, however many pages follow it); the apiserver
 //! load does not grow with the number of open browsers.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,7 +51,7 @@ use crate::actions::{Action, ActionError};
 use crate::assets;
 use crate::auth::{ACTION_HEADER, Auth, SESSION_COOKIE, SESSION_HOURS, cookie};
 use crate::logs::{LogHub, SINCE, Subscription};
-use crate::model::{Change, Model};
+use crate::model::{Change, Model, ResultKey};
 use crate::oidc::{CallbackQuery, LOGIN_STATE_SECONDS, LoginState, STATE_COOKIE};
 use crate::view::{ObjKey, Role, json_for, redact_for_viewer};
 
@@ -60,18 +65,50 @@ pub struct Options {
     pub results_namespace: String,
     /// How callers are authenticated.
     pub auth: Auth,
-    /// Where the kluctl-controller's log lines come from (the deployment pages' log panel);
+}
+
+/// One cluster the server shows (`kluctl webui run --context a --context b`, `--all-contexts`).
+pub struct Cluster {
+    /// Its name in the page and the API: the kube context's name.
+    pub name: String,
+    /// The client acting on it.
+    pub client: kube::Client,
+    /// Where its kluctl-controller's log lines come from (the deployment pages' log panel);
     /// `None`: no log panel (`/logs` answers 404).
     pub logs: Option<LogSource>,
 }
 
-struct Shared {
+struct ClusterState {
     client: kube::Client,
+    logs: Option<Logs>,
+}
+
+struct Shared {
+    clusters: BTreeMap<String, ClusterState>,
+    /// The cluster of requests that name none (the first given).
+    default_cluster: String,
     model: Model,
     auth: Auth,
     results_namespace: String,
     prefix: String,
-    logs: Option<Logs>,
+}
+
+/// The `?cluster=NAME` of a request; without it, the first cluster.
+#[derive(Deserialize, Default)]
+struct At {
+    cluster: Option<String>,
+}
+
+/// The cluster a request names, or the message saying it is unknown (answered with 404).
+fn cluster<'a>(s: &'a Shared, at: &'a At) -> Result<(&'a str, &'a ClusterState), String> {
+    let name = at.cluster.as_deref().unwrap_or(&s.default_cluster);
+    s.clusters
+        .get_key_value(name)
+        .map(|(k, c)| (k.as_str(), c))
+        .ok_or_else(|| {
+            let known: Vec<&str> = s.clusters.keys().map(String::as_str).collect();
+            format!("unknown cluster {name:?}; this server shows {}", known.join(", "))
+        })
 }
 
 /// The log hub and its source (whose [`LogSource::not_before`] each page's filter applies).
@@ -87,7 +124,7 @@ pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    watch: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<Vec<()>>,
 }
 
 impl Running {
@@ -108,28 +145,55 @@ impl Drop for Running {
     }
 }
 
-/// Binds `options.addr`, starts the watches and serves.
+/// Binds `options.addr`, starts the watches of every cluster and serves.
 ///
 /// # Errors
-/// The address cannot be bound.
-pub async fn start(client: kube::Client, options: Options) -> anyhow::Result<Running> {
-    let model = Model::new();
-    let watch = tokio::spawn(crate::watch::run(
-        client.clone(),
-        options.results_namespace.clone(),
-        model.clone(),
-    ));
+/// No cluster, two clusters of one name, or the address cannot be bound.
+pub async fn start(clusters: Vec<Cluster>, options: Options) -> anyhow::Result<Running> {
+    let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
+    let Some(default_cluster) = names.first().cloned() else {
+        anyhow::bail!("the web UI needs at least one cluster");
+    };
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+    {
+        anyhow::bail!("the cluster {twice:?} is given twice");
+    }
+    let model = Model::new(names);
+    let watch = tokio::spawn(futures::future::join_all(clusters.iter().map(|c| {
+        crate::watch::run(
+            c.name.clone(),
+            c.client.clone(),
+            options.results_namespace.clone(),
+            model.clone(),
+        )
+    })));
     let prefix = normalize_prefix(&options.path_prefix);
+    let clusters = clusters
+        .into_iter()
+        .map(|c| {
+            let logs = c.logs.map(|source| Logs {
+                hub: LogHub::for_source(source.clone()),
+                source,
+            });
+            (
+                c.name,
+                ClusterState {
+                    client: c.client,
+                    logs,
+                },
+            )
+        })
+        .collect();
     let shared = Arc::new(Shared {
-        client,
+        clusters,
+        default_cluster,
         model,
         auth: options.auth,
         results_namespace: options.results_namespace,
         prefix: prefix.clone(),
-        logs: options.logs.map(|source| Logs {
-            hub: LogHub::for_source(source.clone()),
-            source,
-        }),
     });
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
@@ -392,22 +456,31 @@ async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
     json_response(&s.model.snapshot_json())
 }
 
-fn key(namespace: String, name: String) -> ObjKey {
-    ObjKey { namespace, name }
-}
-
 async fn deployment(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
+    Query(at): Query<At>,
 ) -> Response {
     let Some(role) = role(&s, &headers) else {
         return unauthorized();
     };
-    let Some(stored) = s.model.deployment(&key(namespace.clone(), name.clone())) else {
+    let (cluster, _) = match cluster(&s, &at) {
+        Ok(c) => c,
+        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown),
+    };
+    let key = ObjKey {
+        cluster: cluster.to_owned(),
+        namespace,
+        name,
+    };
+    let Some(stored) = s.model.deployment(&key) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("KluctlDeployment {namespace}/{name} not found"),
+            format!(
+                "KluctlDeployment {}/{} not found in cluster {cluster}",
+                key.namespace, key.name
+            ),
         );
     };
     // The model holds objects without managed fields already.
@@ -423,27 +496,41 @@ async fn deployment(
     .into_response()
 }
 
-async fn result(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn result(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(at): Query<At>,
+) -> Response {
     let Some(role) = role(&s, &headers) else {
         return unauthorized();
     };
+    let (cluster, state) = match cluster(&s, &at) {
+        Ok(c) => c,
+        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown),
+    };
     let ns = &s.results_namespace;
-    let read = match s.model.result_view(&id).map(|r| r.kind) {
-        Some("validate") => store::get_validate_result(&s.client, ns, &id)
+    let key = ResultKey {
+        cluster: cluster.to_owned(),
+        id,
+    };
+    let id = &key.id;
+    let read = match s.model.result_view(&key).map(|r| r.kind) {
+        Some("validate") => store::get_validate_result(&state.client, ns, id)
             .await
             .map(|r| json_for(&r, role)),
-        Some(_) => store::get_command_result(&s.client, ns, &id)
+        Some(_) => store::get_command_result(&state.client, ns, id)
             .await
             .map(|r| json_for(&r, role)),
         None => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no stored result with id {id} in namespace {ns}"),
+                format!("no stored result with id {id} in namespace {ns} of cluster {cluster}"),
             );
         }
     };
     match read {
-        Ok(v) => Json(json!({"summary": s.model.result_view(&id), "result": v})).into_response(),
+        Ok(v) => Json(json!({"summary": s.model.result_view(&key), "result": v})).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, kluctl_engine::error_chain(&e)),
     }
 }
@@ -458,6 +545,7 @@ async fn act(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((namespace, name, action)): Path<(String, String, String)>,
+    Query(at): Query<At>,
     body: Option<Json<ActionBody>>,
 ) -> Response {
     match role(&s, &headers) {
@@ -476,14 +564,18 @@ async fn act(
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let api: Api<KluctlDeployment> = Api::namespaced(s.client.clone(), &namespace);
+    let (cluster, state) = match cluster(&s, &at) {
+        Ok(c) => c,
+        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown),
+    };
+    let api: Api<KluctlDeployment> = Api::namespaced(state.client.clone(), &namespace);
     // The newest copy, not the model's: approval compares hashes against what is there now.
     let kd = match api.get_opt(&name).await {
         Ok(Some(kd)) => kd,
         Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("KluctlDeployment {namespace}/{name} not found"),
+                format!("KluctlDeployment {namespace}/{name} not found in cluster {cluster}"),
             );
         }
         Err(e) => {
@@ -509,7 +601,7 @@ async fn act(
             format!("failed to patch KluctlDeployment {namespace}/{name}: {e}"),
         );
     }
-    tracing::info!(namespace, name, ?action, "webui action");
+    tracing::info!(cluster, namespace, name, ?action, "webui action");
     let request = matches!(action, Action::Request(_)).then_some(request_value);
     Json(json!({"requestValue": request})).into_response()
 }
@@ -542,11 +634,11 @@ fn render(model: &Model, change: &Change) -> Event {
                 .event("deployment")
                 .data(json_string(&json!({"key": key, "deployment": view})))
         }
-        Change::Result(id) => {
-            let view = model.result_view(id);
-            Event::default()
-                .event("result")
-                .data(json_string(&json!({"id": id, "result": view})))
+        Change::Result(key) => {
+            let view = model.result_view(key);
+            Event::default().event("result").data(json_string(
+                &json!({"cluster": key.cluster, "id": key.id, "result": view}),
+            ))
         }
         Change::Resync => Event::default().event("snapshot").data(&*model.snapshot_json()),
     }
@@ -569,11 +661,16 @@ async fn logs(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
+    Query(at): Query<At>,
 ) -> Response {
     if role(&s, &headers).is_none() {
         return unauthorized();
     }
-    let Some(logs) = &s.logs else {
+    let (_, state) = match cluster(&s, &at) {
+        Ok(c) => c,
+        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown),
+    };
+    let Some(logs) = &state.logs else {
         return error(
             StatusCode::NOT_FOUND,
             "controller logs are not configured on this server; kluctl webui run reads them from \

@@ -69,9 +69,11 @@ pub fn json_for<T: Serialize>(value: &T, role: Role) -> Value {
     v
 }
 
-/// Namespace and name.
+/// Cluster, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjKey {
+    /// The cluster (its kube context's name).
+    pub cluster: String,
     /// Namespace.
     pub namespace: String,
     /// Name.
@@ -79,9 +81,10 @@ pub struct ObjKey {
 }
 
 impl ObjKey {
-    /// The key of a KluctlDeployment.
-    pub fn of(kd: &KluctlDeployment) -> Self {
+    /// The key of a KluctlDeployment of `cluster`.
+    pub fn of(cluster: &str, kd: &KluctlDeployment) -> Self {
         Self {
+            cluster: cluster.to_owned(),
             namespace: kd.metadata.namespace.clone().unwrap_or_default(),
             name: kd.metadata.name.clone().unwrap_or_default(),
         }
@@ -92,6 +95,8 @@ impl ObjKey {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentView {
+    /// The cluster (set by the model; empty until then).
+    pub cluster: String,
     /// Namespace.
     pub namespace: String,
     /// Name.
@@ -165,6 +170,10 @@ pub struct RequestView {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultView {
+    /// The cluster whose result store holds it (set by the watch; empty for the last results a
+    /// KluctlDeployment's view carries, which are of its cluster).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
     /// The result id.
     pub id: String,
     /// `command` or `validate`.
@@ -211,6 +220,7 @@ impl ResultView {
     /// The view of a command result summary.
     pub fn command(s: &CommandResultSummary) -> Self {
         Self {
+            cluster: String::new(),
             id: s.id.clone(),
             kind: "command",
             command: s.command_info.command.clone(),
@@ -238,6 +248,7 @@ impl ResultView {
     /// The view of a validate result summary.
     pub fn validate(s: &ValidateResultSummary) -> Self {
         Self {
+            cluster: String::new(),
             id: s.id.clone(),
             kind: "validate",
             command: "validate".to_owned(),
@@ -321,7 +332,7 @@ fn ref_line(r: &gitops_api::kluctl::v1beta1::GitRef) -> String {
 impl DeploymentView {
     /// The overview's view of `kd`.
     pub fn of(kd: &KluctlDeployment) -> Self {
-        let key = ObjKey::of(kd);
+        let key = ObjKey::of("", kd);
         let status = kd.status.as_ref();
         let condition = |t: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
         let ready = condition("Ready");
@@ -347,6 +358,7 @@ impl DeploymentView {
             .unwrap_or_default();
         let drift = status.and_then(|s| s.last_drift_detection_result.as_ref());
         Self {
+            cluster: key.cluster,
             namespace: key.namespace,
             name: key.name,
             project: status.and_then(|s| s.project_key.clone()),

@@ -1,6 +1,6 @@
-//! The two watches that keep the [`Model`] current: every KluctlDeployment of the cluster, and
-//! the metadata of the result Secrets in the results namespace (their summary annotations are all
-//! the overview needs; a result's data is read only when someone opens it).
+//! The two watches per cluster that keep the [`Model`] current: every KluctlDeployment of the
+//! cluster, and the metadata of the result Secrets in the results namespace (their summary
+//! annotations are all the overview needs; a result's data is read only when someone opens it).
 //!
 //! Both use kube-runtime's watcher with its default backoff: an error (no CRD yet, no access, a
 //! dropped connection) is logged and the watch starts over with a fresh listing, which replaces
@@ -19,22 +19,22 @@ use kluctl_engine::store::{
     COMMAND_RESULT_ID_LABEL, COMMAND_RESULT_SUMMARY_ANNOTATION, RESULT_LABEL, VALIDATE_RESULT_ID_LABEL,
 };
 
-use crate::model::{Model, Stored};
+use crate::model::{Model, ResultKey, Stored};
 
 /// Objects per page when listing: a page is held whole in memory while it is read, and
 /// KluctlDeployments with their statuses run to several kilobytes each.
 const LIST_PAGE: u32 = 100;
 use crate::view::{ObjKey, ResultView};
 
-/// Runs both watches until the task is dropped.
-pub async fn run(client: Client, results_namespace: String, model: Model) {
+/// Runs both watches of `cluster` until the task is dropped.
+pub async fn run(cluster: String, client: Client, results_namespace: String, model: Model) {
     tokio::join!(
-        deployments(client.clone(), model.clone()),
-        results(client, results_namespace, model)
+        deployments(&cluster, client.clone(), model.clone()),
+        results(&cluster, client, results_namespace, model)
     );
 }
 
-async fn deployments(client: Client, model: Model) {
+async fn deployments(cluster: &str, client: Client, model: Model) {
     let api: Api<KluctlDeployment> = Api::all(client);
     // Each listed object is slimmed as it arrives; small pages keep the listing's buffers small.
     let mut listing: Vec<Stored> = Vec::new();
@@ -44,13 +44,13 @@ async fn deployments(client: Client, model: Model) {
         match events.try_next().await {
             Ok(Some(event)) => match event {
                 watcher::Event::Init => listing.clear(),
-                watcher::Event::InitApply(kd) => listing.push(Stored::of(kd)),
-                watcher::Event::InitDone => model.reset_deployments(std::mem::take(&mut listing)),
-                watcher::Event::Apply(kd) => model.put_deployment(kd),
-                watcher::Event::Delete(kd) => model.remove_deployment(&ObjKey::of(&kd)),
+                watcher::Event::InitApply(kd) => listing.push(Stored::of(cluster, kd)),
+                watcher::Event::InitDone => model.reset_deployments(cluster, std::mem::take(&mut listing)),
+                watcher::Event::Apply(kd) => model.put_deployment(cluster, kd),
+                watcher::Event::Delete(kd) => model.remove_deployment(&ObjKey::of(cluster, &kd)),
             },
             Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, "watching KluctlDeployments failed; retrying"),
+            Err(e) => tracing::warn!(error = %e, cluster, "watching KluctlDeployments failed; retrying"),
         }
     }
 }
@@ -64,9 +64,15 @@ fn result_id(meta: &PartialObjectMeta<Secret>) -> Option<String> {
         .cloned()
 }
 
-/// The view of a result Secret, from its summary annotation; `None` for Secrets without a
-/// readable one (skipped, as the store's listing skips them).
-fn view(meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
+/// The view of a result Secret of `cluster`, from its summary annotation; `None` for Secrets
+/// without a readable one (skipped, as the store's listing skips them).
+fn view(cluster: &str, meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
+    let mut view = summary_view(meta)?;
+    cluster.clone_into(&mut view.cluster);
+    Some(view)
+}
+
+fn summary_view(meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
     let labels = meta.metadata.labels.as_ref()?;
     let annotations = meta.metadata.annotations.as_ref()?;
     if labels.contains_key(COMMAND_RESULT_ID_LABEL) {
@@ -81,7 +87,7 @@ fn view(meta: &PartialObjectMeta<Secret>) -> Option<ResultView> {
     }
 }
 
-async fn results(client: Client, namespace: String, model: Model) {
+async fn results(cluster: &str, client: Client, namespace: String, model: Model) {
     // Metadata only: the summaries are annotations, the data stays on the server.
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default()
@@ -93,21 +99,26 @@ async fn results(client: Client, namespace: String, model: Model) {
         match events.try_next().await {
             Ok(Some(event)) => match event {
                 watcher::Event::Init => listed.clear(),
-                watcher::Event::InitApply(meta) => listed.extend(view(&meta)),
-                watcher::Event::InitDone => model.reset_results(std::mem::take(&mut listed)),
+                watcher::Event::InitApply(meta) => listed.extend(view(cluster, &meta)),
+                watcher::Event::InitDone => model.reset_results(cluster, std::mem::take(&mut listed)),
                 watcher::Event::Apply(meta) => {
-                    if let Some(v) = view(&meta) {
+                    if let Some(v) = view(cluster, &meta) {
                         model.put_result(v);
                     }
                 }
                 watcher::Event::Delete(meta) => {
                     if let Some(id) = result_id(&meta) {
-                        model.remove_result(&id);
+                        model.remove_result(&ResultKey {
+                            cluster: cluster.to_owned(),
+                            id,
+                        });
                     }
                 }
             },
             Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, namespace, "watching result Secrets failed; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, cluster, namespace, "watching result Secrets failed; retrying");
+            }
         }
     }
 }

@@ -33,12 +33,19 @@ pub struct WebuiRunCmd {
     /// Serve every path under this prefix (e.g. /kluctl behind a shared ingress)
     #[arg(long = "path-prefix", value_name = "PREFIX", default_value = "")]
     pub path_prefix: String,
-    /// `--context`, `--kubeconfig`.
-    #[command(flatten)]
-    pub cluster: super::get::ClusterFlags,
+    /// Show this kube context instead of the current one (repeatable: one server for several
+    /// clusters)
+    #[arg(long = "context", value_name = "CONTEXT")]
+    pub contexts: Vec<String>,
+    /// Show every context of the kubeconfig, each as its own cluster
+    #[arg(long = "all-contexts", conflicts_with_all = ["contexts", "in_cluster"])]
+    pub all_contexts: bool,
+    /// Use this kubeconfig instead of $KUBECONFIG or ~/.kube/config
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// Run inside the cluster: use the pod's service account, and require a login with the
     /// passwords of the --auth-secret-name Secret
-    #[arg(long = "in-cluster")]
+    #[arg(long = "in-cluster", conflicts_with = "contexts")]
     pub in_cluster: bool,
     /// Require a login with the `admin-password` / `viewer-password` keys of this Secret
     /// (default with --in-cluster: webui-secret)
