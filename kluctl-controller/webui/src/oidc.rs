@@ -606,15 +606,7 @@ impl Oidc {
             url: url.clone(),
             source,
         };
-        let discovery: Discovery = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
+        let discovery: Discovery = get_json(&http, &url).await.map_err(fail)?;
         if discovery.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
             return Err(OidcError::IssuerMismatch {
                 url,
@@ -814,14 +806,15 @@ async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<JwkSet, OidcErr
         url: url.to_owned(),
         source,
     };
-    http.get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(fail)?
-        .json()
-        .await
-        .map_err(fail)
+    get_json(http, url).await.map_err(fail)
+}
+
+/// The JSON document at `url` (a non-2xx answer is an error): discovery and key set alike.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, reqwest::Error> {
+    http.get(url).send().await?.error_for_status()?.json().await
 }
 
 #[cfg(test)]
