@@ -49,13 +49,8 @@ async fn clusters(cmd: &WebuiRunCmd) -> anyhow::Result<Vec<(String, kube::Client
         let client = kube::Client::try_from(config).context("failed to create a Kubernetes client")?;
         return Ok(vec![(IN_CLUSTER.to_owned(), client)]);
     }
-    let kubeconfig = match &cmd.kubeconfig {
-        Some(path) => Some(
-            kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("failed to read kubeconfig '{}'", path.display()))?,
-        ),
-        None => kube::config::Kubeconfig::read().ok(),
-    };
+    // Read once: every context's config comes from this copy.
+    let kubeconfig = crate::gitops::read_kubeconfig(cmd.kubeconfig.as_deref())?;
     let contexts: Vec<Option<String>> = if cmd.all_contexts {
         let names: Vec<Option<String>> = kubeconfig
             .iter()
@@ -74,14 +69,14 @@ async fn clusters(cmd: &WebuiRunCmd) -> anyhow::Result<Vec<(String, kube::Client
     } else {
         cmd.contexts.iter().cloned().map(Some).collect()
     };
-    let current = kubeconfig.and_then(|kc| kc.current_context);
+    let current = kubeconfig.as_ref().and_then(|kc| kc.current_context.clone());
     let mut clusters = Vec::new();
     for context in contexts {
         let name = context
             .clone()
             .or_else(|| current.clone())
             .unwrap_or_else(|| IN_CLUSTER.to_owned());
-        let client = crate::gitops::load_config(cmd.kubeconfig.as_deref(), context.as_deref())
+        let client = crate::gitops::config_from(kubeconfig.clone(), context.as_deref())
             .await
             .and_then(|c| kube::Client::try_from(c).context("failed to create a Kubernetes client"));
         match client {

@@ -164,16 +164,29 @@ pub(crate) async fn load_config(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Config> {
-    let options = kube::config::KubeConfigOptions {
-        context: context.map(str::to_owned),
-        ..Default::default()
-    };
-    let kc = match kubeconfig {
+    config_from(read_kubeconfig(kubeconfig)?, context).await
+}
+
+/// The kubeconfig at `path`, else the one of `$KUBECONFIG` / `~/.kube/config` if there is one.
+pub(crate) fn read_kubeconfig(path: Option<&Path>) -> anyhow::Result<Option<kube::config::Kubeconfig>> {
+    Ok(match path {
         Some(path) => Some(
             kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("failed to read kubeconfig '{}'", path.display()))?,
         ),
         None => kube::config::Kubeconfig::read().ok(),
+    })
+}
+
+/// The client config of `context` (the current one when `None`) of a kubeconfig already read;
+/// without a kubeconfig, the pod's own cluster.
+pub(crate) async fn config_from(
+    kc: Option<kube::config::Kubeconfig>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Config> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..Default::default()
     };
     match kc {
         Some(kc) => kube::Config::from_custom_kubeconfig(kc, &options)
