@@ -105,6 +105,7 @@ pub(crate) fn prepare(
     c: &ClusterRenderFlags,
     offline: &OfflineFlags,
     discriminator: Option<String>,
+    keep_render_dir: bool,
 ) -> anyhow::Result<Prepared> {
     let project_dir = project_dir(&c.project)?;
     let external_args = external_args(&c.args)?;
@@ -158,6 +159,7 @@ pub(crate) fn prepare(
         external_args: external_args.clone(),
         inclusion: inclusion.clone(),
         fixed_images,
+        write_rendered_objects: keep_render_dir || c.render_output.render_output_dir.is_some(),
         render_dir,
         kustomizer: Kustomizer::default(),
         helm: Helm::default(),

@@ -13,8 +13,13 @@ use kluctl_engine::project::load;
 use kluctl_engine::target::RenderedTarget;
 use kluctl_engine::template::{PlaceholderImages, TemplateEngine};
 
-fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
-    let p = prepare(&c.common, &c.offline, None)?;
+/// `keep_render_dir`: the temporary render dir outlives the command (`kluctl render` without
+/// `--print-all` names it), so it gets the per-item `.rendered.yml` too.
+fn render(
+    c: &RenderFlags,
+    keep_render_dir: bool,
+) -> anyhow::Result<(RenderedTarget, Option<tempfile::TempDir>)> {
+    let p = prepare(&c.common, &c.offline, None, keep_render_dir)?;
     Ok((p.rendered, p.guard))
 }
 
@@ -23,15 +28,21 @@ fn render(c: &RenderFlags) -> anyhow::Result<(RenderedTarget, Option<tempfile::T
 /// # Errors
 /// Any load or render error, with its chain.
 pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
-    let (rendered, guard) = render(&cmd.flags)?;
+    let (rendered, guard) = render(&cmd.flags, !cmd.print_all)?;
     if cmd.print_all {
+        // The temporary render dir is removed while the objects are written, and the rendered
+        // target is left to the process exit: freeing a thousand objects one by one and removing
+        // the dir took a fifth of a 1,000-object render's single-threaded tail.
+        let cleanup = guard.map(|dir| std::thread::spawn(move || drop(dir)));
+        let text =
+            kluctl_engine::render::to_yaml_documents(rendered.objects()).map_err(anyhow::Error::msg)?;
+        std::mem::forget(rendered);
         let mut out = std::io::stdout().lock();
-        out.write_all(
-            kluctl_engine::render::to_yaml_documents(rendered.objects())
-                .map_err(anyhow::Error::msg)?
-                .as_bytes(),
-        )?;
+        out.write_all(text.as_bytes())?;
         out.flush()?;
+        if let Some(cleanup) = cleanup {
+            let _ = cleanup.join();
+        }
     } else {
         let dir = guard
             .map(tempfile::TempDir::keep)
@@ -47,7 +58,7 @@ pub fn run_render(cmd: &RenderCmd) -> anyhow::Result<()> {
 /// # Errors
 /// Any load or render error.
 pub fn run_list_images(cmd: &ListImagesCmd) -> anyhow::Result<()> {
-    let (rendered, _guard) = render(&cmd.flags)?;
+    let (rendered, _guard) = render(&cmd.flags, false)?;
     let images = rendered.images.seen(cmd.simple);
     let result = serde_json::json!({ "images": images });
     write_outputs(&cmd.output.output, ListFormat::Kluctl, &|format| {

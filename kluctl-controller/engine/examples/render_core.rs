@@ -62,6 +62,7 @@ fn run() -> anyhow::Result<()> {
             inclusion: Inclusion::default(),
             fixed_images: Vec::new(),
             render_dir: render_dir.path().to_path_buf(),
+            write_rendered_objects: false,
             kustomizer: Kustomizer::default(),
             helm: Helm::default(),
             capabilities: Capabilities::default(),

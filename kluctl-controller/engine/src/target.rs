@@ -56,6 +56,10 @@ pub struct TargetOptions {
     pub fixed_images: Vec<FixedImage>,
     /// Where rendered files go.
     pub render_dir: PathBuf,
+    /// Also write each item's post-processed objects to `.rendered.yml` in its render dir, as
+    /// Kluctl does; only worth it when someone reads the dir afterwards (`--render-output-dir`,
+    /// `kluctl render` without `--print-all`), not for a temporary dir removed after the command.
+    pub write_rendered_objects: bool,
     /// The kustomize step.
     pub kustomizer: Kustomizer,
     /// The Helm step.
@@ -137,6 +141,7 @@ pub fn render_target(
     let images = Images::new(fixed);
     let render_options = RenderOptions {
         render_dir: options.render_dir.clone(),
+        write_rendered_objects: options.write_rendered_objects,
         discriminator: target.discriminator.clone(),
         kustomizer: options.kustomizer,
         helm: options.helm,

@@ -375,6 +375,7 @@ pub fn prepare(job: &Job) -> Result<Prepared, PrepareError> {
         inclusion: inclusion.clone(),
         fixed_images: spec.images.iter().map(api_to_engine).collect(),
         render_dir: render_dir.path().to_path_buf(),
+        write_rendered_objects: false,
         kustomizer: Kustomizer::default(),
         helm: Helm::default(),
         capabilities: Capabilities {

@@ -66,7 +66,7 @@ fn context<'a>(p: &'a Prepared, cluster: &'a Cluster) -> CommandContext<'a> {
 
 /// Renders the target of a cluster command and connects to its cluster.
 fn prepared(flags: &ClusterRenderFlags, discriminator: Option<&String>) -> anyhow::Result<Prepared> {
-    prepare(flags, &OfflineFlags::default(), discriminator.cloned())
+    prepare(flags, &OfflineFlags::default(), discriminator.cloned(), false)
 }
 
 fn cluster_of(p: &Prepared) -> anyhow::Result<&Cluster> {

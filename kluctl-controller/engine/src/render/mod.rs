@@ -107,6 +107,8 @@ pub enum RenderError {
 pub struct RenderOptions {
     /// Root of the rendered files (`--render-output-dir` or a temporary directory).
     pub render_dir: PathBuf,
+    /// Write `.rendered.yml` per item (see `TargetOptions::write_rendered_objects`).
+    pub write_rendered_objects: bool,
     /// The rendered target discriminator (empty: none).
     pub discriminator: String,
     /// The kustomize step.
@@ -167,9 +169,7 @@ pub fn render_items(
     options: &RenderOptions,
     scope: Option<&dyn ScopeLookup>,
 ) -> Result<Vec<RenderedItem>, RenderError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(2, std::num::NonZero::get)
-        .min(items.len().max(1));
+    let workers = parallelism().min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<Result<RenderedItem, RenderError>>>> =
         items.iter().map(|_| Mutex::new(None)).collect();
@@ -280,17 +280,19 @@ fn render_item(
             errors,
         }
     })?;
-    // Like Kluctl, the post-processed objects (before the namespace fix-up) are written next to
-    // the item's rendered files, for tools that read the render dir.
-    let rendered = dst.join(".rendered.yml");
-    let text = to_yaml_documents(&out.objects).map_err(|message| RenderError::Write {
-        path: rendered.clone(),
-        message,
-    })?;
-    fs_err::write(&rendered, text).map_err(|e| RenderError::Write {
-        path: rendered,
-        message: e.to_string(),
-    })?;
+    if options.write_rendered_objects {
+        // Like Kluctl, the post-processed objects (before the namespace fix-up) are written next
+        // to the item's rendered files, for tools that read the render dir.
+        let rendered = dst.join(".rendered.yml");
+        let text = to_yaml_documents(&out.objects).map_err(|message| RenderError::Write {
+            path: rendered.clone(),
+            message,
+        })?;
+        fs_err::write(&rendered, text).map_err(|e| RenderError::Write {
+            path: rendered,
+            message: e.to_string(),
+        })?;
+    }
     out.timings.postprocess = t.elapsed();
     Ok(out)
 }
@@ -368,14 +370,55 @@ fn kustomization_resources(dir: &Path) -> Option<Vec<String>> {
     )
 }
 
+/// The threads this process may run at once (cgroup quota included), read once: the standard
+/// library reads the cgroup files again on every call, which showed up in render profiles.
+pub fn parallelism() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+}
+
+/// Below this many objects, [`to_yaml_documents`] writes on the calling thread.
+const PARALLEL_YAML_MIN: usize = 64;
+
 /// Objects as multi-document YAML (`---` between documents). Keys come out sorted, as Kluctl
 /// writes them, because `serde_json` maps are ordered by key (its `preserve_order` is off).
+/// Large inputs are written in contiguous chunks on [`parallelism`] threads and joined in order.
 ///
 /// # Errors
 /// When an object cannot be serialized.
 pub fn to_yaml_documents<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Result<String, String> {
+    let objects: Vec<&Value> = objects.into_iter().collect();
+    let threads = parallelism().min(objects.len() / PARALLEL_YAML_MIN).max(1);
+    if threads == 1 {
+        return yaml_chunk(&objects);
+    }
+    let chunk = objects.len().div_ceil(threads);
+    let parts: Vec<Result<String, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = objects
+            .chunks(chunk)
+            .map(|c| s.spawn(move || yaml_chunk(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("failed to write YAML: a writer thread panicked".to_string()))
+            })
+            .collect()
+    });
     let mut out = String::new();
-    for (i, o) in objects.into_iter().enumerate() {
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&part?);
+    }
+    Ok(out)
+}
+
+fn yaml_chunk(objects: &[&Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
@@ -398,5 +441,20 @@ mod yaml_tests {
             to_yaml_documents(&objects).unwrap(),
             "apiVersion: v1\nkind: B\nmetadata:\n  labels:\n    a: \"2\"\n    z: \"1\"\n  name: b\n---\nkind: A\n"
         );
+    }
+
+    #[test]
+    fn many_documents_come_out_in_order_as_written_one_by_one() {
+        let objects: Vec<_> = (0..1000)
+            .map(|i| serde_json::json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"i": i}}))
+            .collect();
+        let mut expected = String::new();
+        for (i, o) in objects.iter().enumerate() {
+            if i > 0 {
+                expected.push_str("---\n");
+            }
+            expected.push_str(&serde_saphyr::to_string(o).unwrap());
+        }
+        assert_eq!(to_yaml_documents(&objects).unwrap(), expected);
     }
 }

@@ -16,6 +16,8 @@ use minijinja::Value;
 use super::{Renderer, TemplateError, search};
 
 const TEMPLATE_IGNORE: &str = ".templateignore";
+/// Below this many files to render, a directory is rendered on the calling thread.
+const PARALLEL_FILES_MIN: usize = 8;
 
 enum Entry {
     Copy(PathBuf, PathBuf),
@@ -170,10 +172,13 @@ pub(super) fn render_directory(
         }
     }
 
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .clamp(1, 4)
-        .min(jobs.len().max(1));
+    // Items are already rendered in parallel (`render::render_items`); threads of its own pay
+    // off only for a directory with many files.
+    let workers = if jobs.len() < PARALLEL_FILES_MIN {
+        1
+    } else {
+        crate::render::parallelism().clamp(1, 4).min(jobs.len())
+    };
     let mut errors: Vec<(PathBuf, TemplateError)> = Vec::new();
     if workers <= 1 {
         for (from, to) in &jobs {
