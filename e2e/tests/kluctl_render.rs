@@ -691,3 +691,86 @@ fn git_credentials_come_from_kluctl_git_env_and_never_show() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// `kluctl render --print-all` keeps an item's rendered files in memory when nothing needs them
+/// on disk, and writes them out with `--render-output-dir`: both must print the same bytes. The
+/// project mixes what stays in memory (a generated kustomization, an own one with `namespace`
+/// and a nested directory, `recursive`, a `.templateignore`d file) with what goes to disk on the
+/// way (a kustomization the native path declines: `commonLabels`, a symlink).
+#[test]
+fn rendering_in_memory_prints_what_rendering_to_disk_prints() -> anyhow::Result<()> {
+    let cm = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  v: \"{{{{ args.v }}}}\"\n"
+        )
+    };
+    let p = project(&[
+        (".kluctl.yaml", "targets:\n  - name: t\n    args:\n      v: x\n"),
+        (
+            "deployment.yaml",
+            "deployments:\n  - path: generated\n  - path: own\n  - path: deep\n    recursive: true\n  - path: declined\n  - path: linked\n  - path: ignored\n",
+        ),
+        ("generated/b.yaml", &cm("b")),
+        ("generated/a.yml", &cm("a")),
+        ("generated/notes.txt", "not a resource"),
+        (
+            "own/kustomization.yaml",
+            "namespace: ns1\nresources:\n  - cm.yaml\n  - sub\n",
+        ),
+        ("own/cm.yaml", &cm("own")),
+        ("own/sub/kustomization.yml", "resources:\n  - ../other.yaml\n"),
+        ("own/other.yaml", &cm("other")),
+        ("deep/x/one.yaml", &cm("one")),
+        ("deep/y/two.yaml", &cm("two")),
+        (
+            "declined/kustomization.yaml",
+            "commonLabels:\n  app: declined\nresources:\n  - cm.yaml\n",
+        ),
+        ("declined/cm.yaml", &cm("declined")),
+        ("linked/cm.yaml", &cm("linked")),
+        ("linked/target.txt", &cm("linked-alias")),
+        ("ignored/.templateignore", "raw.yaml\n"),
+        (
+            "ignored/raw.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: raw\ndata:\n  v: \"{{ untouched }}\"\n",
+        ),
+    ])?;
+    std::os::unix::fs::symlink("target.txt", p.path().join("linked/alias.yaml"))?;
+    let out_dir = tempfile::tempdir()?;
+    let print = |extra: &[&str]| -> anyhow::Result<String> {
+        let mut args = vec!["render", "--offline-kubernetes", "--print-all", "-t", "t"];
+        args.extend_from_slice(extra);
+        let out = kluctl(p.path(), &args)?;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let in_memory = print(&[])?;
+    let on_disk = print(&[
+        "--render-output-dir",
+        out_dir.path().to_str().context("utf-8 path")?,
+    ])?;
+    assert_eq!(in_memory, on_disk);
+    let objects: Vec<Value> = serde_saphyr::from_multiple(&in_memory)?;
+    assert_eq!(
+        ids(&objects),
+        [
+            "ConfigMap/a",
+            "ConfigMap/b",
+            "ConfigMap/own",
+            "ConfigMap/other",
+            "ConfigMap/one",
+            "ConfigMap/two",
+            "ConfigMap/declined",
+            "ConfigMap/linked-alias",
+            "ConfigMap/linked",
+            "ConfigMap/raw"
+        ],
+        "{in_memory}"
+    );
+    assert_eq!(s(&objects[2], "/metadata/namespace"), "ns1");
+    assert_eq!(s(&objects[3], "/metadata/namespace"), "ns1");
+    assert_eq!(label(&objects[6], "app"), "declined");
+    assert_eq!(s(&objects[0], "/data/v"), "x");
+    assert_eq!(s(&objects[9], "/data/v"), "{{ untouched }}");
+    Ok(())
+}

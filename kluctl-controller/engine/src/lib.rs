@@ -11,6 +11,7 @@
 //! remote     our objects on the cluster: discriminator lists (metadata only), GETs by ref
 //! prune      orphans, deletable rules, ordered deletion; prune needs an Applied token
 //! diff       normalise + ignore rules, changes with unified diffs, obfuscation, result text
+//! files      a rendered item's tree on disk or still in memory (what kustomize reads)
 //! result     Kluctl's CommandResult model (JSON shape, summary, compacted form, builder)
 //! project    .kluctl.yaml / deployment.yaml model, args, vars sources, inclusion
 //! render     per item: template ─► helm ─► kustomize ─► post-process; namespace fix-up
@@ -30,6 +31,7 @@ pub mod cluster;
 pub mod commands;
 pub mod controller_logs;
 pub mod diff;
+pub mod files;
 pub mod helm;
 pub mod kustomize;
 pub mod project;

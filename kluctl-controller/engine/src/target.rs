@@ -170,3 +170,79 @@ pub fn target_context(
     let target = project.select_target(&engine, target, None, None, external_args)?;
     Ok(target.context.filter(|c| !c.is_empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{TargetOptions, render_target};
+    use crate::helm::{Capabilities, Helm};
+    use crate::kustomize::Kustomizer;
+    use std::path::Path;
+
+    fn write(root: &Path, files: &[(&str, &str)]) {
+        for (path, text) in files {
+            let p = root.join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, text).unwrap();
+        }
+    }
+
+    fn options(project: &Path, render_dir: &Path, write_rendered_objects: bool) -> TargetOptions {
+        TargetOptions {
+            project_dir: project.to_path_buf(),
+            target: None,
+            target_name_override: None,
+            discriminator: None,
+            context: None,
+            external_args: serde_json::json!({}),
+            inclusion: crate::project::inclusion::Inclusion::default(),
+            fixed_images: Vec::new(),
+            render_dir: render_dir.to_path_buf(),
+            write_rendered_objects,
+            kustomizer: Kustomizer::default(),
+            helm: Helm::default(),
+            capabilities: Capabilities::default(),
+            env: std::collections::BTreeMap::new(),
+            git_cache_dir: render_dir.join("git-cache"),
+            git: crate::source::GitSourceOptions::default(),
+        }
+    }
+
+    /// An item the native path builds leaves nothing in the render dir (its files stayed in
+    /// memory); `onlyRender` items and a dir someone reads afterwards are written as before.
+    #[test]
+    fn native_items_stay_in_memory_unless_the_render_dir_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("project");
+        write(
+            &project,
+            &[
+                (
+                    "deployment.yaml",
+                    "deployments:\n  - path: app\n  - path: shared\n    onlyRender: true\n",
+                ),
+                (
+                    "app/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+                ),
+                ("shared/part.yaml", "x: 1\n"),
+            ],
+        );
+        let discarded = d.path().join("discarded");
+        fs_err::create_dir_all(&discarded).unwrap();
+        let r = render_target(options(&project, &discarded, false), None, None).unwrap();
+        assert_eq!(r.objects().count(), 1);
+        assert!(!discarded.join("app").exists(), "nothing of app written");
+        assert!(
+            discarded.join("shared/part.yaml").is_file(),
+            "onlyRender items are written"
+        );
+
+        let kept = d.path().join("kept");
+        fs_err::create_dir_all(&kept).unwrap();
+        let r2 = render_target(options(&project, &kept, true), None, None).unwrap();
+        assert_eq!(r.items[0].objects, r2.items[0].objects);
+        assert!(kept.join("app/cm.yaml").is_file());
+        assert!(kept.join("app/kustomization.yml").is_file());
+        assert!(kept.join("app/.rendered.yml").is_file());
+    }
+}

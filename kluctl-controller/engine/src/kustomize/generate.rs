@@ -16,6 +16,7 @@
 //! - paths are cleaned and listed once.
 
 use super::KustomizeError;
+use crate::files::{Disk, Tree};
 use crate::helm::{ChartConfig, is_helm_chart_file, is_helm_values_file};
 use crate::values::parse_go_bool;
 use serde::{Deserialize, Serialize};
@@ -60,14 +61,28 @@ pub fn prepare_kustomization(
     override_namespace: Option<&str>,
     item_dir_for_errors: &Path,
 ) -> Result<PreparedKustomization, KustomizeError> {
+    prepare_kustomization_in(&mut Disk, dir, recursive, override_namespace, item_dir_for_errors)
+}
+
+/// [`prepare_kustomization`] on a rendered tree on disk or in memory.
+///
+/// # Errors
+/// As [`prepare_kustomization`].
+pub fn prepare_kustomization_in(
+    tree: &mut dyn Tree,
+    dir: &Path,
+    recursive: bool,
+    override_namespace: Option<&str>,
+    item_dir_for_errors: &Path,
+) -> Result<PreparedKustomization, KustomizeError> {
     let existing = ["kustomization.yml", "kustomization.yaml"]
         .iter()
         .map(|n| dir.join(n))
-        .find(|p| p.is_file());
+        .find(|p| tree.is_file(p));
     let Some(path) = existing else {
-        let mut k = generate_kustomization(dir, recursive)?;
+        let mut k = generate_in(&*tree, dir, recursive)?;
         k.namespace = override_namespace.map(str::to_string);
-        let path = write_kustomization(dir, &k)?;
+        let path = write_in(tree, dir, &k)?;
         return Ok(PreparedKustomization {
             path,
             generated: true,
@@ -80,7 +95,7 @@ pub fn prepare_kustomization(
             dir: item_dir_for_errors.to_path_buf(),
         });
     }
-    let text = fs_err::read_to_string(&path).map_err(|source| KustomizeError::Io {
+    let text = tree.read_to_string(&path).map_err(|source| KustomizeError::Io {
         action: "read",
         path: path.clone(),
         source,
@@ -111,7 +126,7 @@ pub fn prepare_kustomization(
     {
         k.insert("namespace".into(), serde_json::Value::String(ns.to_string()));
         let text = serde_saphyr::to_string(&k).map_err(|e| parse_err(e.to_string()))?;
-        fs_err::write(&path, text).map_err(|source| KustomizeError::Io {
+        tree.write(&path, text).map_err(|source| KustomizeError::Io {
             action: "write",
             path: path.clone(),
             source,
@@ -131,11 +146,15 @@ pub fn prepare_kustomization(
 /// When a directory cannot be read, `recursive` meets a kustomization file, or a `helm-chart.yaml`
 /// is invalid.
 pub fn generate_kustomization(dir: &Path, recursive: bool) -> Result<Kustomization, KustomizeError> {
+    generate_in(&Disk, dir, recursive)
+}
+
+fn generate_in(tree: &dyn Tree, dir: &Path, recursive: bool) -> Result<Kustomization, KustomizeError> {
     let mut files = Vec::new();
     if recursive {
-        walk(dir, Path::new(""), &mut files)?;
+        walk(tree, dir, Path::new(""), &mut files)?;
     } else {
-        for (name, is_dir) in sorted_entries(dir)? {
+        for (name, is_dir) in sorted_entries(tree, dir)? {
             if !is_dir {
                 files.push(PathBuf::from(name));
             }
@@ -157,7 +176,7 @@ pub fn generate_kustomization(dir: &Path, recursive: bool) -> Result<Kustomizati
                 source: Box::new(e),
             })?;
             let output = config.output();
-            if dir.join(parent).join(output).is_file() {
+            if tree.is_file(&dir.join(parent).join(output)) {
                 continue;
             }
             parent.join(output)
@@ -183,9 +202,14 @@ pub fn generate_kustomization(dir: &Path, recursive: bool) -> Result<Kustomizati
 /// # Errors
 /// When serialising or writing fails.
 pub fn write_kustomization(dir: &Path, k: &Kustomization) -> Result<PathBuf, KustomizeError> {
+    write_in(&mut Disk, dir, k)
+}
+
+fn write_in(tree: &mut dyn Tree, dir: &Path, k: &Kustomization) -> Result<PathBuf, KustomizeError> {
     let short_ext = dir.join("kustomization.yml");
     let long_ext = dir.join("kustomization.yaml");
-    let path = if !short_ext.exists() && long_ext.exists() {
+    let exists = |p: &Path| tree.is_file(p) || tree.is_dir(p);
+    let path = if !exists(&short_ext) && exists(&long_ext) {
         long_ext
     } else {
         short_ext
@@ -195,7 +219,7 @@ pub fn write_kustomization(dir: &Path, k: &Kustomization) -> Result<PathBuf, Kus
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    fs_err::write(&path, text).map_err(|source| KustomizeError::Io {
+    tree.write(&path, text).map_err(|source| KustomizeError::Io {
         action: "write",
         path: path.clone(),
         source,
@@ -210,27 +234,19 @@ fn has_yaml_ext(name: &str) -> bool {
 }
 
 /// Entries of `dir` sorted by name; `is_dir` does not follow symlinks (as Go's `ReadDir`).
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, bool)>, KustomizeError> {
-    let io = |source| KustomizeError::Io {
+fn sorted_entries(tree: &dyn Tree, dir: &Path) -> Result<Vec<(String, bool)>, KustomizeError> {
+    tree.entries(dir).map_err(|source| KustomizeError::Io {
         action: "read directory",
         path: dir.to_path_buf(),
         source,
-    };
-    let mut out = Vec::new();
-    for e in fs_err::read_dir(dir).map_err(io)? {
-        let e = e.map_err(io)?;
-        let is_dir = e.file_type().map_err(io)?.is_dir();
-        out.push((e.file_name().to_string_lossy().into_owned(), is_dir));
-    }
-    out.sort();
-    Ok(out)
+    })
 }
 
-fn walk(base: &Path, rel: &Path, files: &mut Vec<PathBuf>) -> Result<(), KustomizeError> {
-    for (name, is_dir) in sorted_entries(&base.join(rel))? {
+fn walk(tree: &dyn Tree, base: &Path, rel: &Path, files: &mut Vec<PathBuf>) -> Result<(), KustomizeError> {
+    for (name, is_dir) in sorted_entries(tree, &base.join(rel))? {
         let child = rel.join(&name);
         if is_dir {
-            walk(base, &child, files)?;
+            walk(tree, base, &child, files)?;
         } else {
             if name == "kustomization.yaml" || name == "kustomization.yml" {
                 return Err(KustomizeError::RecursiveWithKustomization { path: child });

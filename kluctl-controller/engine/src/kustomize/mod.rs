@@ -26,7 +26,8 @@ mod native;
 
 pub use binary::{ENV_KUSTOMIZE, KustomizeBinary, PINNED_KUSTOMIZE_VERSION};
 pub use generate::{
-    Kustomization, PreparedKustomization, generate_kustomization, prepare_kustomization, write_kustomization,
+    Kustomization, PreparedKustomization, generate_kustomization, prepare_kustomization,
+    prepare_kustomization_in, write_kustomization,
 };
 
 use crate::Object;
@@ -150,7 +151,7 @@ impl Kustomizer {
         let declined = if self.native_disabled {
             "native path disabled".to_string()
         } else {
-            match native::build(dir) {
+            match native::build(&crate::files::Disk, dir) {
                 Ok(objects) => return Ok((objects, BuildPath::Native)),
                 Err(declined) => declined.0,
             }
@@ -162,6 +163,17 @@ impl Kustomizer {
 
     /// Only the native path: `Err` carries why it declined (for tests and diagnostics).
     pub fn build_native(dir: &Path) -> Result<Vec<Object>, String> {
-        native::build(dir).map_err(|d| d.0)
+        native::build(&crate::files::Disk, dir).map_err(|d| d.0)
+    }
+
+    /// The native path on a rendered tree held in memory ([`crate::files::MemTree`]), or why it
+    /// declined (`None`: native builds are disabled). The caller then writes the tree to disk
+    /// and calls [`Kustomizer::build`], which decides again on the files.
+    pub fn build_native_in(
+        &self,
+        tree: &dyn crate::files::Tree,
+        dir: &Path,
+    ) -> Option<Result<Vec<Object>, String>> {
+        (!self.native_disabled).then(|| native::build(tree, dir).map_err(|d| d.0))
     }
 }

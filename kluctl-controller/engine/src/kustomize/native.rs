@@ -31,6 +31,7 @@
 //! the name-reference transformer would rewrite.
 
 use crate::Object;
+use crate::files::Tree;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
@@ -114,22 +115,22 @@ const KUSTOMIZE_ANNOTATION_PREFIXES: [&str; 3] = [
 ];
 
 /// Builds `dir` natively, or declines.
-pub fn build(dir: &Path) -> Result<Vec<Object>, Declined> {
-    let objects = build_dir(dir, 0)?;
+pub fn build(tree: &dyn Tree, dir: &Path) -> Result<Vec<Object>, Declined> {
+    let objects = build_dir(tree, dir, 0)?;
     // kustomize runs its name-reference transformer once, over the whole build, after every
     // kustomization of the tree has been accumulated.
     super::name_reference::check(&objects).map_err(Declined)?;
     Ok(objects)
 }
 
-fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
+fn build_dir(tree: &dyn Tree, dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
     if depth > MAX_DEPTH {
         return decline("kustomizations nested too deep");
     }
     let found: Vec<_> = KUSTOMIZATION_FILES
         .iter()
         .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
+        .filter(|p| tree.is_file(p))
         .collect();
     let [file] = found.as_slice() else {
         return decline(format!(
@@ -138,7 +139,7 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
             dir.display()
         ));
     };
-    let text = read(file)?;
+    let text = read(tree, file)?;
     let k: Value = serde_saphyr::from_str_with_options(&text, crate::yaml::go_yaml_options())
         .map_err(|e| Declined(format!("kustomization: {e}")))?;
     let Value::Object(k) = k else {
@@ -180,10 +181,10 @@ fn build_dir(dir: &Path, depth: usize) -> Result<Vec<Object>, Declined> {
             return decline(format!("remote resource '{r}'"));
         }
         let path = dir.join(r);
-        let loaded = if path.is_file() {
-            load_file(&path)?
-        } else if path.is_dir() {
-            build_dir(&path, depth + 1)?
+        let loaded = if tree.is_file(&path) {
+            load_file(tree, &path)?
+        } else if tree.is_dir(&path) {
+            build_dir(tree, &path, depth + 1)?
         } else {
             return decline(format!("resource '{r}' is neither a file nor a directory"));
         };
@@ -235,13 +236,13 @@ fn is_yaml11_bool(s: &str) -> bool {
     )
 }
 
-fn read(path: &Path) -> Result<String, Declined> {
-    fs_err::read_to_string(path).map_err(|e| Declined(e.to_string()))
+fn read(tree: &dyn Tree, path: &Path) -> Result<String, Declined> {
+    tree.read_to_string(path).map_err(|e| Declined(e.to_string()))
 }
 
 /// The objects of one resource file, validated the way kustomize's resource factory validates them.
-fn load_file(path: &Path) -> Result<Vec<Object>, Declined> {
-    let text = read(path)?;
+fn load_file(tree: &dyn Tree, path: &Path) -> Result<Vec<Object>, Declined> {
+    let text = read(tree, path)?;
     if has_plain_timestamp(&text) {
         // go-yaml turns these into timestamps that kustomize prints in RFC 3339 form.
         return decline(format!("plain timestamp scalar in '{}'", path.display()));
@@ -499,7 +500,7 @@ mod tests {
         for (name, text) in files {
             fs_err::write(d.path().join(name), text).unwrap();
         }
-        build(d.path()).map_err(|d| d.0)
+        build(&crate::files::Disk, d.path()).map_err(|d| d.0)
     }
 
     const SA_APP: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n";

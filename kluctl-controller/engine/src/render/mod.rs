@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! Item (from project::load)
-//!   ├─ template  item dir ─► <render dir>/<rendered_rel_dir> (search: item dir, project dirs)
+//!   ├─ template  item dir ─► files at <render dir>/<rendered_rel_dir> (search: item dir,
+//!   │            project dirs), held in memory (files::MemTree)
+//!   ├─ written to the render dir only when something reads it: a Helm chart, a symlink,
+//!   │            onlyRender, --render-output-dir, or a kustomization the native path declines
 //!   ├─ helm      every helm-chart.yaml in the rendered dir ─► its output file
 //!   ├─ kustomize existing or generated kustomization (overrideNamespace) ─► objects
 //!   └─ postprocess ignore, labels, annotations, image placeholders
@@ -30,8 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::files::MemTree;
 use crate::helm::{self, Capabilities, Helm, HelmError, RenderRequest};
-use crate::kustomize::{KustomizeError, Kustomizer, prepare_kustomization};
+use crate::kustomize::{KustomizeError, Kustomizer, prepare_kustomization, prepare_kustomization_in};
 use crate::project::config::FixedImage;
 use crate::project::load::Item;
 use crate::template::{TemplateEngine, TemplateError};
@@ -225,40 +229,93 @@ fn render_item(
     let mut search_dirs = vec![src.clone()];
     search_dirs.extend(item.search_dirs.iter().cloned());
     let t = Instant::now();
-    engine
-        .render_directory(src, &dst, &search_dirs, &item.vars)
+    let mut tree = engine
+        .render_directory_files(src, &dst, &search_dirs, &item.vars)
         .map_err(|e| RenderError::Template {
             item: name.clone(),
             source: Box::new(e),
         })?;
     out.timings.template = t.elapsed();
-    let t = Instant::now();
-    render_helm_charts(item, &dst, options)?;
-    out.timings.helm = t.elapsed();
-    if item.config.only_render {
-        return Ok(out);
+    let kustomize_error = |e: KustomizeError| RenderError::Kustomize {
+        item: name.clone(),
+        source: Box::new(e),
+    };
+    let write_tree = |tree: &MemTree| {
+        tree.write_to_disk().map_err(|e| RenderError::Write {
+            path: dst.clone(),
+            message: e.to_string(),
+        })
+    };
+    if !builds_in_memory(item, &tree, options) {
+        write_tree(&tree)?;
+        drop(tree);
+        let t = Instant::now();
+        render_helm_charts(item, &dst, options)?;
+        out.timings.helm = t.elapsed();
+        if item.config.only_render {
+            return Ok(out);
+        }
+        let t = Instant::now();
+        let prepared = prepare_kustomization(
+            &dst,
+            item.config.recursive,
+            item.override_namespace.as_deref(),
+            Path::new(&item.rel_dir),
+        )
+        .map_err(kustomize_error)?;
+        out.barrier |= prepared.barrier;
+        out.wait_readiness |= prepared.wait_readiness;
+        let objects = options.kustomizer.build(&dst).map_err(kustomize_error)?;
+        out.timings.kustomize = t.elapsed();
+        return finish_item(out, objects, item, images, options, &dst);
     }
     let t = Instant::now();
-    let prepared = prepare_kustomization(
+    let prepared = prepare_kustomization_in(
+        &mut tree,
         &dst,
         item.config.recursive,
         item.override_namespace.as_deref(),
         Path::new(&item.rel_dir),
     )
-    .map_err(|e| RenderError::Kustomize {
-        item: name.clone(),
-        source: Box::new(e),
-    })?;
+    .map_err(kustomize_error)?;
     out.barrier |= prepared.barrier;
     out.wait_readiness |= prepared.wait_readiness;
-    let objects = options
-        .kustomizer
-        .build(&dst)
-        .map_err(|e| RenderError::Kustomize {
-            item: name.clone(),
-            source: Box::new(e),
-        })?;
+    // Declined: the files go to disk as they are now (kustomization prepared), and the build
+    // decides again there, the binary doing what the native path does not.
+    let objects = if let Some(Ok(objects)) = options.kustomizer.build_native_in(&tree, &dst) {
+        objects
+    } else {
+        write_tree(&tree)?;
+        options.kustomizer.build(&dst).map_err(kustomize_error)?
+    };
     out.timings.kustomize = t.elapsed();
+    finish_item(out, objects, item, images, options, &dst)
+}
+
+/// Whether an item's rendered files can stay in memory for the build: nobody reads the render
+/// dir afterwards, the item renders no Helm chart, holds no symlink (only the file system
+/// resolves those), builds its objects (`onlyRender` items exist for other items to read), and
+/// native builds are on. Decided on the rendered tree, before building.
+fn builds_in_memory(item: &Item, tree: &MemTree, options: &RenderOptions) -> bool {
+    !options.write_rendered_objects
+        && !options.kustomizer.native_disabled
+        && !item.config.only_render
+        && !tree.has_symlinks()
+        && !tree
+            .file_names()
+            .any(|n| n.to_str().is_some_and(crate::helm::is_helm_chart_file))
+}
+
+/// Post-processes an item's built objects and, when asked, writes them to `.rendered.yml`.
+fn finish_item(
+    mut out: RenderedItem,
+    objects: Vec<crate::Object>,
+    item: &Item,
+    images: &Images,
+    options: &RenderOptions,
+    dst: &Path,
+) -> Result<RenderedItem, RenderError> {
+    let name = item.rel_dir.clone();
     let t = Instant::now();
     out.objects = objects.into_iter().map(Value::Object).collect();
     let meta = ItemMetadata {

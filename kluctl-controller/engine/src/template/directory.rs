@@ -14,10 +14,21 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use minijinja::Value;
 
 use super::{Renderer, TemplateError, search};
+use crate::files::MemTree;
 
 const TEMPLATE_IGNORE: &str = ".templateignore";
 /// Below this many files to render, a directory is rendered on the calling thread.
 const PARALLEL_FILES_MIN: usize = 8;
+
+/// What [`collect`] found: the directories to create and the files to copy, render or link.
+#[derive(Default)]
+struct Collected {
+    dirs: Vec<PathBuf>,
+    entries: Vec<Entry>,
+}
+
+/// One render job's outcome, filled in by whichever thread took it.
+type Slot = std::sync::Mutex<Option<Result<Vec<u8>, TemplateError>>>;
 
 enum Entry {
     Copy(PathBuf, PathBuf),
@@ -96,9 +107,9 @@ fn collect(
     verbatim: bool,
     root: bool,
     ignores: &[Gitignore],
-    out: &mut Vec<Entry>,
+    out: &mut Collected,
 ) -> Result<(), TemplateError> {
-    fs_err::create_dir_all(dst).map_err(|e| io_err(r, "create directory", dst, e))?;
+    out.dirs.push(dst.to_path_buf());
     // Kluctl never templates Helm charts kept in the item (any subdirectory with a Chart.yaml),
     // nor anything inside `.git`.
     let verbatim = verbatim
@@ -110,42 +121,41 @@ fn collect(
             .file_type()
             .map_err(|err| io_err(r, "read directory", &path, err))?;
         if ft.is_symlink() {
-            out.push(Entry::Symlink(path, target));
+            out.entries.push(Entry::Symlink(path, target));
         } else if ft.is_dir() {
             collect(r, &path, &target, verbatim, false, ignores, out)?;
         } else if verbatim || is_ignored(ignores, &path) {
-            out.push(Entry::Copy(path, target));
+            out.entries.push(Entry::Copy(path, target));
         } else {
-            out.push(Entry::Render(path, target));
+            out.entries.push(Entry::Render(path, target));
         }
     }
     Ok(())
 }
 
-fn render_one(r: &Renderer, src: &Path, dst: &Path, ctx: &Value) -> Result<(), TemplateError> {
+fn render_one(r: &Renderer, src: &Path, ctx: &Value) -> Result<Vec<u8>, TemplateError> {
     let bytes = fs_err::read(src).map_err(|e| io_err(r, "read template", src, e))?;
-    let out = if bytes.contains(&b'{') {
-        let source = String::from_utf8(bytes).map_err(|e| {
-            io_err(
-                r,
-                "read template",
-                src,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })?;
-        r.render_source(src, source, ctx)?.into_bytes()
-    } else {
-        bytes
-    };
-    fs_err::write(dst, out).map_err(|e| io_err(r, "write rendered file", dst, e))
+    if !bytes.contains(&b'{') {
+        return Ok(bytes);
+    }
+    let source = String::from_utf8(bytes).map_err(|e| {
+        io_err(
+            r,
+            "read template",
+            src,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    Ok(r.render_source(src, source, ctx)?.into_bytes())
 }
 
-pub(super) fn render_directory(
+/// Renders `src_dir` into an in-memory tree at the paths the files get below `dst_dir`.
+pub(super) fn render_directory_files(
     r: &Renderer,
     src_dir: &Path,
     dst_dir: &Path,
     ctx: &Value,
-) -> Result<(), TemplateError> {
+) -> Result<MemTree, TemplateError> {
     let src = search::normalize(&std::path::absolute(src_dir).map_err(|e| io_err(r, "resolve", src_dir, e))?);
     let mut ignores = Vec::new();
     if let Ok(rel) = src.strip_prefix(&r.project_root) {
@@ -157,21 +167,40 @@ pub(super) fn render_directory(
     }
     load_ignores_recursive(r, &src, &mut ignores)?;
 
-    let mut entries = Vec::new();
-    collect(r, &src, dst_dir, false, true, &ignores, &mut entries)?;
+    let mut found = Collected::default();
+    collect(r, &src, dst_dir, false, true, &ignores, &mut found)?;
 
+    let mut tree = MemTree::new();
+    for d in &found.dirs {
+        tree.add_dir(d);
+    }
     let mut jobs = Vec::new();
-    let mut links = Vec::new();
-    for e in entries {
+    for e in found.entries {
         match e {
-            Entry::Copy(from, to) => {
-                fs_err::copy(&from, &to).map_err(|err| io_err(r, "copy", &from, err))?;
-            }
+            Entry::Copy(from, to) => tree.add_copy(&to, from),
             Entry::Render(from, to) => jobs.push((from, to)),
-            Entry::Symlink(from, to) => links.push((from, to)),
+            Entry::Symlink(from, to) => {
+                let target = fs_err::read_link(&from).map_err(|e| io_err(r, "read symlink", &from, e))?;
+                tree.add_symlink(target, to);
+            }
         }
     }
+    let rendered = render_all(r, &jobs, ctx).map_err(|errors| TemplateError::Directory {
+        dir: r.display(&src),
+        errors,
+    })?;
+    for ((_, to), content) in jobs.iter().zip(rendered) {
+        tree.add_file(to, content);
+    }
+    Ok(tree)
+}
 
+/// Renders every `(source, _)` of `jobs`, in order; all failures together, sorted by source.
+fn render_all(
+    r: &Renderer,
+    jobs: &[(PathBuf, PathBuf)],
+    ctx: &Value,
+) -> Result<Vec<Vec<u8>>, Vec<TemplateError>> {
     // Items are already rendered in parallel (`render::render_items`); threads of its own pay
     // off only for a directory with many files.
     let workers = if jobs.len() < PARALLEL_FILES_MIN {
@@ -179,61 +208,61 @@ pub(super) fn render_directory(
     } else {
         crate::render::parallelism().clamp(1, 4).min(jobs.len())
     };
-    let mut errors: Vec<(PathBuf, TemplateError)> = Vec::new();
-    if workers <= 1 {
-        for (from, to) in &jobs {
-            if let Err(e) = render_one(r, from, to, ctx) {
-                errors.push((from.clone(), e));
-            }
+    let slots: Vec<Slot> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((from, _)) = jobs.get(i) else { break };
+            let out = render_one(r, from, ctx);
+            *slots[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(out);
         }
+    };
+    if workers <= 1 {
+        work();
     } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((from, to)) = jobs.get(i) else { break };
-                        if let Err(e) = render_one(r, from, to, ctx) {
-                            results
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push((from.clone(), e));
-                        }
-                    }
-                });
+                s.spawn(work);
             }
         });
-        errors = results
+    }
+    let mut rendered = Vec::with_capacity(jobs.len());
+    let mut errors: Vec<(PathBuf, TemplateError)> = Vec::new();
+    for (slot, (from, _)) in slots.into_iter().zip(jobs) {
+        match slot
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(Ok(content)) => rendered.push(content),
+            Some(Err(e)) => errors.push((from.clone(), e)),
+            None => errors.push((
+                from.clone(),
+                io_err(
+                    r,
+                    "render",
+                    from,
+                    std::io::Error::other("a render thread stopped"),
+                ),
+            )),
+        }
     }
-    if !errors.is_empty() {
+    if errors.is_empty() {
+        Ok(rendered)
+    } else {
         errors.sort_by(|a, b| a.0.cmp(&b.0));
-        return Err(TemplateError::Directory {
-            dir: r.display(&src),
-            errors: errors.into_iter().map(|(_, e)| e).collect(),
-        });
+        Err(errors.into_iter().map(|(_, e)| e).collect())
     }
-
-    for (from, to) in links {
-        let target = fs_err::read_link(&from).map_err(|e| io_err(r, "read symlink", &from, e))?;
-        make_symlink(&target, &to).map_err(|e| io_err(r, "create symlink", &to, e))?;
-    }
-    Ok(())
 }
 
-#[cfg(unix)]
-fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    fs_err::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(not(unix))]
-fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    let _ = (target, link);
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "symlinks are only supported on unix",
-    ))
+/// Renders `src_dir` into `dst_dir` on disk.
+pub(super) fn render_directory(
+    r: &Renderer,
+    src_dir: &Path,
+    dst_dir: &Path,
+    ctx: &Value,
+) -> Result<(), TemplateError> {
+    render_directory_files(r, src_dir, dst_dir, ctx)?
+        .write_to_disk()
+        .map_err(|e| io_err(r, "write rendered files to", dst_dir, e))
 }

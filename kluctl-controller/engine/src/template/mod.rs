@@ -38,6 +38,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::files::MemTree;
 use base64::Engine as _;
 use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
@@ -254,6 +255,21 @@ impl TemplateEngine {
         ctx: &serde_json::Value,
     ) -> Result<(), TemplateError> {
         self.renderer(search_dirs).render_directory(src_dir, dst_dir, ctx)
+    }
+
+    /// Renders every file below `src_dir` into memory (see [`Renderer::render_directory_files`]).
+    ///
+    /// # Errors
+    /// As [`TemplateEngine::render_directory`].
+    pub fn render_directory_files(
+        &self,
+        src_dir: &Path,
+        dst_dir: &Path,
+        search_dirs: &[PathBuf],
+        ctx: &serde_json::Value,
+    ) -> Result<MemTree, TemplateError> {
+        self.renderer(search_dirs)
+            .render_directory_files(src_dir, dst_dir, ctx)
     }
 }
 
@@ -530,6 +546,21 @@ impl Renderer {
     ) -> Result<(), TemplateError> {
         let ctx = context_value(ctx)?;
         directory::render_directory(self, src_dir, dst_dir, &ctx)
+    }
+
+    /// Like [`Renderer::render_directory`], but the result stays in memory (at the paths the
+    /// files would have below `dst_dir`) until [`MemTree::write_to_disk`].
+    ///
+    /// # Errors
+    /// As [`Renderer::render_directory`].
+    pub fn render_directory_files(
+        &self,
+        src_dir: &Path,
+        dst_dir: &Path,
+        ctx: &serde_json::Value,
+    ) -> Result<MemTree, TemplateError> {
+        let ctx = context_value(ctx)?;
+        directory::render_directory_files(self, src_dir, dst_dir, &ctx)
     }
 }
 
