@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  write() ─► input cut into 128 KiB blocks ─► job queue ─► workers (available parallelism)
-//!                                                 each block: raw deflate, level 6, a fresh
+//!                                                 each block: raw deflate, level 6, a new
 //!                                                 compressor primed with the last 32 KiB of the
 //!                                                 previous block's input; ended by a sync flush
 //!                                                 (the last block: by the final block marker)
@@ -21,8 +21,8 @@
 //! # Why the bytes do not depend on thread timing
 //!
 //! Block boundaries sit at fixed multiples of [`BLOCK`] input bytes whatever sizes `write` is
-//! called with; each block's output is a function of its bytes and its dictionary only (a reset
-//! compressor per block); blocks are written in input order. One thread or eight, the same input
+//! called with; each block's output is a function of its bytes and its dictionary only (a new
+//! compressor per block, see `compress`); blocks are written in input order. One thread or eight, the same input
 //! gives the same bytes (a test pins this).
 //!
 //! # Memory
@@ -48,6 +48,9 @@ use std::thread::JoinHandle;
 
 /// Input bytes per block.
 pub const BLOCK: usize = 128 * 1024;
+/// Capacity of every block and output buffer: a block, plus deflate's worst-case growth (a few
+/// bytes per 16 KiB) and the flush marker. One size for both, so recycled buffers never grow.
+const BUFFER: usize = BLOCK + BLOCK / 64 + 64;
 /// Deflate's window: how much of the previous block primes the next one.
 const WINDOW: usize = 32 * 1024;
 /// zlib's default level, as `gzip` and Go's gzip writer use.
@@ -58,6 +61,9 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// One block to compress and where to send the result.
 struct Job {
     data: Vec<u8>,
+    /// An empty buffer for the compressed bytes (recycled, so workers allocate nothing but
+    /// their compressor).
+    out: Vec<u8>,
     /// The previous block's last 32 KiB of input; empty for the first block.
     dict: Vec<u8>,
     last: bool,
@@ -94,10 +100,10 @@ pub struct ParGzEncoder<W: Write> {
     crc: crc32fast::Hasher,
     pool: Option<Pool>,
     pending: VecDeque<Receiver<io::Result<Done>>>,
-    /// Emptied buffers, reused for later blocks and dictionaries.
+    /// Emptied block and output buffers, reused for later blocks.
     spare: Vec<Vec<u8>>,
-    /// The compressor of the calling thread (one thread, or a stream of a single block).
-    local: Option<Compress>,
+    /// Emptied dictionary buffers.
+    spare_dicts: Vec<Vec<u8>>,
 }
 
 impl<W: Write> ParGzEncoder<W> {
@@ -112,14 +118,14 @@ impl<W: Write> ParGzEncoder<W> {
         ParGzEncoder {
             inner: Some(inner),
             threads: threads.max(1),
-            block: Vec::with_capacity(BLOCK),
+            block: Vec::with_capacity(BUFFER),
             dict: Vec::new(),
             header_written: false,
             crc: crc32fast::Hasher::new(),
             pool: None,
             pending: VecDeque::new(),
             spare: Vec::new(),
-            local: None,
+            spare_dicts: Vec::new(),
         }
     }
 
@@ -154,21 +160,18 @@ impl<W: Write> ParGzEncoder<W> {
 
     /// Sends the current block to be compressed (as the last one when `last`).
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK));
+        let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BUFFER));
         let data = std::mem::replace(&mut self.block, fresh);
+        let out = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BUFFER));
         let dict = std::mem::take(&mut self.dict);
         if !last {
-            let mut tail = self.spare.pop().unwrap_or_default();
-            tail.clear();
+            let mut tail = self.spare_dicts.pop().unwrap_or_else(|| Vec::with_capacity(WINDOW));
             tail.extend_from_slice(&data[data.len().saturating_sub(WINDOW)..]);
             self.dict = tail;
         }
         // One thread, or a stream that is a single block: no workers needed.
         if self.threads == 1 || (last && self.pool.is_none()) {
-            let compressor = self
-                .local
-                .get_or_insert_with(|| Compress::new(Compression::new(LEVEL), false));
-            let done = compress(compressor, data, dict, last)?;
+            let done = compress(data, dict, out, last)?;
             return self.emit(done);
         }
         while self.pending.len() >= 2 * self.threads {
@@ -177,6 +180,7 @@ impl<W: Write> ParGzEncoder<W> {
         let (done, result) = mpsc::sync_channel(1);
         let job = Job {
             data,
+            out,
             dict,
             last,
             done,
@@ -223,10 +227,17 @@ impl<W: Write> ParGzEncoder<W> {
         self.write_header()?;
         self.out()?.write_all(&done.out)?;
         self.crc.combine(&done.crc);
-        for mut buffer in [done.data, done.dict] {
+        let Done {
+            mut out,
+            mut data,
+            mut dict,
+            ..
+        } = done;
+        for buffer in [&mut out, &mut data, &mut dict] {
             buffer.clear();
-            self.spare.push(buffer);
         }
+        self.spare.extend([out, data]);
+        self.spare_dicts.push(dict);
         Ok(())
     }
 
@@ -292,7 +303,6 @@ fn stopped() -> io::Error {
 
 /// A worker: compresses jobs until the queue closes.
 fn work(queue: &Mutex<Receiver<Job>>) {
-    let mut compressor = Compress::new(Compression::new(LEVEL), false);
     loop {
         let job = match queue.lock() {
             Ok(queue) => match queue.recv() {
@@ -303,19 +313,29 @@ fn work(queue: &Mutex<Receiver<Job>>) {
         };
         let Job {
             data,
+            out,
             dict,
             last,
             done,
         } = job;
         // The receiver is gone when the encoder was dropped; nothing to report then.
-        let _ = done.send(compress(&mut compressor, data, dict, last));
+        let _ = done.send(compress(data, dict, out, last));
     }
 }
 
 /// Deflates one block: primed with `dict`, ended by a sync flush, or by the final block when
 /// `last`.
-fn compress(compressor: &mut Compress, data: Vec<u8>, dict: Vec<u8>, last: bool) -> io::Result<Done> {
-    compressor.reset();
+///
+/// A new compressor for every block, never a reset one: a reset keeps the previous input in the
+/// window, and the match search reads a little past the end of the input, so leftovers could pick
+/// another of two equally long matches. Valid output still, but bytes depending on which blocks a
+/// worker compressed before (seen on the benchmark repository; a test pins it). A new
+/// compressor's window starts zeroed. Its allocation (~400 KiB) costs far less than the block;
+/// since it is the only allocation of a worker (`out` comes recycled), it reuses the same memory
+/// block after block instead of fragmenting the heap.
+fn compress(data: Vec<u8>, dict: Vec<u8>, mut out: Vec<u8>, last: bool) -> io::Result<Done> {
+    let mut compressor = Compress::new(Compression::new(LEVEL), false);
+    let compressor = &mut compressor;
     if !dict.is_empty() {
         compressor.set_dictionary(&dict).map_err(io::Error::other)?;
     }
@@ -325,7 +345,7 @@ fn compress(compressor: &mut Compress, data: Vec<u8>, dict: Vec<u8>, last: bool)
         FlushCompress::Sync
     };
     // Deflate's worst case is a few bytes per 16 KiB over the input; more is added if needed.
-    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
+    out.reserve(data.len() + data.len() / 64 + 64);
     let mut input = data.as_slice();
     loop {
         if out.capacity() - out.len() < 64 {
@@ -410,6 +430,45 @@ mod tests {
         out
     }
 
+    /// YAML manifests with random tokens, like the benchmark repository's: long repeats at
+    /// varying distances, the input on which a compressor's history once changed the output.
+    fn manifests(len: usize) -> Vec<u8> {
+        const WORDS: &[&str] = &[
+            "alpha", "bravo", "delta", "gamma", "kilo", "lima", "oscar", "tango",
+        ];
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut out = Vec::with_capacity(len + 4096);
+        let mut index = 0;
+        while out.len() < len {
+            let word = WORDS[next() as usize % WORDS.len()];
+            out.extend_from_slice(
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {word}-{index:05}\n  namespace: team-{:02}\ndata:\n",
+                    index % 40
+                )
+                .as_bytes(),
+            );
+            for n in 0..40 {
+                let (a, b) = (
+                    WORDS[next() as usize % WORDS.len()],
+                    WORDS[next() as usize % WORDS.len()],
+                );
+                out.extend_from_slice(
+                    format!("    key-{n:03}: \"{a}-{b}-{:08x} {:08x}\"\n", next(), next()).as_bytes(),
+                );
+            }
+            index += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
     /// xorshift noise: deflate cannot shrink it, so blocks come out as stored blocks.
     fn noise(len: usize) -> Vec<u8> {
         let mut state = 0x2545_f491_u32;
@@ -454,7 +513,7 @@ mod tests {
     fn the_bytes_do_not_depend_on_threads_or_write_sizes() {
         let mut data = text(5 * BLOCK + 777);
         data.extend(noise(BLOCK / 2));
-        data.extend(text(BLOCK + 3));
+        data.extend(manifests(24 * BLOCK + 3));
         let reference = gzip(&data, 1, data.len());
         for threads in [1, 2, 4, 8] {
             for chunk in [1 << 20, 4096, 513, 7] {
