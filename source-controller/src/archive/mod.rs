@@ -1,15 +1,19 @@
 //! The artifact packager: the `package` step of `resolve → fetch → package → store → status`.
 //!
-//! Pure apart from reading the source tree: a directory and its [`IgnoreRules`] go in, a
-//! normalized tar.gz stream (written to any [`Write`]) and its sha256 digest come out. It knows
-//! nothing of Kubernetes objects or storage paths; [`crate::storage`] decides where the bytes land.
+//! Pure apart from reading the source tree: a directory (or a fetched commit's tree) and its
+//! [`IgnoreRules`] go in, a normalized tar.gz stream (written to any [`Write`]) and its sha256
+//! digest come out. It knows nothing of Kubernetes objects or storage paths; [`crate::storage`]
+//! decides where the bytes land.
 //!
 //! ```text
-//!  checkout / download dir ─► walk (byte order, lstat) ─► ignore rules ─► tar (normalized)
-//!                                                                            │
+//!  checkout / download dir ─► walk (byte order, lstat) ───────┐
+//!    IgnoreRules::for_git (.sourceignore files)   write_tar_gz │
+//!  fetched commit (gitops_git::CommitTree) ─► walk of its trees ┼─► ignore rules ─► tar (normalized)
+//!    IgnoreRules::for_git_tree (.sourceignore blobs)            │                      │
+//!    write_tree_tar_gz: the same bytes, blobs streamed, no checkout (tree module)      │
 //!                                              gzip: 128 KiB blocks deflated on every core,
-//!                                              one gzip member (pgzip)       │
-//!  ArchiveSummary { digest, size, files } ◄── sha256 + byte count ◄─────────┴──► out (storage)
+//!                                              one gzip member (pgzip)               │
+//!  ArchiveSummary { digest, size, files } ◄── sha256 + byte count ◄─────────────────┴──► out
 //! ```
 //!
 //! # Archive layout (what Flux's `storage.Archive` emits; consumers untar with Flux's rules)
@@ -33,11 +37,13 @@
 //! missing; untar creates it). An excluded directory is only read when a negated pattern could
 //! re-include something below it; otherwise its subtree is skipped unread.
 //!
-//! File contents are streamed from disk into the compressor; memory use does not grow with file size.
+//! File contents are streamed from disk (or the blob files) into the compressor; memory use does
+//! not grow with file size.
 
 mod glob;
 pub mod ignore;
 pub mod pgzip;
+mod tree;
 
 pub use ignore::IgnoreRules;
 
@@ -49,6 +55,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use pgzip::ParGzEncoder;
+pub use tree::write_tree_tar_gz;
 
 /// Mode of every directory entry in an artifact.
 pub const DIR_MODE: u32 = 0o750;
