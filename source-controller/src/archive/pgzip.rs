@@ -165,7 +165,10 @@ impl<W: Write> ParGzEncoder<W> {
         let out = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BUFFER));
         let dict = std::mem::take(&mut self.dict);
         if !last {
-            let mut tail = self.spare_dicts.pop().unwrap_or_else(|| Vec::with_capacity(WINDOW));
+            let mut tail = self
+                .spare_dicts
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(WINDOW));
             tail.extend_from_slice(&data[data.len().saturating_sub(WINDOW)..]);
             self.dict = tail;
         }
