@@ -188,7 +188,7 @@ impl<W: Write> ParGzEncoder<W> {
             last,
             done,
         };
-        self.pool()
+        self.pool()?
             .jobs
             .as_ref()
             .ok_or_else(stopped)?
@@ -198,23 +198,36 @@ impl<W: Write> ParGzEncoder<W> {
         Ok(())
     }
 
-    /// The worker pool, started on first use.
-    fn pool(&mut self) -> &Pool {
-        let threads = self.threads;
-        self.pool.get_or_insert_with(|| {
-            let (jobs, queue) = mpsc::sync_channel::<Job>(2 * threads);
+    /// The worker pool, started on first use. Workers that cannot be started are done without;
+    /// only when none starts is it an error.
+    fn pool(&mut self) -> io::Result<&Pool> {
+        if self.pool.is_none() {
+            let (jobs, queue) = mpsc::sync_channel::<Job>(2 * self.threads);
             let queue = Arc::new(Mutex::new(queue));
-            let workers = (0..threads)
-                .map(|_| {
-                    let queue = Arc::clone(&queue);
-                    std::thread::spawn(move || work(&queue))
-                })
-                .collect();
-            Pool {
+            let mut workers = Vec::with_capacity(self.threads);
+            let mut failure = None;
+            for _ in 0..self.threads {
+                let queue = Arc::clone(&queue);
+                match std::thread::Builder::new()
+                    .name("pgzip".into())
+                    .spawn(move || work(&queue))
+                {
+                    Ok(worker) => workers.push(worker),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if let (true, Some(e)) = (workers.is_empty(), failure) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("failed to start a gzip compression thread: {e}"),
+                ));
+            }
+            self.pool = Some(Pool {
                 jobs: Some(jobs),
                 workers,
-            }
-        })
+            });
+        }
+        self.pool.as_ref().ok_or_else(stopped)
     }
 
     /// Waits for the oldest block in flight and writes it.
