@@ -3,7 +3,7 @@
 # the same run on the same machine, printed as ratios against the goals. See README.md here.
 #
 #   B1  cold reconcile of a 10,000-file / ~40 MB / 500-commit repo to a stored artifact
-#         vs  git clone --depth 1 + tar czf                         wall <= 1.0x, peak RSS <= 50%
+#         vs  git clone --depth 1 + tar czf                         wall <= 0.5x, peak RSS <= 50%
 #   B2  reconcile with the remote ref unchanged (resolve only)  vs  git ls-remote     wall <= 1.2x
 #   B4  cold reconcile of a 2,000-object / ~20 MB bucket in SeaweedFS to a stored artifact
 #         vs  aws s3 sync + tar czf (awscli from PyPI)               wall <= 1.0x, peak RSS <= 50%;

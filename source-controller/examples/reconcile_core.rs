@@ -1,13 +1,15 @@
 //! Benchmark driver for `make bench` (B1, B2 in `e2e/bench/`): runs the core of one GitRepository
 //! reconcile once against a URL, with the same library calls and in the same order as
-//! `reconcile::gitrepository` (`run_steps` + `fetch_and_package`), minus the Kubernetes API.
+//! `reconcile::gitrepository` (`fetch` + `store_tree` of a spec without `include` or
+//! `recurseSubmodules`), minus the Kubernetes API.
 //!
 //! ```text
 //!  reconcile_core <url> <storage-dir> [--branch NAME] [--resolve-only]
 //!
 //!  git::resolve (ls-refs)                         --resolve-only stops here (B2)
-//!   └─ git::checkout (depth 1) into a temp dir
-//!       └─ archive::IgnoreRules::for_git ─► archive::write_tar_gz ─► storage writer ─► commit (B1)
+//!   └─ git::fetch_tree (depth 1): trees in memory, blobs in a temp dir, no checkout
+//!       └─ archive::IgnoreRules::for_git_tree ─► archive::write_tree_tar_gz (parallel gzip)
+//!           ─► storage writer ─► commit (B1)
 //! ```
 //!
 //! Prints one line to stdout: `revision=… digest=… size=… files=… path=…` (only `revision=…` with
@@ -110,18 +112,22 @@ fn run(opts: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let rel = storage::artifact_path(KIND_DIR, NAMESPACE, &name, &format!("{}.tar.gz", resolved.commit))?;
     store.create_object_dir(KIND_DIR, NAMESPACE, &name)?;
 
-    // As `fetch_and_package`: temp checkout → ignore rules → tar.gz into the storage writer → commit.
+    // As the reconcile's fetch + package steps: the commit's objects into a temp dir → ignore
+    // rules from its tree → tar.gz streamed from the blobs into the storage writer → commit.
     let tmp = tempfile::tempdir()?;
-    timed("checkout", || {
-        git::checkout(&opts.url, &resolved, &auth, tmp.path(), TIMEOUT)
+    let fetched = timed("fetch", || {
+        git::fetch_tree(&opts.url, &resolved, &auth, tmp.path(), TIMEOUT)
     })?;
-    let rules = archive::IgnoreRules::for_git(tmp.path(), None)?;
     let mut writer = store.writer(&rel)?;
     let summary = timed("archive", || {
-        archive::write_tar_gz(tmp.path(), &rules, &mut writer)
+        let rules = archive::IgnoreRules::for_git_tree(&fetched.tree, None)?;
+        archive::write_tree_tar_gz(&fetched.tree, &rules, &mut writer)
     })?;
     let stored = timed("commit", || writer.commit())?;
-    timed("cleanup", || tmp.close())?;
+    timed("cleanup", || {
+        drop(fetched);
+        tmp.close()
+    })?;
     println!(
         "revision={revision} digest={} size={} files={} path={}",
         stored.digest, stored.size, summary.files, stored.path

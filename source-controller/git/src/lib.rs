@@ -8,7 +8,8 @@
 //!                                                ▼
 //!   url ─────────────────────────────────► Remote::new(url, &credentials, timeout)
 //!                                            ├─ list_refs(prefixes) ─► RefListing (ls-refs)
-//!                                            └─ fetch_commit(id, dest) ─► the tree in dest
+//!                                            ├─ fetch_commit(id, dest) ─► the tree in dest
+//!                                            └─ fetch_tree(id, scratch) ─► CommitTree to walk
 //!   every message: redact_url(url), secrets scrubbed; failures: Error
 //! ```
 //!
@@ -17,7 +18,8 @@
 //! (gix set-up per credential kind, credentials callback, HTTP client settings, ssh wrapper,
 //! deadline, error mapping), [`remote`] ([`Remote`]: ls-refs and the single-commit fetch),
 //! [`rules`] (Kluctl's ordered `{host, path glob, Secret}` credential rules, first match wins),
-//! `unpack` (pack → files without mapping the pack into memory), [`Error`] and [`error_chain`].
+//! `unpack` (pack → files without mapping the pack into memory), [`tree`] ([`CommitTree`]: a
+//! fetched commit's checked tree, blobs read from files), [`Error`] and [`error_chain`].
 //!
 //! What stays with the callers: source-controller keeps Flux's ref precedence, semver selection,
 //! revision strings and condition reasons; the engine keeps its checkout cache and Kluctl's ref
@@ -39,6 +41,7 @@ mod error;
 pub mod remote;
 pub mod rules;
 mod session;
+pub mod tree;
 mod unpack;
 mod url;
 
@@ -46,6 +49,7 @@ pub use credentials::{Credentials, KluctlGitEnv, ProxyOptions, Secret, SshMode};
 pub use error::{Error, error_chain};
 pub use remote::{FetchedCommit, RefListing, Remote, RemoteRef};
 pub use rules::{GitCredentialRule, GitCredentialRules, InvalidGlob, KluctlGitSecret};
+pub use tree::{BlobId, BlobReader, CommitTree, EntryKind, TreeEntry, TreeId};
 #[doc(hidden)]
-pub use unpack::fuzz_unpack;
+pub use unpack::{fuzz_unpack, tree_from_pack};
 pub use url::redact_url;

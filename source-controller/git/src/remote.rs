@@ -1,12 +1,14 @@
-//! One remote repository and the two things done with it: list its refs (ls-refs, no objects)
-//! and fetch exactly one commit (depth 1) into a directory.
+//! One remote repository and the things done with it: list its refs (ls-refs, no objects) and
+//! fetch exactly one commit (depth 1), either checked out into a directory or as a tree to walk.
 //!
 //! ```text
 //!   Remote::new(url, &Credentials, timeout)      URL checks + connection set-up (crate::session)
 //!     ├─ list_refs(prefixes) ──► RefListing { refs: [RemoteRef { name, commit }], head_target }
-//!     └─ fetch_commit(id, dest) ──► FetchedCommit { commit, message }
-//!          want <id> + deepen 1 ─► pack ─► crate::unpack (positioned reads, no memory map)
-//!                                       ─► the commit's tree in dest
+//!     ├─ fetch_commit(id, dest) ──► FetchedCommit { commit, message }
+//!     │    want <id> + deepen 1 ─► pack ─► crate::unpack (positioned reads, no memory map)
+//!     │                                 ─► the commit's tree in dest
+//!     └─ fetch_tree(id, scratch) ──► CommitTree (crate::tree)
+//!          want <id> + deepen 1 ─► pack ─► crate::unpack ─► trees in memory, blobs in scratch
 //! ```
 //!
 //! Each operation runs on a worker thread and gives up after the timeout (see
@@ -26,7 +28,7 @@ use gix::bstr::ByteSlice as _;
 use gix::error::ErrorExt as _;
 
 use crate::session::{Session, run_with_deadline};
-use crate::{Credentials, Error, unpack};
+use crate::{CommitTree, Credentials, Error, unpack};
 
 /// One ref advertised by the remote, with the commit it (eventually) points to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,37 +184,92 @@ impl Remote {
     /// # Ok::<(), gitops_git::Error>(())
     /// ```
     pub fn fetch_commit(&self, commit: &str, dest: &Path) -> Result<FetchedCommit, Error> {
+        self.fetch_into(commit, dest, |session, want, dest, interrupt| {
+            let done = fetch_and_check_out(session, want, dest, interrupt)?;
+            Ok(FetchedCommit {
+                commit: want.to_hex().to_string(),
+                message: done.message.to_str_lossy().into_owned(),
+            })
+        })
+    }
+
+    /// Fetches `commit` (40 hex digits) at depth 1 and returns its tree, checked but not checked
+    /// out: trees in memory, blob contents in files below `scratch`, for a caller that streams
+    /// the tree somewhere (source-controller packs it into an archive) rather than needing a
+    /// directory.
+    ///
+    /// `scratch` must be empty or absent and must outlive the returned [`CommitTree`], which
+    /// reads its blobs from there; on failure it is removed again if this call created it or
+    /// found it empty. The tree passes the checks of [`Remote::fetch_commit`]: pack checksum,
+    /// every object id computed, the commit the one asked for, plain entry names, every tree and
+    /// blob present. After a timeout the worker may still write into `scratch` until it notices
+    /// the interrupt, so treat it as garbage then.
+    ///
+    /// # Errors
+    /// As [`Remote::fetch_commit`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gitops_git::{Credentials, EntryKind, Remote};
+    ///
+    /// let remote = Remote::new("https://example.com/repo.git", &Credentials::none(), Duration::from_secs(60))?;
+    /// let head = &remote.list_refs(&["HEAD"])?.refs[0];
+    /// let scratch = tempfile::tempdir().expect("a temporary directory");
+    /// let tree = remote.fetch_tree(&head.commit, scratch.path())?;
+    /// for entry in tree.entries(tree.root()) {
+    ///     if let EntryKind::File { blob, .. } = entry.kind() {
+    ///         println!("{:?}: {} bytes", entry.name(), tree.read_blob(blob).expect("blob").len());
+    ///     }
+    /// }
+    /// # Ok::<(), gitops_git::Error>(())
+    /// ```
+    pub fn fetch_tree(&self, commit: &str, scratch: &Path) -> Result<CommitTree, Error> {
+        self.fetch_into(commit, scratch, |session, want, scratch, interrupt| {
+            fs_err::create_dir_all(scratch).map_err(|e| session.failure("fetch", &e.to_string()))?;
+            let received = fetch_pack(session, scratch, want, interrupt)?;
+            let tree = received
+                .into_tree(want, interrupt)
+                .map_err(|e| unpack_error(session, "fetch", e))?;
+            // gix's scratch repository; the blobs stay for the caller.
+            fs_err::remove_dir_all(scratch.join("repo"))
+                .map_err(|e| session.failure("fetch", &e.to_string()))?;
+            Ok(tree)
+        })
+    }
+
+    /// Runs `work` on a worker thread within the deadline, for a destination `dir` that must be
+    /// empty or absent and is left as found when `work` fails.
+    fn fetch_into<T: Send + 'static>(
+        &self,
+        commit: &str,
+        dir: &Path,
+        work: impl FnOnce(&Session, gix::ObjectId, &Path, &AtomicBool) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         const OP: &str = "fetch";
         let session = Arc::clone(&self.session);
         let want = gix::ObjectId::from_hex(commit.as_bytes())
             .map_err(|e| session.failure(OP, &format!("'{commit}' is not a commit id: {e}")))?;
-        let dest = dest.to_path_buf();
-        let existed = match fs_err::read_dir(&dest).map(|mut entries| entries.next().is_none()) {
+        let dir = dir.to_path_buf();
+        let existed = match fs_err::read_dir(&dir).map(|mut entries| entries.next().is_none()) {
             Ok(false) => {
-                return Err(
-                    session.failure(OP, &format!("the destination '{}' is not empty", dest.display()))
-                );
+                return Err(session.failure(OP, &format!("the destination '{}' is not empty", dir.display())));
             }
             Ok(true) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(session.failure(OP, &e.to_string())),
         };
         run_with_deadline(OP, self.display_url(), session.timeout(), move |interrupt| {
-            let result = fetch_and_check_out(&session, want, &dest, interrupt);
+            let result = work(&session, want, &dir, interrupt);
             if result.is_err() {
-                // Leave `dest` as it was found; a failure here changes nothing about the error.
-                let _ = fs_err::remove_dir_all(&dest);
-                // After a timeout the caller stopped waiting and may have removed `dest` with its
+                // Leave `dir` as it was found; a failure here changes nothing about the error.
+                let _ = fs_err::remove_dir_all(&dir);
+                // After a timeout the caller stopped waiting and may have removed `dir` with its
                 // temporary parent: do not bring back a directory nobody owns.
                 if existed && !interrupt.load(Ordering::SeqCst) {
-                    let _ = fs_err::create_dir(&dest);
+                    let _ = fs_err::create_dir(&dir);
                 }
             }
-            let done = result?;
-            Ok(FetchedCommit {
-                commit: want.to_hex().to_string(),
-                message: done.message.to_str_lossy().into_owned(),
-            })
+            result
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Turning the pack a server sends for one commit into that commit's files, without mapping the
-//! pack into memory.
+//! Turning the pack a server sends for one commit into that commit's files, or into its tree
+//! to walk, without mapping the pack into memory.
 //!
 //! ```text
 //!  pack stream ─► receive: entries parsed as they arrive (gix-pack's BytesToEntriesIter);
@@ -7,10 +7,15 @@
 //!                 kept per entry; the trailing checksum verified
 //!             ─► resolve: every delta family walked from its base, each object inflated
 //!                 (positioned reads of pack.data) and hashed exactly once, on up to 4 threads;
-//!                 blobs written to <git dir>/objects/<id>, trees and the commit kept in memory
-//!             ─► place: the commit's tree walked; directories created, blobs renamed into
-//!                 place (copied when a blob appears at several paths), symlinks created,
-//!                 an empty directory for each submodule (as Flux's go-git checkout leaves it)
+//!                 trees and the commit kept in memory; blobs written out (BlobSink):
+//!     check_out   ├─ to <git dir>/objects/<id>, one file each
+//!                 │   ─► place: the commit's tree walked; directories created, blobs renamed
+//!                 │      into place (copied when a blob appears at several paths), symlinks
+//!                 │      created, an empty directory for each submodule (as Flux's go-git
+//!                 │      checkout leaves it)
+//!     into_tree   └─ appended to <git dir>/blobs-<thread>, their places indexed; pack.data removed
+//!                     ─► crate::tree::CommitTree::build: the tree checked path by path as place
+//!                        would walk it, nothing written; the caller streams blobs from there
 //! ```
 //!
 //! Why by hand, on gix-pack's parts: gix's bundle writer resolves deltas through a memory map
@@ -24,7 +29,9 @@
 //!
 //! Trust: the pack checksum is verified, every object's id is computed from its content, the
 //! commit must be the one requested, and tree entry names must be plain file names (no `/`,
-//! `.`, `..`, `.git`), so a hostile server cannot write outside the destination.
+//! `.`, `..`, `.git`), so a hostile server cannot write outside the destination. Both ways out
+//! (`check_out`, `into_tree`) apply the same checks: names, no name twice in a tree, nesting
+//! depth, every tree and blob present.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufWriter, Write as _};
@@ -32,7 +39,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use flate2::{Decompress, FlushDecompress, Status};
 use gix::ObjectId;
@@ -42,13 +49,15 @@ use gix::objs::tree::EntryKind;
 use gix::odb::pack::data::entry::Header;
 use gix::odb::pack::data::input::{BytesToEntriesIter, EntryDataMode, Mode};
 
-const HASH: gix::hash::Kind = gix::hash::Kind::Sha1;
+use crate::tree::CommitTree;
+
+pub(crate) const HASH: gix::hash::Kind = gix::hash::Kind::Sha1;
 /// The compressed entries, in the git dir.
 const PACK_DATA: &str = "pack.data";
 /// Resolver threads at most (the machine may offer fewer).
 const MAX_THREADS: usize = 4;
 /// Deepest tree nesting accepted; far beyond any real repository, well below a stack overflow.
-const MAX_TREE_DEPTH: usize = 512;
+pub(crate) const MAX_TREE_DEPTH: usize = 512;
 
 /// Why a pack could not be turned into files.
 #[derive(Debug)]
@@ -67,9 +76,9 @@ impl From<io::Error> for UnpackError {
     }
 }
 
-type Result<T> = std::result::Result<T, UnpackError>;
+pub(crate) type Result<T> = std::result::Result<T, UnpackError>;
 
-fn invalid(message: impl Into<String>) -> UnpackError {
+pub(crate) fn invalid(message: impl Into<String>) -> UnpackError {
     UnpackError::Invalid(message.into())
 }
 
@@ -168,11 +177,65 @@ pub(crate) struct CheckedOut {
 
 /// The objects resolution keeps: everything but blobs, which go to files.
 #[derive(Default)]
-struct Kept {
-    trees: HashMap<ObjectId, Vec<u8>>,
-    commits: HashMap<ObjectId, Vec<u8>>,
+pub(crate) struct Kept {
+    pub trees: HashMap<ObjectId, Vec<u8>>,
+    pub commits: HashMap<ObjectId, Vec<u8>>,
     /// Ids of the bases of reference deltas, once resolved (entry index, id).
     ids: Vec<(u32, ObjectId)>,
+    /// With [`BlobSink::Packed`]: where each blob went.
+    pub blobs: Vec<(ObjectId, BlobLoc)>,
+    /// With [`BlobSink::Packed`]: this thread's blob file, while resolving.
+    blob_file: Option<BlobFile>,
+}
+
+impl Kept {
+    /// Adds what another thread kept, after finishing its blob file.
+    fn merge(&mut self, mut other: Kept) -> Result<()> {
+        other.close_blob_file()?;
+        self.trees.extend(other.trees);
+        self.commits.extend(other.commits);
+        self.ids.extend(other.ids);
+        self.blobs.extend(other.blobs);
+        Ok(())
+    }
+
+    /// Writes out the buffered end of this thread's blob file.
+    fn close_blob_file(&mut self) -> Result<()> {
+        if let Some(file) = self.blob_file.take() {
+            file.out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where resolution puts blob contents.
+#[derive(Clone, Copy)]
+enum BlobSink<'a> {
+    /// One file per blob, `<dir>/<id>`: a checkout renames them into place.
+    Files(&'a Path),
+    /// Appended to `<dir>/blobs-<n>`, one file per resolving thread, each blob located by
+    /// [`Kept::blobs`]: no file per blob to create, open and remove.
+    Packed(&'a Path),
+}
+
+/// Where a blob's content is with [`BlobSink::Packed`]: file `blobs-<file>`, at `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlobLoc {
+    pub file: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The name of packed blob file `n`.
+pub(crate) fn blob_file_name(n: u32) -> String {
+    format!("blobs-{n}")
+}
+
+/// One thread's packed blob file being written.
+struct BlobFile {
+    index: u32,
+    out: BufWriter<fs_err::File>,
+    offset: u64,
 }
 
 impl Received {
@@ -181,12 +244,23 @@ impl Received {
     pub(crate) fn check_out(self, want: ObjectId, dest: &Path, interrupt: &AtomicBool) -> Result<CheckedOut> {
         let objects = self.git_dir.join("objects");
         fs_err::create_dir_all(&objects)?;
-        let kept = self.resolve(&objects, interrupt)?;
+        let (kept, _) = self.resolve(BlobSink::Files(&objects), interrupt)?;
         place_commit(&kept, &objects, want, dest, interrupt)
     }
 
-    /// Inflates and hashes every entry once, family by family.
-    fn resolve(&self, objects: &Path, interrupt: &AtomicBool) -> Result<Kept> {
+    /// Resolves every object and keeps the tree of commit `want` for walking, without writing
+    /// it out: blob contents packed into a few `<git dir>/blobs-<n>` files, the received pack
+    /// removed. The tree is checked as [`Received::check_out`] checks it.
+    pub(crate) fn into_tree(self, want: ObjectId, interrupt: &AtomicBool) -> Result<CommitTree> {
+        let (kept, files) = self.resolve(BlobSink::Packed(&self.git_dir), interrupt)?;
+        // Every object is in a blob file or in memory now; the pack is of no further use.
+        fs_err::remove_file(self.git_dir.join(PACK_DATA))?;
+        CommitTree::build(kept, &self.git_dir, files, want, interrupt)
+    }
+
+    /// Inflates and hashes every entry once, family by family. Returns what was kept and, with
+    /// [`BlobSink::Packed`], the number of blob files written.
+    fn resolve(&self, sink: BlobSink<'_>, interrupt: &AtomicBool) -> Result<(Kept, u32)> {
         let n = self.entries.len();
         // Children of each entry in compressed-row form: children[starts[i]..starts[i + 1]].
         let mut starts = vec![0u32; n + 1];
@@ -211,7 +285,8 @@ impl Received {
             received: self,
             starts: &starts,
             children: &children,
-            objects,
+            sink,
+            files: AtomicU32::new(0),
             interrupt,
             want_ids: !self.ref_bases.is_empty(),
         };
@@ -255,10 +330,14 @@ impl Received {
                             return;
                         }
                     }
-                    if let Ok(mut all) = kept.lock() {
-                        all.trees.extend(local.trees);
-                        all.commits.extend(local.commits);
-                        all.ids.extend(local.ids);
+                    let merged = match kept.lock() {
+                        Ok(mut all) => all.merge(local),
+                        Err(_) => Err(invalid("a resolver thread panicked")),
+                    };
+                    if let Err(e) = merged
+                        && let Ok(mut f) = failed.lock()
+                    {
+                        f.get_or_insert(e);
                     }
                 });
             }
@@ -271,8 +350,9 @@ impl Received {
             .map_err(|_| invalid("a resolver thread panicked"))?;
         if !self.ref_bases.is_empty() {
             self.resolve_ref_deltas(&family, file, &mut kept)?;
+            kept.close_blob_file()?;
         }
-        Ok(kept)
+        Ok((kept, family.files.load(Ordering::Relaxed)))
     }
 
     /// Reference deltas (rare in what servers send): resolved in rounds once their base's id is
@@ -389,7 +469,9 @@ pub fn fuzz_unpack(
     let received = receive(&mut &pack[..], git_dir, &interrupt).map_err(message)?;
     let objects = git_dir.join("objects");
     fs_err::create_dir_all(&objects).map_err(|e| e.to_string())?;
-    let kept = received.resolve(&objects, &interrupt).map_err(message)?;
+    let (kept, _) = received
+        .resolve(BlobSink::Files(&objects), &interrupt)
+        .map_err(message)?;
     let Some(want) = want
         .map(ObjectId::from)
         .or_else(|| kept.commits.keys().min().copied())
@@ -401,12 +483,34 @@ pub fn fuzz_unpack(
         .map_err(message)
 }
 
+/// For tests only (not an API): receives `pack` into the empty directory `git_dir` and returns
+/// the checked tree of commit `want`, its blobs in `git_dir`, as [`crate::Remote::fetch_tree`]
+/// does after a fetch.
+#[doc(hidden)]
+pub fn tree_from_pack(
+    pack: &[u8],
+    git_dir: &Path,
+    want: [u8; 20],
+) -> std::result::Result<CommitTree, String> {
+    let interrupt = AtomicBool::new(false);
+    let message = |e: UnpackError| match e {
+        UnpackError::Io(e) => e.to_string(),
+        UnpackError::Invalid(m) => m,
+        UnpackError::Interrupted => "interrupted".into(),
+    };
+    receive(&mut &pack[..], git_dir, &interrupt)
+        .and_then(|received| received.into_tree(ObjectId::from(want), &interrupt))
+        .map_err(message)
+}
+
 /// One delta family's shared context.
 struct Family<'a> {
     received: &'a Received,
     starts: &'a [u32],
     children: &'a [u32],
-    objects: &'a Path,
+    sink: BlobSink<'a>,
+    /// Packed blob files started so far.
+    files: AtomicU32,
     interrupt: &'a AtomicBool,
     want_ids: bool,
 }
@@ -453,10 +557,34 @@ impl Family<'_> {
             kept.ids.push((at, id));
         }
         match kind {
-            Kind::Blob => {
-                let path = self.objects.join(id.to_hex().to_string());
-                fs_err::write(&path, content)?;
-            }
+            Kind::Blob => match self.sink {
+                BlobSink::Files(dir) => fs_err::write(dir.join(id.to_hex().to_string()), content)?,
+                BlobSink::Packed(dir) => {
+                    let file = match &mut kept.blob_file {
+                        Some(file) => file,
+                        empty @ None => {
+                            let index = self.files.fetch_add(1, Ordering::Relaxed);
+                            let out = fs_err::File::create(dir.join(blob_file_name(index)))?;
+                            empty.insert(BlobFile {
+                                index,
+                                out: BufWriter::with_capacity(1 << 16, out),
+                                offset: 0,
+                            })
+                        }
+                    };
+                    file.out.write_all(content)?;
+                    let len = content.len() as u64;
+                    kept.blobs.push((
+                        id,
+                        BlobLoc {
+                            file: file.index,
+                            offset: file.offset,
+                            len,
+                        },
+                    ));
+                    file.offset += len;
+                }
+            },
             Kind::Tree => {
                 kept.trees.insert(id, content.to_vec());
             }
@@ -684,7 +812,7 @@ fn missing_blob(id: ObjectId) -> impl FnOnce(io::Error) -> UnpackError {
 
 /// A tree entry name that is a plain file name: not empty, no `/` or NUL, not `.`, `..` or
 /// `.git` (in any case).
-fn safe_name(name: &BStr) -> Result<&std::ffi::OsStr> {
+pub(crate) fn safe_name(name: &BStr) -> Result<&std::ffi::OsStr> {
     let bytes: &[u8] = name.as_ref();
     if bytes.is_empty()
         || bytes == b"."
@@ -702,7 +830,7 @@ fn safe_name(name: &BStr) -> Result<&std::ffi::OsStr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A delta as git writes it: header sizes as varints, then commands.
@@ -763,7 +891,7 @@ mod tests {
     }
 
     /// Runs git (a test dependency like the e2e servers) in `dir`; `input` goes to stdin.
-    fn git(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    pub(crate) fn git(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
         use std::process::{Command, Stdio};
         let mut child = Command::new("git")
             .args([
@@ -795,7 +923,7 @@ mod tests {
 
     /// A repository with similar YAML files (so the pack has deltas), an executable, a
     /// symlink, one blob at two paths and a submodule entry; returns its dir and HEAD.
-    fn repo() -> (tempfile::TempDir, ObjectId) {
+    pub(crate) fn repo() -> (tempfile::TempDir, ObjectId) {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         git(d, &["init", "-q", "-b", "main"], b"");
@@ -830,7 +958,7 @@ mod tests {
         (dir, ObjectId::from_hex(head.trim().as_bytes()).unwrap())
     }
 
-    fn pack(dir: &Path, commit: ObjectId, extra: &[&str]) -> Vec<u8> {
+    pub(crate) fn pack(dir: &Path, commit: ObjectId, extra: &[&str]) -> Vec<u8> {
         let mut args = vec!["pack-objects", "--stdout", "--revs", "-q"];
         args.extend_from_slice(extra);
         git(dir, &args, format!("{commit}\n").as_bytes())

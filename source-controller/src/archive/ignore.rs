@@ -317,11 +317,28 @@ impl IgnoreRules {
     pub fn for_git(root: &Path, spec_ignore: Option<&str>) -> Result<Self, ArchiveError> {
         let mut user = Vec::new();
         load_tree(root, &mut Vec::new(), &mut user)?;
+        Ok(Self::for_git_patterns(user, spec_ignore))
+    }
+
+    /// The Git rules from the patterns of the ignore files, in load order (each parsed for its
+    /// directory with [`parse_patterns`]): `spec_ignore` is added, scoped to the root, and the
+    /// whole wrapped by [`IgnoreRules::with_defaults`]. [`IgnoreRules::for_git`] reads the files
+    /// from a checkout, [`IgnoreRules::for_git_tree`] from a fetched commit's blobs.
+    ///
+    /// ```
+    /// use source_controller::archive::ignore::{IgnoreRules, parse_patterns};
+    /// let files = parse_patterns(b"*.md\n", &["docs"]);
+    /// let rules = IgnoreRules::for_git_patterns(files, Some("!docs/keep.md"));
+    /// assert!(rules.is_excluded(&["docs", "a.md"], false));
+    /// assert!(!rules.is_excluded(&["docs", "keep.md"], false));
+    /// assert!(!rules.is_excluded(&["logo.png"], false), "a user pattern turns the defaults off");
+    /// ```
+    pub fn for_git_patterns(mut user: Vec<Pattern>, spec_ignore: Option<&str>) -> Self {
         if let Some(text) = spec_ignore {
             let root: &[&str] = &[];
             user.extend(parse_patterns(text.as_bytes(), root));
         }
-        Ok(Self::with_defaults(user))
+        Self::with_defaults(user)
     }
 
     /// The rules for a Bucket's object keys: the bucket's root `.sourceignore` (as downloaded),

@@ -1,15 +1,19 @@
 //! The artifact packager: the `package` step of `resolve → fetch → package → store → status`.
 //!
-//! Pure apart from reading the source tree: a directory and its [`IgnoreRules`] go in, a
-//! normalized tar.gz stream (written to any [`Write`]) and its sha256 digest come out. It knows
-//! nothing of Kubernetes objects or storage paths; [`crate::storage`] decides where the bytes land.
+//! Pure apart from reading the source tree: a directory (or a fetched commit's tree) and its
+//! [`IgnoreRules`] go in, a normalized tar.gz stream (written to any [`Write`]) and its sha256
+//! digest come out. It knows nothing of Kubernetes objects or storage paths; [`crate::storage`]
+//! decides where the bytes land.
 //!
 //! ```text
-//!  checkout / download dir ─► walk (byte order, lstat) ─► ignore rules ─► tar (normalized)
-//!                                                                            │
-//!                                                                          gzip
-//!                                                                            │
-//!  ArchiveSummary { digest, size, files } ◄── sha256 + byte count ◄─────────┴──► out (storage)
+//!  checkout / download dir ─► walk (byte order, lstat) ───────┐
+//!    IgnoreRules::for_git (.sourceignore files)   write_tar_gz │
+//!  fetched commit (gitops_git::CommitTree) ─► walk of its trees ┼─► ignore rules ─► tar (normalized)
+//!    IgnoreRules::for_git_tree (.sourceignore blobs)            │                      │
+//!    write_tree_tar_gz: the same bytes, blobs streamed, no checkout (tree module)      │
+//!                                              gzip: 128 KiB blocks deflated on every core,
+//!                                              one gzip member (pgzip)               │
+//!  ArchiveSummary { digest, size, files } ◄── sha256 + byte count ◄─────────────────┴──► out
 //! ```
 //!
 //! # Archive layout (what Flux's `storage.Archive` emits; consumers untar with Flux's rules)
@@ -22,31 +26,36 @@
 //!   without error (symlinks are never followed).
 //! - uid/gid 0, empty user/group names, mtime 0; mode `0750` for directories, `0700` for files
 //!   with any execute bit, `0600` for other files.
-//! - gzip at the default level (6), no file name, mtime 0. The digest and size cover the gzip
-//!   bytes. The bytes differ from Go's gzip output, which is fine: consumers verify the digest
-//!   advertised in status, and the revision, not the digest, drives their change detection.
+//! - gzip at the default level (6), no file name, mtime 0: one gzip member, compressed in
+//!   parallel blocks ([`pgzip`]) whose bytes do not depend on the number of threads. The digest
+//!   and size cover the gzip bytes. The bytes differ from Go's gzip output, which is fine:
+//!   consumers verify the digest advertised in status, and the revision, not the digest, drives
+//!   their change detection.
 //!
 //! Ignore rules are applied to every path on its own, as Flux does, so an excluded directory's
 //! entries can still be re-included by a negated pattern (the directory entry itself is then
 //! missing; untar creates it). An excluded directory is only read when a negated pattern could
 //! re-include something below it; otherwise its subtree is skipped unread.
 //!
-//! File contents are streamed from disk into the compressor; memory use does not grow with file size.
+//! File contents are streamed from disk (or the blob files) into the compressor; memory use does
+//! not grow with file size.
 
 mod glob;
 pub mod ignore;
+pub mod pgzip;
+mod tree;
 
 pub use ignore::IgnoreRules;
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
 use gitops_api::revision::{Digest, lower_hex};
 use sha2::{Digest as _, Sha256};
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+pub use pgzip::ParGzEncoder;
+pub use tree::write_tree_tar_gz;
 
 /// Mode of every directory entry in an artifact.
 pub const DIR_MODE: u32 = 0o750;
@@ -204,24 +213,26 @@ pub fn write_tar_gz<W: Write>(
             path: root.to_path_buf(),
         });
     }
+    write_compressed(rules, out, |packer| packer.pack_dir(root))
+}
+
+/// Runs `fill` on a packer whose tar stream is gzipped (in parallel) and hashed into `out`.
+fn write_compressed<W: Write>(
+    rules: &IgnoreRules,
+    out: W,
+    fill: impl FnOnce(&mut Packer<'_, ParGzEncoder<HashingWriter<W>>>) -> Result<(), ArchiveError>,
+) -> Result<ArchiveSummary, ArchiveError> {
     let hashing = HashingWriter {
         inner: out,
         hasher: Sha256::new(),
         size: 0,
     };
-    // GzBuilder's defaults: no file name, mtime 0, OS byte 255 ("unknown"), as Go writes them.
-    let gzip = GzBuilder::new().write(hashing, Compression::default());
-    let mut packer = Packer {
-        tar: tar::Builder::new(gzip),
-        rules,
-        files: 0,
-    };
-    packer.append_dir(root, &[])?;
-    packer.walk(&mut root.to_path_buf(), &mut Vec::new())?;
-
+    // No file name, mtime 0, OS byte 255 ("unknown"), as Go writes them; compressed in parallel.
+    let mut packer = Packer::new(ParGzEncoder::new(hashing), rules);
+    fill(&mut packer)?;
     let Packer { tar, files, .. } = packer;
     let finish = |source| ArchiveError::Finish { source };
-    let mut hashing = tar.into_inner().and_then(GzEncoder::finish).map_err(finish)?;
+    let mut hashing = tar.into_inner().and_then(ParGzEncoder::finish).map_err(finish)?;
     hashing.flush().map_err(finish)?;
     Ok(ArchiveSummary {
         digest: Digest::sha256(lower_hex(&hashing.hasher.finalize())),
@@ -232,12 +243,26 @@ pub fn write_tar_gz<W: Write>(
 
 /// The walk state: the tar stream being written and the rules deciding what goes in.
 struct Packer<'a, W: Write> {
-    tar: tar::Builder<GzEncoder<HashingWriter<W>>>,
+    tar: tar::Builder<W>,
     rules: &'a IgnoreRules,
     files: usize,
 }
 
-impl<W: Write> Packer<'_, W> {
+impl<'a, W: Write> Packer<'a, W> {
+    fn new(out: W, rules: &'a IgnoreRules) -> Self {
+        Packer {
+            tar: tar::Builder::new(out),
+            rules,
+            files: 0,
+        }
+    }
+
+    /// The root entry `.`, then everything below the directory `root`.
+    fn pack_dir(&mut self, root: &Path) -> Result<(), ArchiveError> {
+        self.append_dir(root, &[] as &[OsString])?;
+        self.walk(&mut root.to_path_buf(), &mut Vec::new())
+    }
+
     /// Appends the entries below the directory `dir` (whose segments below the root are `rel`).
     fn walk(&mut self, dir: &mut PathBuf, rel: &mut Vec<OsString>) -> Result<(), ArchiveError> {
         let read_dir_failed = |source| ArchiveError::ReadDir {
@@ -269,7 +294,11 @@ impl<W: Write> Packer<'_, W> {
                     self.walk(dir, rel)?;
                 }
             } else if meta.is_file() && !self.rules.is_excluded(rel, false) {
-                self.append_file(dir, rel, &meta)?;
+                let file = std::fs::File::open(&*dir).map_err(|source| ArchiveError::Open {
+                    path: dir.clone(),
+                    source,
+                })?;
+                self.append_file(dir, rel, file_mode(meta.permissions().mode()), meta.len(), file)?;
             }
             dir.pop();
             rel.pop();
@@ -277,7 +306,8 @@ impl<W: Write> Packer<'_, W> {
         Ok(())
     }
 
-    fn append_dir(&mut self, path: &Path, rel: &[OsString]) -> Result<(), ArchiveError> {
+    /// A directory entry; `path` names it in errors.
+    fn append_dir<S: AsRef<OsStr>>(&mut self, path: &Path, rel: &[S]) -> Result<(), ArchiveError> {
         let mut header = header(tar::EntryType::Directory, DIR_MODE, 0);
         self.tar
             .append_data(&mut header, entry_name(rel), io::empty())
@@ -287,19 +317,18 @@ impl<W: Write> Packer<'_, W> {
             })
     }
 
-    fn append_file(&mut self, path: &Path, rel: &[OsString], meta: &Metadata) -> Result<(), ArchiveError> {
-        let mode = if meta.permissions().mode() & 0o111 == 0 {
-            FILE_MODE
-        } else {
-            EXEC_FILE_MODE
-        };
-        let size = meta.len();
-        let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    /// A regular file of `size` bytes read from `content`; `path` names it in errors. Fails
+    /// when `content` ends early or holds more than `size` bytes.
+    fn append_file<S: AsRef<OsStr>, R: Read>(
+        &mut self,
+        path: &Path,
+        rel: &[S],
+        mode: u32,
+        size: u64,
+        content: R,
+    ) -> Result<(), ArchiveError> {
         let mut source = Source {
-            inner: file.take(size),
+            inner: content.take(size),
             read: 0,
             failed: false,
         };
@@ -333,6 +362,15 @@ impl<W: Write> Packer<'_, W> {
     }
 }
 
+/// The artifact mode of a regular file with permission bits `mode`.
+fn file_mode(mode: u32) -> u32 {
+    if mode & 0o111 == 0 {
+        FILE_MODE
+    } else {
+        EXEC_FILE_MODE
+    }
+}
+
 /// A header with Flux's normalization: owner 0:0, no names, mtime 0, the given mode.
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut header = tar::Header::new_ustar();
@@ -346,22 +384,22 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// The entry name for the segments below the root: `.` for the root, else `a/b/c`.
-fn entry_name(rel: &[OsString]) -> PathBuf {
+fn entry_name<S: AsRef<OsStr>>(rel: &[S]) -> PathBuf {
     if rel.is_empty() {
         PathBuf::from(".")
     } else {
-        rel.iter().collect()
+        rel.iter().map(AsRef::as_ref).collect()
     }
 }
 
 /// A file's content, capped at the size in its header, remembering whether reading failed.
-struct Source {
-    inner: io::Take<std::fs::File>,
+struct Source<R> {
+    inner: io::Take<R>,
     read: u64,
     failed: bool,
 }
 
-impl Read for Source {
+impl<R: Read> Read for Source<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
@@ -479,6 +517,65 @@ mod tests {
         let (bytes3, summary3) = archive(second.path(), &IgnoreRules::none());
         assert_eq!(bytes1, bytes3);
         assert_eq!(summary1, summary3);
+    }
+
+    /// The tar stream of `root` as the walk writes it, before compression.
+    fn plain_tar(root: &Path, rules: &IgnoreRules) -> Vec<u8> {
+        let mut packer = Packer::new(Vec::new(), rules);
+        packer.pack_dir(root).unwrap();
+        packer.tar.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_parallel_gzip_holds_exactly_the_tar_stream() {
+        // Several compression blocks of text, a file of noise and many small entries.
+        let mut files: Vec<(String, String)> = (0..300)
+            .map(|i| {
+                (
+                    format!("apps/app-{}/cm-{i}.yaml", i % 7),
+                    format!("name: cm-{i}\n").repeat(40),
+                )
+            })
+            .collect();
+        let mut state = 0x2545_f491_u32;
+        let noise: String = (0..300_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                char::from(b'!' + (state % 90) as u8)
+            })
+            .collect();
+        files.push(("noise.bin".into(), noise));
+        let borrowed: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        let dir = tree(&borrowed);
+        let (gz, summary) = archive(dir.path(), &IgnoreRules::none());
+        let expected = plain_tar(dir.path(), &IgnoreRules::none());
+        assert!(expected.len() > 4 * pgzip::BLOCK, "{} bytes", expected.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert!(
+            decoded == expected,
+            "flate2 decodes other bytes than the tar stream"
+        );
+        let mut gunzip = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip must be installed for these tests (Debian: apt-get install gzip)");
+        let mut stdin = gunzip.stdin.take().unwrap();
+        let input = gz.clone();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let out = gunzip.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(
+            out.status.success() && out.stdout == expected,
+            "gzip -dc disagrees"
+        );
+        assert_eq!(summary.files, 301);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Materializing a resolved commit for the archive step: the git layer's single-commit fetch
-//! ([`gitops_git::Remote::fetch_commit`]: depth 1, by id, lean unpack) into a directory, plus the
-//! commit subject as Flux shows it in events.
+//! (depth 1, by id, lean unpack) either as a tree to stream into the archive ([`fetch_tree`],
+//! [`gitops_git::Remote::fetch_tree`]) or checked out into a directory ([`checkout`],
+//! [`gitops_git::Remote::fetch_commit`]), plus the commit subject as Flux shows it in events.
 //!
 //! Fetching by id for every kind of reference (rather than by branch or tag name) guarantees the
 //! tree on disk is the commit [`super::resolve`] reported, even if the branch moved in between.
@@ -61,6 +62,51 @@ pub fn checkout(
         commit: fetched.commit,
         message: short_message(&fetched.message),
     })
+}
+
+/// What [`fetch_tree`] produced.
+#[derive(Debug)]
+pub struct FetchedTree {
+    /// The commit's tree, its blobs in the scratch directory given to [`fetch_tree`].
+    pub tree: gitops_git::CommitTree,
+    /// The commit's subject as in [`Checkout::message`].
+    pub message: Option<String>,
+}
+
+/// Fetches the resolved commit from `url` (depth 1) as a tree to walk, without a checkout: trees
+/// in memory, blob contents in files below `scratch` (see [`gitops_git::Remote::fetch_tree`]).
+///
+/// `scratch` must be empty or absent and must outlive the returned tree; on failure it is
+/// removed again if this call created it or found it empty. Runs on a worker thread and gives
+/// up after `timeout` (after a timeout, treat `scratch` as garbage).
+///
+/// # Errors
+/// As [`checkout`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use source_controller::credentials::Credentials;
+/// use source_controller::git::{self, GitRef};
+///
+/// let url = "https://example.com/repo.git";
+/// let credentials = Credentials::none();
+/// let timeout = Duration::from_secs(60);
+/// let resolved = git::resolve(url, &GitRef::from_spec(None)?, &credentials, timeout)?;
+/// let scratch = std::path::Path::new("/tmp/scratch");
+/// let fetched = git::fetch_tree(url, &resolved, &credentials, scratch, timeout)?;
+/// println!("{} entries at the root", fetched.tree.entries(fetched.tree.root()).len());
+/// # Ok::<(), git::GitError>(())
+/// ```
+pub fn fetch_tree(
+    url: &str,
+    resolved: &Resolved,
+    credentials: &Credentials,
+    scratch: &Path,
+    timeout: Duration,
+) -> Result<FetchedTree, GitError> {
+    let tree = Remote::new(url, credentials, timeout)?.fetch_tree(&resolved.commit, scratch)?;
+    let message = short_message(&tree.message());
+    Ok(FetchedTree { tree, message })
 }
 
 /// Flux's `Commit.ShortMessage`: the subject line, at most 50 characters plus `...`.

@@ -8,13 +8,19 @@
 //!   spec.ref ─────GitRef::from_spec─────────────┼──► resolve(url, &GitRef, &Credentials, timeout)
 //!                                               │      ls-refs → Resolved { reference, commit }
 //!                                               │      revision() == status.artifact.revision ? no-op
+//!                                               ├──► fetch_tree(url, &Resolved, &Credentials, scratch, timeout)
+//!                                               │      single-commit fetch → CommitTree (blobs in
+//!                                               │      scratch) → FetchedTree { tree, message }
 //!                                               └──► checkout(url, &Resolved, &Credentials, dest, timeout)
 //!                                                      single-commit fetch → worktree in dest
 //!                                                      → Checkout { commit, message }
 //! ```
 //!
+//! The reconcile streams the tree into the archive ([`fetch_tree`]); [`checkout`] is for what
+//! needs a directory (`spec.include`, `recurseSubmodules`, once supported).
+//!
 //! What is Flux's lives here: [`refs`] (precedence, selection, revision strings), [`semver`]
-//! (Masterminds-compatible constraints), [`fetch`] (checkout + Flux's short message),
+//! (Masterminds-compatible constraints), [`fetch`] (tree or checkout + Flux's short message),
 //! [`GitError`] (Flux reasons). Talking to the remote (credentials, connection, timeout,
 //! ls-refs, the lean single-commit fetch, redaction) is the shared git layer, the `gitops-git`
 //! crate in `source-controller/git/`, which the Kluctl engine uses too.
@@ -28,5 +34,5 @@ pub mod refs;
 pub mod semver;
 
 pub use error::GitError;
-pub use fetch::{Checkout, checkout};
+pub use fetch::{Checkout, FetchedTree, checkout, fetch_tree};
 pub use refs::{DEFAULT_BRANCH, GitRef, Resolved, resolve};

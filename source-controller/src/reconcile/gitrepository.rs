@@ -4,8 +4,9 @@
 //!  resolve   spec → Source (URL, ref, timeout)     pure; unsupported field / bad URL / bad ref ⇒ Stalled
 //!  check     GC; re-verify the recorded artifact    a lost artifact is dropped and rebuilt
 //!  fetch     Secrets → auth; ls-refs → revision     same revision + same ignore ⇒ Unchanged, no clone
-//!            shallow checkout into a temp dir ⇒ Tree
-//!  package   Tree + ignore rules → tar.gz bytes     pure (reads the tree, writes the sink)
+//!            depth-1 fetch of the commit ⇒ Tree: its objects (blobs in a temp dir), or a
+//!            checkout into the temp dir when the spec needs a directory (see `needs_checkout`)
+//!  package   Tree + ignore rules → tar.gz bytes     streamed from the objects (or the checkout)
 //!  store     atomic write under a lock, sha256 while writing
 //!  record    pure: artifact, observedIgnore, conditions, events (see record.rs)
 //! ```
@@ -58,12 +59,29 @@ struct Source {
     timeout: Duration,
 }
 
-/// A checked-out tree of a new revision, removed when dropped.
+/// The fetched tree of a new revision; its temp dir is removed when dropped.
 struct Tree {
     dir: tempfile::TempDir,
+    content: Content,
     revision: String,
     commit: String,
     subject: Option<String>,
+}
+
+/// What the fetch left for the package step.
+enum Content {
+    /// The commit's objects, blobs in the temp dir: packaged by streaming them, no checkout.
+    Objects(gitops_git::CommitTree),
+    /// A checkout in the temp dir.
+    Checkout,
+}
+
+/// Whether packaging needs the commit checked out into a directory rather than streamed from
+/// its objects: with `spec.include` (other repositories copied into the tree) or
+/// `recurseSubmodules` (submodules checked out into it). Both still stall in [`resolve`], so
+/// the reconcile streams today; decided from the spec before fetching, never from the content.
+fn needs_checkout(obj: &GitRepository) -> bool {
+    obj.spec.include.as_ref().is_some_and(|i| !i.is_empty()) || obj.spec.recurse_submodules
 }
 
 /// The steps of one run, in order; the status function gets what they found.
@@ -177,19 +195,31 @@ async fn fetch(
     *building = Some(revision.clone());
     let dir = tempfile::tempdir().map_err(|e| failed(StepError::TempDir(e)))?;
     let (url, a, dest) = (source.url.clone(), auth.clone(), dir.path().to_path_buf());
-    let checkout = tokio::task::spawn_blocking(move || git::checkout(&url, &resolved, &a, &dest, timeout))
-        .await
-        .map_err(|e| failed(StepError::GitTask(e)))?
-        .map_err(|e| failed(StepError::Git(e)))?;
+    let checkout = needs_checkout(obj);
+    let fetched = tokio::task::spawn_blocking(move || {
+        if checkout {
+            git::checkout(&url, &resolved, &a, &dest, timeout)
+                .map(|c| (c.commit, c.message, Content::Checkout))
+        } else {
+            git::fetch_tree(&url, &resolved, &a, &dest, timeout)
+                .map(|f| (f.tree.commit(), f.message, Content::Objects(f.tree)))
+        }
+    })
+    .await
+    .map_err(|e| failed(StepError::GitTask(e)))?
+    .map_err(|e| failed(StepError::Git(e)))?;
+    let (commit, subject, content) = fetched;
     Ok(Fetched::Changed(Tree {
         dir,
+        content,
         revision,
-        commit: checkout.commit,
-        subject: checkout.message,
+        commit,
+        subject,
     }))
 }
 
-/// The package step: the tree through its `.sourceignore` files and `spec.ignore` into `out`.
+/// The package step for a checkout: the tree through its `.sourceignore` files and
+/// `spec.ignore` into `out`.
 fn package(
     tree: &Path,
     spec_ignore: Option<&str>,
@@ -199,11 +229,23 @@ fn package(
     Ok(archive::write_tar_gz(tree, &rules, out)?)
 }
 
+/// The package step for fetched objects: the same bytes [`package`] writes for a checkout of
+/// the commit, streamed from the blobs.
+fn package_objects(
+    tree: &gitops_git::CommitTree,
+    spec_ignore: Option<&str>,
+    out: &mut impl Write,
+) -> Result<ArchiveSummary, StepError> {
+    let rules = archive::IgnoreRules::for_git_tree(tree, spec_ignore)?;
+    Ok(archive::write_tree_tar_gz(tree, &rules, out)?)
+}
+
 /// Packages and stores `tree` as `<commit>.tar.gz`.
 async fn store_tree(obj: &GitRepository, ctx: &Context, tree: Tree) -> Result<NewArtifact, Failure> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     let Tree {
         dir,
+        content,
         revision,
         commit,
         subject,
@@ -211,7 +253,12 @@ async fn store_tree(obj: &GitRepository, ctx: &Context, tree: Tree) -> Result<Ne
     let spec_ignore = obj.spec.ignore.clone();
     let file = format!("{commit}.tar.gz");
     let stored = store::store(ctx, KIND_DIR, &ns, &name, &file, move |out| {
-        package(dir.path(), spec_ignore.as_deref(), out).map(|_| ())
+        let spec_ignore = spec_ignore.as_deref();
+        match &content {
+            Content::Objects(tree) => package_objects(tree, spec_ignore, out),
+            Content::Checkout => package(dir.path(), spec_ignore, out),
+        }
+        .map(|_| ())
     })
     .await?;
     let _ = ctx.storage.remove_legacy_latest(KIND_DIR, &ns, &name);
