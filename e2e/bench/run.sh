@@ -11,7 +11,7 @@
 #   B5  artifact server, 10 KB and 1 MB files, wrk -t2 -c50 -d10s vs nginx   >= 80% req/s at 10 KB,
 #         equal bytes/s at 1 MB
 #   B3  kluctl render of a generated 50-item / 1,000-object Jinja2 project (offline)
-#         vs Python Jinja2 3.1 + kustomize build per item (b3.py)                  >= 10x faster
+#         vs Python Jinja2 3.1 + kustomize build per item (b3.py)                  >= 40x faster
 #   B6  kluctl deploy of 1,000 objects (20 CRDs + a CR each, ConfigMaps, Services, Deployments)
 #         vs kubectl apply --server-side of the same rendered objects (b6.py)      >= 2x faster
 #         on loopback, >= 3x through a 10 ms round-trip delay proxy, <= 1.25x the apiserver's
