@@ -36,7 +36,7 @@ async fn run(root: PathBuf, addr: String) -> Result<(), Box<dyn std::error::Erro
     let mut out = std::io::stdout();
     writeln!(out, "listening on {}", listener.local_addr()?)?;
     out.flush()?;
-    server::serve(root, listener, shutdown_signal()).await?;
+    server::serve(root, listener, shutdown_signal()).await;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ struct Fixture {
     root: PathBuf,
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Fixture {
@@ -61,7 +61,7 @@ impl Fixture {
 
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
+        self.task.await.unwrap();
     }
 }
 
@@ -168,6 +168,7 @@ async fn if_modified_since_returns_304_when_unchanged() {
         .await
         .unwrap();
     assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()[header::ETAG], first.headers()[header::ETAG]);
     assert!(res.bytes().await.unwrap().is_empty());
 
     let stale = client()
@@ -177,6 +178,91 @@ async fn if_modified_since_returns_304_when_unchanged() {
         .await
         .unwrap();
     assert_eq!(stale.status(), 200);
+    fx.stop().await;
+}
+
+/// The validators and type of a cached answer (plain GET) and of a `ServeDir` one (a Range
+/// request) are the same, so a client may use one's `ETag` in the other's conditional request.
+#[tokio::test]
+async fn cached_and_servedir_answers_carry_the_same_headers() {
+    let fx = Fixture::start().await;
+    fs_err::write(fx.root.join("notes.txt"), BODY).unwrap();
+    for path in [PATH, "notes.txt"] {
+        let cached = client().get(fx.url(path)).send().await.unwrap();
+        let ranged = client()
+            .get(fx.url(path))
+            .header(header::RANGE, "bytes=0-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (cached.status().as_u16(), ranged.status().as_u16()),
+            (200, 206),
+            "{path}"
+        );
+        for name in [
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CONTENT_TYPE,
+            header::ACCEPT_RANGES,
+        ] {
+            assert_eq!(
+                cached.headers().get(&name),
+                ranged.headers().get(&name),
+                "{path} {name}"
+            );
+        }
+        // ServeDir honours the cached answer's ETag.
+        let revalidated = client()
+            .get(fx.url(path))
+            .header(header::IF_NONE_MATCH, cached.headers()[header::ETAG].clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), 304, "{path}");
+    }
+    let text = client().get(fx.url("notes.txt")).send().await.unwrap();
+    assert_eq!(text.headers()[header::CONTENT_TYPE], "text/plain");
+    fx.stop().await;
+}
+
+/// The store replaces an artifact by renaming a new file over the path; the next request gets
+/// the new bytes even when size and modification time are the old file's.
+#[tokio::test]
+async fn an_artifact_replaced_at_the_same_path_is_served_new_bytes() {
+    let fx = Fixture::start().await;
+    let target = fx.root.join(PATH);
+    for _ in 0..2 {
+        // The first fills the cache, the second is answered from it.
+        assert_eq!(
+            client()
+                .get(fx.url(PATH))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            BODY
+        );
+    }
+    let modified = fs_err::metadata(&target).unwrap().modified().unwrap();
+    let new_body: Vec<u8> = BODY.iter().rev().copied().collect();
+    let tmp = fx.root.join("gitrepository/flux-system/podinfo/.new.tmp");
+    fs_err::write(&tmp, &new_body).unwrap();
+    fs_err::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .file()
+        .set_modified(modified)
+        .unwrap();
+    fs_err::rename(&tmp, &target).unwrap();
+    let res = client().get(fx.url(PATH)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap(), new_body);
+    let again = client().get(fx.url(PATH)).send().await.unwrap();
+    assert_eq!(again.bytes().await.unwrap(), new_body);
     fx.stop().await;
 }
 
