@@ -219,15 +219,7 @@ impl CommitTree {
             ..
         } = kept;
         blobs.sort_unstable_by_key(|(id, _)| *id);
-        let commit = commits
-            .get(&want)
-            .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
-        let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
-            .tree_id()
-            .map_err(|e| invalid(format!("commit {want} cannot be parsed: {e}")))?;
-        let message = gix::objs::CommitRef::from_bytes(commit, HASH)
-            .map(|c| c.message.to_vec())
-            .unwrap_or_default();
+        let (root, message) = super::unpack::commit_root(&commits, want)?;
         let mut check = Check {
             raw: trees,
             parsed: HashMap::new(),

@@ -421,16 +421,12 @@ impl Received {
     }
 }
 
-/// Writes the tree of commit `want` (resolved into `kept`, blobs in `objects`) into `dest`.
-fn place_commit(
-    kept: &Kept,
-    objects: &Path,
+/// The root tree id and the message of commit `want`, which the server must have sent.
+pub(crate) fn commit_root(
+    commits: &HashMap<ObjectId, Vec<u8>>,
     want: ObjectId,
-    dest: &Path,
-    interrupt: &AtomicBool,
-) -> Result<CheckedOut> {
-    let commit = kept
-        .commits
+) -> Result<(ObjectId, Vec<u8>)> {
+    let commit = commits
         .get(&want)
         .ok_or_else(|| invalid(format!("the server did not send commit {want}")))?;
     let root = gix::objs::CommitRefIter::from_bytes(commit, HASH)
@@ -439,6 +435,18 @@ fn place_commit(
     let message = gix::objs::CommitRef::from_bytes(commit, HASH)
         .map(|c| c.message.to_vec())
         .unwrap_or_default();
+    Ok((root, message))
+}
+
+/// Writes the tree of commit `want` (resolved into `kept`, blobs in `objects`) into `dest`.
+fn place_commit(
+    kept: &Kept,
+    objects: &Path,
+    want: ObjectId,
+    dest: &Path,
+    interrupt: &AtomicBool,
+) -> Result<CheckedOut> {
+    let (root, message) = commit_root(&kept.commits, want)?;
     let mut place = Place {
         trees: &kept.trees,
         objects,

@@ -537,15 +537,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut state = 0x2545_f491_u32;
-        let noise: String = (0..300_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                char::from(b'!' + (state % 90) as u8)
-            })
-            .collect();
+        let noise = noise_text(300_000);
         files.push(("noise.bin".into(), noise));
         let borrowed: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
         let dir = tree(&borrowed);
@@ -778,18 +770,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failing_output_is_reported_with_the_entry_being_written() {
-        // Incompressible content forces the compressor to emit bytes while the file is copied.
+    /// Printable xorshift noise: incompressible text of `len` characters.
+    fn noise_text(len: usize) -> String {
         let mut state = 0x2545_f491_u32;
-        let noise: String = (0..1 << 20)
+        (0..len)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
                 char::from(b'!' + (state % 90) as u8)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_output_is_reported_with_the_entry_being_written() {
+        // Incompressible content forces the compressor to emit bytes while the file is copied.
+        let noise = noise_text(1 << 20);
         let dir = tree(&[("noise.txt", noise.as_str())]);
         let err = write_tar_gz(dir.path(), &IgnoreRules::none(), FullDisk { limit: 4096 }).unwrap_err();
         let file = dir.path().join("noise.txt");
