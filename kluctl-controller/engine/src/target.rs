@@ -176,15 +176,8 @@ mod tests {
     use super::{TargetOptions, render_target};
     use crate::helm::{Capabilities, Helm};
     use crate::kustomize::Kustomizer;
+    use crate::project::load::tests::write;
     use std::path::Path;
-
-    fn write(root: &Path, files: &[(&str, &str)]) {
-        for (path, text) in files {
-            let p = root.join(path);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, text).unwrap();
-        }
-    }
 
     fn options(project: &Path, render_dir: &Path, write_rendered_objects: bool) -> TargetOptions {
         TargetOptions {

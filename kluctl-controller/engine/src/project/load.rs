@@ -835,13 +835,14 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::template::PlaceholderImages;
     use serde_json::json;
     use std::sync::Arc;
 
-    fn write(root: &Path, files: &[(&str, &str)]) {
+    /// Writes `files` (path relative to `root`, content) with their directories.
+    pub(crate) fn write(root: &Path, files: &[(&str, &str)]) {
         for (path, text) in files {
             let p = root.join(path);
             fs_err::create_dir_all(p.parent().unwrap()).unwrap();

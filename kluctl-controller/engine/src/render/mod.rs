@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::files::MemTree;
+use crate::files::{Disk, MemTree, Tree};
 use crate::helm::{self, Capabilities, Helm, HelmError, RenderRequest};
-use crate::kustomize::{KustomizeError, Kustomizer, prepare_kustomization, prepare_kustomization_in};
+use crate::kustomize::{KustomizeError, Kustomizer, prepare_kustomization_in};
 use crate::project::config::FixedImage;
 use crate::project::load::Item;
 use crate::template::{TemplateEngine, TemplateError};
@@ -246,32 +246,21 @@ fn render_item(
             message: e.to_string(),
         })
     };
-    if !builds_in_memory(item, &tree, options) {
+    let in_memory = builds_in_memory(item, &tree, options);
+    if !in_memory {
         write_tree(&tree)?;
-        drop(tree);
+        tree = MemTree::new();
         let t = Instant::now();
         render_helm_charts(item, &dst, options)?;
         out.timings.helm = t.elapsed();
         if item.config.only_render {
             return Ok(out);
         }
-        let t = Instant::now();
-        let prepared = prepare_kustomization(
-            &dst,
-            item.config.recursive,
-            item.override_namespace.as_deref(),
-            Path::new(&item.rel_dir),
-        )
-        .map_err(kustomize_error)?;
-        out.barrier |= prepared.barrier;
-        out.wait_readiness |= prepared.wait_readiness;
-        let objects = options.kustomizer.build(&dst).map_err(kustomize_error)?;
-        out.timings.kustomize = t.elapsed();
-        return finish_item(out, objects, item, images, options, &dst);
     }
     let t = Instant::now();
+    let files: &mut dyn Tree = if in_memory { &mut tree } else { &mut Disk };
     let prepared = prepare_kustomization_in(
-        &mut tree,
+        files,
         &dst,
         item.config.recursive,
         item.override_namespace.as_deref(),
@@ -280,12 +269,19 @@ fn render_item(
     .map_err(kustomize_error)?;
     out.barrier |= prepared.barrier;
     out.wait_readiness |= prepared.wait_readiness;
-    // Declined: the files go to disk as they are now (kustomization prepared), and the build
-    // decides again there, the binary doing what the native path does not.
-    let objects = if let Some(Ok(objects)) = options.kustomizer.build_native_in(&tree, &dst) {
+    // In memory and declined: the files go to disk as they are now (kustomization prepared), and
+    // the build decides again there, the binary doing what the native path does not.
+    let native = if in_memory {
+        options.kustomizer.build_native_in(&tree, &dst)
+    } else {
+        None
+    };
+    let objects = if let Some(Ok(objects)) = native {
         objects
     } else {
-        write_tree(&tree)?;
+        if in_memory {
+            write_tree(&tree)?;
+        }
         options.kustomizer.build(&dst).map_err(kustomize_error)?
     };
     out.timings.kustomize = t.elapsed();
